@@ -1,0 +1,2 @@
+//! Placeholder until the subscribe benchmark lands.
+fn main() {}
