@@ -314,7 +314,8 @@ async fn data_fields_merge_create_fields_and_reject_type_changes() {
         .await;
     assert_eq!(
         v["createdFields"],
-        json!(["plan", "prefs", "seats", "trial"])
+        json!(["plan", "seats", "prefs", "trial"]),
+        "new fields in the order they arrived"
     );
     let v = h
         .subscribe(
