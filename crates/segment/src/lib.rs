@@ -1,4 +1,6 @@
 //! Segment-side logic of iterable-lists: how Segment events are read and mapped.
-//! Pure code with no I/O; today it holds the mapping-kit evaluator (`mapping`).
+//! Pure code with no I/O: the event model (`event`), the mapping-kit (`mapping`), membership.
 
+pub mod event;
 pub mod mapping;
+pub mod membership;

@@ -1,0 +1,127 @@
+//! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
+//! libraries: `mapping eval` and `plan` preview what the destination would do, offline.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use destination::{ActionMapping, Planner, Settings};
+use segment::mapping::Mapping;
+use serde_json::Value;
+
+/// Keeps Iterable static lists in sync with Segment audiences.
+#[derive(Debug, Parser)]
+#[command(name = "iterable-lists", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with Segment mappings.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
+    /// Print the Iterable requests a batch of events would produce, without any network call.
+    Plan {
+        /// Destination settings in Segment's shape: {"apiKey":..,"iterableProjectType":..}.
+        #[arg(long, value_name = "SETTINGS.json")]
+        settings: PathBuf,
+        /// Field mappings overriding the defaults, in Segment's mapping shape.
+        #[arg(long, value_name = "MAPPING.json")]
+        mapping: Option<PathBuf>,
+        /// Events, one JSON object per line ("-" reads standard input).
+        #[arg(value_name = "EVENTS.ndjson")]
+        events: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingCommand {
+    /// Resolve a mapping against one event and print the mapped JSON.
+    Eval {
+        #[arg(long, value_name = "MAPPING.json")]
+        mapping: PathBuf,
+        #[arg(long, value_name = "EVENT.json")]
+        event: PathBuf,
+    },
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input")?;
+        return Ok(s);
+    }
+    fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn mapping_eval(mapping: &Path, event: &Path) -> Result<()> {
+    let m = read_json(mapping)?;
+    let e = read_json(event)?;
+    let compiled = Mapping::compile(&m)
+        .with_context(|| format!("invalid mapping in {}", mapping.display()))?;
+    let out = compiled
+        .resolve_value(&e)
+        .with_context(|| format!("cannot resolve the mapping against {}", event.display()))?
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    println!("{out}");
+    Ok(())
+}
+
+fn plan(settings: &Path, mapping: Option<&Path>, events: &Path) -> Result<()> {
+    let s = Settings::from_json(&read_json(settings)?)
+        .with_context(|| format!("invalid settings in {}", settings.display()))?;
+    let overrides = mapping.map(read_json).transpose()?;
+    let m = ActionMapping::new(overrides.as_ref()).with_context(|| {
+        format!(
+            "invalid mapping in {}",
+            mapping.map_or_else(|| "the defaults".into(), |p| p.display().to_string())
+        )
+    })?;
+    let text = read_text(events)?;
+    let mut batch = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not valid JSON", events.display(), n + 1))?;
+        batch.push(v);
+    }
+    if batch.is_empty() {
+        bail!("{} holds no events", events.display());
+    }
+    let planner = Planner::new(s.project_type, m);
+    println!("{}", planner.plan(batch).to_json());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
+        Command::Plan {
+            settings,
+            mapping,
+            events,
+        } => plan(settings, mapping.as_deref(), events),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The `syncAudience` action's fields: their default mapping (with the email fallback to
+//! `context.traits.email`), user overrides, and the typed payload with Segment's AJV coercions.
+
+use segment::mapping::{Mapping, MappingError, number_to_string};
+use serde_json::{Map, Value, json};
+
+use crate::settings::json_type;
+
+/// The action's fields, in Segment's order, with their labels.
+pub const FIELDS: [(&str, &str); 6] = [
+    ("email", "Email"),
+    ("userId", "User ID"),
+    ("dataFields", "Additional traits or identifiers"),
+    ("traitsOrProperties", "Traits or Properties"),
+    ("segmentAudienceKey", "Segment Audience Key"),
+    ("segmentAudienceId", "Segment External Audience ID"),
+];
+
+/// The default mapping. It differs from Segment's in two places, both fixes: the email falls
+/// back to `context.traits.email` (where Engage puts it on track events), and
+/// `traitsOrProperties` prefers `properties`, so a stray empty `traits` on a track event no
+/// longer hides the membership flag.
+pub fn default_mapping() -> Value {
+    json!({
+        "email": {"@if": {
+            "exists": {"@path": "$.traits.email"},
+            "then": {"@path": "$.traits.email"},
+            "else": {"@if": {
+                "exists": {"@path": "$.properties.email"},
+                "then": {"@path": "$.properties.email"},
+                "else": {"@path": "$.context.traits.email"}
+            }}
+        }},
+        "userId": {"@path": "$.userId"},
+        "traitsOrProperties": {"@if": {
+            "exists": {"@path": "$.properties"},
+            "then": {"@path": "$.properties"},
+            "else": {"@path": "$.traits"}
+        }},
+        "segmentAudienceKey": {"@path": "$.context.personas.computation_key"},
+        "segmentAudienceId": {"@path": "$.context.personas.external_audience_id"}
+    })
+}
+
+/// A mapping that cannot be used, found before any event is processed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FieldsError {
+    #[error("the mapping must be a JSON object of field names, but it was {0}")]
+    NotAnObject(&'static str),
+    #[error(
+        "mapping key {0:?} is not a field of Sync To Iterable Lists; expected one of email, userId, dataFields, traitsOrProperties, segmentAudienceKey, segmentAudienceId"
+    )]
+    UnknownField(String),
+    #[error("invalid mapping: {0}")]
+    Mapping(#[from] MappingError),
+}
+
+/// The compiled mapping of the action: defaults, overridden field by field.
+#[derive(Debug, Clone)]
+pub struct ActionMapping {
+    mapping: Mapping,
+    source: Value,
+}
+
+impl ActionMapping {
+    /// Compiles the default mapping with `overrides` laid over it (Segment's mapping shape:
+    /// field name → mapping). A `null` override unmaps the field.
+    pub fn new(overrides: Option<&Value>) -> Result<Self, FieldsError> {
+        let mut source = default_mapping();
+        if let Some(o) = overrides {
+            let o = o
+                .as_object()
+                .ok_or(FieldsError::NotAnObject(json_type(o)))?;
+            let Value::Object(base) = &mut source else {
+                return Err(FieldsError::NotAnObject("not an object"));
+            };
+            for (k, v) in o {
+                if !FIELDS.iter().any(|(name, _)| name == k) {
+                    return Err(FieldsError::UnknownField(k.clone()));
+                }
+                if v.is_null() {
+                    base.shift_remove(k);
+                } else {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Ok(Self {
+            mapping: Mapping::compile(&source)?,
+            source,
+        })
+    }
+
+    /// The mapping as JSON, defaults included.
+    pub fn source(&self) -> &Value {
+        &self.source
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+}
+
+/// The mapped, validated fields of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncPayload {
+    /// Absent when unmapped, null or empty.
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub data_fields: Option<Map<String, Value>>,
+    pub traits_or_properties: Map<String, Value>,
+    pub audience_key: String,
+    pub audience_id: Option<String>,
+}
+
+fn label(field: &str) -> &'static str {
+    FIELDS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map_or("Field", |(_, l)| l)
+}
+
+/// AJV's `coerceTypes: "array"` for a string field: numbers and booleans become strings, a
+/// one-element array is unwrapped, null is absent.
+fn string_field(
+    obj: &mut Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<String>,
+) -> Option<String> {
+    let v = obj.shift_remove(field)?;
+    let v = match v {
+        Value::Array(mut a) if a.len() == 1 => a.pop().unwrap_or(Value::Null),
+        other => other,
+    };
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (_, Some(u)) => u.to_string(),
+            _ => number_to_string(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        other => {
+            errors.push(format!(
+                "{} must be a string but it was {}.",
+                label(field),
+                json_type(&other)
+            ));
+            None
+        }
+    }
+}
+
+fn object_field(
+    obj: &mut Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<String>,
+) -> Option<Map<String, Value>> {
+    match obj.shift_remove(field)? {
+        Value::Null => None,
+        Value::Object(o) => Some(o),
+        other => {
+            errors.push(format!(
+                "{} must be an object but it was {}.",
+                label(field),
+                json_type(&other)
+            ));
+            None
+        }
+    }
+}
+
+impl SyncPayload {
+    /// Validates a mapped event the way Segment's schema does, with Segment's messages
+    /// (sentences joined by a space). `segmentAudienceId` is optional here: without it the
+    /// list is found by the audience key.
+    pub fn from_mapped(mapped: Option<Value>) -> Result<Self, String> {
+        let mut obj = match mapped {
+            Some(Value::Object(o)) => o,
+            _ => Map::new(),
+        };
+        let mut errors = Vec::new();
+        let email = string_field(&mut obj, "email", &mut errors).filter(|s| !s.is_empty());
+        let user_id = string_field(&mut obj, "userId", &mut errors).filter(|s| !s.is_empty());
+        let data_fields = object_field(&mut obj, "dataFields", &mut errors);
+        let tp = object_field(&mut obj, "traitsOrProperties", &mut errors);
+        let key = string_field(&mut obj, "segmentAudienceKey", &mut errors);
+        let audience_id = string_field(&mut obj, "segmentAudienceId", &mut errors);
+        let mut missing = Vec::new();
+        if tp.is_none()
+            && errors
+                .iter()
+                .all(|e| !e.starts_with(label("traitsOrProperties")))
+        {
+            missing.push(
+                "The root value is missing the required field 'traitsOrProperties'.".to_string(),
+            );
+        }
+        if key.is_none()
+            && errors
+                .iter()
+                .all(|e| !e.starts_with(label("segmentAudienceKey")))
+        {
+            missing.push(
+                "The root value is missing the required field 'segmentAudienceKey'.".to_string(),
+            );
+        }
+        if key.as_deref() == Some("") {
+            errors.push("Segment Audience Key must not be empty.".to_string());
+        }
+        missing.extend(errors);
+        match (tp, key) {
+            (Some(tp), Some(key)) if missing.is_empty() => Ok(SyncPayload {
+                email,
+                user_id,
+                data_fields,
+                traits_or_properties: tp,
+                audience_key: key,
+                audience_id: audience_id.filter(|s| !s.trim().is_empty()),
+            }),
+            _ => Err(missing.join(" ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(mapped: Value) -> Result<SyncPayload, String> {
+        SyncPayload::from_mapped(Some(mapped))
+    }
+
+    #[test]
+    fn default_mapping_on_engage_shapes() {
+        let m = ActionMapping::new(None).unwrap();
+        let cases = [
+            // identify: traits carry email and membership
+            (
+                json!({"type": "identify", "userId": "u1", "traits": {"vip": true, "email": "a@x.com"}, "context": {"personas": {"computation_key": "vip", "external_audience_id": "12345"}}}),
+                (
+                    Some("a@x.com"),
+                    Some("u1"),
+                    json!({"vip": true, "email": "a@x.com"}),
+                ),
+            ),
+            // track: email only in context.traits (Segment loses it: V10/V11)
+            (
+                json!({"type": "track", "userId": "u1", "properties": {"audience_key": "vip", "vip": true}, "context": {"traits": {"email": "a@x.com"}, "personas": {"computation_key": "vip", "external_audience_id": "12345"}}}),
+                (
+                    Some("a@x.com"),
+                    Some("u1"),
+                    json!({"audience_key": "vip", "vip": true}),
+                ),
+            ),
+            // track with a stray empty traits object still reads properties (V31)
+            (
+                json!({"type": "track", "userId": "u1", "traits": {}, "properties": {"vip": true}, "context": {"personas": {"computation_key": "vip"}}}),
+                (None, Some("u1"), json!({"vip": true})),
+            ),
+            // an empty traits.email blocks the fallback, as in Segment (V32)
+            (
+                json!({"type": "identify", "userId": "u1", "traits": {"vip": true, "email": ""}, "properties": {"email": "b@x.com"}, "context": {"personas": {"computation_key": "vip"}}}),
+                (None, Some("u1"), json!({"email": "b@x.com"})),
+            ),
+        ];
+        for (event, (email, uid, tp)) in cases {
+            let p = payload(m.mapping().resolve_value(&event).unwrap().unwrap()).unwrap();
+            assert_eq!(
+                (p.email.as_deref(), p.user_id.as_deref()),
+                (email, uid),
+                "{event}"
+            );
+            assert_eq!(Value::Object(p.traits_or_properties), tp, "{event}");
+            assert_eq!(p.audience_key, "vip");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_fields_and_unknown_keys_fail() {
+        let m = ActionMapping::new(Some(
+            &json!({"dataFields": {"plan": {"@path": "$.traits.plan"}}, "segmentAudienceId": null}),
+        ))
+        .unwrap();
+        assert!(m.source().get("segmentAudienceId").is_none());
+        assert_eq!(m.source()["dataFields"]["plan"]["@path"], "$.traits.plan");
+        let err =
+            ActionMapping::new(Some(&json!({"emial": {"@path": "$.traits.email"}}))).unwrap_err();
+        assert!(err.to_string().contains("\"emial\""), "{err}");
+        let err = ActionMapping::new(Some(&json!({"email": {"@foo": 1}}))).unwrap_err();
+        assert!(err.to_string().contains("@foo"), "{err}");
+        assert!(matches!(
+            ActionMapping::new(Some(&json!([]))),
+            Err(FieldsError::NotAnObject("an array"))
+        ));
+    }
+
+    #[test]
+    fn payload_coercions_and_messages() {
+        let base = json!({"traitsOrProperties": {}, "segmentAudienceKey": "vip"});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            payload(b)
+        };
+        // V16: numbers coerce to strings; V33: one-element arrays unwrap.
+        let p = with("userId", json!(42)).unwrap();
+        assert_eq!(p.user_id.as_deref(), Some("42"));
+        assert_eq!(
+            with("segmentAudienceId", json!(12345))
+                .unwrap()
+                .audience_id
+                .as_deref(),
+            Some("12345")
+        );
+        assert_eq!(
+            with("email", json!(["a@x.com"])).unwrap().email.as_deref(),
+            Some("a@x.com")
+        );
+        assert_eq!(with("email", json!("")).unwrap().email, None);
+        assert_eq!(with("email", json!(null)).unwrap().email, None);
+        let errs = [
+            (
+                with("email", json!(["a@x.com", "b@x.com"])),
+                "Email must be a string but it was an array.",
+            ),
+            (
+                with("dataFields", json!("Ann")),
+                "Additional traits or identifiers must be an object but it was a string.",
+            ),
+            (
+                with("traitsOrProperties", json!([1])),
+                "Traits or Properties must be an object but it was an array.",
+            ),
+            (
+                payload(json!({})),
+                "The root value is missing the required field 'traitsOrProperties'. The root value is missing the required field 'segmentAudienceKey'.",
+            ),
+            (
+                payload(json!({"traitsOrProperties": {}})),
+                "The root value is missing the required field 'segmentAudienceKey'.",
+            ),
+        ];
+        for (got, want) in errs {
+            assert_eq!(got.unwrap_err(), want);
+        }
+    }
+}

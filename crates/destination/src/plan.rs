@@ -1,0 +1,437 @@
+//! Planning: events become membership changes, each identity collapses to its newest state
+//! per list, and the survivors become subscribe/unsubscribe requests within the size limits.
+
+use std::collections::HashMap;
+
+use iterable::types::{ListRef, Subscriber, Unsubscriber};
+use serde_json::{Map, Value};
+
+use crate::audience::AudienceSettings;
+use crate::fields::{ActionMapping, SyncPayload};
+use crate::prepare::{Prepared, prepare};
+use crate::settings::ProjectType;
+
+/// The two list operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Operation {
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Subscribe => "/api/lists/subscribe",
+            Operation::Unsubscribe => "/api/lists/unsubscribe",
+        }
+    }
+}
+
+/// One wanted membership: what an accepted event asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub audience_key: String,
+    pub list: ListRef,
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub member: bool,
+    /// Only sent on subscribe, and only when it has at least one key.
+    pub data_fields: Option<Map<String, Value>>,
+    pub settings: AudienceSettings,
+    /// Event time in epoch milliseconds; an event without one is older than any with one.
+    pub time_ms: Option<i64>,
+    /// Arrival order; breaks ties between equal times.
+    pub seq: u64,
+}
+
+impl Change {
+    /// The version that decides which change of an identity wins: time, then arrival.
+    pub fn version(&self) -> (Option<i64>, u64) {
+        (self.time_ms, self.seq)
+    }
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rows: 1000,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// One row of a planned request, with the change it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRow {
+    /// Index of the change (or event) in the planner's input.
+    pub source: usize,
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// A request ready to send: the exact JSON body, and which input each row came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRequest {
+    pub op: Operation,
+    pub list: ListRef,
+    pub audience_key: String,
+    pub body: Vec<u8>,
+    pub rows: Vec<PlannedRow>,
+}
+
+/// A change the request builder could not place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oversized {
+    pub source: usize,
+    pub message: String,
+}
+
+/// Groups of identities that are one person for one list: the same list and a shared userId,
+/// or (outside userId-based projects) a shared email, compared case-insensitively.
+struct Identities {
+    parent: Vec<usize>,
+}
+
+impl Identities {
+    fn new(n: usize) -> Self {
+        Self {
+            parent: (0..n).collect(),
+        }
+    }
+    fn root(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+    fn join(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// For each change, the index of the change that wins for its identity (itself when it wins).
+pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
+    let mut ids = Identities::new(changes.len());
+    let mut by_uid: HashMap<(&ListRef, &str), usize> = HashMap::new();
+    let mut by_email: HashMap<(&ListRef, String), usize> = HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if let Some(u) = c.user_id.as_deref() {
+            match by_uid.get(&(&c.list, u)) {
+                Some(&j) => ids.join(i, j),
+                None => {
+                    by_uid.insert((&c.list, u), i);
+                }
+            }
+        }
+        let email_identifies = project_type == ProjectType::Hybrid || c.user_id.is_none();
+        if let (Some(e), true) = (c.email.as_deref(), email_identifies) {
+            let key = (&c.list, e.to_lowercase());
+            match by_email.get(&key) {
+                Some(&j) => ids.join(i, j),
+                None => {
+                    by_email.insert(key, i);
+                }
+            }
+        }
+    }
+    let mut best: HashMap<usize, usize> = HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        let r = ids.root(i);
+        let e = best.entry(r).or_insert(i);
+        if c.version() > changes[*e].version() {
+            *e = i;
+        }
+    }
+    (0..changes.len())
+        .map(|i| {
+            let r = ids.root(i);
+            best.get(&r).copied().unwrap_or(i)
+        })
+        .collect()
+}
+
+/// The options that split requests: subscribe takes `updateExistingUsersOnly`; unsubscribe
+/// takes `campaignId` and `channelUnsubscribe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Options {
+    Subscribe(Option<bool>),
+    Unsubscribe(Option<i64>, Option<bool>),
+}
+
+fn options(c: &Change) -> Options {
+    if c.member {
+        Options::Subscribe(c.settings.update_existing_users_only)
+    } else {
+        Options::Unsubscribe(c.settings.campaign_id, c.settings.channel_unsubscribe)
+    }
+}
+
+fn row_json(c: &Change, project_type: ProjectType) -> Vec<u8> {
+    let result = if c.member {
+        serde_json::to_vec(&Subscriber {
+            email: c.email.clone(),
+            user_id: c.user_id.clone(),
+            prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
+            data_fields: c.data_fields.clone().filter(|d| !d.is_empty()),
+        })
+    } else {
+        serde_json::to_vec(&Unsubscriber {
+            email: c.email.clone(),
+            user_id: c.user_id.clone(),
+        })
+    };
+    result.unwrap_or_default()
+}
+
+fn body_head(list: &ListRef) -> Vec<u8> {
+    let mut b = b"{\"listId\":".to_vec();
+    b.extend(serde_json::to_vec(list).unwrap_or_default());
+    b.extend_from_slice(b",\"subscribers\":[");
+    b
+}
+
+fn body_tail(opts: Options) -> Vec<u8> {
+    let mut t = b"]".to_vec();
+    match opts {
+        Options::Subscribe(u) => {
+            if let Some(u) = u {
+                t.extend(format!(",\"updateExistingUsersOnly\":{u}").bytes());
+            }
+        }
+        Options::Unsubscribe(campaign, channel) => {
+            if let Some(id) = campaign {
+                t.extend(format!(",\"campaignId\":{id}").bytes());
+            }
+            if let Some(ch) = channel {
+                t.extend(format!(",\"channelUnsubscribe\":{ch}").bytes());
+            }
+        }
+    }
+    t.push(b'}');
+    t
+}
+
+/// Builds requests for the given changes (each identity should appear once per list: pass
+/// the winners of [`collapse`]). Lists keep their first-seen order; within a list, subscribe
+/// groups come before unsubscribe groups; rows keep input order. Each request holds at most
+/// `limits.max_rows` rows and `limits.max_bytes` bytes of body.
+pub fn build_requests(
+    changes: &[(usize, &Change)],
+    project_type: ProjectType,
+    limits: Limits,
+) -> (Vec<PlannedRequest>, Vec<Oversized>) {
+    // Group, keeping first-seen order of lists and of option sets.
+    let mut list_order: Vec<&ListRef> = Vec::new();
+    let mut groups: HashMap<(&ListRef, Options), Vec<(usize, &Change)>> = HashMap::new();
+    let mut group_order: HashMap<&ListRef, Vec<Options>> = HashMap::new();
+    for &(src, c) in changes {
+        let opts = options(c);
+        if !group_order.contains_key(&c.list) {
+            list_order.push(&c.list);
+        }
+        let order = group_order.entry(&c.list).or_default();
+        if !order.contains(&opts) {
+            order.push(opts);
+        }
+        groups.entry((&c.list, opts)).or_default().push((src, c));
+    }
+    let mut requests = Vec::new();
+    let mut oversized = Vec::new();
+    for list in list_order {
+        let mut order = group_order.remove(list).unwrap_or_default();
+        // Subscribe before unsubscribe; otherwise first-seen.
+        order.sort_by_key(|o| matches!(o, Options::Unsubscribe(..)));
+        for opts in order {
+            let rows = groups.remove(&(list, opts)).unwrap_or_default();
+            let head = body_head(list);
+            let tail = body_tail(opts);
+            let overhead = head.len() + tail.len();
+            let op = match opts {
+                Options::Subscribe(_) => Operation::Subscribe,
+                Options::Unsubscribe(..) => Operation::Unsubscribe,
+            };
+            let mut current: Option<PlannedRequest> = None;
+            for (src, c) in rows {
+                let row = row_json(c, project_type);
+                if overhead + row.len() > limits.max_bytes {
+                    oversized.push(Oversized {
+                        source: src,
+                        message: format!(
+                            "the subscriber is {} bytes of JSON, more than fits in a request of at most {} bytes",
+                            row.len(),
+                            limits.max_bytes
+                        ),
+                    });
+                    continue;
+                }
+                let fits = current.as_ref().is_some_and(|r| {
+                    r.rows.len() < limits.max_rows
+                        && r.body.len() + 1 + row.len() + tail.len() <= limits.max_bytes
+                });
+                if !fits {
+                    if let Some(mut done) = current.take() {
+                        done.body.extend_from_slice(&tail);
+                        requests.push(done);
+                    }
+                    current = Some(PlannedRequest {
+                        op,
+                        list: list.clone(),
+                        audience_key: c.audience_key.clone(),
+                        body: head.clone(),
+                        rows: Vec::new(),
+                    });
+                }
+                if let Some(r) = current.as_mut() {
+                    if !r.rows.is_empty() {
+                        r.body.push(b',');
+                    }
+                    r.body.extend_from_slice(&row);
+                    r.rows.push(PlannedRow {
+                        source: src,
+                        email: c.email.clone(),
+                        user_id: c.user_id.clone(),
+                    });
+                }
+            }
+            if let Some(mut done) = current.take() {
+                done.body.extend_from_slice(&tail);
+                requests.push(done);
+            }
+        }
+    }
+    (requests, oversized)
+}
+
+/// What became of one input event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Planned,
+    Superseded,
+    Rejected,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventOutcome {
+    pub index: usize,
+    pub status: EventStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A whole plan: requests in sending order, and one outcome per input event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub requests: Vec<PlannedRequest>,
+    pub events: Vec<EventOutcome>,
+}
+
+/// Plans events offline: the destination's whole per-batch logic without I/O.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    pub project_type: ProjectType,
+    pub mapping: ActionMapping,
+    pub limits: Limits,
+    pub retl: Option<segment::membership::RetlSyncMode>,
+}
+
+impl Planner {
+    pub fn new(project_type: ProjectType, mapping: ActionMapping) -> Self {
+        Self {
+            project_type,
+            mapping,
+            limits: Limits::default(),
+            retl: None,
+        }
+    }
+
+    /// Prepares one event (parse, map, validate, membership) into a change.
+    pub fn prepare(&self, event: Value, seq: u64) -> Prepared {
+        prepare(self, event, seq)
+    }
+
+    pub(crate) fn payload(&self, event: &Value) -> Result<SyncPayload, String> {
+        let mapped = self
+            .mapping
+            .mapping()
+            .resolve_value(event)
+            .map_err(|e| e.to_string())?;
+        SyncPayload::from_mapped(mapped)
+    }
+
+    /// Plans a batch of events, in arrival order.
+    pub fn plan(&self, events: Vec<Value>) -> Plan {
+        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(events.len());
+        let mut changes: Vec<Change> = Vec::new();
+        let mut change_event: Vec<usize> = Vec::new();
+        for (i, e) in events.into_iter().enumerate() {
+            let (status, message) = match self.prepare(e, i as u64) {
+                Prepared::Change(c) => {
+                    changes.push(*c);
+                    change_event.push(i);
+                    (EventStatus::Planned, None)
+                }
+                Prepared::Rejected(m) => (EventStatus::Rejected, Some(m)),
+                Prepared::Skipped(m) => (EventStatus::Skipped, Some(m)),
+            };
+            outcomes.push(EventOutcome {
+                index: i,
+                status,
+                message,
+            });
+        }
+        let winners = collapse(&changes, self.project_type);
+        let mut survivors: Vec<(usize, &Change)> = Vec::new();
+        for (ci, &w) in winners.iter().enumerate() {
+            let ev = change_event[ci];
+            if w == ci {
+                survivors.push((ev, &changes[ci]));
+            } else {
+                outcomes[ev].status = EventStatus::Superseded;
+                outcomes[ev].message = Some(format!(
+                    "superseded by event {} for the same user and list",
+                    change_event[w]
+                ));
+            }
+        }
+        let (requests, oversized) = build_requests(&survivors, self.project_type, self.limits);
+        for o in oversized {
+            outcomes[o.source].status = EventStatus::Rejected;
+            outcomes[o.source].message = Some(o.message);
+        }
+        Plan {
+            requests,
+            events: outcomes,
+        }
+    }
+}
+
+impl PlannedRequest {
+    /// `{"method":"POST","path":..,"body":{..}}`, as `iterable-lists plan` prints it.
+    pub fn to_json(&self) -> Value {
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
+        serde_json::json!({"method": "POST", "path": self.op.path(), "body": body})
+    }
+}
+
+impl Plan {
+    /// `{"requests":[..],"events":[..]}`, as `iterable-lists plan` prints it.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "requests": self.requests.iter().map(PlannedRequest::to_json).collect::<Vec<_>>(),
+            "events": self.events,
+        })
+    }
+}

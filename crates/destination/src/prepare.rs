@@ -1,0 +1,123 @@
+//! Per-event preparation: parse the Segment event, map it, validate it with Segment's
+//! messages, read audience settings and membership, and produce one [`Change`] or a reason.
+
+use iterable::types::ListRef;
+use segment::event::{Event, EventType};
+use segment::membership::{Membership, MembershipContext, MembershipError, resolve_membership};
+use serde_json::Value;
+
+use crate::audience::AudienceSettings;
+use crate::plan::{Change, Planner};
+use crate::settings::ProjectType;
+
+/// What one event becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Change(Box<Change>),
+    /// Unusable for this destination; the message says why (Segment's words where it has them).
+    Rejected(String),
+    /// Not an event this destination handles (page, screen, group, alias).
+    Skipped(String),
+}
+
+/// Reads an external audience id as a list id: a positive decimal integer, surrounding spaces
+/// allowed. Segment's `Number()` also took `"0x10"` or `""` (as list 0); those are refused here.
+pub fn parse_list_id(raw: &str) -> Option<i64> {
+    let t = raw.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i64>().ok().filter(|&n| n > 0)
+}
+
+pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
+    let event = match Event::from_value(raw) {
+        Ok(e) => e,
+        Err(e) => return Prepared::Rejected(e.to_string()),
+    };
+    match event.event_type() {
+        EventType::Identify | EventType::Track => {}
+        other => {
+            return Prepared::Skipped(format!(
+                "{} events are not handled by this destination",
+                other.as_str()
+            ));
+        }
+    }
+    let time_ms = match event.event_time_ms() {
+        Ok(t) => t,
+        Err(e) => return Prepared::Rejected(e.to_string()),
+    };
+    let payload = match planner.payload(event.as_value()) {
+        Ok(p) => p,
+        Err(m) => return Prepared::Rejected(m),
+    };
+    let list = match payload.audience_id.as_deref() {
+        None => ListRef::for_audience(&payload.audience_key),
+        Some(id) => match parse_list_id(id) {
+            Some(n) => ListRef::Id(n),
+            None => return Prepared::Rejected("Invalid or missing Segment Audience ID".into()),
+        },
+    };
+    match planner.project_type {
+        ProjectType::UserId if payload.user_id.is_none() => {
+            return Prepared::Rejected(
+                "User ID is required when Iterable Project Type = User ID".into(),
+            );
+        }
+        _ if payload.user_id.is_none() && payload.email.is_none() => {
+            return Prepared::Rejected(
+                "Either User ID or Email is required when Iterable Project Type = Hybrid".into(),
+            );
+        }
+        _ => {}
+    }
+    let raw_settings = event
+        .personas()
+        .and_then(|p| p.as_map().get("audience_settings"));
+    let settings = match AudienceSettings::from_json(raw_settings) {
+        Ok(s) => s,
+        Err(m) => return Prepared::Rejected(m),
+    };
+    let ctx = MembershipContext::of_event(&event, planner.retl);
+    let value = payload.traits_or_properties.get(&payload.audience_key);
+    let member = match resolve_membership(value, &ctx) {
+        Ok(Membership::Add) => true,
+        Ok(Membership::Remove) => false,
+        Err(e @ MembershipError::RetlNotSynced { .. }) => return Prepared::Skipped(e.to_string()),
+        Err(e) => return Prepared::Rejected(format!("audience {:?}: {e}", payload.audience_key)),
+    };
+    Prepared::Change(Box::new(Change {
+        audience_key: payload.audience_key,
+        list,
+        email: payload.email,
+        user_id: payload.user_id,
+        member,
+        data_fields: payload.data_fields,
+        settings,
+        time_ms,
+        seq,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_ids() {
+        for (raw, want) in [
+            ("12345", Some(12345)),
+            (" 77 ", Some(77)),
+            ("0", None),
+            ("", None),
+            ("abc", None),
+            ("0x10", None),
+            ("1e3", None),
+            ("-5", None),
+            ("99999999999999999999", None),
+        ] {
+            assert_eq!(parse_list_id(raw), want, "{raw:?}");
+        }
+    }
+}
