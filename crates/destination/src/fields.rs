@@ -1,7 +1,9 @@
 //! The `syncAudience` action's fields: their default mapping (with the email fallback to
 //! `context.traits.email`), user overrides, and the typed payload with Segment's AJV coercions.
 
-use segment::mapping::{Mapping, MappingError, number_to_string};
+use std::borrow::Cow;
+
+use segment::mapping::{Mapping, MappingError, Resolved, number_to_string};
 use serde_json::{Map, Value, json};
 
 use crate::settings::json_type;
@@ -101,14 +103,15 @@ impl ActionMapping {
     }
 }
 
-/// The mapped, validated fields of one event.
+/// The mapped, validated fields of one event. `traits_or_properties` borrows from the event
+/// when the mapping points straight into it (the default), so it is never copied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SyncPayload {
+pub struct SyncPayload<'a> {
     /// Absent when unmapped, null or empty.
     pub email: Option<String>,
     pub user_id: Option<String>,
     pub data_fields: Option<Map<String, Value>>,
-    pub traits_or_properties: Map<String, Value>,
+    pub traits_or_properties: Cow<'a, Map<String, Value>>,
     pub audience_key: String,
     pub audience_id: Option<String>,
 }
@@ -120,21 +123,32 @@ fn label(field: &str) -> &'static str {
         .map_or("Field", |(_, l)| l)
 }
 
+/// A mapped field: owned JSON, or JSON borrowed from the event.
+enum FieldVal<'a> {
+    Owned(Value),
+    Borrowed(&'a Value),
+}
+
+impl FieldVal<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            FieldVal::Owned(v) => v,
+            FieldVal::Borrowed(v) => v,
+        }
+    }
+}
+
 /// AJV's `coerceTypes: "array"` for a string field: numbers and booleans become strings, a
 /// one-element array is unwrapped, null is absent.
-fn string_field(
-    obj: &mut Map<String, Value>,
-    field: &str,
-    errors: &mut Vec<String>,
-) -> Option<String> {
-    let v = obj.shift_remove(field)?;
-    let v = match v {
-        Value::Array(mut a) if a.len() == 1 => a.pop().unwrap_or(Value::Null),
+fn string_field(v: Option<FieldVal<'_>>, field: &str, errors: &mut Vec<String>) -> Option<String> {
+    let v = v?;
+    let v = match v.get() {
+        Value::Array(a) if a.len() == 1 => &a[0],
         other => other,
     };
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s),
+        Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(match (n.as_i64(), n.as_u64()) {
             (Some(i), _) => i.to_string(),
@@ -145,48 +159,75 @@ fn string_field(
             errors.push(format!(
                 "{} must be a string but it was {}.",
                 label(field),
-                json_type(&other)
+                json_type(other)
             ));
             None
         }
     }
 }
 
-fn object_field(
-    obj: &mut Map<String, Value>,
+fn object_field<'a>(
+    v: Option<FieldVal<'a>>,
     field: &str,
     errors: &mut Vec<String>,
-) -> Option<Map<String, Value>> {
-    match obj.shift_remove(field)? {
-        Value::Null => None,
-        Value::Object(o) => Some(o),
-        other => {
-            errors.push(format!(
-                "{} must be an object but it was {}.",
-                label(field),
-                json_type(&other)
-            ));
-            None
-        }
+) -> Option<Cow<'a, Map<String, Value>>> {
+    match v? {
+        FieldVal::Borrowed(Value::Object(o)) => Some(Cow::Borrowed(o)),
+        FieldVal::Owned(Value::Object(o)) => Some(Cow::Owned(o)),
+        other => match other.get() {
+            Value::Null => None,
+            v => {
+                errors.push(format!(
+                    "{} must be an object but it was {}.",
+                    label(field),
+                    json_type(v)
+                ));
+                None
+            }
+        },
     }
 }
 
-impl SyncPayload {
+impl<'a> SyncPayload<'a> {
     /// Validates a mapped event the way Segment's schema does, with Segment's messages
     /// (sentences joined by a space). `segmentAudienceId` is optional here: without it the
     /// list is found by the audience key.
-    pub fn from_mapped(mapped: Option<Value>) -> Result<Self, String> {
-        let mut obj = match mapped {
-            Some(Value::Object(o)) => o,
-            _ => Map::new(),
-        };
+    pub fn from_mapped(mapped: Option<Value>) -> Result<SyncPayload<'static>, String> {
+        let mut fields: [Option<FieldVal<'static>>; 6] = std::array::from_fn(|_| None);
+        if let Some(Value::Object(o)) = mapped {
+            for (k, v) in o {
+                if let Some(i) = FIELDS.iter().position(|(n, _)| *n == k) {
+                    fields[i] = Some(FieldVal::Owned(v));
+                }
+            }
+        }
+        SyncPayload::build(fields)
+    }
+
+    /// As [`SyncPayload::from_mapped`], from a borrowed resolution: nothing the event holds
+    /// is copied unless it is kept.
+    pub fn from_resolved(resolved: Resolved<'a>) -> Result<SyncPayload<'a>, String> {
+        let mut fields: [Option<FieldVal<'a>>; 6] = std::array::from_fn(|_| None);
+        for (k, v) in resolved.into_fields().unwrap_or_default() {
+            if let Some(i) = FIELDS.iter().position(|(n, _)| *n == k) {
+                fields[i] = match v.as_borrowed() {
+                    Some(b) => Some(FieldVal::Borrowed(b)),
+                    None => v.into_value().map(FieldVal::Owned),
+                };
+            }
+        }
+        SyncPayload::build(fields)
+    }
+
+    fn build(fields: [Option<FieldVal<'a>>; 6]) -> Result<SyncPayload<'a>, String> {
+        let [email, user_id, data_fields, tp, key, audience_id] = fields;
         let mut errors = Vec::new();
-        let email = string_field(&mut obj, "email", &mut errors).filter(|s| !s.is_empty());
-        let user_id = string_field(&mut obj, "userId", &mut errors).filter(|s| !s.is_empty());
-        let data_fields = object_field(&mut obj, "dataFields", &mut errors);
-        let tp = object_field(&mut obj, "traitsOrProperties", &mut errors);
-        let key = string_field(&mut obj, "segmentAudienceKey", &mut errors);
-        let audience_id = string_field(&mut obj, "segmentAudienceId", &mut errors);
+        let email = string_field(email, "email", &mut errors).filter(|s| !s.is_empty());
+        let user_id = string_field(user_id, "userId", &mut errors).filter(|s| !s.is_empty());
+        let data_fields = object_field(data_fields, "dataFields", &mut errors).map(Cow::into_owned);
+        let tp = object_field(tp, "traitsOrProperties", &mut errors);
+        let key = string_field(key, "segmentAudienceKey", &mut errors);
+        let audience_id = string_field(audience_id, "segmentAudienceId", &mut errors);
         let mut missing = Vec::new();
         if tp.is_none()
             && errors
@@ -228,7 +269,7 @@ impl SyncPayload {
 mod tests {
     use super::*;
 
-    fn payload(mapped: Value) -> Result<SyncPayload, String> {
+    fn payload(mapped: Value) -> Result<SyncPayload<'static>, String> {
         SyncPayload::from_mapped(Some(mapped))
     }
 
@@ -272,7 +313,11 @@ mod tests {
                 (email, uid),
                 "{event}"
             );
-            assert_eq!(Value::Object(p.traits_or_properties), tp, "{event}");
+            assert_eq!(
+                Value::Object(p.traits_or_properties.into_owned()),
+                tp,
+                "{event}"
+            );
             assert_eq!(p.audience_key, "vip");
         }
     }

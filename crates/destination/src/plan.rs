@@ -1,7 +1,9 @@
 //! Planning: events become membership changes, each identity collapses to its newest state
 //! per list, and the survivors become subscribe/unsubscribe requests within the size limits.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+
+use hashbrown::HashMap;
 
 use iterable::types::{ListRef, Subscriber, Unsubscriber};
 use serde_json::{Map, Value};
@@ -120,11 +122,21 @@ impl Identities {
     }
 }
 
+/// Emails compare case-insensitively; most are lowercase already and need no copy.
+fn lowercase(e: &str) -> Cow<'_, str> {
+    if e.bytes().any(|b| b.is_ascii_uppercase()) || !e.is_ascii() {
+        Cow::Owned(e.to_lowercase())
+    } else {
+        Cow::Borrowed(e)
+    }
+}
+
 /// For each change, the index of the change that wins for its identity (itself when it wins).
 pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
     let mut ids = Identities::new(changes.len());
-    let mut by_uid: HashMap<(&ListRef, &str), usize> = HashMap::new();
-    let mut by_email: HashMap<(&ListRef, String), usize> = HashMap::new();
+    let mut by_uid: HashMap<(&ListRef, &str), usize> = HashMap::with_capacity(changes.len());
+    let mut by_email: HashMap<(&ListRef, Cow<'_, str>), usize> =
+        HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
         if let Some(u) = c.user_id.as_deref() {
             match by_uid.get(&(&c.list, u)) {
@@ -136,7 +148,7 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
         }
         let email_identifies = project_type == ProjectType::Hybrid || c.user_id.is_none();
         if let (Some(e), true) = (c.email.as_deref(), email_identifies) {
-            let key = (&c.list, e.to_lowercase());
+            let key = (&c.list, lowercase(e));
             match by_email.get(&key) {
                 Some(&j) => ids.join(i, j),
                 None => {
@@ -145,7 +157,7 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
             }
         }
     }
-    let mut best: HashMap<usize, usize> = HashMap::new();
+    let mut best: HashMap<usize, usize> = HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
         let r = ids.root(i);
         let e = best.entry(r).or_insert(i);
@@ -178,18 +190,21 @@ fn options(c: &Change) -> Options {
 }
 
 fn row_json(c: &Change, project_type: ProjectType) -> Vec<u8> {
+    let email = c.email.as_deref().map(Cow::Borrowed);
+    let user_id = c.user_id.as_deref().map(Cow::Borrowed);
     let result = if c.member {
         serde_json::to_vec(&Subscriber {
-            email: c.email.clone(),
-            user_id: c.user_id.clone(),
+            email,
+            user_id,
             prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
-            data_fields: c.data_fields.clone().filter(|d| !d.is_empty()),
+            data_fields: c
+                .data_fields
+                .as_ref()
+                .filter(|d| !d.is_empty())
+                .map(Cow::Borrowed),
         })
     } else {
-        serde_json::to_vec(&Unsubscriber {
-            email: c.email.clone(),
-            user_id: c.user_id.clone(),
-        })
+        serde_json::to_vec(&Unsubscriber { email, user_id })
     };
     result.unwrap_or_default()
 }
@@ -362,13 +377,13 @@ impl Planner {
         prepare(self, event, seq)
     }
 
-    pub(crate) fn payload(&self, event: &Value) -> Result<SyncPayload, String> {
-        let mapped = self
+    pub(crate) fn payload<'a>(&'a self, event: &'a Value) -> Result<SyncPayload<'a>, String> {
+        let resolved = self
             .mapping
             .mapping()
-            .resolve_value(event)
+            .resolve(event)
             .map_err(|e| e.to_string())?;
-        SyncPayload::from_mapped(mapped)
+        SyncPayload::from_resolved(resolved)
     }
 
     /// Plans a batch of events, in arrival order.

@@ -1,6 +1,8 @@
 //! Wire shapes of `POST /api/lists/subscribe` and `/unsubscribe` and their
 //! `UserBulkUpdateListResponse`. Requests serialise with Segment's key order; responses parse leniently.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,28 +22,29 @@ impl ListRef {
     }
 }
 
-/// One row of a subscribe request (`OptionalApiUser`), keys in Segment's order.
+/// One row of a subscribe request (`OptionalApiUser`), keys in Segment's order. Borrows or
+/// owns its parts, so rows can be written straight from stored changes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Subscriber {
+pub struct Subscriber<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub email: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefer_user_id: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_fields: Option<Map<String, Value>>,
+    pub data_fields: Option<Cow<'a, Map<String, Value>>>,
 }
 
 /// One row of an unsubscribe request (`Unsubscriber`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Unsubscriber {
+pub struct Unsubscriber<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub email: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<Cow<'a, str>>,
 }
 
 /// `failedUpdates`; each bucket may be absent.
@@ -83,11 +86,12 @@ mod tests {
 
     #[test]
     fn rows_serialise_in_segment_key_order_without_absent_keys() {
+        let data = Map::from_iter([("plan".to_string(), json!("gold"))]);
         let s = Subscriber {
             email: Some("a@x.com".into()),
             user_id: Some("u1".into()),
             prefer_user_id: Some(true),
-            data_fields: Some(Map::from_iter([("plan".to_string(), json!("gold"))])),
+            data_fields: Some(Cow::Borrowed(&data)),
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),

@@ -11,6 +11,8 @@ mod replace;
 mod template;
 mod value;
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -94,7 +96,35 @@ impl Mapping {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved<'a>(Val<'a>);
 
-impl Resolved<'_> {
+impl<'a> Resolved<'a> {
+    /// The members of a resolved object, `undefined` ones dropped, without copying what is
+    /// borrowed from the event; `None` when the result is not an object.
+    pub fn into_fields(self) -> Option<Vec<(Cow<'a, str>, Resolved<'a>)>> {
+        match self.0 {
+            Val::Obj(obj) => Some(
+                obj.entries
+                    .into_iter()
+                    .filter(|(_, v)| !matches!(v, Val::Undef))
+                    .map(|(k, v)| (k, Resolved(v)))
+                    .collect(),
+            ),
+            Val::Ref(Value::Object(map)) => Some(
+                map.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Resolved(Val::Ref(v))))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The JSON this result borrows from the event or mapping, when it is such a reference.
+    pub fn as_borrowed(&self) -> Option<&'a Value> {
+        match self.0 {
+            Val::Ref(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Whether the whole result is `undefined` (a missing value).
     pub fn is_undefined(&self) -> bool {
         matches!(self.0, Val::Undef)

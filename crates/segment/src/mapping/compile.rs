@@ -28,6 +28,9 @@ pub(crate) enum Node {
         test: Box<Node>,
         then: Option<Box<Node>>,
         otherwise: Option<Box<Node>>,
+        /// `then` is the same mapping as the condition (the common "if X exists, X"), so a
+        /// true condition's value is the result and need not be resolved twice.
+        then_is_test: bool,
     },
     Case {
         upper: bool,
@@ -489,11 +492,13 @@ impl Compiler {
             Box::new(self.key("else", |c| c.mapping(v, strict)))
         });
         self.validate_rest(m, &used, strict);
+        let then_is_test = then.as_deref() == Some(&test);
         Node::If {
             exists: is_exists,
             test: Box::new(test),
             then,
             otherwise,
+            then_is_test,
         }
     }
 

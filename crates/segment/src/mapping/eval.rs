@@ -49,10 +49,14 @@ impl Node {
                 test,
                 then,
                 otherwise,
+                then_is_test,
             } => {
                 let tested = test.eval(payload)?;
                 let h = Handle::of(&tested);
                 let condition = !h.view().is_nullish() && (*exists || js::loosely_non_empty(h));
+                if condition && *then_is_test {
+                    return Ok(tested);
+                }
                 match if condition { then } else { otherwise } {
                     Some(branch) => branch.eval(payload)?,
                     None => Val::Undef,

@@ -1,0 +1,202 @@
+//! The preview commands as a user runs them: `mapping eval` and `plan`, with their output,
+//! exit codes and error messages.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iterable-lists");
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("il-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run iterable-lists")
+}
+
+fn stdout_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+#[test]
+fn mapping_eval_prints_the_mapped_json() {
+    let d = Dir::new("eval");
+    let mapping = d.file(
+        "m.json",
+        r#"{"email":{"@path":"$.traits.email"},"hello":{"@template":"Hi {{traits.name}}, {{traits.age}}"},"gone":{"@path":"$.nope"}}"#,
+    );
+    let event = d.file(
+        "e.json",
+        r#"{"traits":{"email":"a@x.co","name":"Ann","age":30}}"#,
+    );
+    let o = run(&["mapping", "eval", "--mapping", &mapping, "--event", &event]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout_json(&o),
+        json!({"email": "a@x.co", "hello": "Hi Ann, 30"})
+    );
+}
+
+#[test]
+fn invalid_mappings_and_inputs_fail_with_a_message() {
+    let d = Dir::new("bad");
+    let event = d.file("e.json", "{}");
+    let cases = [
+        (d.file("m1.json", r#"{"email":{"@foo":1}}"#), "@foo"),
+        (
+            d.file("m2.json", r#"{"email":{"@path":"$.a","x":1}}"#),
+            "email",
+        ),
+        (d.file("m3.json", "{not json"), "not valid JSON"),
+    ];
+    for (mapping, needle) in cases {
+        let o = run(&["mapping", "eval", "--mapping", &mapping, "--event", &event]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let o = run(&[
+        "mapping",
+        "eval",
+        "--mapping",
+        "/nonexistent.json",
+        "--event",
+        &event,
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.json"));
+}
+
+const P: &str = r#""personas":{"computation_class":"audience","computation_key":"vip","external_audience_id":"12345"}"#;
+
+#[test]
+fn plan_prints_requests_and_one_status_per_event() {
+    let d = Dir::new("plan");
+    let settings = d.file("s.json", r#"{"apiKey":"K","iterableProjectType":"hybrid"}"#);
+    let mapping = d.file(
+        "m.json",
+        r#"{"dataFields":{"plan":{"@path":"$.traits.plan"}}}"#,
+    );
+    let events = d.file(
+        "e.ndjson",
+        &[
+            format!(r#"{{"type":"identify","userId":"u1","traits":{{"vip":true,"email":"a1@x.com","plan":"gold"}},"context":{{{P}}}}}"#),
+            String::new(),
+            format!(r#"{{"type":"identify","userId":"u2","traits":{{"vip":false}},"context":{{{P}}}}}"#),
+            format!(r#"{{"type":"identify","traits":{{"vip":true}},"context":{{{P}}}}}"#),
+            r#"{"type":"page","userId":"u1"}"#.to_string(),
+        ]
+        .join("\n"),
+    );
+    let o = run(&[
+        "plan",
+        "--settings",
+        &settings,
+        "--mapping",
+        &mapping,
+        &events,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout_json(&o),
+        json!({
+            "requests": [
+                {"method": "POST", "path": "/api/lists/subscribe", "body": {"listId": 12345, "subscribers": [{"email": "a1@x.com", "userId": "u1", "dataFields": {"plan": "gold"}}]}},
+                {"method": "POST", "path": "/api/lists/unsubscribe", "body": {"listId": 12345, "subscribers": [{"userId": "u2"}]}}
+            ],
+            "events": [
+                {"index": 0, "status": "planned"},
+                {"index": 1, "status": "planned"},
+                {"index": 2, "status": "rejected", "message": "Either User ID or Email is required when Iterable Project Type = Hybrid"},
+                {"index": 3, "status": "skipped", "message": "page events are not handled by this destination"}
+            ]
+        })
+    );
+}
+
+#[test]
+fn plan_without_a_list_id_names_the_audience() {
+    let d = Dir::new("noid");
+    let settings = d.file("s.json", r#"{"apiKey":"K","iterableProjectType":"userId"}"#);
+    let events = d.file(
+        "e.ndjson",
+        r#"{"type":"track","event":"Audience Entered","userId":"u1","properties":{"vip":true},"context":{"personas":{"computation_key":"vip"}}}"#,
+    );
+    let o = run(&["plan", "--settings", &settings, &events]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout_json(&o)["requests"][0]["body"],
+        json!({"listId": "audience:vip", "subscribers": [{"userId": "u1", "preferUserId": true}]})
+    );
+}
+
+#[test]
+fn plan_fails_only_for_unusable_input() {
+    let d = Dir::new("unusable");
+    let good_settings = d.file("s.json", r#"{"apiKey":"K"}"#);
+    let events = d.file("e.ndjson", r#"{"type":"identify","userId":"u1","traits":{"vip":1},"context":{"personas":{"computation_key":"vip"}}}"#);
+    // A rejected event is not a failure of the command.
+    let o = run(&["plan", "--settings", &good_settings, &events]);
+    assert!(o.status.success());
+    assert_eq!(stdout_json(&o)["events"][0]["status"], "rejected");
+
+    let cases = [
+        (
+            d.file("s1.json", r#"{"apiKey":"K","iterableProjectType":"email"}"#),
+            events.clone(),
+            "Iterable Project Type must be one of",
+        ),
+        (
+            d.file("s2.json", "{}"),
+            events.clone(),
+            "missing the required field 'apiKey'",
+        ),
+        (
+            good_settings.clone(),
+            d.file("bad.ndjson", "{\"type\":\"identify\"}\n{oops"),
+            "line 2",
+        ),
+        (
+            good_settings.clone(),
+            d.file("empty.ndjson", "\n\n"),
+            "holds no events",
+        ),
+    ];
+    for (settings, events, needle) in cases {
+        let o = run(&["plan", "--settings", &settings, &events]);
+        assert!(!o.status.success(), "{needle}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(
+            !err.contains("\"K\""),
+            "the API key is never printed: {err}"
+        );
+    }
+}
