@@ -240,7 +240,7 @@ impl Default for RequestLogConfig {
     fn default() -> Self {
         Self {
             capacity: 10_000,
-            max_bytes: 64 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -43,6 +43,15 @@ fn valid_local_word(w: &str) -> bool {
 }
 
 fn valid_local_part(local: &str) -> bool {
+    // The common case: plain ASCII words separated by single dots, no quotes or escapes.
+    if !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"[]".contains(&b))
+    {
+        return !local.starts_with('.') && !local.ends_with('.') && !local.contains("..");
+    }
     // Quoted words may contain dots, so split only outside quotes.
     if local.is_empty() || local.chars().count() > 64 {
         return false;
@@ -71,6 +80,14 @@ fn valid_local_part(local: &str) -> bool {
 }
 
 fn valid_label(label: &str) -> bool {
+    if label.is_ascii() {
+        return (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    }
     let n = label.chars().count();
     (1..=63).contains(&n)
         && !label.starts_with('-')
@@ -80,9 +97,9 @@ fn valid_label(label: &str) -> bool {
 
 /// A top-level domain: letters only (at least two), or an IDN `xn--` label.
 fn valid_tld(tld: &str) -> bool {
-    let lower = tld.to_ascii_lowercase();
-    if let Some(puny) = lower.strip_prefix("xn--") {
-        return !puny.is_empty() && puny.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if tld.len() > 4 && tld[..4].eq_ignore_ascii_case("xn--") {
+        let puny = &tld[4..];
+        return puny.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     }
     tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic)
 }
@@ -104,10 +121,10 @@ fn valid_domain(domain: &str) -> bool {
     if domain.len() > 253 {
         return false;
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| valid_label(l))
-        && labels.last().is_some_and(|t| valid_tld(t))
+    let Some((_, tld)) = domain.rsplit_once('.') else {
+        return false;
+    };
+    domain.split('.').all(valid_label) && valid_tld(tld)
 }
 
 /// True when Iterable would accept `email` as an address: a valid local part, one `@`

@@ -146,7 +146,15 @@ pub struct UserWrite<'a> {
 /// projects, email in userId-based ones) may have several entries; lookups act on one of them.
 #[derive(Debug, Default)]
 struct Index {
-    table: HashTable<u32>,
+    /// (32-bit hash of the identifier, user index): 8 bytes an entry, and growing the table
+    /// never re-reads the users.
+    table: HashTable<(u32, u32)>,
+}
+
+/// Widens a 32-bit identifier hash for the table (an odd multiplier spreads it to the high
+/// bits, which the table uses for its tags).
+fn spread(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// A member of a list as the inspection API shows it.
@@ -236,73 +244,56 @@ impl Project {
     // ---- indexes -------------------------------------------------------------------------
 
     fn find(&self, by_email: bool, key: &str) -> Option<u32> {
-        let (index, users) = (
-            if by_email {
-                &self.by_email
-            } else {
-                &self.by_user_id
-            },
-            &self.users,
-        );
-        let h = self.hasher.hash_one(key);
+        let index = if by_email {
+            &self.by_email
+        } else {
+            &self.by_user_id
+        };
+        let h = self.hasher.hash_one(key) as u32;
         index
             .table
-            .find(h, |&i| {
-                let u = &users[i as usize];
-                let v = if by_email { &u.email } else { &u.user_id };
-                v.as_deref() == Some(key)
+            .find(spread(h), |&(eh, i)| {
+                eh == h && {
+                    let u = &self.users[i as usize];
+                    let v = if by_email { &u.email } else { &u.user_id };
+                    v.as_deref() == Some(key)
+                }
             })
-            .copied()
+            .map(|&(_, i)| i)
     }
 
     fn unindex(&mut self, by_email: bool, idx: u32) {
-        let Self {
-            users,
-            hasher,
-            by_email: e_index,
-            by_user_id: u_index,
-            ..
-        } = self;
-        let u = &users[idx as usize];
-        let (index, key) = if by_email {
-            (e_index, &u.email)
-        } else {
-            (u_index, &u.user_id)
+        let u = &self.users[idx as usize];
+        let key = if by_email { &u.email } else { &u.user_id };
+        let Some(key) = key else {
+            return;
         };
-        if let Some(key) = key {
-            let h = hasher.hash_one(&**key);
-            if let Ok(entry) = index.table.find_entry(h, |&i| i == idx) {
-                entry.remove();
-            }
+        let h = self.hasher.hash_one(&**key) as u32;
+        let index = if by_email {
+            &mut self.by_email
+        } else {
+            &mut self.by_user_id
+        };
+        if let Ok(entry) = index.table.find_entry(spread(h), |&(_, i)| i == idx) {
+            entry.remove();
         }
     }
 
     fn index(&mut self, by_email: bool, idx: u32) {
-        let Self {
-            users,
-            hasher,
-            by_email: e_index,
-            by_user_id: u_index,
-            ..
-        } = self;
-        let index = if by_email { e_index } else { u_index };
-        let key_of = |u: &User| -> Option<Box<str>> {
-            if by_email {
-                u.email.clone()
-            } else {
-                u.user_id.clone()
-            }
-        };
-        let Some(key) = key_of(&users[idx as usize]) else {
+        let u = &self.users[idx as usize];
+        let key = if by_email { &u.email } else { &u.user_id };
+        let Some(key) = key else {
             return;
         };
-        let h = hasher.hash_one(&*key);
-        let users: &Vec<User> = users;
-        index.table.insert_unique(h, idx, |&i| {
-            let u = &users[i as usize];
-            let k = if by_email { &u.email } else { &u.user_id };
-            hasher.hash_one(k.as_deref().unwrap_or(""))
-        });
+        let h = self.hasher.hash_one(&**key) as u32;
+        let index = if by_email {
+            &mut self.by_email
+        } else {
+            &mut self.by_user_id
+        };
+        index
+            .table
+            .insert_unique(spread(h), (h, idx), |&(eh, _)| spread(eh));
     }
 
     fn set_email(&mut self, idx: u32, email: &str) {
@@ -788,7 +779,11 @@ fn merge_data(
     merge_nested: bool,
 ) -> Box<str> {
     let merged = match existing {
-        None => Value::Object(incoming.clone()),
+        None => {
+            return serde_json::to_string(incoming)
+                .unwrap_or_else(|_| "{}".to_string())
+                .into_boxed_str();
+        }
         Some(old) => {
             let mut data = parse_data(Some(old));
             for (k, v) in incoming {

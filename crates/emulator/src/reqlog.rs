@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::config::RequestLogConfig;
@@ -37,11 +38,12 @@ pub struct LogQuery {
     pub limit: Option<usize>,
 }
 
-/// The bounded log.
+/// The bounded log. Bodies are kept as the received bytes (shared, not copied) and turned
+/// into text only when queried.
 #[derive(Debug)]
 pub struct RequestLog {
     cfg: RequestLogConfig,
-    entries: VecDeque<LoggedRequest>,
+    entries: VecDeque<(LoggedRequest, Bytes)>,
     bytes: usize,
     next_seq: u64,
     dropped: u64,
@@ -58,17 +60,18 @@ impl RequestLog {
         }
     }
 
-    /// Appends an entry, assigning its sequence number.
-    pub fn push(&mut self, mut r: LoggedRequest) -> u64 {
+    /// Appends an entry (its `body` field is ignored: `body` is stored instead), assigning its
+    /// sequence number.
+    pub fn push(&mut self, mut r: LoggedRequest, body: Bytes) -> u64 {
         r.seq = self.next_seq;
         self.next_seq += 1;
-        self.bytes += r.body.len();
-        self.entries.push_back(r);
+        self.bytes += body.len();
+        self.entries.push_back((r, body));
         while self.entries.len() > self.cfg.capacity
             || (self.bytes > self.cfg.max_bytes && self.entries.len() > 1)
         {
-            if let Some(old) = self.entries.pop_front() {
-                self.bytes -= old.body.len();
+            if let Some((_, old)) = self.entries.pop_front() {
+                self.bytes -= old.len();
                 self.dropped += 1;
             }
         }
@@ -79,10 +82,13 @@ impl RequestLog {
     pub fn query(&self, q: &LogQuery) -> Vec<LoggedRequest> {
         self.entries
             .iter()
-            .filter(|r| r.seq > q.since)
-            .filter(|r| q.path.as_deref().is_none_or(|p| r.path == p))
+            .filter(|(r, _)| r.seq > q.since)
+            .filter(|(r, _)| q.path.as_deref().is_none_or(|p| r.path == p))
             .take(q.limit.unwrap_or(usize::MAX))
-            .cloned()
+            .map(|(r, body)| LoggedRequest {
+                body: String::from_utf8_lossy(body).into_owned(),
+                ..r.clone()
+            })
             .collect()
     }
 
@@ -101,8 +107,8 @@ impl RequestLog {
 mod tests {
     use super::*;
 
-    fn entry(path: &str, body: &str) -> LoggedRequest {
-        LoggedRequest {
+    fn entry(path: &str, body: &str) -> (LoggedRequest, Bytes) {
+        let r = LoggedRequest {
             seq: 0,
             timestamp: 1,
             method: "POST".into(),
@@ -110,9 +116,10 @@ mod tests {
             query: None,
             project_id: Some(1),
             status: 200,
-            body: body.into(),
+            body: String::new(),
             fault: None,
-        }
+        };
+        (r, Bytes::from(body.to_string()))
     }
 
     #[test]
@@ -122,14 +129,16 @@ mod tests {
             max_bytes: 10,
         });
         for i in 0..5 {
-            log.push(entry("/a", &i.to_string()));
+            let (r, b) = entry("/a", &i.to_string());
+            log.push(r, b);
         }
         let all = log.query(&LogQuery::default());
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-        log.push(entry("/b", "0123456789"));
+        let (r, b) = entry("/b", "0123456789");
+        log.push(r, b);
         let all = log.query(&LogQuery::default());
         assert_eq!(all.len(), 1, "byte budget keeps only the newest");
-        assert_eq!(all[0].seq, 6);
+        assert_eq!((all[0].seq, all[0].body.as_str()), (6, "0123456789"));
         assert_eq!(log.dropped(), 5);
     }
 
@@ -137,7 +146,8 @@ mod tests {
     fn query_filters() {
         let mut log = RequestLog::new(RequestLogConfig::default());
         for p in ["/a", "/b", "/a", "/a"] {
-            log.push(entry(p, ""));
+            let (r, b) = entry(p, "");
+            log.push(r, b);
         }
         let q = |since, path: Option<&str>, limit| LogQuery {
             since,

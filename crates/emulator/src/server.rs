@@ -500,7 +500,7 @@ async fn handle(
                 &query,
                 None,
                 reply.status,
-                &[],
+                &Bytes::new(),
                 None,
             );
             return Ok(respond(shared, reply, start));
@@ -588,7 +588,7 @@ fn log(
     query: &Option<String>,
     project_id: Option<u64>,
     status: u16,
-    body: &[u8],
+    body: &Bytes,
     fault: Option<&'static str>,
 ) {
     let entry = LoggedRequest {
@@ -599,10 +599,10 @@ fn log(
         query: query.as_deref().map(redact_query),
         project_id,
         status,
-        body: String::from_utf8_lossy(body).into_owned(),
+        body: String::new(),
         fault,
     };
-    lock(&shared.log).push(entry);
+    lock(&shared.log).push(entry, body.clone());
 }
 
 /// The query string with the value of any `api_key` parameter replaced, so keys sent the

@@ -116,7 +116,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: String,
     pub msg: String,
-    pub params: Value,
+    /// Boxed: errors travel in `Result`s, and a JSON value is large.
+    pub params: Box<Value>,
 }
 
 impl ApiError {
@@ -125,7 +126,7 @@ impl ApiError {
             status,
             code: code.to_string(),
             msg: msg.into(),
-            params,
+            params: Box::new(params),
         }
     }
 
@@ -135,7 +136,7 @@ impl ApiError {
 
     /// The body of the answer.
     pub fn body(&self) -> Value {
-        json!({"msg": self.msg, "code": self.code, "params": self.params})
+        json!({"msg": self.msg, "code": self.code, "params": *self.params})
     }
 
     /// The envelope in Iterable's key order (`msg`, `code`, `params`).
@@ -350,6 +351,8 @@ mod tests {
         decode::<SubscribeRequest>("/api/lists/subscribe", body.as_bytes(), SUBSCRIBE_SHAPE)
             .unwrap_err()
             .params
+            .as_ref()
+            .clone()
     }
 
     #[test]
