@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use destination::{ActionMapping, Planner, Settings};
+use destination::{ActionMapping, Limits, Planner, Settings};
 use segment::mapping::Mapping;
+use segment::membership::RetlSyncMode;
 use serde_json::Value;
 
 /// mimalloc: the planner allocates many small JSON values; it runs 10-20% faster than glibc's.
@@ -40,6 +41,16 @@ enum Command {
         /// Events, one JSON object per line ("-" reads standard input).
         #[arg(value_name = "EVENTS.ndjson")]
         events: PathBuf,
+        /// Most subscribers per request.
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        max_rows: u32,
+        /// Most bytes of JSON body per request.
+        #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(256..))]
+        max_bytes: u32,
+        /// How reverse-ETL `new`/`updated`/`deleted` track events count: add, update, upsert,
+        /// delete or mirror.
+        #[arg(long, value_name = "MODE")]
+        retl_sync_mode: Option<RetlSyncMode>,
     },
 }
 
@@ -83,7 +94,13 @@ fn mapping_eval(mapping: &Path, event: &Path) -> Result<()> {
     Ok(())
 }
 
-fn plan(settings: &Path, mapping: Option<&Path>, events: &Path) -> Result<()> {
+/// Options of `plan` besides its files.
+struct PlanOptions {
+    limits: Limits,
+    retl: Option<RetlSyncMode>,
+}
+
+fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOptions) -> Result<()> {
     let s = Settings::from_json(&read_json(settings)?)
         .with_context(|| format!("invalid settings in {}", settings.display()))?;
     let overrides = mapping.map(read_json).transpose()?;
@@ -106,7 +123,9 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path) -> Result<()> {
     if batch.is_empty() {
         bail!("{} holds no events", events.display());
     }
-    let planner = Planner::new(s.project_type, m);
+    let mut planner = Planner::new(s.project_type, m);
+    planner.limits = opts.limits;
+    planner.retl = opts.retl;
     println!("{}", planner.plan(batch).to_json());
     Ok(())
 }
@@ -119,7 +138,21 @@ fn main() -> ExitCode {
             settings,
             mapping,
             events,
-        } => plan(settings, mapping.as_deref(), events),
+            max_rows,
+            max_bytes,
+            retl_sync_mode,
+        } => plan(
+            settings,
+            mapping.as_deref(),
+            events,
+            PlanOptions {
+                limits: Limits {
+                    max_rows: *max_rows as usize,
+                    max_bytes: *max_bytes as usize,
+                },
+                retl: *retl_sync_mode,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -158,6 +158,58 @@ fn plan_without_a_list_id_names_the_audience() {
 }
 
 #[test]
+fn plan_limits_and_reverse_etl_mode_are_options() {
+    let d = Dir::new("opts");
+    let settings = d.file("s.json", r#"{"apiKey":"K"}"#);
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"type":"identify","userId":"u{i}","traits":{{"vip":true}},"context":{{{P}}}}}"#
+            )
+        })
+        .collect();
+    let events = d.file("e.ndjson", &lines.join("\n"));
+    let o = run(&["plan", "--settings", &settings, "--max-rows", "2", &events]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sizes: Vec<usize> = stdout_json(&o)["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["body"]["subscribers"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+    let o = run(&["plan", "--settings", &settings, "--max-rows", "0", &events]);
+    assert!(!o.status.success());
+
+    let retl = d.file(
+        "r.ndjson",
+        r#"{"type":"track","event":"deleted","userId":"u1","properties":{"rows":1},"context":{"personas":{"computation_key":"vip","external_audience_id":"7"}}}"#,
+    );
+    let o = run(&[
+        "plan",
+        "--settings",
+        &settings,
+        "--retl-sync-mode",
+        "mirror",
+        &retl,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout_json(&o)["requests"][0]["path"],
+        "/api/lists/unsubscribe"
+    );
+    let o = run(&[
+        "plan",
+        "--settings",
+        &settings,
+        "--retl-sync-mode",
+        "sideways",
+        &retl,
+    ]);
+    assert!(!o.status.success());
+}
+
+#[test]
 fn plan_fails_only_for_unusable_input() {
     let d = Dir::new("unusable");
     let good_settings = d.file("s.json", r#"{"apiKey":"K"}"#);
