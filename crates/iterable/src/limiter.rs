@@ -1,0 +1,337 @@
+//! Client-side rate limiting per Iterable project and endpoint: a leaky bucket (GCRA) that
+//! every attempt waits on, fixed or adaptive (cut on 429, climb back slowly, AIMD).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The endpoints this client calls, each with its own bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    GetLists,
+    CreateList,
+    DeleteList,
+    ListSize,
+    GetUsers,
+    Subscribe,
+    Unsubscribe,
+    UserByEmail,
+    UserById,
+}
+
+impl Endpoint {
+    /// Method and path, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::GetLists => "GET /api/lists",
+            Endpoint::CreateList => "POST /api/lists",
+            Endpoint::DeleteList => "DELETE /api/lists/{listId}",
+            Endpoint::ListSize => "GET /api/lists/{listId}/size",
+            Endpoint::GetUsers => "GET /api/lists/getUsers",
+            Endpoint::Subscribe => "POST /api/lists/subscribe",
+            Endpoint::Unsubscribe => "POST /api/lists/unsubscribe",
+            Endpoint::UserByEmail => "GET /api/users/getByEmail",
+            Endpoint::UserById => "GET /api/users/byUserId",
+        }
+    }
+
+    /// The default limit. Published limits where Iterable has one; subscribe and unsubscribe
+    /// have none published, so they start at 20 requests/s and adapt (see [`Limit::Adaptive`]).
+    pub fn default_limit(self) -> Limit {
+        match self {
+            Endpoint::GetLists | Endpoint::UserByEmail | Endpoint::UserById => Limit::fixed(100.0),
+            Endpoint::ListSize | Endpoint::GetUsers => Limit::Fixed {
+                per_second: 5.0 / 60.0,
+                burst: 5,
+            },
+            Endpoint::CreateList | Endpoint::DeleteList => Limit::fixed(5.0),
+            Endpoint::Subscribe | Endpoint::Unsubscribe => Limit::Adaptive {
+                start: 20.0,
+                min: 1.0,
+                max: 1000.0,
+            },
+        }
+    }
+}
+
+/// A limit on one endpoint of one project.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// Never more than `per_second` on average, bursts of `burst`.
+    Fixed {
+        per_second: f64,
+        burst: u32,
+    },
+    /// Unknown server limit: start at `start`, double every second until the first 429
+    /// (slow start, which then halves the rate), then cut by 10% on a 429 (at most once a
+    /// second) and climb 0.5% a second, staying within `min..=max`.
+    Adaptive {
+        start: f64,
+        min: f64,
+        max: f64,
+    },
+    Unlimited,
+}
+
+impl Limit {
+    /// A fixed rate with a bucket of a tenth of a second's worth (at least one request).
+    pub fn fixed(per_second: f64) -> Self {
+        Limit::Fixed {
+            per_second,
+            burst: ((per_second / 10.0).ceil() as u32).max(1),
+        }
+    }
+}
+
+const DECREASE: f64 = 0.9;
+const INCREASE_PER_SEC: f64 = 0.005;
+
+#[derive(Debug)]
+struct Bucket {
+    limit: Limit,
+    rate: f64,
+    burst: u32,
+    /// GCRA theoretical arrival time.
+    tat: Instant,
+    /// Adaptive state: still doubling; when the rate last grew; when it was last cut.
+    slow_start: bool,
+    last_change: Instant,
+    last_cut: Option<Instant>,
+    /// Nothing may be sent before this (a `Retry-After`).
+    paused_until: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(limit: Limit, now: Instant) -> Self {
+        let (rate, burst) = match limit {
+            Limit::Fixed { per_second, burst } => (per_second, burst.max(1)),
+            Limit::Adaptive { start, .. } => (start, 1),
+            Limit::Unlimited => (f64::INFINITY, 1),
+        };
+        Bucket {
+            limit,
+            rate,
+            burst,
+            tat: now,
+            slow_start: true,
+            last_change: now,
+            last_cut: None,
+            paused_until: None,
+        }
+    }
+
+    fn grow(&mut self, now: Instant) {
+        let Limit::Adaptive { max, .. } = self.limit else {
+            return;
+        };
+        let secs = now
+            .saturating_duration_since(self.last_change)
+            .as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        let factor = if self.slow_start {
+            2f64.powf(secs)
+        } else {
+            1.0 + INCREASE_PER_SEC * secs
+        };
+        self.rate = (self.rate * factor).min(max);
+        self.last_change = now;
+    }
+
+    /// Reserves a slot; returns how long to wait before sending.
+    fn reserve(&mut self, now: Instant) -> Duration {
+        if !self.rate.is_finite() {
+            return Duration::ZERO;
+        }
+        self.grow(now);
+        let interval = Duration::from_secs_f64(1.0 / self.rate.max(1e-6));
+        let tolerance = interval.saturating_mul(self.burst - 1);
+        let start = self.tat.max(now);
+        let mut send_at = start.checked_sub(tolerance).unwrap_or(now).max(now);
+        if let Some(p) = self.paused_until
+            && p > send_at
+        {
+            send_at = p;
+        }
+        self.tat = start.max(send_at) + interval;
+        send_at - now
+    }
+
+    fn throttled(&mut self, now: Instant, retry_after: Option<Duration>) {
+        if let Some(ra) = retry_after {
+            let until = now + ra;
+            self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        }
+        let Limit::Adaptive { min, .. } = self.limit else {
+            return;
+        };
+        self.grow(now);
+        if self.slow_start {
+            // The first 429 ends the doubling: the limit lies between half the rate and it.
+            self.rate = (self.rate * 0.5).max(min);
+            self.slow_start = false;
+        } else if self
+            .last_cut
+            .is_none_or(|c| now.saturating_duration_since(c) >= Duration::from_secs(1))
+        {
+            // Several in-flight requests see one overload: cut at most once a second.
+            self.rate = (self.rate * DECREASE).max(min);
+        } else {
+            return;
+        }
+        self.last_cut = Some(now);
+        // Forget the reservations made at the old rate.
+        self.tat = self
+            .tat
+            .min(now + Duration::from_secs_f64(1.0 / self.rate.max(1e-6)));
+    }
+}
+
+/// The buckets of one Iterable project (one API key).
+#[derive(Debug)]
+pub struct RateLimiter {
+    limits: HashMap<Endpoint, Limit>,
+    buckets: Mutex<HashMap<Endpoint, Bucket>>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(HashMap::new())
+    }
+}
+
+impl RateLimiter {
+    /// A limiter with `overrides` over the default limits.
+    pub fn new(overrides: HashMap<Endpoint, Limit>) -> Self {
+        Self {
+            limits: overrides,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_bucket<T>(&self, e: Endpoint, f: impl FnOnce(&mut Bucket, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self
+            .limits
+            .get(&e)
+            .copied()
+            .unwrap_or_else(|| e.default_limit());
+        let b = buckets.entry(e).or_insert_with(|| Bucket::new(limit, now));
+        f(b, now)
+    }
+
+    /// Waits until one more request to `e` is allowed, and counts it.
+    pub async fn acquire(&self, e: Endpoint) {
+        let wait = self.with_bucket(e, |b, now| b.reserve(now));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Feedback: a request to `e` got a 429 (with the server's `Retry-After`, if any).
+    pub fn throttled(&self, e: Endpoint, retry_after: Option<Duration>) {
+        self.with_bucket(e, |b, now| b.throttled(now, retry_after));
+    }
+
+    /// The current rate of `e` in requests per second (infinite when unlimited).
+    pub fn rate(&self, e: Endpoint) -> f64 {
+        self.with_bucket(e, |b, now| {
+            b.grow(now);
+            b.rate
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `n` requests as fast as the limiter allows; returns the virtual seconds taken.
+    async fn drain(l: &RateLimiter, e: Endpoint, n: usize) -> f64 {
+        let start = Instant::now();
+        for _ in 0..n {
+            l.acquire(e).await;
+        }
+        start.elapsed().as_secs_f64()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fixed_limits_space_requests() {
+        let l = RateLimiter::new(HashMap::from([(Endpoint::Subscribe, Limit::fixed(20.0))]));
+        // 201 requests at 20/s with a bucket of 2: about 10 s.
+        let secs = drain(&l, Endpoint::Subscribe, 201).await;
+        assert!((9.8..=10.1).contains(&secs), "{secs}");
+        // Published per-minute limits: 5 at once, then one every 12 s.
+        let secs = drain(&l, Endpoint::GetUsers, 6).await;
+        assert!((11.9..=12.1).contains(&secs), "{secs}");
+        assert!(l.rate(Endpoint::Unsubscribe) > 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_the_bucket() {
+        let l = RateLimiter::new(HashMap::from([(Endpoint::CreateList, Limit::Unlimited)]));
+        l.acquire(Endpoint::GetLists).await;
+        l.throttled(Endpoint::GetLists, Some(Duration::from_secs(3)));
+        let secs = drain(&l, Endpoint::GetLists, 1).await;
+        assert!((2.9..=3.1).contains(&secs), "{secs}");
+        assert_eq!(
+            drain(&l, Endpoint::CreateList, 1000).await,
+            0.0,
+            "unlimited never waits"
+        );
+    }
+
+    /// Runs the adaptive limiter for two minutes against a simulated server that accepts
+    /// `server_rate` per second (GCRA, tenth-second bucket) and 429s the rest; returns the
+    /// accepted rate and the 429 share of the second minute.
+    async fn against_server(server_rate: u32) -> (f64, f64) {
+        let l = RateLimiter::new(HashMap::from([(
+            Endpoint::Subscribe,
+            Limit::Adaptive {
+                start: 20.0,
+                min: 1.0,
+                max: 1000.0,
+            },
+        )]));
+        let interval = Duration::from_secs(1) / server_rate;
+        let tolerance = interval * (server_rate.div_ceil(10).max(1) - 1);
+        let mut server_tat = Instant::now();
+        let (mut late_ok, mut late_429) = (0u32, 0u32);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            l.acquire(Endpoint::Subscribe).await;
+            let now = Instant::now();
+            let t = server_tat.max(now);
+            let accepted = t.saturating_duration_since(now) <= tolerance;
+            let late = start.elapsed() >= Duration::from_secs(60);
+            if accepted {
+                server_tat = t + interval;
+                late_ok += u32::from(late);
+            } else {
+                late_429 += u32::from(late);
+                l.throttled(Endpoint::Subscribe, None);
+            }
+        }
+        (
+            f64::from(late_ok) / 60.0,
+            f64::from(late_429) / f64::from((late_ok + late_429).max(1)),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_finds_the_limit_and_stays_near_it() {
+        for server_rate in [20, 200] {
+            let (rate, share) = against_server(server_rate).await;
+            // In the second minute: at least 95% of the server's rate, under 1% throttled.
+            assert!(
+                rate >= 0.95 * f64::from(server_rate),
+                "{server_rate}/s: accepted {rate:.1}/s"
+            );
+            assert!(share < 0.01, "{server_rate}/s: 429 share {share:.4}");
+        }
+    }
+}
