@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use destination::{ActionMapping, Limits, Planner, Settings};
+use iterable::client::{ApiKey, Client, ClientConfig, ErrorKind};
+use iterable::errors::ErrorClass;
 use segment::mapping::Mapping;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
@@ -30,6 +32,12 @@ enum Command {
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Check the API key and region with one cheap call, and count the project's lists.
+    Check {
+        /// Destination settings in Segment's shape: {"apiKey":..,"iterableProjectType":..}.
+        #[arg(long, value_name = "SETTINGS.json")]
+        settings: PathBuf,
+    },
     /// Print the Iterable requests a batch of events would produce, without any network call.
     Plan {
         /// Destination settings in Segment's shape: {"apiKey":..,"iterableProjectType":..}.
@@ -130,9 +138,54 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
     Ok(())
 }
 
+/// `check`: Segment's testAuthentication, with messages that say what to fix.
+fn check(settings: &Path) -> Result<()> {
+    let s = Settings::from_json(&read_json(settings)?)
+        .with_context(|| format!("invalid settings in {}", settings.display()))?;
+    let mut cfg = ClientConfig::new(s.base_url.clone(), ApiKey::new(s.api_key.expose()));
+    cfg.timeout = std::time::Duration::from_secs(15);
+    cfg.backoff.max_attempts = 3;
+    let client = Client::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    match rt.block_on(client.get_lists()) {
+        Ok(lists) => {
+            let standard = lists.iter().filter(|l| l.is_standard()).count();
+            println!(
+                "ok: {} answered; the key works and reaches {} lists ({} of them static)",
+                s.base_url,
+                lists.len(),
+                standard
+            );
+            Ok(())
+        }
+        Err(e) if e.class == ErrorClass::Authentication => bail!(
+            "{e}\nThe API key was refused by {}. Check that it is a server-side key of this \
+             project, and that the project lives in this data center: an EU project needs \
+             \"region\": \"eu\" (keys work only in their own region).",
+            s.base_url
+        ),
+        Err(e)
+            if matches!(
+                e.kind,
+                ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Transport
+            ) =>
+        {
+            bail!(
+                "{e}\nCannot reach {}: check the base URL or region and the network.",
+                s.base_url
+            )
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Check { settings } => check(settings),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
         Command::Plan {
             settings,
