@@ -136,7 +136,7 @@ impl ApiError {
 
     /// The body of the answer.
     pub fn body(&self) -> Value {
-        json!({"msg": self.msg, "code": self.code, "params": *self.params})
+        serde_json::to_value(self.envelope()).unwrap_or(Value::Null)
     }
 
     /// The envelope in Iterable's key order (`msg`, `code`, `params`).
@@ -149,11 +149,14 @@ impl ApiError {
     }
 }
 
-/// `IterableApiResponse` with its keys in the order Iterable sends them.
+/// `IterableApiResponse` with its keys in the order Iterable sends them. Iterable sends
+/// `"params":null` where it has none, but the spec types `params` as an object, so a null
+/// `params` is left out: schema-checked clients accept the answer, lenient ones see no change.
 #[derive(Debug, Serialize)]
 pub struct Envelope<'a> {
     pub msg: &'a str,
     pub code: &'a str,
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub params: &'a Value,
 }
 

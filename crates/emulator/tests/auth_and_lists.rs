@@ -170,13 +170,13 @@ async fn delete_list_messages_as_recorded() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.json(),
-        json!({"msg": format!("List {id} in Project {HYBRID_PID} was successfully deleted."), "code": "Success", "params": null})
+        json!({"msg": format!("List {id} in Project {HYBRID_PID} was successfully deleted."), "code": "Success"})
     );
     let r = h.delete(HYBRID_KEY, &format!("/api/lists/{id}")).await;
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
-        json!({"msg": format!("Unable to delete list {id} in Project {HYBRID_PID}, which does not exist."), "code": "BadParams", "params": null})
+        json!({"msg": format!("Unable to delete list {id} in Project {HYBRID_PID}, which does not exist."), "code": "BadParams"})
     );
     let r = h.delete(HYBRID_KEY, "/api/lists/abc").await;
     assert_eq!(

@@ -530,7 +530,7 @@ async fn users_endpoints_inspect_and_seed_profiles() {
         )
         .await;
     assert_eq!(ok.status, 200);
-    assert_eq!(ok.text, r#"{"msg":"","code":"Success","params":null}"#);
+    assert_eq!(ok.text, r#"{"msg":"","code":"Success"}"#);
     let v = h
         .get(HYBRID_KEY, "/api/users/byUserId?userId=p1")
         .await
