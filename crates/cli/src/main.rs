@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use destination::{ActionMapping, Limits, Planner, Settings};
-use iterable::client::{ApiKey, Client, ClientConfig, ErrorKind};
+use iterable::client::{Client, ClientConfig, ErrorKind};
 use iterable::errors::ErrorClass;
 use segment::mapping::Mapping;
 use segment::membership::RetlSyncMode;
@@ -142,7 +142,7 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
 fn check(settings: &Path) -> Result<()> {
     let s = Settings::from_json(&read_json(settings)?)
         .with_context(|| format!("invalid settings in {}", settings.display()))?;
-    let mut cfg = ClientConfig::new(s.base_url.clone(), ApiKey::new(s.api_key.expose()));
+    let mut cfg = ClientConfig::new(s.base_url.clone(), s.api_key.clone());
     cfg.timeout = std::time::Duration::from_secs(15);
     cfg.backoff.max_attempts = 3;
     let client = Client::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,9 +1,9 @@
 //! Destination settings in Segment's shape (`apiKey`, `iterableProjectType`) plus the data
 //! center (`region` or `baseUrl`), validated with Segment's messages where Segment has one.
 
-use std::fmt;
-
 use serde_json::Value;
+
+pub use iterable::client::ApiKey;
 
 /// How the Iterable project identifies users, as Segment's setting names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,32 +28,6 @@ impl Region {
             Region::Us => "https://api.iterable.com",
             Region::Eu => "https://api.eu.iterable.com",
         }
-    }
-}
-
-/// An API key; `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-    /// The key itself, for the `Api-Key` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 

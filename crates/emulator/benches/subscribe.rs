@@ -388,6 +388,8 @@ fn subscribe_bodies(
 }
 
 fn client() -> Result<reqwest::Client> {
+    // In a workspace build reqwest carries rustls without a default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)

@@ -262,38 +262,33 @@ impl Project {
             .map(|&(_, i)| i)
     }
 
-    fn unindex(&mut self, by_email: bool, idx: u32) {
+    /// The 32-bit hash of a user's identifier and the index it belongs in, if it has one.
+    fn slot(&mut self, by_email: bool, idx: u32) -> Option<(u32, &mut Index)> {
         let u = &self.users[idx as usize];
         let key = if by_email { &u.email } else { &u.user_id };
-        let Some(key) = key else {
-            return;
-        };
-        let h = self.hasher.hash_one(&**key) as u32;
+        let h = self.hasher.hash_one(&**key.as_ref()?) as u32;
         let index = if by_email {
             &mut self.by_email
         } else {
             &mut self.by_user_id
         };
-        if let Ok(entry) = index.table.find_entry(spread(h), |&(_, i)| i == idx) {
+        Some((h, index))
+    }
+
+    fn unindex(&mut self, by_email: bool, idx: u32) {
+        if let Some((h, index)) = self.slot(by_email, idx)
+            && let Ok(entry) = index.table.find_entry(spread(h), |&(_, i)| i == idx)
+        {
             entry.remove();
         }
     }
 
     fn index(&mut self, by_email: bool, idx: u32) {
-        let u = &self.users[idx as usize];
-        let key = if by_email { &u.email } else { &u.user_id };
-        let Some(key) = key else {
-            return;
-        };
-        let h = self.hasher.hash_one(&**key) as u32;
-        let index = if by_email {
-            &mut self.by_email
-        } else {
-            &mut self.by_user_id
-        };
-        index
-            .table
-            .insert_unique(spread(h), (h, idx), |&(eh, _)| spread(eh));
+        if let Some((h, index)) = self.slot(by_email, idx) {
+            index
+                .table
+                .insert_unique(spread(h), (h, idx), |&(eh, _)| spread(eh));
+        }
     }
 
     fn set_email(&mut self, idx: u32, email: &str) {

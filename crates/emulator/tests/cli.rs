@@ -40,6 +40,7 @@ async fn documented_command_starts_and_answers() {
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/api/lists"))

@@ -235,10 +235,7 @@ async fn dropped_and_reset_connections_fail_the_request() {
         ),
     ] {
         h.emu.set_faults(faults).unwrap();
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
+        let http = http_builder().pool_max_idle_per_host(0).build().unwrap();
         let err = http
             .post(h.url("/api/lists"))
             .header("Api-Key", HYBRID_KEY)
@@ -260,10 +257,7 @@ async fn dropped_and_reset_connections_fail_the_request() {
             ..Faults::default()
         })
         .unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let http = http_builder().pool_max_idle_per_host(0).build().unwrap();
     for i in 0..40 {
         let _ = http
             .post(h.url("/api/lists"))

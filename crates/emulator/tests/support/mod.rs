@@ -34,6 +34,17 @@ pub fn config() -> EmulatorConfig {
     c
 }
 
+/// A plain HTTP client for tests. In a workspace build reqwest carries rustls without a
+/// default crypto provider (the Iterable client's choice), so one is installed first.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("http client")
+}
+
 pub struct Harness {
     pub emu: RunningEmulator,
     pub http: reqwest::Client,
@@ -75,7 +86,7 @@ pub async fn start_with(config: EmulatorConfig) -> Harness {
         .expect("emulator starts");
     Harness {
         emu,
-        http: reqwest::Client::new(),
+        http: http(),
         clock,
     }
 }
