@@ -18,10 +18,10 @@ pub const FIELDS: [(&str, &str); 6] = [
     ("segmentAudienceId", "Segment External Audience ID"),
 ];
 
-/// The default mapping. It differs from Segment's in two places, both fixes: the email falls
-/// back to `context.traits.email` (where Engage puts it on track events), and
-/// `traitsOrProperties` prefers `properties`, so a stray empty `traits` on a track event no
-/// longer hides the membership flag.
+/// The default mapping. It differs from Segment's in one place, a fix: the email falls back to
+/// `context.traits.email` (where Engage puts it on track events). `traitsOrProperties` is
+/// Segment's, but while it is left at this default, track events read their `properties`
+/// ([`ActionMapping::payload`]), so a stray empty `traits` no longer hides the membership flag.
 pub fn default_mapping() -> Value {
     json!({
         "email": {"@if": {
@@ -35,9 +35,9 @@ pub fn default_mapping() -> Value {
         }},
         "userId": {"@path": "$.userId"},
         "traitsOrProperties": {"@if": {
-            "exists": {"@path": "$.properties"},
-            "then": {"@path": "$.properties"},
-            "else": {"@path": "$.traits"}
+            "exists": {"@path": "$.traits"},
+            "then": {"@path": "$.traits"},
+            "else": {"@path": "$.properties"}
         }},
         "segmentAudienceKey": {"@path": "$.context.personas.computation_key"},
         "segmentAudienceId": {"@path": "$.context.personas.external_audience_id"}
@@ -62,6 +62,8 @@ pub enum FieldsError {
 pub struct ActionMapping {
     mapping: Mapping,
     source: Value,
+    /// `traitsOrProperties` is left at its default.
+    default_tp: bool,
 }
 
 impl ActionMapping {
@@ -87,10 +89,29 @@ impl ActionMapping {
                 }
             }
         }
+        let default_tp =
+            source.get("traitsOrProperties") == default_mapping().get("traitsOrProperties");
         Ok(Self {
             mapping: Mapping::compile(&source)?,
             source,
+            default_tp,
         })
+    }
+
+    /// Maps and validates one event. With the default `traitsOrProperties`, a track event
+    /// that has a `properties` object reads it, whatever `traits` holds (Segment read a stray
+    /// empty `traits` instead and turned the entry into an exit, V31); identify events read
+    /// `traits` as in Segment.
+    pub fn payload<'a>(&'a self, event: &'a Value) -> Result<SyncPayload<'a>, String> {
+        let resolved = self.mapping.resolve(event).map_err(|e| e.to_string())?;
+        let mut payload = SyncPayload::from_resolved(resolved)?;
+        if self.default_tp
+            && event.get("type").and_then(Value::as_str) == Some("track")
+            && let Some(props) = event.get("properties").and_then(Value::as_object)
+        {
+            payload.traits_or_properties = Cow::Borrowed(props);
+        }
+        Ok(payload)
     }
 
     /// The mapping as JSON, defaults included.
@@ -303,11 +324,11 @@ mod tests {
             // an empty traits.email blocks the fallback, as in Segment (V32)
             (
                 json!({"type": "identify", "userId": "u1", "traits": {"vip": true, "email": ""}, "properties": {"email": "b@x.com"}, "context": {"personas": {"computation_key": "vip"}}}),
-                (None, Some("u1"), json!({"email": "b@x.com"})),
+                (None, Some("u1"), json!({"vip": true, "email": ""})),
             ),
         ];
         for (event, (email, uid, tp)) in cases {
-            let p = payload(m.mapping().resolve_value(&event).unwrap().unwrap()).unwrap();
+            let p = m.payload(&event).unwrap();
             assert_eq!(
                 (p.email.as_deref(), p.user_id.as_deref()),
                 (email, uid),

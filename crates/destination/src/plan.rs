@@ -378,12 +378,7 @@ impl Planner {
     }
 
     pub(crate) fn payload<'a>(&'a self, event: &'a Value) -> Result<SyncPayload<'a>, String> {
-        let resolved = self
-            .mapping
-            .mapping()
-            .resolve(event)
-            .map_err(|e| e.to_string())?;
-        SyncPayload::from_resolved(resolved)
+        self.mapping.payload(event)
     }
 
     /// Plans a batch of events, in arrival order.

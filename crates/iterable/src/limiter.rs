@@ -66,7 +66,8 @@ pub enum Limit {
     },
     /// Unknown server limit: start at `start`, double every second until the first 429
     /// (slow start, which then halves the rate), then cut by 10% on a 429 (at most once a
-    /// second) and climb 0.5% a second, staying within `min..=max`.
+    /// second), climb back 5% a second up to just under the rate that last drew a 429, and
+    /// 0.5% a second beyond it, staying within `min..=max`.
     Adaptive {
         start: f64,
         min: f64,
@@ -87,6 +88,11 @@ impl Limit {
 
 const DECREASE: f64 = 0.9;
 const INCREASE_PER_SEC: f64 = 0.005;
+/// Climb below the rate of the last 429, which is known to be (nearly) sustainable.
+const RECOVER_PER_SEC: f64 = 0.05;
+/// Fast recovery stops this far below the rate that drew the 429 (which was already too
+/// high), so the ceiling does not ratchet upwards.
+const CEILING: f64 = 0.97;
 
 #[derive(Debug)]
 struct Bucket {
@@ -99,6 +105,8 @@ struct Bucket {
     slow_start: bool,
     last_change: Instant,
     last_cut: Option<Instant>,
+    /// The rate when the last 429 arrived: recovery is fast below it, probing slow above it.
+    ceiling: f64,
     /// Nothing may be sent before this (a `Retry-After`).
     paused_until: Option<Instant>,
 }
@@ -118,6 +126,7 @@ impl Bucket {
             slow_start: true,
             last_change: now,
             last_cut: None,
+            ceiling: 0.0,
             paused_until: None,
         }
     }
@@ -132,12 +141,21 @@ impl Bucket {
         if secs <= 0.0 {
             return;
         }
-        let factor = if self.slow_start {
-            2f64.powf(secs)
+        self.rate = if self.slow_start {
+            self.rate * 2f64.powf(secs)
+        } else if self.rate < self.ceiling {
+            // Fast back up to the ceiling; the rest of the time probes slowly above it.
+            let recovered = self.rate * (1.0 + RECOVER_PER_SEC * secs);
+            if recovered <= self.ceiling {
+                recovered
+            } else {
+                let spent = (self.ceiling / self.rate - 1.0) / RECOVER_PER_SEC;
+                self.ceiling * (1.0 + INCREASE_PER_SEC * (secs - spent).max(0.0))
+            }
         } else {
-            1.0 + INCREASE_PER_SEC * secs
-        };
-        self.rate = (self.rate * factor).min(max);
+            self.rate * (1.0 + INCREASE_PER_SEC * secs)
+        }
+        .min(max);
         self.last_change = now;
     }
 
@@ -171,6 +189,7 @@ impl Bucket {
         self.grow(now);
         if self.slow_start {
             // The first 429 ends the doubling: the limit lies between half the rate and it.
+            self.ceiling = self.rate * CEILING;
             self.rate = (self.rate * 0.5).max(min);
             self.slow_start = false;
         } else if self
@@ -178,15 +197,17 @@ impl Bucket {
             .is_none_or(|c| now.saturating_duration_since(c) >= Duration::from_secs(1))
         {
             // Several in-flight requests see one overload: cut at most once a second.
+            self.ceiling = self.rate * CEILING;
             self.rate = (self.rate * DECREASE).max(min);
         } else {
             return;
         }
         self.last_cut = Some(now);
-        // Forget the reservations made at the old rate.
+        // Requests already reserved keep their slots; the next one waits at least a full
+        // interval at the new rate, so the cut takes effect without a burst.
         self.tat = self
             .tat
-            .min(now + Duration::from_secs_f64(1.0 / self.rate.max(1e-6)));
+            .max(now + Duration::from_secs_f64(1.0 / self.rate.max(1e-6)));
     }
 }
 
@@ -287,7 +308,7 @@ mod tests {
 
     /// Runs the adaptive limiter for two minutes against a simulated server that accepts
     /// `server_rate` per second (GCRA, tenth-second bucket) and 429s the rest; returns the
-    /// accepted rate and the 429 share of the second minute.
+    /// accepted rate and the 429 share from the 30th second on.
     async fn against_server(server_rate: u32) -> (f64, f64) {
         let l = RateLimiter::new(HashMap::from([(
             Endpoint::Subscribe,
@@ -307,7 +328,7 @@ mod tests {
             let now = Instant::now();
             let t = server_tat.max(now);
             let accepted = t.saturating_duration_since(now) <= tolerance;
-            let late = start.elapsed() >= Duration::from_secs(60);
+            let late = start.elapsed() >= Duration::from_secs(30);
             if accepted {
                 server_tat = t + interval;
                 late_ok += u32::from(late);
@@ -317,7 +338,7 @@ mod tests {
             }
         }
         (
-            f64::from(late_ok) / 60.0,
+            f64::from(late_ok) / 90.0,
             f64::from(late_429) / f64::from((late_ok + late_429).max(1)),
         )
     }
@@ -326,7 +347,7 @@ mod tests {
     async fn adaptive_finds_the_limit_and_stays_near_it() {
         for server_rate in [20, 200] {
             let (rate, share) = against_server(server_rate).await;
-            // In the second minute: at least 95% of the server's rate, under 1% throttled.
+            // After half a minute: at least 95% of the server's rate, under 1% throttled.
             assert!(
                 rate >= 0.95 * f64::from(server_rate),
                 "{server_rate}/s: accepted {rate:.1}/s"

@@ -2,8 +2,6 @@
 //! manual clock and four projects, and talk to it over real HTTP.
 #![allow(dead_code)]
 
-pub mod openapi;
-
 use std::sync::Arc;
 
 use iterable_emulator::{

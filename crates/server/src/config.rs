@@ -1,0 +1,1 @@
+//! Service configuration (placeholder, being written).

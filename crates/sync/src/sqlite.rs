@@ -1,0 +1,1073 @@
+//! The embedded SQLite engine of [`Store`]: one file (or `:memory:`), WAL mode with
+//! `synchronous=FULL`, the schema created and versioned on open.
+//!
+//! **Blocking by design.** Every method runs SQLite on the caller's thread and returns when the
+//! transaction is committed (for [`Store::accept`]: fsynced). Async callers wrap calls in
+//! `tokio::task::spawn_blocking` (as [`crate::store::StoreRegistry`] does). Why not an async trait
+//! with a dedicated thread here: SQLite is an in-process blocking library, so an async surface
+//! would only hide the same thread hop; a synchronous trait stays object safe (`dyn Store`,
+//! needed by the server and the shared conformance suite), testable without a runtime, and
+//! still fits PostgreSQL through a blocking client. Grouping concurrent HTTP requests into one
+//! transaction is the caller's job (one writer task collecting batches for [`Store::accept`]);
+//! this engine serializes calls on one connection behind a mutex, so a second caller simply
+//! waits for the current transaction.
+//!
+//! Schema (version 1):
+//! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
+//!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
+//! - `event_audiences`: the status of an event in each audience it named (`part` = index of
+//!   the change in the event; one row with an empty audience for unusable events).
+//! - `desired`: per (destination, audience, email, userId) the desired version and its data,
+//!   the acknowledged version (`ack_*`), and `state` (pending | delivered | rejected |
+//!   superseded) with attempts, next attempt and reason. Absent identity parts are stored as
+//!   `''` so the primary key covers them (NULLs are distinct in SQLite keys).
+//! - `lists`: the list registry, primary key (destination, audience_key).
+//! - `desired_pending`: a partial index on pending rows, in arrival order per audience.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use destination::AudienceSettings;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::{Map, Value};
+
+use crate::store::{
+    Applied, AudienceStatus, EventContent, EventCounts, EventRecord, Identity, ListCounts,
+    NewEvent, Outcome, OutcomeRow, PendingRow, Receipt, Recorded, StatusKind, Store, StoreError,
+    Version,
+};
+
+/// The schema version this code creates and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    UNIQUE (destination, message_id)
+);
+CREATE TABLE IF NOT EXISTS event_audiences (
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    list_key TEXT NOT NULL,
+    email TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    member INTEGER,
+    time_ms INTEGER,
+    status TEXT NOT NULL,
+    reason TEXT,
+    next_attempt_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (seq, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS desired (
+    destination TEXT NOT NULL,
+    list_key TEXT NOT NULL,
+    email TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    list_id INTEGER,
+    member INTEGER NOT NULL,
+    time_ms INTEGER,
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    data_fields TEXT,
+    update_existing_users_only INTEGER,
+    channel_unsubscribe INTEGER,
+    campaign_id INTEGER,
+    state TEXT NOT NULL,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    ack_member INTEGER,
+    ack_time_ms INTEGER,
+    ack_seq INTEGER,
+    ack_ms INTEGER,
+    PRIMARY KEY (destination, list_key, email, user_id)
+);
+CREATE INDEX IF NOT EXISTS desired_pending
+    ON desired (destination, list_key, seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS lists (
+    destination TEXT NOT NULL,
+    audience_key TEXT NOT NULL,
+    list_id INTEGER NOT NULL,
+    PRIMARY KEY (destination, audience_key)
+);
+";
+
+/// The SQLite store. Cheap to share behind an `Arc`; calls are serialized.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn engine(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::engine(op, e)
+}
+
+fn to_i64(op: &'static str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid {
+        op,
+        message: format!("{v} is out of range"),
+    })
+}
+
+fn to_u64(op: &'static str, v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt {
+        op,
+        message: format!("negative count or sequence {v}"),
+    })
+}
+
+fn key_part(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
+}
+
+fn from_key_part(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn identity_of(email: String, user_id: String) -> Identity {
+    Identity {
+        email: from_key_part(email),
+        user_id: from_key_part(user_id),
+    }
+}
+
+fn status_of(op: &'static str, s: &str) -> Result<StatusKind, StoreError> {
+    StatusKind::parse(s).ok_or_else(|| StoreError::Corrupt {
+        op,
+        message: format!("unknown status {s:?}"),
+    })
+}
+
+/// The desired row of a key, as accept and record_outcomes need it.
+struct Current {
+    seq: i64,
+    part: i64,
+    time_ms: Option<i64>,
+    state: String,
+    ack_time_ms: Option<i64>,
+    ack_seq: Option<i64>,
+}
+
+const CURRENT: &str = "SELECT seq, part, time_ms, state, ack_time_ms, ack_seq FROM desired
+     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4";
+
+fn current(
+    stmt: &mut rusqlite::Statement<'_>,
+    op: &'static str,
+    destination: &str,
+    list_key: &str,
+    id: &Identity,
+) -> Result<Option<Current>, StoreError> {
+    stmt.query_row(
+        params![
+            destination,
+            list_key,
+            key_part(&id.email),
+            key_part(&id.user_id)
+        ],
+        |r| {
+            Ok(Current {
+                seq: r.get(0)?,
+                part: r.get(1)?,
+                time_ms: r.get(2)?,
+                state: r.get(3)?,
+                ack_time_ms: r.get(4)?,
+                ack_seq: r.get(5)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(engine(op))
+}
+
+fn version(op: &'static str, time_ms: Option<i64>, seq: i64) -> Result<Version, StoreError> {
+    Ok(Version {
+        time_ms,
+        seq: to_u64(op, seq)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `":memory:"` is a private in-memory
+    /// database. Parent directories are created. Sets WAL and `synchronous=FULL` and creates
+    /// or checks the schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let location = path.display().to_string();
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: location.clone(),
+            source,
+        };
+        let conn = if path == Path::new(":memory:") {
+            Connection::open_in_memory().map_err(|e| open_err(e.into()))?
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
+            }
+            Connection::open(path).map_err(|e| open_err(e.into()))?
+        };
+        Self::init(conn)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(engine(OP))?;
+        // Returns the mode in force: "wal" on files, "memory" for :memory:.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(engine(OP))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(engine(OP))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(engine(OP))?;
+        tx.execute_batch(SCHEMA).map_err(engine(OP))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(engine(OP))?;
+        match found {
+            None => {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(engine(OP))?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        tx.commit().map_err(engine(OP))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-call dropped its transaction, which rolled back: the connection is fine.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(engine(op))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(engine(op))?;
+        Ok(out)
+    }
+
+    /// A pragma's value as text (`journal_mode`, `synchronous`, ...), for diagnostics.
+    pub fn pragma(&self, name: &str) -> Result<String, StoreError> {
+        let conn = self.lock();
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| {
+            r.get::<_, rusqlite::types::Value>(0)
+        })
+        .map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        })
+        .map_err(engine("pragma"))
+    }
+
+    /// The schema version stored in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(engine("schema_version"))
+    }
+
+    fn accept_one(tx: &Transaction<'_>, ev: &NewEvent) -> Result<Receipt, StoreError> {
+        const OP: &str = "accept";
+        let found: Option<i64> = tx
+            .prepare("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
+            .map_err(engine(OP))?
+            .query_row(params![ev.destination, ev.message_id], |r| r.get(0))
+            .optional()
+            .map_err(engine(OP))?;
+        if let Some(seq) = found {
+            return Ok(Receipt::Duplicate {
+                seq: to_u64(OP, seq)?,
+            });
+        }
+        tx.execute(
+            "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)",
+            params![ev.destination, ev.message_id, ev.received_ms],
+        )
+        .map_err(engine(OP))?;
+        let seq = tx.last_insert_rowid();
+        let mut insert_status = tx
+            .prepare(
+                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
+                 time_ms, status, reason, next_attempt_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
+            )
+            .map_err(engine(OP))?;
+        let changes = match &ev.content {
+            EventContent::Rejected(reason) | EventContent::Skipped(reason) => {
+                let status = if matches!(ev.content, EventContent::Rejected(_)) {
+                    StatusKind::Rejected
+                } else {
+                    StatusKind::Skipped
+                };
+                insert_status
+                    .execute(params![
+                        seq,
+                        0i64,
+                        "",
+                        "",
+                        "",
+                        None::<bool>,
+                        None::<i64>,
+                        status.as_str(),
+                        reason,
+                        ev.received_ms
+                    ])
+                    .map_err(engine(OP))?;
+                Vec::new()
+            }
+            EventContent::Changes(changes) => {
+                let mut get = tx.prepare(CURRENT).map_err(engine(OP))?;
+                let mut upsert = tx
+                    .prepare(
+                        "INSERT INTO desired (destination, list_key, email, user_id, list_id,
+                         member, time_ms, seq, part, accepted_ms, data_fields,
+                         update_existing_users_only, channel_unsubscribe, campaign_id, state,
+                         reason, attempts, next_attempt_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                                 'pending', NULL, 0, 0)
+                         ON CONFLICT (destination, list_key, email, user_id) DO UPDATE SET
+                         list_id = excluded.list_id, member = excluded.member,
+                         time_ms = excluded.time_ms, seq = excluded.seq, part = excluded.part,
+                         accepted_ms = excluded.accepted_ms, data_fields = excluded.data_fields,
+                         update_existing_users_only = excluded.update_existing_users_only,
+                         channel_unsubscribe = excluded.channel_unsubscribe,
+                         campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
+                         attempts = 0, next_attempt_ms = 0",
+                    )
+                    .map_err(engine(OP))?;
+                let mut supersede = tx
+                    .prepare(
+                        "UPDATE event_audiences SET status = 'superseded', reason = ?3,
+                         next_attempt_ms = NULL, updated_ms = ?4
+                         WHERE seq = ?1 AND part = ?2 AND status IN ('accepted', 'pending')",
+                    )
+                    .map_err(engine(OP))?;
+                let mut out = Vec::with_capacity(changes.len());
+                for (part, c) in changes.iter().enumerate() {
+                    let part = to_i64(OP, part as u64)?;
+                    let id = &c.identity;
+                    let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+                    let mut log = |status: StatusKind, reason: Option<&str>| {
+                        insert_status
+                            .execute(params![
+                                seq,
+                                part,
+                                c.audience_key,
+                                email,
+                                user_id,
+                                c.member,
+                                c.time_ms,
+                                status.as_str(),
+                                reason,
+                                ev.received_ms
+                            ])
+                            .map(|_| ())
+                            .map_err(engine(OP))
+                    };
+                    if id.is_empty() {
+                        let why = "the change has neither an email nor a userId";
+                        log(StatusKind::Rejected, Some(why))?;
+                        out.push(Applied::Refused(why.into()));
+                        continue;
+                    }
+                    let old = current(&mut get, OP, &ev.destination, &c.audience_key, id)?;
+                    if let Some(old) = &old {
+                        if old.seq == seq {
+                            let why =
+                                "the event names this user and audience twice; the first counts";
+                            log(StatusKind::Skipped, Some(why))?;
+                            out.push(Applied::Refused(why.into()));
+                            continue;
+                        }
+                        if version(OP, c.time_ms, seq)? < version(OP, old.time_ms, old.seq)? {
+                            let newer: String = tx
+                                .query_row(
+                                    "SELECT message_id FROM events WHERE seq = ?1",
+                                    [old.seq],
+                                    |r| r.get(0),
+                                )
+                                .optional()
+                                .map_err(engine(OP))?
+                                .unwrap_or_default();
+                            let why = format!(
+                                "stale: event {newer:?} for the same user and audience is newer"
+                            );
+                            log(StatusKind::Skipped, Some(&why))?;
+                            out.push(Applied::Stale);
+                            continue;
+                        }
+                    }
+                    let data = match &c.data_fields {
+                        None => None,
+                        Some(m) => {
+                            Some(serde_json::to_string(m).map_err(|e| StoreError::Invalid {
+                                op: OP,
+                                message: format!("data fields cannot be stored: {e}"),
+                            })?)
+                        }
+                    };
+                    upsert
+                        .execute(params![
+                            ev.destination,
+                            c.audience_key,
+                            email,
+                            user_id,
+                            c.list_id,
+                            c.member,
+                            c.time_ms,
+                            seq,
+                            part,
+                            ev.received_ms,
+                            data,
+                            c.settings.update_existing_users_only,
+                            c.settings.channel_unsubscribe,
+                            c.settings.campaign_id
+                        ])
+                        .map_err(engine(OP))?;
+                    if let Some(old) = old.filter(|o| o.state == "pending") {
+                        supersede
+                            .execute(params![
+                                old.seq,
+                                old.part,
+                                format!("superseded by event {:?}", ev.message_id),
+                                ev.received_ms
+                            ])
+                            .map_err(engine(OP))?;
+                    }
+                    log(StatusKind::Accepted, None)?;
+                    out.push(Applied::Current);
+                }
+                out
+            }
+        };
+        Ok(Receipt::Accepted {
+            seq: to_u64(OP, seq)?,
+            changes,
+        })
+    }
+}
+
+/// Columns of a pending row as stored.
+struct RawPending {
+    list_id: Option<i64>,
+    email: String,
+    user_id: String,
+    member: bool,
+    data_fields: Option<String>,
+    settings: AudienceSettings,
+    time_ms: Option<i64>,
+    seq: i64,
+    accepted_ms: i64,
+    attempts: i64,
+    reason: Option<String>,
+}
+
+impl RawPending {
+    fn into_row(self, audience_key: &str) -> Result<PendingRow, StoreError> {
+        const OP: &str = "pending";
+        let data_fields =
+            match self.data_fields {
+                None => None,
+                Some(text) => Some(serde_json::from_str::<Map<String, Value>>(&text).map_err(
+                    |e| StoreError::Corrupt {
+                        op: OP,
+                        message: format!("data fields of seq {}: {e}", self.seq),
+                    },
+                )?),
+            };
+        Ok(PendingRow {
+            audience_key: audience_key.to_string(),
+            list_id: self.list_id,
+            identity: identity_of(self.email, self.user_id),
+            member: self.member,
+            data_fields,
+            settings: self.settings,
+            version: version(OP, self.time_ms, self.seq)?,
+            accepted_ms: self.accepted_ms,
+            attempts: u32::try_from(self.attempts).map_err(|_| StoreError::Corrupt {
+                op: OP,
+                message: format!("attempts {} out of range", self.attempts),
+            })?,
+            last_error: self.reason,
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn accept(&self, batch: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("accept", |tx| {
+            batch.iter().map(|ev| Self::accept_one(tx, ev)).collect()
+        })
+    }
+
+    fn pending(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingRow>, StoreError> {
+        const OP: &str = "pending";
+        let limit = to_i64(OP, limit as u64)?;
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT list_id, email, user_id, member, data_fields,
+                 update_existing_users_only, channel_unsubscribe, campaign_id, time_ms, seq,
+                 accepted_ms, attempts, reason
+                 FROM desired
+                 WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
+                   AND next_attempt_ms <= ?3
+                 ORDER BY seq LIMIT ?4",
+            )
+            .map_err(engine(OP))?;
+        let raw = stmt
+            .query_map(params![destination, audience_key, now_ms, limit], |r| {
+                Ok(RawPending {
+                    list_id: r.get(0)?,
+                    email: r.get(1)?,
+                    user_id: r.get(2)?,
+                    member: r.get(3)?,
+                    data_fields: r.get(4)?,
+                    settings: AudienceSettings {
+                        update_existing_users_only: r.get(5)?,
+                        channel_unsubscribe: r.get(6)?,
+                        campaign_id: r.get(7)?,
+                    },
+                    time_ms: r.get(8)?,
+                    seq: r.get(9)?,
+                    accepted_ms: r.get(10)?,
+                    attempts: r.get(11)?,
+                    reason: r.get(12)?,
+                })
+            })
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(engine(OP))?;
+        raw.into_iter().map(|r| r.into_row(audience_key)).collect()
+    }
+
+    fn pending_audiences(&self, destination: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        const OP: &str = "pending_audiences";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT list_key FROM desired
+                 WHERE destination = ?1 AND state = 'pending' AND next_attempt_ms <= ?2
+                 ORDER BY list_key",
+            )
+            .map_err(engine(OP))?;
+        stmt.query_map(params![destination, now_ms], |r| r.get(0))
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(engine(OP))
+    }
+
+    fn record_outcomes(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        outcomes: &[OutcomeRow],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        const OP: &str = "record_outcomes";
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(OP, |tx| {
+            let mut get = tx.prepare(CURRENT).map_err(engine(OP))?;
+            let mut planned = tx
+                .prepare(
+                    "SELECT part, member, time_ms FROM event_audiences
+                     WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+                )
+                .map_err(engine(OP))?;
+            let mut set_status = tx
+                .prepare(
+                    "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
+                     updated_ms = ?6 WHERE seq = ?1 AND part = ?2",
+                )
+                .map_err(engine(OP))?;
+            let mut ack = tx
+                .prepare(
+                    "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
+                     ack_ms = ?8
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+                )
+                .map_err(engine(OP))?;
+            let mut settle = tx
+                .prepare(
+                    "UPDATE desired SET state = ?5, reason = ?6,
+                     attempts = attempts + ?7, next_attempt_ms = ?8
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+                )
+                .map_err(engine(OP))?;
+            let mut out = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                let id = &o.identity;
+                let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+                let Some(row) = current(&mut get, OP, destination, audience_key, id)? else {
+                    out.push(Recorded::Unknown);
+                    continue;
+                };
+                let seq = to_i64(OP, o.seq)?;
+                let event: Option<(i64, Option<bool>, Option<i64>)> = planned
+                    .query_row(params![seq, audience_key, email, user_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                    .map_err(engine(OP))?;
+                let Some((part, member, time_ms)) = event else {
+                    out.push(Recorded::Unknown);
+                    continue;
+                };
+                let unchanged = row.seq == seq;
+                if unchanged && row.state != "pending" && o.outcome != Outcome::Delivered {
+                    // Already settled (e.g. an outcome reported twice): keep the first.
+                    out.push(Recorded::Applied);
+                    continue;
+                }
+                let mut status = |k: StatusKind, reason: Option<&str>, next: Option<i64>| {
+                    set_status
+                        .execute(params![seq, part, k.as_str(), reason, next, now_ms])
+                        .map(|_| ())
+                        .map_err(engine(OP))
+                };
+                match &o.outcome {
+                    Outcome::Delivered => {
+                        status(StatusKind::Delivered, None, None)?;
+                        let newer_than_ack = match row.ack_seq {
+                            None => true,
+                            Some(a) => {
+                                version(OP, time_ms, seq)? > version(OP, row.ack_time_ms, a)?
+                            }
+                        };
+                        if newer_than_ack {
+                            ack.execute(params![
+                                destination,
+                                audience_key,
+                                email,
+                                user_id,
+                                member,
+                                time_ms,
+                                seq,
+                                now_ms
+                            ])
+                            .map_err(engine(OP))?;
+                        }
+                        if unchanged {
+                            settle
+                                .execute(params![
+                                    destination,
+                                    audience_key,
+                                    email,
+                                    user_id,
+                                    "delivered",
+                                    None::<String>,
+                                    0i64,
+                                    0i64
+                                ])
+                                .map_err(engine(OP))?;
+                        }
+                    }
+                    Outcome::Rejected { reason } => {
+                        status(StatusKind::Rejected, Some(reason), None)?;
+                        if unchanged {
+                            settle
+                                .execute(params![
+                                    destination,
+                                    audience_key,
+                                    email,
+                                    user_id,
+                                    "rejected",
+                                    reason,
+                                    0i64,
+                                    0i64
+                                ])
+                                .map_err(engine(OP))?;
+                        }
+                    }
+                    Outcome::Retry {
+                        next_attempt_ms,
+                        reason,
+                    } => {
+                        if unchanged {
+                            status(StatusKind::Pending, Some(reason), Some(*next_attempt_ms))?;
+                            settle
+                                .execute(params![
+                                    destination,
+                                    audience_key,
+                                    email,
+                                    user_id,
+                                    "pending",
+                                    reason,
+                                    1i64,
+                                    next_attempt_ms
+                                ])
+                                .map_err(engine(OP))?;
+                        }
+                    }
+                    Outcome::Superseded { reason } => {
+                        if unchanged {
+                            status(StatusKind::Superseded, Some(reason), None)?;
+                            settle
+                                .execute(params![
+                                    destination,
+                                    audience_key,
+                                    email,
+                                    user_id,
+                                    "superseded",
+                                    reason,
+                                    0i64,
+                                    0i64
+                                ])
+                                .map_err(engine(OP))?;
+                        }
+                    }
+                }
+                out.push(if unchanged {
+                    Recorded::Applied
+                } else {
+                    Recorded::ChangedMeanwhile
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn list_id(&self, destination: &str, audience_key: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT list_id FROM lists WHERE destination = ?1 AND audience_key = ?2",
+            params![destination, audience_key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(engine("list_id"))
+    }
+
+    fn put_list_id(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        list_id: i64,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "put_list_id";
+        self.write(OP, |tx| {
+            tx.execute(
+                "INSERT INTO lists (destination, audience_key, list_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, audience_key) DO NOTHING",
+                params![destination, audience_key, list_id],
+            )
+            .map_err(engine(OP))?;
+            tx.query_row(
+                "SELECT list_id FROM lists WHERE destination = ?1 AND audience_key = ?2",
+                params![destination, audience_key],
+                |r| r.get(0),
+            )
+            .map_err(engine(OP))
+        })
+    }
+
+    fn event_status(
+        &self,
+        destination: &str,
+        message_id: &str,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        const OP: &str = "event_status";
+        let conn = self.lock();
+        let found: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT seq, received_ms FROM events WHERE destination = ?1 AND message_id = ?2",
+                params![destination, message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(engine(OP))?;
+        let Some((seq, received_ms)) = found else {
+            return Ok(None);
+        };
+        type RawStatus = (
+            String,
+            String,
+            String,
+            Option<bool>,
+            Option<i64>,
+            String,
+            Option<String>,
+            Option<i64>,
+            i64,
+        );
+        let mut stmt = conn
+            .prepare(
+                "SELECT list_key, email, user_id, member, time_ms, status, reason,
+                 next_attempt_ms, updated_ms
+                 FROM event_audiences WHERE seq = ?1 ORDER BY part",
+            )
+            .map_err(engine(OP))?;
+        let raw = stmt
+            .query_map([seq], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<RawStatus>, _>>()
+            .map_err(engine(OP))?;
+        let audiences = raw
+            .into_iter()
+            .map(
+                |(audience_key, email, user_id, member, time_ms, status, reason, next, updated)| {
+                    Ok(AudienceStatus {
+                        audience_key,
+                        identity: identity_of(email, user_id),
+                        member,
+                        time_ms,
+                        status: status_of(OP, &status)?,
+                        reason,
+                        next_attempt_ms: next,
+                        updated_ms: updated,
+                    })
+                },
+            )
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(EventRecord {
+            seq: to_u64(OP, seq)?,
+            destination: destination.to_string(),
+            message_id: message_id.to_string(),
+            received_ms,
+            audiences,
+        }))
+    }
+
+    fn list_counts(&self, destination: &str) -> Result<Vec<ListCounts>, StoreError> {
+        const OP: &str = "list_counts";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT d.list_key, l.list_id,
+                 COUNT(CASE WHEN d.ack_member = 1 THEN 1 END),
+                 COUNT(CASE WHEN d.state = 'pending' THEN 1 END),
+                 COUNT(CASE WHEN d.state = 'pending' AND d.attempts > 0 THEN 1 END),
+                 COUNT(CASE WHEN d.state = 'rejected' THEN 1 END),
+                 MIN(CASE WHEN d.state = 'pending' THEN d.accepted_ms END), MAX(d.ack_ms)
+                 FROM desired d
+                 LEFT JOIN lists l
+                   ON l.destination = d.destination AND l.audience_key = d.list_key
+                 WHERE d.destination = ?1
+                 GROUP BY d.list_key ORDER BY d.list_key",
+            )
+            .map_err(engine(OP))?;
+        type Raw = (
+            String,
+            Option<i64>,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        );
+        let raw = stmt
+            .query_map([destination], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<Raw>, _>>()
+            .map_err(engine(OP))?;
+        raw.into_iter()
+            .map(
+                |(audience_key, list_id, members, pending, retrying, rejected, oldest, last)| {
+                    Ok(ListCounts {
+                        audience_key,
+                        list_id,
+                        members: to_u64(OP, members)?,
+                        pending: to_u64(OP, pending)?,
+                        retrying: to_u64(OP, retrying)?,
+                        rejected: to_u64(OP, rejected)?,
+                        oldest_pending_ms: oldest,
+                        last_delivery_ms: last,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn event_counts(&self, destination: &str) -> Result<EventCounts, StoreError> {
+        const OP: &str = "event_counts";
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT ea.status, COUNT(*) FROM event_audiences ea
+                 JOIN events e ON e.seq = ea.seq
+                 WHERE e.destination = ?1 GROUP BY ea.status",
+            )
+            .map_err(engine(OP))?;
+        let raw = stmt
+            .query_map([destination], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<(String, i64)>, _>>()
+            .map_err(engine(OP))?;
+        let mut counts = EventCounts::default();
+        for (status, n) in raw {
+            counts.add(status_of(OP, &status)?, to_u64(OP, n)?);
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TempDb(std::path::PathBuf);
+
+    impl TempDb {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "sync-sqlite-unit-{}-{name}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            Self(dir)
+        }
+        fn file(&self) -> std::path::PathBuf {
+            self.0.join("nested").join("store.db")
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn files_use_wal_and_full_sync_and_record_the_schema_version() {
+        let t = TempDb::new("pragmas");
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(s.pragma("journal_mode").unwrap(), "wal");
+        // FULL is 2.
+        assert_eq!(s.pragma("synchronous").unwrap(), "2");
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        drop(s);
+        // Reopening keeps one version row.
+        let s = SqliteStore::open(t.file()).unwrap();
+        let conn = s.lock();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let t = TempDb::new("newer");
+        let s = SqliteStore::open(t.file()).unwrap();
+        s.lock()
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(s);
+        let err = SqliteStore::open(t.file()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::SchemaTooNew {
+                    found: 99,
+                    supported: SCHEMA_VERSION
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_pending_query_uses_the_partial_index() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let conn = s.lock();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT seq FROM desired
+                 WHERE destination = 'd' AND list_key = 'k' AND state = 'pending'
+                   AND next_attempt_ms <= 5 ORDER BY seq LIMIT 10",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let text = plan.join("\n");
+        assert!(text.contains("desired_pending"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
+    }
+
+    #[test]
+    fn corrupt_data_fields_are_an_error_not_a_panic() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        s.lock()
+            .execute(
+                "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+                 accepted_ms, data_fields, state) VALUES ('d', 'k', 'a@x.co', '', 1, 1, 0, 0,
+                 'not json', 'pending')",
+                [],
+            )
+            .unwrap();
+        let err = s.pending("d", "k", 0, 10).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { op: "pending", .. }),
+            "{err}"
+        );
+    }
+}

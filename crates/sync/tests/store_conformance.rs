@@ -1,0 +1,932 @@
+//! The store conformance suite: every engine of `sync::Store` must pass these cases. Each case
+//! takes a `Harness` (how to open a named database); `conformance!` runs them all per engine.
+//!
+//! To add an engine (e.g. PostgreSQL), implement `Harness` for it and add one line:
+//! `conformance!(postgres, PostgresHarness::new());`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use destination::AudienceSettings;
+use destination::plan::Change;
+use iterable::resolve::ListRegistry;
+use iterable::types::ListRef;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Map, Value, json};
+use sync::{
+    Applied, EventContent, Identity, MembershipChange, NewEvent, Outcome, OutcomeRow, Receipt,
+    Recorded, SqliteStore, StatusKind, Store, StoreRegistry, Version,
+};
+
+/// Opens databases by name; the same name opens the same data again (after the previous
+/// handle was dropped).
+trait Harness {
+    fn open(&self, name: &str) -> Box<dyn Store>;
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// SQLite files in a fresh directory under the system temp dir, removed afterwards.
+struct SqliteHarness {
+    dir: std::path::PathBuf,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        Self {
+            dir: std::env::temp_dir().join(unique("sync-conformance")),
+        }
+    }
+}
+
+impl Harness for SqliteHarness {
+    fn open(&self, name: &str) -> Box<dyn Store> {
+        let path = self.dir.join(format!("{name}.db"));
+        Box::new(SqliteStore::open(&path).expect("open the test database"))
+    }
+}
+
+impl Drop for SqliteHarness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const D: &str = "prod";
+const NOW: i64 = 1_700_000_000_000;
+
+fn change(audience: &str, email: &str, member: bool, time_ms: Option<i64>) -> MembershipChange {
+    MembershipChange {
+        audience_key: audience.into(),
+        list_id: None,
+        identity: Identity::new(Some(email), None),
+        member,
+        data_fields: None,
+        settings: AudienceSettings::default(),
+        time_ms,
+    }
+}
+
+fn event(message_id: &str, changes: Vec<MembershipChange>) -> NewEvent {
+    NewEvent {
+        destination: D.into(),
+        message_id: message_id.into(),
+        received_ms: NOW,
+        content: EventContent::Changes(changes),
+    }
+}
+
+fn accept1(s: &dyn Store, e: NewEvent) -> Receipt {
+    let mut r = s.accept(&[e]).expect("accept");
+    assert_eq!(r.len(), 1);
+    r.remove(0)
+}
+
+fn status(s: &dyn Store, message_id: &str) -> Vec<(StatusKind, Option<String>)> {
+    s.event_status(D, message_id)
+        .expect("event_status")
+        .unwrap_or_else(|| panic!("event {message_id} is unknown"))
+        .audiences
+        .into_iter()
+        .map(|a| (a.status, a.reason))
+        .collect()
+}
+
+fn kinds(s: &dyn Store, message_id: &str) -> Vec<StatusKind> {
+    status(s, message_id).into_iter().map(|(k, _)| k).collect()
+}
+
+fn id(email: &str) -> Identity {
+    Identity::new(Some(email), None)
+}
+
+fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
+    OutcomeRow {
+        identity,
+        seq,
+        outcome,
+    }
+}
+
+mod cases {
+    use super::*;
+
+    pub fn latest_wins_whatever_the_arrival_order(h: &dyn Harness) {
+        let s = h.open("latest");
+        let s = &*s;
+        // Times 10, 20, 30; the newest (30) says "member".
+        let versions = [(10, false), (20, true), (30, true)];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for (n, order) in orders.iter().enumerate() {
+            let audience = format!("aud{n}");
+            let mut newest_seen = i64::MIN;
+            let mut want = BTreeMap::new();
+            for &i in order {
+                let (t, member) = versions[i];
+                let msg = format!("o{n}-t{t}");
+                let r = accept1(
+                    s,
+                    event(&msg, vec![change(&audience, "a@x.co", member, Some(t))]),
+                );
+                let stale = t < newest_seen;
+                let expect = if stale {
+                    Applied::Stale
+                } else {
+                    Applied::Current
+                };
+                assert_eq!(
+                    r,
+                    Receipt::Accepted {
+                        seq: r.seq(),
+                        changes: vec![expect]
+                    },
+                    "order {order:?}, t={t}"
+                );
+                want.insert(
+                    msg,
+                    if stale {
+                        StatusKind::Skipped
+                    } else if t == 30 {
+                        StatusKind::Accepted
+                    } else {
+                        StatusKind::Superseded
+                    },
+                );
+                newest_seen = newest_seen.max(t);
+            }
+            let rows = s.pending(D, &audience, NOW, 10).expect("pending");
+            assert_eq!(rows.len(), 1, "order {order:?}");
+            assert_eq!(rows[0].version.time_ms, Some(30), "order {order:?}");
+            assert!(rows[0].member);
+            for (msg, k) in want {
+                assert_eq!(kinds(s, &msg), vec![k], "order {order:?}, {msg}");
+            }
+        }
+        // Equal times: the later arrival wins. No time is older than any time.
+        accept1(s, event("eq1", vec![change("eq", "b@x.co", true, Some(5))]));
+        accept1(
+            s,
+            event("eq2", vec![change("eq", "b@x.co", false, Some(5))]),
+        );
+        let r = accept1(s, event("none", vec![change("eq", "b@x.co", true, None)]));
+        assert_eq!(
+            r,
+            Receipt::Accepted {
+                seq: r.seq(),
+                changes: vec![Applied::Stale]
+            }
+        );
+        let rows = s.pending(D, "eq", NOW, 10).expect("pending");
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].member, "the later of two equal times wins");
+        assert_eq!(kinds(s, "eq1"), vec![StatusKind::Superseded]);
+    }
+
+    pub fn stale_events_are_recorded_as_skipped(h: &dyn Harness) {
+        let s = h.open("stale");
+        let s = &*s;
+        accept1(
+            s,
+            event("new", vec![change("vip", "a@x.co", true, Some(20))]),
+        );
+        let r = accept1(
+            s,
+            event("old", vec![change("vip", "a@x.co", false, Some(10))]),
+        );
+        assert!(matches!(&r, Receipt::Accepted { changes, .. } if changes == &[Applied::Stale]));
+        let st = status(s, "old");
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].0, StatusKind::Skipped);
+        let reason = st[0].1.clone().unwrap_or_default();
+        assert!(
+            reason.contains("stale") && reason.contains("new"),
+            "{reason}"
+        );
+        assert_eq!(kinds(s, "new"), vec![StatusKind::Accepted]);
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].member && rows[0].version.time_ms == Some(20));
+        let c = s.event_counts(D).expect("counts");
+        assert_eq!((c.accepted, c.skipped, c.superseded), (1, 1, 0));
+    }
+
+    pub fn duplicate_message_ids_are_ignored(h: &dyn Harness) {
+        let s = h.open("dup");
+        let s = &*s;
+        let first = accept1(
+            s,
+            event("m1", vec![change("vip", "a@x.co", true, Some(10))]),
+        );
+        let rs = s
+            .accept(&[
+                event("m1", vec![change("vip", "a@x.co", false, Some(99))]),
+                event("m2", vec![change("vip", "b@x.co", true, Some(10))]),
+                event("m2", vec![change("vip", "b@x.co", false, Some(99))]),
+            ])
+            .expect("accept");
+        assert_eq!(rs[0], Receipt::Duplicate { seq: first.seq() });
+        assert!(matches!(rs[1], Receipt::Accepted { .. }));
+        assert_eq!(rs[2], Receipt::Duplicate { seq: rs[1].seq() });
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter()
+                .all(|r| r.member && r.version.time_ms == Some(10)),
+            "duplicates changed nothing: {rows:?}"
+        );
+        // The same messageId on another destination is a different event.
+        let mut other = event("m1", vec![change("vip", "a@x.co", false, Some(5))]);
+        other.destination = "staging".into();
+        assert!(matches!(accept1(s, other), Receipt::Accepted { .. }));
+        assert_eq!(s.event_counts(D).expect("counts").accepted, 2);
+        assert_eq!(s.event_counts("staging").expect("counts").accepted, 1);
+    }
+
+    pub fn pending_reflects_desired_versus_acknowledged(h: &dyn Harness) {
+        let s = h.open("pending");
+        let s = &*s;
+        let seqs: Vec<u64> = ["a@x.co", "b@x.co", "c@x.co"]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                accept1(
+                    s,
+                    event(&format!("p{i}"), vec![change("vip", e, true, Some(1))]),
+                )
+                .seq()
+            })
+            .collect();
+        accept1(
+            s,
+            event("other", vec![change("other", "z@x.co", false, Some(1))]),
+        );
+        // Oldest arrival first, limited.
+        let rows = s.pending(D, "vip", NOW, 2).expect("pending");
+        let emails: Vec<_> = rows.iter().map(|r| r.identity.email.clone()).collect();
+        assert_eq!(emails, vec![Some("a@x.co".into()), Some("b@x.co".into())]);
+        assert_eq!(
+            s.pending_audiences(D, NOW).expect("audiences"),
+            vec!["other".to_string(), "vip".to_string()]
+        );
+        // Acknowledge a: no longer pending.
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[outcome(id("a@x.co"), seqs[0], Outcome::Delivered)],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Applied]);
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.identity != id("a@x.co")));
+        // A newer change for a (email in another case: the same key) makes it pending again,
+        // now the newest.
+        accept1(
+            s,
+            event("p3", vec![change("vip", "A@X.CO", false, Some(2))]),
+        );
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let emails: Vec<_> = rows.iter().map(|r| r.identity.email.clone()).collect();
+        assert_eq!(
+            emails,
+            vec![
+                Some("b@x.co".into()),
+                Some("c@x.co".into()),
+                Some("a@x.co".into())
+            ]
+        );
+        let counts = s.list_counts(D).expect("counts");
+        let vip = counts
+            .iter()
+            .find(|c| c.audience_key == "vip")
+            .expect("vip counted");
+        assert_eq!(
+            (vip.members, vip.pending, vip.rejected),
+            (1, 3, 0),
+            "a stays acknowledged as member until its removal is delivered"
+        );
+        assert_eq!(vip.oldest_pending_ms, Some(NOW));
+        assert_eq!(vip.last_delivery_ms, Some(NOW));
+        // Nothing pending in an audience that has no changes.
+        assert!(s.pending(D, "nobody", NOW, 10).expect("pending").is_empty());
+    }
+
+    pub fn delivered_only_if_unchanged_since_planning(h: &dyn Harness) {
+        let s = h.open("delivered");
+        let s = &*s;
+        let planned = accept1(s, event("e1", vec![change("vip", "a@x.co", true, Some(1))]));
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(rows[0].version.seq, planned.seq());
+        // While the request is in flight, a newer change arrives.
+        let newer = accept1(
+            s,
+            event("e2", vec![change("vip", "a@x.co", false, Some(2))]),
+        );
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW + 1,
+                &[outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::ChangedMeanwhile]);
+        let rows = s.pending(D, "vip", NOW + 1, 10).expect("pending");
+        assert_eq!(rows.len(), 1, "still pending for the newer change");
+        assert_eq!(rows[0].version.seq, newer.seq());
+        assert!(!rows[0].member);
+        assert_eq!(kinds(s, "e1"), vec![StatusKind::Delivered]);
+        assert_eq!(kinds(s, "e2"), vec![StatusKind::Accepted]);
+        assert_eq!(s.list_counts(D).expect("counts")[0].members, 1);
+        // Delivering the newer one settles the key.
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW + 2,
+                &[outcome(id("a@x.co"), newer.seq(), Outcome::Delivered)],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Applied]);
+        assert!(
+            s.pending(D, "vip", NOW + 2, 10)
+                .expect("pending")
+                .is_empty()
+        );
+        assert_eq!(kinds(s, "e2"), vec![StatusKind::Delivered]);
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!(
+            (c.members, c.pending, c.last_delivery_ms),
+            (0, 0, Some(NOW + 2))
+        );
+        // A late delivery report of the older version does not roll the acknowledgement back.
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW + 3,
+                &[outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::ChangedMeanwhile]);
+        assert_eq!(s.list_counts(D).expect("counts")[0].members, 0);
+        // Unknown keys and versions are reported as such.
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[
+                    outcome(id("nobody@x.co"), planned.seq(), Outcome::Delivered),
+                    outcome(id("a@x.co"), newer.seq() + 1000, Outcome::Delivered),
+                ],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Unknown, Recorded::Unknown]);
+        assert_eq!(s.event_counts(D).expect("counts").delivered, 2);
+    }
+
+    pub fn rejected_keeps_the_reason(h: &dyn Harness) {
+        let s = h.open("rejected");
+        let s = &*s;
+        let r = accept1(s, event("bad", vec![change("vip", "bad@", true, Some(1))]));
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[outcome(
+                    id("bad@"),
+                    r.seq(),
+                    Outcome::Rejected {
+                        reason: "invalidEmails".into(),
+                    },
+                )],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Applied]);
+        assert_eq!(
+            status(s, "bad"),
+            vec![(StatusKind::Rejected, Some("invalidEmails".into()))]
+        );
+        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!((c.rejected, c.pending, c.members), (1, 0, 0));
+        assert_eq!(s.event_counts(D).expect("counts").rejected, 1);
+        // A retry reported after the rejection does not reopen it.
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[outcome(
+                    id("bad@"),
+                    r.seq(),
+                    Outcome::Retry {
+                        next_attempt_ms: NOW,
+                        reason: "late".into(),
+                    },
+                )],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Applied]);
+        assert_eq!(kinds(s, "bad"), vec![StatusKind::Rejected]);
+        // A newer change is pending again.
+        accept1(
+            s,
+            event("bad2", vec![change("vip", "bad@", false, Some(2))]),
+        );
+        assert_eq!(s.pending(D, "vip", NOW, 10).expect("pending").len(), 1);
+        assert_eq!(
+            kinds(s, "bad"),
+            vec![StatusKind::Rejected],
+            "stays rejected"
+        );
+        // Unusable events are logged with their reason too.
+        let mut e = event("junk", vec![]);
+        e.content = EventContent::Rejected("Email is not a string".into());
+        let r = accept1(s, e);
+        assert_eq!(
+            r,
+            Receipt::Accepted {
+                seq: r.seq(),
+                changes: vec![]
+            }
+        );
+        let mut e = event("page", vec![]);
+        e.content = EventContent::Skipped("page events are not handled".into());
+        accept1(s, e);
+        assert_eq!(
+            status(s, "junk"),
+            vec![(StatusKind::Rejected, Some("Email is not a string".into()))]
+        );
+        assert_eq!(kinds(s, "page"), vec![StatusKind::Skipped]);
+        // A change with no identity at all is rejected, not stored.
+        let r = accept1(s, event("anon", vec![change("vip", "", true, Some(1))]));
+        assert!(
+            matches!(&r, Receipt::Accepted { changes, .. } if matches!(changes[..], [Applied::Refused(_)]))
+        );
+        assert_eq!(kinds(s, "anon"), vec![StatusKind::Rejected]);
+        assert_eq!(s.pending(D, "vip", NOW, 10).expect("pending").len(), 1);
+    }
+
+    pub fn retry_keeps_the_next_attempt(h: &dyn Harness) {
+        let s = h.open("retry");
+        let s = &*s;
+        let r = accept1(s, event("e", vec![change("vip", "a@x.co", true, Some(1))]));
+        let next = NOW + 5_000;
+        let rec = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[outcome(
+                    id("a@x.co"),
+                    r.seq(),
+                    Outcome::Retry {
+                        next_attempt_ms: next,
+                        reason: "429 Too Many Requests".into(),
+                    },
+                )],
+            )
+            .expect("record");
+        assert_eq!(rec, vec![Recorded::Applied]);
+        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
+        assert!(s.pending_audiences(D, NOW).expect("audiences").is_empty());
+        let rows = s.pending(D, "vip", next, 10).expect("pending");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].attempts, 1);
+        assert_eq!(rows[0].last_error.as_deref(), Some("429 Too Many Requests"));
+        let ev = s.event_status(D, "e").expect("status").expect("known");
+        assert_eq!(ev.audiences[0].status, StatusKind::Pending);
+        assert_eq!(ev.audiences[0].next_attempt_ms, Some(next));
+        assert_eq!(ev.audiences[0].updated_ms, NOW);
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!((c.pending, c.retrying), (1, 1));
+        // A second failure counts up; then a delivery settles it.
+        s.record_outcomes(
+            D,
+            "vip",
+            next,
+            &[outcome(
+                id("a@x.co"),
+                r.seq(),
+                Outcome::Retry {
+                    next_attempt_ms: next + 10_000,
+                    reason: "500".into(),
+                },
+            )],
+        )
+        .expect("record");
+        let rows = s.pending(D, "vip", next + 10_000, 10).expect("pending");
+        assert_eq!(
+            (rows[0].attempts, rows[0].last_error.as_deref()),
+            (2, Some("500"))
+        );
+        s.record_outcomes(
+            D,
+            "vip",
+            next + 10_000,
+            &[outcome(id("a@x.co"), r.seq(), Outcome::Delivered)],
+        )
+        .expect("record");
+        let ev = s.event_status(D, "e").expect("status").expect("known");
+        assert_eq!(
+            (ev.audiences[0].status, ev.audiences[0].next_attempt_ms),
+            (StatusKind::Delivered, None)
+        );
+        // A newer change resets the schedule: it is due at once.
+        accept1(
+            s,
+            event("e2", vec![change("vip", "a@x.co", false, Some(2))]),
+        );
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!((rows.len(), rows[0].attempts), (1, 0));
+        // The reconciler may settle a row without sending it.
+        s.record_outcomes(
+            D,
+            "vip",
+            NOW,
+            &[outcome(
+                id("a@x.co"),
+                rows[0].version.seq,
+                Outcome::Superseded {
+                    reason: "another row of this user won".into(),
+                },
+            )],
+        )
+        .expect("record");
+        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
+        assert_eq!(kinds(s, "e2"), vec![StatusKind::Superseded]);
+    }
+
+    pub fn pending_rows_rebuild_the_planner_change(h: &dyn Harness) {
+        let s = h.open("change");
+        let s = &*s;
+        let mut fields = Map::new();
+        fields.insert("plan".into(), json!("gold"));
+        fields.insert("score".into(), json!(3.5));
+        let settings = AudienceSettings {
+            update_existing_users_only: Some(true),
+            channel_unsubscribe: Some(false),
+            campaign_id: Some(987),
+        };
+        let planned = Change {
+            audience_key: "vip".into(),
+            list: ListRef::Id(42),
+            email: Some("Ann@X.co".into()),
+            user_id: Some("u1".into()),
+            member: true,
+            data_fields: Some(fields.clone()),
+            settings,
+            time_ms: Some(1234),
+            seq: 0,
+        };
+        let mut e = event("c1", vec![MembershipChange::from_change(&planned)]);
+        e.received_ms = NOW - 50;
+        let r = accept1(s, e);
+        let plain = Change {
+            audience_key: "plain".into(),
+            list: ListRef::for_audience("plain"),
+            email: None,
+            user_id: Some("u2".into()),
+            member: false,
+            data_fields: None,
+            settings: AudienceSettings::default(),
+            time_ms: None,
+            seq: 0,
+        };
+        let r2 = accept1(s, event("c2", vec![MembershipChange::from_change(&plain)]));
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].accepted_ms, NOW - 50);
+        assert_eq!(
+            rows[0].version,
+            Version {
+                time_ms: Some(1234),
+                seq: r.seq()
+            }
+        );
+        assert_eq!(
+            rows[0].to_change(),
+            Change {
+                email: Some("ann@x.co".into()),
+                seq: r.seq(),
+                ..planned
+            }
+        );
+        let rows = s.pending(D, "plain", NOW, 10).expect("pending");
+        assert_eq!(
+            rows[0].to_change(),
+            Change {
+                seq: r2.seq(),
+                ..plain
+            }
+        );
+        let st = s.event_status(D, "c1").expect("status").expect("known");
+        assert_eq!(
+            st.audiences[0].identity,
+            Identity::new(Some("ann@x.co"), Some("u1"))
+        );
+        assert_eq!(
+            (st.audiences[0].member, st.audiences[0].time_ms),
+            (Some(true), Some(1234))
+        );
+        assert_eq!(st.received_ms, NOW - 50);
+        assert!(s.event_status(D, "nope").expect("status").is_none());
+    }
+
+    pub fn everything_survives_close_and_reopen(h: &dyn Harness) {
+        let (seqs, last_seq) = {
+            let s = h.open("durable");
+            let s = &*s;
+            let mut fields = Map::new();
+            fields.insert("k".into(), Value::from("v"));
+            let mut c = change("vip", "a@x.co", true, Some(1));
+            c.data_fields = Some(fields);
+            let rs = s
+                .accept(&[
+                    event("d1", vec![c]),
+                    event("d2", vec![change("vip", "b@x.co", true, Some(1))]),
+                    event("d3", vec![change("vip", "c@x.co", true, Some(1))]),
+                    event("d4", vec![change("vip", "d@x.co", true, Some(1))]),
+                    event("d5", vec![change("vip", "d@x.co", false, Some(0))]),
+                ])
+                .expect("accept");
+            let seqs: Vec<u64> = rs.iter().map(Receipt::seq).collect();
+            s.record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[
+                    outcome(id("b@x.co"), seqs[1], Outcome::Delivered),
+                    outcome(
+                        id("c@x.co"),
+                        seqs[2],
+                        Outcome::Rejected {
+                            reason: "invalidEmails".into(),
+                        },
+                    ),
+                    outcome(
+                        id("d@x.co"),
+                        seqs[3],
+                        Outcome::Retry {
+                            next_attempt_ms: NOW + 60_000,
+                            reason: "503".into(),
+                        },
+                    ),
+                ],
+            )
+            .expect("record");
+            assert_eq!(s.put_list_id(D, "vip", 77).expect("put"), 77);
+            (seqs.clone(), seqs[4])
+        };
+        let s = h.open("durable");
+        let s = &*s;
+        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(
+            rows.len(),
+            1,
+            "a is pending; b delivered; c rejected; d waits"
+        );
+        assert_eq!(rows[0].identity, id("a@x.co"));
+        assert_eq!(
+            rows[0].data_fields.as_ref().and_then(|m| m.get("k")),
+            Some(&Value::from("v"))
+        );
+        let later = s.pending(D, "vip", NOW + 60_000, 10).expect("pending");
+        assert_eq!(later.len(), 2);
+        assert_eq!(
+            (later[1].identity.clone(), later[1].attempts),
+            (id("d@x.co"), 1)
+        );
+        assert_eq!(kinds(s, "d2"), vec![StatusKind::Delivered]);
+        assert_eq!(
+            status(s, "d3"),
+            vec![(StatusKind::Rejected, Some("invalidEmails".into()))]
+        );
+        let d4 = s.event_status(D, "d4").expect("status").expect("known");
+        assert_eq!(d4.audiences[0].next_attempt_ms, Some(NOW + 60_000));
+        assert_eq!(kinds(s, "d5"), vec![StatusKind::Skipped]);
+        assert_eq!(s.list_id(D, "vip").expect("get"), Some(77));
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!(
+            (c.list_id, c.members, c.pending, c.retrying, c.rejected),
+            (Some(77), 1, 2, 1, 1)
+        );
+        // Duplicates are still recognised, and arrival order continues.
+        assert_eq!(
+            accept1(
+                s,
+                event("d1", vec![change("vip", "a@x.co", false, Some(9))])
+            ),
+            Receipt::Duplicate { seq: seqs[0] }
+        );
+        let next = accept1(s, event("d6", vec![change("vip", "e@x.co", true, Some(1))]));
+        assert!(next.seq() > last_seq, "{} > {last_seq}", next.seq());
+    }
+
+    pub fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
+        let s = h.open("registry");
+        assert_eq!(s.list_id(D, "vip").expect("get"), None);
+        assert_eq!(s.put_list_id(D, "vip", 1).expect("put"), 1);
+        assert_eq!(s.put_list_id(D, "vip", 2).expect("put"), 1, "first wins");
+        assert_eq!(s.list_id(D, "vip").expect("get"), Some(1));
+        assert_eq!(s.put_list_id(D, "other", 3).expect("put"), 3);
+        assert_eq!(s.put_list_id("staging", "vip", 4).expect("put"), 4);
+        assert_eq!(s.list_id(D, "vip").expect("get"), Some(1));
+        // Through the resolver's trait, on a runtime.
+        let shared: Arc<dyn Store> = Arc::from(s);
+        let reg = StoreRegistry(shared);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            assert_eq!(reg.get(D, "vip").await, Ok(Some(1)));
+            assert_eq!(reg.get(D, "new").await, Ok(None));
+            assert_eq!(reg.put(D, "new", 10).await, Ok(()));
+            assert_eq!(reg.put(D, "new", 11).await, Ok(()));
+            assert_eq!(reg.get(D, "new").await, Ok(Some(10)));
+        });
+    }
+
+    /// A random interleaving of changes: (identity, audience, member, time), and batch sizes.
+    /// (identity, audience, member, event time) of one change.
+    type Step = (u8, u8, bool, Option<i64>);
+
+    fn interleavings() -> impl Strategy<Value = (Vec<Step>, Vec<usize>)> {
+        (
+            prop::collection::vec(
+                (0u8..3, 0u8..2, any::<bool>(), prop::option::of(0i64..4)),
+                1..30,
+            ),
+            prop::collection::vec(1usize..6, 1..10),
+        )
+    }
+
+    pub fn desired_is_the_latest_by_time_then_arrival(h: &dyn Harness) {
+        let s = h.open("prop");
+        let s = &*s;
+        let case = AtomicU64::new(0);
+        let mut runner = TestRunner::new(Config::with_cases(64));
+        let result = runner.run(&interleavings(), |(changes, sizes)| {
+            let dest = format!("p{}", case.fetch_add(1, Ordering::Relaxed));
+            let events: Vec<NewEvent> = changes
+                .iter()
+                .enumerate()
+                .map(|(i, &(who, aud, member, time))| {
+                    let mut e = event(
+                        &format!("m{i}"),
+                        vec![change(
+                            &format!("a{aud}"),
+                            &format!("u{who}@x.co"),
+                            member,
+                            time,
+                        )],
+                    );
+                    e.destination = dest.clone();
+                    e
+                })
+                .collect();
+            // Arrival order is input order; batches split it at random sizes.
+            let mut receipts = Vec::new();
+            let mut rest = &events[..];
+            let mut k = 0;
+            while !rest.is_empty() {
+                let n = sizes[k % sizes.len()].min(rest.len());
+                receipts.extend(s.accept(&rest[..n]).expect("accept"));
+                rest = &rest[n..];
+                k += 1;
+            }
+            prop_assert_eq!(receipts.len(), events.len());
+            // Expected winner per key: the greatest (time, arrival index).
+            let mut winner: BTreeMap<(u8, u8), usize> = BTreeMap::new();
+            for (i, &(who, aud, _, time)) in changes.iter().enumerate() {
+                let w = winner.entry((who, aud)).or_insert(i);
+                if (time, i) > (changes[*w].3, *w) {
+                    *w = i;
+                }
+            }
+            for aud in 0..2u8 {
+                let rows = s
+                    .pending(&dest, &format!("a{aud}"), NOW, 100)
+                    .expect("pending");
+                let want: Vec<_> = winner.iter().filter(|((_, a), _)| *a == aud).collect();
+                prop_assert_eq!(rows.len(), want.len());
+                for ((who, _), &i) in want {
+                    let row = rows
+                        .iter()
+                        .find(|r| r.identity == id(&format!("u{who}@x.co")));
+                    prop_assert!(row.is_some());
+                    let row = row.expect("checked");
+                    prop_assert_eq!(row.member, changes[i].2);
+                    prop_assert_eq!(
+                        row.version,
+                        Version {
+                            time_ms: changes[i].3,
+                            seq: receipts[i].seq()
+                        }
+                    );
+                }
+            }
+            // Every event has one status: the winners accepted, the others superseded or skipped.
+            let won: Vec<usize> = winner.values().copied().collect();
+            for i in 0..events.len() {
+                let st = s.event_status(&dest, &format!("m{i}")).expect("status");
+                let st = st.map(|e| e.audiences.iter().map(|a| a.status).collect::<Vec<_>>());
+                let expected_winner = won.contains(&i);
+                match st.as_deref() {
+                    Some([StatusKind::Accepted]) => {
+                        prop_assert!(expected_winner, "m{} accepted", i)
+                    }
+                    Some([StatusKind::Superseded | StatusKind::Skipped]) => {
+                        prop_assert!(!expected_winner, "m{} lost", i)
+                    }
+                    other => prop_assert!(false, "m{}: {:?}", i, other),
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($engine:ident, $harness:expr) => {
+        mod $engine {
+            use super::*;
+
+            #[test]
+            fn latest_wins_whatever_the_arrival_order() {
+                cases::latest_wins_whatever_the_arrival_order(&$harness)
+            }
+            #[test]
+            fn stale_events_are_recorded_as_skipped() {
+                cases::stale_events_are_recorded_as_skipped(&$harness)
+            }
+            #[test]
+            fn duplicate_message_ids_are_ignored() {
+                cases::duplicate_message_ids_are_ignored(&$harness)
+            }
+            #[test]
+            fn pending_reflects_desired_versus_acknowledged() {
+                cases::pending_reflects_desired_versus_acknowledged(&$harness)
+            }
+            #[test]
+            fn delivered_only_if_unchanged_since_planning() {
+                cases::delivered_only_if_unchanged_since_planning(&$harness)
+            }
+            #[test]
+            fn rejected_keeps_the_reason() {
+                cases::rejected_keeps_the_reason(&$harness)
+            }
+            #[test]
+            fn retry_keeps_the_next_attempt() {
+                cases::retry_keeps_the_next_attempt(&$harness)
+            }
+            #[test]
+            fn pending_rows_rebuild_the_planner_change() {
+                cases::pending_rows_rebuild_the_planner_change(&$harness)
+            }
+            #[test]
+            fn everything_survives_close_and_reopen() {
+                cases::everything_survives_close_and_reopen(&$harness)
+            }
+            #[test]
+            fn the_registry_keeps_the_first_writer() {
+                cases::the_registry_keeps_the_first_writer(&$harness)
+            }
+            #[test]
+            fn desired_is_the_latest_by_time_then_arrival() {
+                cases::desired_is_the_latest_by_time_then_arrival(&$harness)
+            }
+        }
+    };
+}
+
+conformance!(sqlite, SqliteHarness::new());
