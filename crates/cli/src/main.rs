@@ -1,5 +1,7 @@
 //! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
-//! libraries: `mapping eval` and `plan` preview what the destination would do, offline.
+//! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline.
+
+mod service;
 
 use std::fs;
 use std::io::{self, Read};
@@ -29,6 +31,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the sync service (Segment-compatible ingestion, delivery to Iterable).
+    Serve {
+        /// TOML configuration; without it, the embedded defaults (and ITERABLE_* variables).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run the service beside an in-process Iterable emulator, with commands to paste.
+    Demo {
+        /// Where the service listens.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Directory for the demo's database (default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Each destination and audience: list id, members, pending changes, rejections.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look up events in the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -59,6 +87,23 @@ enum Command {
         /// delete or mirror.
         #[arg(long, value_name = "MODE")]
         retl_sync_mode: Option<RetlSyncMode>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// What happened to one event (by messageId) in each audience.
+    Show {
+        #[arg(value_name = "MESSAGE_ID")]
+        message_id: String,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only this destination.
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -185,6 +230,15 @@ fn check(settings: &Path) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve { config } => service::serve(config.as_deref()),
+        Command::Demo { listen, data_dir } => service::demo(listen, data_dir.as_deref()),
+        Command::Status { config, json } => service::status(config.as_deref(), *json),
+        Command::Events(EventsCommand::Show {
+            message_id,
+            config,
+            destination,
+            json,
+        }) => service::event_show(config.as_deref(), message_id, destination.as_deref(), *json),
         Command::Check { settings } => check(settings),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
         Command::Plan {

@@ -1,5 +1,13 @@
 //! The iterable-lists service: configuration, Segment-compatible ingestion, the admin and
 //! metrics endpoints, and the wiring that runs stores and reconcilers behind them.
 
+pub mod app;
 pub mod config;
+pub mod http;
 pub mod ingest;
+pub mod intake;
+pub mod status;
+pub mod writer;
+
+pub use app::{RunningService, StartError};
+pub use config::Config;

@@ -216,10 +216,18 @@ impl SqliteStore {
         Self::init(conn)
     }
 
+    /// A private in-memory database (tests, demos): nothing survives the process.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::open(":memory:")
+    }
+
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         const OP: &str = "open";
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(engine(OP))?;
+        // Every statement is prepared once per connection and reused (accept runs several
+        // per event).
+        conn.set_prepared_statement_cache_capacity(64);
         // Returns the mode in force: "wal" on files, "memory" for :memory:.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -298,7 +306,7 @@ impl SqliteStore {
     fn accept_one(tx: &Transaction<'_>, ev: &NewEvent) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
         let found: Option<i64> = tx
-            .prepare("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
+            .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
             .map_err(engine(OP))?
             .query_row(params![ev.destination, ev.message_id], |r| r.get(0))
             .optional()
@@ -315,7 +323,7 @@ impl SqliteStore {
         .map_err(engine(OP))?;
         let seq = tx.last_insert_rowid();
         let mut insert_status = tx
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
                  time_ms, status, reason, next_attempt_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
@@ -345,9 +353,9 @@ impl SqliteStore {
                 Vec::new()
             }
             EventContent::Changes(changes) => {
-                let mut get = tx.prepare(CURRENT).map_err(engine(OP))?;
+                let mut get = tx.prepare_cached(CURRENT).map_err(engine(OP))?;
                 let mut upsert = tx
-                    .prepare(
+                    .prepare_cached(
                         "INSERT INTO desired (destination, list_key, email, user_id, list_id,
                          member, time_ms, seq, part, accepted_ms, data_fields,
                          update_existing_users_only, channel_unsubscribe, campaign_id, state,
@@ -365,7 +373,7 @@ impl SqliteStore {
                     )
                     .map_err(engine(OP))?;
                 let mut supersede = tx
-                    .prepare(
+                    .prepare_cached(
                         "UPDATE event_audiences SET status = 'superseded', reason = ?3,
                          next_attempt_ms = NULL, updated_ms = ?4
                          WHERE seq = ?1 AND part = ?2 AND status IN ('accepted', 'pending')",
@@ -543,7 +551,7 @@ impl Store for SqliteStore {
         let limit = to_i64(OP, limit as u64)?;
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT list_id, email, user_id, member, data_fields,
                  update_existing_users_only, channel_unsubscribe, campaign_id, time_ms, seq,
                  accepted_ms, attempts, reason
@@ -583,7 +591,7 @@ impl Store for SqliteStore {
         const OP: &str = "pending_audiences";
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT DISTINCT list_key FROM desired
                  WHERE destination = ?1 AND state = 'pending' AND next_attempt_ms <= ?2
                  ORDER BY list_key",
@@ -607,28 +615,28 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.write(OP, |tx| {
-            let mut get = tx.prepare(CURRENT).map_err(engine(OP))?;
+            let mut get = tx.prepare_cached(CURRENT).map_err(engine(OP))?;
             let mut planned = tx
-                .prepare(
+                .prepare_cached(
                     "SELECT part, member, time_ms FROM event_audiences
                      WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
                 )
                 .map_err(engine(OP))?;
             let mut set_status = tx
-                .prepare(
+                .prepare_cached(
                     "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
                      updated_ms = ?6 WHERE seq = ?1 AND part = ?2",
                 )
                 .map_err(engine(OP))?;
             let mut ack = tx
-                .prepare(
+                .prepare_cached(
                     "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
                      ack_ms = ?8
                      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
                 )
                 .map_err(engine(OP))?;
             let mut settle = tx
-                .prepare(
+                .prepare_cached(
                     "UPDATE desired SET state = ?5, reason = ?6,
                      attempts = attempts + ?7, next_attempt_ms = ?8
                      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
@@ -831,7 +839,7 @@ impl Store for SqliteStore {
             i64,
         );
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT list_key, email, user_id, member, time_ms, status, reason,
                  next_attempt_ms, updated_ms
                  FROM event_audiences WHERE seq = ?1 ORDER BY part",
@@ -884,7 +892,7 @@ impl Store for SqliteStore {
         const OP: &str = "list_counts";
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT d.list_key, l.list_id,
                  COUNT(CASE WHEN d.ack_member = 1 THEN 1 END),
                  COUNT(CASE WHEN d.state = 'pending' THEN 1 END),
@@ -946,7 +954,7 @@ impl Store for SqliteStore {
         const OP: &str = "event_counts";
         let conn = self.lock();
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT ea.status, COUNT(*) FROM event_audiences ea
                  JOIN events e ON e.seq = ea.seq
                  WHERE e.destination = ?1 GROUP BY ea.status",

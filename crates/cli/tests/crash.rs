@@ -1,0 +1,290 @@
+//! Crash test: `iterable-lists serve` is SIGKILLed at random moments while senders push a
+//! 200,000-event load over 20 audiences, and restarted each time. Senders resend whatever was
+//! not acknowledged. In the end every list equals the latest-event-wins membership of the
+//! events, there is exactly one list per audience, and every event has a final status.
+//!
+//! `CRASH_EVENTS` (default 200000) and `CRASH_KILLS` (default 4) change the size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType};
+use serde_json::{Value, json};
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const WRITE_KEY: &str = "wk_crash";
+const AUDIENCES: usize = 20;
+const USERS: u64 = 5_000;
+const BATCH: usize = 500;
+const SENDERS: usize = 4;
+
+/// A small deterministic generator (xorshift*), so every run sends the same load.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Event `i`: a user entering or leaving an audience, at base time + i ms.
+fn event(i: usize, rng: &mut Rng) -> (String, u64, bool, Value) {
+    let user = rng.below(USERS);
+    let audience = format!("aud_{:02}", rng.below(AUDIENCES as u64));
+    let member = rng.below(3) != 0;
+    let ms = i as u64;
+    let ts = format!(
+        "2026-11-29T{:02}:{:02}:{:02}.{:03}Z",
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000
+    );
+    let email = format!("u{user}@example.com");
+    let personas = json!({"computation_key": audience, "computation_class": "audience"});
+    let ev = if i % 2 == 0 {
+        json!({"type": "identify", "messageId": format!("c{i}"), "userId": format!("u{user}"),
+               "timestamp": ts, "traits": {"email": email, audience.clone(): member},
+               "context": {"personas": personas}})
+    } else {
+        json!({"type": "track", "messageId": format!("c{i}"), "userId": format!("u{user}"),
+               "event": if member { "Audience Entered" } else { "Audience Exited" },
+               "timestamp": ts, "properties": {audience.clone(): member},
+               "context": {"traits": {"email": email}, "personas": personas}})
+    };
+    (audience, user, member, ev)
+}
+
+fn temp_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!(
+        "iterable-lists-crash-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// Starts the service; returns the child and its URL (from the first stdout line).
+fn start(config: &Path, log: &Path) -> (Child, String) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iterable-lists"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn iterable-lists serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_load_loses_nothing_and_duplicates_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let n = env_usize("CRASH_EVENTS", 200_000);
+    let kills = env_usize("CRASH_KILLS", 4);
+
+    let mut ec =
+        EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
+    ec.listen = "127.0.0.1:0".parse().expect("addr");
+    let emu = Emulator::start(ec).await.expect("emulator");
+
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}\"\n[[destination]]\n\
+             name = \"prod\"\napi_key = \"{KEY}\"\nproject_type = \"hybrid\"\nbase_url = \"{}\"\n\
+             write_keys = [\"{WRITE_KEY}\"]\n[destination.delivery]\nlinger_ms = 200\n",
+            dir.join("db.sqlite").display(),
+            emu.url()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("service.log");
+
+    // The load and what it should leave behind.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut expected: BTreeMap<(String, u64), bool> = BTreeMap::new();
+    let mut batches: Vec<String> = Vec::new();
+    let mut current = Vec::with_capacity(BATCH);
+    for i in 0..n {
+        let (aud, user, member, ev) = event(i, &mut rng);
+        expected.insert((aud, user), member);
+        current.push(ev);
+        if current.len() == BATCH || i + 1 == n {
+            batches.push(json!({ "batch": std::mem::take(&mut current) }).to_string());
+        }
+    }
+    let batches = Arc::new(batches);
+
+    let (child, url) = start(&config, &log);
+    let child = Arc::new(Mutex::new(child));
+    let url = Arc::new(Mutex::new(url));
+    let next = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http");
+
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (batches, url, next, http) = (batches.clone(), url.clone(), next.clone(), http.clone());
+        senders.push(tokio::spawn(async move {
+            let mut resends = 0u64;
+            loop {
+                let b = next.fetch_add(1, Ordering::SeqCst);
+                if b >= batches.len() {
+                    return resends;
+                }
+                // Resend until acknowledged, as an SDK does.
+                loop {
+                    let u = url.lock().expect("url").clone();
+                    let r = http
+                        .post(format!("{u}/v1/batch"))
+                        .basic_auth(WRITE_KEY, Some(""))
+                        .header("Content-Type", "application/json")
+                        .body(batches[b].clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => break,
+                        Ok(r) if r.status().is_client_error() => {
+                            panic!("batch {b} refused: {} {:?}", r.status(), r.text().await)
+                        }
+                        _ => {
+                            resends += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    // Kill and restart at seeded random moments while the load runs.
+    let mut krng = Rng(42);
+    let mut killed = 0;
+    while killed < kills && next.load(Ordering::SeqCst) < batches.len() {
+        tokio::time::sleep(Duration::from_millis(300 + krng.below(1500))).await;
+        {
+            let mut c = child.lock().expect("child");
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+        killed += 1;
+        let (c, u) = start(&config, &log);
+        *child.lock().expect("child") = c;
+        *url.lock().expect("url") = u;
+    }
+    let mut resends = 0;
+    for s in senders {
+        resends += s.await.expect("sender");
+    }
+    eprintln!("crash test: {n} events, {killed} kills, {resends} resends");
+
+    // Wait until nothing is left to deliver.
+    let u = url.lock().expect("url").clone();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        let s: Value = match http.get(format!("{u}/v1/status")).send().await {
+            Ok(r) => {
+                serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+            }
+            Err(_) => Value::Null,
+        };
+        let d = &s["destinations"][0];
+        let open = d["events"]["accepted"].as_u64().unwrap_or(1)
+            + d["events"]["pending"].as_u64().unwrap_or(1);
+        if d.is_object() && open == 0 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never converged: {s}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    {
+        let mut c = child.lock().expect("child");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    // Every event logged once, with a final status.
+    let counts = &status["destinations"][0]["events"];
+    let total: u64 = counts
+        .as_object()
+        .expect("counts")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(total, n as u64, "events logged: {counts}");
+
+    // Each list equals the latest-event-wins membership, once per audience.
+    let state = emu.state(true);
+    for a in 0..AUDIENCES {
+        let name = format!("aud_{a:02}");
+        let lists: Vec<_> = state
+            .iter()
+            .flat_map(|p| p.lists.iter())
+            .filter(|l| l.name == name)
+            .collect();
+        let want: BTreeSet<String> = expected
+            .iter()
+            .filter(|((aud, _), m)| *aud == name && **m)
+            .map(|((_, u), _)| format!("u{u}@example.com"))
+            .collect();
+        if want.is_empty() && lists.is_empty() {
+            continue;
+        }
+        assert_eq!(lists.len(), 1, "{name}: {} lists", lists.len());
+        let got: BTreeSet<String> = lists[0]
+            .members
+            .iter()
+            .flatten()
+            .filter_map(|m| m.email.clone())
+            .collect();
+        let missing: Vec<_> = want.difference(&got).take(5).collect();
+        let extra: Vec<_> = got.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: {} want, {} got; missing {missing:?}, extra {extra:?}",
+            want.len(),
+            got.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

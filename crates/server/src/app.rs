@@ -1,0 +1,271 @@
+//! The running service: opens the store, starts one reconciler per enabled destination and the
+//! HTTP listener, and shuts all of it down in order (listener, in-flight requests, deliveries).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use destination::ActionMapping;
+use destination::plan::{Limits, Planner};
+use iterable::client::{Client, ClientConfig};
+use sync::metrics::DestinationMetrics;
+use sync::reconciler::{EpochClock, Reconciler, ReconcilerConfig};
+use sync::{SqliteStore, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, DestinationConfig, Secret, Storage};
+use crate::http;
+use crate::writer::Writer;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("destination {name:?}: {message}")]
+    Destination { name: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the store writer: {0}")]
+    Writer(std::io::Error),
+}
+
+/// One configured destination, ready to take events.
+pub struct DestinationRuntime {
+    pub config: DestinationConfig,
+    pub planner: Planner,
+    pub metrics: Arc<DestinationMetrics>,
+    /// `None` when the destination is disabled: events are stored, not delivered.
+    pub reconciler: Option<Arc<Reconciler>>,
+    pub waker: Arc<Notify>,
+}
+
+/// Everything the HTTP handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub destinations: Vec<DestinationRuntime>,
+    pub by_name: HashMap<String, usize>,
+    /// Every write key with its destination, compared in constant time.
+    pub write_keys: Vec<(Secret, usize)>,
+    pub shutting_down: AtomicBool,
+    pub request_seq: AtomicU64,
+    pub clock: EpochClock,
+}
+
+impl AppState {
+    /// The destination a write key belongs to.
+    pub fn destination_for_key(&self, key: &str) -> Option<&DestinationRuntime> {
+        let mut found = None;
+        // Look at every key, so the time taken does not tell which one matched.
+        for (secret, i) in &self.write_keys {
+            if secret.matches(key.as_bytes()) {
+                found = Some(*i);
+            }
+        }
+        found.map(|i| &self.destinations[i])
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&DestinationRuntime> {
+        self.by_name.get(name).map(|&i| &self.destinations[i])
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+}
+
+/// The wall clock in epoch milliseconds.
+pub fn system_clock() -> EpochClock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+/// Opens the configured store.
+pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match storage {
+        Storage::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
+        Storage::SqliteMemory => Arc::new(SqliteStore::open_in_memory()?),
+    })
+}
+
+fn build_destination(
+    d: &DestinationConfig,
+    store: &Arc<dyn Store>,
+    clock: &EpochClock,
+) -> Result<DestinationRuntime, StartError> {
+    let err = |message: String| StartError::Destination {
+        name: d.name.clone(),
+        message,
+    };
+    let mapping = ActionMapping::new(d.mapping.as_ref()).map_err(|e| err(e.to_string()))?;
+    let mut planner = Planner::new(d.project_type, mapping);
+    planner.limits = Limits {
+        max_rows: d.delivery.batch_size,
+        max_bytes: d.delivery.max_request_bytes,
+    };
+    planner.retl = d.retl_sync_mode;
+    let metrics = Arc::new(DestinationMetrics::default());
+    let reconciler = if d.enabled {
+        let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
+        cc.timeout = d.delivery.timeout;
+        cc.limits = d.delivery.rate_limits.clone();
+        cc.max_concurrency = d.delivery.concurrency;
+        let client = Client::new(cc).map_err(|e| err(e.to_string()))?;
+        let rc = ReconcilerConfig {
+            destination: d.name.clone(),
+            project_type: d.project_type,
+            limits: planner.limits,
+            linger: d.delivery.linger,
+            concurrency: d.delivery.concurrency,
+            ..ReconcilerConfig::new(d.name.clone(), d.project_type)
+        };
+        Some(Arc::new(Reconciler::new(
+            rc,
+            store.clone(),
+            Arc::new(client),
+            metrics.clone(),
+            clock.clone(),
+        )))
+    } else {
+        None
+    };
+    let waker = reconciler
+        .as_ref()
+        .map_or_else(|| Arc::new(Notify::new()), |r| r.waker());
+    Ok(DestinationRuntime {
+        config: d.clone(),
+        planner,
+        metrics,
+        reconciler,
+        waker,
+    })
+}
+
+/// A started service. Dropping it without [`RunningService::shutdown`] aborts its tasks.
+pub struct RunningService {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    http: Option<JoinHandle<()>>,
+    reconcilers: Vec<JoinHandle<()>>,
+}
+
+impl RunningService {
+    /// Opens the store, starts the reconcilers and listens. Must run inside a Tokio runtime.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, system_clock()).await
+    }
+
+    /// As [`RunningService::start`], with an injected epoch clock (tests).
+    pub async fn start_with_clock(config: Config, clock: EpochClock) -> Result<Self, StartError> {
+        let store = open_store(&config.storage)?;
+        let mut destinations = Vec::new();
+        for d in &config.destinations {
+            destinations.push(build_destination(d, &store, &clock)?);
+        }
+        let wakers: Vec<Arc<Notify>> = destinations.iter().map(|d| d.waker.clone()).collect();
+        let writer = Writer::spawn(store.clone(), move || {
+            for w in &wakers {
+                w.notify_one();
+            }
+        })
+        .map_err(StartError::Writer)?;
+        let mut by_name = HashMap::new();
+        let mut write_keys = Vec::new();
+        for (i, d) in destinations.iter().enumerate() {
+            by_name.insert(d.config.name.clone(), i);
+            for k in &d.config.write_keys {
+                write_keys.push((k.clone(), i));
+            }
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let state = Arc::new(AppState {
+            config,
+            store,
+            writer,
+            destinations,
+            by_name,
+            write_keys,
+            shutting_down: AtomicBool::new(false),
+            request_seq: AtomicU64::new(0),
+            clock,
+        });
+        let (tx, rx) = watch::channel(false);
+        let mut reconcilers = Vec::new();
+        for d in &state.destinations {
+            if let Some(r) = &d.reconciler {
+                let r = r.clone();
+                let rx = rx.clone();
+                reconcilers.push(tokio::spawn(async move { r.run(rx).await }));
+            }
+        }
+        let http = tokio::spawn(http::serve(listener, state.clone(), rx));
+        Ok(Self {
+            addr,
+            state,
+            shutdown: tx,
+            http: Some(http),
+            reconcilers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish (at most `grace`), then lets the
+    /// reconcilers finish their in-flight deliveries and record them.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        if let Some(h) = self.http.take() {
+            let _ = tokio::time::timeout(grace, h).await;
+        }
+        for h in self.reconcilers.drain(..) {
+            let _ = tokio::time::timeout(grace, h).await;
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(h) = &self.http {
+            h.abort();
+        }
+        for h in &self.reconcilers {
+            h.abort();
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The HTTP front: the accept loop with graceful shutdown, and the routes (Segment ingestion,
+//! webhook, admin status, health and metrics).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use sync::metrics::{DestinationSnapshot, render};
+use sync::{EventContent, NewEvent, Receipt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::app::{AppState, DestinationRuntime};
+use crate::ingest::{self, CallKind, IngestError, Item, Parsed};
+use crate::intake::Intake;
+use crate::status;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Accepts connections until `shutdown` turns true, then lets open connections finish the
+/// request they are serving and returns when all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    eprintln!("iterable-lists: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let io = TokioIo::new(stream);
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, peer.ip(), req).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+fn reply(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_reply(status: u16, v: &Value) -> Reply {
+    reply(status, "application/json", v.to_string())
+}
+
+fn error_reply(status: u16, message: impl Into<String>) -> Reply {
+    json_reply(
+        status,
+        &json!({"success": false, "message": message.into()}),
+    )
+}
+
+fn ingest_error(e: &IngestError) -> Reply {
+    reply(e.status(), "application/json", e.body())
+}
+
+async fn route(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["v1", "batch"]) => ingest_tracking(state, CallKind::Batch, req).await,
+        (&Method::POST, ["v1", "identify"]) => {
+            ingest_tracking(state, CallKind::Identify, req).await
+        }
+        (&Method::POST, ["v1", "track"]) => ingest_tracking(state, CallKind::Track, req).await,
+        (&Method::POST, ["v1", "webhook", name]) => {
+            let name = (*name).to_string();
+            ingest_webhook(state, &name, req).await
+        }
+        (&Method::GET, ["v1", "events", id]) => {
+            if let Some(r) = admin_denied(state, peer, &req) {
+                return r;
+            }
+            let id = percent_decode(id);
+            let dest = query_param(req.uri().query(), "destination");
+            status::event_reply(state, &id, dest.as_deref()).await
+        }
+        (&Method::GET, ["v1", "status"]) => {
+            if let Some(r) = admin_denied(state, peer, &req) {
+                return r;
+            }
+            status::status_reply(state).await
+        }
+        (&Method::GET, ["healthz"]) => reply(200, "text/plain; charset=utf-8", "ok\n"),
+        (&Method::GET, ["readyz"]) => {
+            if state.shutting_down.load(Ordering::SeqCst) {
+                reply(503, "text/plain; charset=utf-8", "shutting down\n")
+            } else {
+                reply(200, "text/plain; charset=utf-8", "ready\n")
+            }
+        }
+        (&Method::GET, ["metrics"]) => metrics_reply(state).await,
+        (_, ["v1", "batch" | "identify" | "track"]) | (_, ["v1", "webhook", _]) => {
+            error_reply(405, format!("{method} is not allowed on {path}; use POST"))
+        }
+        _ => error_reply(404, format!("no such endpoint: {method} {path}")),
+    }
+}
+
+/// Admin endpoints need `Authorization: Bearer <admin_token>`; without a configured token they
+/// answer only to loopback clients.
+fn admin_denied(state: &AppState, peer: IpAddr, req: &Request<Incoming>) -> Option<Reply> {
+    match &state.config.admin_token {
+        None if peer.is_loopback() => None,
+        None => Some(error_reply(
+            403,
+            "admin endpoints answer only local clients unless admin_token is configured",
+        )),
+        Some(token) => {
+            let given = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given {
+                Some(g) if token.matches(g.as_bytes()) => None,
+                Some(_) => Some(error_reply(401, "the admin token is wrong")),
+                None => Some(error_reply(
+                    401,
+                    "admin endpoints need Authorization: Bearer <admin_token>",
+                )),
+            }
+        }
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads the raw body within `limit` bytes (a gzipped body is never larger than its content,
+/// so the decoded limit bounds the raw one too).
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        return Err(IngestError::too_large(n as usize, limit));
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(IngestError::too_large(limit + 1, limit))
+        }
+        Err(e) => Err(IngestError::unreadable(e.to_string())),
+    }
+}
+
+fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn ingest_tracking(state: &AppState, kind: CallKind, req: Request<Incoming>) -> Reply {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return error_reply(503, "the service is shutting down; retry");
+    }
+    let limits = &state.config.ingest;
+    let limit = match kind {
+        CallKind::Identify | CallKind::Track => limits.max_call_bytes,
+        _ => limits.max_batch_bytes,
+    };
+    let header_key = match ingest::basic_auth_user(header(&req, AUTHORIZATION)) {
+        Ok(k) => k,
+        Err(e) => return ingest_error(&e),
+    };
+    let encoding = header(&req, CONTENT_ENCODING).map(str::to_string);
+    let raw = match read_body(req, limit).await {
+        Ok(b) => b,
+        Err(e) => return ingest_error(&e),
+    };
+    let body = match ingest::decode_body(encoding.as_deref(), raw, limit) {
+        Ok(b) => b,
+        Err(e) => return ingest_error(&e),
+    };
+    let parsed = match ingest::parse_tracking(kind, &body, limits) {
+        Ok(p) => p,
+        Err(e) => return ingest_error(&e),
+    };
+    let key = header_key.or_else(|| parsed.write_key.clone());
+    let Some(key) = key else {
+        return ingest_error(&IngestError::MissingWriteKey);
+    };
+    let Some(dest) = state.destination_for_key(&key) else {
+        return ingest_error(&IngestError::UnknownWriteKey);
+    };
+    store_items(state, dest, parsed).await
+}
+
+async fn ingest_webhook(state: &AppState, name: &str, req: Request<Incoming>) -> Reply {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return error_reply(503, "the service is shutting down; retry");
+    }
+    let Some(dest) = state.destination(name) else {
+        return ingest_error(&IngestError::UnknownDestination(name.to_string()));
+    };
+    let limits = &state.config.ingest;
+    let header_key = match ingest::basic_auth_user(header(&req, AUTHORIZATION)) {
+        Ok(k) => k,
+        Err(e) => return ingest_error(&e),
+    };
+    let text_header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // Segment's newer header signs the whole body; the classic one signs the body, or, for a
+    // batched Webhooks (Actions) delivery, its first event only (what Segment sends).
+    let segment_signature = text_header("x-segment-signature");
+    let signature = text_header("x-signature");
+    let encoding = header(&req, CONTENT_ENCODING).map(str::to_string);
+    let raw = match read_body(req, limits.max_batch_bytes).await {
+        Ok(b) => b,
+        Err(e) => return ingest_error(&e),
+    };
+    let body = match ingest::decode_body(encoding.as_deref(), raw, limits.max_batch_bytes) {
+        Ok(b) => b,
+        Err(e) => return ingest_error(&e),
+    };
+    match &dest.config.webhook_secret {
+        Some(secret) => {
+            let key = secret.expose().as_bytes();
+            let checked = match &segment_signature {
+                Some(sig) => match ingest::verify_signature(key, &body, Some(sig)) {
+                    Ok(ingest::Signed::Body) => Ok(()),
+                    Ok(ingest::Signed::FirstEvent) => Err(IngestError::BadSignature),
+                    Err(e) => Err(e),
+                },
+                None => ingest::verify_signature(key, &body, signature.as_deref()).map(|_| ()),
+            };
+            if let Err(e) = checked {
+                return ingest_error(&e);
+            }
+        }
+        // Without a shared secret, the webhook needs one of the destination's write keys.
+        None => match header_key {
+            Some(k)
+                if dest
+                    .config
+                    .write_keys
+                    .iter()
+                    .any(|w| w.matches(k.as_bytes())) => {}
+            Some(_) => return ingest_error(&IngestError::UnknownWriteKey),
+            None => return ingest_error(&IngestError::MissingWriteKey),
+        },
+    }
+    let parsed = match ingest::parse_webhook(&body, limits) {
+        Ok(p) => p,
+        Err(e) => return ingest_error(&e),
+    };
+    store_items(state, dest, parsed).await
+}
+
+/// Turns the items into store rows, stores them durably (grouped with concurrent requests),
+/// counts them, and answers 200 only once they are on disk.
+async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed) -> Reply {
+    let now = state.now_ms();
+    let req_no = state.request_seq.fetch_add(1, Ordering::Relaxed);
+    let fallback = format!("invalid-{now}-{req_no}");
+    let intake = Intake {
+        config: &dest.config,
+        planner: &dest.planner,
+    };
+    let events: Vec<NewEvent> = parsed
+        .items
+        .into_iter()
+        .map(|item: Item| intake.to_new_event(item, now, &fallback))
+        .collect();
+    if events.is_empty() {
+        return reply(200, "application/json", ingest::success_body());
+    }
+    let kinds: Vec<u8> = events
+        .iter()
+        .map(|e| match &e.content {
+            EventContent::Changes(_) => 0,
+            EventContent::Rejected(_) => 1,
+            EventContent::Skipped(_) => 2,
+        })
+        .collect();
+    match state.writer.write(events).await {
+        Ok(receipts) => {
+            for (r, k) in receipts.iter().zip(kinds) {
+                match (r, k) {
+                    (Receipt::Duplicate { .. }, _) => dest.metrics.ingested_duplicate(),
+                    (_, 0) => dest.metrics.ingested_accepted(),
+                    (_, 1) => dest.metrics.ingested_rejected(),
+                    _ => dest.metrics.ingested_skipped(),
+                }
+            }
+            reply(200, "application/json", ingest::success_body())
+        }
+        Err(e) => {
+            eprintln!("iterable-lists: storing events failed: {e}");
+            let mut r = error_reply(
+                503,
+                format!("the events could not be stored ({e}); nothing was kept, retry"),
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
+async fn metrics_reply(state: &AppState) -> Reply {
+    let mut counts = Vec::new();
+    for d in &state.destinations {
+        let store = state.store.clone();
+        let name = d.config.name.clone();
+        let c = tokio::task::spawn_blocking(move || store.list_counts(&name))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        counts.push(c);
+    }
+    let now = state.now_ms();
+    let snaps: Vec<DestinationSnapshot<'_>> = state
+        .destinations
+        .iter()
+        .zip(&counts)
+        .map(|(d, c)| DestinationSnapshot {
+            name: &d.config.name,
+            metrics: &d.metrics,
+            paused: d.reconciler.as_ref().is_some_and(|r| r.state().is_paused()),
+            lists: c,
+            now_ms: now,
+        })
+        .collect();
+    let mut out = String::new();
+    render(&mut out, &snaps);
+    let _ = writeln!(out);
+    reply(200, "text/plain; version=0.0.4; charset=utf-8", out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_percent_decoding() {
+        assert_eq!(
+            query_param(Some("a=1&destination=pr%6Fd"), "destination").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(query_param(Some("a=1"), "destination"), None);
+        assert_eq!(query_param(None, "destination"), None);
+        assert_eq!(percent_decode("a%2Fb+c%zz%"), "a/b c%zz%");
+    }
+}

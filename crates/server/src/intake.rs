@@ -1,0 +1,50 @@
+//! From parsed ingestion items to store rows: each event goes through the destination's
+//! planner (mapping, validation, membership) and becomes changes, a rejection or a skip.
+
+use destination::plan::Planner;
+use destination::prepare::Prepared;
+use sync::{EventContent, MembershipChange, NewEvent};
+
+use crate::config::DestinationConfig;
+use crate::ingest::Item;
+
+/// What the intake needs of one destination.
+pub struct Intake<'a> {
+    pub config: &'a DestinationConfig,
+    pub planner: &'a Planner,
+}
+
+impl Intake<'_> {
+    /// One store row per item. `fallback_id` names items that carried no usable messageId
+    /// (invalid ones), so they are still logged and can be found.
+    pub fn to_new_event(&self, item: Item, received_ms: i64, fallback_id: &str) -> NewEvent {
+        let (message_id, content) = match item {
+            Item::Event { message_id, event } => {
+                let content = match self.planner.prepare(event, 0) {
+                    Prepared::Change(c) => {
+                        let mut m = MembershipChange::from_change(&c);
+                        m.settings = self.config.audience_settings(&c.audience_key, c.settings);
+                        EventContent::Changes(vec![m])
+                    }
+                    Prepared::Rejected(reason) => EventContent::Rejected(reason),
+                    Prepared::Skipped(reason) => EventContent::Skipped(reason),
+                };
+                (message_id, content)
+            }
+            Item::Invalid {
+                index,
+                message_id,
+                reason,
+            } => (
+                message_id.unwrap_or_else(|| format!("{fallback_id}:{index}")),
+                EventContent::Rejected(reason),
+            ),
+        };
+        NewEvent {
+            destination: self.config.name.clone(),
+            message_id,
+            received_ms,
+            content,
+        }
+    }
+}

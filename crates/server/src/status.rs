@@ -1,0 +1,284 @@
+//! What happened to events and where each destination stands, as JSON for the admin endpoints
+//! and as text for `iterable-lists status` and `iterable-lists events show`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::{Value, json};
+use sync::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, Store, StoreError};
+
+use crate::app::AppState;
+
+/// One audience status as JSON.
+pub fn audience_json(a: &AudienceStatus) -> Value {
+    json!({
+        "audience": a.audience_key,
+        "email": a.identity.email,
+        "userId": a.identity.user_id,
+        "member": a.member,
+        "eventTimeMs": a.time_ms,
+        "status": a.status.as_str(),
+        "reason": a.reason,
+        "nextAttemptMs": a.next_attempt_ms,
+        "updatedMs": a.updated_ms,
+    })
+}
+
+/// One logged event as JSON.
+pub fn event_json(r: &EventRecord) -> Value {
+    json!({
+        "destination": r.destination,
+        "messageId": r.message_id,
+        "seq": r.seq,
+        "receivedMs": r.received_ms,
+        "audiences": r.audiences.iter().map(audience_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Where one destination stands.
+#[derive(Debug, Clone)]
+pub struct DestinationStatus {
+    pub name: String,
+    pub enabled: bool,
+    /// `running`, `paused: <reason>` or `disabled`.
+    pub state: String,
+    pub lists: Vec<ListCounts>,
+    pub events: EventCounts,
+}
+
+impl DestinationStatus {
+    /// Reads the store's figures for `name`.
+    pub fn read(
+        store: &dyn Store,
+        name: &str,
+        enabled: bool,
+        state: String,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            name: name.to_string(),
+            enabled,
+            state,
+            lists: store.list_counts(name)?,
+            events: store.event_counts(name)?,
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut events = serde_json::Map::new();
+        for k in StatusKind::ALL {
+            events.insert(k.as_str().into(), json!(self.events.get(k)));
+        }
+        json!({
+            "name": self.name,
+            "enabled": self.enabled,
+            "state": self.state,
+            "events": events,
+            "audiences": self.lists.iter().map(|l| json!({
+                "audience": l.audience_key,
+                "listId": l.list_id,
+                "members": l.members,
+                "pending": l.pending,
+                "retrying": l.retrying,
+                "rejected": l.rejected,
+                "oldestPendingMs": l.oldest_pending_ms,
+                "lastDeliveryMs": l.last_delivery_ms,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn ms_to_text(ms: Option<i64>, now_ms: i64) -> String {
+    match ms {
+        None => "-".into(),
+        Some(t) => {
+            let ago = (now_ms - t).max(0) as f64 / 1000.0;
+            if ago < 120.0 {
+                format!("{ago:.1}s ago")
+            } else if ago < 7200.0 {
+                format!("{:.0}m ago", ago / 60.0)
+            } else {
+                format!("{:.1}h ago", ago / 3600.0)
+            }
+        }
+    }
+}
+
+/// A table of destinations and audiences, for a terminal.
+pub fn status_text(destinations: &[DestinationStatus], now_ms: i64) -> String {
+    let mut out = String::new();
+    if destinations.is_empty() {
+        out.push_str("no destinations configured\n");
+    }
+    for d in destinations {
+        let e = &d.events;
+        let _ = writeln!(
+            out,
+            "destination {} ({}): events accepted {} pending {} delivered {} superseded {} rejected {} skipped {}",
+            d.name,
+            d.state,
+            e.accepted,
+            e.pending,
+            e.delivered,
+            e.superseded,
+            e.rejected,
+            e.skipped
+        );
+        if d.lists.is_empty() {
+            out.push_str("  no audiences yet\n");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<32} {:>12} {:>9} {:>9} {:>9} {:>14}",
+            "audience", "list id", "members", "pending", "rejected", "last delivery"
+        );
+        for l in &d.lists {
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>12} {:>9} {:>9} {:>9} {:>14}",
+                l.audience_key,
+                l.list_id.map_or("-".into(), |i| i.to_string()),
+                l.members,
+                l.pending,
+                l.rejected,
+                ms_to_text(l.last_delivery_ms, now_ms)
+            );
+        }
+    }
+    out
+}
+
+/// An event's story, for a terminal.
+pub fn event_text(r: &EventRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "event {} (destination {}, seq {}, received at {} ms)",
+        r.message_id, r.destination, r.seq, r.received_ms
+    );
+    for a in &r.audiences {
+        let who = match (&a.identity.email, &a.identity.user_id) {
+            (Some(e), Some(u)) => format!("{e} / {u}"),
+            (Some(e), None) => e.clone(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => "-".into(),
+        };
+        let what = match a.member {
+            Some(true) => "add",
+            Some(false) => "remove",
+            None => "-",
+        };
+        let audience = if a.audience_key.is_empty() {
+            "(no audience)"
+        } else {
+            &a.audience_key
+        };
+        let _ = write!(out, "  {audience}: {what} {who}: {}", a.status.as_str());
+        if let Some(reason) = &a.reason {
+            let _ = write!(out, " ({reason})");
+        }
+        if let Some(n) = a.next_attempt_ms {
+            let _ = write!(out, ", next attempt at {n} ms");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn json_reply(status: u16, v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || f(s.as_ref())).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the store task failed: {e}")),
+    }
+}
+
+/// `GET /v1/events/{messageId}[?destination=NAME]`: the event in every destination that has
+/// it (or the named one).
+pub async fn event_reply(
+    state: &AppState,
+    message_id: &str,
+    destination: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let names: Vec<String> = match destination {
+        Some(d) if state.destination(d).is_none() => {
+            return json_reply(
+                404,
+                &json!({"success": false, "message": format!("no destination named {d:?}")}),
+            );
+        }
+        Some(d) => vec![d.to_string()],
+        None => state
+            .destinations
+            .iter()
+            .map(|d| d.config.name.clone())
+            .collect(),
+    };
+    let id = message_id.to_string();
+    let found = blocking(&state.store, move |s| {
+        let mut out = Vec::new();
+        for n in &names {
+            if let Some(r) = s.event_status(n, &id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    })
+    .await;
+    match found {
+        Ok(records) if records.is_empty() => json_reply(
+            404,
+            &json!({"success": false, "message": format!("no event with messageId {message_id:?}")}),
+        ),
+        Ok(records) => json_reply(
+            200,
+            &json!({"events": records.iter().map(event_json).collect::<Vec<_>>()}),
+        ),
+        Err(e) => json_reply(503, &json!({"success": false, "message": e})),
+    }
+}
+
+/// `GET /v1/status`: every destination with its audiences.
+pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
+    let dests: Vec<(String, bool, String)> = state
+        .destinations
+        .iter()
+        .map(|d| {
+            let st = match &d.reconciler {
+                None => "disabled".to_string(),
+                Some(r) => r.state().describe(),
+            };
+            (d.config.name.clone(), d.config.enabled, st)
+        })
+        .collect();
+    let r = blocking(&state.store, move |s| {
+        dests
+            .into_iter()
+            .map(|(n, en, st)| DestinationStatus::read(s, &n, en, st))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    match r {
+        Ok(ds) => json_reply(
+            200,
+            &json!({"destinations": ds.iter().map(DestinationStatus::to_json).collect::<Vec<_>>()}),
+        ),
+        Err(e) => json_reply(503, &json!({"success": false, "message": e})),
+    }
+}
