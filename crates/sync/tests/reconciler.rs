@@ -849,14 +849,19 @@ async fn one_person_under_two_keys_is_sent_once() {
     assert_eq!(rows_in(&log[0].body), 1);
 }
 
-/// Throughput of the delivery side alone: events accepted into a durable SQLite file while
-/// the loop runs, until every one is acknowledged by the emulator. Run it with
-/// `cargo test --release -p sync --test reconciler throughput -- --ignored --nocapture`.
+/// Delivery under a steady load: events accepted into a durable SQLite file while the loop
+/// runs, until every one is acknowledged by the emulator. In the suite it moves 5,000
+/// events; as a measurement of the delivery side alone run
+/// `THROUGHPUT_EVENTS=200000 cargo test --release -p sync --test reconciler throughput -- --nocapture`
+/// (the whole service is measured by `cargo bench -p server --bench e2e`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run in release mode"]
 async fn throughput() {
-    const N: usize = 200_000;
     const BATCH: usize = 1_000;
+    let n_events = std::env::var("THROUGHPUT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(5_000);
+    let n_events = (n_events / BATCH).max(1) * BATCH;
     let w = World::with(emulator_real_time(Faults::default()).await);
     let mut cfg = config(D, ProjectType::Hybrid);
     cfg.linger = Duration::from_millis(500);
@@ -871,7 +876,7 @@ async fn throughput() {
     let waker = r.waker();
     let producer = tokio::task::spawn_blocking(move || {
         let mut accept_time = Duration::ZERO;
-        for b in 0..N / BATCH {
+        for b in 0..n_events / BATCH {
             let events = (0..BATCH)
                 .map(|i| {
                     let n = b * BATCH + i;
@@ -901,7 +906,7 @@ async fn throughput() {
     let deliver_start = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(120);
     // Watch the counters, not the store: counting the event log takes the store's lock.
-    while r.metrics().rows_count(RowResult::Delivered) < N as u64 {
+    while r.metrics().rows_count(RowResult::Delivered) < n_events as u64 {
         assert!(Instant::now() < deadline, "not drained in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -913,18 +918,18 @@ async fn throughput() {
     let m = r.metrics();
     let (p50, p99) = m.latency_p50_p99().unwrap_or_default();
     println!(
-        "{N} events: accepted in {:.2}s ({:.0}/s, {:.2}s inside accept), all acknowledged after {:.2}s: {:.0} events/s end to end ({:.2}s after the last accept); latency p50 {:.3}s p99 {:.3}s; {} requests",
+        "{n_events} events: accepted in {:.2}s ({:.0}/s, {:.2}s inside accept), all acknowledged after {:.2}s: {:.0} events/s end to end ({:.2}s after the last accept); latency p50 {:.3}s p99 {:.3}s; {} requests",
         accepted_in.as_secs_f64(),
-        N as f64 / accepted_in.as_secs_f64(),
+        n_events as f64 / accepted_in.as_secs_f64(),
         accept_time.as_secs_f64(),
         total.as_secs_f64(),
-        N as f64 / total.as_secs_f64(),
+        n_events as f64 / total.as_secs_f64(),
         delivering.as_secs_f64(),
         p50,
         p99,
         m.requests_count(Endpoint::Subscribe, StatusClass::Success)
             + m.requests_count(Endpoint::Unsubscribe, StatusClass::Success),
     );
-    assert_eq!(m.rows_count(RowResult::Delivered), N as u64);
+    assert_eq!(m.rows_count(RowResult::Delivered), n_events as u64);
     assert_eq!(w.unsettled(), 0);
 }
