@@ -124,8 +124,6 @@ fn build_destination(
         cc.max_concurrency = d.delivery.concurrency;
         let client = Client::new(cc).map_err(|e| err(e.to_string()))?;
         let rc = ReconcilerConfig {
-            destination: d.name.clone(),
-            project_type: d.project_type,
             limits: planner.limits,
             linger: d.delivery.linger,
             concurrency: d.delivery.concurrency,

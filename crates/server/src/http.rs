@@ -89,7 +89,7 @@ fn reply(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Rep
     r
 }
 
-fn json_reply(status: u16, v: &Value) -> Reply {
+pub(crate) fn json_reply(status: u16, v: &Value) -> Reply {
     reply(status, "application/json", v.to_string())
 }
 
@@ -237,105 +237,129 @@ fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<&s
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// What every ingestion request carries, read once: the write key of its Authorization
+/// header, the signature headers and the decoded body.
+struct Received {
+    header_key: Option<String>,
+    /// `X-Segment-Signature`: Segment's newer header, over the whole body.
+    segment_signature: Option<String>,
+    /// `X-Signature`: over the body, or over the first event of a batched Webhooks (Actions)
+    /// delivery (what Segment sends).
+    signature: Option<String>,
+    body: Bytes,
+}
+
+async fn receive(req: Request<Incoming>, limit: usize) -> Result<Received, IngestError> {
+    let header_key = ingest::basic_auth_user(header(&req, AUTHORIZATION))?;
+    let text = |name: &str| header_text(&req, name);
+    let (segment_signature, signature) = (text("x-segment-signature"), text("x-signature"));
+    let encoding = text(CONTENT_ENCODING.as_str());
+    let raw = read_body(req, limit).await?;
+    let body = ingest::decode_body(encoding.as_deref(), raw, limit)?;
+    Ok(Received {
+        header_key,
+        segment_signature,
+        signature,
+        body,
+    })
+}
+
+fn header_text(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn shutting_down(state: &AppState) -> Option<Reply> {
+    state
+        .shutting_down
+        .load(Ordering::SeqCst)
+        .then(|| error_reply(503, "the service is shutting down; retry"))
+}
+
 async fn ingest_tracking(state: &AppState, kind: CallKind, req: Request<Incoming>) -> Reply {
-    if state.shutting_down.load(Ordering::SeqCst) {
-        return error_reply(503, "the service is shutting down; retry");
+    if let Some(r) = shutting_down(state) {
+        return r;
     }
+    match tracking(state, kind, req).await {
+        Ok((dest, parsed)) => store_items(state, dest, parsed).await,
+        Err(e) => ingest_error(&e),
+    }
+}
+
+async fn tracking(
+    state: &AppState,
+    kind: CallKind,
+    req: Request<Incoming>,
+) -> Result<(&DestinationRuntime, Parsed), IngestError> {
     let limits = &state.config.ingest;
     let limit = match kind {
         CallKind::Identify | CallKind::Track => limits.max_call_bytes,
         _ => limits.max_batch_bytes,
     };
-    let header_key = match ingest::basic_auth_user(header(&req, AUTHORIZATION)) {
-        Ok(k) => k,
-        Err(e) => return ingest_error(&e),
-    };
-    let encoding = header(&req, CONTENT_ENCODING).map(str::to_string);
-    let raw = match read_body(req, limit).await {
-        Ok(b) => b,
-        Err(e) => return ingest_error(&e),
-    };
-    let body = match ingest::decode_body(encoding.as_deref(), raw, limit) {
-        Ok(b) => b,
-        Err(e) => return ingest_error(&e),
-    };
-    let parsed = match ingest::parse_tracking(kind, &body, limits) {
-        Ok(p) => p,
-        Err(e) => return ingest_error(&e),
-    };
-    let key = header_key.or_else(|| parsed.write_key.clone());
-    let Some(key) = key else {
-        return ingest_error(&IngestError::MissingWriteKey);
-    };
-    let Some(dest) = state.destination_for_key(&key) else {
-        return ingest_error(&IngestError::UnknownWriteKey);
-    };
-    store_items(state, dest, parsed).await
+    let r = receive(req, limit).await?;
+    let parsed = ingest::parse_tracking(kind, &r.body, limits)?;
+    let key = r
+        .header_key
+        .or_else(|| parsed.write_key.clone())
+        .ok_or(IngestError::MissingWriteKey)?;
+    let dest = state
+        .destination_for_key(&key)
+        .ok_or(IngestError::UnknownWriteKey)?;
+    Ok((dest, parsed))
 }
 
 async fn ingest_webhook(state: &AppState, name: &str, req: Request<Incoming>) -> Reply {
-    if state.shutting_down.load(Ordering::SeqCst) {
-        return error_reply(503, "the service is shutting down; retry");
+    if let Some(r) = shutting_down(state) {
+        return r;
     }
-    let Some(dest) = state.destination(name) else {
-        return ingest_error(&IngestError::UnknownDestination(name.to_string()));
-    };
+    match webhook(state, name, req).await {
+        Ok((dest, parsed)) => store_items(state, dest, parsed).await,
+        Err(e) => ingest_error(&e),
+    }
+}
+
+async fn webhook<'s>(
+    state: &'s AppState,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<(&'s DestinationRuntime, Parsed), IngestError> {
+    let dest = state
+        .destination(name)
+        .ok_or_else(|| IngestError::UnknownDestination(name.to_string()))?;
     let limits = &state.config.ingest;
-    let header_key = match ingest::basic_auth_user(header(&req, AUTHORIZATION)) {
-        Ok(k) => k,
-        Err(e) => return ingest_error(&e),
-    };
-    let text_header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    // Segment's newer header signs the whole body; the classic one signs the body, or, for a
-    // batched Webhooks (Actions) delivery, its first event only (what Segment sends).
-    let segment_signature = text_header("x-segment-signature");
-    let signature = text_header("x-signature");
-    let encoding = header(&req, CONTENT_ENCODING).map(str::to_string);
-    let raw = match read_body(req, limits.max_batch_bytes).await {
-        Ok(b) => b,
-        Err(e) => return ingest_error(&e),
-    };
-    let body = match ingest::decode_body(encoding.as_deref(), raw, limits.max_batch_bytes) {
-        Ok(b) => b,
-        Err(e) => return ingest_error(&e),
-    };
-    match &dest.config.webhook_secret {
-        Some(secret) => {
-            let key = secret.expose().as_bytes();
-            let checked = match &segment_signature {
-                Some(sig) => match ingest::verify_signature(key, &body, Some(sig)) {
-                    Ok(ingest::Signed::Body) => Ok(()),
-                    Ok(ingest::Signed::FirstEvent) => Err(IngestError::BadSignature),
-                    Err(e) => Err(e),
-                },
-                None => ingest::verify_signature(key, &body, signature.as_deref()).map(|_| ()),
-            };
-            if let Err(e) = checked {
-                return ingest_error(&e);
-            }
-        }
-        // Without a shared secret, the webhook needs one of the destination's write keys.
-        None => match header_key {
+    let r = receive(req, limits.max_batch_bytes).await?;
+    webhook_authentic(dest, &r)?;
+    Ok((dest, ingest::parse_webhook(&r.body, limits)?))
+}
+
+/// With a shared secret, a signature must match; without one, a write key of the destination
+/// is needed.
+fn webhook_authentic(dest: &DestinationRuntime, r: &Received) -> Result<(), IngestError> {
+    let Some(secret) = &dest.config.webhook_secret else {
+        return match &r.header_key {
             Some(k)
                 if dest
                     .config
                     .write_keys
                     .iter()
-                    .any(|w| w.matches(k.as_bytes())) => {}
-            Some(_) => return ingest_error(&IngestError::UnknownWriteKey),
-            None => return ingest_error(&IngestError::MissingWriteKey),
-        },
-    }
-    let parsed = match ingest::parse_webhook(&body, limits) {
-        Ok(p) => p,
-        Err(e) => return ingest_error(&e),
+                    .any(|w| w.matches(k.as_bytes())) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(IngestError::UnknownWriteKey),
+            None => Err(IngestError::MissingWriteKey),
+        };
     };
-    store_items(state, dest, parsed).await
+    let key = secret.expose().as_bytes();
+    match &r.segment_signature {
+        Some(sig) => match ingest::verify_signature(key, &r.body, Some(sig))? {
+            ingest::Signed::Body => Ok(()),
+            ingest::Signed::FirstEvent => Err(IngestError::BadSignature),
+        },
+        None => ingest::verify_signature(key, &r.body, r.signature.as_deref()).map(|_| ()),
+    }
 }
 
 /// Turns the items into store rows, stores them durably (grouped with concurrent requests),
@@ -390,17 +414,17 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
 }
 
 async fn metrics_reply(state: &AppState) -> Reply {
-    let mut counts = Vec::new();
-    for d in &state.destinations {
-        let store = state.store.clone();
-        let name = d.config.name.clone();
-        let c = tokio::task::spawn_blocking(move || store.list_counts(&name))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        counts.push(c);
-    }
+    let names: Vec<String> = state
+        .destinations
+        .iter()
+        .map(|d| d.config.name.clone())
+        .collect();
+    // One trip to the store for all destinations; gauges are left out if it fails.
+    let counts = status::blocking(&state.store, move |s| {
+        names.iter().map(|n| s.list_counts(n)).collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![Vec::new(); state.destinations.len()]);
     let now = state.now_ms();
     let snaps: Vec<DestinationSnapshot<'_>> = state
         .destinations

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use sync::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, Store, StoreError};
 
 use crate::app::AppState;
+use crate::http::json_reply;
 
 /// One audience status as JSON.
 pub fn audience_json(a: &AudienceStatus) -> Value {
@@ -189,16 +189,8 @@ pub fn event_text(r: &EventRecord) -> String {
     out
 }
 
-fn json_reply(status: u16, v: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the store on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, String> {
