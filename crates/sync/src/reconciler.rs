@@ -203,6 +203,10 @@ struct Keys {
 struct InFlightTable {
     hasher: RandomState,
     audiences: HashMap<String, Keys>,
+    /// Per audience with a pending read under way ([`Claim::begin_read`]): users whose request
+    /// finished meanwhile. The read may predate their outcome, so [`Claim::take`] leaves them
+    /// for the next read instead of sending the same version twice.
+    released: HashMap<String, HashSet<u64>>,
 }
 
 impl InFlightTable {
@@ -232,6 +236,13 @@ struct Claim {
 }
 
 impl Claim {
+    /// Marks the start of a read of `audience`'s pending rows (before the store query).
+    fn begin_read(table: &InFlight, audience: &str) {
+        lock(table)
+            .released
+            .insert(audience.to_string(), HashSet::new());
+    }
+
     /// Claims the rows of `rows` whose user has no request in flight and returns them, with
     /// the number of rows left out because their user is busy. Takes at most `max` rows.
     /// Rows of one person within `rows` are taken together, for the planner to collapse.
@@ -246,12 +257,16 @@ impl Claim {
         let mut hashes = Vec::with_capacity(taken.capacity());
         let mut blocked = 0;
         let hs: Vec<[Option<u64>; 2]> = rows.iter().map(|r| t.hashes(&r.identity)).collect();
+        let released = t.released.remove(audience).unwrap_or_default();
         let keys = t.audiences.entry(audience.to_string()).or_default();
         for (row, h) in rows.into_iter().zip(hs) {
             if taken.len() >= max {
                 break;
             }
-            if h.iter().flatten().any(|x| keys.ids.contains_key(x)) {
+            if h.iter()
+                .flatten()
+                .any(|x| keys.ids.contains_key(x) || released.contains(x))
+            {
                 blocked += 1;
                 continue;
             }
@@ -297,6 +312,9 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut t = lock(&self.table);
+        if let Some(r) = t.released.get_mut(&self.audience) {
+            r.extend(self.hashes.iter().flatten().flatten().flatten().copied());
+        }
         let Some(keys) = t.audiences.get_mut(&self.audience) else {
             return;
         };
@@ -374,7 +392,15 @@ struct Inner {
     state: Mutex<DestinationState>,
     in_flight: InFlight,
     slots: Arc<Semaphore>,
+    /// Signalled when a request has its answer and gives its slot back (its outcomes may
+    /// still be being recorded).
+    slot_freed: Notify,
 }
+
+/// Requests whose answers are being recorded, per slot of `concurrency`, at most. The slot
+/// of a request is freed when Iterable answers, so a slow store write does not hold back
+/// the next requests; this bounds the work waiting for the store.
+const RECORDING_PER_SLOT: usize = 4;
 
 /// The delivery loop of one destination. Share it behind an `Arc`: [`Reconciler::run`] and
 /// [`Reconciler::run_once`] take `&self`, and never send one user twice at once even when
@@ -599,7 +625,7 @@ async fn send(
 
 impl Job {
     /// Sends the request (split in halves on `413`), classifies and records every row.
-    async fn run(self, inner: Arc<Inner>, _permit: OwnedSemaphorePermit, _claim: Claim) -> JobDone {
+    async fn run(self, inner: Arc<Inner>, permit: OwnedSemaphorePermit, _claim: Claim) -> JobDone {
         let mut done = JobDone::default();
         let mut outcomes: Vec<(OutcomeRow, i64)> = Vec::with_capacity(self.rows.len());
         // Pieces still to send: a body and the rows (indices into self.rows) it holds.
@@ -745,6 +771,10 @@ impl Job {
                 }
             }
         }
+        // Iterable has answered: the slot is free for the next request. The rows stay
+        // claimed until their outcomes are stored.
+        drop(permit);
+        inner.slot_freed.notify_one();
         match inner.record(&self.audience, outcomes).await {
             Ok(r) => {
                 let requests = done.report.requests;
@@ -853,7 +883,7 @@ impl Dispatcher {
         let mut progressed = false;
         let rounds = self.active.len();
         for _ in 0..rounds {
-            if self.inner.is_paused() || self.inner.slots.available_permits() == 0 {
+            if self.inner.is_paused() || !self.can_start() {
                 break;
             }
             let Some(audience) = self.active.pop_front() else {
@@ -901,7 +931,15 @@ impl Dispatcher {
         let limit = want + busy;
         let now = self.now();
         let (dest, aud) = (cfg.destination.clone(), audience.to_string());
-        let rows = blocking(&inner.store, move |s| s.pending(&dest, &aud, now, limit)).await?;
+        Claim::begin_read(&inner.in_flight, audience);
+        let rows = blocking(&inner.store, move |s| s.pending(&dest, &aud, now, limit)).await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                lock(&inner.in_flight).released.remove(audience);
+                return Err(e);
+            }
+        };
         let fetched = rows.len();
         let (claim, rows, blocked) = Claim::take(&inner.in_flight, audience, rows, want);
         let exhausted = fetched < limit && blocked == 0;
@@ -1110,7 +1148,12 @@ impl Dispatcher {
         }
     }
 
-    /// The next moment the loop must look again by itself.
+    /// A slot is free and not too many answers wait to be recorded.
+    fn can_start(&self) -> bool {
+        self.inner.slots.available_permits() > 0
+            && self.jobs.len() < self.inner.cfg.concurrency.max(1) * (RECORDING_PER_SLOT + 1)
+    }
+
     /// The next moment a running loop must look again by itself: the next poll or wanted
     /// refresh, or the end of a linger (only while a slot is free to send it; otherwise a
     /// finishing request wakes the loop).
@@ -1121,7 +1164,7 @@ impl Dispatcher {
         if refresh_wanted {
             at = at.min(last + self.refresh_gap);
         }
-        if self.inner.slots.available_permits() > 0 {
+        if self.can_start() {
             for l in self.lingering.values() {
                 at = at.min(l.deadline);
             }
@@ -1166,6 +1209,7 @@ impl Reconciler {
                 state: Mutex::new(DestinationState::Running),
                 in_flight: Arc::new(Mutex::new(InFlightTable::default())),
                 slots,
+                slot_freed: Notify::new(),
             }),
         }
     }
@@ -1275,6 +1319,7 @@ impl Reconciler {
                     }
                 }
                 _ = inner.waker.notified() => refresh_wanted = true,
+                _ = inner.slot_freed.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -1377,6 +1422,30 @@ mod tests {
         fn is_send<T: Send>(_: T) {}
         is_send(r.run(rx));
         is_send(r.run_once());
+    }
+
+    #[test]
+    fn a_user_released_during_a_read_waits_for_the_next_read() {
+        let table: InFlight = Arc::default();
+        let (c1, got, _) = Claim::take(&table, "a", vec![row("a@x.co", None)], 10);
+        assert_eq!(got.len(), 1);
+        // A read starts; the request in flight finishes (its outcome stored) before the read
+        // is claimed: the read may still show the row as pending, so it is left out.
+        Claim::begin_read(&table, "a");
+        drop(c1);
+        let (_c, got, blocked) = Claim::take(
+            &table,
+            "a",
+            vec![row("a@x.co", None), row("b@x.co", None)],
+            10,
+        );
+        assert_eq!((got.len(), blocked), (1, 1));
+        assert_eq!(got[0].identity.email.as_deref(), Some("b@x.co"));
+        // The next read (begun after the release) takes it.
+        Claim::begin_read(&table, "a");
+        let (_c, got, blocked) = Claim::take(&table, "a", vec![row("a@x.co", None)], 10);
+        assert_eq!((got.len(), blocked), (1, 0));
+        assert!(lock(&table).released.is_empty());
     }
 
     #[test]

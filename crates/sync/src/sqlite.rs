@@ -7,29 +7,34 @@
 //! with a dedicated thread here: SQLite is an in-process blocking library, so an async surface
 //! would only hide the same thread hop; a synchronous trait stays object safe (`dyn Store`,
 //! needed by the server and the shared conformance suite), testable without a runtime, and
-//! still fits PostgreSQL through a blocking client. Grouping concurrent HTTP requests into one
-//! transaction is the caller's job (one writer task collecting batches for [`Store::accept`]);
-//! this engine serializes calls on one connection behind a mutex, so a second caller simply
-//! waits for the current transaction.
+//! still fits PostgreSQL through a blocking client.
 //!
-//! Schema (version 1):
+//! **Connections.** Writes share one connection and are group-committed: concurrent writers
+//! (ingestion batches, delivery outcomes) share one transaction and one fsync (see
+//! [`SqliteStore`]). Reads have their own connection, so they never wait for a commit. A
+//! third connection checkpoints the WAL in the background, off the commit path.
+//!
+//! Schema (version 2; a version-1 database is migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
 //!   the change in the event; one row with an empty audience for unusable events).
-//! - `desired`: per (destination, audience, email, userId) the desired version and its data,
+//! - `desired` (clustered by its key, WITHOUT ROWID): per (destination, audience, email,
+//!   userId) the desired version and its data,
 //!   the acknowledged version (`ack_*`), and `state` (pending | delivered | rejected |
 //!   superseded) with attempts, next attempt and reason. Absent identity parts are stored as
 //!   `''` so the primary key covers them (NULLs are distinct in SQLite keys).
 //! - `lists`: the list registry, primary key (destination, audience_key).
 //! - `desired_pending`: a partial index on pending rows, in arrival order per audience.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use destination::AudienceSettings;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use crate::store::{
@@ -39,7 +44,7 @@ use crate::store::{
 };
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -88,7 +93,7 @@ CREATE TABLE IF NOT EXISTS desired (
     ack_seq INTEGER,
     ack_ms INTEGER,
     PRIMARY KEY (destination, list_key, email, user_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS desired_pending
     ON desired (destination, list_key, seq) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS lists (
@@ -99,10 +104,150 @@ CREATE TABLE IF NOT EXISTS lists (
 );
 ";
 
-/// The SQLite store. Cheap to share behind an `Arc`; calls are serialized.
+/// The write side: the one writing connection and the open group transaction's bookkeeping.
+#[derive(Debug)]
+struct Writer {
+    conn: Connection,
+    /// A group transaction is open: `BEGIN IMMEDIATE` ran and nobody has committed it yet.
+    open: bool,
+    /// Operations run in the open group transaction.
+    ops: usize,
+    /// The number of the open (or next) group transaction; it grows by one at each commit.
+    epoch: u64,
+    /// Recent group transactions whose commit failed, with the error.
+    failed: VecDeque<(u64, String)>,
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+///
+/// **Group commit.** Every write runs in a savepoint of a shared transaction on the one
+/// writing connection. A writer that finishes while others are queued leaves the transaction
+/// open for them and waits; the last one (or the [`MAX_GROUP_OPS`]th) commits, so writes that
+/// arrive during one fsync share the next (ingestion batches and delivery outcomes alike).
+/// Nobody returns before the transaction holding its changes is committed; a failed commit
+/// fails every write in it. Reads use their own connection (WAL readers never wait for the
+/// writer and only see committed data); an in-memory database has one connection, and reads
+/// wait until no group is open.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Signalled at each commit (and rollback) of a group transaction.
+    committed: Condvar,
+    /// Writers that announced themselves and have not yet run their operation.
+    queued: AtomicUsize,
+    reader: Option<Mutex<Connection>>,
+    /// Copies the WAL into the database file off the commit path (file databases).
+    checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with its own connection that checkpoints the WAL after commits. The writer's
+/// automatic checkpoint is off: it ran inside the commit, holding the write lock while it
+/// wrote pages into the database file and fsynced it. A passive checkpoint from another
+/// connection runs beside the writer and never blocks it.
+#[derive(Debug)]
+struct Checkpointer {
+    shared: Arc<CheckpointState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    /// Commits since the last checkpoint; the thread ends when `stop` is set.
+    state: Mutex<(u64, bool)>,
+    wake: Condvar,
+}
+
+/// How often the checkpointer looks for new commits at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            location: path.display().to_string(),
+            source: e.into(),
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(engine("open"))?;
+        let shared = Arc::new(CheckpointState::default());
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || Self::run(&conn, &s))
+            .map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                source: e.into(),
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn run(conn: &Connection, s: &CheckpointState) {
+        loop {
+            {
+                let mut st = s.state.lock().unwrap_or_else(|p| p.into_inner());
+                while st.0 == 0 && !st.1 {
+                    st = s.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.1 {
+                    return;
+                }
+                st.0 = 0;
+            }
+            // A failed or partial checkpoint is retried after the next commit; the WAL
+            // stays valid meanwhile.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            std::thread::sleep(CHECKPOINT_EVERY);
+        }
+    }
+
+    fn committed(&self) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 += 1;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.1 = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A group transaction commits after this many operations even if more are queued, so the
+/// first writers' wait stays bounded under a steady stream.
+pub const MAX_GROUP_OPS: usize = 32;
+
+/// Failed commits remembered for writers that have not woken up yet.
+const FAILED_KEPT: usize = 64;
+
+/// SQLite's page cache per connection, in KiB (negative `cache_size`). Enough for the hot
+/// B-tree pages of a large backlog; the default 2 MiB made every commit re-read pages.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const READER_CACHE_KIB: i64 = 16 * 1024;
+
+/// A locked connection to read from.
+enum ReadGuard<'a> {
+    Reader(MutexGuard<'a, Connection>),
+    Writer(MutexGuard<'a, Writer>),
+}
+
+impl std::ops::Deref for ReadGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            ReadGuard::Reader(c) => c,
+            ReadGuard::Writer(w) => &w.conn,
+        }
+    }
 }
 
 fn engine(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -205,15 +350,16 @@ impl SqliteStore {
             location: location.clone(),
             source,
         };
-        let conn = if path == Path::new(":memory:") {
-            Connection::open_in_memory().map_err(|e| open_err(e.into()))?
-        } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
-            }
-            Connection::open(path).map_err(|e| open_err(e.into()))?
-        };
-        Self::init(conn)
+        if path == Path::new(":memory:") {
+            let conn = Connection::open_in_memory().map_err(|e| open_err(e.into()))?;
+            return Self::init(conn, None);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.into()))?;
+        let store = Self::init(conn, Some(path))?;
+        Ok(store)
     }
 
     /// A private in-memory database (tests, demos): nothing survives the process.
@@ -221,13 +367,26 @@ impl SqliteStore {
         Self::open(":memory:")
     }
 
-    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+    /// Busy timeout, statement cache and page cache of a new connection.
+    fn tune(conn: &Connection, cache_kib: i64) -> Result<(), StoreError> {
         const OP: &str = "open";
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(engine(OP))?;
         // Every statement is prepared once per connection and reused (accept runs several
         // per event).
         conn.set_prepared_statement_cache_capacity(64);
+        conn.pragma_update(None, "cache_size", -cache_kib)
+            .map_err(engine(OP))?;
+        // Savepoint journals (one per write in a group) and sort spills stay in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(engine(OP))
+    }
+
+    /// Sets the writer up, creates or checks the schema, then opens the read connection of a
+    /// file database.
+    fn init(mut conn: Connection, file: Option<&Path>) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        Self::tune(&conn, WRITER_CACHE_KIB)?;
         // Returns the mode in force: "wal" on files, "memory" for :memory:.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -255,45 +414,197 @@ impl SqliteStore {
                     supported: SCHEMA_VERSION,
                 });
             }
+            Some(1) => {
+                // Version 2 clusters `desired` by its key (WITHOUT ROWID): one B-tree instead
+                // of a table and its key index. Same columns, so the rows are copied as they are.
+                tx.execute_batch(
+                    "ALTER TABLE desired RENAME TO desired_v1;
+                     DROP INDEX desired_pending;",
+                )
+                .map_err(engine(OP))?;
+                tx.execute_batch(SCHEMA).map_err(engine(OP))?;
+                tx.execute_batch(
+                    "INSERT INTO desired SELECT * FROM desired_v1;
+                     DROP TABLE desired_v1;",
+                )
+                .map_err(engine(OP))?;
+                tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
+                    .map_err(engine(OP))?;
+            }
             Some(_) => {}
         }
         tx.commit().map_err(engine(OP))?;
+        if file.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(engine(OP))?;
+        }
+        let checkpointer = file.map(Checkpointer::start).transpose()?;
+        let reader = match file {
+            None => None,
+            Some(path) => {
+                let r = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| StoreError::Open {
+                    location: path.display().to_string(),
+                    source: e.into(),
+                })?;
+                Self::tune(&r, READER_CACHE_KIB)?;
+                Some(Mutex::new(r))
+            }
+        };
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer {
+                conn,
+                open: false,
+                ops: 0,
+                epoch: 0,
+                failed: VecDeque::new(),
+            }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            reader,
+            checkpointer,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic mid-call dropped its transaction, which rolled back: the connection is fine.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic inside an operation is caught and rolled back (see `write`), so the state
+        // behind a poisoned lock is consistent.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writing connection once no group transaction is open (it sees committed data only).
+    fn idle_writer(&self) -> MutexGuard<'_, Writer> {
+        let mut w = self.lock_writer();
+        while w.open {
+            w = self.committed.wait(w).unwrap_or_else(|p| p.into_inner());
+        }
+        w
+    }
+
+    /// The connection for reads: the read connection, or the idle writer of an in-memory
+    /// database.
+    fn lock(&self) -> ReadGuard<'_> {
+        match &self.reader {
+            Some(r) => ReadGuard::Reader(r.lock().unwrap_or_else(|p| p.into_inner())),
+            None => ReadGuard::Writer(self.idle_writer()),
+        }
+    }
+
+    /// Runs one write operation in the shared group transaction (see [`SqliteStore`]) and
+    /// returns once that transaction is committed.
     fn write<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(engine(op))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(engine(op))?;
-        Ok(out)
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.lock_writer();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if !w.open {
+            w.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(engine(op))?;
+            w.open = true;
+            w.ops = 0;
+        }
+        let epoch = w.epoch;
+        let out = match w.conn.execute_batch("SAVEPOINT op") {
+            Err(e) => Err(StoreError::engine(op, e)),
+            Ok(()) => {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&w.conn)));
+                let undo = !matches!(run, Ok(Ok(_)));
+                let end = if undo {
+                    w.conn.execute_batch("ROLLBACK TO op; RELEASE op")
+                } else {
+                    w.conn.execute_batch("RELEASE op")
+                };
+                match (run, end) {
+                    (Err(panic), _) => {
+                        // Leave the group consistent for the others, then go on unwinding.
+                        let _ = self.finish(&mut w, op);
+                        drop(w);
+                        std::panic::resume_unwind(panic);
+                    }
+                    (Ok(_), Err(e)) => {
+                        // The savepoint could not be closed: the group cannot be trusted.
+                        let _ = w.conn.execute_batch("ROLLBACK");
+                        Self::fail_group(&mut w, e.to_string());
+                        self.committed.notify_all();
+                        return Err(StoreError::engine(op, e));
+                    }
+                    (Ok(r), Ok(())) => r,
+                }
+            }
+        };
+        w.ops += 1;
+        if self.queued.load(Ordering::SeqCst) == 0 || w.ops >= MAX_GROUP_OPS {
+            return match self.finish(&mut w, op) {
+                Ok(()) => out,
+                Err(e) => Err(e),
+            };
+        }
+        // A queued writer runs in this transaction and commits it (or leaves it to the next).
+        let out = out?;
+        while w.epoch == epoch {
+            w = self.committed.wait(w).unwrap_or_else(|p| p.into_inner());
+        }
+        match w.failed.iter().find(|(e, _)| *e == epoch) {
+            Some((_, why)) => Err(StoreError::engine(
+                op,
+                format!("the group transaction failed to commit: {why}"),
+            )),
+            None => Ok(out),
+        }
+    }
+
+    /// Commits the open group transaction and wakes its waiting writers.
+    fn finish(&self, w: &mut Writer, op: &'static str) -> Result<(), StoreError> {
+        let r = w.conn.execute_batch("COMMIT");
+        let out = match r {
+            Ok(()) => {
+                w.open = false;
+                w.epoch += 1;
+                if let Some(c) = &self.checkpointer {
+                    c.committed();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = w.conn.execute_batch("ROLLBACK");
+                Self::fail_group(w, e.to_string());
+                Err(StoreError::engine(op, e))
+            }
+        };
+        self.committed.notify_all();
+        out
+    }
+
+    /// Marks the open group transaction failed (it was rolled back) and closes it.
+    fn fail_group(w: &mut Writer, why: String) {
+        if w.failed.len() == FAILED_KEPT {
+            w.failed.pop_front();
+        }
+        w.failed.push_back((w.epoch, why));
+        w.open = false;
+        w.epoch += 1;
     }
 
     /// A pragma's value as text (`journal_mode`, `synchronous`, ...), for diagnostics.
     pub fn pragma(&self, name: &str) -> Result<String, StoreError> {
-        let conn = self.lock();
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| {
-            r.get::<_, rusqlite::types::Value>(0)
-        })
-        .map(|v| match v {
-            rusqlite::types::Value::Integer(i) => i.to_string(),
-            rusqlite::types::Value::Text(t) => t,
-            other => format!("{other:?}"),
-        })
-        .map_err(engine("pragma"))
+        let w = self.idle_writer();
+        w.conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })
+            .map_err(engine("pragma"))
     }
 
     /// The schema version stored in the database.
@@ -303,24 +614,27 @@ impl SqliteStore {
             .map_err(engine("schema_version"))
     }
 
-    fn accept_one(tx: &Transaction<'_>, ev: &NewEvent) -> Result<Receipt, StoreError> {
+    fn accept_one(tx: &Connection, ev: &NewEvent) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
-        let found: Option<i64> = tx
-            .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
+        // One statement for a new event; a duplicate inserts nothing and is looked up.
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, message_id) DO NOTHING",
+            )
             .map_err(engine(OP))?
-            .query_row(params![ev.destination, ev.message_id], |r| r.get(0))
-            .optional()
+            .execute(params![ev.destination, ev.message_id, ev.received_ms])
             .map_err(engine(OP))?;
-        if let Some(seq) = found {
+        if inserted == 0 {
+            let seq: i64 = tx
+                .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
+                .map_err(engine(OP))?
+                .query_row(params![ev.destination, ev.message_id], |r| r.get(0))
+                .map_err(engine(OP))?;
             return Ok(Receipt::Duplicate {
                 seq: to_u64(OP, seq)?,
             });
         }
-        tx.execute(
-            "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)",
-            params![ev.destination, ev.message_id, ev.received_ms],
-        )
-        .map_err(engine(OP))?;
         let seq = tx.last_insert_rowid();
         let mut insert_status = tx
             .prepare_cached(
@@ -354,6 +668,17 @@ impl SqliteStore {
             }
             EventContent::Changes(changes) => {
                 let mut get = tx.prepare_cached(CURRENT).map_err(engine(OP))?;
+                let mut insert_new = tx
+                    .prepare_cached(
+                        "INSERT INTO desired (destination, list_key, email, user_id, list_id,
+                         member, time_ms, seq, part, accepted_ms, data_fields,
+                         update_existing_users_only, channel_unsubscribe, campaign_id, state,
+                         reason, attempts, next_attempt_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                                 'pending', NULL, 0, 0)
+                         ON CONFLICT (destination, list_key, email, user_id) DO NOTHING",
+                    )
+                    .map_err(engine(OP))?;
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO desired (destination, list_key, email, user_id, list_id,
@@ -407,6 +732,38 @@ impl SqliteStore {
                         out.push(Applied::Refused(why.into()));
                         continue;
                     }
+                    let data = match &c.data_fields {
+                        None => None,
+                        Some(m) => {
+                            Some(serde_json::to_string(m).map_err(|e| StoreError::Invalid {
+                                op: OP,
+                                message: format!("data fields cannot be stored: {e}"),
+                            })?)
+                        }
+                    };
+                    // A key seen for the first time (every key of an initial sync) needs one
+                    // statement; a known key is read first, to decide and to log.
+                    let row = params![
+                        ev.destination,
+                        c.audience_key,
+                        email,
+                        user_id,
+                        c.list_id,
+                        c.member,
+                        c.time_ms,
+                        seq,
+                        part,
+                        ev.received_ms,
+                        data,
+                        c.settings.update_existing_users_only,
+                        c.settings.channel_unsubscribe,
+                        c.settings.campaign_id
+                    ];
+                    if insert_new.execute(row).map_err(engine(OP))? == 1 {
+                        log(StatusKind::Accepted, None)?;
+                        out.push(Applied::Current);
+                        continue;
+                    }
                     let old = current(&mut get, OP, &ev.destination, &c.audience_key, id)?;
                     if let Some(old) = &old {
                         if old.seq == seq {
@@ -434,33 +791,7 @@ impl SqliteStore {
                             continue;
                         }
                     }
-                    let data = match &c.data_fields {
-                        None => None,
-                        Some(m) => {
-                            Some(serde_json::to_string(m).map_err(|e| StoreError::Invalid {
-                                op: OP,
-                                message: format!("data fields cannot be stored: {e}"),
-                            })?)
-                        }
-                    };
-                    upsert
-                        .execute(params![
-                            ev.destination,
-                            c.audience_key,
-                            email,
-                            user_id,
-                            c.list_id,
-                            c.member,
-                            c.time_ms,
-                            seq,
-                            part,
-                            ev.received_ms,
-                            data,
-                            c.settings.update_existing_users_only,
-                            c.settings.channel_unsubscribe,
-                            c.settings.campaign_id
-                        ])
-                        .map_err(engine(OP))?;
+                    upsert.execute(row).map_err(engine(OP))?;
                     if let Some(old) = old.filter(|o| o.state == "pending") {
                         supersede
                             .execute(params![
@@ -642,15 +973,61 @@ impl Store for SqliteStore {
                      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
                 )
                 .map_err(engine(OP))?;
+            // The common case in three statements: the planned version is still the desired
+            // one and still pending, and Iterable took or refused it. (The acknowledged version
+            // is never newer than the desired one, so a delivery of the desired version always
+            // moves it.) No RETURNING: it makes SQLite open a statement journal per row.
+            let mut settle_current = tx
+                .prepare_cached(
+                    "UPDATE desired SET state = ?5, reason = ?6, next_attempt_ms = 0,
+                     ack_member = CASE WHEN ?5 = 'delivered' THEN member ELSE ack_member END,
+                     ack_time_ms = CASE WHEN ?5 = 'delivered' THEN time_ms ELSE ack_time_ms END,
+                     ack_seq = CASE WHEN ?5 = 'delivered' THEN seq ELSE ack_seq END,
+                     ack_ms = CASE WHEN ?5 = 'delivered' THEN ?7 ELSE ack_ms END
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+                )
+                .map_err(engine(OP))?;
             let mut out = Vec::with_capacity(outcomes.len());
             for o in outcomes {
                 let id = &o.identity;
                 let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+                let seq = to_i64(OP, o.seq)?;
                 let Some(row) = current(&mut get, OP, destination, audience_key, id)? else {
                     out.push(Recorded::Unknown);
                     continue;
                 };
-                let seq = to_i64(OP, o.seq)?;
+                let settled = match &o.outcome {
+                    Outcome::Delivered => Some((StatusKind::Delivered, None)),
+                    Outcome::Rejected { reason } => Some((StatusKind::Rejected, Some(reason))),
+                    Outcome::Retry { .. } | Outcome::Superseded { .. } => None,
+                };
+                if let Some((kind, reason)) =
+                    settled.filter(|_| row.seq == seq && row.state == "pending")
+                {
+                    settle_current
+                        .execute(params![
+                            destination,
+                            audience_key,
+                            email,
+                            user_id,
+                            kind.as_str(),
+                            reason,
+                            now_ms
+                        ])
+                        .map_err(engine(OP))?;
+                    set_status
+                        .execute(params![
+                            seq,
+                            row.part,
+                            kind.as_str(),
+                            reason,
+                            None::<i64>,
+                            now_ms
+                        ])
+                        .map_err(engine(OP))?;
+                    out.push(Recorded::Applied);
+                    continue;
+                }
                 let event: Option<(i64, Option<bool>, Option<i64>)> = planned
                     .query_row(params![seq, audience_key, email, user_id], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -1020,13 +1397,165 @@ mod tests {
         assert_eq!(rows, 1);
     }
 
+    /// Version 1's `desired` (a rowid table), as an earlier build created it.
+    const V1_DESIRED: &str = "
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+        CREATE TABLE desired (
+            destination TEXT NOT NULL, list_key TEXT NOT NULL, email TEXT NOT NULL,
+            user_id TEXT NOT NULL, list_id INTEGER, member INTEGER NOT NULL, time_ms INTEGER,
+            seq INTEGER NOT NULL, part INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,
+            data_fields TEXT, update_existing_users_only INTEGER, channel_unsubscribe INTEGER,
+            campaign_id INTEGER, state TEXT NOT NULL, reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+            ack_member INTEGER, ack_time_ms INTEGER, ack_seq INTEGER, ack_ms INTEGER,
+            PRIMARY KEY (destination, list_key, email, user_id)
+        );
+        CREATE INDEX desired_pending ON desired (destination, list_key, seq)
+            WHERE state = 'pending';
+        INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+            accepted_ms, data_fields, state)
+            VALUES ('d', 'k', 'a@x.co', '', 1, 7, 0, 5, '{\"plan\":\"gold\"}', 'pending');
+    ";
+
+    #[test]
+    fn a_version_1_database_is_migrated_with_its_rows() {
+        let t = TempDb::new("v1");
+        std::fs::create_dir_all(t.file().parent().unwrap()).unwrap();
+        Connection::open(t.file())
+            .unwrap()
+            .execute_batch(V1_DESIRED)
+            .unwrap();
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let rows = s.pending("d", "k", 10, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].identity.email.as_deref(), Some("a@x.co"));
+        assert_eq!(rows[0].version.seq, 7);
+        assert_eq!(
+            rows[0].data_fields.as_ref().and_then(|m| m.get("plan")),
+            Some(&Value::from("gold"))
+        );
+        let sql: String = s
+            .lock()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'desired'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        drop(s);
+        // Opening again changes nothing.
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(s.pending("d", "k", 10, 10).unwrap().len(), 1);
+    }
+
+    fn insert_list(c: &Connection, key: &str) -> Result<(), StoreError> {
+        c.execute(
+            "INSERT INTO lists (destination, audience_key, list_id) VALUES ('d', ?1, 1)",
+            [key],
+        )
+        .map(|_| ())
+        .map_err(engine("test"))
+    }
+
+    fn stored_lists(s: &SqliteStore) -> Vec<String> {
+        let conn = s.lock();
+        let mut stmt = conn
+            .prepare("SELECT audience_key FROM lists ORDER BY audience_key")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn concurrent_writes_each_return_after_their_commit() {
+        let t = TempDb::new("group");
+        let s = Arc::new(SqliteStore::open(t.file()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for j in 0..50 {
+                        let key = format!("t{i}-{j:02}");
+                        s.write("test", |c| insert_list(c, &key)).unwrap();
+                        // Returned: committed, so the read connection sees it.
+                        let n: i64 = s
+                            .lock()
+                            .query_row(
+                                "SELECT COUNT(*) FROM lists WHERE audience_key = ?1",
+                                [&key],
+                                |r| r.get(0),
+                            )
+                            .unwrap();
+                        assert_eq!(n, 1, "{key} visible after its write returned");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(stored_lists(&s).len(), 400);
+        drop(s);
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(stored_lists(&s).len(), 400, "all durable");
+    }
+
+    #[test]
+    fn a_failing_or_panicking_write_leaves_the_others_of_its_group_intact() {
+        let s = Arc::new(SqliteStore::open_in_memory().unwrap());
+        // Hold the writer so that the next writers queue up and share one group.
+        let gate = s.lock_writer();
+        let spawn = |key: &'static str, mode: u8| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.write("test", |c| {
+                    insert_list(c, key)?;
+                    match mode {
+                        1 => Err(StoreError::Invalid {
+                            op: "test",
+                            message: "refused".into(),
+                        }),
+                        2 => panic!("boom"),
+                        _ => Ok(()),
+                    }
+                })
+            })
+        };
+        let ok1 = spawn("ok1", 0);
+        let bad = spawn("bad", 1);
+        let boom = spawn("boom", 2);
+        let ok2 = spawn("ok2", 0);
+        while s.queued.load(Ordering::SeqCst) < 4 {
+            std::thread::yield_now();
+        }
+        drop(gate);
+        assert!(ok1.join().unwrap().is_ok());
+        assert!(ok2.join().unwrap().is_ok());
+        assert!(matches!(
+            bad.join().unwrap(),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert!(boom.join().is_err(), "the panic reaches its caller");
+        assert_eq!(stored_lists(&s), ["ok1", "ok2"]);
+        // The store goes on working.
+        s.write("test", |c| insert_list(c, "after")).unwrap();
+        assert_eq!(stored_lists(&s), ["after", "ok1", "ok2"]);
+    }
+
     #[test]
     fn a_newer_schema_is_refused() {
         let t = TempDb::new("newer");
         let s = SqliteStore::open(t.file()).unwrap();
-        s.lock()
-            .execute("UPDATE schema_version SET version = 99", [])
-            .unwrap();
+        s.write("test", |c| {
+            c.execute("UPDATE schema_version SET version = 99", [])
+                .map_err(engine("test"))
+        })
+        .unwrap();
         drop(s);
         let err = SqliteStore::open(t.file()).unwrap_err();
         assert!(
@@ -1064,14 +1593,16 @@ mod tests {
     #[test]
     fn corrupt_data_fields_are_an_error_not_a_panic() {
         let s = SqliteStore::open(":memory:").unwrap();
-        s.lock()
-            .execute(
+        s.write("test", |c| {
+            c.execute(
                 "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
                  accepted_ms, data_fields, state) VALUES ('d', 'k', 'a@x.co', '', 1, 1, 0, 0,
                  'not json', 'pending')",
                 [],
             )
-            .unwrap();
+            .map_err(engine("test"))
+        })
+        .unwrap();
         let err = s.pending("d", "k", 0, 10).unwrap_err();
         assert!(
             matches!(err, StoreError::Corrupt { op: "pending", .. }),
