@@ -550,9 +550,17 @@ impl SqliteStore {
                     w.conn.execute_batch("RELEASE op")
                 };
                 match (run, end) {
-                    (Err(panic), _) => {
-                        // Leave the group consistent for the others, then go on unwinding.
-                        let _ = self.finish(&mut w, op);
+                    (Err(panic), undone) => {
+                        // Leave the group consistent for the others, then go on unwinding: its
+                        // changes were undone, so the others' commit; if they could not be
+                        // undone, the whole group is rolled back and fails.
+                        if undone.is_ok() {
+                            let _ = self.finish(&mut w, op);
+                        } else {
+                            let _ = w.conn.execute_batch("ROLLBACK");
+                            Self::fail_group(&mut w, "an operation panicked".into());
+                            self.committed.notify_all();
+                        }
                         drop(w);
                         std::panic::resume_unwind(panic);
                     }
