@@ -266,7 +266,7 @@ fn bodies(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// The bodies of a one-audience load of `n` members, built in parallel chunks.
+/// The bodies of a one-audience load of `n` members (users `0..n`, messageIds from `offset`).
 fn big_bodies(n: usize, offset: usize) -> Vec<String> {
     (0..n.div_ceil(BATCH))
         .map(|b| {
@@ -445,7 +445,7 @@ async fn emulator(subscribe_limit: Option<u32>) -> Result<RunningEmulator> {
     let mut ec =
         EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
     ec.listen = "127.0.0.1:0".parse()?;
-    // The same list ids in every run (the comparison gives both sides the same events).
+    // The same list ids in every run (the comparison gives all sides the same events).
     ec.seed = Some(1);
     let limit = |s: &str| -> Result<iterable_emulator::config::LimitValue> {
         Ok(iterable_emulator::config::LimitValue(
@@ -462,6 +462,24 @@ async fn emulator(subscribe_limit: Option<u32>) -> Result<RunningEmulator> {
             .insert("subscribe".into(), limit(&format!("{r}/s,burst=2"))?);
     }
     Emulator::start(ec).await.map_err(|e| anyhow!("{e}"))
+}
+
+fn client(base_url: &str) -> Result<Client> {
+    Client::new(ClientConfig::new(base_url, ApiKey::new(KEY))).map_err(|e| anyhow!("{e}"))
+}
+
+/// A fresh emulator with the lists of the bench audiences already created, as Segment's
+/// createAudience hook creates them before its destination sends (events then name their
+/// list in `external_audience_id`). The ids are the same in every fresh emulator (seeded).
+async fn emulator_with_lists() -> Result<(RunningEmulator, Vec<(String, Option<i64>)>)> {
+    let emu = emulator(None).await?;
+    let c = client(&emu.url())?;
+    let mut lists = Vec::new();
+    for (name, _) in audiences() {
+        let id = c.create_list(&name).await.map_err(|e| anyhow!("{e}"))?;
+        lists.push((name, Some(id)));
+    }
+    Ok((emu, lists))
 }
 
 /// Members of every list in the emulator.
@@ -513,17 +531,23 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// The service's request and row counters (non-zero samples of `/metrics`).
-async fn counters(url: &str) -> Result<Value> {
-    let text = reqwest::Client::new()
-        .get(format!("{url}/metrics"))
+/// The body of an admin endpoint of the service.
+async fn admin_get(url: &str, path: &str) -> Result<Bytes> {
+    Ok(reqwest::Client::new()
+        .get(format!("{url}{path}"))
         .bearer_auth(ADMIN)
         .send()
         .await?
-        .text()
-        .await?;
+        .error_for_status()?
+        .bytes()
+        .await?)
+}
+
+/// The service's request and row counters (non-zero samples of `/metrics`).
+async fn counters(url: &str) -> Result<Value> {
+    let body = admin_get(url, "/metrics").await?;
     let mut out = serde_json::Map::new();
-    for l in text.lines() {
+    for l in String::from_utf8_lossy(&body).lines() {
         if !(l.starts_with("iterable_lists_requests_total")
             || l.starts_with("iterable_lists_rows_total"))
         {
@@ -541,15 +565,7 @@ async fn counters(url: &str) -> Result<Value> {
 
 /// The sum of `pending` over the destination's audiences, from `/v1/status`.
 async fn pending_changes(url: &str) -> Result<u64> {
-    let body = reqwest::Client::new()
-        .get(format!("{url}/v1/status"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes()
-        .await?;
-    let v: Value = serde_json::from_slice(&body)?;
+    let v: Value = serde_json::from_slice(&admin_get(url, "/v1/status").await?)?;
     let mut n = 0;
     for d in v["destinations"].as_array().into_iter().flatten() {
         for l in d["audiences"].as_array().into_iter().flatten() {
@@ -743,8 +759,7 @@ fn our_pipeline(batches: Vec<Vec<Value>>, base_url: &str) -> Result<(f64, f64, u
         .enable_all()
         .build()?;
     let planner = Planner::new(PlanProjectType::Hybrid, ActionMapping::new(None)?);
-    let client =
-        Client::new(ClientConfig::new(base_url, ApiKey::new(KEY))).map_err(|e| anyhow!("{e}"))?;
+    let client = client(base_url)?;
     let (t, c) = (Instant::now(), cpu_seconds("thread-self")?);
     let mut requests = 0;
     rt.block_on(async {
@@ -772,36 +787,20 @@ fn our_pipeline(batches: Vec<Vec<Value>>, base_url: &str) -> Result<(f64, f64, u
 
 async fn compare(dir: &Path, args: &BenchArgs, report: &mut Report) -> Result<()> {
     let n = args.compare_events;
-    let run = |name: &str| dir.join(name);
-    // Segment's destination sends to the list named by the event's external audience id
-    // (created by its createAudience hook): create the lists first, in each emulator.
-    let mut sides = Vec::new();
-    for side in ["ours", "segment"] {
-        let emu = emulator(None).await?;
-        let client = Client::new(ClientConfig::new(emu.url(), ApiKey::new(KEY)))
-            .map_err(|e| anyhow!("{e}"))?;
-        let mut lists = Vec::new();
-        for a in 0..AUDIENCES {
-            let name = format!("bench_{a:02}");
-            let id = client
-                .create_list(&name)
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            lists.push((name, Some(id)));
-        }
-        sides.push((side, emu, lists));
+    let (emu_ours, lists) = emulator_with_lists().await?;
+    let (emu_seg, lists_seg) = emulator_with_lists().await?;
+    let (emu_svc, lists_svc) = emulator_with_lists().await?;
+    // The same events for all three.
+    if lists != lists_seg || lists != lists_svc {
+        bail!("the emulators gave different list ids");
     }
-    // The same events for both (the list ids are the same in two fresh emulators).
-    if sides[0].2 != sides[1].2 {
-        bail!("the two emulators gave different list ids");
-    }
-    let events = spread_events(n, &sides[0].2);
-    let file = run("compare-events.json");
+    let events = spread_events(n, &lists);
+    let file = dir.join("compare-events.json");
     std::fs::write(&file, serde_json::to_string(&events)?)?;
 
     // Ours, like for like: the destination logic and client on one thread, fed batches of
     // 1,000 parsed events of one audience each (as Segment batches per audience).
-    let (emu_ours, url_ours) = (&sides[0].1, sides[0].1.url());
+    let url_ours = emu_ours.url();
     let mut by_audience: Vec<Vec<Value>> = vec![Vec::new(); AUDIENCES];
     for (i, e) in events.iter().enumerate() {
         by_audience[i % AUDIENCES].push(e.clone());
@@ -812,16 +811,15 @@ async fn compare(dir: &Path, args: &BenchArgs, report: &mut Report) -> Result<()
         .collect();
     let (wall, cpu, requests) =
         tokio::task::spawn_blocking(move || our_pipeline(batches, &url_ours)).await??;
-    let got = members(emu_ours);
+    let got = members(&emu_ours);
     if got != n {
         bail!("our pipeline left {got} of {n} members in the emulator");
     }
     let ours_eps_cpu = n as f64 / cpu.max(0.01);
 
     // Segment's, with Node.
-    let (emu_seg, url_seg) = (&sides[1].1, sides[1].1.url());
-    let seg = run_segment(&args.node_dir, &file, &url_seg).await?;
-    let seg_members = members(emu_seg);
+    let seg = run_segment(&args.node_dir, &file, &emu_seg.url()).await?;
+    let seg_members = members(&emu_seg);
     let seg_cpu = seg["cpu_s"].as_f64().unwrap_or(0.0);
     let seg_events = seg["events"].as_u64().unwrap_or(0) as f64;
     let seg_eps_cpu = seg["events_per_cpu_sec"].as_f64().unwrap_or(0.0);
@@ -861,23 +859,17 @@ async fn compare(dir: &Path, args: &BenchArgs, report: &mut Report) -> Result<()
     report.target("at least 20×", ratio >= 20.0);
 
     // Ours, the whole service (HTTP ingestion, durable store, delivery) on the same events.
-    let emu = emulator(None).await?;
-    let client =
-        Client::new(ClientConfig::new(emu.url(), ApiKey::new(KEY))).map_err(|e| anyhow!("{e}"))?;
-    for (name, _) in &sides[0].2 {
-        client.create_list(name).await.map_err(|e| anyhow!("{e}"))?;
-    }
     let svc = Service::start(
         dir,
         "compare-service",
-        &emu.url(),
+        &emu_svc.url(),
         KEY,
         "[destination.delivery.rate_limits]\nsubscribe = \"off\"\nunsubscribe = \"off\"",
     )?;
     let cpu0 = cpu_seconds(&svc.pid().to_string())?;
     let start = Instant::now();
     send_all(&svc.url, Arc::new(bodies(&events))).await?;
-    let done = wait_members(&emu, n, Duration::from_secs(600)).await?;
+    let done = wait_members(&emu_svc, n, Duration::from_secs(600)).await?;
     let svc_cpu = cpu_seconds(&svc.pid().to_string())? - cpu0;
     let svc_wall = (done - start).as_secs_f64();
     svc.stop()?;

@@ -152,8 +152,8 @@ struct Checkpointer {
 
 #[derive(Debug, Default)]
 struct CheckpointState {
-    /// Commits since the last checkpoint; the thread ends when `stop` is set.
-    state: Mutex<(u64, bool)>,
+    /// (a commit since the last checkpoint, stop): the thread ends when `stop` is set.
+    state: Mutex<(bool, bool)>,
     wake: Condvar,
     /// The WAL holds more than the restart threshold.
     wal_full: std::sync::atomic::AtomicBool,
@@ -196,13 +196,13 @@ impl Checkpointer {
         loop {
             {
                 let mut st = s.state.lock().unwrap_or_else(|p| p.into_inner());
-                while st.0 == 0 && !st.1 {
+                while !st.0 && !st.1 {
                     st = s.wake.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
                 if st.1 {
                     return;
                 }
-                st.0 = 0;
+                st.0 = false;
             }
             // A failed or partial checkpoint is retried after the next commit; the WAL
             // stays valid meanwhile.
@@ -220,7 +220,7 @@ impl Checkpointer {
 
     fn committed(&self) {
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.0 += 1;
+        st.0 = true;
         self.shared.wake.notify_one();
     }
 }
@@ -304,6 +304,18 @@ fn status_of(op: &'static str, s: &str) -> Result<StatusKind, StoreError> {
         op,
         message: format!("unknown status {s:?}"),
     })
+}
+
+/// The insert of a new desired row (pending), up to the conflict action: `NOTHING` for a key
+/// seen for the first time, `UPDATE SET ...` to replace the row of a known key.
+macro_rules! insert_desired {
+    () => {
+        "INSERT INTO desired (destination, list_key, email, user_id, list_id, member, time_ms,
+         seq, part, accepted_ms, data_fields, update_existing_users_only, channel_unsubscribe,
+         campaign_id, state, reason, attempts, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'pending', NULL, 0, 0)
+         ON CONFLICT (destination, list_key, email, user_id) DO "
+    };
 }
 
 /// The desired row of a key, as accept and record_outcomes need it.
@@ -711,33 +723,20 @@ impl SqliteStore {
             EventContent::Changes(changes) => {
                 let mut get = tx.prepare_cached(CURRENT).map_err(engine(OP))?;
                 let mut insert_new = tx
-                    .prepare_cached(
-                        "INSERT INTO desired (destination, list_key, email, user_id, list_id,
-                         member, time_ms, seq, part, accepted_ms, data_fields,
-                         update_existing_users_only, channel_unsubscribe, campaign_id, state,
-                         reason, attempts, next_attempt_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                 'pending', NULL, 0, 0)
-                         ON CONFLICT (destination, list_key, email, user_id) DO NOTHING",
-                    )
+                    .prepare_cached(concat!(insert_desired!(), "NOTHING"))
                     .map_err(engine(OP))?;
                 let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO desired (destination, list_key, email, user_id, list_id,
-                         member, time_ms, seq, part, accepted_ms, data_fields,
-                         update_existing_users_only, channel_unsubscribe, campaign_id, state,
-                         reason, attempts, next_attempt_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                                 'pending', NULL, 0, 0)
-                         ON CONFLICT (destination, list_key, email, user_id) DO UPDATE SET
+                    .prepare_cached(concat!(
+                        insert_desired!(),
+                        "UPDATE SET
                          list_id = excluded.list_id, member = excluded.member,
                          time_ms = excluded.time_ms, seq = excluded.seq, part = excluded.part,
                          accepted_ms = excluded.accepted_ms, data_fields = excluded.data_fields,
                          update_existing_users_only = excluded.update_existing_users_only,
                          channel_unsubscribe = excluded.channel_unsubscribe,
                          campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
-                         attempts = 0, next_attempt_ms = 0",
-                    )
+                         attempts = 0, next_attempt_ms = 0"
+                    ))
                     .map_err(engine(OP))?;
                 let mut supersede = tx
                     .prepare_cached(

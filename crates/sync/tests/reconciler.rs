@@ -853,7 +853,7 @@ async fn one_person_under_two_keys_is_sent_once() {
 /// runs, until every one is acknowledged by the emulator. In the suite it moves 5,000
 /// events; as a measurement of the delivery side alone run
 /// `THROUGHPUT_EVENTS=200000 cargo test --release -p sync --test reconciler throughput -- --nocapture`
-/// (the whole service is measured by `cargo bench -p server --bench e2e`).
+/// (the whole service is measured by `iterable-lists bench --only c`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput() {
     const BATCH: usize = 1_000;
