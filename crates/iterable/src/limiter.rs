@@ -37,8 +37,10 @@ impl Endpoint {
         }
     }
 
-    /// The default limit. Published limits where Iterable has one; subscribe and unsubscribe
-    /// have none published, so they start at 20 requests/s and adapt (see [`Limit::Adaptive`]).
+    /// The default limit. Published limits where Iterable has one. The list endpoints
+    /// (subscribe, unsubscribe, create, delete) have none published, so they start at 20
+    /// requests/s and adapt (see [`Limit::Adaptive`]); creating and deleting lists stays at
+    /// most 100/s.
     pub fn default_limit(self) -> Limit {
         match self {
             Endpoint::GetLists | Endpoint::UserByEmail | Endpoint::UserById => Limit::fixed(100.0),
@@ -46,7 +48,11 @@ impl Endpoint {
                 per_second: 5.0 / 60.0,
                 burst: 5,
             },
-            Endpoint::CreateList | Endpoint::DeleteList => Limit::fixed(5.0),
+            Endpoint::CreateList | Endpoint::DeleteList => Limit::Adaptive {
+                start: 20.0,
+                min: 1.0,
+                max: 100.0,
+            },
             Endpoint::Subscribe | Endpoint::Unsubscribe => Limit::Adaptive {
                 start: 20.0,
                 min: 1.0,

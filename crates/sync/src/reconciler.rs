@@ -10,7 +10,9 @@
 //! 3. **Resolve** the list once per audience: rows naming a list id (the event's external
 //!    audience id) use it; the others go through the single-flight [`ListResolver`] backed by
 //!    the store's registry (as [`crate::store::StoreRegistry`] does), cached in memory
-//!    afterwards.
+//!    afterwards. The running loop resolves in a task of its own and goes on with the other
+//!    audiences meanwhile (creating lists is rate-limited: twenty new audiences would
+//!    otherwise hold every delivery for seconds); the audience's rows wait, pending.
 //! 4. **Plan** with the destination's planner: [`collapse`] (losers are recorded as
 //!    superseded) and [`build_requests`] (≤ `max_rows` and ≤ `max_bytes` per request).
 //! 5. **Send** each request as its own task, at most `concurrency` in flight, through the
@@ -42,7 +44,7 @@ use iterable::limiter::Endpoint;
 use iterable::resolve::{ListRegistry, ListResolver, RegistryError, ResolveError};
 use iterable::types::{BulkUpdateResponse, ListRef};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::metrics::{DestinationMetrics, RowResult, StatusClass};
@@ -393,8 +395,8 @@ struct Inner {
     in_flight: InFlight,
     slots: Arc<Semaphore>,
     /// Signalled when a request has its answer and gives its slot back (its outcomes may
-    /// still be being recorded).
-    slot_freed: Notify,
+    /// still be being recorded), and when a list resolution started by the loop ends.
+    wake_loop: Notify,
 }
 
 /// Requests whose answers are being recorded, per slot of `concurrency`, at most. The slot
@@ -774,7 +776,7 @@ impl Job {
         // Iterable has answered: the slot is free for the next request. The rows stay
         // claimed until their outcomes are stored.
         drop(permit);
-        inner.slot_freed.notify_one();
+        inner.wake_loop.notify_one();
         match inner.record(&self.audience, outcomes).await {
             Ok(r) => {
                 let requests = done.report.requests;
@@ -812,6 +814,8 @@ struct Dispatcher {
     active: VecDeque<String>,
     known: HashSet<String>,
     lingering: HashMap<String, Linger>,
+    /// Audiences whose list is being resolved by a task of its own (running loop only).
+    resolving: HashMap<String, JoinHandle<Result<i64, ResolveError>>>,
     /// The due cutoff of a drain pass (fixed), or `None` (the clock's now).
     cutoff: Option<i64>,
     drain: bool,
@@ -838,6 +842,7 @@ impl Dispatcher {
             active: VecDeque::new(),
             known: HashSet::new(),
             lingering: HashMap::new(),
+            resolving: HashMap::new(),
             cutoff,
             drain,
             report: PassReport::default(),
@@ -889,6 +894,15 @@ impl Dispatcher {
             let Some(audience) = self.active.pop_front() else {
                 break;
             };
+            if self
+                .resolving
+                .get(&audience)
+                .is_some_and(|h| !h.is_finished())
+            {
+                // Its rows wait for the list; the task wakes the loop when it is known.
+                self.active.push_back(audience);
+                continue;
+            }
             let t = Instant::now();
             if let Some(l) = self.lingering.get(&audience)
                 && t < l.deadline
@@ -976,8 +990,9 @@ impl Dispatcher {
             }
         }
         self.lingering.remove(audience);
-        let sent_all = exhausted && rows.len() == fetched;
-        self.start(audience, rows, claim).await?;
+        let rows_taken = rows.len();
+        let waiting = self.start(audience, rows, claim).await?;
+        let sent_all = exhausted && !waiting && rows_taken == fetched;
         Ok((
             if sent_all {
                 Fetched::Exhausted
@@ -988,24 +1003,65 @@ impl Dispatcher {
         ))
     }
 
+    /// The audience's list: known, or resolved now (a drain pass waits for it). The running
+    /// loop resolves in a task of its own and gets `None` until that task has ended.
+    async fn list_for(
+        &mut self,
+        audience: &str,
+    ) -> Result<Option<Result<i64, ResolveError>>, ReconcileError> {
+        if let Some(id) = lock(&self.inner.lists).get(audience) {
+            return Ok(Some(Ok(*id)));
+        }
+        if self.drain {
+            return Ok(Some(self.inner.list_for(audience).await));
+        }
+        match self.resolving.remove(audience) {
+            Some(task) if task.is_finished() => task
+                .await
+                .map(Some)
+                .map_err(|e| ReconcileError::Task(e.to_string())),
+            Some(task) => {
+                self.resolving.insert(audience.to_string(), task);
+                Ok(None)
+            }
+            None => {
+                let (inner, aud) = (self.inner.clone(), audience.to_string());
+                let task = tokio::spawn(async move {
+                    let r = inner.list_for(&aud).await;
+                    inner.wake_loop.notify_one();
+                    r
+                });
+                self.resolving.insert(audience.to_string(), task);
+                Ok(None)
+            }
+        }
+    }
+
     /// Resolves the list, plans, records superseded and unplaceable rows, and spawns one task
-    /// per request.
+    /// per request. Returns whether rows were left pending because their list is still being
+    /// resolved.
     async fn start(
         &mut self,
         audience: &str,
         rows: Vec<PendingRow>,
         mut claim: Claim,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<bool, ReconcileError> {
         let inner = self.inner.clone();
         let cfg = &inner.cfg;
         let now = inner.now();
         let fraction = random_fraction();
         let mut early: Vec<(OutcomeRow, i64)> = Vec::new();
+        let mut waiting = false;
         let registry_list = if rows.iter().any(|r| r.list_id.is_none()) {
-            match inner.list_for(audience).await {
-                Ok(id) => Some(id),
-                Err(ResolveError::Registry(e)) => return Err(e.into()),
-                Err(ResolveError::Iterable(e)) => {
+            match self.list_for(audience).await? {
+                // Being resolved: the rows without a list id stay pending meanwhile.
+                None => {
+                    waiting = true;
+                    None
+                }
+                Some(Ok(id)) => Some(id),
+                Some(Err(ResolveError::Registry(e))) => return Err(e.into()),
+                Some(Err(ResolveError::Iterable(e))) => {
                     inner.metrics.request(e.endpoint, StatusClass::of_error(&e));
                     if e.class == ErrorClass::Authentication {
                         inner.pause(&e);
@@ -1131,7 +1187,7 @@ impl Dispatcher {
         }
         // The rest of the claim (recorded or left pending) is released here.
         drop(claim);
-        Ok(())
+        Ok(waiting)
     }
 
     /// Takes in a finished task's report.
@@ -1209,7 +1265,7 @@ impl Reconciler {
                 state: Mutex::new(DestinationState::Running),
                 in_flight: Arc::new(Mutex::new(InFlightTable::default())),
                 slots,
-                slot_freed: Notify::new(),
+                wake_loop: Notify::new(),
             }),
         }
     }
@@ -1319,7 +1375,7 @@ impl Reconciler {
                     }
                 }
                 _ = inner.waker.notified() => refresh_wanted = true,
-                _ = inner.slot_freed.notified() => {}
+                _ = inner.wake_loop.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use destination::plan::Limits;
 use destination::settings::ProjectType;
-use iterable::limiter::Endpoint;
+use iterable::limiter::{Endpoint, Limit};
 use iterable_emulator::{Emulator, Faults, LogQuery, SeedList, SeedRequest, SeedUser};
 use serde_json::{Value, json};
 use support::*;
@@ -697,6 +697,53 @@ async fn partial_batches_linger_and_full_ones_do_not() {
         "{:?}",
         start.elapsed()
     );
+    running.stop().await;
+}
+
+/// A list that cannot be created yet (here the create limit is spent for an hour) holds back
+/// only its own audience: the loop goes on delivering the others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_waiting_to_be_created_holds_back_only_its_audience() {
+    let w = World::new(Faults::default()).await;
+    let one_an_hour = Limit::Fixed {
+        per_second: 1.0 / 3600.0,
+        burst: 1,
+    };
+    let c = client_limiting(&w.emu.url(), KEY, Endpoint::CreateList, one_an_hour);
+    let r = w.reconciler(config(D, ProjectType::Hybrid), c);
+    let running = Running::start(r.clone());
+    w.accept(vec![ev(
+        "z1",
+        change("z_flowing", Some("z1@example.com"), None, true, None),
+    )]);
+    r.waker().notify_one();
+    eventually("the first list is created and filled", || {
+        w.unsettled() == 0
+    })
+    .await;
+    let flowing = w.list_id("z_flowing");
+    // "a_waiting" comes first in every round, and its list must wait an hour.
+    w.accept(vec![
+        ev(
+            "a1",
+            change("a_waiting", Some("a1@example.com"), None, true, None),
+        ),
+        ev(
+            "z2",
+            change("z_flowing", Some("z2@example.com"), None, true, None),
+        ),
+    ]);
+    r.waker().notify_one();
+    eventually("the other audience is delivered meanwhile", || {
+        w.kind("z2") == StatusKind::Delivered
+    })
+    .await;
+    assert_eq!(
+        w.members(flowing),
+        set(&["z1@example.com", "z2@example.com"])
+    );
+    assert_eq!(w.kind("a1"), StatusKind::Accepted);
+    assert_eq!(w.store.list_id(D, "a_waiting").expect("registry"), None);
     running.stop().await;
 }
 

@@ -72,6 +72,17 @@ pub async fn emulator_real_time(faults: Faults) -> RunningEmulator {
 
 /// A client with quick retries (`attempts` in all) and no client-side rate limits.
 pub fn client_with(url: &str, key: &str, attempts: u32) -> Arc<Client> {
+    Arc::new(Client::new(client_config(url, key, attempts)).expect("client"))
+}
+
+/// [`client`] with one endpoint's rate limit set.
+pub fn client_limiting(url: &str, key: &str, endpoint: Endpoint, limit: Limit) -> Arc<Client> {
+    let mut cfg = client_config(url, key, 4);
+    cfg.limits.insert(endpoint, limit);
+    Arc::new(Client::new(cfg).expect("client"))
+}
+
+fn client_config(url: &str, key: &str, attempts: u32) -> ClientConfig {
     let mut cfg = ClientConfig::new(url, ApiKey::new(key));
     cfg.backoff = Backoff {
         base: Duration::from_millis(1),
@@ -88,7 +99,7 @@ pub fn client_with(url: &str, key: &str, attempts: u32) -> Arc<Client> {
     .into_iter()
     .map(|e| (e, Limit::Unlimited))
     .collect();
-    Arc::new(Client::new(cfg).expect("client"))
+    cfg
 }
 
 pub fn client(url: &str, key: &str) -> Arc<Client> {
