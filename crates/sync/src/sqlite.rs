@@ -120,8 +120,9 @@ struct Writer {
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 ///
-/// **Group commit.** Every write runs in a savepoint of a shared transaction on the one
-/// writing connection. A writer that finishes while others are queued leaves the transaction
+/// **Group commit.** Every write runs in a shared transaction on the one writing connection,
+/// each after the first in a savepoint of its own (a failing first write rolls back the
+/// transaction, which holds nothing else). A writer that finishes while others are queued leaves the transaction
 /// open for them and waits; the last one (or the [`MAX_GROUP_OPS`]th) commits, so writes that
 /// arrive during one fsync share the next (ingestion batches and delivery outcomes alike).
 /// Nobody returns before the transaction holding its changes is committed; a failed commit
@@ -551,42 +552,66 @@ impl SqliteStore {
             w.ops = 0;
         }
         let epoch = w.epoch;
-        let out = match w.conn.execute_batch("SAVEPOINT op") {
-            Err(e) => Err(StoreError::engine(op, e)),
-            Ok(()) => {
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&w.conn)));
-                let undo = !matches!(run, Ok(Ok(_)));
-                let end = if undo {
-                    w.conn.execute_batch("ROLLBACK TO op; RELEASE op")
-                } else {
-                    w.conn.execute_batch("RELEASE op")
-                };
-                match (run, end) {
-                    (Err(panic), undone) => {
-                        // Leave the group consistent for the others, then go on unwinding: its
-                        // changes were undone, so the others' commit; if they could not be
-                        // undone, the whole group is rolled back and fails.
-                        if undone.is_ok() {
-                            let _ = self.finish(&mut w, op);
-                        } else {
-                            let _ = w.conn.execute_batch("ROLLBACK");
-                            Self::fail_group(&mut w, "an operation panicked".into());
-                            self.committed.notify_all();
-                        }
-                        drop(w);
-                        std::panic::resume_unwind(panic);
-                    }
-                    (Ok(_), Err(e)) => {
-                        // The savepoint could not be closed: the group cannot be trusted.
-                        let _ = w.conn.execute_batch("ROLLBACK");
-                        Self::fail_group(&mut w, e.to_string());
-                        self.committed.notify_all();
-                        return Err(StoreError::engine(op, e));
-                    }
-                    (Ok(r), Ok(())) => r,
-                }
+        // The first operation of a group runs without a savepoint (which would copy every
+        // page it touches into a sub-journal): if it fails, the transaction holds nothing
+        // else and is rolled back whole.
+        let first = w.ops == 0;
+        if !first && let Err(e) = w.conn.execute_batch("SAVEPOINT op") {
+            return self.end_op(w, op, Err(StoreError::engine(op, e)), epoch);
+        }
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&w.conn)));
+        let ok = matches!(run, Ok(Ok(_)));
+        let end = match (first, ok) {
+            (true, true) => Ok(()),
+            (false, true) => w.conn.execute_batch("RELEASE op"),
+            (false, false) => w.conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+            (true, false) => {
+                // Nobody else is in the transaction: undo it all.
+                let r = w.conn.execute_batch("ROLLBACK");
+                w.open = false;
+                self.committed.notify_all();
+                r
             }
         };
+        match (run, end) {
+            (Err(panic), undone) => {
+                // Leave the group consistent for the others, then go on unwinding: its
+                // changes were undone, so the others' commit; if they could not be undone,
+                // the whole group is rolled back and fails.
+                if first {
+                    // Rolled back above (or the connection is unusable either way).
+                } else if undone.is_ok() {
+                    let _ = self.finish(&mut w, op);
+                } else {
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    Self::fail_group(&mut w, "an operation panicked".into());
+                    self.committed.notify_all();
+                }
+                drop(w);
+                std::panic::resume_unwind(panic);
+            }
+            (Ok(_), Err(e)) if !first => {
+                // The savepoint could not be closed: the group cannot be trusted.
+                let _ = w.conn.execute_batch("ROLLBACK");
+                Self::fail_group(&mut w, e.to_string());
+                self.committed.notify_all();
+                Err(StoreError::engine(op, e))
+            }
+            (Ok(Err(e)), _) if first => Err(e),
+            (Ok(r), _) => self.end_op(w, op, r, epoch),
+        }
+    }
+
+    /// After an operation ran in the group transaction `epoch` (its changes kept, or undone
+    /// to its savepoint): commits the group if nobody is queued behind, or waits for the
+    /// writer that does. Returns the operation's result once its group is committed.
+    fn end_op<T>(
+        &self,
+        mut w: MutexGuard<'_, Writer>,
+        op: &'static str,
+        out: Result<T, StoreError>,
+        epoch: u64,
+    ) -> Result<T, StoreError> {
         w.ops += 1;
         if self.queued.load(Ordering::SeqCst) == 0 || w.ops >= MAX_GROUP_OPS {
             return match self.finish(&mut w, op) {
@@ -1586,6 +1611,31 @@ mod tests {
         // The store goes on working.
         s.write("test", |c| insert_list(c, "after")).unwrap();
         assert_eq!(stored_lists(&s), ["after", "ok1", "ok2"]);
+    }
+
+    #[test]
+    fn a_failing_or_panicking_first_write_of_a_group_leaves_nothing() {
+        // Alone, each write is the first of its group and runs without a savepoint.
+        let t = TempDb::new("first");
+        let s = SqliteStore::open(t.file()).unwrap();
+        let refused = s.write("test", |c| {
+            insert_list(c, "refused")?;
+            Err::<(), _>(StoreError::Invalid {
+                op: "test",
+                message: "refused".into(),
+            })
+        });
+        assert!(matches!(refused, Err(StoreError::Invalid { .. })));
+        let boom = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.write("test", |c| -> Result<(), StoreError> {
+                insert_list(c, "boom")?;
+                panic!("boom")
+            })
+        }));
+        assert!(boom.is_err(), "the panic reaches its caller");
+        assert!(stored_lists(&s).is_empty());
+        s.write("test", |c| insert_list(c, "after")).unwrap();
+        assert_eq!(stored_lists(&s), ["after"]);
     }
 
     #[test]
