@@ -1396,21 +1396,48 @@ impl Store for SqliteStore {
     fn event_counts(&self, destination: &str) -> Result<EventCounts, StoreError> {
         const OP: &str = "event_counts";
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT ea.status, COUNT(*) FROM event_audiences ea
-                 JOIN events e ON e.seq = ea.seq
-                 WHERE e.destination = ?1 GROUP BY ea.status",
+        // One pass with a count per status: `GROUP BY status` would sort every row first (in
+        // memory, with temp_store=MEMORY: about 30 MiB for 1,000,000 rows).
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let per_status: Vec<String> = StatusKind::ALL
+                .iter()
+                .map(|k| format!("COUNT(CASE WHEN ea.status = '{}' THEN 1 END)", k.as_str()))
+                .collect();
+            format!(
+                "SELECT COUNT(*), {} FROM event_audiences ea JOIN events e ON e.seq = ea.seq
+                 WHERE e.destination = ?1",
+                per_status.join(", ")
             )
+        });
+        let mut stmt = conn.prepare_cached(&SQL).map_err(engine(OP))?;
+        let raw: [i64; 7] = stmt
+            .query_row([destination], |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ])
+            })
             .map_err(engine(OP))?;
-        let raw = stmt
-            .query_map([destination], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))
-            .map_err(engine(OP))?
-            .collect::<Result<Vec<(String, i64)>, _>>()
-            .map_err(engine(OP))?;
+        let [total, counted @ ..] = raw;
+        let known: i64 = counted.iter().sum();
+        if known != total {
+            return Err(StoreError::Corrupt {
+                op: OP,
+                message: format!(
+                    "{} event statuses are none of {:?}",
+                    total - known,
+                    StatusKind::ALL.map(StatusKind::as_str)
+                ),
+            });
+        }
         let mut counts = EventCounts::default();
-        for (status, n) in raw {
-            counts.add(status_of(OP, &status)?, to_u64(OP, n)?);
+        for (k, n) in StatusKind::ALL.into_iter().zip(counted) {
+            counts.add(k, to_u64(OP, n)?);
         }
         Ok(counts)
     }
@@ -1727,6 +1754,36 @@ mod tests {
         let err = s.pending("d", "k", 0, 10).unwrap_err();
         assert!(
             matches!(err, StoreError::Corrupt { op: "pending", .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_status_is_an_error_not_a_silent_miscount() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        s.write("test", |c| {
+            c.execute_batch(
+                "INSERT INTO events (seq, destination, message_id, received_ms)
+                 VALUES (1, 'd', 'm1', 0), (2, 'd', 'm2', 0);
+                 INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
+                 updated_ms) VALUES (1, 0, 'k', 'a@x.co', '', 'delivered', 0)",
+            )
+            .map_err(engine("test"))
+        })
+        .unwrap();
+        assert_eq!(s.event_counts("d").unwrap().delivered, 1);
+        s.write("test", |c| {
+            c.execute(
+                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
+                 updated_ms) VALUES (2, 0, 'k', 'b@x.co', '', 'bogus', 0)",
+                [],
+            )
+            .map_err(engine("test"))
+        })
+        .unwrap();
+        let err = s.event_counts("d").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { op: "event_counts", message } if message.contains("1 event statuses")),
             "{err}"
         );
     }
