@@ -693,15 +693,15 @@ impl SqliteStore {
             .map_err(engine("schema_version"))
     }
 
-    fn accept_one(tx: &Connection, ev: &NewEvent) -> Result<Receipt, StoreError> {
+    fn accept_one(
+        tx: &Connection,
+        st: &mut AcceptStatements<'_>,
+        ev: &NewEvent,
+    ) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
         // One statement for a new event; a duplicate inserts nothing and is looked up.
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (destination, message_id) DO NOTHING",
-            )
-            .map_err(engine(OP))?
+        let inserted = st
+            .insert_event
             .execute(params![ev.destination, ev.message_id, ev.received_ms])
             .map_err(engine(OP))?;
         if inserted == 0 {
@@ -715,13 +715,14 @@ impl SqliteStore {
             });
         }
         let seq = tx.last_insert_rowid();
-        let mut insert_status = tx
-            .prepare_cached(
-                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
-                 time_ms, status, reason, next_attempt_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
-            )
-            .map_err(engine(OP))?;
+        let AcceptStatements {
+            insert_status,
+            get,
+            insert_new,
+            upsert,
+            supersede,
+            ..
+        } = st;
         let changes = match &ev.content {
             EventContent::Rejected(reason) | EventContent::Skipped(reason) => {
                 let status = if matches!(ev.content, EventContent::Rejected(_)) {
@@ -746,30 +747,6 @@ impl SqliteStore {
                 Vec::new()
             }
             EventContent::Changes(changes) => {
-                let mut get = tx.prepare_cached(CURRENT).map_err(engine(OP))?;
-                let mut insert_new = tx
-                    .prepare_cached(concat!(insert_desired!(), "NOTHING"))
-                    .map_err(engine(OP))?;
-                let mut upsert = tx
-                    .prepare_cached(concat!(
-                        insert_desired!(),
-                        "UPDATE SET
-                         list_id = excluded.list_id, member = excluded.member,
-                         time_ms = excluded.time_ms, seq = excluded.seq, part = excluded.part,
-                         accepted_ms = excluded.accepted_ms, data_fields = excluded.data_fields,
-                         update_existing_users_only = excluded.update_existing_users_only,
-                         channel_unsubscribe = excluded.channel_unsubscribe,
-                         campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
-                         attempts = 0, next_attempt_ms = 0"
-                    ))
-                    .map_err(engine(OP))?;
-                let mut supersede = tx
-                    .prepare_cached(
-                        "UPDATE event_audiences SET status = 'superseded', reason = ?3,
-                         next_attempt_ms = NULL, updated_ms = ?4
-                         WHERE seq = ?1 AND part = ?2 AND status IN ('accepted', 'pending')",
-                    )
-                    .map_err(engine(OP))?;
                 let mut out = Vec::with_capacity(changes.len());
                 for (part, c) in changes.iter().enumerate() {
                     let part = to_i64(OP, part as u64)?;
@@ -830,7 +807,7 @@ impl SqliteStore {
                         out.push(Applied::Current);
                         continue;
                     }
-                    let old = current(&mut get, OP, &ev.destination, &c.audience_key, id)?;
+                    let old = current(get, OP, &ev.destination, &c.audience_key, id)?;
                     if let Some(old) = &old {
                         if old.seq == seq {
                             let why =
@@ -877,6 +854,51 @@ impl SqliteStore {
         Ok(Receipt::Accepted {
             seq: to_u64(OP, seq)?,
             changes,
+        })
+    }
+}
+
+/// The statements of [`Store::accept`], prepared once per batch.
+struct AcceptStatements<'c> {
+    insert_event: rusqlite::CachedStatement<'c>,
+    insert_status: rusqlite::CachedStatement<'c>,
+    get: rusqlite::CachedStatement<'c>,
+    insert_new: rusqlite::CachedStatement<'c>,
+    upsert: rusqlite::CachedStatement<'c>,
+    supersede: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> AcceptStatements<'c> {
+    fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
+        let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("accept"));
+        Ok(Self {
+            insert_event: p(
+                "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, message_id) DO NOTHING",
+            )?,
+            insert_status: p(
+                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
+                 time_ms, status, reason, next_attempt_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
+            )?,
+            get: p(CURRENT)?,
+            insert_new: p(concat!(insert_desired!(), "NOTHING"))?,
+            upsert: p(concat!(
+                insert_desired!(),
+                "UPDATE SET
+                 list_id = excluded.list_id, member = excluded.member,
+                 time_ms = excluded.time_ms, seq = excluded.seq, part = excluded.part,
+                 accepted_ms = excluded.accepted_ms, data_fields = excluded.data_fields,
+                 update_existing_users_only = excluded.update_existing_users_only,
+                 channel_unsubscribe = excluded.channel_unsubscribe,
+                 campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
+                 attempts = 0, next_attempt_ms = 0"
+            ))?,
+            supersede: p(
+                "UPDATE event_audiences SET status = 'superseded', reason = ?3,
+                 next_attempt_ms = NULL, updated_ms = ?4
+                 WHERE seq = ?1 AND part = ?2 AND status IN ('accepted', 'pending')",
+            )?,
         })
     }
 }
@@ -933,7 +955,11 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.write("accept", |tx| {
-            batch.iter().map(|ev| Self::accept_one(tx, ev)).collect()
+            let mut st = AcceptStatements::prepare(tx)?;
+            batch
+                .iter()
+                .map(|ev| Self::accept_one(tx, &mut st, ev))
+                .collect()
         })
     }
 
@@ -958,7 +984,8 @@ impl Store for SqliteStore {
                  ORDER BY seq LIMIT ?4",
             )
             .map_err(engine(OP))?;
-        let raw = stmt
+        let mut raw = Vec::with_capacity(limit.clamp(0, 8192) as usize);
+        let rows = stmt
             .query_map(params![destination, audience_key, now_ms, limit], |r| {
                 Ok(RawPending {
                     list_id: r.get(0)?,
@@ -978,9 +1005,10 @@ impl Store for SqliteStore {
                     reason: r.get(12)?,
                 })
             })
-            .map_err(engine(OP))?
-            .collect::<Result<Vec<_>, _>>()
             .map_err(engine(OP))?;
+        for r in rows {
+            raw.push(r.map_err(engine(OP))?);
+        }
         raw.into_iter().map(|r| r.into_row(audience_key)).collect()
     }
 
