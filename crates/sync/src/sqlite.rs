@@ -1067,10 +1067,12 @@ impl Store for SqliteStore {
                      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
                 )
                 .map_err(engine(OP))?;
-            // The common case in three statements: the planned version is still the desired
-            // one and still pending, and Iterable took or refused it. (The acknowledged version
-            // is never newer than the desired one, so a delivery of the desired version always
-            // moves it.) No RETURNING: it makes SQLite open a statement journal per row.
+            // The common case in two statements: the planned version is still the desired
+            // one and still pending, Iterable took or refused it, and it came from the first
+            // (usually the only) change of its event. (The acknowledged version is never newer
+            // than the desired one, so a delivery of the desired version always moves it.) No
+            // RETURNING, and no UPDATE by a key prefix: either makes SQLite open a statement
+            // journal per row.
             let mut settle_current = tx
                 .prepare_cached(
                     "UPDATE desired SET state = ?5, reason = ?6, next_attempt_ms = 0,
@@ -1078,7 +1080,16 @@ impl Store for SqliteStore {
                      ack_time_ms = CASE WHEN ?5 = 'delivered' THEN time_ms ELSE ack_time_ms END,
                      ack_seq = CASE WHEN ?5 = 'delivered' THEN seq ELSE ack_seq END,
                      ack_ms = CASE WHEN ?5 = 'delivered' THEN ?7 ELSE ack_ms END
-                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4
+                       AND seq = ?8 AND state = 'pending'",
+                )
+                .map_err(engine(OP))?;
+            let mut set_first_status = tx
+                .prepare_cached(
+                    "UPDATE event_audiences SET status = ?2, reason = ?3, next_attempt_ms = NULL,
+                     updated_ms = ?4
+                     WHERE seq = ?1 AND part = 0 AND list_key = ?5 AND email = ?6
+                       AND user_id = ?7",
                 )
                 .map_err(engine(OP))?;
             let mut out = Vec::with_capacity(outcomes.len());
@@ -1086,19 +1097,13 @@ impl Store for SqliteStore {
                 let id = &o.identity;
                 let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
                 let seq = to_i64(OP, o.seq)?;
-                let Some(row) = current(&mut get, OP, destination, audience_key, id)? else {
-                    out.push(Recorded::Unknown);
-                    continue;
-                };
                 let settled = match &o.outcome {
                     Outcome::Delivered => Some((StatusKind::Delivered, None)),
                     Outcome::Rejected { reason } => Some((StatusKind::Rejected, Some(reason))),
                     Outcome::Retry { .. } | Outcome::Superseded { .. } => None,
                 };
-                if let Some((kind, reason)) =
-                    settled.filter(|_| row.seq == seq && row.state == "pending")
-                {
-                    settle_current
+                if let Some((kind, reason)) = settled {
+                    let settled_now = settle_current
                         .execute(params![
                             destination,
                             audience_key,
@@ -1106,22 +1111,48 @@ impl Store for SqliteStore {
                             user_id,
                             kind.as_str(),
                             reason,
-                            now_ms
+                            now_ms,
+                            seq
                         ])
                         .map_err(engine(OP))?;
-                    set_status
-                        .execute(params![
-                            seq,
-                            row.part,
-                            kind.as_str(),
-                            reason,
-                            None::<i64>,
-                            now_ms
-                        ])
-                        .map_err(engine(OP))?;
-                    out.push(Recorded::Applied);
-                    continue;
+                    if settled_now == 1 {
+                        let first = set_first_status
+                            .execute(params![
+                                seq,
+                                kind.as_str(),
+                                reason,
+                                now_ms,
+                                audience_key,
+                                email,
+                                user_id
+                            ])
+                            .map_err(engine(OP))?;
+                        if first == 0 {
+                            // A later change of its event: the desired row knows which.
+                            let row = current(&mut get, OP, destination, audience_key, id)?
+                                .ok_or_else(|| StoreError::Corrupt {
+                                    op: OP,
+                                    message: "a settled row vanished".into(),
+                                })?;
+                            set_status
+                                .execute(params![
+                                    seq,
+                                    row.part,
+                                    kind.as_str(),
+                                    reason,
+                                    None::<i64>,
+                                    now_ms
+                                ])
+                                .map_err(engine(OP))?;
+                        }
+                        out.push(Recorded::Applied);
+                        continue;
+                    }
                 }
+                let Some(row) = current(&mut get, OP, destination, audience_key, id)? else {
+                    out.push(Recorded::Unknown);
+                    continue;
+                };
                 let event: Option<(i64, Option<bool>, Option<i64>)> = planned
                     .query_row(params![seq, audience_key, email, user_id], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -749,6 +749,59 @@ mod cases {
         assert!(next.seq() > last_seq, "{} > {last_seq}", next.seq());
     }
 
+    pub fn each_change_of_an_event_gets_its_own_outcome(h: &dyn Harness) {
+        let s = h.open("parts");
+        let s = &*s;
+        // One event, three changes: a user in two audiences and another user in one.
+        let seq = accept1(
+            s,
+            event(
+                "multi",
+                vec![
+                    change("vip", "a@x.co", true, Some(1)),
+                    change("vip", "b@x.co", true, Some(1)),
+                    change("churn", "a@x.co", true, Some(1)),
+                ],
+            ),
+        )
+        .seq();
+        let rejected = Outcome::Rejected {
+            reason: "invalidEmails".into(),
+        };
+        // Later changes first, then the first one.
+        let r = s
+            .record_outcomes(D, "churn", NOW, &[outcome(id("a@x.co"), seq, rejected)])
+            .expect("record");
+        assert_eq!(r, [Recorded::Applied]);
+        let r = s
+            .record_outcomes(
+                D,
+                "vip",
+                NOW,
+                &[
+                    outcome(id("b@x.co"), seq, Outcome::Delivered),
+                    outcome(id("a@x.co"), seq, Outcome::Delivered),
+                ],
+            )
+            .expect("record");
+        assert_eq!(r, [Recorded::Applied, Recorded::Applied]);
+        let st = status(s, "multi");
+        assert_eq!(
+            st.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            [
+                StatusKind::Delivered,
+                StatusKind::Delivered,
+                StatusKind::Rejected
+            ],
+            "{st:?}"
+        );
+        assert_eq!(st[2].1.as_deref(), Some("invalidEmails"));
+        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
+        assert!(s.pending(D, "churn", NOW, 10).expect("pending").is_empty());
+        let c = s.event_counts(D).expect("counts");
+        assert_eq!((c.delivered, c.rejected, c.accepted), (2, 1, 0));
+    }
+
     pub fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
         let s = h.open("registry");
         assert_eq!(s.list_id(D, "vip").expect("get"), None);
@@ -916,6 +969,10 @@ macro_rules! conformance {
             #[test]
             fn everything_survives_close_and_reopen() {
                 cases::everything_survives_close_and_reopen(&$harness)
+            }
+            #[test]
+            fn each_change_of_an_event_gets_its_own_outcome() {
+                cases::each_change_of_an_event_gets_its_own_outcome(&$harness)
             }
             #[test]
             fn the_registry_keeps_the_first_writer() {
