@@ -6,7 +6,9 @@
 //!    users that have a request in flight (so two versions of one user are never in flight at
 //!    once and the latest always lands last).
 //! 2. **Linger**: fewer rows than a full batch, the oldest younger than `linger`: wait (until
-//!    it is `linger` old, on Tokio's clock) for more, unless draining.
+//!    it is `linger` old, on Tokio's clock) for more, unless draining. A lingering audience is
+//!    read again every quarter of the linger, not at every new event (under load that re-read
+//!    the same rows about every 20 ms).
 //! 3. **Resolve** the list once per audience: rows naming a list id (the event's external
 //!    audience id) use it; the others go through the single-flight [`ListResolver`] backed by
 //!    the store's registry (as [`crate::store::StoreRegistry`] does), cached in memory
@@ -1338,10 +1340,6 @@ impl Reconciler {
                     if refresh_wanted && d.refresh_due(t) {
                         d.refresh().await?;
                         refresh_wanted = false;
-                        // New rows may have completed a lingering batch.
-                        for l in d.lingering.values_mut() {
-                            l.recheck = t;
-                        }
                     }
                     d.fill().await
                 };
