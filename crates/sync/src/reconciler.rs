@@ -399,7 +399,16 @@ struct Inner {
     /// Signalled when a request has its answer and gives its slot back (its outcomes may
     /// still be being recorded), and when a list resolution started by the loop ends.
     wake_loop: Notify,
+    /// Results of list resolutions run in tasks of their own, until the loop takes them:
+    /// the number of resumes when the task started (see `resumes`), and the result.
+    resolved: Mutex<HashMap<String, Resolved>>,
+    /// How many times the destination resumed after a refused key. A refused key reported by
+    /// a resolution that started before the last resume is out of date.
+    resumes: std::sync::atomic::AtomicU64,
 }
+
+/// A list resolution's result: the resumes counted when it started, and the list or error.
+type Resolved = (u64, Result<i64, ResolveError>);
 
 /// Requests whose answers are being recorded, per slot of `concurrency`, at most. The slot
 /// of a request is freed when Iterable answers, so a slow store write does not hold back
@@ -484,6 +493,8 @@ impl Inner {
                 self.cfg.destination
             );
             *s = DestinationState::Running;
+            self.resumes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -816,8 +827,9 @@ struct Dispatcher {
     active: VecDeque<String>,
     known: HashSet<String>,
     lingering: HashMap<String, Linger>,
-    /// Audiences whose list is being resolved by a task of its own (running loop only).
-    resolving: HashMap<String, JoinHandle<Result<i64, ResolveError>>>,
+    /// Audiences whose list is being resolved by a task of its own (running loop only); the
+    /// task leaves its result in `Inner::resolved`.
+    resolving: HashMap<String, JoinHandle<()>>,
     /// The due cutoff of a drain pass (fixed), or `None` (the clock's now).
     cutoff: Option<i64>,
     drain: bool,
@@ -828,6 +840,17 @@ struct Dispatcher {
     /// [`MIN_REFRESH_GAP`]..=[`MAX_REFRESH_GAP`], so that with a large backlog (the query
     /// reads every pending row) finding audiences takes at most about a tenth of the store.
     refresh_gap: Duration,
+}
+
+impl Drop for Dispatcher {
+    /// List resolutions still running stop with the loop. One cut short after Iterable
+    /// created the list is finished by the next resolution, which finds the list by name
+    /// before creating one (as after a crash).
+    fn drop(&mut self) {
+        for task in self.resolving.values() {
+            task.abort();
+        }
+    }
 }
 
 /// Refreshes of the due audiences are at least this far apart.
@@ -896,11 +919,7 @@ impl Dispatcher {
             let Some(audience) = self.active.pop_front() else {
                 break;
             };
-            if self
-                .resolving
-                .get(&audience)
-                .is_some_and(|h| !h.is_finished())
-            {
+            if self.waits_for_list(&audience) {
                 // Its rows wait for the list; the task wakes the loop when it is known.
                 self.active.push_back(audience);
                 continue;
@@ -1005,38 +1024,62 @@ impl Dispatcher {
         ))
     }
 
+    /// A task of its own is resolving the audience's list and has no result yet.
+    fn waits_for_list(&self, audience: &str) -> bool {
+        self.resolving
+            .get(audience)
+            .is_some_and(|task| !task.is_finished())
+            && !lock(&self.inner.resolved).contains_key(audience)
+    }
+
     /// The audience's list: known, or resolved now (a drain pass waits for it). The running
-    /// loop resolves in a task of its own and gets `None` until that task has ended.
+    /// loop resolves in a task of its own and gets `None` until that task has a result.
     async fn list_for(
         &mut self,
         audience: &str,
     ) -> Result<Option<Result<i64, ResolveError>>, ReconcileError> {
-        if let Some(id) = lock(&self.inner.lists).get(audience) {
-            return Ok(Some(Ok(*id)));
+        let known = lock(&self.inner.lists).get(audience).copied();
+        if let Some(id) = known {
+            if !self.resolving.is_empty() && self.resolving.remove(audience).is_some() {
+                lock(&self.inner.resolved).remove(audience);
+            }
+            return Ok(Some(Ok(id)));
         }
         if self.drain {
             return Ok(Some(self.inner.list_for(audience).await));
         }
-        match self.resolving.remove(audience) {
-            Some(task) if task.is_finished() => task
-                .await
-                .map(Some)
-                .map_err(|e| ReconcileError::Task(e.to_string())),
-            Some(task) => {
-                self.resolving.insert(audience.to_string(), task);
-                Ok(None)
+        let result = lock(&self.inner.resolved).remove(audience);
+        match (result, self.resolving.get(audience)) {
+            (Some((resumes, r)), _) => {
+                self.resolving.remove(audience);
+                // A refused key from before the last resume is out of date: try again.
+                let stale = matches!(&r, Err(ResolveError::Iterable(e))
+                    if e.class == ErrorClass::Authentication)
+                    && resumes != self.inner.resumes.load(std::sync::atomic::Ordering::SeqCst);
+                if !stale {
+                    return Ok(Some(r));
+                }
             }
-            None => {
-                let (inner, aud) = (self.inner.clone(), audience.to_string());
-                let task = tokio::spawn(async move {
-                    let r = inner.list_for(&aud).await;
-                    inner.wake_loop.notify_one();
-                    r
-                });
-                self.resolving.insert(audience.to_string(), task);
-                Ok(None)
+            (None, Some(task)) if !task.is_finished() => return Ok(None),
+            (None, Some(_)) => {
+                // The task ended without a result: it panicked.
+                self.resolving.remove(audience);
+                return Err(ReconcileError::Task(format!(
+                    "resolving the list of audience {audience:?} panicked"
+                )));
             }
+            (None, None) => {}
         }
+        let (inner, aud) = (self.inner.clone(), audience.to_string());
+        let resumes = inner.resumes.load(std::sync::atomic::Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let r = inner.list_for(&aud).await;
+            // The result is in place before the loop is woken.
+            lock(&inner.resolved).insert(aud, (resumes, r));
+            inner.wake_loop.notify_one();
+        });
+        self.resolving.insert(audience.to_string(), task);
+        Ok(None)
     }
 
     /// Resolves the list, plans, records superseded and unplaceable rows, and spawns one task
@@ -1268,6 +1311,8 @@ impl Reconciler {
                 in_flight: Arc::new(Mutex::new(InFlightTable::default())),
                 slots,
                 wake_loop: Notify::new(),
+                resolved: Mutex::new(HashMap::new()),
+                resumes: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }

@@ -1051,7 +1051,8 @@ impl Store for SqliteStore {
                  SELECT key FROM k WHERE key IS NOT NULL AND EXISTS (
                    SELECT 1 FROM desired INDEXED BY desired_pending
                    WHERE destination = ?1 AND list_key = k.key AND state = 'pending'
-                     AND next_attempt_ms <= ?2)",
+                     AND next_attempt_ms <= ?2)
+                 ORDER BY key",
             )
             .map_err(engine(OP))?;
         stmt.query_map(params![destination, now_ms], |r| r.get(0))
@@ -1101,7 +1102,9 @@ impl Store for SqliteStore {
                 .map_err(engine(OP))?;
             // The common case in two statements: the planned version is still the desired
             // one and still pending, Iterable took or refused it, and it came from the first
-            // (usually the only) change of its event. (The acknowledged version is never newer
+            // (usually the only) change of its event. (Of an event's changes to one key, only
+            // the one the desired row holds is still accepted or pending: an earlier stale or
+            // repeated one was skipped.) (The acknowledged version is never newer
             // than the desired one, so a delivery of the desired version always moves it.) No
             // RETURNING, and no UPDATE by a key prefix: either makes SQLite open a statement
             // journal per row.
@@ -1121,7 +1124,7 @@ impl Store for SqliteStore {
                     "UPDATE event_audiences SET status = ?2, reason = ?3, next_attempt_ms = NULL,
                      updated_ms = ?4
                      WHERE seq = ?1 AND part = 0 AND list_key = ?5 AND email = ?6
-                       AND user_id = ?7",
+                       AND user_id = ?7 AND status IN ('accepted', 'pending')",
                 )
                 .map_err(engine(OP))?;
             let mut out = Vec::with_capacity(outcomes.len());

@@ -517,10 +517,14 @@ async fn a_paused_loop_resumes_when_the_key_works_again() {
     let first = emulator(Faults::default()).await;
     let addr = first.addr();
     let w = World::with(first);
-    w.accept(vec![ev(
-        "a",
-        change("vip", Some("a@example.com"), None, true, None),
-    )]);
+    // Five new audiences: each list resolution meets the refused key.
+    let audiences: Vec<String> = (0..5).map(|i| format!("vip{i}")).collect();
+    w.accept(
+        audiences
+            .iter()
+            .map(|a| ev(a, change(a, Some("a@example.com"), None, true, None)))
+            .collect(),
+    );
     let r = w.reconciler(
         config(D, ProjectType::Hybrid),
         client(&w.emu.url(), BAD_KEY),
@@ -531,7 +535,7 @@ async fn a_paused_loop_resumes_when_the_key_works_again() {
         unreachable!()
     };
     assert!(since_ms > 0);
-    assert_eq!(w.kind("a"), StatusKind::Accepted);
+    assert_eq!(w.kind("vip0"), StatusKind::Accepted);
     // The key is fixed on Iterable's side: same address, the project now knows the key.
     let World {
         emu,
@@ -545,13 +549,19 @@ async fn a_paused_loop_resumes_when_the_key_works_again() {
     cfg.projects[0].api_keys = vec![iterable_emulator::ApiKey::new(BAD_KEY)];
     let second = Emulator::start(cfg).await.expect("same port");
     eventually("the destination resumes", || !r.state().is_paused()).await;
-    eventually("the event is delivered", || {
-        sync::StatusKind::Delivered == status_of(&*store, D, "a")[0].0
+    eventually("the events are delivered", || {
+        audiences
+            .iter()
+            .all(|a| sync::StatusKind::Delivered == status_of(&*store, D, a)[0].0)
     })
     .await;
     running.stop().await;
-    let list = store.list_id(D, "vip").expect("registry").expect("list");
-    assert_eq!(members(&second, list), set(&["a@example.com"]));
+    for a in &audiences {
+        let list = store.list_id(D, a).expect("registry").expect("list");
+        assert_eq!(members(&second, list), set(&["a@example.com"]));
+    }
+    // Refusals met before the key was fixed do not pause it again afterwards.
+    assert_eq!(r.metrics().pauses_count(), 1);
     assert!(
         r.metrics()
             .requests_count(Endpoint::GetLists, StatusClass::Unauthorized)

@@ -800,6 +800,41 @@ mod cases {
         assert!(s.pending(D, "churn", NOW, 10).expect("pending").is_empty());
         let c = s.event_counts(D).expect("counts");
         assert_eq!((c.delivered, c.rejected, c.accepted), (2, 1, 0));
+
+        // An event whose first change to a key is stale and whose second is current: the
+        // outcome belongs to the second.
+        accept1(
+            s,
+            event("now", vec![change("late", "a@x.co", true, Some(100))]),
+        );
+        let seq = accept1(
+            s,
+            event(
+                "mixed",
+                vec![
+                    change("late", "a@x.co", false, Some(50)),
+                    change("late", "a@x.co", false, Some(200)),
+                ],
+            ),
+        )
+        .seq();
+        assert_eq!(
+            kinds(s, "mixed"),
+            [StatusKind::Skipped, StatusKind::Accepted]
+        );
+        let r = s
+            .record_outcomes(
+                D,
+                "late",
+                NOW,
+                &[outcome(id("a@x.co"), seq, Outcome::Delivered)],
+            )
+            .expect("record");
+        assert_eq!(r, [Recorded::Applied]);
+        assert_eq!(
+            kinds(s, "mixed"),
+            [StatusKind::Skipped, StatusKind::Delivered]
+        );
     }
 
     pub fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
