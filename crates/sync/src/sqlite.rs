@@ -1506,15 +1506,11 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&SQL).map_err(engine(OP))?;
         let raw: [i64; 7] = stmt
             .query_row([destination], |r| {
-                Ok([
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ])
+                let mut counts = [0; 7];
+                for (i, n) in counts.iter_mut().enumerate() {
+                    *n = r.get(i)?;
+                }
+                Ok(counts)
             })
             .map_err(engine(OP))?;
         let [total, counted @ ..] = raw;
