@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, SERVER, VARY};
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, SERVER, VARY,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -470,7 +472,9 @@ async fn handle(
     if path == "/_emulator" || path.starts_with("/_emulator/") {
         let reply = match read_body(req, HARD_BODY_LIMIT).await {
             BodyRead::Ok(body) => inspect::handle(shared, &method, &path, query.as_deref(), &body),
-            BodyRead::TooLarge => too_large(HARD_BODY_LIMIT),
+            BodyRead::TooLarge => {
+                return Ok(closing(respond(shared, too_large(HARD_BODY_LIMIT), start)));
+            }
             BodyRead::Broken => return Err(ConnectionFault("closed")),
         };
         return Ok(respond(shared, reply, start));
@@ -503,7 +507,7 @@ async fn handle(
                 &Bytes::new(),
                 None,
             );
-            return Ok(respond(shared, reply, start));
+            return Ok(closing(respond(shared, reply, start)));
         }
         BodyRead::Broken => return Err(ConnectionFault("closed")),
     };
@@ -616,6 +620,14 @@ fn redact_query(query: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A response to a request whose body was left unread (refused by size): the connection
+/// closes after it, and the response says so, so that the client opens a new one.
+fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 fn respond(shared: &Shared, reply: Reply, start: u64) -> Response<Full<Bytes>> {

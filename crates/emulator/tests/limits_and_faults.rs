@@ -343,5 +343,7 @@ async fn oversized_bodies_get_413() {
         .await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["code"], "BatchTooLarge");
+    // The rest of the body is not read: the connection ends, and the response says so.
+    assert_eq!(r.header("connection"), Some("close"));
     assert!(h.members(id).is_empty());
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue,
+    TRANSFER_ENCODING,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -101,10 +104,48 @@ fn error_reply(status: u16, message: impl Into<String>) -> Reply {
 }
 
 fn ingest_error(e: &IngestError) -> Reply {
-    reply(e.status(), "application/json", e.body())
+    let r = reply(e.status(), "application/json", e.body());
+    match e {
+        // Refused before its body was read to the end (a declared size over the limit, or a
+        // body cut short): the connection cannot carry another request.
+        IngestError::BodyTooLarge { .. } | IngestError::Unreadable(_) => closing(r),
+        _ => r,
+    }
 }
 
+/// The reply with `Connection: close`, for a request whose body is left unread: the server
+/// closes the connection after it, and says so, so that a client does not send its next
+/// request on it (which would fail with a broken pipe).
+fn closing(mut r: Reply) -> Reply {
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// The request declares a body (a non-zero length, or chunks).
+fn has_body(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(TRANSFER_ENCODING)
+        || header(req, CONTENT_LENGTH).is_some_and(|n| n.trim() != "0")
+}
+
+/// Only the ingestion endpoints read request bodies (and close the connection when they stop
+/// early, see [`ingest_error`]); any other answer to a request with a body closes it.
 async fn route(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
+    let ingestion = req.method() == Method::POST
+        && matches!(
+            req.uri()
+                .path()
+                .trim_matches('/')
+                .split('/')
+                .collect::<Vec<_>>()[..],
+            ["v1", "batch" | "identify" | "track"] | ["v1", "webhook", _]
+        );
+    let body_left = !ingestion && has_body(&req);
+    let r = dispatch(state, peer, req).await;
+    if body_left { closing(r) } else { r }
+}
+
+async fn dispatch(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -160,6 +160,40 @@ async fn bad_requests_get_clear_4xx_and_store_nothing() {
         .sum();
     assert_eq!(total, 0, "{status}");
     assert_eq!(h.get("/healthz").await.0, 200);
+
+    // A body left unread (refused by its declared size, or sent where none is read) ends the
+    // connection, and the reply says so: a client must not send its next request on it.
+    let unread = [
+        (
+            h.http
+                .post(&url)
+                .basic_auth(WRITE_KEY, Some(""))
+                .body("x".repeat(600 * 1024)),
+            400,
+        ),
+        (h.http.post(h.url("/nowhere")).body(good.clone()), 404),
+        (h.http.put(&url).body(good.clone()), 405),
+    ];
+    for (req, status) in unread {
+        let r = req.send().await.expect("answered");
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(
+            r.headers().get("connection").and_then(|v| v.to_str().ok()),
+            Some("close"),
+            "{status}"
+        );
+    }
+    // A body read to the end keeps the connection.
+    let r = h
+        .http
+        .post(&url)
+        .basic_auth(WRITE_KEY, Some(""))
+        .body("{\"batch\": [")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers().get("connection"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
