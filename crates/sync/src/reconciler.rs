@@ -32,6 +32,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -404,7 +405,7 @@ struct Inner {
     resolved: Mutex<HashMap<String, Resolved>>,
     /// How many times the destination resumed after a refused key. A refused key reported by
     /// a resolution that started before the last resume is out of date.
-    resumes: std::sync::atomic::AtomicU64,
+    resumes: AtomicU64,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.
@@ -493,8 +494,7 @@ impl Inner {
                 self.cfg.destination
             );
             *s = DestinationState::Running;
-            self.resumes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.resumes.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -1055,7 +1055,7 @@ impl Dispatcher {
                 // A refused key from before the last resume is out of date: try again.
                 let stale = matches!(&r, Err(ResolveError::Iterable(e))
                     if e.class == ErrorClass::Authentication)
-                    && resumes != self.inner.resumes.load(std::sync::atomic::Ordering::SeqCst);
+                    && resumes != self.inner.resumes.load(Ordering::SeqCst);
                 if !stale {
                     return Ok(Some(r));
                 }
@@ -1071,7 +1071,7 @@ impl Dispatcher {
             (None, None) => {}
         }
         let (inner, aud) = (self.inner.clone(), audience.to_string());
-        let resumes = inner.resumes.load(std::sync::atomic::Ordering::SeqCst);
+        let resumes = inner.resumes.load(Ordering::SeqCst);
         let task = tokio::spawn(async move {
             let r = inner.list_for(&aud).await;
             // The result is in place before the loop is woken.
@@ -1312,7 +1312,7 @@ impl Reconciler {
                 slots,
                 wake_loop: Notify::new(),
                 resolved: Mutex::new(HashMap::new()),
-                resumes: std::sync::atomic::AtomicU64::new(0),
+                resumes: AtomicU64::new(0),
             }),
         }
     }
