@@ -19,8 +19,6 @@ use segment::membership::RetlSyncMode;
 use serde_json::Value;
 
 /// mimalloc: the planner allocates many small JSON values; it runs 10-20% faster than glibc's.
-/// Built without transparent huge pages (the workspace's `no_thp` feature), which inflated
-/// the service's RSS.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
