@@ -1634,6 +1634,12 @@ mod tests {
         assert_eq!(s.pending("d", "k", 10, 10).unwrap().len(), 1);
     }
 
+    /// Runs SQL as one write (rows the store's API would not write).
+    fn run_sql(s: &SqliteStore, sql: &str) {
+        s.write("test", |c| c.execute_batch(sql).map_err(engine("test")))
+            .unwrap();
+    }
+
     fn insert_list(c: &Connection, key: &str) -> Result<(), StoreError> {
         c.execute(
             "INSERT INTO lists (destination, audience_key, list_id) VALUES ('d', ?1, 1)",
@@ -1828,20 +1834,17 @@ mod tests {
     #[test]
     fn due_audiences_are_those_with_a_due_pending_row() {
         let s = SqliteStore::open(":memory:").unwrap();
-        s.write("test", |c| {
-            c.execute_batch(
-                "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
-                 accepted_ms, state, next_attempt_ms) VALUES
-                 ('d', 'a', 'x', '', 1, 1, 0, 0, 'delivered', 0),
-                 ('d', 'b', 'x', '', 1, 2, 0, 0, 'pending', 0),
-                 ('d', 'c', 'x', '', 1, 3, 0, 0, 'pending', 100),
-                 ('d', 'c', 'y', '', 1, 4, 0, 0, 'pending', 9),
-                 ('d', 'e', 'x', '', 1, 5, 0, 0, 'pending', 100),
-                 ('other', 'f', 'x', '', 1, 6, 0, 0, 'pending', 0)",
-            )
-            .map_err(engine("test"))
-        })
-        .unwrap();
+        run_sql(
+            &s,
+            "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+             accepted_ms, state, next_attempt_ms) VALUES
+             ('d', 'a', 'x', '', 1, 1, 0, 0, 'delivered', 0),
+             ('d', 'b', 'x', '', 1, 2, 0, 0, 'pending', 0),
+             ('d', 'c', 'x', '', 1, 3, 0, 0, 'pending', 100),
+             ('d', 'c', 'y', '', 1, 4, 0, 0, 'pending', 9),
+             ('d', 'e', 'x', '', 1, 5, 0, 0, 'pending', 100),
+             ('other', 'f', 'x', '', 1, 6, 0, 0, 'pending', 0)",
+        );
         assert_eq!(s.pending_audiences("d", 10).unwrap(), ["b", "c"]);
         assert_eq!(s.pending_audiences("d", 100).unwrap(), ["b", "c", "e"]);
         assert!(s.pending_audiences("none", 100).unwrap().is_empty());
@@ -1850,16 +1853,12 @@ mod tests {
     #[test]
     fn corrupt_data_fields_are_an_error_not_a_panic() {
         let s = SqliteStore::open(":memory:").unwrap();
-        s.write("test", |c| {
-            c.execute(
-                "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
-                 accepted_ms, data_fields, state) VALUES ('d', 'k', 'a@x.co', '', 1, 1, 0, 0,
-                 'not json', 'pending')",
-                [],
-            )
-            .map_err(engine("test"))
-        })
-        .unwrap();
+        run_sql(
+            &s,
+            "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+             accepted_ms, data_fields, state) VALUES ('d', 'k', 'a@x.co', '', 1, 1, 0, 0,
+             'not json', 'pending')",
+        );
         let err = s.pending("d", "k", 0, 10).unwrap_err();
         assert!(
             matches!(err, StoreError::Corrupt { op: "pending", .. }),
@@ -1870,26 +1869,19 @@ mod tests {
     #[test]
     fn an_unknown_event_status_is_an_error_not_a_silent_miscount() {
         let s = SqliteStore::open(":memory:").unwrap();
-        s.write("test", |c| {
-            c.execute_batch(
-                "INSERT INTO events (seq, destination, message_id, received_ms)
-                 VALUES (1, 'd', 'm1', 0), (2, 'd', 'm2', 0);
-                 INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
-                 updated_ms) VALUES (1, 0, 'k', 'a@x.co', '', 'delivered', 0)",
-            )
-            .map_err(engine("test"))
-        })
-        .unwrap();
+        run_sql(
+            &s,
+            "INSERT INTO events (seq, destination, message_id, received_ms)
+             VALUES (1, 'd', 'm1', 0), (2, 'd', 'm2', 0);
+             INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
+             updated_ms) VALUES (1, 0, 'k', 'a@x.co', '', 'delivered', 0)",
+        );
         assert_eq!(s.event_counts("d").unwrap().delivered, 1);
-        s.write("test", |c| {
-            c.execute(
-                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
-                 updated_ms) VALUES (2, 0, 'k', 'b@x.co', '', 'bogus', 0)",
-                [],
-            )
-            .map_err(engine("test"))
-        })
-        .unwrap();
+        run_sql(
+            &s,
+            "INSERT INTO event_audiences (seq, part, list_key, email, user_id, status,
+             updated_ms) VALUES (2, 0, 'k', 'b@x.co', '', 'bogus', 0)",
+        );
         let err = s.event_counts("d").unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { op: "event_counts", message } if message.contains("1 event statuses")),
