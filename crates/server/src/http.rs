@@ -128,27 +128,12 @@ fn has_body(req: &Request<Incoming>) -> bool {
         || header(req, CONTENT_LENGTH).is_some_and(|n| n.trim() != "0")
 }
 
-/// Only the ingestion endpoints read request bodies (and close the connection when they stop
-/// early, see [`ingest_error`]); any other answer to a request with a body closes it.
 async fn route(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
-    let ingestion = req.method() == Method::POST
-        && matches!(
-            req.uri()
-                .path()
-                .trim_matches('/')
-                .split('/')
-                .collect::<Vec<_>>()[..],
-            ["v1", "batch" | "identify" | "track"] | ["v1", "webhook", _]
-        );
-    let body_left = !ingestion && has_body(&req);
-    let r = dispatch(state, peer, req).await;
-    if body_left { closing(r) } else { r }
-}
-
-async fn dispatch(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // The ingestion endpoints read request bodies (and close the connection when they stop
+    // early, see [`ingest_error`]); any other answer to a request with a body closes it.
     match (&method, segments.as_slice()) {
         (&Method::POST, ["v1", "batch"]) => ingest_tracking(state, CallKind::Batch, req).await,
         (&Method::POST, ["v1", "identify"]) => {
@@ -159,6 +144,24 @@ async fn dispatch(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Rep
             let name = (*name).to_string();
             ingest_webhook(state, &name, req).await
         }
+        _ => {
+            let body_left = has_body(&req);
+            let r = answer(state, peer, req, &method, &path, &segments).await;
+            if body_left { closing(r) } else { r }
+        }
+    }
+}
+
+/// The endpoints that read no body.
+async fn answer(
+    state: &AppState,
+    peer: IpAddr,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    segments: &[&str],
+) -> Reply {
+    match (method, segments) {
         (&Method::GET, ["v1", "events", id]) => {
             if let Some(r) = admin_denied(state, peer, &req) {
                 return r;

@@ -122,8 +122,8 @@ struct Writer {
 ///
 /// **Group commit.** Every write runs in a shared transaction on the one writing connection,
 /// each after the first in a savepoint of its own (a failing first write rolls back the
-/// transaction, which holds nothing else). A writer that finishes while others are queued leaves the transaction
-/// open for them and waits; the last one (or the [`MAX_GROUP_OPS`]th) commits, so writes that
+/// transaction, which holds nothing else). A writer that finishes while others are queued
+/// leaves the transaction open for them and waits; the last one (or the [`MAX_GROUP_OPS`]th) commits, so writes that
 /// arrive during one fsync share the next (ingestion batches and delivery outcomes alike).
 /// Nobody returns before the transaction holding its changes is committed; a failed commit
 /// fails every write in it. Reads use their own connection (WAL readers never wait for the
@@ -1014,7 +1014,7 @@ impl Store for SqliteStore {
                  ORDER BY seq LIMIT ?4",
             )
             .map_err(engine(OP))?;
-        let mut raw = Vec::with_capacity(limit.clamp(0, 8192) as usize);
+        let mut out = Vec::with_capacity(limit.clamp(0, 8192) as usize);
         let rows = stmt
             .query_map(params![destination, audience_key, now_ms, limit], |r| {
                 Ok(RawPending {
@@ -1037,9 +1037,9 @@ impl Store for SqliteStore {
             })
             .map_err(engine(OP))?;
         for r in rows {
-            raw.push(r.map_err(engine(OP))?);
+            out.push(r.map_err(engine(OP))?.into_row(audience_key)?);
         }
-        raw.into_iter().map(|r| r.into_row(audience_key)).collect()
+        Ok(out)
     }
 
     fn pending_audiences(&self, destination: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
@@ -1112,12 +1112,12 @@ impl Store for SqliteStore {
                 .map_err(engine(OP))?;
             // The common case in two statements: the planned version is still the desired
             // one and still pending, Iterable took or refused it, and it came from the first
-            // (usually the only) change of its event. (Of an event's changes to one key, only
+            // (usually the only) change of its event. Of an event's changes to one key, only
             // the one the desired row holds is still accepted or pending: an earlier stale or
-            // repeated one was skipped.) (The acknowledged version is never newer
-            // than the desired one, so a delivery of the desired version always moves it.) No
-            // RETURNING, and no UPDATE by a key prefix: either makes SQLite open a statement
-            // journal per row.
+            // repeated one was skipped. The acknowledged version is never newer than the
+            // desired one, so a delivery of the desired version always moves it. No RETURNING,
+            // and no UPDATE by a key prefix: either makes SQLite open a statement journal per
+            // row.
             let mut settle_current = tx
                 .prepare_cached(
                     "UPDATE desired SET state = ?5, reason = ?6, next_attempt_ms = 0,
@@ -1514,9 +1514,11 @@ impl Store for SqliteStore {
             )
         });
         let mut stmt = conn.prepare_cached(&SQL).map_err(engine(OP))?;
-        let raw: [i64; 7] = stmt
+        // The total, then one count per status of `StatusKind::ALL`.
+        const COLUMNS: usize = StatusKind::ALL.len() + 1;
+        let raw: [i64; COLUMNS] = stmt
             .query_row([destination], |r| {
-                let mut counts = [0; 7];
+                let mut counts = [0; COLUMNS];
                 for (i, n) in counts.iter_mut().enumerate() {
                     *n = r.get(i)?;
                 }
