@@ -3,14 +3,16 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as EmuProjectType};
 use server::RunningService;
-use server::app::{open_store, system_clock};
-use server::config::Config;
+use server::app::{open_store_read_only, system_clock};
+use server::config::{Config, Secrets, Storage};
 use server::status::{DestinationStatus, event_json, event_text, status_text};
+use sync::Store;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -73,10 +75,36 @@ pub fn serve(config: Option<&Path>) -> Result<()> {
     })
 }
 
+/// The configuration and the store of a command that only reads: the secrets may be unset,
+/// and the database must exist (it is never created here).
+fn open_for_reading(config: Option<&Path>) -> Result<(Config, Arc<dyn Store>)> {
+    let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
+    if let Storage::Sqlite { path } = &cfg.storage
+        && matches!(path.try_exists(), Ok(false))
+    {
+        let shown = match std::path::absolute(path) {
+            Ok(abs) if abs != *path => format!("{} ({})", path.display(), abs.display()),
+            _ => path.display().to_string(),
+        };
+        let from = match config {
+            Some(c) => format!(
+                "the [storage] url of {}, relative to that file's directory",
+                c.display()
+            ),
+            None => "the default without --config, relative to the working directory".into(),
+        };
+        bail!(
+            "no database at {shown} ({from}): `iterable-lists serve` creates it when it starts; \
+             check the path, or pass the --config FILE the service runs with"
+        );
+    }
+    let store = open_store_read_only(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
+    Ok((cfg, store))
+}
+
 /// `status`: each destination and audience, from the store.
 pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
-    let cfg = load(config)?;
-    let store = open_store(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
+    let (cfg, store) = open_for_reading(config)?;
     let mut all = Vec::new();
     for d in &cfg.destinations {
         let state = if d.enabled { "enabled" } else { "disabled" };
@@ -101,13 +129,12 @@ pub fn event_show(
     destination: Option<&str>,
     json: bool,
 ) -> Result<()> {
-    let cfg = load(config)?;
+    let (cfg, store) = open_for_reading(config)?;
     if let Some(d) = destination
         && !cfg.destinations.iter().any(|x| x.name == d)
     {
         bail!("no destination named {d:?} in the configuration");
     }
-    let store = open_store(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
     let mut found = Vec::new();
     for d in &cfg.destinations {
         if destination.is_some_and(|n| n != d.name) {
@@ -127,7 +154,7 @@ pub fn event_show(
         if json {
             println!("{}", event_json(r));
         } else {
-            print!("{}", event_text(r));
+            print!("{}", event_text(r, (system_clock())()));
         }
     }
     Ok(())

@@ -92,6 +92,20 @@ pub fn system_clock() -> EpochClock {
     })
 }
 
+/// Opens the configured store to read it only (`status`, `events show`): nothing is created
+/// or changed. An in-memory store is refused: only the service holding it can read it.
+pub fn open_store_read_only(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
+    match storage {
+        Storage::Sqlite { path } => Ok(Arc::new(SqliteStore::open_read_only(path)?)),
+        Storage::SqliteMemory => Err(StoreError::Invalid {
+            op: "open",
+            message: "an in-memory database (sqlite::memory:) exists only inside the running \
+                      service; ask it instead: GET /v1/status, GET /v1/events/{messageId}"
+                .into(),
+        }),
+    }
+}
+
 /// Opens the configured store.
 pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match storage {

@@ -127,7 +127,9 @@ impl Default for Config {
 /// The storage engine and where its data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
-    /// An SQLite file; a relative path is relative to the working directory.
+    /// An SQLite file. A relative path in a file loaded by [`Config::load`] is relative to
+    /// that file's directory; elsewhere (the embedded default, [`Config::parse`]) to the
+    /// working directory.
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -181,6 +183,17 @@ impl Storage {
             path: PathBuf::from(path),
         })
     }
+
+    /// The storage with a relative SQLite path taken as relative to `dir` (a config file's
+    /// directory; `None` or empty leaves it relative to the working directory).
+    pub fn relative_to(self, dir: Option<&Path>) -> Storage {
+        match (self, dir) {
+            (Storage::Sqlite { path }, Some(dir)) if path.is_relative() => Storage::Sqlite {
+                path: dir.join(path),
+            },
+            (other, _) => other,
+        }
+    }
 }
 
 /// One Iterable project that audiences are synced to (`[[destination]]`).
@@ -190,7 +203,8 @@ pub struct DestinationConfig {
     pub name: String,
     /// `enabled` (default true): a disabled destination is validated but syncs nothing.
     pub enabled: bool,
-    /// The project's API key (`api_key` or `api_key_env`).
+    /// The project's API key (`api_key` or `api_key_env`); empty when loaded with
+    /// [`Secrets::Optional`] and its variable is not set.
     pub api_key: ApiKey,
     /// `project_type`: `"hybrid"` (default) or `"userId"`.
     pub project_type: ProjectType,
@@ -324,28 +338,64 @@ fn location(file: &Option<PathBuf>, line: Option<usize>, column: Option<usize>) 
     }
 }
 
-/// How an environment variable is read: the process environment, or a closure in tests.
-type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+/// Whether a configuration is loaded with its secrets (API keys, write keys, webhook secrets,
+/// the admin token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every secret must be set: for running the service and for `check`.
+    Required,
+    /// For commands that only read the store (`status`, `events show`): a secret whose
+    /// environment variable is unset or empty is left out (an API key is left empty), a
+    /// destination needs no write key, and without a file the embedded destination exists
+    /// even when [`API_KEY_ENV`] is unset.
+    Optional,
+}
+
+/// How environment variables are read (the process environment, or a closure in tests), and
+/// whether the secrets among them must be set.
+#[derive(Clone, Copy)]
+struct Env<'e> {
+    var: &'e dyn Fn(&str) -> Option<String>,
+    secrets: Secrets,
+}
 
 impl Config {
     /// Reads and validates configuration text; `env` resolves the `*_env` keys and
-    /// [`LISTEN_ENV`].
+    /// [`LISTEN_ENV`]. A relative SQLite path is relative to the working directory.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        parse_source(text, None, env)
+        Config::parse_with(text, env, Secrets::Required)
+    }
+
+    /// [`Config::parse`], with or without the secrets.
+    pub fn parse_with(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        secrets: Secrets,
+    ) -> Result<Config, ConfigError> {
+        parse_source(text, None, Env { var: env, secrets })
     }
 
     /// Reads the file at `path` (with the process environment), or without a path builds
-    /// [`Config::embedded`] from the process environment.
+    /// [`Config::embedded`] from the process environment. A relative SQLite path in the file
+    /// is relative to the file's directory.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let env = |name: &str| std::env::var(name).ok();
+        Config::load_with(path, Secrets::Required)
+    }
+
+    /// [`Config::load`], with or without the secrets.
+    pub fn load_with(path: Option<&Path>, secrets: Secrets) -> Result<Config, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok();
+        let env = Env { var: &var, secrets };
         match path {
-            None => Config::embedded(&env),
+            None => embedded(env),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.to_path_buf(),
                     source,
                 })?;
-                parse_source(&text, Some(p), &env)
+                let mut config = parse_source(&text, Some(p), env)?;
+                config.storage = config.storage.relative_to(p.parent());
+                Ok(config)
             }
         }
     }
@@ -356,12 +406,19 @@ impl Config {
     /// [`REGION_ENV`] or [`BASE_URL_ENV`], [`WRITE_KEYS_ENV`] (then required) and
     /// [`WEBHOOK_SECRET_ENV`]. Without [`API_KEY_ENV`], no destination.
     pub fn embedded(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        from_env(env).map_err(|f| ConfigError::Invalid {
-            file: None,
-            line: None,
-            message: f.message,
+        embedded(Env {
+            var: env,
+            secrets: Secrets::Required,
         })
     }
+}
+
+fn embedded(env: Env<'_>) -> Result<Config, ConfigError> {
+    from_env(env).map_err(|f| ConfigError::Invalid {
+        file: None,
+        line: None,
+        message: f.message,
+    })
 }
 
 fn parse_source(text: &str, file: Option<&Path>, env: Env<'_>) -> Result<Config, ConfigError> {
@@ -653,24 +710,37 @@ impl<'a, 'i> Tbl<'a, 'i> {
                 Ok(Some(Secret::new(value)))
             }
             (None, Some((name, span))) => {
-                let value = env_var(env, name).map_err(|p| self.fail(key_env, span, p))?;
-                Ok(Some(Secret::new(value)))
+                let value = env_secret(env, name).map_err(|p| self.fail(key_env, span, p))?;
+                Ok(value.map(Secret::new))
             }
             (None, None) => Ok(None),
         }
     }
 }
 
+fn is_env_name(name: &str) -> bool {
+    let name = name.trim();
+    !name.is_empty() && !name.contains(['=', '\0'])
+}
+
 /// The trimmed, non-empty value of the variable `name`; the error names the variable only.
 fn env_var(env: Env<'_>, name: &str) -> Result<String, String> {
     let name = name.trim();
-    if name.is_empty() || name.contains(['=', '\0']) {
+    if !is_env_name(name) {
         return Err(format!("{name:?} is not an environment variable name"));
     }
-    match env(name) {
+    match (env.var)(name) {
         None => Err(format!("environment variable {name} is not set")),
         Some(v) if v.trim().is_empty() => Err(format!("environment variable {name} is empty")),
         Some(v) => Ok(v.trim().to_string()),
+    }
+}
+
+/// [`env_var`] of a secret: with [`Secrets::Optional`], an unset or empty variable is `None`.
+fn env_secret(env: Env<'_>, name: &str) -> Result<Option<String>, String> {
+    match env_var(env, name) {
+        Err(_) if env.secrets == Secrets::Optional && is_env_name(name) => Ok(None),
+        other => other.map(Some),
     }
 }
 
@@ -922,7 +992,7 @@ const DELIVERY_KEYS: &[&str] = &[
 
 /// `ITERABLE_LISTS_LISTEN`, when set and not empty.
 fn listen_override(env: Env<'_>) -> R<Option<SocketAddr>> {
-    match env(LISTEN_ENV) {
+    match (env.var)(LISTEN_ENV) {
         Some(v) if !v.trim().is_empty() => parse_listen(&v)
             .map(Some)
             .map_err(|p| key_fail("", LISTEN_ENV, None, p)),
@@ -1040,12 +1110,18 @@ fn read_destination(
     t.check_unknown()?;
 
     let enabled = t.boolean("enabled")?.unwrap_or(true);
-    let api_key = t.secret("api_key", "api_key_env", env)?.ok_or_else(|| {
-        t.missing(
-            "api_key",
-            "required (or api_key_env, the name of an environment variable that holds it)",
-        )
-    })?;
+    // Only the secrets given by variable may be missing, and only when they are optional.
+    let optional = |key_env: &str| env.secrets == Secrets::Optional && t.get(key_env).is_some();
+    let api_key = match t.secret("api_key", "api_key_env", env)? {
+        Some(key) => key,
+        None if optional("api_key_env") => Secret::new(""),
+        None => {
+            return Err(t.missing(
+                "api_key",
+                "required (or api_key_env, the name of an environment variable that holds it)",
+            ));
+        }
+    };
     let project_type = match t.string("project_type")? {
         None => ProjectType::Hybrid,
         Some((text, span)) => {
@@ -1081,8 +1157,9 @@ fn read_destination(
     }
     if let Some((name, span)) =
         t.string_as("write_keys_env", "the name of an environment variable")?
+        && let Some(value) =
+            env_secret(env, name).map_err(|p| t.fail("write_keys_env", span.clone(), p))?
     {
-        let value = env_var(env, name).map_err(|p| t.fail("write_keys_env", span.clone(), p))?;
         if value.split(',').all(|k| k.trim().is_empty()) {
             return Err(t.fail(
                 "write_keys_env",
@@ -1103,7 +1180,11 @@ fn read_destination(
         }
     }
     let webhook_secret = t.secret("webhook_secret", "webhook_secret_env", env)?;
-    if write_keys.is_empty() && webhook_secret.is_none() {
+    if write_keys.is_empty()
+        && webhook_secret.is_none()
+        && !optional("write_keys_env")
+        && !optional("webhook_secret_env")
+    {
         return Err(t.missing(
             "write_keys",
             "required: at least one write key (in write_keys or write_keys_env), unless \
@@ -1297,7 +1378,7 @@ fn to_json(item: &Item<'_>) -> Result<Value, (Range<usize>, String, String)> {
 
 fn from_env(env: Env<'_>) -> R<Config> {
     let get = |name: &str| {
-        env(name)
+        (env.var)(name)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
@@ -1307,8 +1388,11 @@ fn from_env(env: Env<'_>) -> R<Config> {
         config.listen = addr;
     }
     config.admin_token = get(ADMIN_TOKEN_ENV).map(Secret::new);
-    let Some(api_key) = get(API_KEY_ENV) else {
-        return Ok(config);
+    // Reading the store needs no key: the one destination is there without it.
+    let api_key = match get(API_KEY_ENV) {
+        Some(key) => key,
+        None if env.secrets == Secrets::Optional => String::new(),
+        None => return Ok(config),
     };
     let project_type = match get(PROJECT_TYPE_ENV) {
         None => ProjectType::Hybrid,
@@ -1325,16 +1409,20 @@ fn from_env(env: Env<'_>) -> R<Config> {
         (None, Some(u)) => parse_base_url(&u).map_err(|p| fail(BASE_URL_ENV, p))?,
         (None, None) => Region::Us.base_url().to_string(),
     };
-    let keys = get(WRITE_KEYS_ENV).ok_or_else(|| {
-        fail(
-            WRITE_KEYS_ENV,
-            format!(
-                "required when {API_KEY_ENV} is set: the comma-separated keys senders \
-                 authenticate with"
-            ),
-        )
-    })?;
-    if keys.split(',').all(|k| k.trim().is_empty()) {
+    let keys = match get(WRITE_KEYS_ENV) {
+        Some(keys) => keys,
+        None if env.secrets == Secrets::Optional => String::new(),
+        None => {
+            return Err(fail(
+                WRITE_KEYS_ENV,
+                format!(
+                    "required when {API_KEY_ENV} is set: the comma-separated keys senders \
+                     authenticate with"
+                ),
+            ));
+        }
+    };
+    if keys.split(',').all(|k| k.trim().is_empty()) && env.secrets == Secrets::Required {
         return Err(fail(WRITE_KEYS_ENV, "holds no key".to_string()));
     }
     let mut write_keys: Vec<Secret> = Vec::new();
@@ -1612,6 +1700,121 @@ webhook_secret_env = "HOOK"
         )
         .unwrap();
         assert!(c.destinations[0].write_keys.is_empty());
+    }
+
+    #[test]
+    fn reading_the_store_needs_no_secret() {
+        let text = r#"
+admin_token_env = "ADMIN"
+[[destination]]
+name = "prod"
+api_key_env = "ITERABLE_API_KEY"
+write_keys_env = "WKS"
+webhook_secret_env = "HOOK"
+[[destination]]
+name = "other"
+api_key_env = "OTHER_KEY"
+write_keys_env = "OTHER_WKS"
+"#;
+        // Serving needs every secret, and says which variable is missing.
+        let msg = parse_err(text, &no_env);
+        assert!(
+            msg.contains("admin_token_env: environment variable ADMIN is not set"),
+            "{msg}"
+        );
+        let msg = parse_err(text, &env_of(&[("ADMIN", "a")]));
+        assert!(
+            msg.contains("api_key_env: environment variable ITERABLE_API_KEY is not set"),
+            "{msg}"
+        );
+        // Reading the store does not: unset (or empty) variables leave the secrets out.
+        let empty = env_of(&[("WKS", " "), ("OTHER_KEY", KEY)]);
+        for env in [&no_env as &dyn Fn(&str) -> Option<String>, &empty] {
+            let c = Config::parse_with(text, env, Secrets::Optional).unwrap();
+            assert!(c.admin_token.is_none());
+            let names: Vec<&str> = c.destinations.iter().map(|d| d.name.as_str()).collect();
+            assert_eq!(names, ["prod", "other"]);
+            assert_eq!(c.destinations[0].api_key.expose(), "");
+            assert!(c.destinations[0].write_keys.is_empty());
+            assert!(c.destinations[0].webhook_secret.is_none());
+        }
+        // Set variables are read and checked as always.
+        let c = Config::parse_with(text, &empty, Secrets::Optional).unwrap();
+        assert_eq!(c.destinations[1].api_key.expose(), KEY);
+        let bad = env_of(&[("WKS", "a:b")]);
+        let err = Config::parse_with(text, &bad, Secrets::Optional)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("write_keys_env (key 1 of WKS): must not contain ':'"), "{err}");
+        // Only secrets given by variable may be missing: a key absent from the file, or a
+        // variable name that cannot be one, is still an error.
+        for (text, want) in [
+            (
+                "[[destination]]\nname = \"p\"\nwrite_keys = [\"w\"]",
+                "api_key: required",
+            ),
+            (
+                "[[destination]]\nname = \"p\"\napi_key = \"k\"",
+                "write_keys: required",
+            ),
+            (
+                "[[destination]]\nname = \"p\"\napi_key_env = \"A=B\"\nwrite_keys = [\"w\"]",
+                "is not an environment variable name",
+            ),
+        ] {
+            let err = Config::parse_with(text, &no_env, Secrets::Optional)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+
+        // Without a file, the one destination is there without ITERABLE_API_KEY.
+        let optional = |var: &dyn Fn(&str) -> Option<String>| {
+            embedded(Env {
+                var,
+                secrets: Secrets::Optional,
+            })
+        };
+        let c = optional(&no_env).unwrap();
+        assert_eq!(c.destinations.len(), 1);
+        assert_eq!(c.destinations[0].name, EMBEDDED_DESTINATION);
+        assert_eq!(c.destinations[0].api_key.expose(), "");
+        let c = optional(&|name| (name == API_KEY_ENV).then(|| KEY.into())).unwrap();
+        assert_eq!(c.destinations[0].api_key.expose(), KEY);
+        assert!(c.destinations[0].write_keys.is_empty());
+        assert!(Config::embedded(&|name| (name == API_KEY_ENV).then(|| KEY.into())).is_err());
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("il-config-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            ("sqlite://data/x.db", dir.join("data/x.db")),
+            ("sqlite://x.db", dir.join("x.db")),
+            ("sqlite:///var/lib/x.db", PathBuf::from("/var/lib/x.db")),
+        ];
+        for (url, want) in cases {
+            let path = dir.join("c.toml");
+            std::fs::write(&path, format!("[storage]\nurl = \"{url}\"\n")).unwrap();
+            let c = Config::load(Some(&path)).unwrap();
+            assert_eq!(c.storage, Storage::Sqlite { path: want }, "{url}");
+            // Parsed text has no file: the working directory.
+            let c = parse(&format!("[storage]\nurl = \"{url}\"\n"));
+            assert_eq!(c.storage, Storage::parse_url(url).unwrap(), "{url}");
+        }
+        std::fs::write(dir.join("m.toml"), "[storage]\nurl = \"sqlite::memory:\"\n").unwrap();
+        let c = Config::load(Some(&dir.join("m.toml"))).unwrap();
+        assert_eq!(c.storage, Storage::SqliteMemory);
+        // A file named without a directory: its directory is the working directory.
+        assert_eq!(
+            Storage::default().relative_to(Some(Path::new(""))),
+            Storage::Sqlite {
+                path: "data/iterable-lists.db".into()
+            }
+        );
+        assert_eq!(Storage::default().relative_to(None), Storage::default());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

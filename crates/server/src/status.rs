@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
+use segment::event::format_timestamp_ms;
 use serde_json::{Value, json};
 use sync::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, Store, StoreError};
 
@@ -91,19 +92,34 @@ impl DestinationStatus {
     }
 }
 
-fn ms_to_text(ms: Option<i64>, now_ms: i64) -> String {
-    match ms {
-        None => "-".into(),
-        Some(t) => {
-            let ago = (now_ms - t).max(0) as f64 / 1000.0;
-            if ago < 120.0 {
-                format!("{ago:.1}s ago")
-            } else if ago < 7200.0 {
-                format!("{:.0}m ago", ago / 60.0)
-            } else {
-                format!("{:.1}h ago", ago / 3600.0)
-            }
-        }
+/// A time (epoch milliseconds) for people, relative to `now_ms` when it is within two days
+/// ("in 42 s", "3 min ago", "5 h ago", "now"), else ISO 8601 in UTC.
+pub fn relative_time(ms: i64, now_ms: i64) -> String {
+    let delta = ms.saturating_sub(now_ms);
+    let secs = delta.unsigned_abs() / 1000;
+    let amount = match secs {
+        0 => return "now".into(),
+        1..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => return format_timestamp_ms(ms),
+    };
+    if delta > 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// A time for people: ISO 8601 in UTC, then how long ago or ahead of `now_ms` it is:
+/// `2025-01-02T03:04:05.678Z (3 min ago)`.
+pub fn time_text(ms: i64, now_ms: i64) -> String {
+    let iso = format_timestamp_ms(ms);
+    let relative = relative_time(ms, now_ms);
+    if relative == iso {
+        iso
+    } else {
+        format!("{iso} ({relative})")
     }
 }
 
@@ -145,20 +161,24 @@ pub fn status_text(destinations: &[DestinationStatus], now_ms: i64) -> String {
                 l.members,
                 l.pending,
                 l.rejected,
-                ms_to_text(l.last_delivery_ms, now_ms)
+                l.last_delivery_ms
+                    .map_or("-".into(), |t| relative_time(t, now_ms))
             );
         }
     }
     out
 }
 
-/// An event's story, for a terminal.
-pub fn event_text(r: &EventRecord) -> String {
+/// An event's story, for a terminal; times are shown in UTC and relative to `now_ms`.
+pub fn event_text(r: &EventRecord, now_ms: i64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "event {} (destination {}, seq {}, received at {} ms)",
-        r.message_id, r.destination, r.seq, r.received_ms
+        "event {} (destination {}, seq {}, received {})",
+        r.message_id,
+        r.destination,
+        r.seq,
+        time_text(r.received_ms, now_ms)
     );
     for a in &r.audiences {
         let who = match (&a.identity.email, &a.identity.user_id) {
@@ -182,7 +202,7 @@ pub fn event_text(r: &EventRecord) -> String {
             let _ = write!(out, " ({reason})");
         }
         if let Some(n) = a.next_attempt_ms {
-            let _ = write!(out, ", next attempt at {n} ms");
+            let _ = write!(out, ", next attempt {}", time_text(n, now_ms));
         }
         out.push('\n');
     }
@@ -272,5 +292,41 @@ pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
             &json!({"destinations": ds.iter().map(DestinationStatus::to_json).collect::<Vec<_>>()}),
         ),
         Err(e) => json_reply(503, &json!({"success": false, "message": e})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_for_people() {
+        let now = 1_700_000_000_000; // 2023-11-14T22:13:20.000Z
+        let cases = [
+            (now, "now"),
+            (now + 999, "now"),
+            (now + 42_000, "in 42 s"),
+            (now - 42_500, "42 s ago"),
+            (now - 119_999, "119 s ago"),
+            (now - 180_000, "3 min ago"),
+            (now + 7_199_000, "in 119 min"),
+            (now - 5 * 3_600_000, "5 h ago"),
+            (now - 47 * 3_600_000, "47 h ago"),
+            (now - 48 * 3_600_000, "2023-11-12T22:13:20.000Z"),
+            (now + 30 * 86_400_000, "2023-12-14T22:13:20.000Z"),
+            (0, "1970-01-01T00:00:00.000Z"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(relative_time(ms, now), want, "{ms}");
+        }
+        assert_eq!(
+            time_text(now - 180_000, now),
+            "2023-11-14T22:10:20.000Z (3 min ago)"
+        );
+        assert_eq!(time_text(0, now), "1970-01-01T00:00:00.000Z");
+        // Extreme values neither panic nor overflow.
+        for (ms, now) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, 0)] {
+            assert!(time_text(ms, now).contains('T'), "{ms} {now}");
+        }
     }
 }

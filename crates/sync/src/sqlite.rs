@@ -420,6 +420,51 @@ impl SqliteStore {
         Self::init(conn, Some(path), wal_restart_frames)
     }
 
+    /// Opens an existing database to read it only, for inspection commands: a missing file is
+    /// an error (nothing is created), the schema is neither created nor migrated, no pragma is
+    /// changed, and every write fails. A file without this schema, or with a newer version of
+    /// it, is refused.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            location: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.into()))?;
+        Self::tune(&conn, READER_CACHE_KIB)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(|e| open_err(format!("not an iterable-lists database ({e})").into()))?;
+        match found {
+            None => return Err(open_err("not an iterable-lists database (no version)".into())),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        // The one connection serves reads as an in-memory database's writer does.
+        Ok(Self {
+            writer: Mutex::new(Writer {
+                conn,
+                open: false,
+                ops: 0,
+                epoch: 0,
+                failed: VecDeque::new(),
+            }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            reader: None,
+            checkpointer: None,
+        })
+    }
+
     /// A private in-memory database (tests, demos): nothing survives the process.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         Self::open(":memory:")
@@ -1590,6 +1635,48 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn read_only_opens_create_and_change_nothing() {
+        let t = TempDb::new("read-only");
+        // A missing file: an error naming it, and no file or directory appears.
+        let err = SqliteStore::open_read_only(t.file()).err().expect("missing file");
+        assert!(
+            err.to_string().contains(&t.file().display().to_string()),
+            "{err}"
+        );
+        assert!(!t.0.exists(), "read-only open created {}", t.0.display());
+
+        let s = SqliteStore::open(t.file()).unwrap();
+        s.put_list_id("d", "vip", 7).unwrap();
+        drop(s);
+        let r = SqliteStore::open_read_only(t.file()).unwrap();
+        assert_eq!(r.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(r.list_id("d", "vip").unwrap(), Some(7));
+        assert!(r.list_counts("d").unwrap().is_empty());
+        let err = r.put_list_id("d", "other", 8).expect_err("a write");
+        assert!(err.to_string().contains("readonly"), "{err}");
+        drop(r);
+        assert_eq!(
+            SqliteStore::open(t.file()).unwrap().list_id("d", "other").unwrap(),
+            None
+        );
+
+        // Another SQLite file, or a newer schema, is refused.
+        let other = t.0.join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let err = SqliteStore::open_read_only(&other).err().expect("not ours");
+        assert!(err.to_string().contains("not an iterable-lists database"), "{err}");
+        Connection::open(t.file())
+            .unwrap()
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        let err = SqliteStore::open_read_only(t.file()).err().expect("newer");
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
     }
 
     /// Version 1's `desired` (a rowid table), as an earlier build created it.
