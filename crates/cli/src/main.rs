@@ -11,12 +11,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use destination::plan::MAX_REQUEST_BYTES;
 use destination::{ActionMapping, Limits, Planner, Settings};
 use iterable::client::{Client, ClientConfig, ErrorKind};
 use iterable::errors::ErrorClass;
 use segment::mapping::Mapping;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
+use server::config::{Config, Secrets};
 
 /// mimalloc: the planner allocates many small JSON values; it runs 10-20% faster than glibc's.
 #[global_allocator]
@@ -40,9 +42,9 @@ enum Command {
     },
     /// Run the service beside an in-process Iterable emulator, with commands to paste.
     Demo {
-        /// Where the service listens.
+        /// Where the service listens ("127.0.0.1:0" picks a free port).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-        listen: String,
+        listen: std::net::SocketAddr,
         /// Directory for the demo's database (default: a new temporary directory).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -61,11 +63,19 @@ enum Command {
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
-    /// Check the API key and region with one cheap call, and count the project's lists.
+    /// Check the API key and region with one cheap call, and count the project's lists: of a
+    /// destination of the service's configuration (--config; without it, the embedded
+    /// defaults and ITERABLE_* variables), or of Segment-shaped settings (--settings).
     Check {
+        /// The service's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Which destination of the configuration (required when it has several).
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
         /// Destination settings in Segment's shape: {"apiKey":..,"iterableProjectType":..}.
-        #[arg(long, value_name = "SETTINGS.json")]
-        settings: PathBuf,
+        #[arg(long, value_name = "SETTINGS.json", conflicts_with_all = ["config", "destination"])]
+        settings: Option<PathBuf>,
     },
     /// Print the Iterable requests a batch of events would produce, without any network call.
     Plan {
@@ -81,8 +91,8 @@ enum Command {
         /// Most subscribers per request.
         #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         max_rows: u32,
-        /// Most bytes of JSON body per request.
-        #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(256..))]
+        /// Most bytes of JSON body per request (the service's default `max_request_bytes`).
+        #[arg(long, value_name = "BYTES", default_value_t = MAX_REQUEST_BYTES as u32, value_parser = clap::value_parser!(u32).range(256..))]
         max_bytes: u32,
         /// How reverse-ETL `new`/`updated`/`deleted` track events count: add, update, upsert,
         /// delete or mirror.
@@ -212,10 +222,80 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
     Ok(())
 }
 
-/// `check`: Segment's testAuthentication, with messages that say what to fix.
-fn check(settings: &Path) -> Result<()> {
+/// What `check` checks: a base URL and key, and how to name them in messages.
+struct CheckTarget {
+    /// `destination "prod": ` or empty.
+    label: String,
+    base_url: String,
+    api_key: iterable::client::ApiKey,
+    /// How to choose the region in this kind of input.
+    region_hint: &'static str,
+}
+
+/// The target of `check --settings FILE`.
+fn check_target_of_settings(settings: &Path) -> Result<CheckTarget> {
     let s = Settings::from_json(&read_json(settings)?)
         .with_context(|| format!("invalid settings in {}", settings.display()))?;
+    Ok(CheckTarget {
+        label: String::new(),
+        base_url: s.base_url,
+        api_key: s.api_key,
+        region_hint: "\"region\": \"eu\"",
+    })
+}
+
+/// The target of `check [--config FILE] [--destination NAME]`. Only the chosen destination's
+/// API key needs to be set.
+fn check_target_of_config(config: Option<&Path>, name: Option<&str>) -> Result<CheckTarget> {
+    let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = config.map_or_else(
+        || "the embedded configuration".to_string(),
+        |p| p.display().to_string(),
+    );
+    let names = || {
+        cfg.destinations
+            .iter()
+            .map(|d| format!("{:?}", d.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let d = match (name, cfg.destinations.as_slice()) {
+        (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
+            format!("no destination named {n:?} in {source}; it has: {}", names())
+        })?,
+        (None, [one]) => one,
+        (None, []) => bail!("{source} has no destination"),
+        (None, _) => bail!(
+            "{source} has several destinations ({}); choose one with --destination NAME",
+            names()
+        ),
+    };
+    let label = format!("destination {:?}: ", d.name);
+    if d.api_key.expose().is_empty() {
+        match config {
+            Some(_) => bail!(
+                "{label}no API key: the environment variable its api_key_env names is not set \
+                 or is empty"
+            ),
+            None => bail!(
+                "nothing to check: {} is not set. Set it, or pass --config FILE (the service's \
+                 configuration) or --settings SETTINGS.json",
+                server::config::API_KEY_ENV
+            ),
+        }
+    }
+    Ok(CheckTarget {
+        label,
+        base_url: d.base_url.clone(),
+        api_key: d.api_key.clone(),
+        region_hint: "region = \"eu\"",
+    })
+}
+
+/// `check`: Segment's testAuthentication, with messages that say what to fix.
+fn check(target: CheckTarget) -> Result<()> {
+    let s = target;
+    let label = &s.label;
     let mut cfg = ClientConfig::new(s.base_url.clone(), s.api_key.clone());
     cfg.timeout = std::time::Duration::from_secs(15);
     cfg.backoff.max_attempts = 3;
@@ -228,7 +308,7 @@ fn check(settings: &Path) -> Result<()> {
         Ok(lists) => {
             let standard = lists.iter().filter(|l| l.is_standard()).count();
             println!(
-                "ok: {} answered; the key works and reaches {} lists ({} of them static)",
+                "ok: {label}{} answered; the key works and reaches {} lists ({} of them static)",
                 s.base_url,
                 lists.len(),
                 standard
@@ -236,10 +316,11 @@ fn check(settings: &Path) -> Result<()> {
             Ok(())
         }
         Err(e) if e.class == ErrorClass::Authentication => bail!(
-            "{e}\nThe API key was refused by {}. Check that it is a server-side key of this \
-             project, and that the project lives in this data center: an EU project needs \
-             \"region\": \"eu\" (keys work only in their own region).",
-            s.base_url
+            "{label}{e}\nThe API key was refused by {}. Check that it is a server-side key of \
+             this project, and that the project lives in this data center: an EU project needs \
+             {} (keys work only in their own region).",
+            s.base_url,
+            s.region_hint
         ),
         Err(e)
             if matches!(
@@ -248,11 +329,11 @@ fn check(settings: &Path) -> Result<()> {
             ) =>
         {
             bail!(
-                "{e}\nCannot reach {}: check the base URL or region and the network.",
+                "{label}{e}\nCannot reach {}: check the base URL or region and the network.",
                 s.base_url
             )
         }
-        Err(e) => bail!("{e}"),
+        Err(e) => bail!("{label}{e}"),
     }
 }
 
@@ -260,7 +341,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Serve { config } => service::serve(config.as_deref()),
-        Command::Demo { listen, data_dir } => service::demo(listen, data_dir.as_deref()),
+        Command::Demo { listen, data_dir } => service::demo(*listen, data_dir.as_deref()),
         Command::Status { config, json } => service::status(config.as_deref(), *json),
         Command::Events(EventsCommand::Show {
             message_id,
@@ -268,7 +349,15 @@ fn main() -> ExitCode {
             destination,
             json,
         }) => service::event_show(config.as_deref(), message_id, destination.as_deref(), *json),
-        Command::Check { settings } => check(settings),
+        Command::Check {
+            config,
+            destination,
+            settings,
+        } => match settings {
+            Some(s) => check_target_of_settings(s),
+            None => check_target_of_config(config.as_deref(), destination.as_deref()),
+        }
+        .and_then(check),
         Command::Bench {
             only,
             json,

@@ -2,13 +2,14 @@
 //! Iterable emulator, and `status` / `events show` read what the store knows.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as EmuProjectType};
-use server::RunningService;
+use server::{RunningService, StartError};
 use server::app::{open_store_read_only, system_clock};
 use server::config::{Config, Secrets, Storage};
 use server::status::{DestinationStatus, event_json, event_text, status_text};
@@ -82,20 +83,22 @@ fn open_for_reading(config: Option<&Path>) -> Result<(Config, Arc<dyn Store>)> {
     if let Storage::Sqlite { path } = &cfg.storage
         && matches!(path.try_exists(), Ok(false))
     {
-        let shown = match std::path::absolute(path) {
-            Ok(abs) if abs != *path => format!("{} ({})", path.display(), abs.display()),
-            _ => path.display().to_string(),
-        };
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
         let from = match config {
             Some(c) => format!(
-                "the [storage] url of {}, relative to that file's directory",
+                "the [storage] url of {}; a relative path there is relative to that file's \
+                 directory",
                 c.display()
             ),
-            None => "the default without --config, relative to the working directory".into(),
+            None => format!(
+                "the default {}, relative to the working directory, as no --config was given",
+                path.display()
+            ),
         };
         bail!(
-            "no database at {shown} ({from}): `iterable-lists serve` creates it when it starts; \
-             check the path, or pass the --config FILE the service runs with"
+            "no database at {} ({from}). `iterable-lists serve` creates it when it starts: \
+             check the path, or pass the --config FILE the service runs with",
+            shown.display()
         );
     }
     let store = open_store_read_only(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
@@ -163,52 +166,102 @@ pub fn event_show(
 const DEMO_KEY: &str = "0123456789abcdef0123456789abcdef";
 const DEMO_WRITE_KEY: &str = "demo_write_key";
 
+/// How to run this program again in a printed command: its name when it was found on the
+/// `PATH` (installed), else its full path (e.g. under `target/` after `cargo run`).
+fn program_name() -> String {
+    let invoked = std::env::args_os().next().unwrap_or_default();
+    if !invoked.is_empty() && Path::new(&invoked).components().count() == 1 {
+        return Path::new(&invoked).display().to_string();
+    }
+    std::env::current_exe().map_or_else(
+        |_| "iterable-lists".to_string(),
+        |p| p.display().to_string(),
+    )
+}
+
+/// Writes the demo's configuration, `iterable-lists.toml` in `dir`, and returns its path. The
+/// database, `demo.db`, is named relative to the file, so the file works from any directory.
+fn write_demo_config(dir: &Path, listen: SocketAddr, emulator_url: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("iterable-lists.toml");
+    let text = format!(
+        "# Written by `iterable-lists demo`: the configuration it runs with. Read it with\n\
+         # `iterable-lists status --config FILE` or `iterable-lists events show ID --config FILE`.\n\
+         listen = \"{listen}\"\n\
+         [storage]\n\
+         url = \"sqlite://demo.db\"   # relative to this file's directory\n\
+         [[destination]]\n\
+         name = \"demo\"\n\
+         api_key = \"{DEMO_KEY}\"   # the emulator's demo project\n\
+         project_type = \"hybrid\"\n\
+         base_url = \"{emulator_url}\"\n\
+         write_keys = [\"{DEMO_WRITE_KEY}\"]\n\
+         [destination.delivery]\n\
+         linger_ms = 200\n"
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
 /// `demo`: the service and an in-process emulator, with commands to paste.
-pub fn demo(listen: &str, data_dir: Option<&Path>) -> Result<()> {
+pub fn demo(listen: SocketAddr, data_dir: Option<&Path>) -> Result<()> {
+    let dir: PathBuf = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::temp_dir().join(format!("iterable-lists-demo-{}", std::process::id())),
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let rt = runtime()?;
     rt.block_on(async move {
         let emu_cfg = EmulatorConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             projects: vec![ProjectConfig::new(EmuProjectType::Hybrid, DEMO_KEY)],
             ..EmulatorConfig::default()
         };
         let emu = Emulator::start(emu_cfg)
             .await
             .map_err(|e| anyhow!("cannot start the emulator: {e}"))?;
-        let dir: PathBuf = match data_dir {
-            Some(d) => d.to_path_buf(),
-            None => std::env::temp_dir().join(format!("iterable-lists-demo-{}", std::process::id())),
+        let config = write_demo_config(&dir, listen, &emu.url())?;
+        let mut cfg = load(Some(&config))?;
+        // --listen wins over ITERABLE_LISTS_LISTEN here: it is what the demo was asked for.
+        cfg.listen = listen;
+        let svc = match RunningService::start(cfg).await {
+            Ok(svc) => svc,
+            Err(e @ StartError::Bind { .. }) => bail!(
+                "{e}\nIs another program (or another demo) using it? Choose another address \
+                 with --listen ADDR, e.g. --listen 127.0.0.1:8081 (or 127.0.0.1:0 for any free \
+                 port)."
+            ),
+            Err(e) => bail!("{e}"),
         };
-        let db = dir.join("demo.db");
-        let text = format!(
-            "listen = {listen:?}\n[storage]\nurl = \"sqlite://{}\"\n[[destination]]\nname = \"demo\"\n\
-             api_key = \"{DEMO_KEY}\"\nproject_type = \"hybrid\"\nbase_url = \"{}\"\n\
-             write_keys = [\"{DEMO_WRITE_KEY}\"]\n[destination.delivery]\nlinger_ms = 200\n",
-            db.display(),
-            emu.url()
-        );
-        let cfg = Config::parse(&text, &|_| None).map_err(|e| anyhow!("{e}"))?;
-        let svc = RunningService::start(cfg)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
         let url = svc.url();
+        // Unique per run, so that an event sent in an earlier run (same --data-dir) is not
+        // taken for this one's duplicate.
+        let message_id = format!("demo-ann-{}", (system_clock())());
+        let me = program_name();
         println!("listening on {url}");
         println!(
             "\niterable-lists demo: the sync service on {url}, an Iterable emulator on {} \
-             (hybrid project), data in {}\n",
+             (hybrid project), data in {}",
             emu.url(),
             dir.display()
         );
+        println!("configuration: {}\n", config.display());
         println!("Send an Engage audience entry with curl:\n");
         println!(
-            "curl -s -u {DEMO_WRITE_KEY}: {url}/v1/batch -H 'Content-Type: application/json' -d '{{\"batch\":[{{\"type\":\"identify\",\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\",\"vip_users\":true}},\"context\":{{\"personas\":{{\"computation_key\":\"vip_users\",\"computation_class\":\"audience\"}}}}}}]}}'\n"
+            "curl -s -u {DEMO_WRITE_KEY}: {url}/v1/batch -H 'Content-Type: application/json' -d '{{\"batch\":[{{\"type\":\"identify\",\"messageId\":\"{message_id}\",\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\",\"vip_users\":true}},\"context\":{{\"personas\":{{\"computation_key\":\"vip_users\",\"computation_class\":\"audience\"}}}}}}]}}'\n"
         );
         println!("Or from Python (pip install segment-analytics-python):\n");
         println!(
             "python3 -c 'import segment.analytics as a; a.write_key=\"{DEMO_WRITE_KEY}\"; a.host=\"{url}\"; \
              a.identify(\"bob\", {{\"email\": \"bob@example.com\", \"vip_users\": True}}, context={{\"personas\": {{\"computation_key\": \"vip_users\", \"computation_class\": \"audience\"}}}}); a.flush()'\n"
         );
-        println!("Then look:  curl -s {url}/v1/status   |   curl -s {}/_emulator/state\n", emu.url());
+        println!("Then look the curl's event up by its messageId, and every audience:\n");
+        println!("  {me} events show {message_id} --config {}", config.display());
+        println!("  {me} status --config {}", config.display());
+        println!(
+            "  curl -s {url}/v1/status   |   curl -s {}/_emulator/state\n",
+            emu.url()
+        );
         println!("Lists in the emulator (updated as they change; Ctrl-C stops):");
         let mut last = String::new();
         let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -53,6 +53,11 @@ impl Change {
     }
 }
 
+/// The default bytes of JSON body per request, and the most the service's configuration
+/// allows (`max_request_bytes`): 4 MB, Iterable's practical limit. `plan --max-bytes` defaults
+/// to it too.
+pub const MAX_REQUEST_BYTES: usize = 4_000_000;
+
 /// Request size limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -64,7 +69,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_rows: 1000,
-            max_bytes: 4 * 1024 * 1024,
+            max_bytes: MAX_REQUEST_BYTES,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use destination::AudienceSettings;
 use destination::fields::ActionMapping;
+use destination::plan::MAX_REQUEST_BYTES;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use iterable::limiter::{Endpoint, Limit};
@@ -281,7 +282,7 @@ impl Default for Delivery {
     fn default() -> Self {
         Self {
             batch_size: 1000,
-            max_request_bytes: 4_000_000,
+            max_request_bytes: MAX_REQUEST_BYTES,
             linger: Duration::from_millis(500),
             concurrency: 4,
             timeout: Duration::from_millis(30_000),
@@ -1293,7 +1294,7 @@ fn read_delivery(t: &Tbl<'_, '_>) -> R<Delivery> {
         max_request_bytes: t.int_in(
             "max_request_bytes",
             1024,
-            4_000_000,
+            MAX_REQUEST_BYTES as i64,
             d.max_request_bytes as i64,
         )?,
         linger: Duration::from_millis(t.int_in("linger_ms", 0, 1000, ms(d.linger))? as u64),
