@@ -261,7 +261,10 @@ fn check_target_of_config(config: Option<&Path>, name: Option<&str>) -> Result<C
     };
     let d = match (name, cfg.destinations.as_slice()) {
         (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!("no destination named {n:?} in {source}; it has: {}", names())
+            format!(
+                "no destination named {n:?} in {source}; it has: {}",
+                names()
+            )
         })?,
         (None, [one]) => one,
         (None, []) => bail!("{source} has no destination"),

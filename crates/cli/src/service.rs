@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as EmuProjectType};
-use server::{RunningService, StartError};
 use server::app::{open_store_read_only, system_clock};
 use server::config::{Config, Secrets, Storage};
 use server::status::{DestinationStatus, event_json, event_text, status_text};
+use server::{RunningService, StartError};
 use sync::Store;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -1746,7 +1746,10 @@ write_keys_env = "OTHER_WKS"
         let err = Config::parse_with(text, &bad, Secrets::Optional)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("write_keys_env (key 1 of WKS): must not contain ':'"), "{err}");
+        assert!(
+            err.contains("write_keys_env (key 1 of WKS): must not contain ':'"),
+            "{err}"
+        );
         // Only secrets given by variable may be missing: a key absent from the file, or a
         // variable name that cannot be one, is still an error.
         for (text, want) in [

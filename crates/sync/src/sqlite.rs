@@ -440,7 +440,11 @@ impl SqliteStore {
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .map_err(|e| open_err(format!("not an iterable-lists database ({e})").into()))?;
         match found {
-            None => return Err(open_err("not an iterable-lists database (no version)".into())),
+            None => {
+                return Err(open_err(
+                    "not an iterable-lists database (no version)".into(),
+                ));
+            }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::SchemaTooNew {
                     found: v,
@@ -1641,7 +1645,9 @@ mod tests {
     fn read_only_opens_create_and_change_nothing() {
         let t = TempDb::new("read-only");
         // A missing file: an error naming it, and no file or directory appears.
-        let err = SqliteStore::open_read_only(t.file()).err().expect("missing file");
+        let err = SqliteStore::open_read_only(t.file())
+            .err()
+            .expect("missing file");
         assert!(
             err.to_string().contains(&t.file().display().to_string()),
             "{err}"
@@ -1659,7 +1665,10 @@ mod tests {
         assert!(err.to_string().contains("readonly"), "{err}");
         drop(r);
         assert_eq!(
-            SqliteStore::open(t.file()).unwrap().list_id("d", "other").unwrap(),
+            SqliteStore::open(t.file())
+                .unwrap()
+                .list_id("d", "other")
+                .unwrap(),
             None
         );
 
@@ -1670,13 +1679,19 @@ mod tests {
             .execute_batch("CREATE TABLE t (x INTEGER);")
             .unwrap();
         let err = SqliteStore::open_read_only(&other).err().expect("not ours");
-        assert!(err.to_string().contains("not an iterable-lists database"), "{err}");
+        assert!(
+            err.to_string().contains("not an iterable-lists database"),
+            "{err}"
+        );
         Connection::open(t.file())
             .unwrap()
             .execute("UPDATE schema_version SET version = 99", [])
             .unwrap();
         let err = SqliteStore::open_read_only(t.file()).err().expect("newer");
-        assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
     }
 
     /// Version 1's `desired` (a rowid table), as an earlier build created it.
