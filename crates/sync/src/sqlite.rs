@@ -1641,13 +1641,19 @@ mod tests {
         assert_eq!(rows, 1);
     }
 
+    /// Why [`SqliteStore::open_read_only`] refuses `path`.
+    fn read_only_err(path: &Path) -> StoreError {
+        match SqliteStore::open_read_only(path) {
+            Ok(_) => panic!("{} opened", path.display()),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn read_only_opens_create_and_change_nothing() {
         let t = TempDb::new("read-only");
         // A missing file: an error naming it, and no file or directory appears.
-        let err = SqliteStore::open_read_only(t.file())
-            .err()
-            .expect("missing file");
+        let err = read_only_err(&t.file());
         assert!(
             err.to_string().contains(&t.file().display().to_string()),
             "{err}"
@@ -1678,7 +1684,7 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE t (x INTEGER);")
             .unwrap();
-        let err = SqliteStore::open_read_only(&other).err().expect("not ours");
+        let err = read_only_err(&other);
         assert!(
             err.to_string().contains("not an iterable-lists database"),
             "{err}"
@@ -1687,7 +1693,7 @@ mod tests {
             .unwrap()
             .execute("UPDATE schema_version SET version = 99", [])
             .unwrap();
-        let err = SqliteStore::open_read_only(t.file()).err().expect("newer");
+        let err = read_only_err(&t.file());
         assert!(
             matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
             "{err}"
