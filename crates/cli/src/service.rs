@@ -203,6 +203,41 @@ fn write_demo_config(dir: &Path, listen: SocketAddr, emulator_url: &str) -> Resu
     Ok(path)
 }
 
+/// What the demo prints once it runs: where things are, a curl call (with a messageId, unique
+/// per run so that an event of an earlier run in the same --data-dir is not taken for its
+/// duplicate), a Python snippet, and the commands that look the event up.
+fn print_demo_instructions(url: &str, emulator_url: &str, dir: &Path, config: &Path) {
+    let message_id = format!("demo-ann-{}", (system_clock())());
+    let me = program_name();
+    println!("listening on {url}");
+    println!(
+        "\niterable-lists demo: the sync service on {url}, an Iterable emulator on {} \
+         (hybrid project), data in {}",
+        emulator_url,
+        dir.display()
+    );
+    println!("configuration: {}\n", config.display());
+    println!("Send an Engage audience entry with curl:\n");
+    println!(
+        "curl -s -u {DEMO_WRITE_KEY}: {url}/v1/batch -H 'Content-Type: application/json' -d '{{\"batch\":[{{\"type\":\"identify\",\"messageId\":\"{message_id}\",\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\",\"vip_users\":true}},\"context\":{{\"personas\":{{\"computation_key\":\"vip_users\",\"computation_class\":\"audience\"}}}}}}]}}'\n"
+    );
+    println!("Or from Python (pip install segment-analytics-python):\n");
+    println!(
+        "python3 -c 'import segment.analytics as a; a.write_key=\"{DEMO_WRITE_KEY}\"; a.host=\"{url}\"; \
+         a.identify(\"bob\", {{\"email\": \"bob@example.com\", \"vip_users\": True}}, context={{\"personas\": {{\"computation_key\": \"vip_users\", \"computation_class\": \"audience\"}}}}); a.flush()'\n"
+    );
+    println!("Then look the curl's event up by its messageId, and every audience:\n");
+    println!(
+        "  {me} events show {message_id} --config {}",
+        config.display()
+    );
+    println!("  {me} status --config {}", config.display());
+    println!(
+        "  curl -s {url}/v1/status   |   curl -s {}/_emulator/state\n",
+        emulator_url
+    );
+}
+
 /// `demo`: the service and an in-process emulator, with commands to paste.
 pub fn demo(listen: SocketAddr, data_dir: Option<&Path>) -> Result<()> {
     let dir: PathBuf = match data_dir {
@@ -234,34 +269,7 @@ pub fn demo(listen: SocketAddr, data_dir: Option<&Path>) -> Result<()> {
             Err(e) => bail!("{e}"),
         };
         let url = svc.url();
-        // Unique per run, so that an event sent in an earlier run (same --data-dir) is not
-        // taken for this one's duplicate.
-        let message_id = format!("demo-ann-{}", (system_clock())());
-        let me = program_name();
-        println!("listening on {url}");
-        println!(
-            "\niterable-lists demo: the sync service on {url}, an Iterable emulator on {} \
-             (hybrid project), data in {}",
-            emu.url(),
-            dir.display()
-        );
-        println!("configuration: {}\n", config.display());
-        println!("Send an Engage audience entry with curl:\n");
-        println!(
-            "curl -s -u {DEMO_WRITE_KEY}: {url}/v1/batch -H 'Content-Type: application/json' -d '{{\"batch\":[{{\"type\":\"identify\",\"messageId\":\"{message_id}\",\"userId\":\"ann\",\"traits\":{{\"email\":\"ann@example.com\",\"vip_users\":true}},\"context\":{{\"personas\":{{\"computation_key\":\"vip_users\",\"computation_class\":\"audience\"}}}}}}]}}'\n"
-        );
-        println!("Or from Python (pip install segment-analytics-python):\n");
-        println!(
-            "python3 -c 'import segment.analytics as a; a.write_key=\"{DEMO_WRITE_KEY}\"; a.host=\"{url}\"; \
-             a.identify(\"bob\", {{\"email\": \"bob@example.com\", \"vip_users\": True}}, context={{\"personas\": {{\"computation_key\": \"vip_users\", \"computation_class\": \"audience\"}}}}); a.flush()'\n"
-        );
-        println!("Then look the curl's event up by its messageId, and every audience:\n");
-        println!("  {me} events show {message_id} --config {}", config.display());
-        println!("  {me} status --config {}", config.display());
-        println!(
-            "  curl -s {url}/v1/status   |   curl -s {}/_emulator/state\n",
-            emu.url()
-        );
+        print_demo_instructions(&url, &emu.url(), &dir, &config);
         println!("Lists in the emulator (updated as they change; Ctrl-C stops):");
         let mut last = String::new();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
