@@ -19,7 +19,8 @@
 //! event). `context.personas.audience_settings` is kept whatever its type: the destination
 //! reads it leniently (a bad setting is ignored and reported, never fatal), and
 //! [`Personas::audience_settings`] gives it only when it is an object. Only identify and track
-//! events carry audience membership; the other types are accepted and reported by [`Event::ensure_handled`] as not handled by this destination.
+//! events carry audience membership; the other types are accepted and reported by
+//! [`Event::ensure_handled`] as not handled by this destination.
 //!
 //! # Event time
 //!
