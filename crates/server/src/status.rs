@@ -36,6 +36,7 @@ pub fn event_json(r: &EventRecord) -> Value {
         "seq": r.seq,
         "receivedMs": r.received_ms,
         "audiences": r.audiences.iter().map(audience_json).collect::<Vec<_>>(),
+        "ignoredSettings": r.ignored_settings,
     })
 }
 
@@ -185,6 +186,13 @@ pub fn event_text(r: &EventRecord) -> String {
             let _ = write!(out, ", next attempt at {n} ms");
         }
         out.push('\n');
+    }
+    for ig in &r.ignored_settings {
+        let _ = writeln!(
+            out,
+            "  audience setting {} = {} ignored: {}",
+            ig.setting, ig.value, ig.reason
+        );
     }
     out
 }
