@@ -2367,10 +2367,14 @@ mod tests {
                 let hook = parse_webhook(array.as_bytes(), &limits).expect("an array of at most 8");
                 prop_assert_eq!(hook.items.len(), events.len());
                 // `plan` reads events exactly as a batch without a shared context does.
+                // (the events as read back from the same text: JSON numbers need not survive
+                // a trip through text unchanged)
                 let bare = json!({"batch": events.clone()}).to_string();
                 let as_batch = parse_tracking(CallKind::Batch, bare.as_bytes(), &limits)
                     .expect("a batch of at most 8 small events");
-                prop_assert_eq!(read_events(events.clone(), &limits), as_batch.items);
+                let read_back: Value = serde_json::from_str(&bare).expect("JSON");
+                let read_back = read_back["batch"].as_array().cloned().unwrap_or_default();
+                prop_assert_eq!(read_events(read_back, &limits), as_batch.items);
                 for event in &events {
                     let text = event.to_string();
                     check(CallKind::Webhook, text.as_bytes(), &limits);
