@@ -132,3 +132,30 @@ async fn an_entry_with_a_bad_campaign_id_is_delivered_and_shows_the_ignored_sett
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignored_setting_falls_back_to_the_configured_one() {
+    let h = Harness::start("[destination.audience_defaults]\ncampaign_id = 55").await;
+    let (s, _) = h
+        .post(
+            "/v1/batch",
+            &json!({"batch": [identify("f1", "ann", Some("ann@example.com"), "vip", true)]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    h.wait_list("vip", &["ann@example.com"]).await;
+    let exit = with_settings(
+        identify("f2", "ann", Some("ann@example.com"), "vip", false),
+        json!({"campaignId": 1e21, "globalUnsubscribe": true}),
+    );
+    let (s, _) = h.post("/v1/identify", &exit).await;
+    assert_eq!(s, 200);
+    h.wait_list("vip", &[]).await;
+    let ev = h.wait_final("f2").await;
+    assert_eq!(ev["audiences"][0]["status"], "delivered", "{ev}");
+    assert_eq!(ev["ignoredSettings"][0]["setting"], "campaignId", "{ev}");
+    let unsubs = bodies(&h, "/api/lists/unsubscribe");
+    assert_eq!(unsubs.len(), 1, "{unsubs:?}");
+    assert_eq!(unsubs[0]["campaignId"], json!(55), "{unsubs:?}");
+    assert_eq!(unsubs[0]["channelUnsubscribe"], json!(true), "{unsubs:?}");
+}
