@@ -514,3 +514,66 @@ impl Plan {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_ids_as_the_service_keys_them() {
+        for (event, want) in [
+            (json!({"messageId": "m1"}), Some("m1")),
+            (json!({"messageId": 42}), Some("42")),
+            (json!({"messageId": 1.5}), Some("1.5")),
+            (json!({"messageId": ""}), None),
+            (json!({"messageId": null}), None),
+            (json!({"messageId": true}), None),
+            (json!({}), None),
+        ] {
+            assert_eq!(message_id_of(&event).as_deref(), want, "{event}");
+        }
+    }
+
+    #[test]
+    fn the_first_event_with_a_message_id_counts_even_when_refused() {
+        let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None).unwrap());
+        let enter = |id: Value| {
+            json!({"type": "identify", "messageId": id, "userId": "u1", "traits": {"vip": true},
+                   "context": {"personas": {"computation_key": "vip"}}})
+        };
+        let plan = planner.plan_inputs(vec![
+            Err(Refused {
+                message_id: Some("m1".into()),
+                reason: "batch[0]: 40000 bytes is over the 32768-byte limit per event".into(),
+            }),
+            Ok(enter(json!("m1"))),
+            Ok(enter(json!(7))),
+            Ok(enter(json!("7"))),
+        ]);
+        let got: Vec<(EventStatus, Option<&str>)> = plan
+            .events
+            .iter()
+            .map(|o| (o.status, o.message.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    EventStatus::Rejected,
+                    Some("batch[0]: 40000 bytes is over the 32768-byte limit per event")
+                ),
+                (
+                    EventStatus::Duplicate,
+                    Some("messageId \"m1\" was already seen on event 0: ignored")
+                ),
+                (EventStatus::Planned, None),
+                (
+                    EventStatus::Duplicate,
+                    Some("messageId \"7\" was already seen on event 2: ignored")
+                ),
+            ]
+        );
+        assert_eq!(plan.requests.len(), 1);
+    }
+}
