@@ -12,13 +12,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use destination::plan::MAX_REQUEST_BYTES;
-use destination::{ActionMapping, Limits, Planner, Settings};
+use destination::{ActionMapping, Limits, Planner, Refused, Settings};
 use iterable::client::{Client, ClientConfig, ErrorKind};
 use iterable::errors::ErrorClass;
 use segment::mapping::Mapping;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
 use server::config::{Config, Secrets};
+use server::ingest::{IngestLimits, Item, read_events};
 
 /// mimalloc: the planner allocates many small JSON values; it runs 10-20% faster than glibc's.
 #[global_allocator]
@@ -218,7 +219,18 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
     let mut planner = Planner::new(s.project_type, m);
     planner.limits = opts.limits;
     planner.retl = opts.retl;
-    println!("{}", planner.plan(batch).to_json());
+    // The events are read as `serve` reads one batch request (the same refusals, the same
+    // messageIds), so the plan is what the service would send for them.
+    let inputs = read_events(batch, &IngestLimits::default())
+        .into_iter()
+        .map(|item| match item {
+            Item::Event { event, .. } => Ok(event),
+            Item::Invalid {
+                message_id, reason, ..
+            } => Err(Refused { message_id, reason }),
+        })
+        .collect();
+    println!("{}", planner.plan_inputs(inputs).to_json());
     Ok(())
 }
 

@@ -252,3 +252,70 @@ fn plan_fails_only_for_unusable_input() {
         );
     }
 }
+
+#[test]
+fn plan_reads_events_as_serve_does() {
+    let d = Dir::new("asserve");
+    let settings = d.file("s.json", r#"{"apiKey":"K"}"#);
+    let ev = |id: Value, user: &str, member: bool, settings: Option<Value>| {
+        let mut personas: Value = serde_json::from_str(&format!("{{{P}}}")).expect("P is JSON");
+        let personas = &mut personas["personas"];
+        if let Some(s) = settings {
+            personas["audience_settings"] = s;
+        }
+        json!({
+            "type": "identify",
+            "messageId": id,
+            "userId": user,
+            "traits": {"vip": member, "email": format!("{user}@Example.COM")},
+            "context": {"personas": personas}
+        })
+        .to_string()
+    };
+    let events = d.file(
+        "e.ndjson",
+        &[
+            ev(json!("m1"), "u1", true, Some(json!({"campaignId": 1.5}))),
+            // The same messageId again: serve ignores it, whatever it says.
+            ev(json!("m1"), "u1", false, None),
+            // A number and its string form are one messageId.
+            ev(json!(7), "u2", true, None),
+            ev(json!("7"), "u2", false, None),
+            // A messageId serve refuses refuses the event.
+            ev(json!(""), "u3", true, None),
+        ]
+        .join("\n"),
+    );
+    let o = run(&["plan", "--settings", &settings, &events]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout_json(&o);
+    assert_eq!(
+        out["requests"],
+        json!([{"method": "POST", "path": "/api/lists/subscribe", "body": {"listId": 12345, "subscribers": [
+            {"email": "u1@example.com", "userId": "u1"},
+            {"email": "u2@example.com", "userId": "u2"}
+        ]}}])
+    );
+    let statuses: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["planned", "duplicate", "planned", "duplicate", "rejected"]
+    );
+    assert_eq!(
+        out["events"][1]["message"],
+        "messageId \"m1\" was already seen on event 0: ignored"
+    );
+    assert_eq!(
+        out["events"][4]["message"],
+        "batch[4].messageId: must not be empty"
+    );
+    assert_eq!(
+        out["events"][0]["ignored_settings"],
+        json!([{"setting": "campaignId", "value": "1.5", "reason": "must be a whole positive number but it was a number"}])
+    );
+}

@@ -11,11 +11,11 @@ pub mod plan;
 pub mod prepare;
 pub mod settings;
 
-pub use audience::AudienceSettings;
+pub use audience::{AudienceSettings, IgnoredSetting, SettingName};
 pub use classify::{Classified, RowOutcome, SentRow, classify};
 pub use fields::{ActionMapping, FieldsError, SyncPayload};
 pub use plan::{
-    Change, EventOutcome, EventStatus, Limits, Operation, Plan, PlannedRequest, Planner,
+    Change, EventOutcome, EventStatus, Limits, Operation, Plan, PlannedRequest, Planner, Refused,
 };
 pub use prepare::Prepared;
 pub use settings::{ApiKey, ProjectType, Region, Settings, SettingsError};

@@ -1,5 +1,11 @@
 //! Planning: events become membership changes, each identity collapses to its newest state
 //! per list, and the survivors become subscribe/unsubscribe requests within the size limits.
+//!
+//! [`Planner::plan`] does offline what the service does online, so `iterable-lists plan`
+//! shows what `serve` sends for the same events: a repeated `messageId` is ignored (the first
+//! event with it counts, whatever became of it), each user collapses to the newest event per
+//! list (event time, then arrival; an older event is `superseded`, where the service's store
+//! logs it as skipped, stale), and emails are lowercased, as the service stores them.
 
 use std::borrow::Cow;
 
@@ -8,7 +14,7 @@ use hashbrown::HashMap;
 use iterable::types::{ListRef, Subscriber, Unsubscriber};
 use serde_json::{Map, Value};
 
-use crate::audience::AudienceSettings;
+use crate::audience::{AudienceSettings, IgnoredSetting};
 use crate::fields::{ActionMapping, SyncPayload};
 use crate::prepare::{Prepared, prepare};
 use crate::settings::ProjectType;
@@ -341,6 +347,8 @@ pub enum EventStatus {
     Superseded,
     Rejected,
     Skipped,
+    /// Its `messageId` was seen on an earlier event: ignored, as the service ignores it.
+    Duplicate,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -349,6 +357,32 @@ pub struct EventOutcome {
     pub status: EventStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Audience settings the event carried that could not be used: left unset for it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_settings: Vec<IgnoredSetting>,
+}
+
+/// An input event that ingestion already refused (the service logs it as rejected), for
+/// [`Planner::plan_inputs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its `messageId`, when it had a usable one: a later event with it is a duplicate.
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+/// An event's `messageId` as the service keys it: a non-empty string, or a number in its
+/// string form (integers as written, others as JavaScript prints them).
+pub fn message_id_of(event: &Value) -> Option<String> {
+    match event.get("messageId")? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (_, Some(u)) => u.to_string(),
+            _ => segment::mapping::number_to_string(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        _ => None,
+    }
 }
 
 /// A whole plan: requests in sending order, and one outcome per input event.
@@ -386,26 +420,61 @@ impl Planner {
         self.mapping.payload(event)
     }
 
-    /// Plans a batch of events, in arrival order.
+    /// Plans a batch of events, in arrival order (see [`Planner::plan_inputs`]).
     pub fn plan(&self, events: Vec<Value>) -> Plan {
-        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(events.len());
+        self.plan_inputs(events.into_iter().map(Ok).collect())
+    }
+
+    /// Plans a batch of events in arrival order, some of which ingestion may have refused
+    /// already. An event whose `messageId` ([`message_id_of`]) an earlier input had is a
+    /// [`EventStatus::Duplicate`]; events without one are each their own event.
+    pub fn plan_inputs(&self, inputs: Vec<Result<Value, Refused>>) -> Plan {
+        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(inputs.len());
         let mut changes: Vec<Change> = Vec::new();
         let mut change_event: Vec<usize> = Vec::new();
-        for (i, e) in events.into_iter().enumerate() {
-            let (status, message) = match self.prepare(e, i as u64) {
-                Prepared::Change(c) => {
-                    changes.push(*c);
+        let mut first_with_id: HashMap<String, usize> = HashMap::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            let message_id = match &input {
+                Ok(e) => message_id_of(e),
+                Err(r) => r.message_id.clone(),
+            };
+            let mut outcome = EventOutcome {
+                index: i,
+                status: EventStatus::Rejected,
+                message: None,
+                ignored_settings: Vec::new(),
+            };
+            if let Some(id) = message_id {
+                match first_with_id.entry(id) {
+                    hashbrown::hash_map::Entry::Occupied(first) => {
+                        outcome.status = EventStatus::Duplicate;
+                        outcome.message = Some(format!(
+                            "messageId {:?} was already seen on event {}: ignored",
+                            first.key(),
+                            first.get()
+                        ));
+                        outcomes.push(outcome);
+                        continue;
+                    }
+                    hashbrown::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
+                }
+            }
+            let (status, message) = match input.map(|e| self.prepare(e, i as u64)) {
+                Err(r) => (EventStatus::Rejected, Some(r.reason)),
+                Ok(Prepared::Change { change, ignored }) => {
+                    changes.push(*change);
                     change_event.push(i);
+                    outcome.ignored_settings = ignored;
                     (EventStatus::Planned, None)
                 }
-                Prepared::Rejected(m) => (EventStatus::Rejected, Some(m)),
-                Prepared::Skipped(m) => (EventStatus::Skipped, Some(m)),
+                Ok(Prepared::Rejected(m)) => (EventStatus::Rejected, Some(m)),
+                Ok(Prepared::Skipped(m)) => (EventStatus::Skipped, Some(m)),
             };
-            outcomes.push(EventOutcome {
-                index: i,
-                status,
-                message,
-            });
+            outcome.status = status;
+            outcome.message = message;
+            outcomes.push(outcome);
         }
         let winners = collapse(&changes, self.project_type);
         let mut survivors: Vec<(usize, &Change)> = Vec::new();
@@ -448,5 +517,68 @@ impl Plan {
             "requests": self.requests.iter().map(PlannedRequest::to_json).collect::<Vec<_>>(),
             "events": self.events,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_ids_as_the_service_keys_them() {
+        for (event, want) in [
+            (json!({"messageId": "m1"}), Some("m1")),
+            (json!({"messageId": 42}), Some("42")),
+            (json!({"messageId": 1.5}), Some("1.5")),
+            (json!({"messageId": ""}), None),
+            (json!({"messageId": null}), None),
+            (json!({"messageId": true}), None),
+            (json!({}), None),
+        ] {
+            assert_eq!(message_id_of(&event).as_deref(), want, "{event}");
+        }
+    }
+
+    #[test]
+    fn the_first_event_with_a_message_id_counts_even_when_refused() {
+        let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None).unwrap());
+        let enter = |id: Value| {
+            json!({"type": "identify", "messageId": id, "userId": "u1", "traits": {"vip": true},
+                   "context": {"personas": {"computation_key": "vip"}}})
+        };
+        let plan = planner.plan_inputs(vec![
+            Err(Refused {
+                message_id: Some("m1".into()),
+                reason: "batch[0]: 40000 bytes is over the 32768-byte limit per event".into(),
+            }),
+            Ok(enter(json!("m1"))),
+            Ok(enter(json!(7))),
+            Ok(enter(json!("7"))),
+        ]);
+        let got: Vec<(EventStatus, Option<&str>)> = plan
+            .events
+            .iter()
+            .map(|o| (o.status, o.message.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    EventStatus::Rejected,
+                    Some("batch[0]: 40000 bytes is over the 32768-byte limit per event")
+                ),
+                (
+                    EventStatus::Duplicate,
+                    Some("messageId \"m1\" was already seen on event 0: ignored")
+                ),
+                (EventStatus::Planned, None),
+                (
+                    EventStatus::Duplicate,
+                    Some("messageId \"7\" was already seen on event 2: ignored")
+                ),
+            ]
+        );
+        assert_eq!(plan.requests.len(), 1);
     }
 }

@@ -1,19 +1,26 @@
 //! Per-event preparation: parse the Segment event, map it, validate it with Segment's
 //! messages, read audience settings and membership, and produce one [`Change`] or a reason.
+//! An unusable audience setting never stops an event: it is left unset and reported with the
+//! change ([`Prepared::Change::ignored`]).
 
 use iterable::types::ListRef;
 use segment::event::{Event, EventType};
 use segment::membership::{Membership, MembershipContext, MembershipError, resolve_membership};
 use serde_json::Value;
 
-use crate::audience::AudienceSettings;
+use crate::audience::{AudienceSettings, IgnoredSetting};
 use crate::plan::{Change, Planner};
 use crate::settings::ProjectType;
 
 /// What one event becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
-    Change(Box<Change>),
+    /// The change the event asks for, and the audience settings it carried that could not be
+    /// used (left unset for it; usually none).
+    Change {
+        change: Box<Change>,
+        ignored: Vec<IgnoredSetting>,
+    },
     /// Unusable for this destination; the message says why (Segment's words where it has them).
     Rejected(String),
     /// Not an event this destination handles (page, screen, group, alias).
@@ -75,10 +82,7 @@ pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
     let raw_settings = event
         .personas()
         .and_then(|p| p.as_map().get("audience_settings"));
-    let settings = match AudienceSettings::from_json(raw_settings) {
-        Ok(s) => s,
-        Err(m) => return Prepared::Rejected(m),
-    };
+    let (settings, ignored) = AudienceSettings::read(raw_settings);
     let ctx = MembershipContext::of_event(&event, planner.retl);
     let value = payload.traits_or_properties.get(&payload.audience_key);
     let member = match resolve_membership(value, &ctx) {
@@ -87,17 +91,25 @@ pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
         Err(e @ MembershipError::RetlNotSynced { .. }) => return Prepared::Skipped(e.to_string()),
         Err(e) => return Prepared::Rejected(format!("audience {:?}: {e}", payload.audience_key)),
     };
-    Prepared::Change(Box::new(Change {
+    let change = Box::new(Change {
         audience_key: payload.audience_key,
         list,
-        email: payload.email,
+        // As the service stores it (and Iterable does): one spelling per user.
+        email: payload.email.map(|e| {
+            if e.is_ascii() && !e.bytes().any(|b| b.is_ascii_uppercase()) {
+                e
+            } else {
+                e.to_lowercase()
+            }
+        }),
         user_id: payload.user_id,
         member,
         data_fields: payload.data_fields,
         settings,
         time_ms,
         seq,
-    }))
+    });
+    Prepared::Change { change, ignored }
 }
 
 #[cfg(test)]

@@ -200,7 +200,8 @@ fn v03_exit_with_campaign_and_channel_unsubscribe() {
 
 #[test]
 fn v04_wrongly_typed_audience_settings() {
-    // The vector's settings: "yes" is not a boolean, so both events are rejected, naming it.
+    // The vector's settings: "yes" is not a boolean, so it is ignored (left unset) and
+    // reported on both events; "987" and "true" are coerced. Both events are delivered.
     // Segment: drops every wrongly typed value silently (enter → SUB without
     // updateExistingUsersOnly; exit → UNSUB with listId and subscribers only).
     let bad =
@@ -213,13 +214,25 @@ fn v04_wrongly_typed_audience_settings() {
             p_plus(json!({"audience_settings": bad})),
         ),
     ]);
-    assert_eq!(sent(&plan), vec![]);
-    for i in 0..2 {
-        assert_status_with(
-            &plan,
-            i,
-            EventStatus::Rejected,
-            &["Channel Unsubscribe", "boolean", "\"yes\""],
+    assert_eq!(
+        sent(&plan),
+        vec![
+            req(
+                SUB,
+                json!({"listId": 12345, "subscribers": [{"email": "a@x.com", "userId": "u1"}], "updateExistingUsersOnly": true})
+            ),
+            req(
+                UNSUB,
+                json!({"listId": 12345, "subscribers": [{"email": "b@x.com", "userId": "u2"}], "campaignId": 987})
+            ),
+        ]
+    );
+    assert_eq!(outcomes(&plan), vec![planned(), planned()]);
+    for o in &plan.events {
+        let ignored: Vec<String> = o.ignored_settings.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            ignored,
+            vec!["globalUnsubscribe \"yes\" ignored: must be a boolean but it was a string"]
         );
     }
 
@@ -249,14 +262,24 @@ fn v04_wrongly_typed_audience_settings() {
     );
     assert_eq!(outcomes(&plan), vec![planned(), planned()]);
 
-    // A campaign id that is not a whole number is rejected, not dropped.
+    // A campaign id that is not a whole number is ignored and reported, not sent.
     // Segment: drops it silently and unsubscribes without campaignId.
     let plan = plan_h(vec![v1_event(
         json!(false),
         Some(json!({"campaignId": "abc"})),
     )]);
-    assert_eq!(sent(&plan), vec![]);
-    assert_status_with(&plan, 0, EventStatus::Rejected, &["Campaign ID", "\"abc\""]);
+    assert_eq!(
+        sent(&plan),
+        vec![req(
+            UNSUB,
+            json!({"listId": 12345, "subscribers": [{"email": "a@x.com", "userId": "u1"}]})
+        )]
+    );
+    assert_eq!(outcomes(&plan), vec![planned()]);
+    assert_eq!(
+        plan.events[0].ignored_settings[0].to_string(),
+        "campaignId \"abc\" ignored: must be a whole positive number but it was a string"
+    );
 }
 
 #[test]

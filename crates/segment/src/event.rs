@@ -13,11 +13,14 @@
 //! | `type` | a non-empty string; `identify`, `track`, `page`, `screen`, `group`, `alias` or anything else ([`EventType::Other`]) | [`EventError::Missing`], [`EventError::WrongType`], [`EventError::Empty`] |
 //! | `userId`, `anonymousId`, `messageId`, `context.personas.computation_id`, `context.personas.external_audience_id` | a string, or a number, which is **rewritten in place as its string form** (Segment coerces numeric ids the same way, V16) | [`EventError::WrongType`] |
 //! | `event`, `context.personas.{computation_class, computation_key, namespace, space_id}` | a string | [`EventError::WrongType`] |
-//! | `traits`, `properties`, `context`, `context.traits`, `context.personas`, `context.personas.audience_settings` | an object | [`EventError::WrongType`] |
+//! | `traits`, `properties`, `context`, `context.traits`, `context.personas` | an object | [`EventError::WrongType`] |
 //!
 //! A member whose value is `null` counts as absent everywhere (it is still kept in the stored
-//! event). Only identify and track events carry audience membership; the other types are
-//! accepted and reported by [`Event::ensure_handled`] as not handled by this destination.
+//! event). `context.personas.audience_settings` is kept whatever its type: the destination
+//! reads it leniently (a bad setting is ignored and reported, never fatal), and
+//! [`Personas::audience_settings`] gives it only when it is an object. Only identify and track
+//! events carry audience membership; the other types are accepted and reported by
+//! [`Event::ensure_handled`] as not handled by this destination.
 //!
 //! # Event time
 //!
@@ -554,11 +557,8 @@ fn check_personas(personas: &mut Value) -> Result<(), EventError> {
             }
             "namespace" => check_kind(value, "context.personas.namespace", JsonKind::String)?,
             "space_id" => check_kind(value, "context.personas.space_id", JsonKind::String)?,
-            "audience_settings" => check_kind(
-                value,
-                "context.personas.audience_settings",
-                JsonKind::Object,
-            )?,
+            // `audience_settings` is not checked: a bad setting must never make the event
+            // unusable; the destination ignores what it cannot use and reports it.
             _ => {}
         }
     }

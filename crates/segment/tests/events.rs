@@ -633,13 +633,23 @@ fn malformed_events_are_rejected_naming_the_field() {
             json!({"type": "track", "context": {"personas": {"external_audience_id": true}}}),
             wrong("context.personas.external_audience_id", id, Boolean),
         ),
-        (
-            json!({"type": "track", "context": {"personas": {"audience_settings": "x"}}}),
-            wrong("context.personas.audience_settings", "an object", String),
-        ),
     ];
     for (raw, error) in cases {
         assert_eq!(Event::from_value(raw.clone()), Err(error), "{raw}");
+    }
+}
+
+/// Audience settings of the wrong type never make the event unreadable: the destination
+/// ignores them and reports them on the event (an audience setting never blocks an entry).
+#[test]
+fn audience_settings_of_any_type_are_kept_for_the_destination() {
+    for settings in [json!("x"), json!([1]), json!(5), json!(true)] {
+        let raw =
+            json!({"type": "track", "context": {"personas": {"audience_settings": settings}}});
+        let event = Event::from_value(raw.clone()).expect("readable");
+        let personas = event.personas().expect("personas");
+        assert_eq!(personas.audience_settings(), None, "{raw}");
+        assert_eq!(personas.as_map().get("audience_settings"), Some(&settings));
     }
 }
 

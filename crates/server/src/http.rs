@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use destination::SettingName;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -424,6 +425,12 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
     if events.is_empty() {
         return reply(200, "application/json", ingest::success_body());
     }
+    // Ignored audience settings are counted once their event is stored (not for duplicates).
+    let ignored: Vec<(usize, SettingName)> = events
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| e.ignored_settings.iter().map(move |s| (i, s.setting)))
+        .collect();
     let kinds: Vec<u8> = events
         .iter()
         .map(|e| match &e.content {
@@ -440,6 +447,11 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
                     (_, 0) => dest.metrics.ingested_accepted(),
                     (_, 1) => dest.metrics.ingested_rejected(),
                     _ => dest.metrics.ingested_skipped(),
+                }
+            }
+            for (i, setting) in ignored {
+                if matches!(receipts.get(i), Some(Receipt::Accepted { .. })) {
+                    dest.metrics.setting_ignored(setting);
                 }
             }
             reply(200, "application/json", ingest::success_body())

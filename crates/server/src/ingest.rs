@@ -498,6 +498,26 @@ pub fn parse_webhook(body: &[u8], limits: &IngestLimits) -> Result<Parsed, Inges
     })
 }
 
+/// Reads events as one `/v1/batch` request reads the elements of its `batch` array (each
+/// event's checks, `messageId`s synthesized as there), without the request-level limits and
+/// with no batch-level `context`: what `iterable-lists plan` does with its input, so that it
+/// refuses and names exactly what the service would.
+pub fn read_events(events: Vec<Value>, limits: &IngestLimits) -> Vec<Item> {
+    let rules = Rules {
+        limits,
+        endpoint_type: None,
+        endpoint_path: "",
+        context: None,
+        integrations: None,
+    };
+    let mut seen = Seen::default();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| read_item(event, At::Batch(index), &rules, &mut seen))
+        .collect()
+}
+
 fn parse_batch(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError> {
     check_size(body, limits.max_batch_bytes)?;
     let mut top = parse_object(body)?;
@@ -2346,6 +2366,15 @@ mod tests {
                 let array = Value::Array(events.clone()).to_string();
                 let hook = parse_webhook(array.as_bytes(), &limits).expect("an array of at most 8");
                 prop_assert_eq!(hook.items.len(), events.len());
+                // `plan` reads events exactly as a batch without a shared context does.
+                // (the events as read back from the same text: JSON numbers need not survive
+                // a trip through text unchanged)
+                let bare = json!({"batch": events.clone()}).to_string();
+                let as_batch = parse_tracking(CallKind::Batch, bare.as_bytes(), &limits)
+                    .expect("a batch of at most 8 small events");
+                let read_back: Value = serde_json::from_str(&bare).expect("JSON");
+                let read_back = read_back["batch"].as_array().cloned().unwrap_or_default();
+                prop_assert_eq!(read_events(read_back, &limits), as_batch.items);
                 for event in &events {
                     let text = event.to_string();
                     check(CallKind::Webhook, text.as_bytes(), &limits);

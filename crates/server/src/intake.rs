@@ -1,5 +1,7 @@
 //! From parsed ingestion items to store rows: each event goes through the destination's
-//! planner (mapping, validation, membership) and becomes changes, a rejection or a skip.
+//! planner (mapping, validation, membership) and becomes changes, a rejection or a skip; the
+//! audience settings it carried that could not be used are logged with it (each is left unset
+//! for the event, so the audience's configured value, if any, applies).
 
 use destination::plan::Planner;
 use destination::prepare::Prepared;
@@ -18,12 +20,16 @@ impl Intake<'_> {
     /// One store row per item. `fallback_id` names items that carried no usable messageId
     /// (invalid ones), so they are still logged and can be found.
     pub fn to_new_event(&self, item: Item, received_ms: i64, fallback_id: &str) -> NewEvent {
+        let mut ignored_settings = Vec::new();
         let (message_id, content) = match item {
             Item::Event { message_id, event } => {
                 let content = match self.planner.prepare(event, 0) {
-                    Prepared::Change(c) => {
-                        let mut m = MembershipChange::from_change(&c);
-                        m.settings = self.config.audience_settings(&c.audience_key, c.settings);
+                    Prepared::Change { change, ignored } => {
+                        let mut m = MembershipChange::from_change(&change);
+                        m.settings = self
+                            .config
+                            .audience_settings(&change.audience_key, change.settings);
+                        ignored_settings = ignored;
                         EventContent::Changes(vec![m])
                     }
                     Prepared::Rejected(reason) => EventContent::Rejected(reason),
@@ -45,6 +51,7 @@ impl Intake<'_> {
             message_id,
             received_ms,
             content,
+            ignored_settings,
         }
     }
 }

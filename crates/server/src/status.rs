@@ -37,6 +37,7 @@ pub fn event_json(r: &EventRecord) -> Value {
         "seq": r.seq,
         "receivedMs": r.received_ms,
         "audiences": r.audiences.iter().map(audience_json).collect::<Vec<_>>(),
+        "ignoredSettings": r.ignored_settings,
     })
 }
 
@@ -205,6 +206,13 @@ pub fn event_text(r: &EventRecord, now_ms: i64) -> String {
             let _ = write!(out, ", next attempt {}", time_text(n, now_ms));
         }
         out.push('\n');
+    }
+    for ig in &r.ignored_settings {
+        let _ = writeln!(
+            out,
+            "  audience setting {} = {} ignored: {}",
+            ig.setting, ig.value, ig.reason
+        );
     }
     out
 }

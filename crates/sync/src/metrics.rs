@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use destination::SettingName;
 use iterable::client::{ErrorKind, IterableError};
 use iterable::limiter::Endpoint;
 
@@ -245,6 +246,7 @@ pub struct DestinationMetrics {
     requests: [[AtomicU64; 6]; ENDPOINTS.len()],
     pauses: AtomicU64,
     latency: Histogram,
+    ignored_settings: [AtomicU64; SettingName::ALL.len()],
 }
 
 impl DestinationMetrics {
@@ -311,6 +313,16 @@ impl DestinationMetrics {
     /// Pauses so far.
     pub fn pauses_count(&self) -> u64 {
         self.pauses.load(Ordering::Relaxed)
+    }
+
+    /// Counts one audience setting an accepted event carried but that could not be used.
+    pub fn setting_ignored(&self, setting: SettingName) {
+        self.ignored_settings[setting as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ignored values of one audience setting so far.
+    pub fn ignored_settings_count(&self, setting: SettingName) -> u64 {
+        self.ignored_settings[setting as usize].load(Ordering::Relaxed)
     }
 
     /// Records one row's time from acceptance to Iterable's acknowledgement.
@@ -401,6 +413,8 @@ fn float(v: f64) -> String {
 ///   own retries) by status class;
 /// - `iterable_lists_delivery_latency_seconds`: acceptance to acknowledgement, a histogram;
 /// - `iterable_lists_destination_paused` (gauge) and `iterable_lists_pauses_total`;
+/// - `iterable_lists_audience_settings_ignored_total{setting}`: audience settings of stored
+///   events that could not be used (left unset for the event), by setting;
 /// - per audience: `iterable_lists_queue_depth`, `iterable_lists_queue_retrying`,
 ///   `iterable_lists_queue_age_seconds`, `iterable_lists_list_members`,
 ///   `iterable_lists_list_rejected`, and `iterable_lists_list_info{list_id}` (always 1) for
@@ -522,6 +536,24 @@ pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
             &[("destination", d.name)],
             d.metrics.pauses_count(),
         );
+    }
+
+    const IGNORED: &str = "iterable_lists_audience_settings_ignored_total";
+    family(
+        out,
+        IGNORED,
+        "counter",
+        "Audience settings of stored events that could not be used and were left unset, by setting.",
+    );
+    for d in destinations {
+        for s in SettingName::ALL {
+            sample(
+                out,
+                IGNORED,
+                &[("destination", d.name), ("setting", s.as_str())],
+                d.metrics.ignored_settings_count(s),
+            );
+        }
     }
 
     type Gauge = fn(&ListCounts, i64) -> String;
@@ -747,6 +779,9 @@ mod tests {
         a.request(Endpoint::Subscribe, StatusClass::Success);
         a.request(Endpoint::GetLists, StatusClass::Unauthorized);
         a.paused();
+        a.setting_ignored(SettingName::CampaignId);
+        a.setting_ignored(SettingName::CampaignId);
+        a.setting_ignored(SettingName::SettingsObject);
         for v in [0.001, 0.02, 0.3, 7.0, 500.0] {
             a.observe_latency(v);
         }
@@ -871,6 +906,15 @@ mod tests {
         assert_eq!(v("iterable_lists_list_members", &weird), 7.0);
         assert_eq!(v("iterable_lists_list_rejected", &weird), 2.0);
         assert_eq!(v("iterable_lists_queue_retrying", &weird), 1.0);
+        // Ignored audience settings, one sample per setting and destination.
+        let ignored = "iterable_lists_audience_settings_ignored_total";
+        assert_eq!(types[ignored], "counter");
+        let by =
+            |d: &'static str, s: &'static str| v(ignored, &[("destination", d), ("setting", s)]);
+        assert_eq!(by("prod", "campaignId"), 2.0);
+        assert_eq!(by("prod", "audience_settings"), 1.0);
+        assert_eq!(by("prod", "updateExistingUsersOnly"), 0.0);
+        assert_eq!(by("eu \"two\"", "globalUnsubscribe"), 0.0);
     }
 
     #[test]

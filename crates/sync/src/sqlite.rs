@@ -14,7 +14,7 @@
 //! [`SqliteStore`]). Reads have their own connection, so they never wait for a commit. A
 //! third connection checkpoints the WAL in the background, off the commit path.
 //!
-//! Schema (version 2; a version-1 database is migrated on open):
+//! Schema (version 3; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
@@ -25,6 +25,9 @@
 //!   superseded) with attempts, next attempt and reason. Absent identity parts are stored as
 //!   `''` so the primary key covers them (NULLs are distinct in SQLite keys).
 //! - `lists`: the list registry, primary key (destination, audience_key).
+//! - `ignored_settings` (since version 3): per event (`seq`), the audience settings it carried
+//!   that could not be used, with the value (JSON, cut) and the reason. Rare, so a table of its
+//!   own rather than columns of every event.
 //! - `desired_pending`: a partial index on pending rows, in arrival order per audience.
 
 use std::collections::VecDeque;
@@ -33,7 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use destination::AudienceSettings;
+use destination::{AudienceSettings, IgnoredSetting, SettingName};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
@@ -44,7 +47,7 @@ use crate::store::{
 };
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -102,6 +105,13 @@ CREATE TABLE IF NOT EXISTS lists (
     list_id INTEGER NOT NULL,
     PRIMARY KEY (destination, audience_key)
 );
+CREATE TABLE IF NOT EXISTS ignored_settings (
+    seq INTEGER NOT NULL,
+    setting TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (seq, setting)
+) WITHOUT ROWID;
 ";
 
 /// The write side: the one writing connection and the open group transaction's bookkeeping.
@@ -541,6 +551,11 @@ impl SqliteStore {
                 tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
                     .map_err(engine(OP))?;
             }
+            Some(2) => {
+                // Version 3 adds the `ignored_settings` table, created above by SCHEMA.
+                tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
+                    .map_err(engine(OP))?;
+            }
             Some(_) => {}
         }
         tx.commit().map_err(engine(OP))?;
@@ -772,6 +787,35 @@ impl SqliteStore {
             .map_err(engine("schema_version"))
     }
 
+    /// The ignored audience settings logged with event `seq`.
+    fn ignored_settings(conn: &Connection, seq: i64) -> Result<Vec<IgnoredSetting>, StoreError> {
+        const OP: &str = "event_status";
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT setting, value, reason FROM ignored_settings WHERE seq = ?1
+                 ORDER BY setting",
+            )
+            .map_err(engine(OP))?;
+        let raw = stmt
+            .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(engine(OP))?
+            .collect::<Result<Vec<(String, String, String)>, _>>()
+            .map_err(engine(OP))?;
+        raw.into_iter()
+            .map(|(setting, value, reason)| {
+                let setting = SettingName::parse(&setting).ok_or_else(|| StoreError::Corrupt {
+                    op: OP,
+                    message: format!("unknown audience setting {setting:?} of seq {seq}"),
+                })?;
+                Ok(IgnoredSetting {
+                    setting,
+                    value,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
     fn accept_one(
         tx: &Connection,
         st: &mut AcceptStatements<'_>,
@@ -794,6 +838,19 @@ impl SqliteStore {
             });
         }
         let seq = tx.last_insert_rowid();
+        if !ev.ignored_settings.is_empty() {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO ignored_settings (seq, setting, value, reason)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq, setting) DO NOTHING",
+                )
+                .map_err(engine(OP))?;
+            for ig in &ev.ignored_settings {
+                insert
+                    .execute(params![seq, ig.setting.as_str(), ig.value, ig.reason])
+                    .map_err(engine(OP))?;
+            }
+        }
         let AcceptStatements {
             insert_status,
             get,
@@ -1475,12 +1532,14 @@ impl Store for SqliteStore {
                 },
             )
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let ignored_settings = Self::ignored_settings(&conn, seq)?;
         Ok(Some(EventRecord {
             seq: to_u64(OP, seq)?,
             destination: destination.to_string(),
             message_id: message_id.to_string(),
             received_ms,
             audiences,
+            ignored_settings,
         }))
     }
 
@@ -1752,6 +1811,108 @@ mod tests {
         // Opening again changes nothing.
         let s = SqliteStore::open(t.file()).unwrap();
         assert_eq!(s.pending("d", "k", 10, 10).unwrap().len(), 1);
+    }
+
+    /// A version-2 database (the schema before `ignored_settings`) with one logged event, as
+    /// the previous build left it.
+    const V2_WITH_AN_EVENT: &str = "
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (2);
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+            message_id TEXT NOT NULL, received_ms INTEGER NOT NULL,
+            UNIQUE (destination, message_id)
+        );
+        CREATE TABLE event_audiences (
+            seq INTEGER NOT NULL, part INTEGER NOT NULL, list_key TEXT NOT NULL,
+            email TEXT NOT NULL, user_id TEXT NOT NULL, member INTEGER, time_ms INTEGER,
+            status TEXT NOT NULL, reason TEXT, next_attempt_ms INTEGER,
+            updated_ms INTEGER NOT NULL, PRIMARY KEY (seq, part)
+        ) WITHOUT ROWID;
+        CREATE TABLE desired (
+            destination TEXT NOT NULL, list_key TEXT NOT NULL, email TEXT NOT NULL,
+            user_id TEXT NOT NULL, list_id INTEGER, member INTEGER NOT NULL, time_ms INTEGER,
+            seq INTEGER NOT NULL, part INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,
+            data_fields TEXT, update_existing_users_only INTEGER, channel_unsubscribe INTEGER,
+            campaign_id INTEGER, state TEXT NOT NULL, reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+            ack_member INTEGER, ack_time_ms INTEGER, ack_seq INTEGER, ack_ms INTEGER,
+            PRIMARY KEY (destination, list_key, email, user_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX desired_pending ON desired (destination, list_key, seq)
+            WHERE state = 'pending';
+        CREATE TABLE lists (
+            destination TEXT NOT NULL, audience_key TEXT NOT NULL, list_id INTEGER NOT NULL,
+            PRIMARY KEY (destination, audience_key)
+        );
+        INSERT INTO events VALUES (1, 'd', 'old', 5);
+        INSERT INTO event_audiences VALUES (1, 0, 'k', 'a@x.co', '', 1, NULL, 'accepted',
+            NULL, NULL, 5);
+        INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+            accepted_ms, state) VALUES ('d', 'k', 'a@x.co', '', 1, 1, 0, 5, 'pending');
+    ";
+
+    #[test]
+    fn a_version_2_database_is_upgraded_and_logs_ignored_settings() {
+        use crate::store::{EventContent, MembershipChange, NewEvent};
+        let t = TempDb::new("v2");
+        std::fs::create_dir_all(t.file().parent().unwrap()).unwrap();
+        Connection::open(t.file())
+            .unwrap()
+            .execute_batch(V2_WITH_AN_EVENT)
+            .unwrap();
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        // The old event reads as before, with nothing ignored.
+        let old = s.event_status("d", "old").unwrap().unwrap();
+        assert_eq!(old.audiences.len(), 1);
+        assert_eq!(old.ignored_settings, vec![]);
+        assert_eq!(s.pending("d", "k", 10, 10).unwrap().len(), 1);
+        // A new event logs its ignored settings, and a reopen keeps them.
+        let ignored = IgnoredSetting {
+            setting: SettingName::CampaignId,
+            value: "1.5".into(),
+            reason: "must be a whole positive number but it was a number".into(),
+        };
+        let change = MembershipChange {
+            audience_key: "k".into(),
+            list_id: None,
+            identity: Identity::new(Some("b@x.co"), None),
+            member: true,
+            data_fields: None,
+            settings: AudienceSettings::default(),
+            time_ms: None,
+        };
+        s.accept(&[NewEvent {
+            destination: "d".into(),
+            message_id: "new".into(),
+            received_ms: 6,
+            content: EventContent::Changes(vec![change]),
+            ignored_settings: vec![ignored.clone()],
+        }])
+        .unwrap();
+        drop(s);
+        let s = SqliteStore::open(t.file()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let new = s.event_status("d", "new").unwrap().unwrap();
+        assert_eq!(new.ignored_settings, vec![ignored]);
+        let versions: i64 = s
+            .lock()
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, 1);
+    }
+
+    #[test]
+    fn an_unknown_ignored_setting_is_an_error_not_a_panic() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        run_sql(
+            &s,
+            "INSERT INTO events VALUES (1, 'd', 'm', 5);
+             INSERT INTO ignored_settings VALUES (1, 'campaignID', '1', 'x');",
+        );
+        let err = s.event_status("d", "m").unwrap_err();
+        assert!(err.to_string().contains("campaignID"), "{err}");
     }
 
     /// Runs SQL as one write (rows the store's API would not write).

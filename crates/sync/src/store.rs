@@ -18,8 +18,8 @@
 use std::error::Error as StdError;
 use std::sync::Arc;
 
-use destination::AudienceSettings;
 use destination::plan::Change;
+use destination::{AudienceSettings, IgnoredSetting};
 use iterable::resolve::{ListRegistry, RegistryError};
 use iterable::types::ListRef;
 use serde_json::{Map, Value};
@@ -108,6 +108,9 @@ pub struct NewEvent {
     /// When the service received it (epoch ms): the start of the end-to-end latency.
     pub received_ms: i64,
     pub content: EventContent,
+    /// Audience settings the event carried that could not be used (each left unset for it),
+    /// logged with the event.
+    pub ignored_settings: Vec<IgnoredSetting>,
 }
 
 /// What became of one change of an accepted event.
@@ -289,6 +292,8 @@ pub struct EventRecord {
     pub message_id: String,
     pub received_ms: i64,
     pub audiences: Vec<AudienceStatus>,
+    /// Audience settings of the event that were ignored, with their values and reasons.
+    pub ignored_settings: Vec<IgnoredSetting>,
 }
 
 /// Per-audience gauges of one destination.

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use destination::AudienceSettings;
 use destination::plan::Change;
+use destination::{AudienceSettings, IgnoredSetting, SettingName};
 use iterable::resolve::ListRegistry;
 use iterable::types::ListRef;
 use proptest::prelude::*;
@@ -87,6 +87,7 @@ fn event(message_id: &str, changes: Vec<MembershipChange>) -> NewEvent {
         message_id: message_id.into(),
         received_ms: NOW,
         content: EventContent::Changes(changes),
+        ignored_settings: Vec::new(),
     }
 }
 
@@ -659,6 +660,55 @@ mod cases {
         assert!(s.event_status(D, "nope").expect("status").is_none());
     }
 
+    pub fn ignored_settings_are_logged_with_the_event(h: &dyn Harness) {
+        let ig = |setting, value: &str, reason: &str| IgnoredSetting {
+            setting,
+            value: value.into(),
+            reason: reason.into(),
+        };
+        let campaign = ig(
+            SettingName::CampaignId,
+            "1.5",
+            "must be a whole positive number but it was a number",
+        );
+        let flag = ig(
+            SettingName::UpdateExistingUsersOnly,
+            "\"yes\"",
+            "must be a boolean but it was a string",
+        );
+        {
+            let s = h.open("ignored");
+            let s = &*s;
+            let mut e = event("i1", vec![change("vip", "a@x.co", true, Some(1))]);
+            e.ignored_settings = vec![flag.clone(), campaign.clone()];
+            let first = accept1(s, e);
+            // A repeat of the messageId changes nothing, its settings included.
+            let mut again = event("i1", vec![change("vip", "a@x.co", true, Some(2))]);
+            again.ignored_settings = vec![ig(SettingName::GlobalUnsubscribe, "0", "x")];
+            assert_eq!(accept1(s, again), Receipt::Duplicate { seq: first.seq() });
+            // Rejected and skipped events keep theirs too.
+            let mut rejected = event("i2", vec![]);
+            rejected.content = EventContent::Rejected("no identity".into());
+            rejected.ignored_settings = vec![campaign.clone()];
+            accept1(s, rejected);
+            accept1(s, event("i3", vec![change("vip", "b@x.co", true, None)]));
+        }
+        let s = h.open("ignored");
+        let s = &*s;
+        let got = |m: &str| {
+            s.event_status(D, m)
+                .expect("status")
+                .expect("known")
+                .ignored_settings
+        };
+        // Listed by setting name.
+        assert_eq!(got("i1"), vec![campaign.clone(), flag]);
+        assert_eq!(got("i2"), vec![campaign]);
+        assert_eq!(got("i3"), vec![]);
+        // The event itself is stored as usual.
+        assert_eq!(kinds(s, "i1"), vec![StatusKind::Accepted]);
+    }
+
     pub fn everything_survives_close_and_reopen(h: &dyn Harness) {
         let (seqs, last_seq) = {
             let s = h.open("durable");
@@ -1000,6 +1050,10 @@ macro_rules! conformance {
             #[test]
             fn pending_rows_rebuild_the_planner_change() {
                 cases::pending_rows_rebuild_the_planner_change(&$harness)
+            }
+            #[test]
+            fn ignored_settings_are_logged_with_the_event() {
+                cases::ignored_settings_are_logged_with_the_event(&$harness)
             }
             #[test]
             fn everything_survives_close_and_reopen() {

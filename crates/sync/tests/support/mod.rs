@@ -298,6 +298,7 @@ pub fn accept_into(
             message_id,
             received_ms,
             content: EventContent::Changes(changes),
+            ignored_settings: Vec::new(),
         })
         .collect();
     store.accept(&batch).expect("accept");
