@@ -13,6 +13,7 @@ use destination::fields::ActionMapping;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use iterable::limiter::{Endpoint, Limit};
+use listener::Limits;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
 use thiserror::Error;
@@ -106,6 +107,11 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Size limits of incoming requests (`[ingest]`).
     pub ingest: IngestLimits,
+    /// Timeouts and the connection cap of every listener (`[http]`).
+    pub http: Limits,
+    /// A second address serving only `GET /metrics`, without the admin token, for scrapers on a
+    /// private network (`metrics_listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// The destinations (`[[destination]]`), in file order.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -119,6 +125,8 @@ impl Default for Config {
             storage: Storage::default(),
             admin_token: None,
             ingest: IngestLimits::default(),
+            http: Limits::default(),
+            metrics_listen: None,
             destinations: Vec::new(),
         }
     }
@@ -880,6 +888,8 @@ const ROOT_KEYS: &[&str] = &[
     "admin_token_env",
     "ingest",
     "destination",
+    "metrics_listen",
+    "http",
 ];
 const STORAGE_KEYS: &[&str] = &["url"];
 const INGEST_KEYS: &[&str] = &[
@@ -887,6 +897,14 @@ const INGEST_KEYS: &[&str] = &[
     "max_call_bytes",
     "max_batch_bytes",
     "max_batch_events",
+];
+const HTTP_KEYS: &[&str] = &[
+    "max_connections",
+    "header_timeout_ms",
+    "keep_alive_timeout_ms",
+    "body_min_rate",
+    "body_grace_ms",
+    "write_timeout_ms",
 ];
 const DESTINATION_KEYS: &[&str] = &[
     "name",
@@ -959,6 +977,20 @@ fn read_config(doc: &DeTable<'_>, span: Range<usize>, env: Env<'_>) -> R<Config>
             max_batch_bytes: at_least_one("max_batch_bytes", d.max_batch_bytes)?,
             max_batch_events: at_least_one("max_batch_events", d.max_batch_events)?,
         };
+    }
+    if let Some((text, span)) = root.string("metrics_listen")? {
+        let addr = parse_listen(text).map_err(|p| root.fail("metrics_listen", span.clone(), p))?;
+        if addr == config.listen && addr.port() != 0 {
+            return Err(root.fail(
+                "metrics_listen",
+                span,
+                format!("{addr} is already `listen`; give the metrics their own address"),
+            ));
+        }
+        config.metrics_listen = Some(addr);
+    }
+    if let Some(http) = root.table("http", HTTP_KEYS)? {
+        config.http = read_http(&http)?;
     }
     let mut read = Vec::new();
     if let Some(v) = root.get("destination") {
@@ -1163,6 +1195,32 @@ fn read_destination(
         },
         name_span,
         key_labels,
+    })
+}
+
+/// The longest timeout of `[http]`: a day.
+const MAX_HTTP_TIMEOUT_MS: i64 = 86_400_000;
+
+fn read_http(t: &Tbl<'_, '_>) -> R<Limits> {
+    t.check_unknown()?;
+    let d = Limits::default();
+    let ms = |key: &str, default: Duration| {
+        let default = i64::try_from(default.as_millis()).unwrap_or(MAX_HTTP_TIMEOUT_MS);
+        t.int_in(key, 1, MAX_HTTP_TIMEOUT_MS, default)
+            .map(|n| Duration::from_millis(n as u64))
+    };
+    let max_connections = match t.get("max_connections") {
+        None => None,
+        Some(_) => Some(t.int_in("max_connections", 1, 1_000_000, 1)?),
+    };
+    let default_rate = i64::try_from(d.body_min_rate).unwrap_or(i64::MAX);
+    Ok(Limits {
+        header_timeout: ms("header_timeout_ms", d.header_timeout)?,
+        keep_alive_timeout: ms("keep_alive_timeout_ms", d.keep_alive_timeout)?,
+        body_min_rate: t.int_in("body_min_rate", 1, 1 << 40, default_rate)? as u64,
+        body_grace: ms("body_grace_ms", d.body_grace)?,
+        write_timeout: ms("write_timeout_ms", d.write_timeout)?,
+        max_connections,
     })
 }
 
@@ -2339,6 +2397,7 @@ webhook_secret_env = "HOOK"
         for key in ROOT_KEYS
             .iter()
             .chain(INGEST_KEYS)
+            .chain(HTTP_KEYS)
             .chain(DESTINATION_KEYS)
             .chain(AUDIENCE_KEYS)
             .chain(DELIVERY_KEYS)
