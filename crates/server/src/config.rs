@@ -1778,6 +1778,82 @@ webhook_secret_env = "HOOK"
     }
 
     #[test]
+    fn http_limits_and_metrics_listen() {
+        let c = parse("");
+        assert_eq!(c.http, Limits::default());
+        assert_eq!(c.metrics_listen, None);
+        let c = parse(
+            "metrics_listen = \"10.0.0.5:9464\"\n[http]\nmax_connections = 300\n\
+             header_timeout_ms = 2000\nkeep_alive_timeout_ms = 1\nbody_min_rate = 4096\n\
+             body_grace_ms = 86400000\nwrite_timeout_ms = 7000\n",
+        );
+        assert_eq!(c.metrics_listen, Some("10.0.0.5:9464".parse().unwrap()));
+        assert_eq!(
+            c.http,
+            Limits {
+                header_timeout: Duration::from_secs(2),
+                keep_alive_timeout: Duration::from_millis(1),
+                body_min_rate: 4096,
+                body_grace: Duration::from_secs(86_400),
+                write_timeout: Duration::from_secs(7),
+                max_connections: Some(300),
+            }
+        );
+        // Keys left out keep their defaults.
+        let c = parse("[http]\nbody_min_rate = 10");
+        assert_eq!(
+            c.http,
+            Limits {
+                body_min_rate: 10,
+                ..Limits::default()
+            }
+        );
+        // Two listeners on port 0 are two free ports.
+        let c = parse("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"");
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+
+        let cases = [
+            (
+                "\n[http]\nheader_timeout_ms = 0",
+                "line 3: http.header_timeout_ms: must be between 1 and 86400000, got 0",
+            ),
+            (
+                "[http]\n\nkeep_alive_timeout_ms = 86400001",
+                "line 3: http.keep_alive_timeout_ms: must be between 1 and 86400000, got 86400001",
+            ),
+            (
+                "[http]\nbody_min_rate = -1",
+                "line 2: http.body_min_rate: must be between 1 and 1099511627776, got -1",
+            ),
+            (
+                "[http]\nbody_grace_ms = \"5s\"",
+                "line 2: http.body_grace_ms: expected a whole number, got a string",
+            ),
+            (
+                "[http]\nmax_connections = 0",
+                "line 2: http.max_connections: must be between 1 and 1000000, got 0",
+            ),
+            (
+                "[http]\nread_timeout_ms = 5",
+                r#"line 2: http: unknown key "read_timeout_ms"; expected one of max_connections"#,
+            ),
+            ("http = 5", "line 1: http: expected a table, got an integer"),
+            (
+                "metrics_listen = \"localhost:9464\"",
+                r#"line 1: metrics_listen: "localhost:9464" is not an address like 127.0.0.1:8080"#,
+            ),
+            (
+                "listen = \"127.0.0.1:9000\"\nmetrics_listen = \"127.0.0.1:9000\"",
+                "line 2: metrics_listen: 127.0.0.1:9000 is already `listen`",
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = parse_err(text, &no_env);
+            assert!(msg.contains(want), "{text:?}: {msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
     fn error_messages_name_the_key() {
         let env = env_of(&[("EMPTY", "  "), ("SET", "env-value"), ("COMMAS", " ,, ")]);
         let d = |extra: &str| dest("prod", "wk", extra);
