@@ -20,6 +20,8 @@ pub(crate) struct Tracker {
     track: Mutex<Track>,
     /// Wakes the supervisor when the deadline may have moved earlier.
     changed: Notify,
+    /// Signalled once the connection's socket is closed.
+    gone: Notify,
 }
 
 impl Tracker {
@@ -27,7 +29,18 @@ impl Tracker {
         Self {
             track: Mutex::new(Track::new(now)),
             changed: Notify::new(),
+            gone: Notify::new(),
         }
+    }
+
+    /// Says that the connection's socket is closed (to one waiter, now or later).
+    pub fn set_gone(&self) {
+        self.gone.notify_one();
+    }
+
+    /// Resolves once the connection's socket is closed.
+    pub async fn gone(&self) {
+        self.gone.notified().await;
     }
 
     /// The state; a poisoned lock (a panic elsewhere while holding it) still gives it.

@@ -58,6 +58,16 @@ impl Connections {
     /// Connections held to `limits`; `name` begins every log line (`iterable-lists`). The cap
     /// is [`Limits::connection_cap`], taken now: raise the open-file limit before.
     pub fn new(name: &'static str, limits: Limits) -> Arc<Self> {
+        let files = crate::limits::open_file_limit();
+        if let (Some(cap), Some(files)) = (limits.max_connections, files)
+            && cap > crate::limits::default_max_connections(Some(files))
+        {
+            eprintln!(
+                "{name}: warning: max_connections = {cap} leaves too few of the {files} files this \
+                 process may open for the store and outbound connections; accepts will fail \
+                 with \"too many open files\" first (then idle connections are closed)"
+            );
+        }
         Arc::new(Self {
             name,
             limits,
@@ -96,12 +106,14 @@ impl Connections {
 
     /// Registers a new connection, closing another if the cap is reached: the one idle the
     /// longest (waiting for a request or stalled in a header), else the one stalled the longest
-    /// in a body or on an unread response. `None` when every open connection is being served:
-    /// the new one is refused.
-    fn admit(&self, now: Instant) -> Option<(u64, Arc<Tracker>)> {
+    /// in a body or on an unread response (returned, to wait until its socket is closed).
+    /// `None` when every open connection is being served: the new one is refused.
+    fn admit(&self, now: Instant) -> Option<Admitted> {
         let mut reg = self.registry();
+        let mut victim = None;
         if reg.open.len() >= self.cap {
-            if !evict_one(&mut reg) {
+            victim = evict_one(&mut reg);
+            if victim.is_none() {
                 drop(reg);
                 if let Some(n) = self.logs().refused.record(now) {
                     eprintln!(
@@ -124,24 +136,31 @@ impl Connections {
         reg.next += 1;
         let tracker = Arc::new(Tracker::new(now));
         reg.open.insert(id, tracker.clone());
-        Some((id, tracker))
+        Some(Admitted {
+            id,
+            tracker,
+            victim,
+        })
     }
 
     fn close(&self, id: u64) {
         self.registry().open.remove(&id);
     }
 
-    /// An accept failed. Out of descriptors: closes the connection idle the longest (to free
-    /// one) and waits a little longer each time; any other failure of the listener waits too.
-    /// A failure of one incoming connection (aborted before it was accepted) is skipped.
+    /// An accept failed. Out of descriptors: closes the connection idle the longest, and
+    /// waits until its descriptor is free; with none to close, or on any other failure of the
+    /// listener, waits a little longer each time. A failure of one incoming connection
+    /// (aborted before it was accepted) is skipped.
     async fn accept_failed(&self, e: &io::Error, backoff: &mut Duration) {
         if is_connection_error(e) {
             return;
         }
         let out_of_files = is_out_of_files(e);
-        if out_of_files {
-            evict_one(&mut self.registry());
-        }
+        let victim = if out_of_files {
+            evict_one(&mut self.registry())
+        } else {
+            None
+        };
         if let Some(n) = self.logs().accept.record(Instant::now()) {
             let action = if out_of_files {
                 "closing the connection idle the longest and backing off"
@@ -153,29 +172,47 @@ impl Connections {
                 self.name
             );
         }
-        tokio::time::sleep(*backoff).await;
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        match victim {
+            Some(v) => wait_gone(&v).await,
+            None => {
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+            }
+        }
     }
+}
+
+/// A connection let in, and the one it displaced.
+struct Admitted {
+    id: u64,
+    tracker: Arc<Tracker>,
+    victim: Option<Arc<Tracker>>,
+}
+
+/// The longest the accept loop waits for an evicted connection's socket to close.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
+
+/// Waits (a little at most) until an evicted connection's socket is closed, so that the
+/// descriptors in use never exceed the cap by more than the connection being admitted: the
+/// accept loop would otherwise evict faster than the evicted tasks run, and run out of files.
+async fn wait_gone(victim: &Tracker) {
+    let _ = tokio::time::timeout(EVICTION_WAIT, victim.gone()).await;
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Closes the connection that gives way first (see [`crate::track::Evictable`]); false when
-/// none can.
-fn evict_one(reg: &mut Registry) -> bool {
-    let victim = reg
+/// Closes the connection that gives way first (see [`crate::track::Evictable`]) and returns
+/// it; `None` when none can.
+fn evict_one(reg: &mut Registry) -> Option<Arc<Tracker>> {
+    let (_, id) = reg
         .open
         .iter()
         .filter_map(|(id, t)| t.lock().evictable().map(|e| (e, *id)))
-        .min();
-    match victim.and_then(|(_, id)| reg.open.remove(&id)) {
-        Some(t) => {
-            t.evict();
-            true
-        }
-        None => false,
-    }
+        .min()?;
+    let t = reg.open.remove(&id)?;
+    t.evict();
+    Some(t)
 }
 
 /// The process or the system has no descriptor (or buffer) left for a new socket.
@@ -206,15 +243,18 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Removes a connection from the registry when its task ends, however it ends.
+/// Removes a connection from the registry when its task ends, however it ends (its socket is
+/// closed by then), and says so to whoever evicted it.
 struct Registered {
     conns: Arc<Connections>,
     id: u64,
+    tracker: Arc<Tracker>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         self.conns.close(self.id);
+        self.tracker.set_gone();
     }
 }
 
@@ -246,19 +286,23 @@ pub async fn serve<F, IO, H, Fut, B, E>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = MIN_BACKOFF;
-                    let Some((id, tracker)) = conns.admit(Instant::now()) else {
+                    let Some(Admitted { id, tracker, victim }) = conns.admit(Instant::now()) else {
                         let _ = stream.try_write(REFUSED);
                         continue;
                     };
-                    let registered = Registered { conns: conns.clone(), id };
+                    let registered = Registered { conns: conns.clone(), id, tracker: tracker.clone() };
                     let _ = stream.set_nodelay(true);
                     let (io, handler) = open(stream, peer);
                     let limits = conns.limits;
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
+                        // Declared first, dropped last: after the socket is closed.
                         let _registered = registered;
                         run_connection(io, tracker, limits, handler, shutdown).await;
                     });
+                    if let Some(v) = victim {
+                        wait_gone(&v).await;
+                    }
                 }
                 Err(e) => conns.accept_failed(&e, &mut backoff).await,
             },
