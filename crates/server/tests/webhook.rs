@@ -10,6 +10,9 @@ use support::*;
 
 const SECRET: &[u8] = b"s3cret";
 
+/// Extra request headers, name and value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn sign(secret: &[u8], data: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
     ring::hmac::sign(&key, data)
@@ -90,7 +93,7 @@ async fn replayed_signatures_with_events_appended_removed_reordered_or_changed_a
     let x = "X-Signature";
     let xs = "X-Segment-Signature";
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Option<&str>, &str)> = vec![
+    let cases: Vec<(&str, String, Headers<'_>, Option<&str>, &str)> = vec![
         (
             "the batch as Segment signs it (first event only)",
             batch.clone(),
@@ -282,7 +285,7 @@ async fn unknown_destinations_and_refused_credentials_get_the_same_answer() {
     let good_for_prod = sign(SECRET, body.as_bytes());
     let bad = sign(b"guess", body.as_bytes());
     let x = "X-Signature";
-    let tries: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
+    let tries: Vec<(&str, Headers<'_>, Option<&str>)> = vec![
         ("no credential", vec![], None),
         ("a wrong signature", vec![(x, &bad)], None),
         ("a malformed signature", vec![(x, "zz")], None),
