@@ -68,8 +68,8 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Most open connections; at the cap a new one closes the connection idle the longest
-    /// (default: from the open-file limit, which is raised to the hard limit at start).
+    /// Most open connections; at the cap a new one closes an idle or stalled one (default: from
+    /// the open-file limit, which is raised to the hard limit at start).
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
     /// Time a client has to send a full request header (default 10000).

@@ -1,6 +1,6 @@
 //! The emulator's listeners against idle and slow clients: timeouts close them, and at the
 //! connection cap (shared by the US and EU listeners) a real client's request still gets
-//! through, closing the connection idle the longest.
+//! through, closing an idle connection.
 
 mod support;
 

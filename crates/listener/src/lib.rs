@@ -6,11 +6,12 @@
 //!   alive connection may wait `keep_alive_timeout` for its next request, a body must keep an
 //!   average of `body_min_rate` bytes per second after `body_grace`, and a response the client
 //!   does not read is dropped after `write_timeout`.
-//! - **A connection cap** ([`Connections`]): at the cap, a new connection closes the one idle
-//!   the longest (waiting for a request, or stalled in a header), else the one stalled the
-//!   longest in a body or an unread response; only when every connection is being served is
-//!   the new one refused (a `503` and a close, at once). So idle or slow clients, however many,
-//!   cannot lock out a client that sends its request.
+//! - **A connection cap** ([`Connections`]): at the cap, a new connection closes another, the
+//!   oldest of the first kind there is: one that has not sent a request yet (or is stalled in a
+//!   header), one kept alive between requests, one stalled in a body or on an unread response.
+//!   Only when every connection is being served is the new one refused (a `503` and a close, at
+//!   once). So idle or slow clients, however many, cannot lock out a client that sends its
+//!   request.
 //! - **Descriptors**: [`raise_open_file_limit`] at start; the default cap is derived from the
 //!   open-file limit ([`default_max_connections`]); an accept that fails for want of
 //!   descriptors closes an idle connection and backs off, and is logged at most once every

@@ -1,5 +1,5 @@
 //! The accept loop and each connection's supervisor: admission under the connection cap (a new
-//! connection closes the one idle the longest rather than being refused), the timeouts of
+//! connection closes an idle or stalled one rather than being refused), the timeouts of
 //! [`Limits`], back-off when descriptors run out, and graceful shutdown.
 
 use std::collections::HashMap;
@@ -104,9 +104,8 @@ impl Connections {
         self.logs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new connection, closing another if the cap is reached: the one idle the
-    /// longest (waiting for a request or stalled in a header), else the one stalled the longest
-    /// in a body or on an unread response (returned, to wait until its socket is closed).
+    /// Registers a new connection, closing another if the cap is reached (the one that gives way
+    /// first, see [`crate::track::Evictable`]; returned, to wait until its socket is closed).
     /// `None` when every open connection is being served: the new one is refused.
     fn admit(&self, now: Instant) -> Option<Admitted> {
         let mut reg = self.registry();
@@ -147,7 +146,7 @@ impl Connections {
         self.registry().open.remove(&id);
     }
 
-    /// An accept failed. Out of descriptors: closes the connection idle the longest, and
+    /// An accept failed. Out of descriptors: closes the connection that gives way first, and
     /// waits until its descriptor is free; with none to close, or on any other failure of the
     /// listener, waits a little longer each time. A failure of one incoming connection
     /// (aborted before it was accepted) is skipped.
@@ -163,7 +162,7 @@ impl Connections {
         };
         if let Some(n) = self.logs().accept.record(Instant::now()) {
             let action = if out_of_files {
-                "closing the connection idle the longest and backing off"
+                "closing an idle or stalled connection to free a descriptor"
             } else {
                 "backing off"
             };

@@ -32,8 +32,11 @@ pub(crate) enum Phase {
 /// one waiting the longest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Evictable {
-    /// Waiting for a request, or stalled inside a header: nothing of a request is lost.
-    Idle(Instant),
+    /// Waiting for its first request, or stalled inside a header: it has sent nothing useful
+    /// yet, and nothing of a request is lost.
+    Unproven(Instant),
+    /// Kept alive after a response, waiting for the next request: its client reconnects.
+    KeptAlive(Instant),
     /// Stalled inside a body, or on a response the client does not read: a request in
     /// progress is lost, so only when no idle connection is left.
     Stalled(Instant),
@@ -204,7 +207,13 @@ impl Track {
     /// nothing waits on the client.
     pub fn evictable(&self) -> Option<Evictable> {
         match self.phase {
-            Phase::Waiting { since, .. } | Phase::Header { since } => Some(Evictable::Idle(since)),
+            Phase::Waiting { since, first: true } | Phase::Header { since } => {
+                Some(Evictable::Unproven(since))
+            }
+            Phase::Waiting {
+                since,
+                first: false,
+            } => Some(Evictable::KeptAlive(since)),
             Phase::Body {
                 waiting: Some(since),
                 ..
@@ -368,15 +377,24 @@ mod tests {
         let mut flowing = body.clone();
         flowing.on_body_data(t0 + s(9), 3);
 
-        assert_eq!(fresh.evictable(), Some(Evictable::Idle(t0 + s(3))));
-        assert_eq!(header.evictable(), Some(Evictable::Idle(t0 + s(1))));
-        assert_eq!(kept.evictable(), Some(Evictable::Idle(t0 + s(5))));
+        let mut second_header = kept.clone();
+        second_header.on_read(t0 + s(6));
+
+        assert_eq!(fresh.evictable(), Some(Evictable::Unproven(t0 + s(3))));
+        assert_eq!(header.evictable(), Some(Evictable::Unproven(t0 + s(1))));
+        assert_eq!(kept.evictable(), Some(Evictable::KeptAlive(t0 + s(5))));
+        assert_eq!(
+            second_header.evictable(),
+            Some(Evictable::Unproven(t0 + s(6)))
+        );
         assert_eq!(working.evictable(), None);
         assert_eq!(body.evictable(), Some(Evictable::Stalled(t0 + s(9))));
         assert_eq!(flowing.evictable(), None);
-        // Any idle connection goes before a stalled body, however recent.
-        assert!(Evictable::Idle(t0 + s(100)) < Evictable::Stalled(t0));
-        assert!(Evictable::Idle(t0) < Evictable::Idle(t0 + s(1)));
+        // A connection that never sent a request goes before one kept alive, and any idle
+        // connection before a stalled body, however recent; within a kind, the oldest first.
+        assert!(Evictable::Unproven(t0 + s(100)) < Evictable::KeptAlive(t0));
+        assert!(Evictable::KeptAlive(t0 + s(100)) < Evictable::Stalled(t0));
+        assert!(Evictable::Unproven(t0) < Evictable::Unproven(t0 + s(1)));
 
         let mut e = Track::new(t0);
         assert!(!e.expired(t0, &limits()));

@@ -145,6 +145,24 @@ async fn at_the_cap_a_new_connection_closes_the_one_idle_the_longest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_gives_way_after_those_that_never_sent_a_request() {
+    let srv = start(2).await;
+    let mut kept = srv.connect(b"", 1).await;
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Newer than `kept`'s last response, but it never sent a request: it goes first.
+    let mut silent = srv.connect(b"", 2).await;
+    let _third = srv.connect(b"", 2).await;
+    assert_eq!(read_to_close(&mut silent).await, "");
+    let answer = get(&mut kept, "/").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_gives_way_only_when_no_connection_is_idle() {
     let srv = start(2).await;
     let mut stalled = srv
