@@ -393,11 +393,11 @@ async fn webhook<'s>(
 /// Whether a webhook's credentials cover its whole body:
 /// - a write key in the Authorization header (HTTP Basic), when sent, must be one of the
 ///   destination's, and covers the whole body;
-/// - with a shared secret, `X-Segment-Signature` (when sent) must sign the whole body, else
-///   `X-Signature` (when sent) must sign the whole body or, as Webhooks (Actions) signs a
-///   batch, its first event: that covers an array of that one event only, and a longer array
-///   needs the write key as well ([`IngestError::PartialSignature`]). A signature that is sent
-///   must match, whatever else is sent.
+/// - with a shared secret, `X-Segment-Signature` (when sent; `X-Signature` is then not read)
+///   must sign the whole body, else `X-Signature` (when sent) must sign the whole body or, as
+///   Webhooks (Actions) signs a batch, its first event: that covers an array of that one event
+///   only, and a longer array needs the write key as well ([`IngestError::PartialSignature`]).
+///   The signature checked must match, even when a write key would do.
 /// - without any credential, the request is refused.
 fn webhook_authentic(dest: &DestinationRuntime, r: &Received) -> Result<(), IngestError> {
     let keyed = match &r.header_key {
