@@ -61,12 +61,25 @@ pub fn serve(config: Option<&Path>) -> Result<()> {
              (see README: --config FILE, or ITERABLE_API_KEY and ITERABLE_LISTS_WRITE_KEYS)"
         );
     }
+    // Every descriptor the process may have: the connection cap is derived from it.
+    let files = listener::raise_open_file_limit();
+    if let Err(e) = &files {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let svc = RunningService::start(cfg)
             .await
             .map_err(|e| anyhow!("{e}"))?;
         println!("listening on {}", svc.url());
+        if let Some(a) = svc.metrics_addr() {
+            println!("metrics on http://{a}/metrics");
+        }
+        eprintln!(
+            "accepting up to {} connections (max_connections; open-file limit {})",
+            svc.connections().cap(),
+            files.map_or_else(|_| "unknown".to_string(), |n| n.to_string())
+        );
         let _ = std::io::stdout().flush();
         shutdown_signal().await;
         eprintln!("shutting down: finishing in-flight requests and deliveries");

@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
+
+use listener::Limits;
 
 use serde::{Deserialize, Serialize};
 
@@ -245,6 +248,78 @@ impl Default for RequestLogConfig {
     }
 }
 
+/// Timeouts and the connection cap of the listeners (`[http]`), as the service's `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The most open connections; absent: derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Time to send a full request header.
+    pub header_timeout_ms: u64,
+    /// Time a connection may wait for its next request.
+    pub keep_alive_timeout_ms: u64,
+    /// Lowest average body rate, bytes per second, after `body_grace_ms`.
+    pub body_min_rate: u64,
+    /// Time a body may take before `body_min_rate` applies.
+    pub body_grace_ms: u64,
+    /// Time a response write may make no progress.
+    pub write_timeout_ms: u64,
+}
+
+/// The longest timeout of `[http]`: a day.
+const MAX_HTTP_TIMEOUT_MS: u64 = 86_400_000;
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(MAX_HTTP_TIMEOUT_MS);
+        Self {
+            max_connections: l.max_connections,
+            header_timeout_ms: ms(l.header_timeout),
+            keep_alive_timeout_ms: ms(l.keep_alive_timeout),
+            body_min_rate: l.body_min_rate,
+            body_grace_ms: ms(l.body_grace),
+            write_timeout_ms: ms(l.write_timeout),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits, or the first bad field.
+    pub fn limits(&self) -> Result<Limits, ConfigError> {
+        let ms = |field: &str, v: u64| {
+            if (1..=MAX_HTTP_TIMEOUT_MS).contains(&v) {
+                Ok(Duration::from_millis(v))
+            } else {
+                Err(ConfigError::new(
+                    format!("http.{field}"),
+                    format!("must be between 1 and {MAX_HTTP_TIMEOUT_MS} ms, got {v}"),
+                ))
+            }
+        };
+        if self.body_min_rate == 0 {
+            return Err(ConfigError::new(
+                "http.body_min_rate",
+                "must be at least 1 byte per second".to_string(),
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::new(
+                "http.max_connections",
+                "must be at least 1".to_string(),
+            ));
+        }
+        Ok(Limits {
+            header_timeout: ms("header_timeout_ms", self.header_timeout_ms)?,
+            keep_alive_timeout: ms("keep_alive_timeout_ms", self.keep_alive_timeout_ms)?,
+            body_min_rate: self.body_min_rate,
+            body_grace: ms("body_grace_ms", self.body_grace_ms)?,
+            write_timeout: ms("write_timeout_ms", self.write_timeout_ms)?,
+            max_connections: self.max_connections,
+        })
+    }
+}
+
 /// A limit setting as written in TOML: `subscribe = "20/s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitValue(pub LimitSetting);
@@ -274,6 +349,8 @@ pub struct EmulatorConfig {
     /// Seed for fault injection and generated ids; random when absent.
     pub seed: Option<u64>,
     pub request_log: RequestLogConfig,
+    /// Timeouts and the connection cap of the listeners.
+    pub http: HttpConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -287,6 +364,7 @@ impl Default for EmulatorConfig {
             retry_after: false,
             seed: None,
             request_log: RequestLogConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -375,6 +453,7 @@ impl EmulatorConfig {
             }
         }
         self.faults.validate()?;
+        self.http.limits()?;
         if self.request_log.capacity == 0 {
             return Err(ConfigError::new(
                 "request_log.capacity",

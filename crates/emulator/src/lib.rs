@@ -27,7 +27,9 @@ mod server;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ApiKey, ConfigError, EmulatorConfig, Faults, ProjectConfig, ProjectType, Region};
+pub use config::{
+    ApiKey, ConfigError, EmulatorConfig, Faults, HttpConfig, ProjectConfig, ProjectType, Region,
+};
 pub use endpoint::Endpoint;
 pub use inspect::{SeedList, SeedRequest, SeedResult, SeedUser};
 pub use project::{ListType, MemberView, ProjectView};

@@ -68,6 +68,25 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Most open connections; at the cap a new one closes an idle or stalled one (default: from
+    /// the open-file limit, which is raised to the hard limit at start).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a full request header (default 10000).
+    #[arg(long, value_name = "MS")]
+    header_timeout_ms: Option<u64>,
+    /// Time a connection may wait for its next request (default 75000).
+    #[arg(long, value_name = "MS")]
+    keep_alive_timeout_ms: Option<u64>,
+    /// Lowest average request body rate after the grace period, bytes/s (default 1024).
+    #[arg(long, value_name = "BYTES")]
+    body_min_rate: Option<u64>,
+    /// Time a body may take before the minimum rate applies (default 5000).
+    #[arg(long, value_name = "MS")]
+    body_grace_ms: Option<u64>,
+    /// Time a response the client does not read is kept (default 30000).
+    #[arg(long, value_name = "MS")]
+    write_timeout_ms: Option<u64>,
 }
 
 fn build_config(args: Args) -> Result<EmulatorConfig> {
@@ -116,11 +135,28 @@ fn build_config(args: Args) -> Result<EmulatorConfig> {
     if let Some(n) = args.request_log_capacity {
         c.request_log.capacity = n;
     }
+    let h = &mut c.http;
+    if args.max_connections.is_some() {
+        h.max_connections = args.max_connections;
+    }
+    macro_rules! set_http {
+        ($($flag:ident),*) => {$( if let Some(v) = args.$flag { h.$flag = v; } )*};
+    }
+    set_http!(
+        header_timeout_ms,
+        keep_alive_timeout_ms,
+        body_min_rate,
+        body_grace_ms,
+        write_timeout_ms
+    );
     Ok(c)
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Err(e) = listener::raise_open_file_limit() {
+        eprintln!("iterable-emulator: cannot raise the open-file limit: {e}");
+    }
     let threads = args.threads;
     let config = build_config(args)?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -1,5 +1,6 @@
-//! The HTTP side: listeners, per-connection serving, fault injection, common headers and the
-//! request log. `/api` calls go to `api`, `/_emulator` calls to `inspect`.
+//! The HTTP side: listeners (accepting and supervising connections is the `listener` crate's),
+//! fault injection, common headers and the request log. `/api` calls go to `api`, `/_emulator`
+//! calls to `inspect`.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,14 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, SERVER, VARY,
 };
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use listener::{Body, Connections};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -182,6 +180,8 @@ impl Emulator {
         clock: Arc<dyn Clock>,
     ) -> Result<RunningEmulator, StartError> {
         let shared = Arc::new(Shared::new(&config, clock)?);
+        let conns = Connections::new("iterable-emulator", config.http.limits()?);
+        let conns_handle = conns.clone();
         let (tx, rx) = watch::channel(false);
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -195,6 +195,7 @@ impl Emulator {
         })?;
         let mut tasks = vec![tokio::spawn(accept_loop(
             us,
+            conns.clone(),
             shared.clone(),
             Region::Us,
             rx.clone(),
@@ -206,11 +207,18 @@ impl Emulator {
                 l.local_addr()
                     .map_err(|source| StartError::Bind { addr: eu, source })?,
             );
-            tasks.push(tokio::spawn(accept_loop(l, shared.clone(), Region::Eu, rx)));
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                conns,
+                shared.clone(),
+                Region::Eu,
+                rx,
+            )));
         }
         Ok(RunningEmulator {
             addr,
             eu_addr,
+            connections: conns_handle,
             shared,
             shutdown: tx,
             tasks,
@@ -222,6 +230,7 @@ impl Emulator {
 pub struct RunningEmulator {
     addr: SocketAddr,
     eu_addr: Option<SocketAddr>,
+    connections: Arc<Connections>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -241,6 +250,16 @@ impl RunningEmulator {
     /// The base URL of the EU listener, when one was configured.
     pub fn eu_url(&self) -> Option<String> {
         self.eu_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// How many connections both listeners hold open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    /// The most connections both listeners keep open at once.
+    pub fn max_connections(&self) -> usize {
+        self.connections.cap()
     }
 
     /// Ids of the configured projects, in configuration order.
@@ -307,26 +326,26 @@ impl Drop for RunningEmulator {
 
 async fn accept_loop(
     listener: TcpListener,
+    conns: Arc<Connections>,
     shared: Arc<Shared>,
     region: Region,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, peer, shared.clone(), region, shutdown.clone()));
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    eprintln!("iterable-emulator: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-    }
+    listener::serve(listener, conns, shutdown, move |stream, peer| {
+        let reset = Arc::new(AtomicBool::new(false));
+        let io = FaultyStream {
+            inner: stream,
+            reset: reset.clone(),
+        };
+        let shared = shared.clone();
+        let handler = move |req: Request<Body>| {
+            let shared = shared.clone();
+            let reset = reset.clone();
+            async move { handle(&shared, region, peer.ip(), req, &reset).await }
+        };
+        (io, handler)
+    })
+    .await;
 }
 
 /// A TCP stream that can be told to end with a reset instead of a clean close.
@@ -384,36 +403,6 @@ impl AsyncWrite for FaultyStream {
 #[error("connection {0} injected by the emulator")]
 struct ConnectionFault(&'static str);
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    region: Region,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let reset = Arc::new(AtomicBool::new(false));
-    let io = TokioIo::new(FaultyStream {
-        inner: stream,
-        reset: reset.clone(),
-    });
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        let reset = reset.clone();
-        async move { handle(&shared, region, peer.ip(), req, &reset).await }
-    });
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
 /// The region a request was sent to: the Host header wins (`api.eu.iterable.com`), else the
 /// listener's own region.
 fn request_region(host: Option<&HeaderValue>, listener: Region) -> Region {
@@ -431,7 +420,7 @@ enum BodyRead {
     Broken,
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> BodyRead {
+async fn read_body(req: Request<Body>, limit: usize) -> BodyRead {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -461,7 +450,7 @@ async fn handle(
     shared: &Shared,
     listener_region: Region,
     peer: IpAddr,
-    req: Request<Incoming>,
+    req: Request<Body>,
     reset: &AtomicBool,
 ) -> Result<Response<Full<Bytes>>, ConnectionFault> {
     let start = shared.clock.now_nanos();

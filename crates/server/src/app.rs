@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use destination::ActionMapping;
 use destination::plan::{Limits, Planner};
 use iterable::client::{Client, ClientConfig};
+use listener::Connections;
 use sync::metrics::DestinationMetrics;
 use sync::reconciler::{EpochClock, Reconciler, ReconcilerConfig};
 use sync::{SqliteStore, Store, StoreError};
@@ -165,12 +166,29 @@ fn build_destination(
     })
 }
 
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+/// Waits for every task.
+async fn join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 /// A started service. Dropping it without [`RunningService::shutdown`] aborts its tasks.
 pub struct RunningService {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    connections: Arc<Connections>,
     state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
-    http: Option<JoinHandle<()>>,
+    /// The main listener, then the metrics one.
+    listeners: Vec<JoinHandle<()>>,
     reconcilers: Vec<JoinHandle<()>>,
 }
 
@@ -202,17 +220,12 @@ impl RunningService {
                 write_keys.push((k.clone(), i));
             }
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, addr) = bind(config.listen).await?;
+        let metrics = match config.metrics_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let conns = Connections::new("iterable-lists", config.http);
         let state = Arc::new(AppState {
             config,
             store,
@@ -233,18 +246,44 @@ impl RunningService {
                 reconcilers.push(tokio::spawn(async move { r.run(rx).await }));
             }
         }
-        let http = tokio::spawn(http::serve(listener, state.clone(), rx));
+        let mut listeners = vec![tokio::spawn(http::serve(
+            listener,
+            conns.clone(),
+            state.clone(),
+            rx.clone(),
+        ))];
+        let metrics_addr = metrics.map(|(l, a)| {
+            listeners.push(tokio::spawn(http::serve_metrics(
+                l,
+                conns.clone(),
+                state.clone(),
+                rx,
+            )));
+            a
+        });
         Ok(Self {
             addr,
+            metrics_addr,
+            connections: conns,
             state,
             shutdown: tx,
-            http: Some(http),
+            listeners,
             reconcilers,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the metrics-only listener, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The connections of both listeners, under one cap.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// `http://<addr>`.
@@ -261,9 +300,8 @@ impl RunningService {
     pub async fn shutdown(mut self, grace: Duration) {
         self.state.shutting_down.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
-        if let Some(h) = self.http.take() {
-            let _ = tokio::time::timeout(grace, h).await;
-        }
+        let listeners = join_all(self.listeners.drain(..));
+        let _ = tokio::time::timeout(grace, listeners).await;
         for h in self.reconcilers.drain(..) {
             let _ = tokio::time::timeout(grace, h).await;
         }
@@ -273,7 +311,7 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        if let Some(h) = &self.http {
+        for h in &self.listeners {
             h.abort();
         }
         for h in &self.reconcilers {

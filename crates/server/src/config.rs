@@ -14,6 +14,7 @@ use destination::plan::MAX_REQUEST_BYTES;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use iterable::limiter::{Endpoint, Limit};
+use listener::Limits;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
 use thiserror::Error;
@@ -107,6 +108,11 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Size limits of incoming requests (`[ingest]`).
     pub ingest: IngestLimits,
+    /// Timeouts and the connection cap of every listener (`[http]`).
+    pub http: Limits,
+    /// A second address serving only `GET /metrics`, without the admin token, for scrapers on a
+    /// private network (`metrics_listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// The destinations (`[[destination]]`), in file order.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -120,6 +126,8 @@ impl Default for Config {
             storage: Storage::default(),
             admin_token: None,
             ingest: IngestLimits::default(),
+            http: Limits::default(),
+            metrics_listen: None,
             destinations: Vec::new(),
         }
     }
@@ -951,6 +959,8 @@ const ROOT_KEYS: &[&str] = &[
     "admin_token_env",
     "ingest",
     "destination",
+    "metrics_listen",
+    "http",
 ];
 const STORAGE_KEYS: &[&str] = &["url"];
 const INGEST_KEYS: &[&str] = &[
@@ -958,6 +968,14 @@ const INGEST_KEYS: &[&str] = &[
     "max_call_bytes",
     "max_batch_bytes",
     "max_batch_events",
+];
+const HTTP_KEYS: &[&str] = &[
+    "max_connections",
+    "header_timeout_ms",
+    "keep_alive_timeout_ms",
+    "body_min_rate",
+    "body_grace_ms",
+    "write_timeout_ms",
 ];
 const DESTINATION_KEYS: &[&str] = &[
     "name",
@@ -1030,6 +1048,20 @@ fn read_config(doc: &DeTable<'_>, span: Range<usize>, env: Env<'_>) -> R<Config>
             max_batch_bytes: at_least_one("max_batch_bytes", d.max_batch_bytes)?,
             max_batch_events: at_least_one("max_batch_events", d.max_batch_events)?,
         };
+    }
+    if let Some((text, span)) = root.string("metrics_listen")? {
+        let addr = parse_listen(text).map_err(|p| root.fail("metrics_listen", span.clone(), p))?;
+        if addr == config.listen && addr.port() != 0 {
+            return Err(root.fail(
+                "metrics_listen",
+                span,
+                format!("{addr} is already `listen`; give the metrics their own address"),
+            ));
+        }
+        config.metrics_listen = Some(addr);
+    }
+    if let Some(http) = root.table("http", HTTP_KEYS)? {
+        config.http = read_http(&http)?;
     }
     let mut read = Vec::new();
     if let Some(v) = root.get("destination") {
@@ -1245,6 +1277,32 @@ fn read_destination(
         },
         name_span,
         key_labels,
+    })
+}
+
+/// The longest timeout of `[http]`: a day.
+const MAX_HTTP_TIMEOUT_MS: i64 = 86_400_000;
+
+fn read_http(t: &Tbl<'_, '_>) -> R<Limits> {
+    t.check_unknown()?;
+    let d = Limits::default();
+    let ms = |key: &str, default: Duration| {
+        let default = i64::try_from(default.as_millis()).unwrap_or(MAX_HTTP_TIMEOUT_MS);
+        t.int_in(key, 1, MAX_HTTP_TIMEOUT_MS, default)
+            .map(|n| Duration::from_millis(n as u64))
+    };
+    let max_connections = match t.get("max_connections") {
+        None => None,
+        Some(_) => Some(t.int_in("max_connections", 1, 1_000_000, 1)?),
+    };
+    let default_rate = i64::try_from(d.body_min_rate).unwrap_or(i64::MAX);
+    Ok(Limits {
+        header_timeout: ms("header_timeout_ms", d.header_timeout)?,
+        keep_alive_timeout: ms("keep_alive_timeout_ms", d.keep_alive_timeout)?,
+        body_min_rate: t.int_in("body_min_rate", 1, 1 << 40, default_rate)? as u64,
+        body_grace: ms("body_grace_ms", d.body_grace)?,
+        write_timeout: ms("write_timeout_ms", d.write_timeout)?,
+        max_connections,
     })
 }
 
@@ -1927,6 +1985,82 @@ write_keys_env = "OTHER_WKS"
     }
 
     #[test]
+    fn http_limits_and_metrics_listen() {
+        let c = parse("");
+        assert_eq!(c.http, Limits::default());
+        assert_eq!(c.metrics_listen, None);
+        let c = parse(
+            "metrics_listen = \"10.0.0.5:9464\"\n[http]\nmax_connections = 300\n\
+             header_timeout_ms = 2000\nkeep_alive_timeout_ms = 1\nbody_min_rate = 4096\n\
+             body_grace_ms = 86400000\nwrite_timeout_ms = 7000\n",
+        );
+        assert_eq!(c.metrics_listen, Some("10.0.0.5:9464".parse().unwrap()));
+        assert_eq!(
+            c.http,
+            Limits {
+                header_timeout: Duration::from_secs(2),
+                keep_alive_timeout: Duration::from_millis(1),
+                body_min_rate: 4096,
+                body_grace: Duration::from_secs(86_400),
+                write_timeout: Duration::from_secs(7),
+                max_connections: Some(300),
+            }
+        );
+        // Keys left out keep their defaults.
+        let c = parse("[http]\nbody_min_rate = 10");
+        assert_eq!(
+            c.http,
+            Limits {
+                body_min_rate: 10,
+                ..Limits::default()
+            }
+        );
+        // Two listeners on port 0 are two free ports.
+        let c = parse("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"");
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+
+        let cases = [
+            (
+                "\n[http]\nheader_timeout_ms = 0",
+                "line 3: http.header_timeout_ms: must be between 1 and 86400000, got 0",
+            ),
+            (
+                "[http]\n\nkeep_alive_timeout_ms = 86400001",
+                "line 3: http.keep_alive_timeout_ms: must be between 1 and 86400000, got 86400001",
+            ),
+            (
+                "[http]\nbody_min_rate = -1",
+                "line 2: http.body_min_rate: must be between 1 and 1099511627776, got -1",
+            ),
+            (
+                "[http]\nbody_grace_ms = \"5s\"",
+                "line 2: http.body_grace_ms: expected a whole number, got a string",
+            ),
+            (
+                "[http]\nmax_connections = 0",
+                "line 2: http.max_connections: must be between 1 and 1000000, got 0",
+            ),
+            (
+                "[http]\nread_timeout_ms = 5",
+                r#"line 2: http: unknown key "read_timeout_ms"; expected one of max_connections"#,
+            ),
+            ("http = 5", "line 1: http: expected a table, got an integer"),
+            (
+                "metrics_listen = \"localhost:9464\"",
+                r#"line 1: metrics_listen: "localhost:9464" is not an address like 127.0.0.1:8080"#,
+            ),
+            (
+                "listen = \"127.0.0.1:9000\"\nmetrics_listen = \"127.0.0.1:9000\"",
+                "line 2: metrics_listen: 127.0.0.1:9000 is already `listen`",
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = parse_err(text, &no_env);
+            assert!(msg.contains(want), "{text:?}: {msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
     fn error_messages_name_the_key() {
         let env = env_of(&[("EMPTY", "  "), ("SET", "env-value"), ("COMMAS", " ,, ")]);
         let d = |extra: &str| dest("prod", "wk", extra);
@@ -2546,6 +2680,7 @@ write_keys_env = "OTHER_WKS"
         for key in ROOT_KEYS
             .iter()
             .chain(INGEST_KEYS)
+            .chain(HTTP_KEYS)
             .chain(DESTINATION_KEYS)
             .chain(AUDIENCE_KEYS)
             .chain(DELIVERY_KEYS)

@@ -1,29 +1,25 @@
-//! The HTTP front: the accept loop with graceful shutdown, and the routes (Segment ingestion,
-//! webhook, admin status, health and metrics).
+//! The HTTP front: the listeners (accepting and supervising connections is the `listener`
+//! crate's), and the routes (Segment ingestion, webhook, admin status, health and metrics).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use destination::SettingName;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{
     AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue,
     TRANSFER_ENCODING,
 };
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use listener::{Body, Connections};
 use serde_json::{Value, json};
 use sync::metrics::{DestinationSnapshot, render};
 use sync::{EventContent, NewEvent, Receipt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{AppState, DestinationRuntime};
@@ -32,57 +28,60 @@ use crate::intake::Intake;
 use crate::status;
 
 type Reply = Response<Full<Bytes>>;
+type Req = Request<Body>;
 
-/// Accepts connections until `shutdown` turns true, then lets open connections finish the
-/// request they are serving and returns when all are closed.
+/// Serves every endpoint on `listener` until `shutdown` turns true, then lets open connections
+/// finish the request they are serving and returns when all are closed.
 pub async fn serve(
     listener: TcpListener,
+    conns: Arc<Connections>,
     state: Arc<AppState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    eprintln!("iterable-lists: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while conns.join_next().await.is_some() {}
+    listener::serve(listener, conns, shutdown, move |stream, peer| {
+        let state = state.clone();
+        let handler = move |req: Req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(&state, peer.ip(), req).await) }
+        };
+        (stream, handler)
+    })
+    .await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Serves only `GET /metrics`, to anyone who reaches `listener` (the `metrics_listen` address,
+/// meant for a private network).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    conns: Arc<Connections>,
     state: Arc<AppState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let io = TokioIo::new(stream);
-    let svc = service_fn(move |req| {
+    listener::serve(listener, conns, shutdown, move |stream, _peer| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&state, peer.ip(), req).await) }
-    });
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+        let handler = move |req: Req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route_metrics(&state, req).await) }
+        };
+        (stream, handler)
+    })
+    .await;
+}
+
+async fn route_metrics(state: &AppState, req: Req) -> Reply {
+    let body_left = has_body(&req);
+    let r = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => metrics_reply(state).await,
+        (_, "/metrics") => error_reply(
+            405,
+            format!("{} is not allowed on /metrics; use GET", req.method()),
+        ),
+        (m, p) => error_reply(
+            404,
+            format!("no such endpoint: {m} {p} (this address serves only GET /metrics)"),
+        ),
+    };
+    if body_left { closing(r) } else { r }
 }
 
 fn reply(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
@@ -124,12 +123,12 @@ fn closing(mut r: Reply) -> Reply {
 }
 
 /// The request declares a body (a non-zero length, or chunks).
-fn has_body(req: &Request<Incoming>) -> bool {
+fn has_body(req: &Req) -> bool {
     req.headers().contains_key(TRANSFER_ENCODING)
         || header(req, CONTENT_LENGTH).is_some_and(|n| n.trim() != "0")
 }
 
-async fn route(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply {
+async fn route(state: &AppState, peer: IpAddr, req: Req) -> Reply {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -157,7 +156,7 @@ async fn route(state: &AppState, peer: IpAddr, req: Request<Incoming>) -> Reply 
 async fn answer(
     state: &AppState,
     peer: IpAddr,
-    req: Request<Incoming>,
+    req: Req,
     method: &Method,
     path: &str,
     segments: &[&str],
@@ -185,7 +184,12 @@ async fn answer(
                 reply(200, "text/plain; charset=utf-8", "ready\n")
             }
         }
-        (&Method::GET, ["metrics"]) => metrics_reply(state).await,
+        (&Method::GET, ["metrics"]) => {
+            if let Some(r) = admin_denied(state, peer, &req) {
+                return r;
+            }
+            metrics_reply(state).await
+        }
         (_, ["v1", "batch" | "identify" | "track"]) | (_, ["v1", "webhook", _]) => {
             error_reply(405, format!("{method} is not allowed on {path}; use POST"))
         }
@@ -193,32 +197,32 @@ async fn answer(
     }
 }
 
-/// Admin endpoints need `Authorization: Bearer <admin_token>`; without a configured token they
-/// answer only to loopback clients.
-fn admin_denied(state: &AppState, peer: IpAddr, req: &Request<Incoming>) -> Option<Reply> {
+/// Admin endpoints (and `/metrics`) need `Authorization: Bearer <admin_token>`; without a
+/// configured token they answer only to loopback clients.
+fn admin_denied(state: &AppState, peer: IpAddr, req: &Req) -> Option<Reply> {
     match &state.config.admin_token {
         None if peer.is_loopback() => None,
         None => Some(error_reply(
             403,
             "admin endpoints answer only local clients unless admin_token is configured",
         )),
-        Some(token) => {
-            let given = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            match given {
-                Some(g) if token.matches(g.as_bytes()) => None,
-                Some(_) => Some(error_reply(401, "the admin token is wrong")),
-                None => Some(error_reply(
-                    401,
-                    "admin endpoints need Authorization: Bearer <admin_token>",
-                )),
-            }
-        }
+        Some(token) => match bearer_token(header(req, AUTHORIZATION)) {
+            Some(g) if token.matches(g.as_bytes()) => None,
+            Some(_) => Some(error_reply(401, "the admin token is wrong")),
+            None => Some(error_reply(
+                401,
+                "admin endpoints need Authorization: Bearer <admin_token>",
+            )),
+        },
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110), and spaces or tabs around the token are ignored.
+fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -258,7 +262,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Reads the raw body within `limit` bytes (a gzipped body is never larger than its content,
 /// so the decoded limit bounds the raw one too).
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, IngestError> {
+async fn read_body(req: Req, limit: usize) -> Result<Bytes, IngestError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -278,7 +282,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ingest
     }
 }
 
-fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<&str> {
+fn header(req: &Req, name: hyper::header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -294,7 +298,7 @@ struct Received {
     body: Bytes,
 }
 
-async fn receive(req: Request<Incoming>, limit: usize) -> Result<Received, IngestError> {
+async fn receive(req: Req, limit: usize) -> Result<Received, IngestError> {
     let header_key = ingest::basic_auth_user(header(&req, AUTHORIZATION))?;
     let text = |name: &str| header_text(&req, name);
     let (segment_signature, signature) = (text("x-segment-signature"), text("x-signature"));
@@ -309,7 +313,7 @@ async fn receive(req: Request<Incoming>, limit: usize) -> Result<Received, Inges
     })
 }
 
-fn header_text(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn header_text(req: &Req, name: &str) -> Option<String> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -323,7 +327,7 @@ fn shutting_down(state: &AppState) -> Option<Reply> {
         .then(|| error_reply(503, "the service is shutting down; retry"))
 }
 
-async fn ingest_tracking(state: &AppState, kind: CallKind, req: Request<Incoming>) -> Reply {
+async fn ingest_tracking(state: &AppState, kind: CallKind, req: Req) -> Reply {
     if let Some(r) = shutting_down(state) {
         return r;
     }
@@ -336,7 +340,7 @@ async fn ingest_tracking(state: &AppState, kind: CallKind, req: Request<Incoming
 async fn tracking(
     state: &AppState,
     kind: CallKind,
-    req: Request<Incoming>,
+    req: Req,
 ) -> Result<(&DestinationRuntime, Parsed), IngestError> {
     let limits = &state.config.ingest;
     let limit = match kind {
@@ -355,7 +359,7 @@ async fn tracking(
     Ok((dest, parsed))
 }
 
-async fn ingest_webhook(state: &AppState, name: &str, req: Request<Incoming>) -> Reply {
+async fn ingest_webhook(state: &AppState, name: &str, req: Req) -> Reply {
     if let Some(r) = shutting_down(state) {
         return r;
     }
@@ -365,45 +369,74 @@ async fn ingest_webhook(state: &AppState, name: &str, req: Request<Incoming>) ->
     }
 }
 
+/// A webhook's destination and credentials are checked after its body is read (a signature
+/// covers the body). An unknown destination and a refused credential get the same answer
+/// ([`IngestError::WebhookRefused`]), so that the endpoint does not tell which destinations
+/// exist; only a signature genuine for the first event of a larger array gets its own answer
+/// ([`IngestError::PartialSignature`]), since it takes the destination's secret to make one.
 async fn webhook<'s>(
     state: &'s AppState,
     name: &str,
-    req: Request<Incoming>,
+    req: Req,
 ) -> Result<(&'s DestinationRuntime, Parsed), IngestError> {
-    let dest = state
-        .destination(name)
-        .ok_or_else(|| IngestError::UnknownDestination(name.to_string()))?;
     let limits = &state.config.ingest;
     let r = receive(req, limits.max_batch_bytes).await?;
-    webhook_authentic(dest, &r)?;
-    Ok((dest, ingest::parse_webhook(&r.body, limits)?))
+    let Some(dest) = state.destination(name) else {
+        return Err(IngestError::WebhookRefused);
+    };
+    match webhook_authentic(dest, &r) {
+        Ok(()) => Ok((dest, ingest::parse_webhook(&r.body, limits)?)),
+        Err(e @ IngestError::PartialSignature) => Err(e),
+        Err(_) => Err(IngestError::WebhookRefused),
+    }
 }
 
-/// With a shared secret, a signature must match; without one, a write key of the destination
-/// is needed.
+/// Whether a webhook's credentials cover its whole body:
+/// - a write key in the Authorization header (HTTP Basic), when sent, must be one of the
+///   destination's, and covers the whole body;
+/// - with a shared secret, `X-Segment-Signature` (when sent; `X-Signature` is then not read)
+///   must sign the whole body, else `X-Signature` (when sent) must sign the whole body or, as
+///   Webhooks (Actions) signs a batch, its first event: that covers an array of that one event
+///   only, and a longer array needs the write key as well ([`IngestError::PartialSignature`]).
+///   The signature checked must match, even when a write key would do.
+/// - without any credential, the request is refused.
 fn webhook_authentic(dest: &DestinationRuntime, r: &Received) -> Result<(), IngestError> {
+    let keyed = match &r.header_key {
+        Some(k)
+            if dest
+                .config
+                .write_keys
+                .iter()
+                .any(|w| w.matches(k.as_bytes())) =>
+        {
+            true
+        }
+        Some(_) => return Err(IngestError::UnknownWriteKey),
+        None => false,
+    };
     let Some(secret) = &dest.config.webhook_secret else {
-        return match &r.header_key {
-            Some(k)
-                if dest
-                    .config
-                    .write_keys
-                    .iter()
-                    .any(|w| w.matches(k.as_bytes())) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(IngestError::UnknownWriteKey),
-            None => Err(IngestError::MissingWriteKey),
+        return if keyed {
+            Ok(())
+        } else {
+            Err(IngestError::MissingWriteKey)
         };
     };
     let key = secret.expose().as_bytes();
-    match &r.segment_signature {
-        Some(sig) => match ingest::verify_signature(key, &r.body, Some(sig))? {
-            ingest::Signed::Body => Ok(()),
-            ingest::Signed::FirstEvent => Err(IngestError::BadSignature),
+    let signed = match (&r.segment_signature, &r.signature) {
+        (Some(sig), _) => match ingest::verify_signature(key, &r.body, Some(sig))? {
+            ingest::Signed::Body => ingest::Signed::Body,
+            ingest::Signed::FirstEvent | ingest::Signed::SoleEvent => {
+                return Err(IngestError::BadSignature);
+            }
         },
-        None => ingest::verify_signature(key, &r.body, r.signature.as_deref()).map(|_| ()),
+        (None, Some(sig)) => ingest::verify_signature(key, &r.body, Some(sig))?,
+        (None, None) if keyed => return Ok(()),
+        (None, None) => return Err(IngestError::MissingSignature),
+    };
+    match signed {
+        ingest::Signed::Body | ingest::Signed::SoleEvent => Ok(()),
+        ingest::Signed::FirstEvent if keyed => Ok(()),
+        ingest::Signed::FirstEvent => Err(IngestError::PartialSignature),
     }
 }
 

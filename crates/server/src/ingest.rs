@@ -141,7 +141,9 @@ pub enum IngestError {
     /// 401: the write key is not one of the configuration's (never echoed).
     #[error("the write key is not configured for any destination")]
     UnknownWriteKey,
-    /// 404: the webhook path names no configured destination.
+    /// 404: the webhook path names no configured destination. The service's webhook endpoint
+    /// answers [`IngestError::WebhookRefused`] instead, so as not to tell which destinations
+    /// exist.
     #[error("no destination named {0:?} is configured")]
     UnknownDestination(String),
     /// 401: the destination has a shared secret and the request has no `X-Signature`.
@@ -150,6 +152,25 @@ pub enum IngestError {
     /// 401: `X-Signature` is not the HMAC-SHA1 of the body with the shared secret.
     #[error("X-Signature does not match the body")]
     BadSignature,
+    /// 401: `X-Signature` signs only the first event of an array of several (Segment's
+    /// Webhooks (Actions) destination with batching on); the others could be forged.
+    #[error(
+        "X-Signature covers only the first event of this array (Segment's Webhooks (Actions) \
+         destination signs only the first event of a batch), so the other events could be \
+         forged: turn batching off in that destination, or send X-Segment-Signature over the \
+         whole body, or add a write key of the destination as HTTP Basic auth (an \
+         Authorization header); nothing was stored"
+    )]
+    PartialSignature,
+    /// 401: a webhook that is not accepted, whether its destination does not exist or its
+    /// credentials are missing or wrong: the answer is the same, byte for byte, so that it does
+    /// not tell which destinations exist.
+    #[error(
+        "webhook not accepted: no destination of this name accepts these credentials; sign the \
+         body with the destination's webhook_secret (X-Segment-Signature or X-Signature: the \
+         hex HMAC-SHA1 of the body), or send one of its write keys as the HTTP Basic user name"
+    )]
+    WebhookRefused,
 }
 
 impl IngestError {
@@ -178,7 +199,9 @@ impl IngestError {
             | IngestError::MissingWriteKey
             | IngestError::UnknownWriteKey
             | IngestError::MissingSignature
-            | IngestError::BadSignature => 401,
+            | IngestError::BadSignature
+            | IngestError::PartialSignature
+            | IngestError::WebhookRefused => 401,
             IngestError::UnknownDestination(_) => 404,
             IngestError::UnsupportedEncoding(_) => 415,
         }
@@ -200,6 +223,8 @@ impl IngestError {
             IngestError::UnknownDestination(_) => "unknown_destination",
             IngestError::MissingSignature => "missing_signature",
             IngestError::BadSignature => "bad_signature",
+            IngestError::PartialSignature => "partial_signature",
+            IngestError::WebhookRefused => "webhook_refused",
         }
     }
 
@@ -330,6 +355,9 @@ pub enum Signed {
     /// same bytes as that element in the body it sends). The other events are not authenticated;
     /// the caller decides whether to accept that.
     FirstEvent,
+    /// The only element of a JSON array body (`[event]`, whitespace aside): a batch of one, signed
+    /// as Webhooks (Actions) signs batches. Every event of the body is authenticated.
+    SoleEvent,
 }
 
 /// Checks a webhook's signature: `x_signature` must be the hex HMAC-SHA1 (either case) of `body`
@@ -337,7 +365,8 @@ pub enum Signed {
 ///
 /// `body` is the body **after** [`decode_body`]: Segment signs the JSON text it sends, and it
 /// sends it uncompressed. Segment's Webhooks (Actions) destination signs only the first event of
-/// a batched (array) body; that signature is accepted too and reported as [`Signed::FirstEvent`].
+/// a batched (array) body; that signature is recognised too and reported as [`Signed::FirstEvent`]
+/// (or [`Signed::SoleEvent`] when the array holds nothing else).
 /// Its newer `X-Segment-Signature` header signs the whole body with the same HMAC, so its value
 /// can be passed here as well. A missing or empty header is [`IngestError::MissingSignature`]; a
 /// value that is not hex or does not match is [`IngestError::BadSignature`] (both 401). An empty
@@ -356,9 +385,13 @@ pub fn verify_signature(
     if hmac::verify(&key, body, &tag).is_ok() {
         return Ok(Signed::Body);
     }
-    if let Some(first) = first_array_element(body) {
-        if hmac::verify(&key, first, &tag).is_ok() {
-            return Ok(Signed::FirstEvent);
+    if let Some(span) = first_array_element_span(body) {
+        if hmac::verify(&key, &body[span.clone()], &tag).is_ok() {
+            return Ok(if closes_array(body, span.end) {
+                Signed::SoleEvent
+            } else {
+                Signed::FirstEvent
+            });
         }
     }
     Err(IngestError::BadSignature)
@@ -951,7 +984,13 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The bytes of the first element of a JSON array body, as they appear in it.
+#[cfg(test)]
 fn first_array_element(body: &[u8]) -> Option<&[u8]> {
+    first_array_element_span(body).map(|span| &body[span])
+}
+
+/// Where the first element of a JSON array body is, as a range of its bytes.
+fn first_array_element_span(body: &[u8]) -> Option<std::ops::Range<usize>> {
     let is_space = |byte: &u8| matches!(byte, b' ' | b'\t' | b'\n' | b'\r');
     let open = body.iter().position(|byte| !is_space(byte))?;
     if body[open] != b'[' {
@@ -963,9 +1002,24 @@ fn first_array_element(body: &[u8]) -> Option<&[u8]> {
     let mut values =
         serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
     match values.next() {
-        Some(Ok(_)) => Some(&rest[..values.byte_offset()]),
+        Some(Ok(_)) => {
+            let begin = open + 1 + start;
+            Some(begin..begin + values.byte_offset())
+        }
         _ => None,
     }
+}
+
+/// Whether the body is an array whose first element ends at `end`, followed by nothing but the
+/// closing bracket and whitespace.
+fn closes_array(body: &[u8], end: usize) -> bool {
+    let is_space = |byte: &u8| matches!(byte, b' ' | b'\t' | b'\n' | b'\r');
+    let mut rest = body
+        .get(end..)
+        .unwrap_or_default()
+        .iter()
+        .skip_while(|b| is_space(b));
+    rest.next() == Some(&b']') && rest.all(is_space)
 }
 
 /// `text` cut to `max` characters (with `…` when cut), for echoing client input.
@@ -2117,6 +2171,39 @@ mod tests {
         );
         assert_eq!(IngestError::BadSignature.status(), 401);
         assert_eq!(IngestError::MissingSignature.status(), 401);
+    }
+
+    #[test]
+    fn a_signature_over_the_only_event_of_an_array_covers_it() {
+        let secret = b"s3cret";
+        let event = br#"{"type":"identify","userId":"u1"}"#;
+        let sig = sign(secret, event);
+        let wrap = |before: &str, after: &str| {
+            let mut body = before.as_bytes().to_vec();
+            body.extend_from_slice(event);
+            body.extend_from_slice(after.as_bytes());
+            body
+        };
+        let cases: Vec<(Vec<u8>, Result<Signed, IngestError>)> = vec![
+            (wrap("[", "]"), Ok(Signed::SoleEvent)),
+            (wrap(" \n[ \t", "\r\n] \n"), Ok(Signed::SoleEvent)),
+            (wrap("[", ",{}]"), Ok(Signed::FirstEvent)),
+            (wrap("[", " , {} ]"), Ok(Signed::FirstEvent)),
+            (wrap("[", ","), Ok(Signed::FirstEvent)),
+            (wrap("[", "]]"), Ok(Signed::FirstEvent)),
+            (wrap("[", "] x"), Ok(Signed::FirstEvent)),
+            (wrap("[", ""), Ok(Signed::FirstEvent)),
+            (wrap("[[", "]]"), Err(IngestError::BadSignature)),
+            (wrap("", ""), Ok(Signed::Body)),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                verify_signature(secret, &body, Some(&sig)),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     #[test]

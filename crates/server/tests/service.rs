@@ -123,8 +123,8 @@ async fn bad_requests_get_clear_4xx_and_store_nothing() {
             h.http
                 .post(h.url("/v1/webhook/nope"))
                 .body(json!(identify("x2", "u", None, "vip", true)).to_string()),
-            404,
-            "nope",
+            401,
+            "not accepted",
         ),
         (
             "bad signature",

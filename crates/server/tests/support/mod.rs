@@ -81,9 +81,22 @@ impl Harness {
     }
 
     pub async fn start_with(faults: Faults, extra: &str) -> Harness {
+        Self::start_full(faults, "", extra).await
+    }
+
+    /// As [`Harness::start`], with `top` lines (top-level keys, such as `admin_token`) before
+    /// the rest of the configuration.
+    pub async fn start_top(top: &str, extra: &str) -> Harness {
+        Self::start_full(Faults::default(), top, extra).await
+    }
+
+    async fn start_full(faults: Faults, top: &str, extra: &str) -> Harness {
         let emu = emulator(faults).await;
         let dir = temp_dir("svc");
-        let config = config_text(&dir.join("db.sqlite"), &emu.url(), extra);
+        let config = format!(
+            "{top}\n{}",
+            config_text(&dir.join("db.sqlite"), &emu.url(), extra)
+        );
         let cfg = Config::parse(&config, &|_| None).expect("config");
         let svc = RunningService::start(cfg).await.expect("service");
         Harness {

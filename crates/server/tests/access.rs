@@ -1,0 +1,122 @@
+//! Who may read what: `/metrics` and the admin endpoints behind the admin token (its scheme
+//! matched case-insensitively, as is Basic's for write keys), and the `metrics_listen` address
+//! that serves `/metrics` alone, without a token.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+const TOKEN: &str = "admin-t0ken";
+
+async fn get(h: &Harness, base: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut r = h.http.get(format!("{base}{path}"));
+    if let Some(a) = auth {
+        r = r.header("Authorization", a);
+    }
+    let r = r.send().await.expect("send");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_admin_endpoints_need_the_token_when_one_is_set() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let base = h.svc().url();
+    for path in ["/metrics", "/v1/status", "/v1/events/m1"] {
+        let (s, body) = get(&h, &base, path, None).await;
+        assert_eq!(s, 401, "{path}: {body}");
+        assert!(!body.contains("iterable_lists_"), "{path}: {body}");
+        let (s, body) = get(&h, &base, path, Some("Bearer wrong")).await;
+        assert_eq!(s, 401, "{path}: {body}");
+        let (s, _) = get(&h, &base, path, Some(&format!("Basic {TOKEN}"))).await;
+        assert_eq!(s, 401, "{path}");
+    }
+    for auth in [
+        format!("Bearer {TOKEN}"),
+        format!("bearer {TOKEN}"),
+        format!("BEARER  {TOKEN} "),
+        format!("BeArEr\t{TOKEN}"),
+    ] {
+        let (s, body) = get(&h, &base, "/metrics", Some(&auth)).await;
+        assert_eq!(s, 200, "{auth:?}: {body}");
+        assert!(body.contains("iterable_lists_"), "{body}");
+        let (s, body) = get(&h, &base, "/v1/status", Some(&auth)).await;
+        assert_eq!(s, 200, "{auth:?}: {body}");
+    }
+    // Health checks stay open.
+    assert_eq!(get(&h, &base, "/healthz", None).await.0, 200);
+    assert_eq!(get(&h, &base, "/readyz", None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_listen_serves_metrics_alone_without_a_token() {
+    let h = Harness::start_top(
+        &format!("admin_token = \"{TOKEN}\"\nmetrics_listen = \"127.0.0.1:0\""),
+        "",
+    )
+    .await;
+    let metrics = format!(
+        "http://{}",
+        h.svc().metrics_addr().expect("a metrics listener")
+    );
+    assert_ne!(metrics, h.svc().url());
+    let (s, body) = get(&h, &metrics, "/metrics", None).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("iterable_lists_"), "{body}");
+    assert!(body.contains("prod"), "{body}");
+    // Nothing else there, token or not.
+    for path in ["/v1/status", "/v1/events/m1", "/healthz", "/", "/metrics/x"] {
+        let (s, body) = get(&h, &metrics, path, Some(&format!("Bearer {TOKEN}"))).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    let r = h
+        .http
+        .post(format!("{metrics}/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .body(json!({"batch": [identify("m1", "ann", None, "vip", true)]}).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 404);
+    let r = h
+        .http
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 405);
+    // The main listener still wants the token for /metrics, and stored nothing.
+    assert_eq!(get(&h, &h.svc().url(), "/metrics", None).await.0, 401);
+    let (s, v) = get(
+        &h,
+        &h.svc().url(),
+        "/v1/events/m1",
+        Some(&format!("Bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_basic_scheme_of_a_write_key_is_case_insensitive() {
+    let h = Harness::start("").await;
+    let credentials = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    };
+    for (i, scheme) in ["Basic", "basic", "BASIC"].into_iter().enumerate() {
+        let id = format!("b{i}");
+        let r = h
+            .http
+            .post(h.url("/v1/batch"))
+            .header("Authorization", format!("{scheme} {credentials}"))
+            .body(json!({"batch": [identify(&id, "ann", None, "vip", true)]}).to_string())
+            .send()
+            .await
+            .expect("send");
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
+        assert_eq!((status, body), (200, json!({"success": true})), "{scheme}");
+    }
+}
