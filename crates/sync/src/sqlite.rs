@@ -134,6 +134,25 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(counts::SCHEMA)
 }
 
+/// One more failed try for the keys of a JSON array `[[email, userId, seq], ...]` (`?4`) of one
+/// audience whose desired version is still that seq and pending. Each key is one primary-key
+/// search (see the test of the query plans).
+const MARK_TRIES: &str = "UPDATE desired SET tries = tries + 1, reason = ?3
+     WHERE (destination, list_key, email, user_id, seq) IN
+       (SELECT ?1, ?2, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
+       AND state = 'pending'";
+
+/// The events of those keys (`?6`) in status `?7`: `pending`, with the last error and the next
+/// try.
+const MARK_TRIED_EVENTS: &str = "UPDATE event_audiences SET status = 'pending', reason = ?3,
+     next_attempt_ms = ?4, updated_ms = ?5
+     WHERE (seq, part) IN
+       (SELECT d.seq, d.part FROM json_each(?6) AS k CROSS JOIN desired d
+          ON d.destination = ?1 AND d.list_key = ?2 AND d.email = k.value ->> 0
+         AND d.user_id = k.value ->> 1 AND d.seq = k.value ->> 2
+        WHERE d.state = 'pending')
+       AND status = ?7";
+
 /// The columns of `desired` in versions 1 and 2 (version 3 added `tries`).
 const DESIRED_V2_COLUMNS: &str = "destination, list_key, email, user_id, list_id, member,
     time_ms, seq, part, accepted_ms, data_fields, update_existing_users_only,
@@ -507,18 +526,18 @@ impl SqliteStore {
         self.checked
     }
 
-    /// Busy timeout, statement cache and page cache of a new connection.
-    fn tune(conn: &Connection, cache_kib: i64) -> Result<(), StoreError> {
-        const OP: &str = "open";
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(engine(OP))?;
+    /// Busy timeout, statement cache and page cache of a new connection to `location`.
+    fn tune(conn: &Connection, cache_kib: i64, location: &str) -> Result<(), StoreError> {
+        let err = |e| open_error(location, "open", e);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         // Every statement is prepared once per connection and reused (accept runs several
         // per event).
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "cache_size", -cache_kib)
-            .map_err(engine(OP))?;
+            .map_err(err)?;
         // Savepoint journals (one per write in a group) and sort spills stay in memory.
         conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(engine(OP))
+            .map_err(err)
     }
 
     /// Creates the schema, or migrates an older one, and proves the database writable, in
@@ -594,8 +613,12 @@ impl SqliteStore {
             )
             .map_err(engine(OP))?;
         if !has_tries {
-            tx.execute_batch("ALTER TABLE desired ADD COLUMN tries INTEGER NOT NULL DEFAULT 0")
-                .map_err(engine(OP))?;
+            // A stored retry counted one failed try at least.
+            tx.execute_batch(
+                "ALTER TABLE desired ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+                 UPDATE desired SET tries = attempts WHERE attempts > 0;",
+            )
+            .map_err(engine(OP))?;
         }
         tx.execute("DELETE FROM audience_counts", [])
             .map_err(engine(OP))?;
@@ -612,7 +635,7 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         const OP: &str = "open";
         let location = file.map_or_else(|| ":memory:".to_string(), |p| p.display().to_string());
-        Self::tune(&conn, WRITER_CACHE_KIB)?;
+        Self::tune(&conn, WRITER_CACHE_KIB, &location)?;
         // Returns the mode in force: "wal" on files, "memory" for :memory:.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -647,7 +670,7 @@ impl SqliteStore {
                     location: path.display().to_string(),
                     source: e.into(),
                 })?;
-                Self::tune(&r, READER_CACHE_KIB)?;
+                Self::tune(&r, READER_CACHE_KIB, &location)?;
                 Some(Mutex::new(r))
             }
         };
@@ -1652,13 +1675,7 @@ impl Store for SqliteStore {
         self.write(OP, |tx| {
             // Whatever the number of rows, a few statements: the keys travel as one JSON array.
             let marked = tx
-                .prepare_cached(
-                    "UPDATE desired SET tries = tries + 1, reason = ?3
-                     FROM json_each(?4) AS k
-                     WHERE desired.destination = ?1 AND desired.list_key = ?2
-                       AND desired.email = k.value ->> 0 AND desired.user_id = k.value ->> 1
-                       AND desired.seq = k.value ->> 2 AND desired.state = 'pending'",
-                )
+                .prepare_cached(MARK_TRIES)
                 .map_err(engine(OP))?
                 .execute(params![destination, audience_key, reason, keys])
                 .map_err(engine(OP))?;
@@ -1666,28 +1683,18 @@ impl Store for SqliteStore {
                 return Ok(0);
             }
             let events = |from: StatusKind| {
-                tx.prepare_cached(
-                    "UPDATE event_audiences SET status = 'pending', reason = ?3,
-                     next_attempt_ms = ?4, updated_ms = ?5
-                     FROM (SELECT d.seq, d.part FROM json_each(?6) AS k JOIN desired d
-                           ON d.destination = ?1 AND d.list_key = ?2
-                          AND d.email = k.value ->> 0 AND d.user_id = k.value ->> 1
-                          AND d.seq = k.value ->> 2
-                           WHERE d.state = 'pending') AS w
-                     WHERE event_audiences.seq = w.seq AND event_audiences.part = w.part
-                       AND event_audiences.status = ?7",
-                )
-                .map_err(engine(OP))?
-                .execute(params![
-                    destination,
-                    audience_key,
-                    reason,
-                    next_attempt_ms,
-                    now_ms,
-                    keys,
-                    from.as_str()
-                ])
-                .map_err(engine(OP))
+                tx.prepare_cached(MARK_TRIED_EVENTS)
+                    .map_err(engine(OP))?
+                    .execute(params![
+                        destination,
+                        audience_key,
+                        reason,
+                        next_attempt_ms,
+                        now_ms,
+                        keys,
+                        from.as_str()
+                    ])
+                    .map_err(engine(OP))
             };
             events(StatusKind::Pending)?;
             let flipped = events(StatusKind::Accepted)?;
@@ -1768,6 +1775,9 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod open_tests;
 
 #[cfg(test)]
 mod tests {

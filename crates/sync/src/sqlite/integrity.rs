@@ -136,3 +136,30 @@ impl WriteHealth {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_of_the_store_set_the_flag_and_only_commits_clear_it() {
+        let h = WriteHealth::default();
+        let invalid = StoreError::Invalid {
+            op: "x",
+            message: "bad input".into(),
+        };
+        h.failed(&invalid);
+        assert_eq!(h.failure(), None);
+        let readonly = StoreError::engine(
+            "accept",
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(8), None),
+        );
+        assert!(cannot_write(&readonly));
+        h.failed(&readonly);
+        assert!(h.failure().is_some_and(|f| f.contains("accept")));
+        h.failed(&invalid);
+        assert!(h.failure().is_some(), "a refused input does not clear it");
+        h.committed();
+        assert_eq!(h.failure(), None);
+    }
+}
