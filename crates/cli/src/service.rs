@@ -10,7 +10,7 @@ use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as 
 use server::RunningService;
 use server::app::{open_store, system_clock};
 use server::config::Config;
-use server::status::{DestinationStatus, event_json, event_text, status_text};
+use server::status::{DestinationState, DestinationStatus, event_json, event_text, status_text};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -79,9 +79,17 @@ pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
     let store = open_store(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
     let mut all = Vec::new();
     for d in &cfg.destinations {
-        let state = if d.enabled { "enabled" } else { "disabled" };
+        // The state the service stored: running, paused (a refused key) or degraded.
+        let state = if d.enabled {
+            let stored = store
+                .destination_state(&d.name)
+                .map_err(|e| anyhow!("{e}"))?;
+            Some(stored.unwrap_or(DestinationState::Running))
+        } else {
+            None
+        };
         all.push(
-            DestinationStatus::read(store.as_ref(), &d.name, d.enabled, state.into())
+            DestinationStatus::read(store.as_ref(), &d.name, d.enabled, state)
                 .map_err(|e| anyhow!("{e}"))?,
         );
     }
