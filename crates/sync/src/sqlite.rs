@@ -35,6 +35,7 @@
 //! - `desired_pending`: a partial index on pending rows, in arrival order per audience.
 //! - `audience_counts`: the figures per audience, maintained by every write (see `counts`).
 //! - `destination_state`: whether each destination is running, paused or degraded.
+//! - `write_probe`: one row that the checks of writability change.
 
 mod counts;
 mod integrity;
@@ -119,6 +120,10 @@ CREATE TABLE IF NOT EXISTS lists (
     list_id INTEGER NOT NULL,
     PRIMARY KEY (destination, audience_key)
 );
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS destination_state (
     destination TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -152,6 +157,11 @@ const MARK_TRIED_EVENTS: &str = "UPDATE event_audiences SET status = 'pending', 
          AND d.user_id = k.value ->> 1 AND d.seq = k.value ->> 2
         WHERE d.state = 'pending')
        AND status = ?7";
+
+/// A write that changes a byte on disk, to find out whether the store can write: SQLite skips
+/// writing a row that an update leaves as it was, so the row counts up.
+const PROBE: &str = "INSERT INTO write_probe (id, n) VALUES (1, 1)
+     ON CONFLICT (id) DO UPDATE SET n = (n + 1) % 1000000";
 
 /// The columns of `desired` in versions 1 and 2 (version 3 added `tries`).
 const DESIRED_V2_COLUMNS: &str = "destination, list_key, email, user_id, list_id, member,
@@ -512,8 +522,11 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_error(&location, "open", e))?;
+        let conn = Connection::open(path)
+            .map_err(|e| open_error(&location, "open", e))
+            .map_err(|e| integrity::explain_open_failure(path, e))?;
         Self::init(conn, Some(path), wal_restart_frames, options)
+            .map_err(|e| integrity::explain_open_failure(path, e))
     }
 
     /// A private in-memory database (tests, demos): nothing survives the process.
@@ -580,10 +593,11 @@ impl SqliteStore {
                 }
             }
         }
-        // A real write, committed: a read-only file, directory or filesystem fails here, at
-        // start, not at the first event.
         tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
-            .map_err(err("write test"))?;
+            .map_err(err("schema version"))?;
+        // A real write, committed: a read-only file, directory or filesystem (or a full disk)
+        // fails here, at start, not at the first event.
+        tx.execute(PROBE, []).map_err(err("write test"))?;
         tx.commit().map_err(err("commit"))
     }
 
@@ -1769,9 +1783,7 @@ impl Store for SqliteStore {
     fn probe_write(&self) -> Result<(), StoreError> {
         const OP: &str = "probe_write";
         self.write(OP, |tx| {
-            tx.execute("UPDATE schema_version SET version = version", [])
-                .map(|_| ())
-                .map_err(engine(OP))
+            tx.execute(PROBE, []).map(|_| ()).map_err(engine(OP))
         })
     }
 }

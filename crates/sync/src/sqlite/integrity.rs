@@ -2,6 +2,7 @@
 //! time; the errors that mean a damaged file or a store that cannot write; and the health flag
 //! that failed writes set and a successful one clears.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,48 @@ pub(super) fn open_error(location: &str, during: &str, e: rusqlite::Error) -> St
             location: location.to_string(),
             source: format!("{during}: {e}").into(),
         },
+    }
+}
+
+/// Why the database at `path` cannot be written, if the filesystem says so: the file cannot be
+/// opened for writing, or no file can be created beside it (SQLite's `-wal` and `-shm`).
+fn unwritable(path: &Path) -> Option<String> {
+    if path.exists()
+        && let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
+    {
+        return Some(format!("the file cannot be opened for writing: {e}"));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".iterable-lists-write-test-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+        Err(e) => Some(format!("cannot create files in {}: {e}", dir.display())),
+    }
+}
+
+/// A failure to open the database at `path`, made precise when the filesystem does not let
+/// it be written (SQLite then reports only that it cannot open the file).
+pub(super) fn explain_open_failure(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Open { .. } | StoreError::Unwritable { .. } => match unwritable(path) {
+            Some(why) => StoreError::Unwritable {
+                location: path.display().to_string(),
+                source: why.into(),
+            },
+            None => e,
+        },
+        other => other,
     }
 }
 
