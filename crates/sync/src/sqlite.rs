@@ -1100,17 +1100,94 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// The common case of [`SqliteStore::record_one`]: the planned version is still the
+    /// desired one and still pending, and Iterable took (`kind` delivered) or refused it. Its
+    /// event is accepted, or pending after a failed try.
+    fn settle_planned(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        id: &Identity,
+        row: &Current,
+        (kind, reason): (StatusKind, Option<&str>),
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_outcomes";
+        let Recording {
+            destination,
+            audience_key,
+            now_ms,
+        } = *at;
+        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+        let seq = row.seq;
+        st.settle_current
+            .execute(params![
+                destination,
+                audience_key,
+                email,
+                user_id,
+                kind.as_str(),
+                reason,
+                now_ms
+            ])
+            .map_err(engine(OP))?;
+        d.state_moved("pending", kind.as_str());
+        if kind == StatusKind::Delivered {
+            d.ack_moved(row.ack_member, row.member);
+            d.delivered_at(now_ms);
+        }
+        for from in [StatusKind::Accepted, StatusKind::Pending] {
+            let moved = st
+                .move_status
+                .execute(params![
+                    seq,
+                    row.part,
+                    kind.as_str(),
+                    reason,
+                    now_ms,
+                    from.as_str()
+                ])
+                .map_err(engine(OP))?;
+            if moved == 1 {
+                d.event_moved(from, kind);
+                return Ok(());
+            }
+        }
+        // The event had another status (not seen in practice): set it all the same.
+        let was: Option<String> = st
+            .status_of
+            .query_row(params![seq, row.part], |r| r.get(0))
+            .optional()
+            .map_err(engine(OP))?;
+        if let Some(was) = was {
+            d.event_moved(status_of(OP, &was)?, kind);
+            st.set_status
+                .execute(params![
+                    seq,
+                    row.part,
+                    kind.as_str(),
+                    reason,
+                    None::<i64>,
+                    now_ms
+                ])
+                .map_err(engine(OP))?;
+        }
+        Ok(())
+    }
+
     /// Records one outcome of [`Store::record_outcomes`]. The key's desired row is read first:
     /// it decides, and tells what changes in the audience's figures (`d`).
     fn record_one(
         st: &mut OutcomeStatements<'_>,
         d: &mut Delta,
-        destination: &str,
-        audience_key: &str,
-        now_ms: i64,
+        at: &Recording<'_>,
         o: &OutcomeRow,
     ) -> Result<Recorded, StoreError> {
         const OP: &str = "record_outcomes";
+        let Recording {
+            destination,
+            audience_key,
+            now_ms,
+        } = *at;
         let id = &o.identity;
         let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
         let seq = to_i64(OP, o.seq)?;
@@ -1127,61 +1204,7 @@ impl SqliteStore {
             && unchanged
             && row.state == "pending"
         {
-            // The common case: the planned version is still the desired one and still
-            // pending, and Iterable took or refused it. Its event is accepted, or pending
-            // after a failed try.
-            st.settle_current
-                .execute(params![
-                    destination,
-                    audience_key,
-                    email,
-                    user_id,
-                    kind.as_str(),
-                    reason,
-                    now_ms
-                ])
-                .map_err(engine(OP))?;
-            d.state_moved("pending", kind.as_str());
-            if kind == StatusKind::Delivered {
-                d.ack_moved(row.ack_member, row.member);
-                d.delivered_at(now_ms);
-            }
-            for from in [StatusKind::Accepted, StatusKind::Pending] {
-                let moved = st
-                    .move_status
-                    .execute(params![
-                        seq,
-                        row.part,
-                        kind.as_str(),
-                        reason,
-                        now_ms,
-                        from.as_str()
-                    ])
-                    .map_err(engine(OP))?;
-                if moved == 1 {
-                    d.event_moved(from, kind);
-                    return Ok(Recorded::Applied);
-                }
-            }
-            // The event had another status (not seen in practice): set it all the same.
-            let was: Option<String> = st
-                .status_of
-                .query_row(params![seq, row.part], |r| r.get(0))
-                .optional()
-                .map_err(engine(OP))?;
-            if let Some(was) = was {
-                d.event_moved(status_of(OP, &was)?, kind);
-                st.set_status
-                    .execute(params![
-                        seq,
-                        row.part,
-                        kind.as_str(),
-                        reason,
-                        None::<i64>,
-                        now_ms
-                    ])
-                    .map_err(engine(OP))?;
-            }
+            Self::settle_planned(st, d, at, id, &row, (kind, reason))?;
             return Ok(Recorded::Applied);
         }
         let event: Option<(i64, Option<bool>, Option<i64>, String)> = st
@@ -1273,6 +1296,14 @@ impl SqliteStore {
             Recorded::ChangedMeanwhile
         })
     }
+}
+
+/// Where and when outcomes are recorded: one audience, one moment.
+#[derive(Clone, Copy)]
+struct Recording<'a> {
+    destination: &'a str,
+    audience_key: &'a str,
+    now_ms: i64,
 }
 
 /// The statements of [`Store::record_outcomes`], prepared once per call.
@@ -1527,16 +1558,14 @@ impl Store for SqliteStore {
         self.write(OP, |tx| {
             let mut st = OutcomeStatements::prepare(tx)?;
             let mut d = Delta::default();
+            let at = Recording {
+                destination,
+                audience_key,
+                now_ms,
+            };
             let mut out = Vec::with_capacity(outcomes.len());
             for o in outcomes {
-                out.push(Self::record_one(
-                    &mut st,
-                    &mut d,
-                    destination,
-                    audience_key,
-                    now_ms,
-                    o,
-                )?);
+                out.push(Self::record_one(&mut st, &mut d, &at, o)?);
             }
             counts::apply(tx, OP, destination, audience_key, &d)?;
             Ok(out)
