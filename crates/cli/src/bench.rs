@@ -637,7 +637,7 @@ async fn ingest_and_memory(dir: &Path, n: usize, report: &mut Report) -> Result<
         eps,
         "events/s",
     );
-    // The peak over ingestion and one status query (which scans every pending row).
+    // The peak over ingestion and one status query.
     let mib = peak.max(peak_after) as f64 / 1024.0;
     report.row(
         "e",
