@@ -406,7 +406,7 @@ impl Compiler {
                 "liquid template values are limited to {MAX_TEMPLATE_LENGTH} characters"
             ));
         }
-        match Liquid::parse(template) {
+        match Liquid::parse(template, self.location()) {
             Ok(liquid) => Node::Liquid(Box::new(liquid)),
             Err(message) => self.throw(message),
         }

@@ -1,0 +1,313 @@
+//! JavaScript values for the filters: liquid-rust values in and out, and LiquidJS's
+//! coercions (`stringify`, `toNumber`, `toArray`) with JavaScript's number printing.
+
+use liquid_core::model::{Array, Object, ScalarCow};
+use liquid_core::{Value, ValueView};
+use serde_json::Value as Json;
+
+use super::super::js;
+use super::super::value::{Handle, View};
+
+/// A JavaScript value as the filters see it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Js {
+    Nil,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Js>),
+    Obj(Vec<(String, Js)>),
+}
+
+/// The largest integer a double holds exactly (`Number.MAX_SAFE_INTEGER`).
+const SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// A JSON number as a liquid value: an integer when it is one JavaScript holds exactly (so
+/// it prints as digits), else a double.
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() <= SAFE {
+        Value::scalar(n as i64)
+    } else if n.is_finite() {
+        Value::scalar(n)
+    } else {
+        // liquid-rust prints these as `inf`/`NaN`; JavaScript as `Infinity`/`NaN`.
+        Value::scalar(js::number_to_string(n))
+    }
+}
+
+/// The payload (JSON from the event, or built by the mapping) as a liquid value.
+pub(crate) fn from_handle(h: Handle<'_, '_>) -> Value {
+    match h.view() {
+        View::Undef | View::Null => Value::Nil,
+        View::Bool(b) => Value::scalar(b),
+        View::Num(n) => match h {
+            Handle::Json(Json::Number(num)) if num.is_i64() || num.is_u64() => {
+                num.as_i64().map_or_else(|| number(n), Value::scalar)
+            }
+            _ => number(n),
+        },
+        View::Str(s) => Value::scalar(s.to_owned()),
+        View::Array => Value::Array(h.items().into_iter().flatten().map(from_handle).collect()),
+        View::Object => {
+            let mut o = Object::new();
+            for (k, v) in h.entries().unwrap_or_default() {
+                let mut key = String::new();
+                k.push_to(&mut key);
+                o.insert(key.into(), from_handle(v));
+            }
+            Value::Object(o)
+        }
+    }
+}
+
+impl Js {
+    pub(crate) fn from_view(v: &dyn ValueView) -> Js {
+        if let Some(s) = v.as_scalar() {
+            return Js::from_scalar(&s);
+        }
+        if let Some(a) = v.as_array() {
+            return Js::Arr(a.values().map(|x| Js::from_view(x)).collect());
+        }
+        if let Some(o) = v.as_object() {
+            return Js::Obj(
+                o.iter()
+                    .map(|(k, x)| (k.as_str().to_owned(), Js::from_view(x)))
+                    .collect(),
+            );
+        }
+        if v.is_nil() {
+            return Js::Nil;
+        }
+        // `empty` and `blank` as filter input: LiquidJS passes its drop, printed as "".
+        Js::Str(String::new())
+    }
+
+    fn from_scalar(s: &ScalarCow<'_>) -> Js {
+        match s.type_name() {
+            "boolean" => Js::Bool(s.to_bool().unwrap_or(false)),
+            "whole number" => Js::Num(s.to_integer().map_or(f64::NAN, |i| i as f64)),
+            "fractional number" => Js::Num(s.to_float().unwrap_or(f64::NAN)),
+            _ => Js::Str(s.to_kstr().to_string()),
+        }
+    }
+
+    /// Back to a liquid value.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Js::Nil => Value::Nil,
+            Js::Bool(b) => Value::scalar(b),
+            Js::Num(n) => number(n),
+            Js::Str(s) => Value::scalar(s),
+            Js::Arr(items) => {
+                Value::Array(items.into_iter().map(Js::into_value).collect::<Array>())
+            }
+            Js::Obj(entries) => {
+                let mut o = Object::new();
+                for (k, v) in entries {
+                    o.insert(k.into(), v.into_value());
+                }
+                Value::Object(o)
+            }
+        }
+    }
+
+    pub(crate) fn is_nil(&self) -> bool {
+        matches!(self, Js::Nil)
+    }
+
+    /// LiquidJS's `stringify`: nil is "", arrays join their items with nothing, objects are
+    /// `[object Object]`, numbers print as JavaScript prints them.
+    pub(crate) fn string(&self) -> String {
+        let mut out = String::new();
+        self.push_string(&mut out);
+        out
+    }
+
+    fn push_string(&self, out: &mut String) {
+        match self {
+            Js::Nil => {}
+            Js::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Js::Num(n) => out.push_str(&js::number_to_string(*n)),
+            Js::Str(s) => out.push_str(s),
+            Js::Arr(items) => items.iter().for_each(|i| i.push_string(out)),
+            Js::Obj(_) => out.push_str("[object Object]"),
+        }
+    }
+
+    /// JavaScript's `String(value)` (arrays join with commas).
+    pub(crate) fn js_string(&self) -> String {
+        match self {
+            Js::Nil => "null".to_owned(),
+            Js::Arr(items) => items
+                .iter()
+                .map(|i| match i {
+                    Js::Nil => String::new(),
+                    other => other.js_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.string(),
+        }
+    }
+
+    /// JavaScript's `Number(value)`.
+    pub(crate) fn number(&self) -> f64 {
+        match self {
+            Js::Nil => 0.0,
+            Js::Bool(b) => f64::from(u8::from(*b)),
+            Js::Num(n) => *n,
+            Js::Str(s) => string_to_number(s),
+            Js::Arr(_) => string_to_number(&self.js_string()),
+            Js::Obj(_) => f64::NAN,
+        }
+    }
+
+    /// LiquidJS's `toNumber`: `+value || 0`.
+    pub(crate) fn to_number(&self) -> f64 {
+        let n = self.number();
+        if n.is_nan() { 0.0 } else { n }
+    }
+
+    /// LiquidJS's `toArray`: nil is empty, an array itself, anything else one item.
+    pub(crate) fn to_array(&self) -> Vec<Js> {
+        match self {
+            Js::Nil => Vec::new(),
+            Js::Arr(items) => items.clone(),
+            other => vec![other.clone()],
+        }
+    }
+
+    /// JSON.stringify.
+    pub(crate) fn json(&self) -> String {
+        let mut out = String::new();
+        self.push_json(&mut out);
+        out
+    }
+
+    fn push_json(&self, out: &mut String) {
+        match self {
+            Js::Nil => out.push_str("null"),
+            Js::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Js::Num(n) if n.is_finite() => out.push_str(&js::number_to_string(*n)),
+            Js::Num(_) => out.push_str("null"),
+            Js::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+            Js::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.push_json(out);
+                }
+                out.push(']');
+            }
+            Js::Obj(entries) => {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    v.push_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// JavaScript's StringToNumber: trimmed; "" is 0; decimal, `Infinity`, and `0x`/`0o`/`0b`
+/// integers; anything else NaN.
+pub(crate) fn string_to_number(s: &str) -> f64 {
+    let t = js::trim(s);
+    if t.is_empty() {
+        return 0.0;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = t.strip_prefix(prefix) {
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return f64::NAN;
+            }
+            return digits.chars().fold(0.0, |acc, c| {
+                acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
+            });
+        }
+    }
+    let (sign, body) = match t.as_bytes()[0] {
+        b'-' => (-1.0, &t[1..]),
+        b'+' => (1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if body == "Infinity" {
+        return sign * f64::INFINITY;
+    }
+    if !is_decimal_literal(body) {
+        return f64::NAN;
+    }
+    body.parse::<f64>().map_or(f64::NAN, |n| sign * n)
+}
+
+/// `digits[.digits][e[+-]digits]` or `.digits[…]`, at least one digit before the exponent.
+fn is_decimal_literal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let int = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += frac;
+    }
+    if int + frac == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_become_numbers_as_in_javascript() {
+        let cases: &[(&str, f64)] = &[
+            ("", 0.0),
+            ("  42  ", 42.0),
+            ("1e3", 1000.0),
+            ("-1.5", -1.5),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("0x10", 16.0),
+            ("Infinity", f64::INFINITY),
+            ("-Infinity", f64::NEG_INFINITY),
+        ];
+        for (s, n) in cases {
+            assert_eq!(string_to_number(s), *n, "for {s:?}");
+        }
+        for s in [
+            "abc", "1e", "inf", "nan", "1,5", "0x", "--1", "1 2", "infinity",
+        ] {
+            assert!(string_to_number(s).is_nan(), "for {s:?}");
+        }
+    }
+}
