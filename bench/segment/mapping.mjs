@@ -35,10 +35,24 @@ function answer(line) {
   try {
     const out = transform(kase.mapping, kase.event)
     if (out === undefined) return { undefined: true }
-    return { ok: out }
+    return { ok: wellFormed(out) }
   } catch (e) {
     return { error: messageOf(e) }
   }
+}
+
+// Half of a UTF-16 surrogate pair (a string spread or sliced through an emoji) cannot be held
+// by a Rust string, nor read by a strict JSON parser: it is written as U+FFFD, as the Rust
+// side writes it (a documented difference).
+function wellFormed(v) {
+  if (typeof v === 'string') return v.toWellFormed()
+  if (Array.isArray(v)) return v.map(wellFormed)
+  if (v !== null && typeof v === 'object') {
+    const out = {}
+    for (const [k, x] of Object.entries(v)) out[k.toWellFormed()] = wellFormed(x)
+    return out
+  }
+  return v
 }
 
 // AggregateError (validation) lists its errors in its message already.

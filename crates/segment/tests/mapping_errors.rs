@@ -415,6 +415,13 @@ fn merge_and_transform_errors() {
             Reason::RootDirective("must be a single @transform directive whose value is an object"),
         ),
         bad(
+            "a null mapping (mapping-kit's Object.keys(null) throws)",
+            json!(null),
+            "",
+            None,
+            Reason::NullMapping,
+        ),
+        bad(
             "root directive that is not a directive",
             json!({"__segment_internal_directive": "hello", "a": 1}),
             "__segment_internal_directive",

@@ -251,6 +251,10 @@ impl Compiler {
         match mapping {
             Value::Object(map) if map.contains_key(ROOT_DIRECTIVE_KEY) => self.internal_root(map),
             Value::Object(_) => self.mapping(mapping, true),
+            Value::Null => {
+                self.error(Reason::NullMapping);
+                Node::Undefined
+            }
             other => self.mapping(&spread(other), true),
         }
     }

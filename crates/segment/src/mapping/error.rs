@@ -197,6 +197,9 @@ pub enum Reason {
     },
     #[error("the root directive (__segment_internal_directive) {0}")]
     RootDirective(&'static str),
+    /// A mapping that is `null` (mapping-kit's `Object.keys(null)` throws).
+    #[error("the mapping is null: Cannot convert undefined or null to object")]
+    NullMapping,
 }
 
 /// An invalid mapping: where, in which directive, and why.

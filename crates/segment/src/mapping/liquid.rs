@@ -8,6 +8,7 @@ mod condition;
 mod date;
 mod filters;
 mod jsval;
+mod view;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use liquid_core::model::{KString, KStringCow, KStringRef, ScalarCow, Value, ValueCow};
 use liquid_core::parser::{ParseBlock, ParseFilter, ParseTag};
 use liquid_core::runtime::{PartialStore, Registers, RuntimeBuilder, Template};
-use liquid_core::{Language, Object, Renderable, Runtime};
+use liquid_core::{Language, Renderable, Runtime};
 
 use super::error::{EvalError, Location};
 use super::value::Handle;
@@ -102,7 +103,8 @@ fn language_with(unknown_filters: &[String]) -> Language {
 /// LiquidJS's lenient lookups: a variable or member that is not there is nil, not an error.
 struct Lenient<'r>(&'r dyn Runtime);
 
-static NIL: Value = Value::Nil;
+/// What a missing variable is: JavaScript's `undefined`.
+static UNDEFINED: jsval::Js = jsval::Js::Undefined;
 
 impl Runtime for Lenient<'_> {
     fn partials(&self) -> &dyn PartialStore {
@@ -118,7 +120,7 @@ impl Runtime for Lenient<'_> {
         self.0.try_get(path)
     }
     fn get(&self, path: &[ScalarCow<'_>]) -> liquid_core::Result<ValueCow<'_>> {
-        Ok(self.0.try_get(path).unwrap_or(ValueCow::Borrowed(&NIL)))
+        Ok(self.0.try_get(path).unwrap_or(ValueCow::Borrowed(&UNDEFINED)))
     }
     fn set_global(&self, name: KString, val: Value) -> Option<Value> {
         self.0.set_global(name, val)
@@ -171,9 +173,9 @@ impl Liquid {
 
     /// Renders against the payload (its members are the template's variables).
     pub(crate) fn render(&self, payload: Handle<'_, '_>) -> Result<String, EvalError> {
-        let globals = match jsval::from_handle(payload) {
-            Value::Object(o) => o,
-            _ => Object::new(),
+        let globals = match jsval::Js::from_handle(payload) {
+            o @ jsval::Js::Obj(_) => o,
+            _ => jsval::Js::Obj(Vec::new()),
         };
         let runtime = RuntimeBuilder::new().set_globals(&globals).build();
         let mut out = Vec::new();

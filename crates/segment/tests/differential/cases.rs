@@ -141,7 +141,8 @@ const STRINGS: &[&str] = &[
 ];
 
 /// A number as text: integers, shortest decimals, 15–17 significant digits (the ones a parser
-/// that is not correctly rounded gets wrong), exponent forms, zeros.
+/// that is not correctly rounded gets wrong), exponent forms, zeros. None beyond a double's
+/// range (`1e400` is a documented difference: refused here, `Infinity` in JavaScript).
 pub fn number_text() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => (-1000i64..1000).prop_map(|n| n.to_string()),
@@ -154,7 +155,7 @@ pub fn number_text() -> impl Strategy<Value = String> {
         1 => any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| format!("{f:e}")),
-        1 => (1u32..10, 0u32..1000, -330i32..310, any::<bool>())
+        1 => (1u32..10, 0u32..1000, -330i32..308, any::<bool>())
             .prop_map(|(lead, frac, exp, upper)| {
                 let e = if upper { 'E' } else { 'e' };
                 if exp >= 0 && exp % 2 == 0 {

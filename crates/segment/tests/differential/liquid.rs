@@ -1,6 +1,10 @@
 //! Random `@liquid` templates: output of variables through chains of the allowed filters, the
-//! allowed tags (`if`/`elsif`/`else`, `unless`, `assign`, `capture`, `increment`, `echo`,
-//! `raw`, `comment`, `liquid`, …), and refusals (disabled tags and filters, too long).
+//! allowed tags (`if`/`elsif`/`else`, `unless`, `assign`, `capture`, `echo`, `raw`, `comment`,
+//! `liquid`, `cycle`, …), and refusals (disabled tags and filters, too long).
+//!
+//! Left out, as documented differences (README): `increment`/`decrement`, which LiquidJS
+//! writes into the event itself, and the `nil` literal, which LiquidJS's `json` and `inspect`
+//! print as `{}`; table tests cover both.
 
 use proptest::prelude::*;
 
@@ -14,7 +18,7 @@ fn operand() -> impl Strategy<Value = String> {
         ])
         .prop_map(str::to_owned),
         1 => prop::sample::select(vec![
-            "'text'", "\"Hello World\"", "1", "2.5", "-3", "0", "true", "false", "nil", "'  pad  '",
+            "'text'", "\"Hello World\"", "1", "2.5", "-3", "0", "true", "false", "'  pad  '",
             "'a,b,c'", "'2024-01-15T10:30:00Z'", "1700000000", "'héllo'",
         ])
         .prop_map(str::to_owned),
@@ -166,7 +170,6 @@ pub fn template() -> impl Strategy<Value = String> {
         1 => (condition(), output()).prop_map(|(c, t)| format!("{{% unless {c} %}}{t}{{% endunless %}}")),
         1 => (operand(), filter()).prop_map(|(v, f)| format!("{{% assign v = {v} | {f} %}}{{{{ v }}}}")),
         1 => output().prop_map(|o| format!("{{% capture c %}}[{o}]{{% endcapture %}}{{{{ c | size }}}}{{{{ c }}}}")),
-        1 => Just("{% increment i %}{% increment i %}{% decrement j %}".to_owned()),
         1 => (operand(), filter()).prop_map(|(v, f)| format!("{{% echo {v} | {f} %}}")),
         1 => Just("{% raw %}{{ a }}{% endraw %}".to_owned()),
         1 => Just("{% comment %}{{ a }}{% endcomment %}{%# note %}".to_owned()),

@@ -125,7 +125,7 @@ fn value(operand: &Operand, runtime: &dyn Runtime) -> Result<Val> {
 }
 
 fn truthy(v: &Val) -> bool {
-    !matches!(v, Val::Js(Js::Nil | Js::Bool(false)))
+    !matches!(v, Val::Js(Js::Nil | Js::Undefined | Js::Bool(false)))
 }
 
 /// EmptyDrop's `equals`.
@@ -141,7 +141,7 @@ fn is_empty(v: &Js) -> bool {
 /// BlankDrop's `equals`.
 fn is_blank(v: &Js) -> bool {
     match v {
-        Js::Bool(false) | Js::Nil => true,
+        Js::Bool(false) | Js::Nil | Js::Undefined => true,
         Js::Str(s) => s
             .chars()
             .all(|c| super::super::js::trim(c.encode_utf8(&mut [0; 4])).is_empty()),
@@ -167,6 +167,8 @@ fn strict_equal(x: &Js, y: &Js) -> bool {
         }
         (Js::Obj(_), _) | (_, Js::Obj(_)) => false,
         (Js::Num(a), Js::Num(b)) => a == b,
+        // The `nil` literal is LiquidJS's NullDrop, equal to null and undefined alike.
+        (Js::Nil | Js::Undefined, Js::Nil | Js::Undefined) => true,
         _ => x == y,
     }
 }
@@ -188,7 +190,7 @@ fn relational(x: &Js, y: &Js, op: Op) -> bool {
         };
     }
     let num = |v: &Js| match v {
-        Js::Nil => f64::NAN,
+        Js::Nil | Js::Undefined => f64::NAN,
         other => other.number(),
     };
     let (a, b) = (num(&x), num(&y));

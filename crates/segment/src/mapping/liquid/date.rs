@@ -95,7 +95,7 @@ impl Date {
 /// its input back).
 fn parse(v: &Js) -> Option<Date> {
     let ms = match v {
-        Js::Nil => return None,
+        Js::Nil | Js::Undefined => return None,
         Js::Str(s) if s == "now" || s == "today" => now_ms(),
         Js::Num(n) => n * 1000.0,
         Js::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
@@ -370,7 +370,7 @@ pub(crate) fn date(v: &Js, args: &[Js]) -> Js {
         None => v.clone(),
         Some(d) => {
             let format = match args.first() {
-                None | Some(Js::Nil) => DEFAULT_FORMAT.to_owned(),
+                None | Some(Js::Nil | Js::Undefined) => DEFAULT_FORMAT.to_owned(),
                 Some(f) => f.string(),
             };
             Js::Str(strftime(&d, &format))

@@ -82,7 +82,7 @@ pub(crate) const ALL: &[Def] = defs![
     // arrays
     "join" => |v, a, _| {
         let sep = match a.first() {
-            None | Some(Js::Nil) => " ".to_owned(),
+            None | Some(Js::Nil | Js::Undefined) => " ".to_owned(),
             Some(s) => s.string(),
         };
         Ok(Js::Str(v.to_array().iter().map(join_item).collect::<Vec<_>>().join(&sep)))
@@ -112,12 +112,12 @@ pub(crate) const ALL: &[Def] = defs![
     "compact" => |v, _, _| Ok(Js::Arr(v.to_array().into_iter().filter(|x| !x.is_nil()).collect())),
     "push" => |v, a, _| {
         let mut items = v.to_array();
-        items.push(a.first().cloned().unwrap_or(Js::Nil));
+        items.push(a.first().cloned().unwrap_or(Js::Undefined));
         Ok(Js::Arr(items))
     },
     "unshift" => |v, a, _| {
         let mut items = v.to_array();
-        items.insert(0, a.first().cloned().unwrap_or(Js::Nil));
+        items.insert(0, a.first().cloned().unwrap_or(Js::Undefined));
         Ok(Js::Arr(items))
     },
     "pop" => |v, _, _| {
@@ -142,14 +142,14 @@ pub(crate) const ALL: &[Def] = defs![
                 .filter(|item| {
                     let got = property(item, &prop);
                     match expected {
-                        None => !matches!(got, Js::Nil | Js::Bool(false)),
+                        None => !matches!(got, Js::Nil | Js::Undefined | Js::Bool(false)),
                         Some(e) => &got == e,
                     }
                 })
                 .collect(),
         ))
     },
-    "sample" => |v, _, _| Ok(v.to_array().into_iter().next().unwrap_or(Js::Nil)),
+    "sample" => |v, _, _| Ok(v.to_array().into_iter().next().unwrap_or(Js::Undefined)),
     // strings
     "append" => |v, a, _| Ok(Js::Str(v.string() + &arg_string(a, 0))),
     "prepend" => |v, a, _| Ok(Js::Str(arg_string(a, 0) + &v.string())),
@@ -195,15 +195,15 @@ pub(crate) const ALL: &[Def] = defs![
         Ok(match v {
             Js::Str(s) if s.is_empty() => fallback,
             Js::Arr(items) if items.is_empty() => fallback,
-            Js::Bool(false) if kw.iter().any(|(k, x)| k == "allow_false" && !matches!(x, Js::Nil | Js::Bool(false))) => Js::Bool(false),
-            Js::Nil | Js::Bool(false) => fallback,
+            Js::Bool(false) if kw.iter().any(|(k, x)| k == "allow_false" && !x.is_nil() && !matches!(x, Js::Bool(false))) => Js::Bool(false),
+            Js::Nil | Js::Undefined | Js::Bool(false) => fallback,
             other => other.clone(),
         })
     },
     "raw" => |v, _, _| Ok(v.clone()),
-    "json" => |v, _, _| Ok(Js::Str(v.json())),
-    "jsonify" => |v, _, _| Ok(Js::Str(v.json())),
-    "inspect" => |v, _, _| Ok(Js::Str(v.json())),
+    "json" => |v, _, _| Ok(v.json()),
+    "jsonify" => |v, _, _| Ok(v.json()),
+    "inspect" => |v, _, _| Ok(v.json()),
     "to_integer" => |v, _, _| Ok(Js::Num(v.number())),
     // dates
     "date" => |v, a, _| Ok(date::date(v, a)),
@@ -474,7 +474,7 @@ fn slugify(s: &str, args: &[Js]) -> String {
 /// An item of `join` as `Array.prototype.join` writes it.
 fn join_item(item: &Js) -> String {
     match item {
-        Js::Nil => String::new(),
+        Js::Nil | Js::Undefined => String::new(),
         other => other.js_string(),
     }
 }
@@ -483,12 +483,12 @@ fn first_or_last(v: &Js, first: bool) -> Js {
     match v {
         Js::Arr(items) => {
             let item = if first { items.first() } else { items.last() };
-            item.cloned().unwrap_or(Js::Nil)
+            item.cloned().unwrap_or(Js::Undefined)
         }
         Js::Str(s) => {
             let units: Vec<String> = js::utf16_units(s).collect();
             let unit = if first { units.first() } else { units.last() };
-            unit.map_or(Js::Nil, |u| Js::Str(u.clone()))
+            unit.map_or(Js::Undefined, |u| Js::Str(u.clone()))
         }
         _ => Js::Str(String::new()),
     }
@@ -516,7 +516,7 @@ fn property(item: &Js, path: &str) -> Js {
 
 fn slice(v: &Js, begin: f64, length: f64) -> Js {
     match v {
-        Js::Nil => Js::Arr(Vec::new()),
+        Js::Nil | Js::Undefined => Js::Arr(Vec::new()),
         Js::Arr(items) => {
             let begin = if begin < 0.0 {
                 items.len() as f64 + begin

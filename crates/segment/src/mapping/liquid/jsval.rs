@@ -1,16 +1,18 @@
 //! JavaScript values for the filters: liquid-rust values in and out, and LiquidJS's
 //! coercions (`stringify`, `toNumber`, `toArray`) with JavaScript's number printing.
 
-use liquid_core::model::{Array, Object, ScalarCow};
+use liquid_core::model::{Array, Object, ScalarCow, State};
 use liquid_core::{Value, ValueView};
-use serde_json::Value as Json;
 
 use super::super::js;
 use super::super::value::{Handle, View};
+use super::view::PAYLOAD_OBJECT;
 
 /// A JavaScript value as the filters see it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Js {
+    /// JavaScript's `undefined`: a variable or member that is not there.
+    Undefined,
     Nil,
     Bool(bool),
     Num(f64),
@@ -35,32 +37,30 @@ fn number(n: f64) -> Value {
     }
 }
 
-/// The payload (JSON from the event, or built by the mapping) as a liquid value.
-pub(crate) fn from_handle(h: Handle<'_, '_>) -> Value {
-    match h.view() {
-        View::Undef | View::Null => Value::Nil,
-        View::Bool(b) => Value::scalar(b),
-        View::Num(n) => match h {
-            Handle::Json(Json::Number(num)) if num.is_i64() || num.is_u64() => {
-                num.as_i64().map_or_else(|| number(n), Value::scalar)
-            }
-            _ => number(n),
-        },
-        View::Str(s) => Value::scalar(s.to_owned()),
-        View::Array => Value::Array(h.items().into_iter().flatten().map(from_handle).collect()),
-        View::Object => {
-            let mut o = Object::new();
-            for (k, v) in h.entries().unwrap_or_default() {
-                let mut key = String::new();
-                k.push_to(&mut key);
-                o.insert(key.into(), from_handle(v));
-            }
-            Value::Object(o)
+impl Js {
+    /// The payload (JSON from the event, or built by the mapping), in JavaScript's key order.
+    pub(crate) fn from_handle(h: Handle<'_, '_>) -> Js {
+        match h.view() {
+            View::Undef => Js::Undefined,
+            View::Null => Js::Nil,
+            View::Bool(b) => Js::Bool(b),
+            View::Num(n) => Js::Num(n),
+            View::Str(s) => Js::Str(s.to_owned()),
+            View::Array => Js::Arr(h.items().into_iter().flatten().map(Js::from_handle).collect()),
+            View::Object => Js::Obj(
+                h.entries()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut key = String::new();
+                        k.push_to(&mut key);
+                        (key, Js::from_handle(v))
+                    })
+                    .collect(),
+            ),
         }
     }
-}
 
-impl Js {
     pub(crate) fn from_view(v: &dyn ValueView) -> Js {
         if let Some(s) = v.as_scalar() {
             return Js::from_scalar(&s);
@@ -69,17 +69,28 @@ impl Js {
             return Js::Arr(a.values().map(|x| Js::from_view(x)).collect());
         }
         if let Some(o) = v.as_object() {
-            return Js::Obj(
-                o.iter()
-                    .map(|(k, x)| (k.as_str().to_owned(), Js::from_view(x)))
-                    .collect(),
-            );
+            let mut entries: Vec<(String, Js)> = o
+                .iter()
+                .map(|(k, x)| (k.as_str().to_owned(), Js::from_view(x)))
+                .collect();
+            if v.type_name() != PAYLOAD_OBJECT {
+                // liquid-rust's own objects are hash maps: put the keys in a fixed order,
+                // JavaScript's for integer keys.
+                entries.sort_by(|(a, _), (b, _)| match (js::array_index(a), js::array_index(b)) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => a.cmp(b),
+                });
+            }
+            return Js::Obj(entries);
         }
-        if v.is_nil() {
-            return Js::Nil;
+        match v.as_state() {
+            Some(State::DefaultValue) => Js::Undefined,
+            // `empty` and `blank` as filter input: LiquidJS passes its drop, printed as "".
+            Some(_) => Js::Str(String::new()),
+            None => Js::Nil,
         }
-        // `empty` and `blank` as filter input: LiquidJS passes its drop, printed as "".
-        Js::Str(String::new())
     }
 
     fn from_scalar(s: &ScalarCow<'_>) -> Js {
@@ -94,6 +105,7 @@ impl Js {
     /// Back to a liquid value.
     pub(crate) fn into_value(self) -> Value {
         match self {
+            Js::Undefined => Value::State(State::DefaultValue),
             Js::Nil => Value::Nil,
             Js::Bool(b) => Value::scalar(b),
             Js::Num(n) => number(n),
@@ -111,8 +123,9 @@ impl Js {
         }
     }
 
+    /// `value == null`: nil or undefined.
     pub(crate) fn is_nil(&self) -> bool {
-        matches!(self, Js::Nil)
+        matches!(self, Js::Nil | Js::Undefined)
     }
 
     /// LiquidJS's `stringify`: nil is "", arrays join their items with nothing, objects are
@@ -125,7 +138,7 @@ impl Js {
 
     fn push_string(&self, out: &mut String) {
         match self {
-            Js::Nil => {}
+            Js::Undefined | Js::Nil => {}
             Js::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Js::Num(n) => out.push_str(&js::number_to_string(*n)),
             Js::Str(s) => out.push_str(s),
@@ -137,11 +150,12 @@ impl Js {
     /// JavaScript's `String(value)` (arrays join with commas).
     pub(crate) fn js_string(&self) -> String {
         match self {
+            Js::Undefined => "undefined".to_owned(),
             Js::Nil => "null".to_owned(),
             Js::Arr(items) => items
                 .iter()
                 .map(|i| match i {
-                    Js::Nil => String::new(),
+                    Js::Nil | Js::Undefined => String::new(),
                     other => other.js_string(),
                 })
                 .collect::<Vec<_>>()
@@ -153,6 +167,7 @@ impl Js {
     /// JavaScript's `Number(value)`.
     pub(crate) fn number(&self) -> f64 {
         match self {
+            Js::Undefined => f64::NAN,
             Js::Nil => 0.0,
             Js::Bool(b) => f64::from(u8::from(*b)),
             Js::Num(n) => *n,
@@ -171,22 +186,25 @@ impl Js {
     /// LiquidJS's `toArray`: nil is empty, an array itself, anything else one item.
     pub(crate) fn to_array(&self) -> Vec<Js> {
         match self {
-            Js::Nil => Vec::new(),
+            Js::Nil | Js::Undefined => Vec::new(),
             Js::Arr(items) => items.clone(),
             other => vec![other.clone()],
         }
     }
 
-    /// JSON.stringify.
-    pub(crate) fn json(&self) -> String {
+    /// JSON.stringify: undefined for undefined.
+    pub(crate) fn json(&self) -> Js {
+        if matches!(self, Js::Undefined) {
+            return Js::Undefined;
+        }
         let mut out = String::new();
         self.push_json(&mut out);
-        out
+        Js::Str(out)
     }
 
     fn push_json(&self, out: &mut String) {
         match self {
-            Js::Nil => out.push_str("null"),
+            Js::Nil | Js::Undefined => out.push_str("null"),
             Js::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Js::Num(n) if n.is_finite() => out.push_str(&js::number_to_string(*n)),
             Js::Num(_) => out.push_str("null"),
@@ -203,7 +221,8 @@ impl Js {
             }
             Js::Obj(entries) => {
                 out.push('{');
-                for (i, (k, v)) in entries.iter().enumerate() {
+                let present = entries.iter().filter(|(_, v)| !matches!(v, Js::Undefined));
+                for (i, (k, v)) in present.enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
