@@ -291,7 +291,9 @@ fn numbers_come_out_as_they_went_in() {
         r#"{{"type":"identify","userId":"u1","traits":{{"vip":true,{}}},"context":{{{P}}}}}"#,
         traits.join(",")
     );
-    let template: String = (0..numbers.len()).map(|i| format!("{{{{traits.n{i}}}}} ")).collect();
+    let template: String = (0..numbers.len())
+        .map(|i| format!("{{{{traits.n{i}}}}} "))
+        .collect();
     let mapping = d.file(
         "m.json",
         &json!({
@@ -302,25 +304,51 @@ fn numbers_come_out_as_they_went_in() {
         .to_string(),
     );
     let event_file = d.file("e.json", &event);
-    let o = run(&["mapping", "eval", "--mapping", &mapping, "--event", &event_file]);
+    let o = run(&[
+        "mapping",
+        "eval",
+        "--mapping",
+        &mapping,
+        "--event",
+        &event_file,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout_json(&o);
     let text = String::from_utf8_lossy(&o.stdout);
     let rendered = out["template"].as_str().unwrap_or_default();
     let encoded = out["json"].as_str().unwrap_or_default();
     for (i, n) in numbers.iter().enumerate() {
-        assert!(text.contains(&format!(r#""n{i}":{n}"#)), "value n{i} = {n} changed:\n{text}");
-        assert!(rendered.contains(&format!("{n} ")), "@template lost {n}: {rendered}");
-        assert!(encoded.contains(&format!(r#""n{i}":{n}"#)), "@json lost {n}: {encoded}");
+        assert!(
+            text.contains(&format!(r#""n{i}":{n}"#)),
+            "value n{i} = {n} changed:\n{text}"
+        );
+        assert!(
+            rendered.contains(&format!("{n} ")),
+            "@template lost {n}: {rendered}"
+        );
+        assert!(
+            encoded.contains(&format!(r#""n{i}":{n}"#)),
+            "@json lost {n}: {encoded}"
+        );
     }
 
     let settings = d.file("s.json", r#"{"apiKey":"K","iterableProjectType":"hybrid"}"#);
     let fields = d.file("f.json", r#"{"dataFields":{"@path":"$.traits"}}"#);
     let events = d.file("e.ndjson", &event);
-    let o = run(&["plan", "--settings", &settings, "--mapping", &fields, &events]);
+    let o = run(&[
+        "plan",
+        "--settings",
+        &settings,
+        "--mapping",
+        &fields,
+        &events,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     for (i, n) in numbers.iter().enumerate() {
-        assert!(text.contains(&format!(r#""n{i}":{n}"#)), "plan changed n{i} = {n}:\n{text}");
+        assert!(
+            text.contains(&format!(r#""n{i}":{n}"#)),
+            "plan changed n{i} = {n}:\n{text}"
+        );
     }
 }

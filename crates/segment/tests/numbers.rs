@@ -114,7 +114,11 @@ fn known_decimals_survive() {
 fn integers_above_2_pow_53_stay_exact_as_values() {
     let m = mapping();
     let event: Value = serde_json::from_str(r#"{"x": 9007199254740993}"#).unwrap_or(Value::Null);
-    let out = m.resolve_value(&event).ok().flatten().unwrap_or(Value::Null);
+    let out = m
+        .resolve_value(&event)
+        .ok()
+        .flatten()
+        .unwrap_or(Value::Null);
     assert_eq!(out["path"].to_string(), "9007199254740993");
     // In text, JavaScript's double: what Segment writes.
     assert_eq!(out["template"], "9007199254740992");

@@ -120,7 +120,10 @@ impl Runtime for Lenient<'_> {
         self.0.try_get(path)
     }
     fn get(&self, path: &[ScalarCow<'_>]) -> liquid_core::Result<ValueCow<'_>> {
-        Ok(self.0.try_get(path).unwrap_or(ValueCow::Borrowed(&UNDEFINED)))
+        Ok(self
+            .0
+            .try_get(path)
+            .unwrap_or(ValueCow::Borrowed(&UNDEFINED)))
     }
     fn set_global(&self, name: KString, val: Value) -> Option<Value> {
         self.0.set_global(name, val)

@@ -366,10 +366,110 @@ pub(crate) fn scan(source: &str) -> Scan {
     scan
 }
 
-/// Rewrites LiquidJS forms liquid-rust does not parse (`{% liquid %}`, one tag per line, and
-/// `{%# … %}` comments), and makes every `{{ … }}` print through `__js_output`, so that values
-/// print as LiquidJS prints them (objects as `[object Object]`, arrays joined with nothing,
-/// numbers as JavaScript writes them).
+/// LiquidJS's `parseStringLiteral`: the text of a quoted literal (quotes included), escapes
+/// decoded (`\n`, `\t`, `\uHHHH`, octal, and any other character as itself).
+fn decode_literal(quoted: &str) -> String {
+    let chars: Vec<char> = quoted.chars().collect();
+    let mut out = String::new();
+    let mut i = 1;
+    while i + 1 < chars.len() {
+        let c = chars[i];
+        if c != '\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let Some(&next) = chars.get(i + 1).filter(|_| i + 1 < chars.len() - 1) else {
+            i += 1;
+            continue;
+        };
+        match next {
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\u{b}'),
+            'u' => {
+                let hex: String = chars[i + 2..]
+                    .iter()
+                    .take(4)
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .collect();
+                let unit = u32::from_str_radix(&hex, 16).unwrap_or(0);
+                out.push(char::from_u32(unit).unwrap_or('\u{FFFD}'));
+                i += 2 + hex.len();
+                continue;
+            }
+            '0'..='7' => {
+                let oct: String = chars[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| ('0'..='7').contains(c))
+                    .collect();
+                out.push(
+                    char::from_u32(u32::from_str_radix(&oct, 8).unwrap_or(0)).unwrap_or('\u{FFFD}'),
+                );
+                i += 1 + oct.len();
+                continue;
+            }
+            other => out.push(other),
+        }
+        i += 2;
+    }
+    out
+}
+
+/// Quoted literals with escapes, rewritten as liquid-rust literals (which have none) where
+/// one quote kind is free.
+fn rewrite_literals(markup: &str) -> String {
+    let mut out = String::with_capacity(markup.len());
+    let mut rest = markup;
+    while let Some(start) = rest.find(['\'', '"']) {
+        out.push_str(&rest[..start]);
+        let quote = rest.as_bytes()[start];
+        let body = &rest[start + 1..];
+        let mut end = None;
+        let mut escaped = false;
+        for (i, b) in body.bytes().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == quote {
+                end = Some(i);
+                break;
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let literal = &rest[start..start + end + 2];
+        let decoded = decode_literal(literal);
+        if !literal.contains('\\') {
+            out.push_str(literal);
+        } else if !decoded.contains('\'') {
+            out.push('\'');
+            out.push_str(&decoded);
+            out.push('\'');
+        } else if !decoded.contains('"') {
+            out.push('"');
+            out.push_str(&decoded);
+            out.push('"');
+        } else {
+            out.push_str(literal);
+        }
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Rewrites LiquidJS forms liquid-rust does not parse (`{% liquid %}`, one tag per line,
+/// `{%# … %}` comments, escapes in quoted literals), and makes every `{{ … }}` print through
+/// `__js_output`, so that values print as LiquidJS prints them (objects as `[object Object]`,
+/// arrays joined with nothing, numbers as JavaScript writes them).
 pub(crate) fn prepare(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 16);
     let mut at = 0;
@@ -379,37 +479,47 @@ pub(crate) fn prepare(source: &str) -> String {
         } else {
             ""
         };
-        if token.is_tag && name != "liquid" && name != "#" {
-            continue;
-        }
         out.push_str(&source[at..token.start]);
         at = token.end;
         let text = &source[token.start..token.end];
+        let body = &text[2..text.len() - 2];
+        let open_dash = body.starts_with('-');
+        let close_dash = body.len() > usize::from(open_dash) && body.ends_with('-');
+        let inner = &body[usize::from(open_dash)..body.len() - usize::from(close_dash)];
+        let (open, close) = match (token.is_tag, open_dash, close_dash) {
+            (false, d1, d2) => (if d1 { "{{-" } else { "{{" }, if d2 { "-}}" } else { "}}" }),
+            (true, d1, d2) => (if d1 { "{%-" } else { "{%" }, if d2 { "-%}" } else { "%}" }),
+        };
         if !token.is_tag {
-            let body = &text[2..text.len() - 2];
-            let open_dash = body.starts_with('-');
-            let close_dash = body.len() > usize::from(open_dash) && body.ends_with('-');
-            let inner = &body[usize::from(open_dash)..body.len() - usize::from(close_dash)];
             if inner.trim().is_empty() {
                 out.push_str(text);
-                continue;
+            } else {
+                out.push_str(open);
+                out.push_str(&rewrite_literals(inner));
+                out.push_str(" | __js_output ");
+                out.push_str(close);
             }
-            out.push_str(if open_dash { "{{-" } else { "{{" });
-            out.push_str(inner);
-            out.push_str(" | __js_output ");
-            out.push_str(if close_dash { "-}}" } else { "}}" });
             continue;
         }
-        if name == "liquid" {
-            let body = token.inner.trim_start().trim_start_matches("liquid");
-            for line in body
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                out.push_str("{% ");
-                out.push_str(line);
-                out.push_str(" %}");
+        match name {
+            "#" => {}
+            "liquid" => {
+                let body = token.inner.trim_start().trim_start_matches("liquid");
+                for line in body
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    out.push_str("{% ");
+                    out.push_str(&rewrite_literals(line));
+                    out.push_str(" %}");
+                }
+            }
+            "raw" | "endraw" | "comment" | "endcomment" => out.push_str(text),
+            _ => {
+                out.push_str(open);
+                out.push_str(&rewrite_literals(inner));
+                out.push_str(close);
             }
         }
     }

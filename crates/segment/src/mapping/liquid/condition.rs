@@ -19,6 +19,8 @@ use super::jsval::Js;
 enum Operand {
     Empty,
     Blank,
+    /// `nil`/`null`: LiquidJS's NullDrop, equal to null and undefined only.
+    Nil,
     Value(Expression),
 }
 
@@ -27,6 +29,7 @@ enum Operand {
 enum Val {
     Empty,
     Blank,
+    Nil,
     Js(Js),
 }
 
@@ -54,6 +57,7 @@ fn parse_operand(tokens: &mut TagTokenIter<'_>) -> Result<Operand> {
     Ok(match token.as_str() {
         "empty" => Operand::Empty,
         "blank" => Operand::Blank,
+        "nil" | "null" => Operand::Nil,
         _ => Operand::Value(token.expect_value().into_result()?),
     })
 }
@@ -120,12 +124,16 @@ fn value(operand: &Operand, runtime: &dyn Runtime) -> Result<Val> {
     Ok(match operand {
         Operand::Empty => Val::Empty,
         Operand::Blank => Val::Blank,
+        Operand::Nil => Val::Nil,
         Operand::Value(e) => Val::Js(Js::from_view(e.evaluate(runtime)?.as_view())),
     })
 }
 
 fn truthy(v: &Val) -> bool {
-    !matches!(v, Val::Js(Js::Nil | Js::Undefined | Js::Bool(false)))
+    !matches!(
+        v,
+        Val::Nil | Val::Js(Js::Nil | Js::Undefined | Js::Bool(false))
+    )
 }
 
 /// EmptyDrop's `equals`.
@@ -152,6 +160,9 @@ fn is_blank(v: &Js) -> bool {
 /// LiquidJS's `equals`.
 fn equals(a: &Val, b: &Val) -> bool {
     match (a, b) {
+        (Val::Nil, Val::Nil) => true,
+        (Val::Nil, Val::Js(v)) | (Val::Js(v), Val::Nil) => v.is_nil(),
+        (Val::Nil, _) | (_, Val::Nil) => false,
         (Val::Empty | Val::Blank, Val::Empty | Val::Blank) => false,
         (Val::Empty, Val::Js(v)) | (Val::Js(v), Val::Empty) => is_empty(v),
         (Val::Blank, Val::Js(v)) | (Val::Js(v), Val::Blank) => is_blank(v),
@@ -167,8 +178,6 @@ fn strict_equal(x: &Js, y: &Js) -> bool {
         }
         (Js::Obj(_), _) | (_, Js::Obj(_)) => false,
         (Js::Num(a), Js::Num(b)) => a == b,
-        // The `nil` literal is LiquidJS's NullDrop, equal to null and undefined alike.
-        (Js::Nil | Js::Undefined, Js::Nil | Js::Undefined) => true,
         _ => x == y,
     }
 }

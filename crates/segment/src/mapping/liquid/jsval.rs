@@ -46,7 +46,13 @@ impl Js {
             View::Bool(b) => Js::Bool(b),
             View::Num(n) => Js::Num(n),
             View::Str(s) => Js::Str(s.to_owned()),
-            View::Array => Js::Arr(h.items().into_iter().flatten().map(Js::from_handle).collect()),
+            View::Array => Js::Arr(
+                h.items()
+                    .into_iter()
+                    .flatten()
+                    .map(Js::from_handle)
+                    .collect(),
+            ),
             View::Object => Js::Obj(
                 h.entries()
                     .unwrap_or_default()
@@ -76,12 +82,14 @@ impl Js {
             if v.type_name() != PAYLOAD_OBJECT {
                 // liquid-rust's own objects are hash maps: put the keys in a fixed order,
                 // JavaScript's for integer keys.
-                entries.sort_by(|(a, _), (b, _)| match (js::array_index(a), js::array_index(b)) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => a.cmp(b),
-                });
+                entries.sort_by(
+                    |(a, _), (b, _)| match (js::array_index(a), js::array_index(b)) {
+                        (Some(x), Some(y)) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => a.cmp(b),
+                    },
+                );
             }
             return Js::Obj(entries);
         }

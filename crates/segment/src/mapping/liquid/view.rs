@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use liquid_core::model::{ArrayView, KStringCow, ObjectView, ScalarCow, State, Value, ValueView};
 use liquid_core::model::DisplayCow;
+use liquid_core::model::{ArrayView, KStringCow, ObjectView, ScalarCow, State, Value, ValueView};
 
 use super::jsval::Js;
 
@@ -116,7 +116,11 @@ impl ArrayView for Js {
     /// A negative index counts from the end, as in LiquidJS.
     fn get(&self, index: i64) -> Option<&dyn ValueView> {
         let items = items(self);
-        let i = if index < 0 { items.len() as i64 + index } else { index };
+        let i = if index < 0 {
+            items.len() as i64 + index
+        } else {
+            index
+        };
         usize::try_from(i)
             .ok()
             .and_then(|i| items.get(i))
