@@ -42,7 +42,7 @@ pub(crate) enum Node {
         value: Option<Box<Node>>,
     },
     Replace {
-        spec: ReplaceSpec,
+        spec: Box<ReplaceSpec>,
         value: Option<Box<Node>>,
     },
     ArrayPath {

@@ -110,7 +110,7 @@ impl Compiler {
             return self.throw("@replace requires a \"pattern\" key");
         }
         Node::Replace {
-            spec: self.replace_spec(m),
+            spec: Box::new(self.replace_spec(m)),
             value,
         }
     }

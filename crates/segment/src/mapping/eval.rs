@@ -97,7 +97,7 @@ impl Node {
                         View::Num(n) => Some(Cow::Owned(js::number_to_string(n))),
                         _ => None,
                     };
-                    match (spec, text) {
+                    match (spec.as_ref(), text) {
                         (ReplaceSpec::Ready(spec), Some(text)) => Val::Str(spec.apply(&text)),
                         (ReplaceSpec::TooLong(error), Some(_)) => return Err((**error).clone()),
                         _ => Val::Str(String::new()),

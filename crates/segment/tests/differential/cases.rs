@@ -151,7 +151,7 @@ pub fn number_text() -> impl Strategy<Value = String> {
             .prop_map(|(digits, point, neg)| decimal(digits, point, neg)),
         2 => any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| segment::mapping::number_to_string(f)),
+            .prop_map(segment::mapping::number_to_string),
         1 => any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| format!("{f:e}")),

@@ -306,8 +306,7 @@ fn tag_name(inner: &str) -> &str {
 fn filter_names(markup: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut quote = None;
-    let mut chars = markup.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in markup.char_indices() {
         match quote {
             Some(q) if c == q => quote = None,
             Some(_) => {}

@@ -290,7 +290,7 @@ fn shift_decimal(n: f64, shift: f64) -> f64 {
 
 fn round(v: f64, digits: f64) -> f64 {
     let scaled = shift_decimal(v.abs(), digits);
-    if !(scaled <= 9_007_199_254_740_991.0) {
+    if scaled.is_nan() || scaled > 9_007_199_254_740_991.0 {
         return v;
     }
     let rounded = shift_decimal(math_round(scaled), -digits);
@@ -656,7 +656,7 @@ fn truncate_words(s: &str, args: &[Js]) -> String {
         .filter(|w| !w.is_empty())
         .collect();
     let parts: Vec<&str> = if parts.is_empty() { vec![""] } else { parts };
-    if !(words > 0.0) {
+    if words.is_nan() || words <= 0.0 {
         words = 1.0;
     }
     let n = (words as usize).min(parts.len());

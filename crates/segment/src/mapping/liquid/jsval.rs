@@ -72,7 +72,7 @@ impl Js {
             return Js::from_scalar(&s);
         }
         if let Some(a) = v.as_array() {
-            return Js::Arr(a.values().map(|x| Js::from_view(x)).collect());
+            return Js::Arr(a.values().map(Js::from_view).collect());
         }
         if let Some(o) = v.as_object() {
             let mut entries: Vec<(String, Js)> = o
