@@ -102,6 +102,7 @@ fn parse(v: &Js) -> Option<Date> {
             string_to_number(s) * 1000.0
         }
         Js::Str(s) => parse_iso(s)?,
+        Js::Text(t) => return parse(&Js::Str(t.s.clone())),
         Js::Bool(b) => f64::from(u8::from(*b)),
         Js::Arr(_) => parse_iso(&v.js_string())?,
         Js::Obj(_) => return None,

@@ -2,6 +2,8 @@
 //! coercions (`stringify`, `toNumber`, `toArray`) with JavaScript's number printing.
 
 use liquid_core::model::{Array, Object, ScalarCow, State};
+use std::sync::OnceLock;
+
 use liquid_core::{Value, ValueView};
 
 use super::super::js;
@@ -17,9 +19,29 @@ pub(crate) enum Js {
     Bool(bool),
     Num(f64),
     Str(String),
+    /// A string of the payload, as a template reads it (`s.size`, `s[0]` in UTF-16 units).
+    Text(Box<Text>),
     Arr(Vec<Js>),
     Obj(Vec<(String, Js)>),
 }
+
+/// A payload string with what a template may read of it, computed when first read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Text {
+    pub(crate) s: String,
+    pub(crate) size: OnceLock<Js>,
+    pub(crate) units: OnceLock<Vec<Js>>,
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.s == other.s
+    }
+}
+
+/// The key under which an object handed between filters keeps JavaScript's key order
+/// (liquid-rust's objects are hash maps); no template can name it.
+const ORDER_KEY: &str = "\u{0}js-key-order";
 
 /// The largest integer a double holds exactly (`Number.MAX_SAFE_INTEGER`).
 const SAFE: f64 = 9_007_199_254_740_991.0;
@@ -29,11 +51,9 @@ const SAFE: f64 = 9_007_199_254_740_991.0;
 fn number(n: f64) -> Value {
     if n.fract() == 0.0 && n.abs() <= SAFE {
         Value::scalar(n as i64)
-    } else if n.is_finite() {
-        Value::scalar(n)
     } else {
-        // liquid-rust prints these as `inf`/`NaN`; JavaScript as `Infinity`/`NaN`.
-        Value::scalar(js::number_to_string(n))
+        // Printed through `__js_output`, so NaN and infinities read as in JavaScript.
+        Value::scalar(n)
     }
 }
 
@@ -45,7 +65,10 @@ impl Js {
             View::Null => Js::Nil,
             View::Bool(b) => Js::Bool(b),
             View::Num(n) => Js::Num(n),
-            View::Str(s) => Js::Str(s.to_owned()),
+            View::Str(s) => Js::Text(Box::new(Text {
+                s: s.to_owned(),
+                ..Text::default()
+            })),
             View::Array => Js::Arr(
                 h.items()
                     .into_iter()
@@ -77,9 +100,19 @@ impl Js {
         if let Some(o) = v.as_object() {
             let mut entries: Vec<(String, Js)> = o
                 .iter()
+                .filter(|(k, _)| k.as_str() != ORDER_KEY)
                 .map(|(k, x)| (k.as_str().to_owned(), Js::from_view(x)))
                 .collect();
-            if v.type_name() != PAYLOAD_OBJECT {
+            let order: Option<Vec<String>> = o.get(ORDER_KEY).and_then(|keys| {
+                keys.as_array().map(|a| {
+                    a.values()
+                        .map(|k| k.to_kstr().as_str().to_owned())
+                        .collect()
+                })
+            });
+            if let Some(order) = order {
+                entries.sort_by_key(|(k, _)| order.iter().position(|o| o == k));
+            } else if v.type_name() != PAYLOAD_OBJECT {
                 // liquid-rust's own objects are hash maps: put the keys in a fixed order,
                 // JavaScript's for integer keys.
                 entries.sort_by(
@@ -118,14 +151,20 @@ impl Js {
             Js::Bool(b) => Value::scalar(b),
             Js::Num(n) => number(n),
             Js::Str(s) => Value::scalar(s),
+            Js::Text(t) => Value::scalar(t.s),
             Js::Arr(items) => {
                 Value::Array(items.into_iter().map(Js::into_value).collect::<Array>())
             }
             Js::Obj(entries) => {
                 let mut o = Object::new();
+                let order: Array = entries
+                    .iter()
+                    .map(|(k, _)| Value::scalar(k.clone()))
+                    .collect();
                 for (k, v) in entries {
                     o.insert(k.into(), v.into_value());
                 }
+                o.insert(ORDER_KEY.into(), Value::Array(order));
                 Value::Object(o)
             }
         }
@@ -150,6 +189,7 @@ impl Js {
             Js::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Js::Num(n) => out.push_str(&js::number_to_string(*n)),
             Js::Str(s) => out.push_str(s),
+            Js::Text(t) => out.push_str(&t.s),
             Js::Arr(items) => items.iter().for_each(|i| i.push_string(out)),
             Js::Obj(_) => out.push_str("[object Object]"),
         }
@@ -180,6 +220,7 @@ impl Js {
             Js::Bool(b) => f64::from(u8::from(*b)),
             Js::Num(n) => *n,
             Js::Str(s) => string_to_number(s),
+            Js::Text(t) => string_to_number(&t.s),
             Js::Arr(_) => string_to_number(&self.js_string()),
             Js::Obj(_) => f64::NAN,
         }
@@ -217,6 +258,7 @@ impl Js {
             Js::Num(n) if n.is_finite() => out.push_str(&js::number_to_string(*n)),
             Js::Num(_) => out.push_str("null"),
             Js::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
+            Js::Text(t) => out.push_str(&serde_json::to_string(&t.s).unwrap_or_default()),
             Js::Arr(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {

@@ -8,7 +8,8 @@ use std::fmt;
 use liquid_core::model::DisplayCow;
 use liquid_core::model::{ArrayView, KStringCow, ObjectView, ScalarCow, State, Value, ValueView};
 
-use super::jsval::Js;
+use super::super::js;
+use super::jsval::{Js, Text};
 
 /// `type_name` of a payload object, told apart from liquid-rust's own (whose key order is
 /// lost) when filters read it.
@@ -29,7 +30,7 @@ impl ValueView for Js {
             Js::Undefined | Js::Nil => "nil",
             Js::Bool(_) => "boolean",
             Js::Num(_) => "number",
-            Js::Str(_) => "string",
+            Js::Str(_) | Js::Text(_) => "string",
             Js::Arr(_) => "array",
             Js::Obj(_) => PAYLOAD_OBJECT,
         }
@@ -40,6 +41,7 @@ impl ValueView for Js {
             State::DefaultValue | State::Empty | State::Blank => match self {
                 Js::Undefined | Js::Nil => true,
                 Js::Str(s) => s.is_empty(),
+                Js::Text(t) => t.s.is_empty(),
                 Js::Arr(items) => items.is_empty(),
                 Js::Obj(entries) => entries.is_empty(),
                 _ => false,
@@ -60,6 +62,7 @@ impl ValueView for Js {
             }
             Js::Num(n) => Some(ScalarCow::new(*n)),
             Js::Str(s) => Some(ScalarCow::new(s.as_str())),
+            Js::Text(t) => Some(ScalarCow::new(t.s.as_str())),
             _ => None,
         }
     }
@@ -69,9 +72,11 @@ impl ValueView for Js {
             _ => None,
         }
     }
+    /// A payload string answers `size`, `length` and indexes (in UTF-16 units) as LiquidJS's
+    /// property reads do; liquid-rust would count bytes and index nothing.
     fn as_object(&self) -> Option<&dyn ObjectView> {
         match self {
-            Js::Obj(_) => Some(self),
+            Js::Obj(_) | Js::Text(_) => Some(self),
             _ => None,
         }
     }
@@ -152,9 +157,24 @@ impl ObjectView for Js {
         entries(self).iter().any(|(k, _)| k == index)
     }
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
+        if let Js::Text(t) = self {
+            return text_property(t, index);
+        }
         entries(self)
             .iter()
             .find(|(k, _)| k == index)
             .map(|(_, v)| v as &dyn ValueView)
     }
+}
+
+fn text_property<'s>(t: &'s Text, key: &str) -> Option<&'s dyn ValueView> {
+    if key == "size" || key == "length" {
+        let size = t.size.get_or_init(|| Js::Num(js::utf16_len(&t.s) as f64));
+        return Some(size as &dyn ValueView);
+    }
+    let index = js::array_index(key)? as usize;
+    let units = t
+        .units
+        .get_or_init(|| js::utf16_units(&t.s).map(Js::Str).collect());
+    units.as_slice().get(index).map(|u| u as &dyn ValueView)
 }
