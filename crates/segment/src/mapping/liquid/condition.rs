@@ -170,12 +170,14 @@ fn equals(a: &Val, b: &Val) -> bool {
     }
 }
 
-/// `===`, arrays item by item (LiquidJS's `arrayEquals`), objects never.
+/// `===`, arrays item by item (LiquidJS's `arrayEquals`). Objects are equal in JavaScript
+/// only to themselves; here equal content stands for "the same object" (`{% if o == o %}`).
 fn strict_equal(x: &Js, y: &Js) -> bool {
     match (x, y) {
         (Js::Arr(a), Js::Arr(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(p, q)| strict_equal(p, q))
         }
+        (Js::Obj(_), Js::Obj(_)) => x == y,
         (Js::Obj(_), _) | (_, Js::Obj(_)) => false,
         (Js::Num(a), Js::Num(b)) => a == b,
         _ => x == y,
