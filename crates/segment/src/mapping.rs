@@ -11,6 +11,7 @@ mod objects;
 mod path;
 mod replace;
 mod template;
+mod validate;
 mod value;
 
 use std::borrow::Cow;

@@ -9,6 +9,7 @@ mod date;
 mod filters;
 mod jsval;
 mod view;
+mod web;
 
 use std::collections::BTreeSet;
 use std::fmt;
