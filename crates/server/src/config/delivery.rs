@@ -44,7 +44,7 @@ impl Place {
     pub(super) fn delivery(&self, raw: &RawDelivery) -> R<Delivery> {
         let d = Delivery::default();
         let rate_limits = match &raw.rate_limits {
-            Some(r) => self.nested("rate_limits").rate_limits(&r.get_ref().0)?,
+            Some(r) => self.nested("rate_limits").rate_limits(&r.0)?,
             None => HashMap::new(),
         };
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

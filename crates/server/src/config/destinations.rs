@@ -174,7 +174,7 @@ pub(super) fn read_destination(
     let (keys, webhook_secret) = t.write_access(raw, span, env)?;
     let mapping = t.mapping(raw.mapping.as_ref())?;
     let audience_defaults = match &raw.audience_defaults {
-        Some(a) => t.nested("audience_defaults").audience(&a.get_ref().0)?,
+        Some(a) => t.nested("audience_defaults").audience(&a.0)?,
         None => AudienceSettings::default(),
     };
     let audiences = audiences(&t, raw)?;
@@ -189,7 +189,7 @@ pub(super) fn read_destination(
         ),
     };
     let delivery = match &raw.delivery {
-        Some(d) => t.nested("delivery").delivery(&d.get_ref().0)?,
+        Some(d) => t.nested("delivery").delivery(&d.0)?,
         None => Delivery::default(),
     };
     let (write_keys, key_labels) = keys
@@ -242,9 +242,9 @@ fn audiences(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, AudienceSett
     let Some(audiences) = &raw.audiences else {
         return Ok(out);
     };
-    for (key, settings) in &audiences.get_ref().0 {
+    for (key, settings) in &audiences.0 {
         let place = t.nested(&format!("audiences.{}", key.0));
-        out.insert(key.0.clone(), place.audience(&settings.get_ref().0)?);
+        out.insert(key.0.clone(), place.audience(&settings.0)?);
     }
     Ok(out)
 }

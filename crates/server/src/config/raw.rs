@@ -22,13 +22,13 @@ use super::values::{EnvName, Flag, Int, RateText, Table, Text, array_value};
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) listen: Option<Spanned<Text>>,
-    pub(super) storage: Option<Spanned<Table<RawStorage>>>,
+    pub(super) storage: Option<Table<RawStorage>>,
     pub(super) admin_token: Option<Spanned<Text>>,
     pub(super) admin_token_env: Option<Spanned<EnvName>>,
-    pub(super) ingest: Option<Spanned<Table<RawIngest>>>,
-    pub(super) destination: Option<Spanned<Destinations>>,
+    pub(super) ingest: Option<Table<RawIngest>>,
+    pub(super) destination: Option<Destinations>,
     pub(super) metrics_listen: Option<Spanned<Text>>,
-    pub(super) http: Option<Spanned<Table<RawHttp>>>,
+    pub(super) http: Option<Table<RawHttp>>,
 }
 
 /// `[storage]`.
@@ -77,15 +77,15 @@ pub(super) struct RawDestination {
     pub(super) project_type: Option<Spanned<Text>>,
     pub(super) region: Option<Spanned<Text>>,
     pub(super) base_url: Option<Spanned<Text>>,
-    pub(super) write_keys: Option<Spanned<WriteKeys>>,
+    pub(super) write_keys: Option<WriteKeys>,
     pub(super) write_keys_env: Option<Spanned<EnvName>>,
     pub(super) webhook_secret: Option<Spanned<Text>>,
     pub(super) webhook_secret_env: Option<Spanned<EnvName>>,
     pub(super) mapping: Option<Spanned<Mapping>>,
-    pub(super) audience_defaults: Option<Spanned<Table<RawAudience>>>,
-    pub(super) audiences: Option<Spanned<Audiences>>,
+    pub(super) audience_defaults: Option<Table<RawAudience>>,
+    pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
-    pub(super) delivery: Option<Spanned<Table<RawDelivery>>>,
+    pub(super) delivery: Option<Table<RawDelivery>>,
 }
 
 array_value!(
@@ -104,7 +104,7 @@ pub(super) struct RawAudience {
 }
 
 /// `[destination.audiences]`: audience settings by audience key, in key order.
-pub(super) struct Audiences(pub(super) BTreeMap<AudienceKey, Spanned<Table<RawAudience>>>);
+pub(super) struct Audiences(pub(super) BTreeMap<AudienceKey, Table<RawAudience>>);
 
 /// An audience key of `[destination.audiences]`: not empty (refused at the key, before its
 /// settings are read).
@@ -152,7 +152,7 @@ pub(super) struct RawDelivery {
     pub(super) linger_ms: Option<Spanned<Int>>,
     pub(super) concurrency: Option<Spanned<Int>>,
     pub(super) timeout_ms: Option<Spanned<Int>>,
-    pub(super) rate_limits: Option<Spanned<Table<RawRateLimits>>>,
+    pub(super) rate_limits: Option<Table<RawRateLimits>>,
 }
 
 /// `[destination.delivery.rate_limits]`: one key per endpoint (those of

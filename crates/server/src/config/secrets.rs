@@ -194,7 +194,7 @@ impl Place {
         env: Env<'_>,
     ) -> R<(LabeledKeys, Option<Secret>)> {
         let keys = self.write_keys(
-            raw.write_keys.as_ref().map(|k| k.get_ref().0.as_slice()),
+            raw.write_keys.as_ref().map(|k| k.0.as_slice()),
             &raw.write_keys_env,
             env,
         )?;

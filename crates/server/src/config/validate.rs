@@ -50,11 +50,7 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
     if let Some(addr) = listen_override(env)? {
         config.listen = addr;
     }
-    if let Some(url) = raw
-        .storage
-        .as_ref()
-        .and_then(|s| s.get_ref().0.url.as_ref())
-    {
+    if let Some(url) = raw.storage.as_ref().and_then(|s| s.0.url.as_ref()) {
         config.storage = Storage::parse_url(&url.get_ref().0)
             .map_err(|p| root.nested("storage").fail("url", url.span(), p))?;
     }
@@ -64,7 +60,7 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
         env,
     )?;
     if let Some(ingest) = &raw.ingest {
-        config.ingest = root.nested("ingest").ingest(&ingest.get_ref().0)?;
+        config.ingest = root.nested("ingest").ingest(&ingest.0)?;
     }
     if let Some(v) = &raw.metrics_listen {
         let addr =
@@ -79,15 +75,10 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
         config.metrics_listen = Some(addr);
     }
     if let Some(http) = &raw.http {
-        config.http = root.nested("http").http(&http.get_ref().0)?;
+        config.http = root.nested("http").http(&http.0)?;
     }
     let mut read = Vec::new();
-    for (i, d) in raw
-        .destination
-        .iter()
-        .flat_map(|d| &d.get_ref().0)
-        .enumerate()
-    {
+    for (i, d) in raw.destination.iter().flat_map(|d| &d.0).enumerate() {
         read.push(read_destination(i, &d.get_ref().0, d.span(), env)?);
     }
     check_unique(&read)?;
