@@ -18,12 +18,6 @@ macro_rules! string_value {
         $(#[$doc])*
         pub(super) struct $name(pub(super) String);
 
-        impl $name {
-            /// What a value of another kind is refused with.
-            #[allow(dead_code)]
-            pub(super) const EXPECTED: &'static str = $expected;
-        }
-
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
