@@ -14,7 +14,9 @@ pub(crate) const HEADER: &str = "x-request-id";
 pub(crate) const MAX_CLIENT_ID_BYTES: usize = 128;
 
 /// `inner` with ids set on its requests and returned on its replies.
-pub(crate) fn with_request_ids<S>(inner: S) -> SetRequestId<PropagateRequestId<S>, MakeRequestUuid> {
+pub(crate) fn with_request_ids<S>(
+    inner: S,
+) -> SetRequestId<PropagateRequestId<S>, MakeRequestUuid> {
     SetRequestId::x_request_id(PropagateRequestId::x_request_id(inner), MakeRequestUuid)
 }
 
@@ -49,7 +51,10 @@ mod tests {
         ];
         for (id, kept) in cases {
             let mut headers = HeaderMap::new();
-            headers.insert(HEADER, hyper::header::HeaderValue::from_bytes(id).expect("value"));
+            headers.insert(
+                HEADER,
+                hyper::header::HeaderValue::from_bytes(id).expect("value"),
+            );
             drop_unusable_client_id(&mut headers);
             assert_eq!(headers.contains_key(HEADER), kept, "{id:?}");
         }

@@ -19,7 +19,10 @@ use super::{admin, health, ingestion, metrics};
 pub(crate) fn main_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/batch", post(ingestion::batch).fallback(post_only))
-        .route("/v1/identify", post(ingestion::identify).fallback(post_only))
+        .route(
+            "/v1/identify",
+            post(ingestion::identify).fallback(post_only),
+        )
         .route("/v1/track", post(ingestion::track).fallback(post_only))
         .route(
             "/v1/webhook/{destination}",

@@ -27,7 +27,10 @@ pub(crate) struct Received {
 ///   only, and a longer array needs the write key as well ([`IngestError::PartialSignature`]).
 ///   The signature checked must match, even when a write key would do.
 /// - without any credential, the request is refused.
-pub(crate) fn webhook_authentic(dest: &DestinationRuntime, r: &Received) -> Result<(), IngestError> {
+pub(crate) fn webhook_authentic(
+    dest: &DestinationRuntime,
+    r: &Received,
+) -> Result<(), IngestError> {
     let keyed = match &r.header_key {
         Some(k)
             if dest
