@@ -4,9 +4,12 @@
 mod support;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn send(r: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, String) {
     let r = r.send().await.expect("send");
@@ -203,4 +206,34 @@ async fn paths_and_methods_are_routed_as_before() {
         let (s, _, body) = send(h.http.head(&url)).await;
         assert_eq!((s, body.as_str()), (status, ""), "{url}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_cut_off_through_the_router() {
+    // After 50 ms, a body must keep 100,000 bytes/s on average.
+    let h = Harness::start_top("http = { body_grace_ms = 50, body_min_rate = 100000 }", "").await;
+    let mut s = TcpStream::connect(h.svc().addr()).await.expect("connect");
+    let head = "POST /v1/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 100000\r\n\r\n{\"batch\": [";
+    s.write_all(head.as_bytes()).await.expect("write");
+    // Nothing more is sent: the service closes the connection (the bound only keeps a failure
+    // from hanging the test).
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled body was never cut off");
+    let text = String::from_utf8_lossy(&got);
+    assert!(!text.contains(" 200 "), "{text}");
+    // The service still answers, and stored nothing.
+    let (s, status) = h.get("/v1/status").await;
+    assert_eq!(s, 200);
+    assert!(status.contains("\"accepted\":0"), "{status}");
 }

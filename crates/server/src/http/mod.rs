@@ -5,7 +5,7 @@
 //! - `serve`: from the listener to the router, with request ids (`request_id`);
 //! - `router`: the routes of the main and the metrics address, and the state they share;
 //! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
-//! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s [`Admin`] extractor;
+//! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
 //! - `health`: `/healthz` and `/readyz`; `metrics`: `/metrics`;
 //! - `reply`: replies and errors, and `Connection: close` when a body is left unread;
 //! - `params`: path segments and query values, percent-decoded.
@@ -14,8 +14,6 @@
 //! ingestion endpoint has its own limit, refused with a 400 and Segment's JSON error body (its
 //! layer answers 413 in plain text), and the limit applies to the body after gzip decoding as
 //! well. Nor its compression: ingestion answers are a few bytes.
-//!
-//! [`Admin`]: auth::Admin
 
 mod admin;
 mod auth;
