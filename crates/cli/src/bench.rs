@@ -51,6 +51,8 @@ pub struct BenchArgs {
     pub node_dir: PathBuf,
     /// Where databases and event files go (a new temporary directory by default).
     pub work_dir: Option<PathBuf>,
+    /// Clients polling `/metrics` and `/v1/status` in a loop during (c).
+    pub pollers: usize,
 }
 
 /// One row of the result table.
@@ -189,10 +191,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     if want("c") {
         eprintln!(
-            "(c) end to end, {} events over {AUDIENCES} audiences ...",
-            args.events
+            "(c) end to end, {} events over {AUDIENCES} audiences, {} pollers ...",
+            args.events, args.pollers
         );
-        rt.block_on(end_to_end(&dir, args.events, &mut report))?;
+        rt.block_on(end_to_end(&dir, args.events, args.pollers, &mut report))?;
     }
     if want("d") {
         eprintln!(
@@ -635,7 +637,7 @@ async fn ingest_and_memory(dir: &Path, n: usize, report: &mut Report) -> Result<
         eps,
         "events/s",
     );
-    // The peak over ingestion and one status query (which scans every pending row).
+    // The peak over ingestion and one status query.
     let mib = peak.max(peak_after) as f64 / 1024.0;
     report.row(
         "e",
@@ -653,7 +655,39 @@ async fn ingest_and_memory(dir: &Path, n: usize, report: &mut Report) -> Result<
     Ok(())
 }
 
-async fn end_to_end(dir: &Path, n: usize, report: &mut Report) -> Result<()> {
+/// `n` clients that each GET `/metrics` and `/v1/status` in turn, without pause, until
+/// `stop` turns true (as scrapers and dashboards would, only harder). Returns the number of
+/// answers they got.
+fn start_pollers(
+    url: &str,
+    n: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Result<u64>>> {
+    (0..n)
+        .map(|i| {
+            let (url, stop) = (url.to_string(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut done = 0u64;
+                let paths = ["/metrics", "/v1/status"];
+                while !*stop.borrow() {
+                    let path = paths[(i + done as usize) % paths.len()];
+                    http.get(format!("{url}{path}"))
+                        .bearer_auth(ADMIN)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
+                    done += 1;
+                }
+                Ok(done)
+            })
+        })
+        .collect()
+}
+
+async fn end_to_end(dir: &Path, n: usize, pollers: usize, report: &mut Report) -> Result<()> {
     let emu = emulator(None).await?;
     let bodies = Arc::new(bodies(&spread_events(n, &audiences())));
     let svc = Service::start(
@@ -664,11 +698,18 @@ async fn end_to_end(dir: &Path, n: usize, report: &mut Report) -> Result<()> {
         "[destination.delivery.rate_limits]\nsubscribe = \"off\"\nunsubscribe = \"off\"",
     )?;
     let cpu0 = cpu_seconds(&svc.pid().to_string())?;
+    let (stop_polling, stop) = tokio::sync::watch::channel(false);
+    let polling = start_pollers(&svc.url, pollers, stop);
     let start = Instant::now();
     let ingest = send_all(&svc.url, bodies).await?;
     let done = wait_members(&emu, n, Duration::from_secs(600)).await?;
     let e2e = done - start;
     let cpu = cpu_seconds(&svc.pid().to_string())? - cpu0;
+    let _ = stop_polling.send(true);
+    let mut polls = 0;
+    for p in polling {
+        polls += p.await??;
+    }
     // The last outcomes are recorded right after the emulator's answer.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let db = svc.db.clone();
@@ -681,9 +722,14 @@ async fn end_to_end(dir: &Path, n: usize, report: &mut Report) -> Result<()> {
         );
     }
     let eps = n as f64 / e2e.as_secs_f64();
+    let polled = if pollers > 0 {
+        format!(", {pollers} pollers")
+    } else {
+        String::new()
+    };
     report.row(
         "c",
-        format!("end to end ({n} events, {AUDIENCES} audiences), events/s"),
+        format!("end to end ({n} events, {AUDIENCES} audiences{polled}), events/s"),
         eps,
         "events/s",
     );
@@ -706,7 +752,8 @@ async fn end_to_end(dir: &Path, n: usize, report: &mut Report) -> Result<()> {
         json!({"events": n, "ingest_s": ingest.as_secs_f64(), "e2e_s": e2e.as_secs_f64(),
                "service_cpu_s": cpu, "p50_s": percentile(&lat, 0.5),
                "p90_s": percentile(&lat, 0.9), "p99_s": percentile(&lat, 0.99),
-               "max_s": percentile(&lat, 1.0), "batch": BATCH, "senders": SENDERS}),
+               "max_s": percentile(&lat, 1.0), "batch": BATCH, "senders": SENDERS,
+               "pollers": pollers, "polls": polls}),
     );
     Ok(())
 }

@@ -127,6 +127,9 @@ enum Command {
         /// Keep databases and event files here (default: a temporary directory, removed).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
+        /// Clients polling /metrics and /v1/status in a loop during (c).
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+        pollers: u16,
     },
 }
 
@@ -382,6 +385,7 @@ fn main() -> ExitCode {
             compare_events,
             node_dir,
             work_dir,
+            pollers,
         } => bench::run(&bench::BenchArgs {
             only: only.clone(),
             json: json.clone(),
@@ -391,6 +395,7 @@ fn main() -> ExitCode {
             compare_events: *compare_events as usize,
             node_dir: node_dir.clone(),
             work_dir: work_dir.clone(),
+            pollers: usize::from(*pollers),
         }),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
         Command::Plan {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as EmuProjectType};
 use server::app::{open_store_read_only, system_clock};
 use server::config::{Config, Secrets, Storage};
-use server::status::{DestinationStatus, event_json, event_text, status_text};
+use server::status::{DestinationState, DestinationStatus, event_json, event_text, status_text};
 use server::{RunningService, StartError};
 use sync::Store;
 
@@ -123,9 +123,17 @@ pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
     let (cfg, store) = open_for_reading(config)?;
     let mut all = Vec::new();
     for d in &cfg.destinations {
-        let state = if d.enabled { "enabled" } else { "disabled" };
+        // The state the service stored: running, paused (a refused key) or degraded.
+        let state = if d.enabled {
+            let stored = store
+                .destination_state(&d.name)
+                .map_err(|e| anyhow!("{e}"))?;
+            Some(stored.unwrap_or(DestinationState::Running))
+        } else {
+            None
+        };
         all.push(
-            DestinationStatus::read(store.as_ref(), &d.name, d.enabled, state.into())
+            DestinationStatus::read(store.as_ref(), &d.name, d.enabled, state)
                 .map_err(|e| anyhow!("{e}"))?,
         );
     }

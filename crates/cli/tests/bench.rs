@@ -16,6 +16,7 @@ fn the_bench_command_measures_every_part_at_a_small_size() {
             "bench", "--only", "a", "--only", "b", "--only", "c", "--only", "d",
         ])
         .args(["--events", "2000", "--members", "3000", "--rate", "50"])
+        .args(["--pollers", "2"])
         .arg("--json")
         .arg(&json)
         .arg("--work-dir")
@@ -45,6 +46,11 @@ fn the_bench_command_measures_every_part_at_a_small_size() {
     }
     assert_eq!(v["details"]["b_e"]["pending"], 3000);
     assert_eq!(v["details"]["d"]["requests"], 3);
+    assert_eq!(v["details"]["c"]["pollers"], 2);
+    assert!(
+        v["details"]["c"]["polls"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
     assert!(v["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
     let _ = std::fs::remove_dir_all(&dir);
 }

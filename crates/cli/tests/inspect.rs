@@ -271,7 +271,7 @@ async fn a_config_elsewhere_names_its_database_relative_to_itself() {
     );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("destination prod (enabled)"), "{out}");
+    assert!(out.contains("destination prod (running)"), "{out}");
     let vip = out
         .lines()
         .find(|l| l.trim_start().starts_with("vip "))
@@ -562,7 +562,7 @@ async fn the_demo_writes_its_config_and_says_how_to_look_events_up() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        out.contains("destination demo (enabled)") && out.contains("vip_users"),
+        out.contains("destination demo (running)") && out.contains("vip_users"),
         "{out}"
     );
 

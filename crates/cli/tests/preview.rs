@@ -319,3 +319,103 @@ fn plan_reads_events_as_serve_does() {
         json!([{"setting": "campaignId", "value": "1.5", "reason": "must be a whole positive number but it was a number"}])
     );
 }
+
+/// 17-significant-digit decimals as JavaScript writes them (a correctly rounded double's
+/// shortest digits), between 0.001 and 1e12 so that both JSON writers use plain notation.
+fn decimals(count: usize) -> Vec<String> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let digits = 10_000_000_000_000_000 + (state >> 11) % 90_000_000_000_000_000;
+        let point = (state >> 3) % 17;
+        let text = format!("{digits}");
+        let (int, frac) = text.split_at(text.len() - point as usize);
+        let int = if int.is_empty() { "0" } else { int };
+        let value: f64 = format!("{int}.{frac}").parse().unwrap_or(1.0);
+        if (0.001..1e12).contains(&value) {
+            out.push(segment::mapping::number_to_string(value));
+        }
+    }
+    out
+}
+
+/// `95.84963262304987` and hundreds like it come out of `mapping eval` (value, `@template`,
+/// `@json`) and out of `plan`'s request bodies exactly as they went in.
+#[test]
+fn numbers_come_out_as_they_went_in() {
+    let d = Dir::new("numbers");
+    let mut numbers = vec!["95.84963262304987".to_owned()];
+    numbers.extend(decimals(300));
+    let traits: Vec<String> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!(r#""n{i}":{n}"#))
+        .collect();
+    let event = format!(
+        r#"{{"type":"identify","userId":"u1","traits":{{"vip":true,{}}},"context":{{{P}}}}}"#,
+        traits.join(",")
+    );
+    let template: String = (0..numbers.len())
+        .map(|i| format!("{{{{traits.n{i}}}}} "))
+        .collect();
+    let mapping = d.file(
+        "m.json",
+        &json!({
+            "values": {"@path": "$.traits"},
+            "template": {"@template": template},
+            "json": {"@json": {"mode": "encode", "value": {"@path": "$.traits"}}},
+        })
+        .to_string(),
+    );
+    let event_file = d.file("e.json", &event);
+    let o = run(&[
+        "mapping",
+        "eval",
+        "--mapping",
+        &mapping,
+        "--event",
+        &event_file,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout_json(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rendered = out["template"].as_str().unwrap_or_default();
+    let encoded = out["json"].as_str().unwrap_or_default();
+    for (i, n) in numbers.iter().enumerate() {
+        assert!(
+            text.contains(&format!(r#""n{i}":{n}"#)),
+            "value n{i} = {n} changed:\n{text}"
+        );
+        assert!(
+            rendered.contains(&format!("{n} ")),
+            "@template lost {n}: {rendered}"
+        );
+        assert!(
+            encoded.contains(&format!(r#""n{i}":{n}"#)),
+            "@json lost {n}: {encoded}"
+        );
+    }
+
+    let settings = d.file("s.json", r#"{"apiKey":"K","iterableProjectType":"hybrid"}"#);
+    let fields = d.file("f.json", r#"{"dataFields":{"@path":"$.traits"}}"#);
+    let events = d.file("e.ndjson", &event);
+    let o = run(&[
+        "plan",
+        "--settings",
+        &settings,
+        "--mapping",
+        &fields,
+        &events,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for (i, n) in numbers.iter().enumerate() {
+        assert!(
+            text.contains(&format!(r#""n{i}":{n}"#)),
+            "plan changed n{i} = {n}:\n{text}"
+        );
+    }
+}

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -171,6 +173,19 @@ fn scrub(text: String, key: &ApiKey) -> String {
     }
 }
 
+/// Told about each failed attempt of a call whose failure is retryable (5xx, 429, timeouts,
+/// connection errors), before the client waits to try again: what the rows of a request
+/// show while it is retried. The client awaits the returned future.
+pub trait AttemptObserver: Send + Sync {
+    /// `error.attempts` is the number of the attempt that failed; `retry_in` is the wait
+    /// before the next one, `None` when the client gives up (or does not retry this call).
+    fn failed<'a>(
+        &'a self,
+        error: &'a IterableError,
+        retry_in: Option<Duration>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 /// Whether to retry a call on retryable failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -304,21 +319,39 @@ impl Client {
         body: Option<Bytes>,
         retry: Retry,
     ) -> Result<Bytes, IterableError> {
+        self.call_observed(ep, method, path, body, retry, None)
+            .await
+    }
+
+    /// [`Client::call`], telling `observer` about each retryable failure.
+    pub async fn call_observed(
+        &self,
+        ep: Endpoint,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        retry: Retry,
+        observer: Option<&dyn AttemptObserver>,
+    ) -> Result<Bytes, IterableError> {
         let mut attempt = 1;
         loop {
             match self.attempt(ep, &method, path, body.as_ref()).await {
                 Ok(b) => return Ok(b),
                 Err(mut e) => {
                     e.attempts = attempt;
-                    let again = retry == Retry::Yes
-                        && e.class == ErrorClass::Retryable
-                        && attempt < self.backoff.max_attempts;
-                    if !again {
-                        return Err(e);
+                    let retryable = e.class == ErrorClass::Retryable;
+                    let again =
+                        retry == Retry::Yes && retryable && attempt < self.backoff.max_attempts;
+                    let wait = again.then(|| {
+                        self.backoff
+                            .delay(attempt, e.retry_after, random_fraction())
+                    });
+                    if let Some(o) = observer.filter(|_| retryable) {
+                        o.failed(&e, wait).await;
                     }
-                    let wait = self
-                        .backoff
-                        .delay(attempt, e.retry_after, random_fraction());
+                    let Some(wait) = wait else {
+                        return Err(e);
+                    };
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -336,13 +369,22 @@ impl Client {
 
     /// `GET /api/lists`.
     pub async fn get_lists(&self) -> Result<Vec<ListDetails>, IterableError> {
+        self.get_lists_observed(None).await
+    }
+
+    /// [`Client::get_lists`], telling `observer` about each retryable failure.
+    pub async fn get_lists_observed(
+        &self,
+        observer: Option<&dyn AttemptObserver>,
+    ) -> Result<Vec<ListDetails>, IterableError> {
         let b = self
-            .call(
+            .call_observed(
                 Endpoint::GetLists,
                 Method::GET,
                 "/api/lists",
                 None,
                 Retry::Yes,
+                observer,
             )
             .await?;
         Ok(Self::decode::<GetListsResponse>(Endpoint::GetLists, &b)?.lists)
@@ -351,14 +393,24 @@ impl Client {
     /// `POST /api/lists`, one attempt: after a lost answer the list may exist, so callers
     /// look before creating again (see `resolve`).
     pub async fn create_list(&self, name: &str) -> Result<i64, IterableError> {
+        self.create_list_observed(name, None).await
+    }
+
+    /// [`Client::create_list`], telling `observer` about a retryable failure.
+    pub async fn create_list_observed(
+        &self,
+        name: &str,
+        observer: Option<&dyn AttemptObserver>,
+    ) -> Result<i64, IterableError> {
         let body = Bytes::from(serde_json::json!({ "name": name }).to_string());
         let b = self
-            .call(
+            .call_observed(
                 Endpoint::CreateList,
                 Method::POST,
                 "/api/lists",
                 Some(body),
                 Retry::No,
+                observer,
             )
             .await?;
         let v: Value = Self::decode(Endpoint::CreateList, &b)?;
@@ -386,30 +438,31 @@ impl Client {
 
     /// `POST /api/lists/subscribe` with a prepared body.
     pub async fn subscribe(&self, body: Bytes) -> Result<BulkUpdateResponse, IterableError> {
-        let b = self
-            .call(
-                Endpoint::Subscribe,
-                Method::POST,
-                "/api/lists/subscribe",
-                Some(body),
-                Retry::Yes,
-            )
-            .await?;
-        Self::decode(Endpoint::Subscribe, &b)
+        self.bulk_update(Endpoint::Subscribe, body, None).await
     }
 
     /// `POST /api/lists/unsubscribe` with a prepared body.
     pub async fn unsubscribe(&self, body: Bytes) -> Result<BulkUpdateResponse, IterableError> {
+        self.bulk_update(Endpoint::Unsubscribe, body, None).await
+    }
+
+    /// `POST /api/lists/subscribe` ([`Endpoint::Subscribe`]) or `/api/lists/unsubscribe`
+    /// (any other endpoint) with a prepared body, telling `observer` about each retryable
+    /// failure.
+    pub async fn bulk_update(
+        &self,
+        ep: Endpoint,
+        body: Bytes,
+        observer: Option<&dyn AttemptObserver>,
+    ) -> Result<BulkUpdateResponse, IterableError> {
+        let (ep, path) = match ep {
+            Endpoint::Subscribe => (Endpoint::Subscribe, "/api/lists/subscribe"),
+            _ => (Endpoint::Unsubscribe, "/api/lists/unsubscribe"),
+        };
         let b = self
-            .call(
-                Endpoint::Unsubscribe,
-                Method::POST,
-                "/api/lists/unsubscribe",
-                Some(body),
-                Retry::Yes,
-            )
+            .call_observed(ep, Method::POST, path, Some(body), Retry::Yes, observer)
             .await?;
-        Self::decode(Endpoint::Unsubscribe, &b)
+        Self::decode(ep, &b)
     }
 
     /// `GET /api/lists/{listId}/size`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backoff::random_fraction;
-use crate::client::{Client, IterableError};
+use crate::client::{AttemptObserver, Client, IterableError};
 use crate::errors::ErrorClass;
 use crate::lists::{choose_list, find_by_id};
 
@@ -126,6 +126,17 @@ impl<R: ListRegistry> ListResolver<R> {
         audience: &str,
         external_id: Option<i64>,
     ) -> Result<i64, ResolveError> {
+        self.resolve_observed(audience, external_id, None).await
+    }
+
+    /// [`ListResolver::resolve`], telling `observer` about each retryable failure of its calls
+    /// to Iterable.
+    pub async fn resolve_observed(
+        &self,
+        audience: &str,
+        external_id: Option<i64>,
+        observer: Option<&dyn AttemptObserver>,
+    ) -> Result<i64, ResolveError> {
         if let Some(id) = self.registry.get(&self.destination, audience).await? {
             return Ok(id);
         }
@@ -134,7 +145,7 @@ impl<R: ListRegistry> ListResolver<R> {
         if let Some(id) = self.registry.get(&self.destination, audience).await? {
             return Ok(id);
         }
-        let lists = self.client.get_lists().await?;
+        let lists = self.client.get_lists_observed(observer).await?;
         if let Some(id) = external_id
             && find_by_id(&lists, id).is_some()
         {
@@ -145,7 +156,7 @@ impl<R: ListRegistry> ListResolver<R> {
         }
         let mut attempt = 1;
         loop {
-            match self.client.create_list(audience).await {
+            match self.client.create_list_observed(audience, observer).await {
                 Ok(id) => {
                     self.created
                         .lock()
@@ -159,7 +170,7 @@ impl<R: ListRegistry> ListResolver<R> {
                         .await;
                     if e.is_ambiguous() {
                         // The list may exist although the answer was lost: look first.
-                        let lists = self.client.get_lists().await?;
+                        let lists = self.client.get_lists_observed(observer).await?;
                         if let Some(l) = choose_list(&lists, audience) {
                             return self.remember(audience, l.id).await;
                         }

@@ -2,13 +2,16 @@
 //! the field and directive at fault), then resolve it against any number of events.
 
 mod compile;
+mod directives;
 mod error;
 mod eval;
 mod js;
+mod liquid;
 mod objects;
 mod path;
 mod replace;
 mod template;
+mod validate;
 mod value;
 
 use std::borrow::Cow;
@@ -53,9 +56,11 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Validates and compiles a mapping. Fails with the first problem found: every mapping that
-    /// mapping-kit's validation rejects, and every one its runtime would throw on whatever the
-    /// event.
+    /// Validates and compiles a mapping. Fails with the first problem found where mapping-kit's
+    /// validation rejects the mapping (and so every event). What mapping-kit's runtime throws on
+    /// (an `@if` without condition, an unknown `@case` operator met with a string, a `@liquid`
+    /// template that does not parse, …) fails [`Mapping::resolve`] instead, for the events that
+    /// reach it, as in mapping-kit.
     pub fn compile(mapping: &Value) -> Result<Self, MappingError> {
         let (root, errors) = compile::compile(mapping);
         match errors.into_iter().next() {
@@ -64,7 +69,7 @@ impl Mapping {
         }
     }
 
-    /// Every problem in a mapping, in key order (empty when it compiles).
+    /// Every validation problem in a mapping, in key order (empty when it compiles).
     pub fn problems(mapping: &Value) -> Vec<MappingError> {
         compile::compile(mapping).1
     }

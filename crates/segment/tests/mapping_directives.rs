@@ -116,18 +116,26 @@ fn event() -> Value {
 fn raw_values_and_plain_objects() {
     let e = event();
     run(vec![
+        // `transform` spreads a mapping that is not an object (`{...mapping}`): a string
+        // into its characters, an array into its indexes, anything else into nothing.
         case(
             "raw string mapping",
             json!("neat"),
             e.clone(),
-            Some(json!("neat")),
+            Some(json!({"0": "n", "1": "e", "2": "a", "3": "t"})),
         ),
-        case("raw number mapping", json!(5), e.clone(), Some(json!(5))),
+        case("raw number mapping", json!(5), e.clone(), Some(json!({}))),
         case(
             "raw array mapping",
-            json!(["cool", 1]),
+            json!(["cool", {"@path": "$.a"}]),
+            json!({"a": 1}),
+            Some(json!({"0": "cool", "1": 1})),
+        ),
+        case(
+            "directives in objects in arrays",
+            json!({"k": [{"x": {"@literal": "ß"}}]}),
             e.clone(),
-            Some(json!(["cool", 1])),
+            Some(json!({"k": [{"x": "ß"}]})),
         ),
         case("empty mapping", json!({}), e.clone(), Some(json!({}))),
         case(

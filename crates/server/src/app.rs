@@ -13,12 +13,14 @@ use iterable::client::{Client, ClientConfig};
 use listener::Connections;
 use sync::metrics::DestinationMetrics;
 use sync::reconciler::{EpochClock, Reconciler, ReconcilerConfig};
+use sync::sqlite::{OpenOptions, QuickCheck};
 use sync::{SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, DestinationConfig, Secret, Storage};
+use crate::figures::{self, Figures, Snapshot};
 use crate::http;
 use crate::writer::Writer;
 
@@ -60,6 +62,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     pub request_seq: AtomicU64,
     pub clock: EpochClock,
+    /// The store's figures for `/metrics` and `/v1/status`, read at most once a second.
+    pub figures: Snapshot<Vec<Figures>>,
 }
 
 impl AppState {
@@ -113,6 +117,63 @@ pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
         Storage::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
         Storage::SqliteMemory => Arc::new(SqliteStore::open_in_memory()?),
     })
+}
+
+/// Opens the service's store: a damaged or unwritable file stops the start (the error names
+/// it); an integrity check that did not finish in `[storage] quick_check_ms` is logged loudly.
+fn open_service_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let path = match &config.storage {
+        Storage::Sqlite { path } => path,
+        Storage::SqliteMemory => return open_store(&config.storage),
+    };
+    let options = OpenOptions {
+        quick_check: config.storage_quick_check,
+    };
+    let store = SqliteStore::open_with_options(path, &options)?;
+    if let QuickCheck::Unfinished { budget } = store.quick_check() {
+        eprintln!(
+            "iterable-lists: WARNING: the integrity check of {} did not finish within {} ms; \
+             the rest of the file is unchecked. Raise [storage] quick_check_ms, or check it \
+             while the service is stopped: sqlite3 {} 'PRAGMA integrity_check'",
+            path.display(),
+            budget.as_millis(),
+            path.display()
+        );
+    }
+    Ok(Arc::new(store))
+}
+
+/// How often a store that cannot write is tried again.
+const STORE_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// While the store cannot write (`/readyz` answers 503), tries a write every
+/// [`STORE_PROBE_EVERY`], so that readiness comes back once the store can write, even when
+/// nothing else writes (no events arrive while the service is not ready). Logs each change.
+async fn watch_store(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(STORE_PROBE_EVERY) => {}
+        }
+        let failure = store.write_failure();
+        match (&failure, failing) {
+            (Some(why), false) => eprintln!(
+                "iterable-lists: the store cannot write ({why}); /readyz answers 503 until it can"
+            ),
+            (None, true) => eprintln!("iterable-lists: the store writes again; ready"),
+            _ => {}
+        }
+        failing = failure.is_some();
+        if failing {
+            let s = store.clone();
+            let _ = tokio::task::spawn_blocking(move || s.probe_write()).await;
+            if store.write_failure().is_none() {
+                eprintln!("iterable-lists: the store writes again; ready");
+                failing = false;
+            }
+        }
+    }
 }
 
 fn build_destination(
@@ -190,6 +251,7 @@ pub struct RunningService {
     /// The main listener, then the metrics one.
     listeners: Vec<JoinHandle<()>>,
     reconcilers: Vec<JoinHandle<()>>,
+    store_watch: JoinHandle<()>,
 }
 
 impl RunningService {
@@ -200,7 +262,7 @@ impl RunningService {
 
     /// As [`RunningService::start`], with an injected epoch clock (tests).
     pub async fn start_with_clock(config: Config, clock: EpochClock) -> Result<Self, StartError> {
-        let store = open_store(&config.storage)?;
+        let store = open_service_store(&config)?;
         let mut destinations = Vec::new();
         for d in &config.destinations {
             destinations.push(build_destination(d, &store, &clock)?);
@@ -236,6 +298,7 @@ impl RunningService {
             shutting_down: AtomicBool::new(false),
             request_seq: AtomicU64::new(0),
             clock,
+            figures: Snapshot::new(figures::MAX_AGE),
         });
         let (tx, rx) = watch::channel(false);
         let mut reconcilers = Vec::new();
@@ -246,6 +309,7 @@ impl RunningService {
                 reconcilers.push(tokio::spawn(async move { r.run(rx).await }));
             }
         }
+        let store_watch = tokio::spawn(watch_store(state.store.clone(), rx.clone()));
         let mut listeners = vec![tokio::spawn(http::serve(
             listener,
             conns.clone(),
@@ -269,6 +333,7 @@ impl RunningService {
             shutdown: tx,
             listeners,
             reconcilers,
+            store_watch,
         })
     }
 
@@ -317,5 +382,6 @@ impl Drop for RunningService {
         for h in &self.reconcilers {
             h.abort();
         }
+        self.store_watch.abort();
     }
 }

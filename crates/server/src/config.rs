@@ -103,6 +103,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the state lives (`[storage] url`).
     pub storage: Storage,
+    /// How long the integrity check of an SQLite file may take at start (`[storage]
+    /// quick_check_ms`; 0 skips it, `None` here). A check that runs out of time is logged.
+    pub storage_quick_check: Option<Duration>,
     /// The bearer token of the admin endpoints (`admin_token` or `admin_token_env`); without
     /// one they answer loopback clients only.
     pub admin_token: Option<Secret>,
@@ -124,6 +127,7 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN,
             storage: Storage::default(),
+            storage_quick_check: Some(sync::sqlite::DEFAULT_QUICK_CHECK),
             admin_token: None,
             ingest: IngestLimits::default(),
             http: Limits::default(),
@@ -962,7 +966,7 @@ const ROOT_KEYS: &[&str] = &[
     "metrics_listen",
     "http",
 ];
-const STORAGE_KEYS: &[&str] = &["url"];
+const STORAGE_KEYS: &[&str] = &["url", "quick_check_ms"];
 const INGEST_KEYS: &[&str] = &[
     "max_event_bytes",
     "max_call_bytes",
@@ -1034,6 +1038,11 @@ fn read_config(doc: &DeTable<'_>, span: Range<usize>, env: Env<'_>) -> R<Config>
         if let Some((url, span)) = storage.string("url")? {
             config.storage = Storage::parse_url(url).map_err(|p| storage.fail("url", span, p))?;
         }
+        let default_ms = config
+            .storage_quick_check
+            .map_or(0, |d| d.as_millis() as i64);
+        let ms = storage.int_in("quick_check_ms", 0, 3_600_000, default_ms)?;
+        config.storage_quick_check = (ms > 0).then(|| Duration::from_millis(ms as u64));
     }
     config.admin_token = root.secret("admin_token", "admin_token_env", env)?;
     if let Some(ingest) = root.table("ingest", INGEST_KEYS)? {
@@ -2654,6 +2663,33 @@ write_keys_env = "OTHER_WKS"
     }
 
     #[test]
+    fn the_integrity_check_bound_is_configurable() {
+        let c = parse(&dest("d", "wk", ""));
+        assert_eq!(
+            c.storage_quick_check,
+            Some(sync::sqlite::DEFAULT_QUICK_CHECK)
+        );
+        let c = parse(&format!(
+            "[storage]\nquick_check_ms = 250\n{}",
+            dest("d", "wk", "")
+        ));
+        assert_eq!(c.storage_quick_check, Some(Duration::from_millis(250)));
+        let c = parse(&format!(
+            "[storage]\nquick_check_ms = 0\n{}",
+            dest("d", "wk", "")
+        ));
+        assert_eq!(c.storage_quick_check, None, "0 skips the check");
+        let err = parse_err(
+            &format!("[storage]\nquick_check_ms = -1\n{}", dest("d", "wk", "")),
+            &no_env,
+        );
+        assert!(
+            err.contains("line 2: storage.quick_check_ms: must be between 0 and 3600000, got -1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_example_parses() {
         let env = env_of(&[(API_KEY_ENV, KEY)]);
         let c = match Config::parse(EXAMPLE, &env) {
@@ -2679,6 +2715,7 @@ write_keys_env = "OTHER_WKS"
         // Every key of the format appears in the example (commented or not).
         for key in ROOT_KEYS
             .iter()
+            .chain(STORAGE_KEYS)
             .chain(INGEST_KEYS)
             .chain(HTTP_KEYS)
             .chain(DESTINATION_KEYS)

@@ -9,9 +9,11 @@ use http_body_util::Full;
 use hyper::Response;
 use segment::event::format_timestamp_ms;
 use serde_json::{Value, json};
+pub use sync::DestinationState;
 use sync::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, Store, StoreError};
 
 use crate::app::AppState;
+use crate::figures::Figures;
 use crate::http::json_reply;
 
 /// One audience status as JSON.
@@ -24,6 +26,7 @@ pub fn audience_json(a: &AudienceStatus) -> Value {
         "eventTimeMs": a.time_ms,
         "status": a.status.as_str(),
         "reason": a.reason,
+        "attempts": a.attempts,
         "nextAttemptMs": a.next_attempt_ms,
         "updatedMs": a.updated_ms,
     })
@@ -46,8 +49,8 @@ pub fn event_json(r: &EventRecord) -> Value {
 pub struct DestinationStatus {
     pub name: String,
     pub enabled: bool,
-    /// `running`, `paused: <reason>` or `disabled`.
-    pub state: String,
+    /// Running, paused or degraded; `None` when disabled.
+    pub state: Option<DestinationState>,
     pub lists: Vec<ListCounts>,
     pub events: EventCounts,
 }
@@ -58,15 +61,50 @@ impl DestinationStatus {
         store: &dyn Store,
         name: &str,
         enabled: bool,
-        state: String,
+        state: Option<DestinationState>,
     ) -> Result<Self, StoreError> {
-        Ok(Self {
+        Ok(Self::new(
+            name,
+            enabled,
+            state,
+            Figures {
+                lists: store.list_counts(name)?,
+                events: store.event_counts(name)?,
+            },
+        ))
+    }
+
+    /// From figures already read.
+    pub fn new(
+        name: &str,
+        enabled: bool,
+        state: Option<DestinationState>,
+        figures: Figures,
+    ) -> Self {
+        Self {
             name: name.to_string(),
             enabled,
             state,
-            lists: store.list_counts(name)?,
-            events: store.event_counts(name)?,
-        })
+            lists: figures.lists,
+            events: figures.events,
+        }
+    }
+
+    /// `running`, `paused`, `degraded` or `disabled`.
+    pub fn state_word(&self) -> &'static str {
+        self.state
+            .as_ref()
+            .map_or("disabled", DestinationState::word)
+    }
+
+    /// Why it is paused or degraded.
+    pub fn reason(&self) -> Option<&str> {
+        self.state.as_ref().and_then(DestinationState::reason)
+    }
+
+    /// Since when it is paused or degraded (epoch ms).
+    pub fn since_ms(&self) -> Option<i64> {
+        self.state.as_ref().and_then(DestinationState::since_ms)
     }
 
     pub fn to_json(&self) -> Value {
@@ -77,7 +115,10 @@ impl DestinationStatus {
         json!({
             "name": self.name,
             "enabled": self.enabled,
-            "state": self.state,
+            "state": self.state_word(),
+            "reason": self.reason(),
+            "since": self.since_ms().map(format_timestamp_ms),
+            "sinceMs": self.since_ms(),
             "events": events,
             "audiences": self.lists.iter().map(|l| json!({
                 "audience": l.audience_key,
@@ -132,17 +173,20 @@ pub fn status_text(destinations: &[DestinationStatus], now_ms: i64) -> String {
     }
     for d in destinations {
         let e = &d.events;
+        let state = match (d.reason(), d.since_ms()) {
+            (Some(reason), Some(since)) => {
+                format!(
+                    "{} since {}: {reason}",
+                    d.state_word(),
+                    format_timestamp_ms(since)
+                )
+            }
+            _ => d.state_word().to_string(),
+        };
         let _ = writeln!(
             out,
             "destination {} ({}): events accepted {} pending {} delivered {} superseded {} rejected {} skipped {}",
-            d.name,
-            d.state,
-            e.accepted,
-            e.pending,
-            e.delivered,
-            e.superseded,
-            e.rejected,
-            e.skipped
+            d.name, state, e.accepted, e.pending, e.delivered, e.superseded, e.rejected, e.skipped
         );
         if d.lists.is_empty() {
             out.push_str("  no audiences yet\n");
@@ -201,6 +245,9 @@ pub fn event_text(r: &EventRecord, now_ms: i64) -> String {
         let _ = write!(out, "  {audience}: {what} {who}: {}", a.status.as_str());
         if let Some(reason) = &a.reason {
             let _ = write!(out, " ({reason})");
+        }
+        if a.attempts > 0 {
+            let _ = write!(out, ", {} failed attempt(s)", a.attempts);
         }
         if let Some(n) = a.next_attempt_ms {
             let _ = write!(out, ", next attempt {}", time_text(n, now_ms));
@@ -274,38 +321,95 @@ pub async fn event_reply(
     }
 }
 
-/// `GET /v1/status`: every destination with its audiences.
-pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
-    let dests: Vec<(String, bool, String)> = state
+/// The store's figures of every destination, from the snapshot (at most a second old).
+pub(crate) async fn figures(state: &AppState) -> Arc<Result<Vec<Figures>, String>> {
+    let names: Vec<String> = state
         .destinations
         .iter()
-        .map(|d| {
-            let st = match &d.reconciler {
-                None => "disabled".to_string(),
-                Some(r) => r.state().describe(),
-            };
-            (d.config.name.clone(), d.config.enabled, st)
+        .map(|d| d.config.name.clone())
+        .collect();
+    state
+        .figures
+        .get(crate::figures::read(&state.store, names))
+        .await
+}
+
+/// `GET /v1/status`: every destination with its audiences. The state is the live one; the
+/// figures come from a snapshot at most a second old, so that polling costs the store nothing
+/// more.
+pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
+    let figures = figures(state).await;
+    let figures = match &*figures {
+        Ok(f) => f,
+        Err(e) => return json_reply(503, &json!({"success": false, "message": e})),
+    };
+    let ds: Vec<Value> = state
+        .destinations
+        .iter()
+        .zip(figures)
+        .map(|(d, f)| {
+            let live = d.reconciler.as_ref().map(|r| r.state());
+            DestinationStatus::new(&d.config.name, d.config.enabled, live, f.clone()).to_json()
         })
         .collect();
-    let r = blocking(&state.store, move |s| {
-        dests
-            .into_iter()
-            .map(|(n, en, st)| DestinationStatus::read(s, &n, en, st))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await;
-    match r {
-        Ok(ds) => json_reply(
-            200,
-            &json!({"destinations": ds.iter().map(DestinationStatus::to_json).collect::<Vec<_>>()}),
-        ),
-        Err(e) => json_reply(503, &json!({"success": false, "message": e})),
-    }
+    json_reply(200, &json!({ "destinations": ds }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_iso_8601_in_utc() {
+        assert_eq!(format_timestamp_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_timestamp_ms(1_796_032_800_123),
+            "2026-11-30T10:00:00.123Z"
+        );
+    }
+
+    #[test]
+    fn a_paused_destination_says_so_with_its_reason_and_since_when() {
+        let paused = DestinationStatus::new(
+            "prod",
+            true,
+            Some(DestinationState::Paused {
+                reason: "GET /api/lists failed: HTTP 401 BadApiKey".into(),
+                since_ms: 0,
+            }),
+            Figures {
+                lists: Vec::new(),
+                events: EventCounts::default(),
+            },
+        );
+        let v = paused.to_json();
+        assert_eq!(v["state"], "paused");
+        assert_eq!(v["reason"], "GET /api/lists failed: HTTP 401 BadApiKey");
+        assert_eq!(v["since"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["sinceMs"], 0);
+        let text = status_text(&[paused], 0);
+        assert!(
+            text.starts_with(
+                "destination prod (paused since 1970-01-01T00:00:00.000Z: GET /api/lists failed: HTTP 401 BadApiKey)"
+            ),
+            "{text}"
+        );
+        let disabled = DestinationStatus::new(
+            "old",
+            false,
+            None,
+            Figures {
+                lists: Vec::new(),
+                events: EventCounts::default(),
+            },
+        );
+        let v = disabled.to_json();
+        assert_eq!(
+            (v["state"].as_str(), v["reason"].is_null()),
+            (Some("disabled"), true)
+        );
+        assert!(DestinationState::WORDS.contains(&"disabled"));
+    }
 
     #[test]
     fn times_for_people() {

@@ -13,19 +13,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{ErrorKind, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{Harness, WRITE_KEY};
+use testkit::INSTALL_TIMEOUT;
 
 const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk");
 const NEEDS: &str = "the SDK tests (crates/server/tests/sdk.rs) need python3 with the venv \
                      module, node >= 20 and npm on the PATH";
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 const SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
 const VIP: &str = "sdk_vip_users";
@@ -104,7 +103,7 @@ fn scenario() -> Vec<(String, String, String, bool)> {
 /// Runs a sender to completion; asserts it exited 0 and returns the messageId of each step,
 /// from its stdout lines `{"step": i, "messageId": "..."}`.
 async fn send(cmd: Command, what: &'static str) -> BTreeMap<usize, String> {
-    let out = tokio::task::spawn_blocking(move || run(cmd, SEND_TIMEOUT, what))
+    let out = tokio::task::spawn_blocking(move || testkit::run(cmd, SEND_TIMEOUT, what, NEEDS))
         .await
         .expect("sender task")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -175,7 +174,7 @@ async fn check(h: &Harness, ids: &BTreeMap<usize, String>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Installing the SDKs, once per process (OnceLock) and once per cache (a lock file).
+// Installing the SDKs, once per process (OnceLock) and once per cache (testkit's marker and lock).
 
 /// `$CARGO_TARGET_TMPDIR/sdk/py`, a venv with requirements.txt installed.
 fn python_sdk() -> PathBuf {
@@ -188,9 +187,17 @@ fn python_sdk() -> PathBuf {
 /// `$CARGO_TARGET_TMPDIR/sdk/node`, holding node_modules from package-lock.json.
 fn node_sdk() -> PathBuf {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(install_node)
-        .clone()
-        .unwrap_or_else(|e| panic!("{e}"))
+    DIR.get_or_init(|| {
+        testkit::npm_ci(
+            Path::new(SDK_DIR),
+            &cache_root()?.join("node"),
+            "Node SDK",
+            20,
+            NEEDS,
+        )
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn cache_root() -> Result<PathBuf, String> {
@@ -199,70 +206,18 @@ fn cache_root() -> Result<PathBuf, String> {
     Ok(root)
 }
 
-fn read_sdk_file(name: &str) -> Result<String, String> {
-    let path = Path::new(SDK_DIR).join(name);
-    fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
-}
-
-/// Runs a short `--version` style command; its trimmed stdout (or stderr).
-fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    let out = run(cmd, Duration::from_secs(60), program)?;
-    if !out.ok {
-        return Err(format!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            out.stderr
-        ));
-    }
-    let text = if out.stdout.trim().is_empty() {
-        out.stderr
-    } else {
-        out.stdout
-    };
-    Ok(text.trim().to_string())
-}
-
-/// Makes `dir` hold a fresh install unless its marker file says it already holds `marker`.
-fn cached_install(
-    dir: &Path,
-    marker: &str,
-    what: &str,
-    install: impl FnOnce() -> Result<(), String>,
-) -> Result<(), String> {
-    let marker_path = dir.join(".installed-by-sdk-tests");
-    let lock_path = dir.with_extension("lock");
-    let _lock = InstallLock::acquire(&lock_path)?;
-    if fs::read_to_string(&marker_path).is_ok_and(|m| m == marker) {
-        return Ok(());
-    }
-    match fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("remove {}: {e}", dir.display())),
-    }
-    let started = Instant::now();
-    install()?;
-    fs::write(&marker_path, marker).map_err(|e| format!("write {}: {e}", marker_path.display()))?;
-    eprintln!(
-        "installed the {what} into {} in {:.1} s",
-        dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 fn install_python() -> Result<PathBuf, String> {
-    let python = version_of("python3", &["--version"])?;
-    let requirements = read_sdk_file("requirements.txt")?;
+    let python = testkit::version_of("python3", &["--version"], NEEDS)?;
+    let requirements_path = Path::new(SDK_DIR).join("requirements.txt");
+    let requirements = fs::read_to_string(&requirements_path)
+        .map_err(|e| format!("read {}: {e}", requirements_path.display()))?;
     let dir = cache_root()?.join("py");
     let marker = format!("{python}\n{requirements}");
-    cached_install(&dir, &marker, "Python SDK", || {
+    testkit::cached_install(&dir, &marker, "Python SDK", || {
         let mut venv = Command::new("python3");
         venv.args(["-m", "venv"]).arg(&dir);
-        expect_success(
-            run(venv, INSTALL_TIMEOUT, "python3 -m venv")?,
+        testkit::expect_success(
+            testkit::run(venv, INSTALL_TIMEOUT, "python3 -m venv", NEEDS)?,
             "python3 -m venv (on Debian, the python3-venv package provides it)",
         )?;
         let mut pip = Command::new(dir.join("bin").join("python"));
@@ -275,189 +230,11 @@ fn install_python() -> Result<PathBuf, String> {
             "--quiet",
             "-r",
         ])
-        .arg(Path::new(SDK_DIR).join("requirements.txt"));
-        expect_success(run(pip, INSTALL_TIMEOUT, "pip install")?, "pip install")
+        .arg(&requirements_path);
+        testkit::expect_success(
+            testkit::run(pip, INSTALL_TIMEOUT, "pip install", NEEDS)?,
+            "pip install",
+        )
     })?;
     Ok(dir)
-}
-
-fn install_node() -> Result<PathBuf, String> {
-    let node = version_of("node", &["--version"])?;
-    let major: u32 = node
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .ok_or_else(|| format!("node --version said {node:?}"))?;
-    if major < 20 {
-        return Err(format!(
-            "node {node} is too old: @segment/analytics-node needs node >= 20 ({NEEDS})"
-        ));
-    }
-    let npm = version_of("npm", &["--version"])?;
-    let package = read_sdk_file("package.json")?;
-    let lock = read_sdk_file("package-lock.json")?;
-    let dir = cache_root()?.join("node");
-    let marker = format!("node {node}, npm {npm}\n{package}\n{lock}");
-    cached_install(&dir, &marker, "Node SDK", || {
-        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        for (name, text) in [("package.json", &package), ("package-lock.json", &lock)] {
-            fs::write(dir.join(name), text).map_err(|e| format!("write {name}: {e}"))?;
-        }
-        let mut ci = Command::new("npm");
-        ci.args([
-            "ci",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            "--ignore-scripts",
-        ])
-        .current_dir(&dir);
-        expect_success(run(ci, INSTALL_TIMEOUT, "npm ci")?, "npm ci")
-    })?;
-    Ok(dir)
-}
-
-fn expect_success(out: Finished, what: &str) -> Result<(), String> {
-    if out.ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}):\n--- stderr ---\n{}\n--- stdout ---\n{}",
-            out.status, out.stderr, out.stdout
-        ))
-    }
-}
-
-/// A lock file created with `create_new`, so that test processes sharing the cache (as under
-/// cargo-nextest) install one at a time. A lock left by a process that died is taken over.
-struct InstallLock(PathBuf);
-
-impl InstallLock {
-    fn acquire(path: &Path) -> Result<InstallLock, String> {
-        let deadline = Instant::now() + INSTALL_TIMEOUT + Duration::from_secs(60);
-        loop {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    let _ = write!(f, "{}", std::process::id());
-                    return Ok(InstallLock(path.to_path_buf()));
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    if Self::is_stale(path) {
-                        let _ = fs::remove_file(path);
-                        continue;
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "waited too long for {} (remove it if no test is running)",
-                            path.display()
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => return Err(format!("create {}: {e}", path.display())),
-            }
-        }
-    }
-
-    /// Its process is gone (where /proc tells), or it is older than any install could take.
-    fn is_stale(path: &Path) -> bool {
-        let owner_gone = fs::read_to_string(path)
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok())
-            .is_some_and(|pid| {
-                Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
-            });
-        let too_old = fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > INSTALL_TIMEOUT * 2);
-        owner_gone || too_old
-    }
-}
-
-impl Drop for InstallLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child processes with a deadline.
-
-struct Finished {
-    ok: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` with no stdin, collecting its output; kills it after `timeout`. A program that
-/// cannot be found is an error that names what the tests need.
-fn run(mut cmd: Command, timeout: Duration, what: &str) -> Result<Finished, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        if e.kind() == ErrorKind::NotFound {
-            format!("{what}: `{program}` not found: {NEEDS}")
-        } else {
-            format!("{what}: cannot start `{program}`: {e}")
-        }
-    })?;
-    let collect = |pipe: Option<Box<dyn Read + Send>>| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let reader = std::thread::spawn(move || {
-            let Some(mut pipe) = pipe else { return };
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("output buffer")
-                    .extend_from_slice(&chunk[..n]);
-            }
-        });
-        (buf, reader)
-    };
-    let (out_buf, out_reader) = collect(child.stdout.take().map(|p| Box::new(p) as _));
-    let (err_buf, err_reader) = collect(child.stderr.take().map(|p| Box::new(p) as _));
-    let text = |b: &Arc<Mutex<Vec<u8>>>| {
-        String::from_utf8_lossy(&b.lock().expect("output buffer")).into_owned()
-    };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{what} did not finish within {} s; killed.\n--- stderr ---\n{}\n--- stdout ---\n{}",
-                    timeout.as_secs(),
-                    text(&err_buf),
-                    text(&out_buf)
-                ));
-            }
-            Err(e) => return Err(format!("{what}: wait: {e}")),
-        }
-    };
-    // The pipes close when the child (and anything it left running) is gone.
-    let _ = out_reader.join();
-    let _ = err_reader.join();
-    Ok(Finished {
-        ok: status.success(),
-        status: status.to_string(),
-        stdout: text(&out_buf),
-        stderr: text(&err_buf),
-    })
 }

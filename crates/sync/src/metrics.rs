@@ -351,6 +351,8 @@ pub struct DestinationSnapshot<'a> {
     pub metrics: &'a DestinationMetrics,
     /// Whether deliveries are paused (a refused API key).
     pub paused: bool,
+    /// Whether Iterable has been unreachable for a while.
+    pub degraded: bool,
     /// The store's gauges per audience.
     pub lists: &'a [ListCounts],
     /// Now, in epoch ms: queue ages are measured from it.
@@ -415,6 +417,7 @@ fn float(v: f64) -> String {
 /// - `iterable_lists_destination_paused` (gauge) and `iterable_lists_pauses_total`;
 /// - `iterable_lists_audience_settings_ignored_total{setting}`: audience settings of stored
 ///   events that could not be used (left unset for the event), by setting;
+/// - `iterable_lists_destination_degraded` (gauge): Iterable unreachable for a while;
 /// - per audience: `iterable_lists_queue_depth`, `iterable_lists_queue_retrying`,
 ///   `iterable_lists_queue_age_seconds`, `iterable_lists_list_members`,
 ///   `iterable_lists_list_rejected`, and `iterable_lists_list_info{list_id}` (always 1) for
@@ -522,6 +525,21 @@ pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
     for d in destinations {
         sample(out, PAUSED, &[("destination", d.name)], u8::from(d.paused));
     }
+    const DEGRADED: &str = "iterable_lists_destination_degraded";
+    family(
+        out,
+        DEGRADED,
+        "gauge",
+        "1 while Iterable has been unreachable (connection errors, timeouts, 5xx) for over a minute.",
+    );
+    for d in destinations {
+        sample(
+            out,
+            DEGRADED,
+            &[("destination", d.name)],
+            u8::from(d.degraded),
+        );
+    }
     const PAUSES: &str = "iterable_lists_pauses_total";
     family(
         out,
@@ -626,6 +644,19 @@ pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
             }
         }
     }
+}
+
+/// Appends the store's health: `iterable_lists_store_write_failing`, 1 while the store
+/// cannot write (the last write failed and none succeeded since).
+pub fn render_store(out: &mut String, write_failing: bool) {
+    const FAILING: &str = "iterable_lists_store_write_failing";
+    family(
+        out,
+        FAILING,
+        "gauge",
+        "1 while the store cannot write (the last write failed; none has succeeded since).",
+    );
+    sample(out, FAILING, &[], u8::from(write_failing));
 }
 
 #[cfg(test)]
@@ -792,6 +823,7 @@ mod tests {
                 name: "prod",
                 metrics: &a,
                 paused: true,
+                degraded: true,
                 lists: &lists,
                 now_ms: 3_500,
             },
@@ -799,12 +831,14 @@ mod tests {
                 name: "eu \"two\"",
                 metrics: &b,
                 paused: false,
+                degraded: false,
                 lists: &[],
                 now_ms: 3_500,
             },
         ];
         let mut out = String::new();
         render(&mut out, &snaps);
+        render_store(&mut out, true);
         let (types, samples) = parse(&out);
         assert_eq!(
             types["iterable_lists_delivery_latency_seconds"],
@@ -855,6 +889,15 @@ mod tests {
             1.0
         );
         assert_eq!(v("iterable_lists_destination_paused", &p), 1.0);
+        assert_eq!(v("iterable_lists_destination_degraded", &p), 1.0);
+        assert_eq!(
+            v(
+                "iterable_lists_destination_degraded",
+                &[("destination", "eu \"two\"")]
+            ),
+            0.0
+        );
+        assert_eq!(v("iterable_lists_store_write_failing", &[]), 1.0);
         assert_eq!(
             v(
                 "iterable_lists_destination_paused",

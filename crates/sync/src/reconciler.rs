@@ -22,6 +22,13 @@
 //!    a 200 and record the whole request's outcomes in **one** [`Store::record_outcomes`]
 //!    call. Fetching the next rows overlaps with requests in flight.
 //!
+//! While the client retries a call, each failed try is recorded for the rows that wait for it
+//! (see `attempts`): their events show `pending` with the attempt count and the last error.
+//! Iterable unreachable (connection errors, timeouts, 5xx) for longer than `degraded_after`
+//! makes the destination `degraded` (see `reachability`) until it answers again. The state
+//! (running, paused, degraded) is stored, so `iterable-lists status` shows it, and a restart
+//! starts from it.
+//!
 //! Failures: retryable ones (429, 5xx, timeouts, resets, after the client's own retries) are
 //! stored as `Retry` with exponential backoff and jitter, so they survive a restart; a 401
 //! pauses the destination without touching the rows (probed with `GET /api/lists` every
@@ -29,6 +36,9 @@
 //! process just created and much later otherwise (never re-created here); other 4xx reject the
 //! rows with Iterable's code and message; a `413` splits the request in halves. Every error
 //! path either records an outcome or leaves the row pending: no row is ever lost.
+
+mod attempts;
+mod reachability;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -51,7 +61,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::metrics::{DestinationMetrics, RowResult, StatusClass};
+pub use crate::store::DestinationState;
 use crate::store::{Identity, Outcome, OutcomeRow, PendingRow, Recorded, Store, StoreError};
+use attempts::Tries;
+use reachability::Reachability;
 
 /// The current time in epoch milliseconds. Injectable so tests can drive it.
 pub type EpochClock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -84,6 +97,9 @@ pub struct ReconcilerConfig {
     /// How often the store is checked for retries that became due, when nothing else wakes
     /// the loop (default 1 s).
     pub poll_interval: Duration,
+    /// How long Iterable must stay unreachable (connection errors, timeouts, 5xx) before the
+    /// destination is `degraded` (default 60 s).
+    pub degraded_after: Duration,
 }
 
 impl ReconcilerConfig {
@@ -101,40 +117,12 @@ impl ReconcilerConfig {
             missing_list_retry: Duration::from_secs(60 * 60),
             probe_interval: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
+            degraded_after: Duration::from_secs(60),
         }
     }
 
     fn batch(&self) -> usize {
         self.limits.max_rows.max(1)
-    }
-}
-
-/// Whether a destination is delivering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestinationState {
-    /// Delivering.
-    Running,
-    /// Iterable refused the API key: nothing is sent until a probe succeeds.
-    Paused {
-        /// Iterable's answer (never the key).
-        reason: String,
-        /// When it paused (epoch ms).
-        since_ms: i64,
-    },
-}
-
-impl DestinationState {
-    /// Whether deliveries are paused.
-    pub fn is_paused(&self) -> bool {
-        matches!(self, DestinationState::Paused { .. })
-    }
-
-    /// `running`, or `paused: <Iterable's answer>`.
-    pub fn describe(&self) -> String {
-        match self {
-            DestinationState::Running => "running".to_string(),
-            DestinationState::Paused { reason, .. } => format!("paused: {reason}"),
-        }
     }
 }
 
@@ -394,7 +382,9 @@ struct Inner {
     /// Audience → list, once resolved (the registry never changes an entry).
     lists: Mutex<HashMap<String, i64>>,
     waker: Arc<Notify>,
+    /// Running or paused (degraded is worked out from `reach`).
     state: Mutex<DestinationState>,
+    reach: Mutex<Reachability>,
     in_flight: InFlight,
     slots: Arc<Semaphore>,
     /// Signalled when a request has its answer and gives its slot back (its outcomes may
@@ -462,8 +452,107 @@ impl Inner {
         (self.clock)()
     }
 
+    /// Paused, else degraded, else running.
     fn state(&self) -> DestinationState {
-        lock(&self.state).clone()
+        let s = lock(&self.state).clone();
+        if s.is_paused() {
+            return s;
+        }
+        let after = self.degraded_after_ms();
+        match lock(&self.reach).degraded(self.now(), after) {
+            Some((reason, since_ms)) => DestinationState::Degraded {
+                reason: reason.to_string(),
+                since_ms,
+            },
+            None => s,
+        }
+    }
+
+    fn degraded_after_ms(&self) -> i64 {
+        i64::try_from(self.cfg.degraded_after.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A call failed: a failure without an answer (or a 5xx) adds to the unreachable streak;
+    /// any other answer ends it.
+    fn note_failure(&self, e: &IterableError) {
+        if reachability::unreachable(e) {
+            lock(&self.reach).failed(self.now(), e.to_string());
+            self.announce_degraded();
+        } else {
+            self.note_answer();
+        }
+    }
+
+    /// Iterable answered.
+    fn note_answer(&self) {
+        if lock(&self.reach).answered() {
+            eprintln!(
+                "iterable-lists: destination {:?}: Iterable answers again; no longer degraded",
+                self.cfg.destination
+            );
+        }
+    }
+
+    /// Logs, once per streak, that Iterable has been unreachable for too long.
+    fn announce_degraded(&self) {
+        let (now, after) = (self.now(), self.degraded_after_ms());
+        let mut r = lock(&self.reach);
+        if r.announce(now, after)
+            && let Some((reason, since)) = r.degraded(now, after)
+        {
+            eprintln!(
+                "iterable-lists: destination {:?} DEGRADED: Iterable unreachable for {} s \
+                 (since epoch ms {since}); deliveries go on being retried; last failure: {reason}",
+                self.cfg.destination,
+                (now - since) / 1000
+            );
+        }
+    }
+
+    /// Stores the state when its word changed since `stored` (the last word stored).
+    async fn store_state(&self, stored: &mut Option<&'static str>) {
+        let state = self.state();
+        // Nothing stored yet reads as running.
+        if stored.unwrap_or("running") == state.word() {
+            return;
+        }
+        let (dest, now, word) = (self.cfg.destination.clone(), self.now(), state.word());
+        match blocking(&self.store, move |s| {
+            s.set_destination_state(&dest, &state, now)
+        })
+        .await
+        {
+            Ok(()) => *stored = Some(word),
+            Err(e) => eprintln!(
+                "iterable-lists: destination {:?}: storing its state: {e}",
+                self.cfg.destination
+            ),
+        }
+    }
+
+    /// Takes up the state an earlier run stored: a pause holds (the key is probed at once), a
+    /// degraded streak goes on. Returns the stored word.
+    async fn restore_state(&self) -> Option<&'static str> {
+        let dest = self.cfg.destination.clone();
+        match blocking(&self.store, move |s| s.destination_state(&dest)).await {
+            Ok(Some(DestinationState::Paused { reason, since_ms })) => {
+                *lock(&self.state) = DestinationState::Paused { reason, since_ms };
+                Some("paused")
+            }
+            Ok(Some(DestinationState::Degraded { reason, since_ms })) => {
+                lock(&self.reach).restore(since_ms, reason);
+                Some("degraded")
+            }
+            Ok(Some(DestinationState::Running)) => Some("running"),
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!(
+                    "iterable-lists: destination {:?}: reading its stored state: {e}",
+                    self.cfg.destination
+                );
+                None
+            }
+        }
     }
 
     fn is_paused(&self) -> bool {
@@ -504,12 +593,14 @@ impl Inner {
             Ok(_) => {
                 self.metrics
                     .request(Endpoint::GetLists, StatusClass::Success);
+                self.note_answer();
                 self.resume();
                 true
             }
             Err(e) => {
                 self.metrics
                     .request(Endpoint::GetLists, StatusClass::of_error(&e));
+                self.note_failure(&e);
                 if e.class == ErrorClass::Authentication {
                     let mut s = lock(&self.state);
                     if let DestinationState::Paused { reason, .. } = &mut *s {
@@ -540,11 +631,25 @@ impl Inner {
         (d / 2 + (d / 2).mul_f64(fraction.clamp(0.0, 1.0))).max(Duration::from_millis(1))
     }
 
-    async fn list_for(&self, audience: &str) -> Result<i64, ResolveError> {
+    /// The audience's list, known or resolved; `waiting` are the rows that wait for it (their
+    /// events show the failed tries of the lookup).
+    async fn list_for(
+        self: &Arc<Self>,
+        audience: &str,
+        waiting: Vec<(Identity, u64)>,
+    ) -> Result<i64, ResolveError> {
         if let Some(id) = lock(&self.lists).get(audience) {
             return Ok(*id);
         }
-        let id = self.resolver.resolve(audience, None).await?;
+        let tries = Tries::new(self.clone(), audience, move || waiting.clone());
+        let id = self
+            .resolver
+            .resolve_observed(audience, None, Some(&tries))
+            .await;
+        if let Err(ResolveError::Iterable(e)) = &id {
+            self.note_failure(e);
+        }
+        let id = id?;
         lock(&self.lists).insert(audience.to_string(), id);
         Ok(id)
     }
@@ -631,11 +736,9 @@ async fn send(
     client: &Client,
     op: Operation,
     body: Bytes,
+    tries: &dyn iterable::client::AttemptObserver,
 ) -> Result<BulkUpdateResponse, IterableError> {
-    match op {
-        Operation::Subscribe => client.subscribe(body).await,
-        Operation::Unsubscribe => client.unsubscribe(body).await,
-    }
+    client.bulk_update(endpoint(op), body, Some(tries)).await
 }
 
 impl Job {
@@ -648,7 +751,17 @@ impl Job {
             vec![(self.body.clone(), (0..self.rows.len()).collect())];
         let fraction = random_fraction();
         while let Some((body, idx)) = pieces.pop() {
-            let result = send(&inner.client, self.op, body).await;
+            let tries = Tries::new(inner.clone(), &self.audience, || {
+                idx.iter()
+                    .map(|&i| (self.rows[i].identity.clone(), self.rows[i].seq))
+                    .collect()
+            });
+            let result = send(&inner.client, self.op, body, &tries).await;
+            drop(tries);
+            match &result {
+                Ok(_) => inner.note_answer(),
+                Err(e) => inner.note_failure(e),
+            }
             done.report.requests += 1;
             inner.metrics.request(
                 endpoint(self.op),
@@ -1034,9 +1147,11 @@ impl Dispatcher {
 
     /// The audience's list: known, or resolved now (a drain pass waits for it). The running
     /// loop resolves in a task of its own and gets `None` until that task has a result.
+    /// `waiting` gives the keys of the rows that wait for the list, if it is to be looked up.
     async fn list_for(
         &mut self,
         audience: &str,
+        waiting: impl FnOnce() -> Vec<(Identity, u64)>,
     ) -> Result<Option<Result<i64, ResolveError>>, ReconcileError> {
         let known = lock(&self.inner.lists).get(audience).copied();
         if let Some(id) = known {
@@ -1046,7 +1161,7 @@ impl Dispatcher {
             return Ok(Some(Ok(id)));
         }
         if self.drain {
-            return Ok(Some(self.inner.list_for(audience).await));
+            return Ok(Some(self.inner.list_for(audience, waiting()).await));
         }
         let result = lock(&self.inner.resolved).remove(audience);
         match (result, self.resolving.get(audience)) {
@@ -1070,10 +1185,10 @@ impl Dispatcher {
             }
             (None, None) => {}
         }
-        let (inner, aud) = (self.inner.clone(), audience.to_string());
+        let (inner, aud, waiting) = (self.inner.clone(), audience.to_string(), waiting());
         let resumes = inner.resumes.load(Ordering::SeqCst);
         let task = tokio::spawn(async move {
-            let r = inner.list_for(&aud).await;
+            let r = inner.list_for(&aud, waiting).await;
             // The result is in place before the loop is woken.
             lock(&inner.resolved).insert(aud, (resumes, r));
             inner.wake_loop.notify_one();
@@ -1098,7 +1213,13 @@ impl Dispatcher {
         let mut early: Vec<(OutcomeRow, i64)> = Vec::new();
         let mut waiting = false;
         let registry_list = if rows.iter().any(|r| r.list_id.is_none()) {
-            match self.list_for(audience).await? {
+            let keys = || {
+                rows.iter()
+                    .filter(|r| r.list_id.is_none())
+                    .map(|r| (r.identity.clone(), r.version.seq))
+                    .collect()
+            };
+            match self.list_for(audience, keys).await? {
                 // Being resolved: the rows without a list id stay pending meanwhile.
                 None => {
                     waiting = true;
@@ -1308,6 +1429,7 @@ impl Reconciler {
                 lists: Mutex::new(HashMap::new()),
                 waker: Arc::new(Notify::new()),
                 state: Mutex::new(DestinationState::Running),
+                reach: Mutex::new(Reachability::default()),
                 in_flight: Arc::new(Mutex::new(InFlightTable::default())),
                 slots,
                 wake_loop: Notify::new(),
@@ -1357,10 +1479,17 @@ impl Reconciler {
         let mut next_probe: Option<Instant> = None;
         let mut store_wait: Option<Instant> = None;
         let poll = inner.cfg.poll_interval.max(Duration::from_millis(1));
+        let mut stored = inner.restore_state().await;
+        if inner.is_paused() {
+            // Paused by an earlier run: try the key at once.
+            next_probe = Some(Instant::now());
+        }
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            inner.announce_degraded();
+            inner.store_state(&mut stored).await;
             let t = Instant::now();
             if store_wait.is_some_and(|w| t < w) {
                 // A store failure: wait a little before the next attempt.
@@ -1430,6 +1559,7 @@ impl Reconciler {
                 );
             }
         }
+        inner.store_state(&mut stored).await;
     }
 
     /// One pass over the work due now, without lingering: every audience with due rows is
@@ -1438,6 +1568,15 @@ impl Reconciler {
     /// paused, it probes the key once first. A 401 during the pass stops it with
     /// [`ReconcileError::Paused`] (the rows stay pending).
     pub async fn run_once(&self) -> Result<PassReport, ReconcileError> {
+        let inner = self.inner.clone();
+        let mut stored = inner.restore_state().await;
+        let result = self.pass().await;
+        inner.announce_degraded();
+        inner.store_state(&mut stored).await;
+        result
+    }
+
+    async fn pass(&self) -> Result<PassReport, ReconcileError> {
         let inner = self.inner.clone();
         if inner.is_paused()
             && !inner.probe().await

@@ -278,8 +278,12 @@ pub struct AudienceStatus {
     pub time_ms: Option<i64>,
     pub status: StatusKind,
     pub reason: Option<String>,
-    /// Set while `status` is `Pending`.
+    /// Set while `status` is `Pending`: when the next attempt is due (while the client retries
+    /// a request, its next try).
     pub next_attempt_ms: Option<i64>,
+    /// Failed calls to Iterable for this change so far (each try of the client counts), while it
+    /// is its key's latest change; 0 otherwise.
+    pub attempts: u32,
     /// When the status last changed (epoch ms).
     pub updated_ms: i64,
 }
@@ -313,6 +317,81 @@ pub struct ListCounts {
     /// When the oldest pending change was received: the queue's age.
     pub oldest_pending_ms: Option<i64>,
     pub last_delivery_ms: Option<i64>,
+}
+
+/// Whether a destination is delivering, as the reconciler sees it and the store keeps it (so
+/// that `iterable-lists status`, and every instance, see a pause).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationState {
+    /// Delivering.
+    Running,
+    /// Iterable refused the API key: nothing is sent until a probe succeeds.
+    Paused {
+        /// Iterable's answer (never the key).
+        reason: String,
+        /// When it paused (epoch ms).
+        since_ms: i64,
+    },
+    /// Iterable has been unreachable (connection errors, timeouts, 5xx answers) for a while;
+    /// deliveries go on being tried.
+    Degraded {
+        /// The last failure.
+        reason: String,
+        /// When the failures began (epoch ms).
+        since_ms: i64,
+    },
+}
+
+impl DestinationState {
+    /// The words of [`DestinationState::word`], plus `disabled` (a destination configured with
+    /// `enabled = false`, which has no state of its own).
+    pub const WORDS: [&'static str; 4] = ["running", "paused", "degraded", "disabled"];
+
+    /// Whether deliveries are paused.
+    pub fn is_paused(&self) -> bool {
+        matches!(self, DestinationState::Paused { .. })
+    }
+
+    /// Whether Iterable has been unreachable for a while.
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, DestinationState::Degraded { .. })
+    }
+
+    /// `running`, `paused` or `degraded`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            DestinationState::Running => "running",
+            DestinationState::Paused { .. } => "paused",
+            DestinationState::Degraded { .. } => "degraded",
+        }
+    }
+
+    /// Why it is paused or degraded.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            DestinationState::Running => None,
+            DestinationState::Paused { reason, .. } | DestinationState::Degraded { reason, .. } => {
+                Some(reason)
+            }
+        }
+    }
+
+    /// Since when it is paused or degraded (epoch ms).
+    pub fn since_ms(&self) -> Option<i64> {
+        match self {
+            DestinationState::Running => None,
+            DestinationState::Paused { since_ms, .. }
+            | DestinationState::Degraded { since_ms, .. } => Some(*since_ms),
+        }
+    }
+
+    /// `running`, or `paused: <Iterable's answer>` (and `degraded: ...`).
+    pub fn describe(&self) -> String {
+        match self.reason() {
+            None => self.word().to_string(),
+            Some(reason) => format!("{}: {reason}", self.word()),
+        }
+    }
 }
 
 /// Event-log counts of one destination, per status (one per event and audience).
@@ -376,6 +455,23 @@ pub enum StoreError {
         "store: the database has schema version {found}, newer than this program's {supported}"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// The database opens but cannot be written (a read-only file, directory or filesystem).
+    #[error(
+        "store: cannot write the database {location}: {source}; the service needs to write there \
+         (is the file, its directory or the filesystem read-only?)"
+    )]
+    Unwritable {
+        location: String,
+        #[source]
+        source: Source,
+    },
+    /// The database file is damaged.
+    #[error(
+        "store: the database {location} is damaged ({detail}); refusing to start. Restore it from \
+         a backup, or copy what is readable into a new file (`sqlite3 {location} .recover | \
+         sqlite3 recovered.db`), check it, and put it in its place"
+    )]
+    Damaged { location: String, detail: String },
 }
 
 impl StoreError {
@@ -441,6 +537,44 @@ pub trait Store: Send + Sync {
 
     /// Event-log counts per status of `destination`.
     fn event_counts(&self, destination: &str) -> Result<EventCounts, StoreError>;
+
+    /// [`Store::list_counts`] and [`Store::event_counts`] counted again from every row, for
+    /// checks. The two are maintained as rows change and cost nothing that grows with the data;
+    /// this one reads everything.
+    fn recount(&self, destination: &str) -> Result<(Vec<ListCounts>, EventCounts), StoreError>;
+
+    /// Records one failed try of a request (or of the list lookup) that `rows` wait for, while
+    /// the client tries again: each row whose desired version is still that `seq` and pending
+    /// counts one more attempt, and its event shows `pending` with `reason` and the next try
+    /// at `next_attempt_ms`. Returns how many rows it marked.
+    fn record_attempt(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        rows: &[(Identity, Seq)],
+        reason: &str,
+        next_attempt_ms: Option<i64>,
+    ) -> Result<usize, StoreError>;
+
+    /// The destination's stored state; `None` when none was ever stored.
+    fn destination_state(&self, destination: &str) -> Result<Option<DestinationState>, StoreError>;
+
+    /// Stores the destination's state.
+    fn set_destination_state(
+        &self,
+        destination: &str,
+        state: &DestinationState,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Why the last write failed, while no write has succeeded since (the store cannot write:
+    /// a read-only or full disk, a broken file). `None` while writes succeed.
+    fn write_failure(&self) -> Option<String>;
+
+    /// A real write transaction that changes nothing, to find out whether the store can write
+    /// again (it clears [`Store::write_failure`] when it succeeds).
+    fn probe_write(&self) -> Result<(), StoreError>;
 }
 
 /// Makes any shared [`Store`] an [`iterable::resolve::ListRegistry`]. Each call runs on

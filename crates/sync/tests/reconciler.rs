@@ -128,6 +128,7 @@ async fn adds_and_removes_reach_the_list_and_the_latest_wins() {
             name: D,
             metrics: m,
             paused: false,
+            degraded: false,
             lists: &counts,
             now_ms: w.clock.now(),
         }],

@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
 use sync::{
-    Applied, EventContent, Identity, MembershipChange, NewEvent, Outcome, OutcomeRow, Receipt,
-    Recorded, SqliteStore, StatusKind, Store, StoreRegistry, Version,
+    Applied, DestinationState, EventContent, EventCounts, Identity, MembershipChange, NewEvent,
+    Outcome, OutcomeRow, Receipt, Recorded, SqliteStore, StatusKind, Store, StoreRegistry, Version,
 };
 
 /// Opens databases by name; the same name opens the same data again (after the previous
@@ -113,6 +113,14 @@ fn kinds(s: &dyn Store, message_id: &str) -> Vec<StatusKind> {
 
 fn id(email: &str) -> Identity {
     Identity::new(Some(email), None)
+}
+
+fn outcome_row(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
+    OutcomeRow {
+        identity,
+        seq,
+        outcome,
+    }
 }
 
 fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
@@ -1012,6 +1020,311 @@ mod cases {
             panic!("{e}");
         }
     }
+
+    pub fn failed_tries_show_on_the_events_and_count_as_retrying(h: &dyn Harness) {
+        let s = h.open("tries");
+        let s = &*s;
+        let a = accept1(s, event("a", vec![change("vip", "a@x.co", true, Some(1))]));
+        let b = accept1(s, event("b", vec![change("vip", "b@x.co", true, Some(1))]));
+        let rows = [(id("a@x.co"), a.seq()), (id("b@x.co"), b.seq())];
+        let why = "POST /api/lists/subscribe failed: HTTP 500";
+        let marked = s
+            .record_attempt(D, "vip", NOW, &rows, why, Some(NOW + 400))
+            .expect("attempt");
+        assert_eq!(marked, 2);
+        let shown = |m: &str| {
+            let e = s.event_status(D, m).expect("status").expect("known");
+            let a = &e.audiences[0];
+            (a.status, a.attempts, a.reason.clone(), a.next_attempt_ms)
+        };
+        assert_eq!(
+            shown("a"),
+            (StatusKind::Pending, 1, Some(why.into()), Some(NOW + 400))
+        );
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!((c.pending, c.retrying), (2, 2));
+        assert_eq!(s.event_counts(D).expect("counts").pending, 2);
+        // The stored retry schedule is the reconciler's: a try inside the client is not a
+        // stored attempt, and the row stays due.
+        let due = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!((due.len(), due[0].attempts), (2, 0));
+        assert_eq!(due[0].last_error.as_deref(), Some(why));
+        s.record_attempt(D, "vip", NOW + 1, &rows[..1], "timeout", None)
+            .expect("attempt");
+        assert_eq!(
+            shown("a"),
+            (StatusKind::Pending, 2, Some("timeout".into()), None)
+        );
+        // Delivered at the third try: settled, the tries still shown.
+        s.record_outcomes(
+            D,
+            "vip",
+            NOW + 2,
+            &[outcome(id("a@x.co"), a.seq(), Outcome::Delivered)],
+        )
+        .expect("record");
+        assert_eq!(shown("a"), (StatusKind::Delivered, 2, None, None));
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!((c.pending, c.retrying, c.members), (1, 1, 1));
+        // A newer change of b: the old version's tries are not the new one's; a try of the old
+        // version marks nothing.
+        let b2 = accept1(
+            s,
+            event("b2", vec![change("vip", "b@x.co", false, Some(2))]),
+        );
+        assert_eq!(shown("b").0, StatusKind::Superseded);
+        assert_eq!(shown("b2"), (StatusKind::Accepted, 0, None, None));
+        assert_eq!(
+            s.record_attempt(D, "vip", NOW, &rows[1..], why, None)
+                .expect("attempt"),
+            0
+        );
+        assert_eq!(shown("b2").0, StatusKind::Accepted);
+        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!((c.pending, c.retrying), (1, 0));
+        // After the client gave up, a stored retry counts at least one try.
+        s.record_outcomes(
+            D,
+            "vip",
+            NOW,
+            &[outcome(
+                id("b@x.co"),
+                b2.seq(),
+                Outcome::Retry {
+                    next_attempt_ms: NOW + 5_000,
+                    reason: "no list".into(),
+                },
+            )],
+        )
+        .expect("record");
+        assert_eq!(
+            shown("b2"),
+            (
+                StatusKind::Pending,
+                1,
+                Some("no list".into()),
+                Some(NOW + 5_000)
+            )
+        );
+        assert!(
+            s.record_attempt(D, "vip", NOW, &[], why, None)
+                .expect("none")
+                == 0
+        );
+    }
+
+    pub fn the_destination_state_is_kept(h: &dyn Harness) {
+        {
+            let s = h.open("state");
+            assert_eq!(s.destination_state(D).expect("state"), None);
+            let paused = DestinationState::Paused {
+                reason: "401 BadApiKey".into(),
+                since_ms: NOW,
+            };
+            s.set_destination_state(D, &paused, NOW).expect("store");
+            s.set_destination_state(
+                "other",
+                &DestinationState::Degraded {
+                    reason: "connection refused".into(),
+                    since_ms: NOW - 61_000,
+                },
+                NOW,
+            )
+            .expect("store");
+            assert_eq!(s.destination_state(D).expect("state"), Some(paused));
+        }
+        let s = h.open("state");
+        assert!(
+            s.destination_state(D)
+                .expect("state")
+                .is_some_and(|st| st.is_paused())
+        );
+        assert_eq!(
+            s.destination_state("other").expect("state"),
+            Some(DestinationState::Degraded {
+                reason: "connection refused".into(),
+                since_ms: NOW - 61_000
+            })
+        );
+        s.set_destination_state(D, &DestinationState::Running, NOW + 1)
+            .expect("store");
+        assert_eq!(
+            s.destination_state(D).expect("state"),
+            Some(DestinationState::Running)
+        );
+        // A working store has no write failure; a probe write succeeds.
+        assert_eq!(s.write_failure(), None);
+        s.probe_write().expect("probe");
+        assert_eq!(s.write_failure(), None);
+    }
+
+    /// One random step: accept a batch, record outcomes or failed tries for keys seen so far.
+    #[derive(Debug, Clone)]
+    enum Write {
+        /// Events: (kind, person, audience, member, time). Kind 0..=5: a change (most), an
+        /// event rejected or skipped whole, a change without identity, an event naming the
+        /// same person twice, a repeated messageId.
+        Accept(Vec<(u8, u8, u8, bool, Option<i64>)>),
+        /// Outcomes of changes seen so far (index into them, what happened).
+        Outcomes(u8, Vec<(u16, u8)>),
+        /// A failed try of changes seen so far.
+        Tries(u8, Vec<u16>),
+    }
+
+    fn writes() -> impl Strategy<Value = Vec<Write>> {
+        let accept = prop::collection::vec(
+            (
+                prop_oneof![6 => Just(0u8), 1 => 1u8..=5],
+                0u8..4,
+                0u8..3,
+                any::<bool>(),
+                prop::option::of(0i64..3),
+            ),
+            1..8,
+        )
+        .prop_map(Write::Accept);
+        let outcomes = (0u8..3, prop::collection::vec((any::<u16>(), 0u8..4), 1..6))
+            .prop_map(|(a, o)| Write::Outcomes(a, o));
+        let tries = (0u8..3, prop::collection::vec(any::<u16>(), 1..6))
+            .prop_map(|(a, t)| Write::Tries(a, t));
+        prop::collection::vec(prop_oneof![3 => accept, 2 => outcomes, 1 => tries], 1..25)
+    }
+
+    /// The figures the store maintains equal a full recount, and the recount agrees with
+    /// what the store shows otherwise (due rows, event statuses), after any sequence of
+    /// writes.
+    pub fn counts_equal_a_full_recount_after_any_writes(h: &dyn Harness) {
+        let s = h.open("counts");
+        let s = &*s;
+        let case = AtomicU64::new(0);
+        let mut runner = TestRunner::new(Config::with_cases(64));
+        let result = runner.run(&writes(), |writes| {
+            let dest = format!("c{}", case.fetch_add(1, Ordering::Relaxed));
+            // (audience, person, seq) of every change accepted, and every messageId.
+            let mut seen: Vec<(String, Identity, u64)> = Vec::new();
+            let mut ids: Vec<String> = Vec::new();
+            let mut clock = NOW;
+            for write in writes {
+                clock += 1_000;
+                match write {
+                    Write::Accept(events) => {
+                        let batch: Vec<NewEvent> = events
+                            .iter()
+                            .map(|&(kind, who, aud, member, time)| {
+                                let audience = format!("a{aud}");
+                                let email = format!("u{who}@x.co");
+                                let one = change(&audience, &email, member, time);
+                                let content = match kind {
+                                    1 => EventContent::Rejected("bad".into()),
+                                    2 => EventContent::Skipped("not an audience event".into()),
+                                    3 => {
+                                        let mut c = one;
+                                        c.identity = Identity::default();
+                                        EventContent::Changes(vec![c])
+                                    }
+                                    4 => EventContent::Changes(vec![one.clone(), one]),
+                                    _ => EventContent::Changes(vec![one]),
+                                };
+                                let message_id = match (kind, ids.first()) {
+                                    (5, Some(first)) => first.clone(),
+                                    _ => format!("m{}", ids.len()),
+                                };
+                                ids.push(message_id.clone());
+                                NewEvent {
+                                    destination: dest.clone(),
+                                    message_id,
+                                    received_ms: clock,
+                                    content,
+                                    ignored_settings: Vec::new(),
+                                }
+                            })
+                            .collect();
+                        let receipts = s.accept(&batch).expect("accept");
+                        for (e, r) in batch.iter().zip(receipts) {
+                            if let (EventContent::Changes(cs), Receipt::Accepted { seq, .. }) =
+                                (&e.content, r)
+                            {
+                                for c in cs {
+                                    seen.push((c.audience_key.clone(), c.identity.clone(), seq));
+                                }
+                            }
+                        }
+                    }
+                    Write::Outcomes(aud, picks) => {
+                        let audience = format!("a{aud}");
+                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let rows: Vec<OutcomeRow> = picks
+                            .iter()
+                            .map(|&(i, o)| {
+                                let (_, identity, seq) = mine[usize::from(i) % mine.len()];
+                                let outcome = match o {
+                                    0 => Outcome::Delivered,
+                                    1 => Outcome::Rejected {
+                                        reason: "invalidEmails".into(),
+                                    },
+                                    2 => Outcome::Retry {
+                                        next_attempt_ms: clock + 5_000,
+                                        reason: "500".into(),
+                                    },
+                                    _ => Outcome::Superseded {
+                                        reason: "another row won".into(),
+                                    },
+                                };
+                                outcome_row(identity.clone(), *seq, outcome)
+                            })
+                            .collect();
+                        s.record_outcomes(&dest, &audience, clock, &rows)
+                            .expect("record");
+                    }
+                    Write::Tries(aud, picks) => {
+                        let audience = format!("a{aud}");
+                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let rows: Vec<(Identity, u64)> = picks
+                            .iter()
+                            .map(|&i| {
+                                let (_, identity, seq) = mine[usize::from(i) % mine.len()];
+                                (identity.clone(), *seq)
+                            })
+                            .collect();
+                        s.record_attempt(&dest, &audience, clock, &rows, "timeout", None)
+                            .expect("attempt");
+                    }
+                }
+                let (lists, events) = s.recount(&dest).expect("recount");
+                prop_assert_eq!(&s.list_counts(&dest).expect("counts"), &lists);
+                prop_assert_eq!(s.event_counts(&dest).expect("counts"), events);
+            }
+            // The recount agrees with what the store shows otherwise.
+            let (lists, events) = s.recount(&dest).expect("recount");
+            for l in &lists {
+                let due = s
+                    .pending(&dest, &l.audience_key, i64::MAX, 1_000)
+                    .expect("pending");
+                prop_assert_eq!(l.pending, due.len() as u64);
+            }
+            let mut shown = EventCounts::default();
+            let mut unique = ids.clone();
+            unique.sort();
+            unique.dedup();
+            for m in &unique {
+                let e = s.event_status(&dest, m).expect("status").expect("known");
+                for a in e.audiences {
+                    shown.add(a.status, 1);
+                }
+            }
+            prop_assert_eq!(shown, events);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
 }
 
 macro_rules! conformance {
@@ -1070,6 +1383,18 @@ macro_rules! conformance {
             #[test]
             fn desired_is_the_latest_by_time_then_arrival() {
                 cases::desired_is_the_latest_by_time_then_arrival(&$harness)
+            }
+            #[test]
+            fn failed_tries_show_on_the_events_and_count_as_retrying() {
+                cases::failed_tries_show_on_the_events_and_count_as_retrying(&$harness)
+            }
+            #[test]
+            fn the_destination_state_is_kept() {
+                cases::the_destination_state_is_kept(&$harness)
+            }
+            #[test]
+            fn counts_equal_a_full_recount_after_any_writes() {
+                cases::counts_equal_a_full_recount_after_any_writes(&$harness)
             }
         }
     };

@@ -1,13 +1,20 @@
-//! Compiling a mapping: mapping-kit's validation (`validate.ts`) plus every check its runtime
-//! makes on the mapping alone, turning the JSON into a tree of nodes to evaluate per event.
+//! Compiling a mapping: mapping-kit's validation (`validate.ts`), which rejects a mapping
+//! whatever the event, and the tree of nodes to evaluate per event. What mapping-kit's runtime
+//! throws on (an `@if` without condition, `@json` with a falsy value, …) becomes a node that
+//! fails when, and only when, an event reaches it, as mapping-kit fails.
 
 use serde_json::{Map, Value};
 
-use super::error::{Expected, JsType, Location, MappingError, Reason, Segment};
+use super::error::{EvalError, Expected, JsType, Location, MappingError, Reason, Segment};
 use super::js;
+use super::liquid::Liquid;
 use super::path::Path;
-use super::replace::{MAX_LENGTH, Replace};
+use super::replace::Replace;
 use super::template::Template;
+pub(super) use super::validate::{
+    want_anything, want_array, want_bool, want_object_or_directive, want_one_of, want_short_string,
+    want_string, want_string_or_directive,
+};
 
 /// The key of mapping-kit's root directive, whose `@transform` receives the other fields.
 const ROOT_DIRECTIVE_KEY: &str = "__segment_internal_directive";
@@ -18,6 +25,8 @@ pub(crate) enum Node {
     /// JSON with no directive inside: resolves to itself.
     Raw(Value),
     Undefined,
+    /// mapping-kit throws whenever this is resolved.
+    Throw(Box<EvalError>),
     Object(Vec<(String, Node)>),
     Array(Vec<Node>),
     Path(Source<Path>),
@@ -33,12 +42,11 @@ pub(crate) enum Node {
         then_is_test: bool,
     },
     Case {
-        upper: bool,
+        op: CaseOp,
         value: Option<Box<Node>>,
     },
     Replace {
-        /// `None` when an option has a type mapping-kit silently turns into "".
-        spec: Option<Replace>,
+        spec: Box<ReplaceSpec>,
         value: Option<Box<Node>>,
     },
     ArrayPath {
@@ -64,13 +72,19 @@ pub(crate) enum Node {
         at: Location,
     },
     ExcludeWhenNull(Box<Node>),
+    Liquid(Box<Liquid>),
 }
 
 /// A directive argument that is a string, or a directive resolving (we hope) to one.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Source<T> {
     Static(T),
-    Dynamic { node: Box<Node>, at: Location },
+    /// Resolved per event; a non-string result fails with `message` (plus its type).
+    Dynamic {
+        node: Box<Node>,
+        at: Location,
+        message: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +108,24 @@ pub(crate) enum Direction {
     Dynamic(Box<Node>),
 }
 
+/// `@case`'s operator: an unknown one fails only on a string value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CaseOp {
+    Lower,
+    Upper,
+    Unknown(Location),
+}
+
+/// `@replace`'s options.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ReplaceSpec {
+    Ready(Replace),
+    /// An option of a type mapping-kit silently turns into "".
+    Empty,
+    /// A pattern or replacement over 10 UTF-16 units: fails on a string value.
+    TooLong(Box<EvalError>),
+}
+
 /// Compiles a whole mapping; the node is meaningful only when no error was found.
 pub(crate) fn compile(mapping: &Value) -> (Node, Vec<MappingError>) {
     let mut compiler = Compiler::default();
@@ -101,21 +133,20 @@ pub(crate) fn compile(mapping: &Value) -> (Node, Vec<MappingError>) {
     (node, compiler.errors)
 }
 
-/// Walks a mapping, collecting every problem with its location.
+/// Walks a mapping, collecting every validation problem with its location.
 ///
 /// mapping-kit validates strictly only where `validate.ts` reaches: it does not look inside
 /// arrays, nor inside raw objects given to `@literal` or `@excludeWhenNull`. There (`strict` is
-/// false) this compiler accepts the shapes mapping-kit's runtime accepts, but still rejects
-/// anything that runtime would throw on whatever the event: an unknown directive, an `@if`
-/// without condition, an over-long `@replace` pattern, and so on.
+/// false) this compiler accepts whatever mapping-kit's runtime accepts, and what that runtime
+/// throws on becomes a [`Node::Throw`].
 #[derive(Default)]
-struct Compiler {
-    errors: Vec<MappingError>,
+pub(super) struct Compiler {
+    pub(super) errors: Vec<MappingError>,
     at: Vec<Segment>,
 }
 
 /// mapping-kit's `realTypeOf`.
-fn real_type(v: &Value) -> JsType {
+pub(super) fn real_type(v: &Value) -> JsType {
     match v {
         Value::Null => JsType::Null,
         Value::Bool(_) => JsType::Boolean,
@@ -127,24 +158,24 @@ fn real_type(v: &Value) -> JsType {
 }
 
 /// mapping-kit's `realTypeOrDirective`: an object with any `@` key is a directive.
-fn type_or_directive(v: &Value) -> JsType {
+pub(super) fn type_or_directive(v: &Value) -> JsType {
     match v {
         Value::Object(map) if has_at_key(map) => JsType::Directive,
         other => real_type(other),
     }
 }
 
-fn has_at_key(map: &Map<String, Value>) -> bool {
+pub(super) fn has_at_key(map: &Map<String, Value>) -> bool {
     map.keys().any(|k| k.starts_with('@'))
 }
 
 /// The runtime's `isDirective`: `@` keys, with nothing else but `_metadata`.
-fn is_directive_shape(map: &Map<String, Value>) -> bool {
+pub(super) fn is_directive_shape(map: &Map<String, Value>) -> bool {
     has_at_key(map) && map.keys().all(|k| k.starts_with('@') || k == "_metadata")
 }
 
 /// JavaScript truthiness of a raw option (`undefined` when absent).
-fn truthy(v: Option<&Value>) -> bool {
+pub(super) fn truthy(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -154,181 +185,100 @@ fn truthy(v: Option<&Value>) -> bool {
     }
 }
 
-fn want_string(v: &Value) -> Option<Reason> {
-    match type_or_directive(v) {
-        JsType::String => None,
-        found => Some(Reason::WrongType {
-            expected: Expected::String,
-            found,
-        }),
+/// JavaScript's `typeof` of a raw option.
+pub(super) fn type_of(v: Option<&Value>) -> &'static str {
+    match v {
+        None => "undefined",
+        Some(Value::Bool(_)) => "boolean",
+        Some(Value::Number(_)) => "number",
+        Some(Value::String(_)) => "string",
+        Some(Value::Null | Value::Array(_) | Value::Object(_)) => "object",
     }
 }
 
-fn want_bool(v: &Value) -> Option<Reason> {
-    match type_or_directive(v) {
-        JsType::Boolean => None,
-        found => Some(Reason::WrongType {
-            expected: Expected::Boolean,
-            found,
-        }),
-    }
-}
-
-fn want_array(v: &Value) -> Option<Reason> {
-    match real_type(v) {
-        JsType::Array => None,
-        found => Some(Reason::WrongType {
-            expected: Expected::Array,
-            found,
-        }),
-    }
-}
-
-fn want_string_or_directive(v: &Value) -> Option<Reason> {
-    match type_or_directive(v) {
-        JsType::String | JsType::Directive => None,
-        found => Some(Reason::WrongType {
-            expected: Expected::StringOrDirective,
-            found,
-        }),
-    }
-}
-
-fn want_object_or_directive(v: &Value) -> Option<Reason> {
-    match type_or_directive(v) {
-        JsType::Object | JsType::Directive => None,
-        found => Some(Reason::WrongType {
-            expected: Expected::ObjectOrDirective,
-            found,
-        }),
-    }
-}
-
-fn want_anything(_: &Value) -> Option<Reason> {
-    None
-}
-
-fn want_short_string(v: &Value, min: usize) -> Option<Reason> {
-    if let Some(reason) = want_string(v) {
-        return Some(reason);
-    }
-    let len = v.as_str().map_or(0, js::utf16_len);
-    if len < min {
-        Some(Reason::StringTooShort { min })
-    } else if len > MAX_LENGTH {
-        Some(Reason::StringTooLong { max: MAX_LENGTH })
-    } else {
-        None
-    }
-}
-
-fn want_one_of(v: &Value, allowed: &'static [&'static str]) -> Option<Reason> {
-    if let Some(reason) = want_string(v) {
-        return Some(reason);
-    }
-    let lower = v.as_str().map(str::to_lowercase).unwrap_or_default();
-    if allowed.contains(&lower.as_str()) {
-        None
-    } else {
-        Some(Reason::NotAllowed {
-            allowed,
-            found: v.to_string(),
-        })
+/// `{...mapping}`: what mapping-kit's `getMappingToProcess` makes of a top-level mapping that
+/// is not an object. Arrays and strings spread into their indexes; other values into nothing.
+fn spread(mapping: &Value) -> Value {
+    match mapping {
+        Value::Object(_) => mapping.clone(),
+        Value::Array(items) => Value::Object(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v.clone()))
+                .collect(),
+        ),
+        Value::String(s) => Value::Object(
+            js::utf16_units(s)
+                .enumerate()
+                .map(|(i, unit)| (i.to_string(), Value::String(unit)))
+                .collect(),
+        ),
+        _ => Value::Object(Map::new()),
     }
 }
 
 impl Compiler {
-    fn location(&self) -> Location {
+    pub(super) fn location(&self) -> Location {
         Location::from_segments(self.at.clone())
     }
 
-    fn error(&mut self, reason: Reason) {
+    pub(super) fn error(&mut self, reason: Reason) {
         self.errors.push(MappingError::new(self.location(), reason));
     }
 
-    fn within<R>(&mut self, segment: Segment, f: impl FnOnce(&mut Self) -> R) -> R {
+    /// A node that fails, here, with mapping-kit's runtime `message`.
+    pub(super) fn throw(&self, message: impl Into<String>) -> Node {
+        Node::Throw(Box::new(EvalError::Directive {
+            at: self.location(),
+            message: message.into(),
+        }))
+    }
+
+    pub(super) fn within<R>(&mut self, segment: Segment, f: impl FnOnce(&mut Self) -> R) -> R {
         self.at.push(segment);
         let result = f(self);
         self.at.pop();
         result
     }
 
-    fn key<R>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+    pub(super) fn key<R>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> R) -> R {
         self.within(Segment::Key(key.to_owned()), f)
     }
 
-    fn error_at(&mut self, key: &str, reason: Reason) {
+    pub(super) fn error_at(&mut self, key: &str, reason: Reason) {
         self.key(key, |c| c.error(reason));
     }
 
-    /// Strict check of one directive option (`validateObjectWithFields`); true when it found a
-    /// problem.
-    fn check(
-        &mut self,
-        options: &Map<String, Value>,
-        prop: &'static str,
-        required: bool,
-        rule: impl Fn(&Value) -> Option<Reason>,
-    ) -> bool {
-        match options.get(prop) {
-            None if required => {
-                self.error(Reason::MissingField(prop));
-                true
-            }
-            None => false,
-            Some(v) => match rule(v) {
-                Some(reason) => {
-                    self.error_at(prop, reason);
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-
-    /// Strict mode validates every option, even ones the directive never resolves.
-    fn validate_rest(&mut self, options: &Map<String, Value>, used: &[&str], strict: bool) {
-        if !strict {
-            return;
-        }
-        for (k, v) in options {
-            if !used.contains(&k.as_str()) {
-                self.key(k, |c| {
-                    c.mapping(v, true);
-                });
-            }
-        }
-    }
-
-    /// The options object of a directive.
-    fn options<'v>(&mut self, opts: &'v Value, strict: bool) -> Option<&'v Map<String, Value>> {
-        match opts {
-            Value::Object(map) if !strict || !has_at_key(map) => Some(map),
-            other => {
-                let found = if strict {
-                    type_or_directive(other)
-                } else {
-                    real_type(other)
-                };
-                self.error(Reason::WrongType {
-                    expected: Expected::Object,
-                    found,
-                });
-                None
-            }
-        }
-    }
-
     /// A top-level mapping (also `@transform`'s `apply`), with the root directive handled.
-    fn root(&mut self, mapping: &Value) -> Node {
+    pub(super) fn root(&mut self, mapping: &Value) -> Node {
         match mapping {
             Value::Object(map) if map.contains_key(ROOT_DIRECTIVE_KEY) => self.internal_root(map),
-            other => self.mapping(other, true),
+            Value::Object(_) => self.mapping(mapping, true),
+            Value::Null => {
+                self.error(Reason::NullMapping);
+                Node::Undefined
+            }
+            other => self.mapping(&spread(other), true),
+        }
+    }
+
+    /// A top-level mapping compiled apart, for `@transform`'s `apply` met where mapping-kit's
+    /// validation does not reach: `transform` validates it only when the event gets there.
+    pub(super) fn root_deferred(&mut self, mapping: &Value) -> Node {
+        let mut inner = Compiler::default();
+        let node = inner.root(mapping);
+        match inner.errors.into_iter().next() {
+            None => node,
+            Some(error) => Node::Throw(Box::new(EvalError::Invalid {
+                at: self.location(),
+                error,
+            })),
         }
     }
 
     /// Any mapping value. `strict` is true where mapping-kit's `validate` reaches.
-    fn mapping(&mut self, v: &Value, strict: bool) -> Node {
+    pub(super) fn mapping(&mut self, v: &Value, strict: bool) -> Node {
         match v {
             Value::Object(map) => {
                 let at_keys: Vec<&String> = map.keys().filter(|k| k.starts_with('@')).collect();
@@ -354,12 +304,8 @@ impl Compiler {
                     // Not a directive to mapping-kit's runtime: an ordinary object.
                     return self.plain_object(map, strict);
                 }
-                if at_keys.len() > 1 {
-                    self.error(Reason::MultipleDirectives(
-                        at_keys.iter().map(|k| (*k).clone()).collect(),
-                    ));
-                    return Node::Undefined;
-                }
+                // With several `@` keys (only where validation does not reach), the runtime
+                // runs the first.
                 match map.get(first) {
                     Some(opts) => self.directive(first, opts, strict),
                     None => Node::Undefined,
@@ -372,11 +318,7 @@ impl Compiler {
                     .enumerate()
                     .map(|(i, item)| self.within(Segment::Index(i), |c| c.mapping(item, false)))
                     .collect();
-                if nodes.iter().all(|n| matches!(n, Node::Raw(_))) {
-                    Node::Raw(v.clone())
-                } else {
-                    Node::Array(nodes)
-                }
+                raw_array(nodes)
             }
             scalar => Node::Raw(scalar.clone()),
         }
@@ -408,15 +350,19 @@ impl Compiler {
             "@case" => c.d_case(opts, strict),
             "@replace" => c.d_replace(opts, strict),
             "@arrayPath" => c.d_array_path(opts, strict),
-            "@path" => match c.string_source(opts, strict) {
-                Some(Source::Static(s)) => Node::Path(Source::Static(Path::for_directive(&s))),
-                Some(Source::Dynamic { node, at }) => Node::Path(Source::Dynamic { node, at }),
-                None => Node::Undefined,
+            "@path" => match c.string_source(opts, strict, "@path") {
+                Ok(Source::Static(s)) => Node::Path(Source::Static(Path::for_directive(&s))),
+                Ok(Source::Dynamic { node, at, message }) => {
+                    Node::Path(Source::Dynamic { node, at, message })
+                }
+                Err(node) => node,
             },
-            "@template" => match c.string_source(opts, strict) {
-                Some(Source::Static(s)) => Node::Template(Source::Static(Template::parse(&s))),
-                Some(Source::Dynamic { node, at }) => Node::Template(Source::Dynamic { node, at }),
-                None => Node::Undefined,
+            "@template" => match c.string_source(opts, strict, "@template") {
+                Ok(Source::Static(s)) => Node::Template(Source::Static(Template::parse(&s))),
+                Ok(Source::Dynamic { node, at, message }) => {
+                    Node::Template(Source::Dynamic { node, at, message })
+                }
+                Err(node) => node,
             },
             "@literal" => c.raw_or_directive(opts, strict),
             "@excludeWhenNull" => Node::ExcludeWhenNull(Box::new(c.raw_or_directive(opts, strict))),
@@ -424,447 +370,48 @@ impl Compiler {
             "@json" => c.d_json(opts, strict),
             "@merge" => c.d_merge(opts, strict),
             "@transform" => c.d_transform(opts, strict),
-            "@liquid" => {
-                c.error(Reason::UnsupportedDirective(name.to_owned()));
-                Node::Undefined
-            }
-            _ => {
+            "@liquid" => c.d_liquid(opts, strict),
+            _ if strict => {
                 c.error(Reason::UnknownDirective(name.to_owned()));
                 Node::Undefined
             }
+            _ => c.throw(format!("{name} is not a valid directive, got undefined")),
         })
     }
 
     /// `validateDirectiveOrRaw`: a directive is validated, a raw object or array is not.
-    fn raw_or_directive(&mut self, v: &Value, strict: bool) -> Node {
+    pub(super) fn raw_or_directive(&mut self, v: &Value, strict: bool) -> Node {
         let strict = strict && type_or_directive(v) == JsType::Directive;
         self.mapping(v, strict)
     }
 
-    /// The argument of `@path` and `@template`, which must resolve to a string.
-    fn string_source(&mut self, v: &Value, strict: bool) -> Option<Source<String>> {
+    /// The argument of `@path` and `@template`, which must resolve to a string. Anything else
+    /// is a validation error where validation reaches; elsewhere it resolves to itself and
+    /// fails the runtime's string check.
+    fn string_source(
+        &mut self,
+        v: &Value,
+        strict: bool,
+        name: &'static str,
+    ) -> Result<Source<String>, Node> {
         match v {
-            Value::String(s) => Some(Source::Static(s.clone())),
+            Value::String(s) => Ok(Source::Static(s.clone())),
             Value::Object(map) if has_at_key(map) && (strict || is_directive_shape(map)) => {
                 let node = self.mapping(v, strict);
-                Some(Source::Dynamic {
+                Ok(Source::Dynamic {
                     node: Box::new(node),
                     at: self.location(),
+                    message: name,
                 })
             }
-            other => {
-                let (expected, found) = if strict {
-                    (Expected::StringOrDirective, type_or_directive(other))
-                } else {
-                    (Expected::String, real_type(other))
-                };
-                self.error(Reason::WrongType { expected, found });
-                None
-            }
-        }
-    }
-
-    fn d_if(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let exists = m.get("exists");
-        let blank = m.get("blank");
-        let condition = match (exists, blank) {
-            _ if !truthy(exists) && !truthy(blank) => None,
-            (Some(e), _) => Some((true, "exists", e)),
-            (None, Some(b)) => Some((false, "blank", b)),
-            (None, None) => None,
-        };
-        let Some((is_exists, key, test)) = condition else {
-            self.error(Reason::IfWithoutCondition);
-            self.validate_rest(m, &[], strict);
-            return Node::Undefined;
-        };
-        let mut used = vec![key];
-        let test = self.key(key, |c| c.mapping(test, strict));
-        let then = m.get("then").map(|v| {
-            used.push("then");
-            Box::new(self.key("then", |c| c.mapping(v, strict)))
-        });
-        let otherwise = m.get("else").filter(|v| truthy(Some(v))).map(|v| {
-            used.push("else");
-            Box::new(self.key("else", |c| c.mapping(v, strict)))
-        });
-        self.validate_rest(m, &used, strict);
-        let then_is_test = then.as_deref() == Some(&test);
-        Node::If {
-            exists: is_exists,
-            test: Box::new(test),
-            then,
-            otherwise,
-            then_is_test,
-        }
-    }
-
-    fn d_case(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let mut bad_operator = false;
-        if strict {
-            bad_operator = self.check(m, "operator", false, want_string);
-            self.check(m, "value", false, want_string_or_directive);
-        }
-        let operator = m.get("operator");
-        let upper = match operator {
-            _ if !truthy(operator) => {
-                if !bad_operator {
-                    self.error(Reason::FalsyOption("operator"));
-                }
-                None
-            }
-            Some(Value::String(s)) if s == "lower" => Some(false),
-            Some(Value::String(s)) if s == "upper" => Some(true),
-            Some(other) => {
-                if !bad_operator {
-                    self.error_at("operator", Reason::InvalidCaseOperator(other.to_string()));
-                }
-                None
-            }
-            None => None,
-        };
-        let value = self.truthy_option(m, "value", strict);
-        let used: &[&str] = if value.is_some() { &["value"] } else { &[] };
-        self.validate_rest(m, used, strict);
-        match upper {
-            Some(upper) => Node::Case { upper, value },
-            None => Node::Undefined,
-        }
-    }
-
-    /// Compiles an option that mapping-kit resolves only when its raw value is truthy.
-    fn truthy_option(
-        &mut self,
-        m: &Map<String, Value>,
-        key: &str,
-        strict: bool,
-    ) -> Option<Box<Node>> {
-        m.get(key)
-            .filter(|v| truthy(Some(v)))
-            .map(|v| Box::new(self.key(key, |c| c.mapping(v, strict))))
-    }
-
-    fn d_replace(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let (mut bad_pattern, mut bad_replacement) = (false, false);
-        if strict {
-            bad_pattern = self.check(m, "pattern", true, |v| want_short_string(v, 1));
-            bad_replacement = self.check(m, "replacement", false, |v| want_short_string(v, 0));
-            self.check(m, "value", true, want_string_or_directive);
-            self.check(m, "ignorecase", false, want_bool);
-            self.check(m, "global", false, want_bool);
-        }
-        if !truthy(m.get("pattern")) && !bad_pattern {
-            self.error(Reason::FalsyOption("pattern"));
-        }
-        let pattern = m
-            .get("pattern")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let replacement = match m.get("replacement") {
-            None | Some(Value::Null) => Some(""),
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => None,
-        };
-        if !bad_pattern {
-            self.check_length(pattern, "pattern");
-        }
-        if !bad_replacement {
-            self.check_length(replacement, "replacement");
-        }
-        let ignore_case = match m.get("ignorecase") {
-            None | Some(Value::Null) => Some(false),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => None,
-        };
-        let global = match m.get("global") {
-            None | Some(Value::Null) => Some(true),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => None,
-        };
-        let second = if truthy(m.get("pattern2")) {
-            let replacement2 = match m.get("replacement2") {
-                None | Some(Value::Null) => Some(""),
-                Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => None,
-            };
-            match (m.get("pattern2").and_then(Value::as_str), replacement2) {
-                (Some(p2), Some(r2)) => {
-                    self.check_length(Some(p2), "pattern2");
-                    self.check_length(Some(r2), "replacement2");
-                    Some((p2, r2))
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let spec = match (pattern, replacement, ignore_case, global) {
-            (Some(p), Some(r), Some(i), Some(g)) => Some(Replace::new(p, r, second, g, i)),
-            _ => None,
-        };
-        let value = self.truthy_option(m, "value", strict);
-        let used: &[&str] = if value.is_some() { &["value"] } else { &[] };
-        self.validate_rest(m, used, strict);
-        Node::Replace { spec, value }
-    }
-
-    /// `performReplace` throws on every call for a pattern or replacement over 10 units.
-    fn check_length(&mut self, s: Option<&str>, key: &str) {
-        if s.is_some_and(|s| js::utf16_len(s) > MAX_LENGTH) {
-            self.error_at(key, Reason::StringTooLong { max: MAX_LENGTH });
-        }
-    }
-
-    fn d_array_path(&mut self, opts: &Value, strict: bool) -> Node {
-        let Value::Array(items) = opts else {
-            self.error(Reason::WrongType {
-                expected: Expected::Array,
-                found: real_type(opts),
-            });
-            return Node::Undefined;
-        };
-        let first = items.first();
-        if strict {
-            let problem = match first {
-                None => Some(Reason::WrongType {
+            other if strict => {
+                self.error(Reason::WrongType {
                     expected: Expected::StringOrDirective,
-                    found: JsType::Undefined,
-                }),
-                Some(v) => want_string_or_directive(v),
-            };
-            if let Some(reason) = problem {
-                self.within(Segment::Index(0), |c| c.error(reason));
-            }
-        }
-        let root = match first {
-            Some(Value::String(s)) => ArrayRoot::Path(Path::for_directive(s)),
-            Some(v) => ArrayRoot::Node(Box::new(
-                self.within(Segment::Index(0), |c| c.mapping(v, strict)),
-            )),
-            None => ArrayRoot::Node(Box::new(Node::Undefined)),
-        };
-        let shape = match items.get(1) {
-            Some(v @ Value::Object(shape)) if !shape.is_empty() => Some(Box::new(
-                self.within(Segment::Index(1), |c| c.mapping(v, strict)),
-            )),
-            Some(v) => {
-                if strict {
-                    self.within(Segment::Index(1), |c| {
-                        c.mapping(v, true);
-                    });
-                }
-                None
-            }
-            None => None,
-        };
-        Node::ArrayPath { root, shape }
-    }
-
-    fn d_flatten(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let mut bad_separator = false;
-        if strict {
-            bad_separator = self.check(m, "separator", false, want_string);
-            self.check(m, "value", true, want_anything);
-        }
-        let raw_separator = m.get("separator");
-        let mut used = vec!["value"];
-        let separator = match raw_separator {
-            _ if !truthy(raw_separator) => {
-                if !bad_separator {
-                    self.error(Reason::FalsyOption("separator"));
-                }
-                None
-            }
-            Some(Value::String(s)) => Some(Source::Static(s.clone())),
-            Some(v @ Value::Object(o)) if !strict && is_directive_shape(o) => {
-                used.push("separator");
-                let node = self.key("separator", |c| c.mapping(v, false));
-                Some(Source::Dynamic {
-                    node: Box::new(node),
-                    at: self.location(),
-                })
-            }
-            Some(other) => {
-                if !bad_separator {
-                    self.error_at(
-                        "separator",
-                        Reason::WrongType {
-                            expected: Expected::String,
-                            found: real_type(other),
-                        },
-                    );
-                }
-                None
-            }
-            None => None,
-        };
-        let value = match m.get("value") {
-            Some(v) => self.key("value", |c| c.mapping(v, strict)),
-            None => Node::Undefined,
-        };
-        self.validate_rest(m, &used, strict);
-        match separator {
-            Some(separator) => Node::Flatten {
-                separator,
-                value: Box::new(value),
-                omit_arrays: truthy(m.get("omitArrays")),
-            },
-            None => Node::Undefined,
-        }
-    }
-
-    fn d_json(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let (mut bad_mode, mut bad_value) = (false, false);
-        if strict {
-            bad_value = self.check(m, "value", true, want_anything);
-            bad_mode = self.check(m, "mode", true, |v| want_one_of(v, &["encode", "decode"]));
-        }
-        if !truthy(m.get("mode")) && !bad_mode {
-            self.error(Reason::FalsyOption("mode"));
-        }
-        if !truthy(m.get("value")) && !bad_value {
-            self.error(Reason::FalsyOption("value"));
-        }
-        let mode = match m.get("mode").and_then(Value::as_str) {
-            Some("encode") => JsonMode::Encode,
-            Some("decode") => JsonMode::Decode,
-            _ => JsonMode::Neither,
-        };
-        let value = self.truthy_option(m, "value", strict);
-        let used: &[&str] = if value.is_some() { &["value"] } else { &[] };
-        self.validate_rest(m, used, strict);
-        Node::Json {
-            mode,
-            value: value.unwrap_or_else(|| Box::new(Node::Undefined)),
-        }
-    }
-
-    fn d_merge(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let (mut bad_direction, mut bad_objects) = (false, false);
-        if strict {
-            bad_direction = self.check(m, "direction", false, |v| {
-                want_one_of(v, &["left", "right"])
-            });
-            bad_objects = self.check(m, "objects", true, want_array);
-        }
-        let raw_direction = m.get("direction");
-        let mut used = vec!["objects"];
-        let direction = match raw_direction {
-            _ if !truthy(raw_direction) => {
-                if !bad_direction {
-                    self.error(Reason::FalsyOption("direction"));
-                }
-                Direction::Right
-            }
-            Some(Value::String(s)) if s == "left" => Direction::Left,
-            Some(v) if !strict && !v.is_string() => {
-                used.push("direction");
-                Direction::Dynamic(Box::new(self.key("direction", |c| c.mapping(v, false))))
-            }
-            _ => Direction::Right,
-        };
-        let mut objects = Vec::new();
-        match m.get("objects") {
-            Some(Value::Array(items)) => {
-                self.key("objects", |c| {
-                    for (i, item) in items.iter().enumerate() {
-                        let node = c.within(Segment::Index(i), |c| {
-                            if let Some(reason) = want_object_or_directive(item).filter(|_| strict)
-                            {
-                                c.error(reason);
-                            }
-                            c.mapping(item, strict)
-                        });
-                        objects.push(node);
-                    }
+                    found: type_or_directive(other),
                 });
+                Err(Node::Undefined)
             }
-            Some(other) if truthy(Some(other)) => {
-                if !bad_objects {
-                    self.error_at(
-                        "objects",
-                        Reason::WrongType {
-                            expected: Expected::Array,
-                            found: real_type(other),
-                        },
-                    );
-                }
-            }
-            _ => {
-                if !bad_objects {
-                    self.error(Reason::FalsyOption("objects"));
-                }
-            }
-        }
-        self.validate_rest(m, &used, strict);
-        Node::Merge { direction, objects }
-    }
-
-    fn d_transform(&mut self, opts: &Value, strict: bool) -> Node {
-        let Some(m) = self.options(opts, strict) else {
-            return Node::Undefined;
-        };
-        let (mut bad_apply, mut bad_mapping) = (false, false);
-        if strict {
-            bad_apply = self.check(m, "apply", true, want_object_or_directive);
-            bad_mapping = self.check(m, "mapping", true, want_object_or_directive);
-        }
-        if !truthy(m.get("mapping")) && !bad_mapping {
-            self.error(Reason::FalsyOption("mapping"));
-        }
-        let apply = self.transform_apply(m.get("apply"), bad_apply);
-        let mapping = self
-            .truthy_option(m, "mapping", strict)
-            .unwrap_or_else(|| Box::new(Node::Undefined));
-        self.validate_rest(m, &["apply", "mapping"], strict);
-        Node::Transform {
-            apply: Box::new(apply),
-            mapping,
-            at: self.location(),
-        }
-    }
-
-    /// `@transform`'s `apply` must be an object; mapping-kit then runs a whole `transform` on
-    /// it, validation included, so it is always compiled strictly.
-    fn transform_apply(&mut self, apply: Option<&Value>, reported: bool) -> Node {
-        match apply {
-            Some(v @ Value::Object(_)) => self.key("apply", |c| c.root(v)),
-            Some(other) if truthy(Some(other)) => {
-                if !reported {
-                    self.error_at(
-                        "apply",
-                        Reason::WrongType {
-                            expected: Expected::Object,
-                            found: real_type(other),
-                        },
-                    );
-                }
-                Node::Undefined
-            }
-            _ => {
-                if !reported {
-                    self.error(Reason::FalsyOption("apply"));
-                }
-                Node::Undefined
-            }
+            other => Err(self.throw(format!("{name}: expected string, got {}", real_type(other)))),
         }
     }
 
@@ -894,7 +441,14 @@ impl Compiler {
         let (apply, at) = self.key(ROOT_DIRECTIVE_KEY, |c| {
             c.within(Segment::Directive("@transform".to_owned()), |c| {
                 let bad_apply = c.check(options, "apply", true, want_object_or_directive);
-                let apply = c.transform_apply(options.get("apply"), bad_apply);
+                let apply = match options.get("apply") {
+                    Some(v @ Value::Object(_)) => c.key("apply", |c| c.root(v)),
+                    _ if bad_apply => Node::Undefined,
+                    Some(v) if truthy(Some(v)) => {
+                        c.throw("@transform \"apply\" key should be an object")
+                    }
+                    _ => c.throw("@transform requires a \"apply\" key"),
+                };
                 // mapping-kit overwrites any `mapping` here with the other fields.
                 c.validate_rest(options, &["apply", "mapping"], true);
                 (apply, c.location())
@@ -911,5 +465,22 @@ impl Compiler {
             mapping: Box::new(mapping),
             at,
         }
+    }
+}
+
+/// An array whose items are all raw is raw itself.
+fn raw_array(nodes: Vec<Node>) -> Node {
+    if nodes.iter().all(|n| matches!(n, Node::Raw(_))) {
+        Node::Raw(Value::Array(
+            nodes
+                .into_iter()
+                .filter_map(|n| match n {
+                    Node::Raw(v) => Some(v),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    } else {
+        Node::Array(nodes)
     }
 }

@@ -177,27 +177,14 @@ impl fmt::Display for Expected {
 pub enum Reason {
     #[error("has an invalid directive: {0}")]
     UnknownDirective(String),
-    #[error("uses {0}, which this implementation does not support")]
-    UnsupportedDirective(String),
     /// A directive object with other keys besides its `@` key and `_metadata`, or with several
     /// `@` keys (mapping-kit's wording counts them).
     #[error("should only have one @-prefixed key but it has {keys} keys")]
     MixedKeys { keys: usize },
-    /// Several `@` keys where mapping-kit would run whichever comes first in key order.
-    #[error("has several @-prefixed keys ({}); only one directive is allowed", .0.join(", "))]
-    MultipleDirectives(Vec<String>),
     #[error("should be {expected} but it is {}", .found.with_article())]
     WrongType { expected: Expected, found: JsType },
     #[error("should have field \"{0}\" but it doesn't")]
     MissingField(&'static str),
-    /// mapping-kit throws on every event when this option is missing, `null`, `false`, `0`
-    /// or `""`.
-    #[error("requires a \"{0}\" key whose value is not null, false, 0 or \"\"")]
-    FalsyOption(&'static str),
-    #[error("requires an \"exists\" key or a \"blank\" key")]
-    IfWithoutCondition,
-    #[error("operator key should have a value of \"lower\" or \"upper\" but it is {0}")]
-    InvalidCaseOperator(String),
     #[error("should be a string of length {min} or greater")]
     StringTooShort { min: usize },
     #[error("should be a string of length {max} or less")]
@@ -210,6 +197,9 @@ pub enum Reason {
     },
     #[error("the root directive (__segment_internal_directive) {0}")]
     RootDirective(&'static str),
+    /// A mapping that is `null` (mapping-kit's `Object.keys(null)` throws).
+    #[error("the mapping is null: Cannot convert undefined or null to object")]
+    NullMapping,
 }
 
 /// An invalid mapping: where, in which directive, and why.
@@ -251,9 +241,7 @@ impl MappingError {
         let segments = self.location.segments();
         let at_holder = matches!(
             self.reason,
-            Reason::MixedKeys { .. }
-                | Reason::UnknownDirective(_)
-                | Reason::UnsupportedDirective(_)
+            Reason::MixedKeys { .. } | Reason::UnknownDirective(_)
         ) && matches!(segments.last(), Some(Segment::Directive(_)));
         let segments = if at_holder {
             &segments[..segments.len() - 1]
@@ -279,17 +267,60 @@ impl fmt::Display for MappingError {
     }
 }
 
-/// A failure that depends on the event: mapping-kit throws here for this event only.
+/// A failure that depends on the event: mapping-kit throws here for this event only (also a
+/// directive that throws whenever an event reaches it, like an `@if` without condition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Error)]
 pub enum EvalError {
     /// A dynamic `@path`, `@template` or `@flatten` separator that did not resolve to a string.
-    #[error("{directive} at {at}: expected string, got {found}")]
+    #[error("{} (at {at})", not_a_string(directive, *found))]
     NotAString {
         at: Location,
         directive: &'static str,
         found: JsType,
     },
     /// The payload handed to the mapping (or to `@transform`) is not an object.
-    #[error("data at {at} must be an object, got {found}")]
+    #[error("data must be an object, got {found} (at {at})")]
     PayloadNotObject { at: Location, found: JsType },
+    /// A directive mapping-kit's runtime throws on, with its message (e.g. `@if requires an
+    /// "exists" key or a "blank" key`), or a failed `@liquid` template.
+    #[error("{message} (at {at})")]
+    Directive { at: Location, message: String },
+    /// An `@transform`'s `apply` that fails validation, met where mapping-kit validates it
+    /// only when it runs; `error`'s location is inside `apply`, as mapping-kit reports it.
+    #[error("{} (at {at})", .error.segment_message())]
+    Invalid { at: Location, error: MappingError },
+}
+
+fn not_a_string(directive: &str, found: JsType) -> String {
+    if directive == "@flatten" {
+        "@flatten requires a string separator".to_owned()
+    } else {
+        format!("{directive}: expected string, got {found}")
+    }
+}
+
+impl EvalError {
+    /// The message mapping-kit's runtime throws, without the location.
+    pub fn segment_message(&self) -> String {
+        match self {
+            EvalError::NotAString {
+                directive, found, ..
+            } => not_a_string(directive, *found),
+            EvalError::PayloadNotObject { found, .. } => {
+                format!("data must be an object, got {found}")
+            }
+            EvalError::Directive { message, .. } => message.clone(),
+            EvalError::Invalid { error, .. } => error.segment_message(),
+        }
+    }
+
+    /// Where in the mapping it failed.
+    pub fn location(&self) -> &Location {
+        match self {
+            EvalError::NotAString { at, .. }
+            | EvalError::PayloadNotObject { at, .. }
+            | EvalError::Directive { at, .. }
+            | EvalError::Invalid { at, .. } => at,
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::compile::{ArrayRoot, Direction, JsonMode, Node, Source};
+use super::compile::{ArrayRoot, CaseOp, Direction, JsonMode, Node, ReplaceSpec, Source};
 use super::error::{EvalError, Location};
 use super::js;
 use super::objects;
@@ -19,6 +19,8 @@ impl Node {
         Ok(match self {
             Node::Raw(v) => Val::Ref(v),
             Node::Undefined => Val::Undef,
+            Node::Throw(error) => return Err((**error).clone()),
+            Node::Liquid(liquid) => Val::Str(liquid.render(payload)?),
             Node::Object(entries) => {
                 let mut obj = Obj::with_capacity(entries.len());
                 for (key, node) in entries {
@@ -33,15 +35,15 @@ impl Node {
                     .collect::<Result<_, _>>()?,
             ),
             Node::Path(Source::Static(path)) => path.get(payload).into_val(),
-            Node::Path(Source::Dynamic { node, at }) => {
+            Node::Path(Source::Dynamic { node, at, message }) => {
                 let resolved = node.eval(payload)?;
-                let path = expect_str(&resolved, at, "@path")?;
+                let path = expect_str(&resolved, at, message)?;
                 Path::for_directive(path).get(payload).into_val()
             }
             Node::Template(Source::Static(template)) => Val::Str(template.render(payload)),
-            Node::Template(Source::Dynamic { node, at }) => {
+            Node::Template(Source::Dynamic { node, at, message }) => {
                 let resolved = node.eval(payload)?;
-                let template = expect_str(&resolved, at, "@template")?;
+                let template = expect_str(&resolved, at, message)?;
                 Val::Str(Template::parse(template).render(payload))
             }
             Node::If {
@@ -62,13 +64,21 @@ impl Node {
                     None => Val::Undef,
                 }
             }
-            Node::Case { upper, value } => match value {
+            Node::Case { op, value } => match value {
                 None => Val::Undef,
                 Some(node) => {
                     let resolved = node.eval(payload)?;
-                    let cased = match resolved.view() {
-                        View::Str(s) if *upper => Some(s.to_uppercase()),
-                        View::Str(s) => Some(s.to_lowercase()),
+                    let cased = match (resolved.view(), op) {
+                        (View::Str(s), CaseOp::Upper) => Some(s.to_uppercase()),
+                        (View::Str(s), CaseOp::Lower) => Some(s.to_lowercase()),
+                        (View::Str(_), CaseOp::Unknown(at)) => {
+                            return Err(EvalError::Directive {
+                                at: at.clone(),
+                                message:
+                                    "operator key should have a value of \"lower\" or \"upper\""
+                                        .to_owned(),
+                            });
+                        }
                         _ => None,
                     };
                     match cased {
@@ -87,8 +97,9 @@ impl Node {
                         View::Num(n) => Some(Cow::Owned(js::number_to_string(n))),
                         _ => None,
                     };
-                    match (spec, text) {
-                        (Some(spec), Some(text)) => Val::Str(spec.apply(&text)),
+                    match (spec.as_ref(), text) {
+                        (ReplaceSpec::Ready(spec), Some(text)) => Val::Str(spec.apply(&text)),
+                        (ReplaceSpec::TooLong(error), Some(_)) => return Err((**error).clone()),
                         _ => Val::Str(String::new()),
                     }
                 }
@@ -117,9 +128,9 @@ impl Node {
                 let dynamic;
                 let separator: &str = match separator {
                     Source::Static(s) => s,
-                    Source::Dynamic { node, at } => {
+                    Source::Dynamic { node, at, message } => {
                         dynamic = node.eval(payload)?;
-                        expect_str(&dynamic, at, "@flatten")?
+                        expect_str(&dynamic, at, message)?
                     }
                 };
                 let resolved = value.eval(payload)?;

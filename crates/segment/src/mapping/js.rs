@@ -36,6 +36,7 @@ pub(crate) fn push_number(value: f64, out: &mut String) {
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let digits = even_on_tie(value.abs(), digits, exponent);
     let k = digits.len() as i32;
     let n = exponent + 1;
     if k <= n && n <= 21 {
@@ -61,6 +62,51 @@ pub(crate) fn push_number(value: f64, out: &mut String) {
         let e = n - 1;
         out.push(if e >= 0 { '+' } else { '-' });
         out.push_str(&e.unsigned_abs().to_string());
+    }
+}
+
+/// ECMAScript's Number::toString picks, of two shortest digit strings equally close to the
+/// value, the even one; Rust's shortest formatting may pick the odd one (1237689483383240.25
+/// is `…240.2` in JavaScript, `…240.3` in Rust). Ties need the value to sit exactly halfway,
+/// which only happens with the longest (16–17 digit) forms.
+fn even_on_tie(value: f64, digits: String, exponent: i32) -> String {
+    let k = digits.len();
+    if k < 16 {
+        return digits;
+    }
+    // The exact decimal expansion (a double has one), as many digits as it takes.
+    let exact = format!("{value:.800e}");
+    let Some((exact_mantissa, exact_exponent)) = exact.split_once('e') else {
+        return digits;
+    };
+    if exact_exponent.parse::<i32>().ok() != Some(exponent) {
+        return digits;
+    }
+    let exact_digits: Vec<u8> = exact_mantissa.bytes().filter(|b| *b != b'.').collect();
+    if exact_digits.len() <= k
+        || exact_digits[k] != b'5'
+        || exact_digits[k + 1..].iter().any(|b| *b != b'0')
+    {
+        return digits;
+    }
+    let (Ok(low), Ok(shortest)) = (
+        std::str::from_utf8(&exact_digits[..k])
+            .unwrap_or("x")
+            .parse::<u64>(),
+        digits.parse::<u64>(),
+    ) else {
+        return digits;
+    };
+    let even = if low % 2 == 0 { low } else { low + 1 };
+    if even == shortest || even.to_string().len() != k {
+        return digits;
+    }
+    let candidate = even.to_string();
+    let text = format!("{}.{}e{exponent}", &candidate[..1], &candidate[1..]);
+    if text.parse::<f64>().ok() == Some(value) {
+        candidate.trim_end_matches('0').to_owned()
+    } else {
+        digits
     }
 }
 
@@ -294,6 +340,9 @@ mod tests {
             (123.456, "123.456"),
             (9007199254740993.0, "9007199254740992"),
             (12345678901234567890.0, "12345678901234567000"),
+            // Halfway between two shortest forms: the even one, as in JavaScript.
+            (1_237_689_483_383_240.0 + 0.25, "1237689483383240.2"),
+            (724_426_514_822_791.0 + 0.25, "724426514822791.2"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),

@@ -1,0 +1,380 @@
+//! Tests of what opening a database checks and migrates, of the write-health flag, and of the
+//! cost of recording failed tries.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::*;
+
+/// A directory under the system temp dir, removed on drop.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let d = std::env::temp_dir().join(format!(
+            "sync-sqlite-open-{}-{name}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        Self(d)
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.0.join("store.db")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Version 2's schema, as the previous release created it.
+const V2_SCHEMA: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (2);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+    message_id TEXT NOT NULL, received_ms INTEGER NOT NULL, UNIQUE (destination, message_id)
+);
+CREATE TABLE event_audiences (
+    seq INTEGER NOT NULL, part INTEGER NOT NULL, list_key TEXT NOT NULL, email TEXT NOT NULL,
+    user_id TEXT NOT NULL, member INTEGER, time_ms INTEGER, status TEXT NOT NULL, reason TEXT,
+    next_attempt_ms INTEGER, updated_ms INTEGER NOT NULL, PRIMARY KEY (seq, part)
+) WITHOUT ROWID;
+CREATE TABLE desired (
+    destination TEXT NOT NULL, list_key TEXT NOT NULL, email TEXT NOT NULL,
+    user_id TEXT NOT NULL, list_id INTEGER, member INTEGER NOT NULL, time_ms INTEGER,
+    seq INTEGER NOT NULL, part INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,
+    data_fields TEXT, update_existing_users_only INTEGER, channel_unsubscribe INTEGER,
+    campaign_id INTEGER, state TEXT NOT NULL, reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    ack_member INTEGER, ack_time_ms INTEGER, ack_seq INTEGER, ack_ms INTEGER,
+    PRIMARY KEY (destination, list_key, email, user_id)
+) WITHOUT ROWID;
+CREATE INDEX desired_pending ON desired (destination, list_key, seq) WHERE state = 'pending';
+CREATE TABLE lists (
+    destination TEXT NOT NULL, audience_key TEXT NOT NULL, list_id INTEGER NOT NULL,
+    PRIMARY KEY (destination, audience_key)
+);
+";
+
+/// Rows of a version-2 database: two destinations; in `d`, audience `vip` has a member
+/// delivered, one whose removal is pending after a failure, one rejected and one superseded
+/// by a pending change; audience `new` one pending change; plus an event rejected whole.
+const V2_ROWS: &str = "
+INSERT INTO lists VALUES ('d', 'vip', 77);
+INSERT INTO events VALUES (1, 'd', 'm1', 100), (2, 'd', 'm2', 110), (3, 'd', 'm3', 120),
+    (4, 'd', 'm4', 130), (5, 'd', 'm5', 140), (6, 'd', 'm6', 150), (7, 'd', 'm7', 160),
+    (8, 'other', 'm1', 170), (9, 'd', 'm9', 180);
+INSERT INTO event_audiences VALUES
+    (1, 0, 'vip', 'a@x.co', '', 1, NULL, 'delivered', NULL, NULL, 200),
+    (2, 0, 'vip', 'b@x.co', '', 1, NULL, 'delivered', NULL, NULL, 200),
+    (3, 0, 'vip', 'b@x.co', '', 0, NULL, 'pending', '500', 9000, 300),
+    (4, 0, 'vip', 'c@x.co', '', 1, NULL, 'rejected', 'invalidEmails', NULL, 300),
+    (5, 0, 'vip', 'e@x.co', '', 1, NULL, 'superseded', 'by m6', NULL, 300),
+    (6, 0, 'vip', 'e@x.co', '', 1, NULL, 'accepted', NULL, NULL, 150),
+    (7, 0, 'new', 'f@x.co', '', 1, NULL, 'accepted', NULL, NULL, 160),
+    (8, 0, 'vip', 'a@x.co', '', 1, NULL, 'accepted', NULL, NULL, 170),
+    (9, 0, '', '', '', NULL, NULL, 'rejected', 'no identity', NULL, 180);
+INSERT INTO desired (destination, list_key, email, user_id, member, seq, part, accepted_ms,
+    state, reason, attempts, next_attempt_ms, ack_member, ack_time_ms, ack_seq, ack_ms) VALUES
+    ('d', 'vip', 'a@x.co', '', 1, 1, 0, 100, 'delivered', NULL, 0, 0, 1, NULL, 1, 200),
+    ('d', 'vip', 'b@x.co', '', 0, 3, 0, 120, 'pending', '500', 1, 9000, 1, NULL, 2, 250),
+    ('d', 'vip', 'c@x.co', '', 1, 4, 0, 130, 'rejected', 'invalidEmails', 0, 0, NULL, NULL, NULL, NULL),
+    ('d', 'vip', 'e@x.co', '', 1, 6, 0, 150, 'pending', NULL, 0, 0, NULL, NULL, NULL, NULL),
+    ('d', 'new', 'f@x.co', '', 1, 7, 0, 160, 'pending', NULL, 0, 0, NULL, NULL, NULL, NULL),
+    ('other', 'vip', 'a@x.co', '', 1, 8, 0, 170, 'pending', NULL, 0, 0, NULL, NULL, NULL, NULL);
+";
+
+#[test]
+fn a_version_2_database_is_migrated_and_its_counts_computed_once() {
+    let t = Dir::new("v2");
+    let c = Connection::open(t.db()).expect("create");
+    c.execute_batch(V2_SCHEMA).expect("v2 schema");
+    c.execute_batch(V2_ROWS).expect("v2 rows");
+    drop(c);
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    let lists = s.list_counts("d").expect("counts");
+    let vip = ListCounts {
+        audience_key: "vip".into(),
+        list_id: Some(77),
+        members: 2,
+        pending: 2,
+        retrying: 1,
+        rejected: 1,
+        oldest_pending_ms: Some(120),
+        last_delivery_ms: Some(250),
+    };
+    let new = ListCounts {
+        audience_key: "new".into(),
+        list_id: None,
+        members: 0,
+        pending: 1,
+        retrying: 0,
+        rejected: 0,
+        oldest_pending_ms: Some(160),
+        last_delivery_ms: None,
+    };
+    assert_eq!(lists, vec![new, vip]);
+    let events = s.event_counts("d").expect("counts");
+    assert_eq!(
+        events,
+        EventCounts {
+            accepted: 2,
+            pending: 1,
+            delivered: 2,
+            superseded: 1,
+            rejected: 2,
+            skipped: 0
+        }
+    );
+    assert_eq!(s.recount("d").expect("recount"), (lists, events));
+    assert_eq!(s.event_counts("other").expect("counts").accepted, 1);
+    assert_eq!(s.list_counts("other").expect("counts")[0].pending, 1);
+    // The rows are as they were, with no failed tries counted.
+    let e = s.event_status("d", "m3").expect("status").expect("known");
+    assert_eq!(
+        (e.audiences[0].status, e.audiences[0].attempts),
+        (StatusKind::Pending, 1),
+        "a stored retry counts one try at least"
+    );
+    let due = s.pending("d", "vip", 10_000, 10).expect("pending");
+    assert_eq!(due.len(), 2);
+    // Writes from here on keep the figures: deliver e, then compare with a recount.
+    let e_seq = due
+        .iter()
+        .find(|r| r.identity.email.as_deref() == Some("e@x.co"))
+        .expect("e")
+        .version
+        .seq;
+    s.record_outcomes(
+        "d",
+        "vip",
+        400,
+        &[OutcomeRow {
+            identity: Identity::new(Some("e@x.co"), None),
+            seq: e_seq,
+            outcome: Outcome::Delivered,
+        }],
+    )
+    .expect("record");
+    let after = s.list_counts("d").expect("counts");
+    assert_eq!((after[1].members, after[1].pending), (3, 1));
+    assert_eq!(s.recount("d").expect("recount").0, after);
+    drop(s);
+    // Opening again migrates nothing and keeps the figures.
+    let s = SqliteStore::open(t.db()).expect("reopen");
+    assert_eq!(s.list_counts("d").expect("counts"), after);
+}
+
+/// Overwrites `pages` pages from page 3 on with bytes that are no B-tree page.
+fn damage(path: &std::path::Path, pages: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open for damage");
+    f.seek(SeekFrom::Start(2 * 4096)).expect("seek");
+    let junk: Vec<u8> = (0..pages * 4096).map(|i| (i * 7 % 251) as u8 | 1).collect();
+    f.write_all(&junk).expect("write junk");
+    f.sync_all().expect("sync");
+}
+
+fn filled(t: &Dir, events: usize) -> std::path::PathBuf {
+    let s = SqliteStore::open(t.db()).expect("create");
+    let batch: Vec<NewEvent> = (0..events)
+        .map(|i| NewEvent {
+            destination: "d".into(),
+            message_id: format!("m{i}"),
+            received_ms: 1,
+            content: EventContent::Changes(vec![crate::store::MembershipChange {
+                audience_key: format!("a{}", i % 3),
+                list_id: None,
+                identity: Identity::new(Some(&format!("u{i}@x.co")), None),
+                member: true,
+                data_fields: None,
+                settings: AudienceSettings::default(),
+                time_ms: None,
+            }]),
+            ignored_settings: Vec::new(),
+        })
+        .collect();
+    s.accept(&batch).expect("accept");
+    drop(s);
+    // Everything in the database file itself, no WAL left to mask the damage.
+    let c = Connection::open(t.db()).expect("open");
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(mode, "delete");
+    t.db()
+}
+
+#[test]
+fn a_damaged_file_is_refused_naming_the_path_and_the_way_back() {
+    let t = Dir::new("damaged");
+    let path = filled(&t, 2_000);
+    damage(&path, 6);
+    let err = SqliteStore::open(&path).expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("refusing to start"), "{text}");
+    assert!(text.contains(".recover"), "how to recover: {text}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_as_damaged() {
+    let t = Dir::new("garbage");
+    std::fs::write(t.db(), vec![b'x'; 64 * 1024]).expect("garbage");
+    let err = SqliteStore::open(t.db()).expect_err("refused");
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&t.db().display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_check_that_runs_out_of_time_is_reported_and_the_store_opens() {
+    let t = Dir::new("budget");
+    let path = filled(&t, 2_000);
+    let s = SqliteStore::open(&path).expect("open");
+    assert_eq!(s.quick_check(), QuickCheck::Passed);
+    drop(s);
+    // A budget that is over at the first look (every 1,000 instructions; the check of 2,000
+    // rows takes many more).
+    let budget = Duration::from_nanos(1);
+    let s = SqliteStore::open_with_options(
+        &path,
+        &OpenOptions {
+            quick_check: Some(budget),
+        },
+    )
+    .expect("opens all the same");
+    assert_eq!(s.quick_check(), QuickCheck::Unfinished { budget });
+    assert_eq!(s.list_counts("d").expect("counts").len(), 3);
+    // Injected: the budget runs out at the third look.
+    let c = Connection::open(&path).expect("open");
+    let mut looks = 0;
+    let r = integrity::quick_check(&c, "x", budget, move || {
+        looks += 1;
+        looks > 2
+    })
+    .expect("checked");
+    assert_eq!(r, QuickCheck::Unfinished { budget });
+    let r = integrity::quick_check(&c, "x", budget, || false).expect("checked");
+    assert_eq!(r, QuickCheck::Passed);
+}
+
+#[test]
+fn a_database_that_cannot_be_written_fails_at_open_naming_the_path() {
+    let t = Dir::new("readonly");
+    let path = filled(&t, 10);
+    // SQLite's read-only mode stands for a file it cannot write (tests run as root, which
+    // writes any file whatever its mode; crates/cli/tests/store_health.rs makes the
+    // filesystem read-only for real).
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let err = SqliteStore::init(
+        conn,
+        Some(&path),
+        WAL_RESTART_FRAMES,
+        &OpenOptions::default(),
+    )
+    .expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unwritable { .. }), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("read-only"), "{text}");
+}
+
+#[test]
+fn failed_writes_set_the_health_flag_and_a_committed_one_clears_it() {
+    let t = Dir::new("health");
+    let s = SqliteStore::open(t.db()).expect("open");
+    assert_eq!(s.write_failure(), None);
+    let event = |m: &str| NewEvent {
+        destination: "d".into(),
+        message_id: m.into(),
+        received_ms: 1,
+        content: EventContent::Skipped("x".into()),
+        ignored_settings: Vec::new(),
+    };
+    // The writer stops being able to write (as on a filesystem turned read-only).
+    s.lock_writer()
+        .conn
+        .pragma_update(None, "query_only", true)
+        .expect("query_only");
+    let err = s.accept(&[event("m1")]).expect_err("refused");
+    let failure = s.write_failure().expect("flagged");
+    assert!(failure.contains("readonly"), "{failure} / {err}");
+    assert!(s.probe_write().is_err());
+    assert!(s.write_failure().is_some(), "still failing");
+    s.lock_writer()
+        .conn
+        .pragma_update(None, "query_only", false)
+        .expect("query_only");
+    s.probe_write().expect("writes again");
+    assert_eq!(s.write_failure(), None);
+    s.accept(&[event("m2")]).expect("accepted");
+    assert_eq!(s.event_counts("d").expect("counts").skipped, 1);
+    // An operation refused for its input does not mean the store cannot write.
+    let bad = OutcomeRow {
+        identity: Identity::new(Some("a@x.co"), None),
+        seq: u64::MAX,
+        outcome: Outcome::Delivered,
+    };
+    let refused = s.record_outcomes("d", "k", 1, &[bad]);
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(s.write_failure(), None);
+}
+
+#[test]
+fn failed_tries_are_recorded_by_key_lookups_not_scans() {
+    let s = SqliteStore::open(":memory:").expect("open");
+    let conn = s.lock();
+    let plan = |sql: &str| -> String {
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+        st.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows")
+            .join("\n")
+    };
+    // Whatever the planner thinks of the tables' sizes, each key is found by its primary
+    // key: nothing reads an audience's rows one by one.
+    for sql in [MARK_TRIES, MARK_TRIED_EVENTS] {
+        let p = plan(sql);
+        for line in p.lines() {
+            assert!(
+                !line.starts_with("SCAN") || line.contains("VIRTUAL TABLE"),
+                "{sql}\n{p}"
+            );
+            if line.starts_with("SEARCH desired") || line.starts_with("SEARCH d ") {
+                assert!(line.contains("user_id=?"), "the whole key: {p}");
+            }
+        }
+        assert!(p.contains("SEARCH"), "{p}");
+    }
+    // The figures: one row per audience, and an index seek for the oldest change.
+    let counts = plan(
+        "SELECT (SELECT accepted_ms FROM desired INDEXED BY desired_pending
+           WHERE destination = c.destination AND list_key = c.list_key AND state = 'pending'
+           ORDER BY seq LIMIT 1) FROM audience_counts c WHERE c.destination = 'd'",
+    );
+    assert!(!counts.contains("SCAN desired"), "{counts}");
+    assert!(!counts.contains("SCAN c"), "{counts}");
+}
