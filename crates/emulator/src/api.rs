@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use hyper::HeaderMap;
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::config::Region;
@@ -81,33 +82,16 @@ pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
+            (form_decode(k), form_decode(v))
         })
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], decoded) {
-            (_, Some(b)) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (b, None) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A form-encoded key or value: `+` is a space, then `%XX` escapes (an invalid one is kept as
+/// it is; bytes that are not UTF-8 become U+FFFD).
+fn form_decode(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

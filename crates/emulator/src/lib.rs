@@ -23,6 +23,7 @@ pub mod project;
 pub mod ratelimit;
 pub mod reqlog;
 pub mod rng;
+mod routes;
 mod server;
 pub mod wire;
 

@@ -1,10 +1,10 @@
-//! The HTTP side: listeners (accepting and supervising connections is the `listener` crate's),
-//! fault injection, common headers and the request log. `/api` calls go to `api`, `/_emulator`
-//! calls to `inspect`.
+//! The emulator's state and its listeners: the projects, rate limiter, request log and faults
+//! every connection shares, starting and stopping, and the connections (accepting and
+//! supervising them is the `listener` crate's; each request goes to [`routes`]).
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,24 +12,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, SERVER, VARY,
-};
-use hyper::{Request, Response};
+use hyper::Request;
+use hyper::header::HeaderValue;
 use listener::{Body, Connections};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, EmulatorConfig, Faults, Region};
+use crate::inspect;
 use crate::project::{MemberView, Project, ProjectView};
 use crate::ratelimit::RateLimiter;
 use crate::reqlog::{LogQuery, LoggedRequest, RequestLog};
 use crate::rng::Rng;
-use crate::{api, inspect};
+use crate::routes::{self, Client, ConnectionFault};
 
 /// Bodies larger than this are refused even with no `max_body_bytes` fault set.
 pub const HARD_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -324,6 +323,8 @@ impl Drop for RunningEmulator {
     }
 }
 
+/// Serves `region` on `listener`: the listener crate accepts and supervises the connections,
+/// and hands each request to the router with the connection's [`Client`] in its extensions.
 async fn accept_loop(
     listener: TcpListener,
     conns: Arc<Connections>,
@@ -331,17 +332,32 @@ async fn accept_loop(
     region: Region,
     shutdown: watch::Receiver<bool>,
 ) {
+    let app = routes::router(shared, region);
     listener::serve(listener, conns, shutdown, move |stream, peer| {
         let reset = Arc::new(AtomicBool::new(false));
         let io = FaultyStream {
             inner: stream,
             reset: reset.clone(),
         };
-        let shared = shared.clone();
+        let client = Client {
+            peer: peer.ip(),
+            reset,
+        };
+        let app = app.clone();
         let handler = move |req: Request<Body>| {
-            let shared = shared.clone();
-            let reset = reset.clone();
-            async move { handle(&shared, region, peer.ip(), req, &reset).await }
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(client.clone());
+            let answer = app.clone().oneshot(req);
+            async move {
+                let r = match answer.await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                match r.extensions().get::<ConnectionFault>() {
+                    Some(fault) => Err(*fault),
+                    None => Ok(r),
+                }
+            }
         };
         (io, handler)
     })
@@ -395,274 +411,5 @@ impl AsyncWrite for FaultyStream {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// Returned by the service to make hyper drop the connection without answering.
-#[derive(Debug, thiserror::Error)]
-#[error("connection {0} injected by the emulator")]
-struct ConnectionFault(&'static str);
-
-/// The region a request was sent to: the Host header wins (`api.eu.iterable.com`), else the
-/// listener's own region.
-fn request_region(host: Option<&HeaderValue>, listener: Region) -> Region {
-    match host.and_then(|h| h.to_str().ok()) {
-        Some(h) if h.starts_with("api.eu.iterable.com") => Region::Eu,
-        Some(h) if h.starts_with("api.iterable.com") => Region::Us,
-        _ => listener,
-    }
-}
-
-/// A request's body, read within `limit` bytes.
-enum BodyRead {
-    Ok(Bytes),
-    TooLarge,
-    Broken,
-}
-
-async fn read_body(req: Request<Body>, limit: usize) -> BodyRead {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return BodyRead::TooLarge;
-    }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(c) => BodyRead::Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => BodyRead::TooLarge,
-        Err(_) => BodyRead::Broken,
-    }
-}
-
-fn too_large(limit: usize) -> Reply {
-    crate::wire::ApiError::new(
-        413,
-        "BatchTooLarge",
-        format!("(batch request) Payload Too Large: the body exceeds {limit} bytes"),
-        serde_json::Value::Null,
-    )
-    .into()
-}
-
-async fn handle(
-    shared: &Shared,
-    listener_region: Region,
-    peer: IpAddr,
-    req: Request<Body>,
-    reset: &AtomicBool,
-) -> Result<Response<Full<Bytes>>, ConnectionFault> {
-    let start = shared.clock.now_nanos();
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-
-    if path == "/_emulator" || path.starts_with("/_emulator/") {
-        let reply = match read_body(req, HARD_BODY_LIMIT).await {
-            BodyRead::Ok(body) => inspect::handle(shared, &method, &path, query.as_deref(), &body),
-            BodyRead::TooLarge => {
-                return Ok(closing(respond(shared, too_large(HARD_BODY_LIMIT), start)));
-            }
-            BodyRead::Broken => return Err(ConnectionFault("closed")),
-        };
-        return Ok(respond(shared, reply, start));
-    }
-
-    let region = request_region(req.headers().get(HOST), listener_region);
-    let faults = lock(&shared.faults).clone();
-    let rng = &shared.rng;
-    let delay = faults.latency_ms + rng.up_to(faults.latency_jitter_ms);
-    if delay > 0 {
-        shared.clock.sleep(Duration::from_millis(delay)).await;
-    }
-    let headers = req.headers().clone();
-    let limit = faults
-        .max_body_bytes
-        .unwrap_or(HARD_BODY_LIMIT)
-        .min(HARD_BODY_LIMIT);
-    let body = match read_body(req, limit).await {
-        BodyRead::Ok(b) => b,
-        BodyRead::TooLarge => {
-            let reply = too_large(limit);
-            log(
-                shared,
-                start,
-                &method,
-                &path,
-                &query,
-                None,
-                reply.status,
-                &Bytes::new(),
-                None,
-            );
-            return Ok(closing(respond(shared, reply, start)));
-        }
-        BodyRead::Broken => return Err(ConnectionFault("closed")),
-    };
-
-    // Connection faults strike before or after the request takes effect, half each: the
-    // second is the lost-response case a client must survive without duplicating work.
-    let conn_fault = if rng.chance(faults.drop_connection) {
-        Some("drop")
-    } else if rng.chance(faults.reset_connection) {
-        Some("reset")
-    } else {
-        None
-    };
-    let fault_after = conn_fault.is_some() && rng.chance(0.5);
-    let abort = |fault: &'static str, project: Option<u64>| {
-        log(
-            shared,
-            start,
-            &method,
-            &path,
-            &query,
-            project,
-            0,
-            &body,
-            Some(fault),
-        );
-        if fault == "reset" {
-            reset.store(true, Ordering::Relaxed);
-        }
-        Err(ConnectionFault(fault))
-    };
-    if let (Some(f), false) = (conn_fault, fault_after) {
-        return abort(f, None);
-    }
-
-    let (reply, project, fault) = if rng.chance(faults.error_500) {
-        (api::generic_error(), None, Some("500"))
-    } else if rng.chance(faults.error_503) {
-        (api::unavailable(), None, Some("503"))
-    } else if rng.chance(faults.error_429) {
-        let mut r = api::rate_limited(&path, None);
-        if shared.retry_after {
-            r.retry_after = Some(1);
-        }
-        (r, None, Some("429"))
-    } else {
-        let (reply, project) = api::handle(
-            shared,
-            region,
-            peer,
-            &method,
-            &path,
-            query.as_deref(),
-            &headers,
-            &body,
-        );
-        (reply, project, None)
-    };
-    if let Some(f) = conn_fault {
-        return abort(f, project);
-    }
-    log(
-        shared,
-        start,
-        &method,
-        &path,
-        &query,
-        project,
-        reply.status,
-        &body,
-        fault,
-    );
-    Ok(respond(shared, reply, start))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn log(
-    shared: &Shared,
-    start: u64,
-    method: &str,
-    path: &str,
-    query: &Option<String>,
-    project_id: Option<u64>,
-    status: u16,
-    body: &Bytes,
-    fault: Option<&'static str>,
-) {
-    let entry = LoggedRequest {
-        seq: 0,
-        timestamp: start / 1_000_000,
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.as_deref().map(redact_query),
-        project_id,
-        status,
-        body: String::new(),
-        fault,
-    };
-    lock(&shared.log).push(entry, body.clone());
-}
-
-/// The query string with the value of any `api_key` parameter replaced, so keys sent the
-/// legacy way never reach the request log.
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("api_key") => format!("{k}=<redacted>"),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A response to a request whose body was left unread (refused by size): the connection
-/// closes after it, and the response says so, so that the client opens a new one.
-fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    r.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    r
-}
-
-fn respond(shared: &Shared, reply: Reply, start: u64) -> Response<Full<Bytes>> {
-    let elapsed_ms = shared.clock.now_nanos().saturating_sub(start) / 1_000_000;
-    let mut b = Response::builder()
-        .status(reply.status)
-        .header(CONTENT_TYPE, reply.content_type)
-        .header("Request-Time", elapsed_ms)
-        .header(SERVER, shared.server_header.clone())
-        .header(VARY, "Origin");
-    if let Some(s) = reply.retry_after {
-        b = b.header(RETRY_AFTER, s);
-    }
-    b.body(Full::new(reply.body))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_keys_in_queries_are_redacted() {
-        assert_eq!(
-            redact_query("listId=1&api_key=0123456789abcdef0123456789abcdef&x=2"),
-            "listId=1&api_key=<redacted>&x=2"
-        );
-        assert_eq!(redact_query("API_KEY=k"), "API_KEY=<redacted>");
-        assert_eq!(redact_query("listId=1"), "listId=1");
-    }
-
-    #[test]
-    fn host_header_picks_the_region() {
-        let h = |s: &'static str| HeaderValue::from_static(s);
-        assert_eq!(
-            request_region(Some(&h("api.eu.iterable.com")), Region::Us),
-            Region::Eu
-        );
-        assert_eq!(
-            request_region(Some(&h("api.iterable.com:443")), Region::Eu),
-            Region::Us
-        );
-        assert_eq!(
-            request_region(Some(&h("127.0.0.1:8787")), Region::Eu),
-            Region::Eu
-        );
-        assert_eq!(request_region(None, Region::Us), Region::Us);
     }
 }

@@ -1,0 +1,26 @@
+//! The admin endpoints that read the store: `GET /v1/events/{messageId}[?destination=]` and
+//! `GET /v1/status` (their JSON is [`crate::status`]'s). Both need [`Admin`].
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use hyper::Uri;
+
+use crate::app::AppState;
+use crate::status;
+
+use super::auth::Admin;
+use super::params::{last_segment, path_segment, query_param};
+use super::reply::Reply;
+
+/// `GET /v1/events/{messageId}[?destination=NAME]`: what became of the event.
+pub(crate) async fn event(_: Admin, State(state): State<Arc<AppState>>, uri: Uri) -> Reply {
+    let id = path_segment(last_segment(&uri));
+    let dest = query_param(uri.query(), "destination");
+    status::event_reply(&state, &id, dest.as_deref()).await
+}
+
+/// `GET /v1/status`: every destination and audience.
+pub(crate) async fn status(_: Admin, State(state): State<Arc<AppState>>) -> Reply {
+    status::status_reply(&state).await
+}

@@ -1,0 +1,31 @@
+//! The HTTP front, on axum. Accepting and supervising connections (timeouts, the connection
+//! cap, eviction, the minimum body rate) is the `listener` crate's; from each request on, it is
+//! this module's:
+//!
+//! - `serve`: from the listener to the router, with request ids (`request_id`);
+//! - `router`: the routes of the main and the metrics address, and the state they share;
+//! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
+//! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
+//! - `health`: `/healthz` and `/readyz`; `metrics`: `/metrics`;
+//! - `reply`: replies and errors, and `Connection: close` when a body is left unread;
+//! - `params`: path segments and query values, percent-decoded.
+//!
+//! tower-http is used for request ids and for trimming slashes. Its body limit is not: each
+//! ingestion endpoint has its own limit, refused with a 400 and Segment's JSON error body (its
+//! layer answers 413 in plain text), and the limit applies to the body after gzip decoding as
+//! well. Nor its compression: ingestion answers are a few bytes.
+
+mod admin;
+mod auth;
+mod health;
+mod ingestion;
+mod metrics;
+mod params;
+mod reply;
+mod request_id;
+mod router;
+mod serve;
+mod webhook;
+
+pub(crate) use reply::json_reply;
+pub use serve::{serve, serve_metrics};
