@@ -8,7 +8,7 @@
 //! release build), from the workspace this program was compiled in, with the cargo that ran
 //! this program (`$CARGO`, set by `cargo run`) or else the `cargo` on the `PATH`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,8 +61,17 @@ fn build() -> Result<PathBuf> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     eprintln!("the service under test: {}", build_command());
+    let mut command = Command::new(&cargo);
+    // What `cargo run` told this program about itself is no input of the service's build: left
+    // in, build scripts that watch such variables (ring's watches CARGO_PKG_NAME) would rebuild,
+    // and again at the next `cargo run`, each time.
+    for (name, _) in std::env::vars_os() {
+        if set_by_cargo_for_this_program(&name) {
+            command.env_remove(name);
+        }
+    }
     // Diagnostics rendered on stderr as usual; the artifact messages, as JSON, on stdout.
-    let mut child = Command::new(&cargo)
+    let mut child = command
         .arg("build")
         .args(profile_args())
         .args(["-p", PACKAGE, "--message-format=json-render-diagnostics"])
@@ -97,6 +106,27 @@ fn build() -> Result<PathBuf> {
             build_command()
         )
     })
+}
+
+/// Whether `name` is a variable cargo sets for the crate it builds or runs (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...), as opposed to the user's settings (`CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...), which the service's build must see.
+fn set_by_cargo_for_this_program(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CFG_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name)
 }
 
 /// The path of the service binary, if `line` is cargo's JSON message of its artifact.
@@ -148,6 +178,33 @@ mod tests {
                 artifact_executable(&line),
                 want.map(PathBuf::from),
                 "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_what_cargo_says_about_this_program_is_kept_from_the_build() {
+        for (name, removed) in [
+            ("CARGO_PKG_NAME", true),
+            ("CARGO_PKG_VERSION_MAJOR", true),
+            ("CARGO_MANIFEST_DIR", true),
+            ("CARGO_MANIFEST_PATH", true),
+            ("CARGO_CRATE_NAME", true),
+            ("CARGO_BIN_NAME", true),
+            ("CARGO_PRIMARY_PACKAGE", true),
+            ("OUT_DIR", true),
+            ("CARGO", false),
+            ("CARGO_HOME", false),
+            ("CARGO_TARGET_DIR", false),
+            ("CARGO_PROFILE_RELEASE_DEBUG", false),
+            ("CARGO_BUILD_JOBS", false),
+            ("RUSTFLAGS", false),
+            ("PATH", false),
+        ] {
+            assert_eq!(
+                set_by_cargo_for_this_program(OsStr::new(name)),
+                removed,
+                "{name}"
             );
         }
     }
