@@ -1,7 +1,6 @@
 //! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
 //! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline.
 
-mod bench;
 mod service;
 
 use std::fs;
@@ -99,37 +98,6 @@ enum Command {
         /// delete or mirror.
         #[arg(long, value_name = "MODE")]
         retl_sync_mode: Option<RetlSyncMode>,
-    },
-    /// Run the benchmarks of BENCHMARKS.md: ingestion, end to end, a 1,000,000-member
-    /// audience against the rate limit, memory, and the comparison with Segment's code.
-    Bench {
-        /// Only these parts (repeatable): a, b, c, d, e, compare.
-        #[arg(long, value_name = "PART")]
-        only: Vec<String>,
-        /// Also write the results as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Events of (a) and (c).
-        #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1000..))]
-        events: u32,
-        /// Members of the big audience of (b), (d) and (e).
-        #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
-        members: u32,
-        /// The emulator's subscribe limit in (d), requests per second.
-        #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        rate: u32,
-        /// Events of the comparison with Segment's code.
-        #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1000..))]
-        compare_events: u32,
-        /// The Node side of the comparison.
-        #[arg(long, value_name = "DIR", default_value = "bench/segment")]
-        node_dir: PathBuf,
-        /// Keep databases and event files here (default: a temporary directory, removed).
-        #[arg(long, value_name = "DIR")]
-        work_dir: Option<PathBuf>,
-        /// Clients polling /metrics and /v1/status in a loop during (c).
-        #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
-        pollers: u16,
     },
 }
 
@@ -376,27 +344,6 @@ fn main() -> ExitCode {
             None => check_target_of_config(config.as_deref(), destination.as_deref()),
         }
         .and_then(check),
-        Command::Bench {
-            only,
-            json,
-            events,
-            members,
-            rate,
-            compare_events,
-            node_dir,
-            work_dir,
-            pollers,
-        } => bench::run(&bench::BenchArgs {
-            only: only.clone(),
-            json: json.clone(),
-            events: *events as usize,
-            members: *members as usize,
-            rate: *rate,
-            compare_events: *compare_events as usize,
-            node_dir: node_dir.clone(),
-            work_dir: work_dir.clone(),
-            pollers: usize::from(*pollers),
-        }),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
         Command::Plan {
             settings,

@@ -1,42 +1,42 @@
-//! The benchmark harness runs end to end at a small size: every part but the Node comparison
-//! (which needs npm) completes, checks what it measured (all members delivered, every change
-//! pending, latencies for every key) and writes its table as JSON.
+//! The benchmark harness (crate `iterable-lists-bench`) runs end to end at a small size against
+//! this binary: every part but the Node comparison (which needs npm) completes, checks what it
+//! measured (all members delivered, every change pending, latencies for every key) and writes
+//! its table as JSON. Here, where cargo has just built the service binary it measures.
 
-use std::process::Command;
+use std::path::PathBuf;
+
+use iterable_lists_bench::{BenchArgs, run};
 
 #[test]
-fn the_bench_command_measures_every_part_at_a_small_size() {
+fn the_bench_measures_every_part_at_a_small_size() {
     let dir =
         std::env::temp_dir().join(format!("iterable-lists-bench-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_iterable-lists"))
-        .args([
-            "bench", "--only", "a", "--only", "b", "--only", "c", "--only", "d",
-        ])
-        .args(["--events", "2000", "--members", "3000", "--rate", "50"])
-        .args(["--pollers", "2"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--work-dir")
-        .arg(dir.join("work"))
-        .output()
-        .expect("run iterable-lists bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("peak RSS of the service with 3000 pending changes"),
-        "{stdout}"
-    );
+    let args = BenchArgs {
+        only: ["a", "b", "c", "d"].map(String::from).to_vec(),
+        json: Some(json.clone()),
+        events: 2000,
+        members: 3000,
+        rate: 50,
+        compare_events: 100_000,
+        node_dir: PathBuf::from("bench/segment"),
+        work_dir: Some(dir.join("work")),
+        pollers: 2,
+        service_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_iterable-lists"))),
+    };
+    if let Err(e) = run(&args) {
+        panic!("bench failed: {e:#}");
+    }
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("valid JSON");
     let rows = v["results"].as_array().expect("results");
+    assert!(
+        rows.iter()
+            .any(|r| r["measure"] == "peak RSS of the service with 3000 pending changes"),
+        "{v}"
+    );
     for id in ["a", "b", "c", "d", "e"] {
         let row = rows
             .iter()

@@ -1,0 +1,222 @@
+//! The comparison with Segment's own code on the same events: 20 audiences whose lists exist
+//! (each event names its list in `external_audience_id`, as Engage sends them), each side
+//! against its own fresh emulator with the same list ids.
+//!
+//! - Ours, like for like: the destination logic and the Iterable client on one thread, fed
+//!   already-parsed events in batches of 1,000 of one audience (as Segment's framework hands
+//!   its action parsed events, batched per audience). CPU of that thread only.
+//! - Segment's: `@segment/action-destinations` run with Node ([`super::segment`]).
+//! - Ours, the whole service (HTTP ingestion, durable store, delivery), shown for scale.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use bytes::Bytes;
+use destination::plan::Operation;
+use destination::{ActionMapping, Planner, ProjectType};
+use iterable_emulator::RunningEmulator;
+use serde_json::{Value, json};
+
+use super::end_to_end::UNLIMITED;
+use super::segment;
+use crate::emulator::{client, emulator_with_lists, members, wait_members};
+use crate::events::{bodies, spread_events};
+use crate::harness::{AUDIENCES, KEY, Setup};
+use crate::load::send_all;
+use crate::procfs::cpu_seconds;
+use crate::report::Report;
+use crate::service::Service;
+
+/// Our destination pipeline, like for like.
+struct Ours {
+    wall_s: f64,
+    thread_cpu_s: f64,
+    requests: usize,
+    /// Members the emulator holds afterwards.
+    members: usize,
+}
+
+/// The whole service on the same events.
+struct WholeService {
+    wall_s: f64,
+    process_cpu_s: f64,
+}
+
+pub async fn run(setup: &Setup, n: usize, node_dir: &Path, report: &mut Report) -> Result<()> {
+    let (emu_ours, lists) = emulator_with_lists().await?;
+    let (emu_seg, lists_seg) = emulator_with_lists().await?;
+    let (emu_svc, lists_svc) = emulator_with_lists().await?;
+    // The same events for all three.
+    if lists != lists_seg || lists != lists_svc {
+        bail!("the emulators gave different list ids");
+    }
+    let events = spread_events(n, &lists);
+    let file = setup.dir.join("compare-events.json");
+    std::fs::write(&file, serde_json::to_string(&events)?)?;
+
+    let ours = ours_like_for_like(&events, &emu_ours).await?;
+    if ours.members != n {
+        bail!(
+            "our pipeline left {} of {n} members in the emulator",
+            ours.members
+        );
+    }
+    let seg = segment::run(node_dir, &file, &emu_seg.url(), KEY).await?;
+    let seg_members = members(&emu_seg);
+    let seg_eps_cpu = seg["events_per_cpu_sec"].as_f64().unwrap_or(0.0);
+    report_ours_and_segment(report, n, &ours, &seg);
+    let svc = whole_service(setup, &events, &emu_svc).await?;
+    let svc_eps_cpu = n as f64 / svc.process_cpu_s.max(0.01);
+    report.row(
+        "cmp",
+        "ours, whole service: events per CPU-second",
+        svc_eps_cpu,
+        "events/cpu-s",
+    );
+    report.row(
+        "cmp",
+        "ours, whole service: events/s",
+        n as f64 / svc.wall_s,
+        "events/s",
+    );
+    report.row(
+        "cmp",
+        "ratio of events per CPU-second, whole service / segment",
+        svc_eps_cpu / seg_eps_cpu.max(1e-9),
+        "×",
+    );
+    report.details.insert(
+        "compare".into(),
+        json!({"events": n, "ours": {"wall_s": ours.wall_s, "thread_cpu_s": ours.thread_cpu_s,
+                                      "requests": ours.requests, "members": ours.members},
+               "ours_service": {"wall_s": svc.wall_s, "process_cpu_s": svc.process_cpu_s},
+               "segment": seg, "segment_members_in_emulator": seg_members}),
+    );
+    Ok(())
+}
+
+/// The rows of our pipeline beside Segment's, and their ratio against the target.
+fn report_ours_and_segment(report: &mut Report, n: usize, ours: &Ours, seg: &Value) {
+    let ours_eps_cpu = n as f64 / ours.thread_cpu_s.max(0.01);
+    let seg_cpu = seg["cpu_s"].as_f64().unwrap_or(0.0);
+    let seg_events = seg["events"].as_u64().unwrap_or(0) as f64;
+    let seg_eps_cpu = seg["events_per_cpu_sec"].as_f64().unwrap_or(0.0);
+    let ratio = ours_eps_cpu / seg_eps_cpu.max(1e-9);
+    report.row(
+        "cmp",
+        "ours: events per CPU-second (destination logic + client)",
+        ours_eps_cpu,
+        "events/cpu-s",
+    );
+    report.row(
+        "cmp",
+        "ours: CPU per event",
+        ours.thread_cpu_s / n as f64 * 1e6,
+        "µs",
+    );
+    report.row("cmp", "ours: events/s", n as f64 / ours.wall_s, "events/s");
+    report.row(
+        "cmp",
+        "segment: events per CPU-second",
+        seg_eps_cpu,
+        "events/cpu-s",
+    );
+    report.row(
+        "cmp",
+        "segment: CPU per event",
+        seg_cpu / seg_events.max(1.0) * 1e6,
+        "µs",
+    );
+    report.row(
+        "cmp",
+        "segment: events/s",
+        seg["events_per_sec"].as_f64().unwrap_or(0.0),
+        "events/s",
+    );
+    report.row(
+        "cmp",
+        "ratio of events per CPU-second, ours / segment",
+        ratio,
+        "×",
+    );
+    report.target("at least 20×", ratio >= 20.0);
+}
+
+/// Our side, like for like: batches of 1,000 parsed events of one audience each, through the
+/// pipeline on a thread of its own.
+async fn ours_like_for_like(events: &[Value], emu: &RunningEmulator) -> Result<Ours> {
+    let url = emu.url();
+    let mut by_audience: Vec<Vec<Value>> = vec![Vec::new(); AUDIENCES];
+    for (i, e) in events.iter().enumerate() {
+        by_audience[i % AUDIENCES].push(e.clone());
+    }
+    let batches: Vec<Vec<Value>> = by_audience
+        .into_iter()
+        .flat_map(|a| a.chunks(1000).map(<[Value]>::to_vec).collect::<Vec<_>>())
+        .collect();
+    let (wall_s, thread_cpu_s, requests) =
+        tokio::task::spawn_blocking(move || our_pipeline(batches, &url)).await??;
+    Ok(Ours {
+        wall_s,
+        thread_cpu_s,
+        requests,
+        members: members(emu),
+    })
+}
+
+/// Our destination pipeline on one thread (its own Tokio runtime): map and plan each batch of
+/// already-parsed events, send every request to the emulator and read the answers. Wall time,
+/// CPU of that thread only, and the requests sent.
+fn our_pipeline(batches: Vec<Vec<Value>>, base_url: &str) -> Result<(f64, f64, usize)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None)?);
+    let client = client(base_url)?;
+    let (t, c) = (Instant::now(), cpu_seconds("thread-self")?);
+    let mut requests = 0;
+    rt.block_on(async {
+        for batch in batches {
+            let plan = planner.plan(batch);
+            for r in plan.requests {
+                let body = Bytes::from(r.body);
+                let resp = match r.op {
+                    Operation::Subscribe => client.subscribe(body).await,
+                    Operation::Unsubscribe => client.unsubscribe(body).await,
+                }
+                .map_err(|e| anyhow!("{e}"))?;
+                std::hint::black_box(resp);
+                requests += 1;
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok((
+        t.elapsed().as_secs_f64(),
+        cpu_seconds("thread-self")? - c,
+        requests,
+    ))
+}
+
+/// The same events through `/v1/batch` into the service, until the emulator holds them all.
+async fn whole_service(
+    setup: &Setup,
+    events: &[Value],
+    emu: &RunningEmulator,
+) -> Result<WholeService> {
+    let n = events.len();
+    let svc = Service::start(setup, "compare-service", &emu.url(), KEY, UNLIMITED)?;
+    let cpu0 = cpu_seconds(&svc.pid().to_string())?;
+    let start = Instant::now();
+    send_all(&svc.url, Arc::new(bodies(events))).await?;
+    let done = wait_members(emu, n, Duration::from_secs(600)).await?;
+    let process_cpu_s = cpu_seconds(&svc.pid().to_string())? - cpu0;
+    let wall_s = (done - start).as_secs_f64();
+    svc.stop()?;
+    Ok(WholeService {
+        wall_s,
+        process_cpu_s,
+    })
+}

@@ -1,0 +1,160 @@
+//! (c) End to end: events over the bench audiences, timed from the first HTTP request until
+//! the emulator's lists hold them all, with optional pollers of `/metrics` and `/v1/status`.
+//! The latency of each key runs from acceptance to acknowledgement, read from the stopped
+//! service's database: exact percentiles, not histogram buckets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::emulator::{emulator, wait_members};
+use crate::events::{audiences, bodies, spread_events};
+use crate::harness::{AUDIENCES, BATCH, KEY, SENDERS, Setup};
+use crate::load::{send_all, start_pollers};
+use crate::procfs::cpu_seconds;
+use crate::report::Report;
+use crate::service::Service;
+
+/// Delivery as fast as the emulator answers: the service's rate limits off.
+pub const UNLIMITED: &str =
+    "[destination.delivery.rate_limits]\nsubscribe = \"off\"\nunsubscribe = \"off\"";
+
+/// What one run measured.
+struct Run {
+    ingest_s: f64,
+    e2e_s: f64,
+    service_cpu_s: f64,
+    polls: u64,
+    /// Seconds from acceptance to acknowledgement of each key, sorted.
+    latencies: Vec<f64>,
+}
+
+pub async fn run(setup: &Setup, n: usize, pollers: usize, report: &mut Report) -> Result<()> {
+    let r = measure(setup, n, pollers).await?;
+    let eps = n as f64 / r.e2e_s;
+    let polled = if pollers > 0 {
+        format!(", {pollers} pollers")
+    } else {
+        String::new()
+    };
+    let lat = &r.latencies;
+    report.row(
+        "c",
+        format!("end to end ({n} events, {AUDIENCES} audiences{polled}), events/s"),
+        eps,
+        "events/s",
+    );
+    report.target("20,000 events/s", eps >= 20_000.0);
+    report.row(
+        "c",
+        "latency acceptance to acknowledgement, p50",
+        percentile(lat, 0.5),
+        "s",
+    );
+    report.row(
+        "c",
+        "latency acceptance to acknowledgement, p99",
+        percentile(lat, 0.99),
+        "s",
+    );
+    report.row(
+        "c",
+        "service CPU per event",
+        r.service_cpu_s / n as f64 * 1e6,
+        "µs",
+    );
+    report.details.insert(
+        "c".into(),
+        json!({"events": n, "ingest_s": r.ingest_s, "e2e_s": r.e2e_s,
+               "service_cpu_s": r.service_cpu_s, "p50_s": percentile(lat, 0.5),
+               "p90_s": percentile(lat, 0.9), "p99_s": percentile(lat, 0.99),
+               "max_s": percentile(lat, 1.0), "batch": BATCH, "senders": SENDERS,
+               "pollers": pollers, "polls": r.polls}),
+    );
+    Ok(())
+}
+
+/// One run: the load, the pollers, then the latencies from the stopped service's database.
+async fn measure(setup: &Setup, n: usize, pollers: usize) -> Result<Run> {
+    let emu = emulator(None).await?;
+    let bodies = Arc::new(bodies(&spread_events(n, &audiences())));
+    let svc = Service::start(setup, "e2e", &emu.url(), KEY, UNLIMITED)?;
+    let cpu0 = cpu_seconds(&svc.pid().to_string())?;
+    let (stop_polling, stop) = tokio::sync::watch::channel(false);
+    let polling = start_pollers(&svc.url, pollers, stop);
+    let start = Instant::now();
+    let ingest = send_all(&svc.url, bodies).await?;
+    let done = wait_members(&emu, n, Duration::from_secs(600)).await?;
+    let e2e = done - start;
+    let cpu = cpu_seconds(&svc.pid().to_string())? - cpu0;
+    let _ = stop_polling.send(true);
+    let mut polls = 0;
+    for p in polling {
+        polls += p.await??;
+    }
+    // The last outcomes are recorded right after the emulator's answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = svc.db.clone();
+    svc.stop()?;
+    let latencies = latencies(&db)?;
+    if latencies.len() != n {
+        bail!(
+            "{} of {n} keys are acknowledged in the service's store",
+            latencies.len()
+        );
+    }
+    Ok(Run {
+        ingest_s: ingest.as_secs_f64(),
+        e2e_s: e2e.as_secs_f64(),
+        service_cpu_s: cpu,
+        polls,
+        latencies,
+    })
+}
+
+/// Seconds from acceptance to acknowledgement of every key, sorted, from the stopped
+/// service's database.
+fn latencies(db: &Path) -> Result<Vec<f64>> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut stmt =
+        conn.prepare("SELECT ack_ms - accepted_ms FROM desired WHERE ack_ms IS NOT NULL")?;
+    let mut v = stmt
+        .query_map([], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|ms| ms as f64 / 1000.0))
+        .collect::<Result<Vec<f64>, _>>()?;
+    v.sort_by(f64::total_cmp);
+    Ok(v)
+}
+
+/// The `q` quantile of sorted values (nearest rank); 0 for none.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        for (q, want) in [
+            (0.0, 1.0),
+            (0.5, 50.0),
+            (0.9, 90.0),
+            (0.99, 99.0),
+            (1.0, 100.0),
+        ] {
+            assert_eq!(percentile(&v, q), want, "q = {q}");
+        }
+        assert_eq!(percentile(&[3.0], 0.5), 3.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,11 @@
+//! The measures, one file per part of BENCHMARKS.md: (a) [`plan`], (b) and (e) [`ingestion`]
+//! (memory is read during the ingestion run, with its changes pending), (c) [`end_to_end`],
+//! (d) [`rate_limit`], and the comparison with Segment's code ([`compare`], whose Node side
+//! [`segment`] runs).
+
+pub mod compare;
+pub mod end_to_end;
+pub mod ingestion;
+pub mod plan;
+pub mod rate_limit;
+mod segment;

@@ -1,0 +1,50 @@
+//! CPU time and memory of a process or thread, read from `/proc` (Linux).
+
+use anyhow::{Context, Result, anyhow};
+
+/// CPU seconds (user + system) of a process, or of the calling thread with `"thread-self"`.
+pub fn cpu_seconds(proc_path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc_path}/stat"))
+        .with_context(|| format!("reading /proc/{proc_path}/stat"))?;
+    stat_cpu_seconds(&stat).ok_or_else(|| anyhow!("unreadable /proc/{proc_path}/stat"))
+}
+
+/// User + system CPU seconds of a `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15, in clock ticks of 1/100 s on Linux.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// A field of /proc/PID/status in kB (VmHWM: peak resident set; VmRSS: current).
+pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_utime_plus_stime_even_when_the_command_has_spaces() {
+        let stat = "4242 (iterable (x) 1) S 1 4242 4242 0 -1 4194560 300 0 0 0 \
+                    250 125 0 0 20 0 3 0 100 1000 10 18446744073709551615";
+        assert_eq!(stat_cpu_seconds(stat), Some(3.75));
+        assert_eq!(stat_cpu_seconds("4242 (short) S 1"), None);
+        assert_eq!(stat_cpu_seconds("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_peak_resident_set() {
+        assert!(status_kib(std::process::id(), "VmHWM:").is_ok_and(|k| k > 0));
+        assert!(status_kib(std::process::id(), "NoSuchField:").is_err());
+    }
+}
