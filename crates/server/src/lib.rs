@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod intake;
+pub mod json_text;
 pub mod status;
 pub mod writer;
 
