@@ -1705,6 +1705,23 @@ mod tests {
     }
 
     #[test]
+    fn serde_json_private_keys_are_ordinary_keys() {
+        // With serde_json's `raw_value` or `arbitrary_precision` features, a first key named
+        // like this makes `Value` parse the string as JSON instead; neither feature is on.
+        let body = br#"{"batch": [{"$serde_json::private::RawValue": "{\"type\":\"identify\"}"},
+            {"$serde_json::private::Number": "1", "type": "identify", "messageId": "n"}]}"#;
+        let parsed = parse_tracking(CallKind::Batch, body, &limits()).expect("parsed");
+        assert_eq!(
+            reason(&parsed.items[0]),
+            "batch[0].type: required (identify, track, ...)"
+        );
+        assert_eq!(
+            event(&parsed.items[1])["$serde_json::private::Number"],
+            json!("1")
+        );
+    }
+
+    #[test]
     fn bodies_still_malformed_after_repair_are_refused() {
         let cases: &[(&str, &str)] = &[
             // Not in a string.
@@ -2513,6 +2530,36 @@ mod tests {
                 let _ = decode_body(Some("gzip"), Bytes::from(body.clone()), 1024);
                 let _ = basic_auth_user(std::str::from_utf8(&body).ok());
                 let _ = verify_signature(b"k", &body, std::str::from_utf8(&body).ok());
+            }
+
+            /// Numeric messageIds of any form, amid other members and any whitespace, keep
+            /// the text they were written with.
+            #[test]
+            fn numeric_message_ids_keep_their_text(
+                ids in proptest::collection::vec(
+                    "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,2})?", 1..6),
+                others in proptest::collection::vec(any_json(), 1..6),
+                space in "[ \t\r\n]{0,2}",
+            ) {
+                let events: Vec<String> = ids
+                    .iter()
+                    .zip(others.iter().cycle())
+                    .map(|(id, other)| {
+                        format!(
+                            "{{{space}\"x\"{space}:{space}{other}{space},\"type\":\"track\",\
+                             {space}\"messageId\"{space}:{space}{id}{space}}}"
+                        )
+                    })
+                    .collect();
+                let body = format!("{space}{{\"batch\":{space}[{}]{space}}}", events.join(","));
+                let parsed = parse_tracking(CallKind::Batch, body.as_bytes(), &IngestLimits::default());
+                let parsed = parsed.expect("a well-formed batch");
+                let got: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+                prop_assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+                let hook = format!("[{}]", events.join(","));
+                let parsed = parse_webhook(hook.as_bytes(), &IngestLimits::default()).expect("parsed");
+                let got: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+                prop_assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
             }
 
             #[test]

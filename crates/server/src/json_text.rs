@@ -5,11 +5,9 @@
 //! common path is serde_json's alone.
 
 use std::cell::OnceCell;
-use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 
 /// A copy of `text` in which the `\u` escape of every lone UTF-16 surrogate is `\ufffd`, or
 /// `None` when `text` has none.
@@ -114,99 +112,95 @@ impl<'a> WrittenIds<'a> {
 /// object); empty if the text does not have the shape (it had, when it was parsed).
 fn scan(text: &[u8], shape: Shape) -> Vec<Option<&str>> {
     let events = match shape {
-        Shape::Single => return vec![id_of(text)],
-        Shape::Array => serde_json::from_slice::<Vec<&RawValue>>(text).ok(),
-        Shape::Batch => serde_json::from_slice::<BatchEvents<'_>>(text)
-            .ok()
-            .map(|batch| batch.0),
+        Shape::Single => return vec![member_of(text, skip_space(text, 0), "messageId")],
+        Shape::Array => elements(text, skip_space(text, 0)),
+        Shape::Batch => {
+            let start = skip_space(text, 0);
+            match member_span(text, start, "batch") {
+                Some((at, _)) => elements(text, at),
+                None => None,
+            }
+        }
     };
     events
         .unwrap_or_default()
         .into_iter()
-        .map(|event| id_of(event.get().as_bytes()))
+        .map(|at| member_of(text, at, "messageId"))
         .collect()
 }
 
-fn id_of(event: &[u8]) -> Option<&str> {
-    serde_json::from_slice::<EventId<'_>>(event)
-        .ok()
-        .and_then(|id| id.0)
-        .map(RawValue::get)
+/// The text of the value of member `key` of the object at `at` (the last, if repeated, as
+/// serde_json's `Value` keeps the last); `None` if there is none or `at` is not an object.
+fn member_of<'a>(text: &'a [u8], at: usize, key: &str) -> Option<&'a str> {
+    let (start, end) = member_span(text, at, key)?;
+    std::str::from_utf8(text.get(start..end)?).ok()
 }
 
-/// The raw events of a `{"batch": [...]}` body (the last `batch`, as serde_json's `Value`
-/// keeps the last of a repeated key).
-struct BatchEvents<'a>(Vec<&'a RawValue>);
-
-impl<'de> Deserialize<'de> for BatchEvents<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Events;
-        impl<'de> Visitor<'de> for Events {
-            type Value = BatchEvents<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object with a batch array")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut events = Vec::new();
-                while let Some(is_batch) = map.next_key_seed(KeyIs("batch"))? {
-                    if is_batch {
-                        events = map.next_value()?;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(BatchEvents(events))
-            }
+/// Where the value of member `key` of the object at `at` starts and ends.
+fn member_span(text: &[u8], at: usize, key: &str) -> Option<(usize, usize)> {
+    if text.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut found = None;
+    let mut at = skip_space(text, at + 1);
+    if text.get(at) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        let (name, after) = next_value::<std::borrow::Cow<'_, str>>(text, at)?;
+        at = skip_space(text, after);
+        if text.get(at) != Some(&b':') {
+            return None;
         }
-        deserializer.deserialize_map(Events)
-    }
-}
-
-/// An event object's raw `messageId` value (the last, if repeated; `None` for `null`).
-struct EventId<'a>(Option<&'a RawValue>);
-
-impl<'de> Deserialize<'de> for EventId<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Id;
-        impl<'de> Visitor<'de> for Id {
-            type Value = EventId<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut id = None;
-                while let Some(is_id) = map.next_key_seed(KeyIs("messageId"))? {
-                    if is_id {
-                        id = map.next_value()?;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(EventId(id))
-            }
+        let start = skip_space(text, at + 1);
+        let (_, end) = next_value::<IgnoredAny>(text, start)?;
+        if name == key {
+            found = Some((start, end));
         }
-        deserializer.deserialize_map(Id)
+        at = skip_space(text, end);
+        match text.get(at) {
+            Some(b',') => at = skip_space(text, at + 1),
+            Some(b'}') => return found,
+            _ => return None,
+        }
     }
 }
 
-/// Reads a map key and tells whether it is the given one, without allocating.
-struct KeyIs(&'static str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
+/// Where each element of the array at `at` starts.
+fn elements(text: &[u8], at: usize) -> Option<Vec<usize>> {
+    if text.get(at) != Some(&b'[') {
+        return None;
+    }
+    let mut starts = Vec::new();
+    let mut at = skip_space(text, at + 1);
+    if text.get(at) == Some(&b']') {
+        return Some(starts);
+    }
+    loop {
+        starts.push(at);
+        let (_, end) = next_value::<IgnoredAny>(text, at)?;
+        at = skip_space(text, end);
+        match text.get(at) {
+            Some(b',') => at = skip_space(text, at + 1),
+            Some(b']') => return Some(starts),
+            _ => return None,
+        }
     }
 }
 
-impl Visitor<'_> for KeyIs {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
+/// The JSON value that starts at `at`, read by serde_json, and where it ends.
+fn next_value<'a, T: Deserialize<'a>>(text: &'a [u8], at: usize) -> Option<(T, usize)> {
+    let rest = text.get(at..)?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+fn skip_space(text: &[u8], mut at: usize) -> usize {
+    while matches!(text.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
     }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
-    }
+    at
 }
 
 #[cfg(test)]
