@@ -2490,6 +2490,37 @@ mod tests {
             })
         }
 
+        /// `value` with U+E000 (a stand-in for a lone surrogate) after every string of odd
+        /// length and before every one of even length, keys included (but those the parser
+        /// reads).
+        fn mark(value: Value) -> Value {
+            let marked = |text: String| {
+                if text.chars().count() % 2 == 1 {
+                    format!("{text}\u{e000}")
+                } else {
+                    format!("\u{e000}{text}")
+                }
+            };
+            match value {
+                Value::String(text) => Value::String(marked(text)),
+                Value::Array(items) => Value::Array(items.into_iter().map(mark).collect()),
+                Value::Object(map) => {
+                    let mut out = Map::new();
+                    for (key, value) in map {
+                        let kept = ["type", "messageId", "writeKey", "context", "integrations"];
+                        let key = if kept.contains(&key.as_str()) {
+                            key
+                        } else {
+                            marked(key)
+                        };
+                        out.insert(key, mark(value));
+                    }
+                    Value::Object(out)
+                }
+                other => other,
+            }
+        }
+
         fn check(kind: CallKind, body: &[u8], limits: &IngestLimits) {
             if let Ok(parsed) = parse_tracking(kind, body, limits) {
                 let most = events_in(kind, body);
@@ -2530,6 +2561,24 @@ mod tests {
                 let _ = decode_body(Some("gzip"), Bytes::from(body.clone()), 1024);
                 let _ = basic_auth_user(std::str::from_utf8(&body).ok());
                 let _ = verify_signature(b"k", &body, std::str::from_utf8(&body).ok());
+            }
+
+            /// Events whose strings (values and keys) carry lone surrogates, as the SDKs write
+            /// them, read as the same events with U+FFFD in their place.
+            #[test]
+            fn lone_surrogates_read_as_replacement_characters(
+                events in proptest::collection::vec(any_json().prop_map(mark), 0..6),
+                kind in prop_oneof![Just("\\ud83d"), Just("\\uDE00"), Just("\\udbff\\udbff")],
+            ) {
+                const MARK: char = '\u{e000}';
+                let text = json!({"batch": events}).to_string();
+                let sent = text.replace(MARK, kind);
+                let fffd = "\u{fffd}".repeat(if kind.len() == 12 { 2 } else { 1 });
+                let want = text.replace(MARK, &fffd);
+                let limits = IngestLimits::default();
+                let got = parse_tracking(CallKind::Batch, sent.as_bytes(), &limits);
+                let want = parse_tracking(CallKind::Batch, want.as_bytes(), &limits);
+                prop_assert_eq!(got, want);
             }
 
             /// Numeric messageIds of any form, amid other members and any whitespace, keep
