@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use destination::plan::MAX_REQUEST_BYTES;
 use destination::{ActionMapping, Limits, Planner, Refused, Settings};
@@ -175,24 +175,32 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
         )
     })?;
     let text = read_text(events)?;
-    let mut batch = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: not valid JSON", events.display(), n + 1))?;
-        batch.push(v);
-    }
-    if batch.is_empty() {
+    // Each line is one event, read as `serve` reads a request body (lone surrogates, numeric
+    // messageIds kept as written).
+    let lines: Vec<(usize, &[u8])> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| (n, line.as_bytes()))
+        .collect();
+    if lines.is_empty() {
         bail!("{} holds no events", events.display());
     }
+    let texts: Vec<&[u8]> = lines.iter().map(|(_, t)| *t).collect();
+    let items = read_events(&texts, &IngestLimits::default()).map_err(|(i, e)| {
+        anyhow!(
+            "{} line {}: not valid JSON: {}",
+            events.display(),
+            lines[i].0 + 1,
+            e
+        )
+    })?;
     let mut planner = Planner::new(s.project_type, m);
     planner.limits = opts.limits;
     planner.retl = opts.retl;
     // The events are read as `serve` reads one batch request (the same refusals, the same
     // messageIds), so the plan is what the service would send for them.
-    let inputs = read_events(batch, &IngestLimits::default())
+    let inputs = items
         .into_iter()
         .map(|item| match item {
             Item::Event { event, .. } => Ok(event),

@@ -1,6 +1,7 @@
 //! Segment-compatible ingestion, the HTTP-level half: body decoding, write keys, signatures, and
 //! the shape of `/v1/batch`, `/v1/identify`, `/v1/track` and webhook bodies (pure, no I/O).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -12,6 +13,8 @@ use segment::event::JsonKind;
 use segment::mapping::number_to_string;
 use serde_json::{Map, Number, Value};
 use thiserror::Error;
+
+use crate::json_text::{Shape, WrittenIds, replace_lone_surrogates};
 
 /// Segment's size limits, configurable under `[ingest]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,8 +429,9 @@ impl fmt::Debug for Parsed {
 pub enum Item {
     /// An event of the right shape, to store. `event` is the JSON object as sent, with the
     /// batch's `context` and `integrations` merged in, `writeKey` removed, `type` filled in on
-    /// `/v1/identify` and `/v1/track`, a numeric `messageId` turned into its string form, and
-    /// `messageId` set to `message_id` (synthesized when the event had none).
+    /// `/v1/identify` and `/v1/track`, a numeric `messageId` turned into a string of the text it
+    /// was written with (`1e3` stays `"1e3"`), and `messageId` set to `message_id`
+    /// (synthesized when the event had none).
     Event {
         /// The event's `messageId`: as sent, or `ingest-` and 32 hex digits of the SHA-256 of
         /// the event (a `-N` suffix for the N-th identical copy in the same request).
@@ -457,6 +461,10 @@ impl Item {
 }
 
 /// Reads the body of a tracking call (already decoded by [`decode_body`]).
+///
+/// A lone UTF-16 surrogate escape in a string (`"\ud83d"`: what the Node and Python SDKs write
+/// for a string cut inside an emoji) is read as U+FFFD, as JavaScript's `TextEncoder` encodes
+/// it, instead of refusing the body.
 ///
 /// The request is refused as a whole ([`IngestError`], 400) when the body is over
 /// [`IngestLimits::max_batch_bytes`] (batch) or [`IngestLimits::max_call_bytes`] (identify,
@@ -507,14 +515,33 @@ pub fn parse_webhook(body: &[u8], limits: &IngestLimits) -> Result<Parsed, Inges
         integrations: None,
     };
     let mut seen = Seen::default();
-    let items = match parse_json(body)? {
-        event @ Value::Object(_) => vec![read_item(event, At::Single, &rules, &mut seen)],
+    let (text, value) = parse_json(body)?;
+    let items = match value {
+        event @ Value::Object(_) => {
+            let ids = WrittenIds::new(&text, Shape::Single);
+            vec![read_item(
+                event,
+                At::Single,
+                &rules,
+                &|i| ids.number(i),
+                &mut seen,
+            )]
+        }
         Value::Array(events) => {
             check_count("body", events.len(), limits)?;
+            let ids = WrittenIds::new(&text, Shape::Array);
             events
                 .into_iter()
                 .enumerate()
-                .map(|(index, event)| read_item(event, At::Array(index), &rules, &mut seen))
+                .map(|(index, event)| {
+                    read_item(
+                        event,
+                        At::Array(index),
+                        &rules,
+                        &|i| ids.number(i),
+                        &mut seen,
+                    )
+                })
                 .collect()
         }
         other => {
@@ -531,11 +558,16 @@ pub fn parse_webhook(body: &[u8], limits: &IngestLimits) -> Result<Parsed, Inges
     })
 }
 
-/// Reads events as one `/v1/batch` request reads the elements of its `batch` array (each
-/// event's checks, `messageId`s synthesized as there), without the request-level limits and
-/// with no batch-level `context`: what `iterable-lists plan` does with its input, so that it
-/// refuses and names exactly what the service would.
-pub fn read_events(events: Vec<Value>, limits: &IngestLimits) -> Vec<Item> {
+/// Reads events, each given as its JSON text, as one `/v1/batch` request reads the elements of
+/// its `batch` array (the same JSON reading, lone surrogates included; each event's checks;
+/// numeric `messageId`s kept as written; `messageId`s synthesized as there), without the
+/// request-level limits and with no batch-level `context`: what `iterable-lists plan` does with
+/// its input, so that it refuses and names exactly what the service would. A text that is not
+/// JSON is an error naming its index.
+pub fn read_events(
+    texts: &[&[u8]],
+    limits: &IngestLimits,
+) -> Result<Vec<Item>, (usize, IngestError)> {
     let rules = Rules {
         limits,
         endpoint_type: None,
@@ -544,16 +576,25 @@ pub fn read_events(events: Vec<Value>, limits: &IngestLimits) -> Vec<Item> {
         integrations: None,
     };
     let mut seen = Seen::default();
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(index, event)| read_item(event, At::Batch(index), &rules, &mut seen))
-        .collect()
+    let mut items = Vec::with_capacity(texts.len());
+    for (index, text) in texts.iter().enumerate() {
+        let (text, event) = parse_json(text).map_err(|e| (index, e))?;
+        // One event per text: its messageId is the text's own.
+        let ids = WrittenIds::new(&text, Shape::Single);
+        items.push(read_item(
+            event,
+            At::Batch(index),
+            &rules,
+            &|_| ids.number(0),
+            &mut seen,
+        ));
+    }
+    Ok(items)
 }
 
 fn parse_batch(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError> {
     check_size(body, limits.max_batch_bytes)?;
-    let mut top = parse_object(body)?;
+    let (text, mut top) = parse_object(body)?;
     let write_key = take_write_key(&mut top)?;
     let sent_at = top.get("sentAt").and_then(Value::as_str).map(str::to_owned);
     let context = take_shared(&mut top, "context")?;
@@ -580,11 +621,20 @@ fn parse_batch(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError
         context: context.as_ref(),
         integrations: integrations.as_ref(),
     };
+    let ids = WrittenIds::new(&text, Shape::Batch);
     let mut seen = Seen::default();
     let items = events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| read_item(event, At::Batch(index), &rules, &mut seen))
+        .map(|(index, event)| {
+            read_item(
+                event,
+                At::Batch(index),
+                &rules,
+                &|i| ids.number(i),
+                &mut seen,
+            )
+        })
         .collect();
     Ok(Parsed {
         write_key,
@@ -595,7 +645,7 @@ fn parse_batch(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError
 
 fn parse_call(kind: CallKind, body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError> {
     check_size(body, limits.max_call_bytes)?;
-    let mut event = parse_object(body)?;
+    let (text, mut event) = parse_object(body)?;
     let write_key = take_write_key(&mut event)?;
     let sent_at = event
         .get("sentAt")
@@ -608,10 +658,12 @@ fn parse_call(kind: CallKind, body: &[u8], limits: &IngestLimits) -> Result<Pars
         context: None,
         integrations: None,
     };
+    let ids = WrittenIds::new(&text, Shape::Single);
     let item = read_item(
         Value::Object(event),
         At::Single,
         &rules,
+        &|i| ids.number(i),
         &mut Seen::default(),
     );
     Ok(Parsed {
@@ -645,28 +697,50 @@ fn check_count(
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, IngestError> {
+/// Parses a body, and returns it with the text it was read from: `body` itself, or, when
+/// serde_json refused it for a lone UTF-16 surrogate escape (`"\ud83d"`, what JavaScript's
+/// `JSON.stringify` and Python's `json.dumps` write for a string cut inside an emoji), a copy
+/// with each lone surrogate as U+FFFD, as JavaScript's `TextEncoder` encodes it. The copy is
+/// made only after a syntax error, so well-formed bodies are parsed once, as they are.
+fn parse_json(body: &[u8]) -> Result<(Text<'_>, Value), IngestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::InvalidBody(
             "body is empty: expected a JSON object".to_owned(),
         ));
     }
-    serde_json::from_slice(body).map_err(|err| {
-        let text = err.to_string();
-        let position = format!(" at line {} column {}", err.line(), err.column());
-        let reason = text.strip_suffix(&position).unwrap_or(&text).to_owned();
-        IngestError::MalformedJson {
-            line: err.line(),
-            column: err.column(),
-            reason,
+    let err = match serde_json::from_slice(body) {
+        Ok(value) => return Ok((Cow::Borrowed(body), value)),
+        Err(err) => err,
+    };
+    if err.classify() == serde_json::error::Category::Syntax {
+        if let Some(copy) = replace_lone_surrogates(body) {
+            return match serde_json::from_slice(&copy) {
+                Ok(value) => Ok((Cow::Owned(copy), value)),
+                Err(err) => Err(malformed(&err)),
+            };
         }
-    })
+    }
+    Err(malformed(&err))
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
+fn malformed(err: &serde_json::Error) -> IngestError {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    let reason = text.strip_suffix(&position).unwrap_or(&text).to_owned();
+    IngestError::MalformedJson {
+        line: err.line(),
+        column: err.column(),
+        reason,
+    }
+}
+
+/// The text a body was parsed from: the body, or its repaired copy (see [`parse_json`]).
+type Text<'a> = Cow<'a, [u8]>;
+
+fn parse_object(body: &[u8]) -> Result<(Text<'_>, Map<String, Value>), IngestError> {
     match parse_json(body)? {
-        Value::Object(map) => Ok(map),
-        other => Err(IngestError::InvalidBody(format!(
+        (text, Value::Object(map)) => Ok((text, map)),
+        (_, other) => Err(IngestError::InvalidBody(format!(
             "body: expected a JSON object, got {}",
             JsonKind::of(&other)
         ))),
@@ -747,7 +821,14 @@ impl At {
     }
 }
 
-fn read_item(mut event: Value, at: At, rules: &Rules<'_>, seen: &mut Seen) -> Item {
+/// `id_text(index)`: the text a numeric `messageId` of the event at `index` was written with.
+fn read_item<'t>(
+    mut event: Value,
+    at: At,
+    rules: &Rules<'_>,
+    id_text: &dyn Fn(usize) -> Option<&'t str>,
+    seen: &mut Seen,
+) -> Item {
     let index = at.index();
     let invalid = |message_id: Option<String>, reason: String| Item::Invalid {
         index,
@@ -766,7 +847,7 @@ fn read_item(mut event: Value, at: At, rules: &Rules<'_>, seen: &mut Seen) -> It
     };
     map.shift_remove("writeKey");
 
-    let message_id = match read_message_id(map, at) {
+    let message_id = match read_message_id(map, at, id_text) {
         Ok(message_id) => message_id,
         Err(reason) => return invalid(None, reason),
     };
@@ -805,8 +886,13 @@ fn read_item(mut event: Value, at: At, rules: &Rules<'_>, seen: &mut Seen) -> It
     Item::Event { message_id, event }
 }
 
-/// A valid `messageId` (a number rewritten as its string form), `None` when absent or `null`.
-fn read_message_id(map: &mut Map<String, Value>, at: At) -> Result<Option<String>, String> {
+/// A valid `messageId` (a number rewritten as the text it was written with), `None` when absent
+/// or `null`.
+fn read_message_id<'t>(
+    map: &mut Map<String, Value>,
+    at: At,
+    id_text: &dyn Fn(usize) -> Option<&'t str>,
+) -> Result<Option<String>, String> {
     let Some(value) = map.get_mut("messageId") else {
         return Ok(None);
     };
@@ -814,7 +900,7 @@ fn read_message_id(map: &mut Map<String, Value>, at: At) -> Result<Option<String
         Value::Null => return Ok(None),
         Value::String(text) => text.clone(),
         Value::Number(number) => {
-            let text = number_id(number);
+            let text = number_id(number, || id_text(at.index()));
             *value = Value::String(text.clone());
             text
         }
@@ -839,14 +925,22 @@ fn read_message_id(map: &mut Map<String, Value>, at: At) -> Result<Option<String
     Ok(Some(message_id))
 }
 
-/// A numeric id as the `segment` crate coerces it: integers as written, others as JavaScript
-/// prints them.
-fn number_id(number: &Number) -> String {
+/// A numeric id as the text it was written with. An `i64` or `u64` prints as it was written
+/// (JSON writes integers one way only); any other number (a fraction, an exponent, more digits
+/// than 64 bits hold, `-0`) lost its text in the parse, so it is read again from the body
+/// (`written`, rarely called). `1e3` stays `"1e3"` and `1.50` stays `"1.50"`: two numeric ids
+/// are the same event only when written the same way, and no two differently written ones
+/// collapse into one.
+fn number_id<'a>(number: &Number, written: impl FnOnce() -> Option<&'a str>) -> String {
     if let Some(n) = number.as_i64() {
         n.to_string()
     } else if let Some(n) = number.as_u64() {
         n.to_string()
+    } else if let Some(text) = written() {
+        text.to_owned()
     } else {
+        // Not reached: the body parsed, so its text has the number. JavaScript's form, as the
+        // `segment` crate coerces numeric ids, is the best left.
         number_to_string(number.as_f64().unwrap_or(f64::NAN))
     }
 }
@@ -1625,6 +1719,158 @@ mod tests {
     }
 
     #[test]
+    fn numeric_message_ids_keep_the_text_they_were_written_with() {
+        // Ids past 2^64 (serde_json's f64) no longer collapse into one `1e+30`.
+        let body = br#"{"batch": [
+            {"type": "identify", "messageId": 1000000000000000000000000000001},
+            {"type": "identify", "messageId": 1000000000000000000000000000002},
+            {"type": "identify", "messageId": 1e30},
+            {"type": "identify", "messageId": 1E+30},
+            {"type": "identify", "messageId": 9007199254740993},
+            {"type": "identify", "messageId": -9223372036854775809},
+            {"type": "identify", "messageId": 1.50},
+            {"type": "identify", "messageId": -0},
+            {"type": "identify", "messageId": 0.1e-2, "messageId": 2.5}
+        ]}"#;
+        let parsed = parse_tracking(CallKind::Batch, body, &limits()).expect("parsed");
+        let ids: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+        assert_eq!(
+            ids,
+            [
+                "1000000000000000000000000000001",
+                "1000000000000000000000000000002",
+                "1e30",
+                "1E+30",
+                "9007199254740993",
+                "-9223372036854775809",
+                "1.50",
+                "-0",
+                "2.5"
+            ]
+        );
+        for item in &parsed.items {
+            assert_eq!(event(item)["messageId"].as_str(), item.message_id());
+        }
+
+        let call = br#"{"messageId": 123456789012345678901234567890.0, "userId": "u"}"#;
+        let parsed = parse_tracking(CallKind::Identify, call, &limits()).expect("parsed");
+        assert_eq!(
+            parsed.items[0].message_id(),
+            Some("123456789012345678901234567890.0")
+        );
+        let hook = br#"[{"type": "track", "messageId": 1e300}, {"type": "track", "messageId": 7}]"#;
+        let parsed = parse_webhook(hook, &limits()).expect("parsed");
+        let ids: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+        assert_eq!(ids, ["1e300", "7"]);
+        let hook = br#"{"type": "track", "messageId": 314.159e-2}"#;
+        let parsed = parse_webhook(hook, &limits()).expect("parsed");
+        assert_eq!(parsed.items[0].message_id(), Some("314.159e-2"));
+
+        // Over the limit as written: 101 digits.
+        let long = format!(
+            r#"{{"batch": [{{"type": "identify", "messageId": 1{}}}]}}"#,
+            "0".repeat(MAX_MESSAGE_ID_CHARS)
+        );
+        let parsed = parse_tracking(CallKind::Batch, long.as_bytes(), &limits()).expect("parsed");
+        assert!(
+            reason(&parsed.items[0]).contains("101 characters"),
+            "{parsed:?}"
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let body = br#"{"writeKey": "k", "batch": [
+            {"type": "identify", "messageId": "a", "userId": "ann", "traits": {"name": "Ann \ud83d"}},
+            {"type": "identify", "messageId": "b", "userId": "bob",
+             "traits": {"name": "Bob \\ud83d \ud83d\ud83d\ude00 \uDE00", "\udc00": 1}},
+            {"type": "identify", "messageId": "c\ud800", "userId": "cy", "traits": {"name": "Cy"}}
+        ]}"#;
+        let parsed = parse_tracking(CallKind::Batch, body, &limits()).expect("parsed");
+        assert_eq!(parsed.write_key.as_deref(), Some("k"));
+        let names: Vec<&Value> = parsed.items.iter().map(|i| &event(i)["traits"]).collect();
+        assert_eq!(
+            names,
+            [
+                &json!({"name": "Ann \u{fffd}"}),
+                &json!({"name": "Bob \\ud83d \u{fffd}\u{1f600} \u{fffd}", "\u{fffd}": 1}),
+                &json!({"name": "Cy"}),
+            ]
+        );
+        let ids: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+        assert_eq!(ids, ["a", "b", "c\u{fffd}"]);
+
+        let call = br#"{"userId": "ann", "traits": {"name": "\ud83d"}, "messageId": 1e99}"#;
+        for kind in [CallKind::Identify, CallKind::Webhook] {
+            let parsed = parse_tracking(kind, call, &limits());
+            let parsed = parsed.unwrap_or_else(|err| panic!("{kind:?}: {err}"));
+            if let Item::Event { event, message_id } = &parsed.items[0] {
+                assert_eq!(event["traits"]["name"], "\u{fffd}");
+                assert_eq!(message_id, "1e99", "read from the repaired text");
+            } else {
+                assert_eq!(kind, CallKind::Webhook, "no type: {parsed:?}");
+            }
+        }
+        let hook = br#"[{"type": "track", "event": "\udbff"}]"#;
+        let parsed = parse_webhook(hook, &limits()).expect("parsed");
+        assert_eq!(event(&parsed.items[0])["event"], "\u{fffd}");
+    }
+
+    #[test]
+    fn serde_json_private_keys_are_ordinary_keys() {
+        // With serde_json's `raw_value` or `arbitrary_precision` features, a first key named
+        // like this makes `Value` parse the string as JSON instead; neither feature is on.
+        let body = br#"{"batch": [{"$serde_json::private::RawValue": "{\"type\":\"identify\"}"},
+            {"$serde_json::private::Number": "1", "type": "identify", "messageId": "n"}]}"#;
+        let parsed = parse_tracking(CallKind::Batch, body, &limits()).expect("parsed");
+        assert_eq!(
+            reason(&parsed.items[0]),
+            "batch[0].type: required (identify, track, ...)"
+        );
+        assert_eq!(
+            event(&parsed.items[1])["$serde_json::private::Number"],
+            json!("1")
+        );
+    }
+
+    #[test]
+    fn bodies_still_malformed_after_repair_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            // Not in a string.
+            (
+                r#"{"batch": [\ud83d]}"#,
+                "malformed JSON at line 1 column 12: expected value",
+            ),
+            // Another error after a lone surrogate: that one is reported.
+            (
+                r#"{"batch": [{"a": "\ud83d"},]}"#,
+                "malformed JSON at line 1 column 28: trailing comma",
+            ),
+            // And before one.
+            (
+                r#"{"batch": [,{"a": "\ud83d"}]}"#,
+                "malformed JSON at line 1 column 12: expected value",
+            ),
+            // Cut short.
+            (
+                r#"{"batch": [{"a": "\ud83d"#,
+                "malformed JSON at line 1 column 24: EOF while parsing a string",
+            ),
+            (
+                r#"{"batch": [{"a": "\ud83d\u12"}]}"#,
+                "malformed JSON at line 1 column 30: invalid escape",
+            ),
+        ];
+        for &(body, message) in cases {
+            let err = parse_tracking(CallKind::Batch, body.as_bytes(), &limits()).expect_err(body);
+            assert_eq!(
+                (err.code(), err.to_string().as_str()),
+                ("malformed_json", message)
+            );
+        }
+    }
+
+    #[test]
     fn an_event_at_exactly_the_limit_is_kept() {
         let mut event = json!({"type": "identify", "messageId": "m", "traits": {"bio": ""}});
         let base = event.to_string().len();
@@ -2389,6 +2635,37 @@ mod tests {
             })
         }
 
+        /// `value` with U+E000 (a stand-in for a lone surrogate) after every string of odd
+        /// length and before every one of even length, keys included (but those the parser
+        /// reads).
+        fn mark(value: Value) -> Value {
+            let marked = |text: String| {
+                if text.chars().count() % 2 == 1 {
+                    format!("{text}\u{e000}")
+                } else {
+                    format!("\u{e000}{text}")
+                }
+            };
+            match value {
+                Value::String(text) => Value::String(marked(text)),
+                Value::Array(items) => Value::Array(items.into_iter().map(mark).collect()),
+                Value::Object(map) => {
+                    let mut out = Map::new();
+                    for (key, value) in map {
+                        let kept = ["type", "messageId", "writeKey", "context", "integrations"];
+                        let key = if kept.contains(&key.as_str()) {
+                            key
+                        } else {
+                            marked(key)
+                        };
+                        out.insert(key, mark(value));
+                    }
+                    Value::Object(out)
+                }
+                other => other,
+            }
+        }
+
         fn check(kind: CallKind, body: &[u8], limits: &IngestLimits) {
             if let Ok(parsed) = parse_tracking(kind, body, limits) {
                 let most = events_in(kind, body);
@@ -2431,6 +2708,54 @@ mod tests {
                 let _ = verify_signature(b"k", &body, std::str::from_utf8(&body).ok());
             }
 
+            /// Events whose strings (values and keys) carry lone surrogates, as the SDKs write
+            /// them, read as the same events with U+FFFD in their place.
+            #[test]
+            fn lone_surrogates_read_as_replacement_characters(
+                events in proptest::collection::vec(any_json().prop_map(mark), 0..6),
+                kind in prop_oneof![Just("\\ud83d"), Just("\\uDE00"), Just("\\udbff\\udbff")],
+            ) {
+                const MARK: char = '\u{e000}';
+                let text = json!({"batch": events}).to_string();
+                let sent = text.replace(MARK, kind);
+                let fffd = "\u{fffd}".repeat(if kind.len() == 12 { 2 } else { 1 });
+                let want = text.replace(MARK, &fffd);
+                let limits = IngestLimits::default();
+                let got = parse_tracking(CallKind::Batch, sent.as_bytes(), &limits);
+                let want = parse_tracking(CallKind::Batch, want.as_bytes(), &limits);
+                prop_assert_eq!(got, want);
+            }
+
+            /// Numeric messageIds of any form, amid other members and any whitespace, keep
+            /// the text they were written with.
+            #[test]
+            fn numeric_message_ids_keep_their_text(
+                ids in proptest::collection::vec(
+                    "-?(0|[1-9][0-9]{0,40})(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,2})?", 1..6),
+                others in proptest::collection::vec(any_json(), 1..6),
+                space in "[ \t\r\n]{0,2}",
+            ) {
+                let events: Vec<String> = ids
+                    .iter()
+                    .zip(others.iter().cycle())
+                    .map(|(id, other)| {
+                        format!(
+                            "{{{space}\"x\"{space}:{space}{other}{space},\"type\":\"track\",\
+                             {space}\"messageId\"{space}:{space}{id}{space}}}"
+                        )
+                    })
+                    .collect();
+                let body = format!("{space}{{\"batch\":{space}[{}]{space}}}", events.join(","));
+                let parsed = parse_tracking(CallKind::Batch, body.as_bytes(), &IngestLimits::default());
+                let parsed = parsed.expect("a well-formed batch");
+                let got: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+                prop_assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+                let hook = format!("[{}]", events.join(","));
+                let parsed = parse_webhook(hook.as_bytes(), &IngestLimits::default()).expect("parsed");
+                let got: Vec<&str> = parsed.items.iter().filter_map(Item::message_id).collect();
+                prop_assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+
             #[test]
             fn arbitrary_batches_give_one_item_per_event(
                 events in proptest::collection::vec(any_json(), 0..8),
@@ -2459,9 +2784,9 @@ mod tests {
                 let bare = json!({"batch": events.clone()}).to_string();
                 let as_batch = parse_tracking(CallKind::Batch, bare.as_bytes(), &limits)
                     .expect("a batch of at most 8 small events");
-                let read_back: Value = serde_json::from_str(&bare).expect("JSON");
-                let read_back = read_back["batch"].as_array().cloned().unwrap_or_default();
-                prop_assert_eq!(read_events(read_back, &limits), as_batch.items);
+                let texts: Vec<String> = events.iter().map(Value::to_string).collect();
+                let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+                prop_assert_eq!(read_events(&texts, &limits).expect("JSON"), as_batch.items);
                 for event in &events {
                     let text = event.to_string();
                     check(CallKind::Webhook, text.as_bytes(), &limits);

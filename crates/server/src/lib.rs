@@ -7,6 +7,7 @@ pub mod figures;
 pub mod http;
 pub mod ingest;
 pub mod intake;
+pub mod json_text;
 pub mod status;
 pub mod writer;
 

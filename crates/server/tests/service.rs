@@ -237,6 +237,58 @@ async fn unusable_events_do_not_fail_the_batch() {
     assert!(metrics.contains("prod"), "{metrics}");
 }
 
+/// What the SDKs send that serde_json alone refuses or loses: a lone surrogate (a name cut
+/// inside an emoji) and numeric messageIds past 2^64, which used to collapse into one `1e+30`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_surrogates_and_long_numeric_ids_keep_every_event() {
+    let h =
+        Harness::start(r#"mapping = '{"dataFields": {"name": {"@path": "$.traits.name"}}}'"#).await;
+    let mut ann = identify("", "ann", Some("ann@example.com"), "vip", true);
+    ann["traits"]["name"] = json!("Ann NAME");
+    let mut bob = identify("", "bob", Some("bob@example.com"), "vip", true);
+    bob["traits"]["name"] = json!("Bob NAME");
+    let body = json!({"batch": [ann, bob]})
+        .to_string()
+        .replacen(
+            r#""messageId":"""#,
+            r#""messageId":1000000000000000000000000000001"#,
+            1,
+        )
+        .replacen(
+            r#""messageId":"""#,
+            r#""messageId":1000000000000000000000000000002"#,
+            1,
+        )
+        .replacen("Ann NAME", r"Ann \ud83d", 1)
+        .replacen("Bob NAME", r"Bob \\ud83d \ud83d\ude00", 1);
+    let r = h
+        .http
+        .post(h.url("/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200, "{body}");
+    h.wait_list("vip", &["ann@example.com", "bob@example.com"])
+        .await;
+    for id in [
+        "1000000000000000000000000000001",
+        "1000000000000000000000000000002",
+    ] {
+        let ev = h.wait_final(id).await;
+        assert_eq!(ev["audiences"][0]["status"], "delivered", "{id}: {ev}");
+    }
+    for (user, name) in [("ann", "Ann \u{fffd}"), ("bob", "Bob \\ud83d \u{1f600}")] {
+        let url = format!("{}/api/users/byUserId?userId={user}", h.emu.url());
+        let r = h.http.get(url).header("Api-Key", KEY).send().await;
+        let text = r.expect("emulator").text().await.expect("body");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["user"]["dataFields"]["name"], name, "{v}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_gzip_and_body_write_key() {
     let h = Harness::start("").await;

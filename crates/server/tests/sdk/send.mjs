@@ -6,7 +6,8 @@
 // Host and write key may also come from SEGMENT_HOST and SEGMENT_WRITE_KEY. The package is
 // loaded from the npm install in SDK_NODE_PREFIX (a directory holding node_modules), else from
 // this script's directory. The events are those of send.py: Engage identify and
-// "Audience Entered"/"Audience Exited" track events, event i at base + i seconds.
+// "Audience Entered"/"Audience Exited" track events, event i at base + i seconds; a step's
+// `name` is an identify's trait `name`.
 //
 // Prints one JSON line per delivered event ({"step", "messageId"}) on stdout. Exits 1 if the SDK emitted
 // an `error` event, if an event's callback reported a failure, or on bad input.
@@ -85,10 +86,10 @@ steps.forEach((step, i) => {
     }
   }
   if (step.call === 'identify') {
-    analytics.identify(
-      { userId: user, traits: { [audience]: member, email }, context: engageContext(audience), timestamp },
-      callback,
-    )
+    // A name may hold a lone surrogate (a string cut inside an emoji): JSON.stringify writes it
+    // as a \u escape.
+    const traits = { [audience]: member, email, ...(step.name === undefined ? {} : { name: step.name }) }
+    analytics.identify({ userId: user, traits, context: engageContext(audience), timestamp }, callback)
   } else if (step.call === 'track') {
     analytics.track(
       {

@@ -7,7 +7,7 @@ as Segment Engage sends it to a destination: an identify with the audience key a
 and the email in traits, or an "Audience Entered"/"Audience Exited" track with the audience key
 as a boolean property and the email in context.traits; both name the audience in
 context.personas. Event i carries the time base + i seconds, so the order is the scenario's order
-whatever batches the SDK makes.
+whatever batches the SDK makes. A step's name is an identify's trait name.
 
 Prints one JSON line per event ({"step", "messageId"}) on stdout. Exits 1 if the SDK reported
 any error (its on_error callback), if an event could not be queued, or on bad input.
@@ -79,9 +79,13 @@ def main():
         audience, member, email = step["audience"], bool(step["member"]), step["email"]
         when = base + timedelta(seconds=i)
         if step["call"] == "identify":
+            traits = {audience: member, "email": email}
+            if "name" in step:
+                # May hold a lone surrogate: json.dumps writes it as a \u escape.
+                traits["name"] = step["name"]
             ok, msg = client.identify(
                 user_id=step["user"],
-                traits={audience: member, "email": email},
+                traits=traits,
                 context=engage_context(audience),
                 timestamp=when,
             )
