@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use iterable::types::{BulkUpdateResponse, FailedUpdates};
+use iterable_api::types::{BulkUpdateResponse, FailedUpdates};
 
 use crate::plan::Operation;
 

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use hashbrown::HashMap;
 
-use iterable::types::{ListRef, Subscriber, Unsubscriber};
+use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
 use serde_json::{Map, Value};
 
 use crate::audience::{AudienceSettings, IgnoredSetting};

@@ -3,7 +3,7 @@
 //! An unusable audience setting never stops an event: it is left unset and reported with the
 //! change ([`Prepared::Change::ignored`]).
 
-use iterable::types::ListRef;
+use iterable_api::types::ListRef;
 use segment::event::{Event, EventType};
 use segment::membership::{Membership, MembershipContext, MembershipError, resolve_membership};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-pub use iterable::client::ApiKey;
+pub use iterable_api::ApiKey;
 
 /// How the Iterable project identifies users, as Segment's setting names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -13,9 +13,9 @@ use destination::{
     ActionMapping, AudienceSettings, EventStatus, Operation, Plan, Planner, ProjectType,
     RowOutcome, SentRow, Settings, classify,
 };
-use iterable::errors::{Envelope, ErrorClass, classify_status};
-use iterable::lists::{GetListsResponse, choose_list, find_by_id};
-use iterable::types::BulkUpdateResponse;
+use iterable_api::errors::{Envelope, ErrorClass, classify_status};
+use iterable_api::lists::{GetListsResponse, choose_list, find_by_id};
+use iterable_api::types::BulkUpdateResponse;
 use serde_json::{Value, json};
 
 const SUB: &str = "/api/lists/subscribe";

@@ -19,37 +19,12 @@ use crate::limiter::{Endpoint, Limit, RateLimiter};
 use crate::lists::{GetListsResponse, ListDetails};
 use crate::types::BulkUpdateResponse;
 
+pub use iterable_api::ApiKey;
+
 /// `https://api.iterable.com`.
 pub const US_BASE_URL: &str = "https://api.iterable.com";
 /// `https://api.eu.iterable.com`.
 pub const EU_BASE_URL: &str = "https://api.eu.iterable.com";
-
-/// An API key. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key itself, for the `Api-Key` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How to reach one Iterable project.
 #[derive(Debug, Clone)]
@@ -166,10 +141,10 @@ impl IterableError {
 
 /// Removes the key from a transport error's text, in case a URL or proxy echoed it.
 fn scrub(text: String, key: &ApiKey) -> String {
-    if key.0.is_empty() {
+    if key.expose().is_empty() {
         text
     } else {
-        text.replace(&key.0, "<redacted>")
+        text.replace(key.expose(), "<redacted>")
     }
 }
 
@@ -259,7 +234,7 @@ impl Client {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
-            .header("Api-Key", &self.key.0);
+            .header("Api-Key", self.key.expose());
         if let Some(b) = body {
             req = req
                 .header("Content-Type", "application/json")

@@ -3,8 +3,9 @@
 
 pub mod backoff;
 pub mod client;
-pub mod errors;
 pub mod limiter;
-pub mod lists;
 pub mod resolve;
-pub mod types;
+
+// The wire types, error classes and list choice live in the pure `iterable-api` crate (so
+// `destination` builds without I/O); they stay reachable at their old paths here.
+pub use iterable_api::{errors, lists, types};
