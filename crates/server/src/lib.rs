@@ -8,7 +8,6 @@ pub mod http;
 pub mod ingest;
 pub mod intake;
 pub mod status;
-pub mod writer;
 
 pub use app::{RunningService, StartError};
 pub use config::Config;
