@@ -11,7 +11,7 @@ use destination::settings::ProjectType;
 use iterable_emulator::Faults;
 use support::*;
 use sync::reconciler::{DestinationState, ReconcileError};
-use sync::{StatusKind, Store};
+use sync::{SqliteStore, StatusKind};
 
 fn failing() -> Faults {
     Faults {
@@ -33,7 +33,7 @@ async fn failing_with_list() -> World {
 }
 
 /// (status, attempts, reason) of an event's only audience.
-fn shown(store: &dyn Store, message_id: &str) -> (StatusKind, u32, Option<String>) {
+fn shown(store: &SqliteStore, message_id: &str) -> (StatusKind, u32, Option<String>) {
     let e = store
         .event_status(D, message_id)
         .expect("status")

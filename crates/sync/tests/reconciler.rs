@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::*;
 use sync::metrics::{DestinationSnapshot, RowResult, StatusClass, render};
 use sync::reconciler::{DestinationState, ReconcileError};
-use sync::{StatusKind, Store};
+use sync::{SqliteStore, StatusKind};
 
 fn subscribe_log(
     emu: &iterable_emulator::RunningEmulator,
@@ -270,7 +270,7 @@ async fn rejected_rows_keep_iterable_bucket_and_the_rest_is_delivered() {
     // A userID-based project: an email-only row is not found, a userId row is delivered.
     let uid = sync::reconciler::Reconciler::new(
         config("uid", ProjectType::UserId),
-        w.store.clone(),
+        seam(&w.store),
         client(&w.emu.url(), UID_KEY),
         Arc::default(),
         w.clock.epoch(),
@@ -379,7 +379,7 @@ async fn a_stored_retry_survives_a_restart() {
     let emu = emulator(Faults::default()).await;
     let dir = TempDir::new("restart");
     let clock = TestClock::new();
-    let make = |store: Arc<dyn Store>| {
+    let make = |store: Arc<SqliteStore>| {
         Arc::new(sync::reconciler::Reconciler::new(
             {
                 let mut c = config(D, ProjectType::Hybrid);
@@ -387,7 +387,7 @@ async fn a_stored_retry_survives_a_restart() {
                 c.retry_max = Duration::from_secs(600);
                 c
             },
-            store,
+            seam(&store),
             client_with(&emu.url(), KEY, 2),
             Arc::default(),
             clock.epoch(),

@@ -224,7 +224,6 @@ impl Dispatcher {
         ))
     }
 
-
     /// Whether a partial batch of `audience` (its due `rows`) waits for more: until its oldest
     /// row is `linger` old, looked at again every quarter of the linger meanwhile.
     pub fn lingers(&mut self, audience: &str, rows: &[PendingRow], now: i64) -> bool {
@@ -292,7 +291,10 @@ impl Dispatcher {
     }
 
     /// Takes in a finished task's report.
-    pub fn finished(&mut self, r: Result<JobDone, tokio::task::JoinError>) -> Option<ReconcileError> {
+    pub fn finished(
+        &mut self,
+        r: Result<JobDone, tokio::task::JoinError>,
+    ) -> Option<ReconcileError> {
         match r {
             Ok(done) => {
                 self.report.add(&done.report);

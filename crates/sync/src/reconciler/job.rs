@@ -79,7 +79,12 @@ type Outcomes = Vec<(OutcomeRow, i64)>;
 
 impl Job {
     /// Sends the request (split in halves on `413`), decides and records every row.
-    pub async fn run(self, inner: Arc<Inner>, permit: OwnedSemaphorePermit, _claim: Claim) -> JobDone {
+    pub async fn run(
+        self,
+        inner: Arc<Inner>,
+        permit: OwnedSemaphorePermit,
+        _claim: Claim,
+    ) -> JobDone {
         let mut done = JobDone::default();
         let mut outcomes: Outcomes = Vec::with_capacity(self.rows.len());
         let mut pieces: Vec<Piece> = vec![(self.body.clone(), (0..self.rows.len()).collect())];
@@ -208,7 +213,14 @@ impl Job {
                 RowOutcome::Forgotten { bucket } | RowOutcome::Rejected { bucket } => Some(bucket),
             };
             let answer = Answer::Taken { refused };
-            let v = decide(&inner.cfg.policy(), answer, call, self.rows[i].attempts, now, 0.0);
+            let v = decide(
+                &inner.cfg.policy(),
+                answer,
+                call,
+                self.rows[i].attempts,
+                now,
+                0.0,
+            );
             outcomes.extend(row_outcome(v).map(|o| self.outcome(i, o)));
         }
     }

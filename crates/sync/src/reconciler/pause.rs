@@ -9,9 +9,9 @@ use iterable::client::IterableError;
 use iterable::errors::ErrorClass;
 use iterable::limiter::Endpoint;
 
+use super::DestinationState;
 use super::reachability;
 use super::shared::{Inner, lock};
-use super::DestinationState;
 use crate::metrics::StatusClass;
 
 impl Inner {

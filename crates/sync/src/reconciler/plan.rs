@@ -141,7 +141,14 @@ impl Dispatcher {
         for r in rows.iter().filter(|r| r.list_id.is_none()) {
             let call = Call::ListLookup { audience };
             let policy = inner.cfg.policy();
-            match decide(&policy, Answer::Failed(&failure), call, r.attempts, now, fraction) {
+            match decide(
+                &policy,
+                Answer::Failed(&failure),
+                call,
+                r.attempts,
+                now,
+                fraction,
+            ) {
                 Verdict::RetryAt { at_ms, reason } => early.push(early_row(
                     r,
                     Outcome::Retry {
@@ -186,12 +193,18 @@ impl Dispatcher {
                 "superseded by a newer change for the same user in list {}",
                 list_label(&changes[w])
             );
-            early.push(early_row(&rows[planned[ci]], Outcome::Superseded { reason }));
+            early.push(early_row(
+                &rows[planned[ci]],
+                Outcome::Superseded { reason },
+            ));
         }
         let (requests, oversized) = build_requests(&survivors, cfg.project_type, cfg.limits);
         for o in oversized {
             let reason = o.message;
-            early.push(early_row(&rows[planned[o.source]], Outcome::Rejected { reason }));
+            early.push(early_row(
+                &rows[planned[o.source]],
+                Outcome::Rejected { reason },
+            ));
         }
         drop(survivors);
         Planned {

@@ -22,7 +22,11 @@ impl ListRegistry for StoreRegistry {
         destination: &str,
         audience: &str,
     ) -> impl Future<Output = Result<Option<i64>, RegistryError>> + Send {
-        let (store, d, a) = (self.0.clone(), destination.to_string(), audience.to_string());
+        let (store, d, a) = (
+            self.0.clone(),
+            destination.to_string(),
+            audience.to_string(),
+        );
         async move { store.list_id(&d, &a).await.map_err(registry_error) }
     }
 
@@ -32,7 +36,11 @@ impl ListRegistry for StoreRegistry {
         audience: &str,
         list_id: i64,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send {
-        let (store, d, a) = (self.0.clone(), destination.to_string(), audience.to_string());
+        let (store, d, a) = (
+            self.0.clone(),
+            destination.to_string(),
+            audience.to_string(),
+        );
         async move {
             store
                 .put_list_id(&d, &a, list_id)

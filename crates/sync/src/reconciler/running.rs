@@ -63,9 +63,7 @@ impl Running {
                 if !self.d.jobs.is_empty() {
                     return;
                 }
-                let at = *self
-                    .next_probe
-                    .get_or_insert(t + inner.cfg.probe_interval);
+                let at = *self.next_probe.get_or_insert(t + inner.cfg.probe_interval);
                 if t < at {
                     return;
                 }
@@ -102,9 +100,7 @@ impl Running {
         let t = Instant::now();
         // While paused only the probe is due; after a store failure, only its wait.
         let wake = match (inner.is_paused(), self.store_wait) {
-            (true, _) => *self
-                .next_probe
-                .get_or_insert(t + inner.cfg.probe_interval),
+            (true, _) => *self.next_probe.get_or_insert(t + inner.cfg.probe_interval),
             (false, Some(w)) if w > Instant::now() => w,
             _ => self.d.next_wake(self.refresh_wanted, self.poll),
         };

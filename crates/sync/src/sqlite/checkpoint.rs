@@ -55,7 +55,7 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// Bytes of one WAL frame: a 4 KiB page and its 24-byte header.
-const WAL_FRAME_BYTES: u64 = 4096 + 24;
+pub(super) const WAL_FRAME_BYTES: u64 = 4096 + 24;
 
 impl Checkpointer {
     pub(super) fn start(path: &Path, restart_frames: i64) -> Result<Self, StoreError> {

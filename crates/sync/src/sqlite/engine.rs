@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::SqliteStore;
 use crate::store::{
-    DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent,
-    OutcomeRow, PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
+    PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`].
@@ -77,7 +77,9 @@ impl Engine for SqliteEngine {
         now_ms: i64,
     ) -> StoreFuture<'a, Vec<String>> {
         let d = destination.to_string();
-        self.run("pending_audiences", move |db| db.pending_audiences(&d, now_ms))
+        self.run("pending_audiences", move |db| {
+            db.pending_audiences(&d, now_ms)
+        })
     }
 
     fn record_outcomes<'a>(

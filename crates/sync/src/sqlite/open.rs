@@ -58,7 +58,7 @@ impl SqliteStore {
     }
 
     /// [`SqliteStore::open_with_options`] with another WAL restart threshold (tests).
-    fn open_with(
+    pub(super) fn open_with(
         path: &Path,
         wal_restart_frames: i64,
         options: &OpenOptions,
@@ -169,7 +169,7 @@ impl SqliteStore {
 
     /// Sets the writer up, checks the file, creates or checks the schema, then opens the read
     /// connection of a file database.
-    fn init(
+    pub(super) fn init(
         mut conn: Connection,
         file: Option<&Path>,
         wal_restart_frames: i64,

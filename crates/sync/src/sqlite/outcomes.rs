@@ -12,14 +12,15 @@ use crate::store::{Identity, Outcome, OutcomeRow, Recorded, Seq, StatusKind, Sto
 /// One more failed try for the keys of a JSON array `[[email, userId, seq], ...]` (`?4`) of one
 /// audience whose desired version is still that seq and pending. Each key is one primary-key
 /// search (see the test of the query plans).
-const MARK_TRIES: &str = "UPDATE desired SET tries = tries + 1, reason = ?3
+pub(super) const MARK_TRIES: &str = "UPDATE desired SET tries = tries + 1, reason = ?3
      WHERE (destination, list_key, email, user_id, seq) IN
        (SELECT ?1, ?2, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
        AND state = 'pending'";
 
 /// The events of those keys (`?6`) in status `?7`: `pending`, with the last error and the next
 /// try.
-const MARK_TRIED_EVENTS: &str = "UPDATE event_audiences SET status = 'pending', reason = ?3,
+pub(super) const MARK_TRIED_EVENTS: &str =
+    "UPDATE event_audiences SET status = 'pending', reason = ?3,
      next_attempt_ms = ?4, updated_ms = ?5
      WHERE (seq, part) IN
        (SELECT d.seq, d.part FROM json_each(?6) AS k CROSS JOIN desired d

@@ -57,7 +57,11 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub fn pending_audiences(&self, destination: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    pub fn pending_audiences(
+        &self,
+        destination: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         const OP: &str = "pending_audiences";
         let conn = self.lock();
         let mut stmt = conn

@@ -8,7 +8,11 @@ use super::{SqliteStore, engine};
 use crate::store::{DestinationState, StoreError};
 
 impl SqliteStore {
-    pub fn list_id(&self, destination: &str, audience_key: &str) -> Result<Option<i64>, StoreError> {
+    pub fn list_id(
+        &self,
+        destination: &str,
+        audience_key: &str,
+    ) -> Result<Option<i64>, StoreError> {
         let conn = self.lock();
         conn.query_row(
             "SELECT list_id FROM lists WHERE destination = ?1 AND audience_key = ?2",
@@ -42,7 +46,10 @@ impl SqliteStore {
         })
     }
 
-    pub fn destination_state(&self, destination: &str) -> Result<Option<DestinationState>, StoreError> {
+    pub fn destination_state(
+        &self,
+        destination: &str,
+    ) -> Result<Option<DestinationState>, StoreError> {
         const OP: &str = "destination_state";
         let conn = self.lock();
         let row: Option<(String, Option<String>, Option<i64>)> = conn

@@ -104,11 +104,13 @@ const DESIRED_V2_COLUMNS: &str = "destination, list_key, email, user_id, list_id
     channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms, ack_member,
     ack_time_ms, ack_seq, ack_ms";
 
-
 impl SqliteStore {
     /// Creates the schema, or migrates an older one, and proves the database writable, in
     /// one transaction.
-    pub(super) fn create_or_migrate(conn: &mut Connection, location: &str) -> Result<(), StoreError> {
+    pub(super) fn create_or_migrate(
+        conn: &mut Connection,
+        location: &str,
+    ) -> Result<(), StoreError> {
         let err = |during: &'static str| move |e| open_error(location, during, e);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -1,7 +1,16 @@
 //! Unit tests of the SQLite engine: pragmas, read-only opens, migrations, the group commit,
 //! the WAL restart and the query plans.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use destination::{IgnoredSetting, SettingName};
+use serde_json::Value;
+
+use super::checkpoint::WAL_FRAME_BYTES;
 use super::*;
+use crate::store::*;
 
 struct TempDb(std::path::PathBuf);
 
@@ -226,7 +235,7 @@ fn a_version_2_database_is_upgraded_and_logs_ignored_settings() {
         identity: Identity::new(Some("b@x.co"), None),
         member: true,
         data_fields: None,
-        settings: AudienceSettings::default(),
+        settings: ChangeSettings::default(),
         time_ms: None,
     };
     s.accept(&[NewEvent {

@@ -41,7 +41,6 @@ impl Identity {
     }
 }
 
-
 /// Audience settings of one change, as stored: they shape the request that carries it.
 /// `None` means "not set": the key is left out of the request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +65,6 @@ pub struct MembershipChange {
     pub settings: ChangeSettings,
     pub time_ms: Option<i64>,
 }
-
 
 /// What an incoming event brings.
 #[derive(Debug, Clone, PartialEq)]
