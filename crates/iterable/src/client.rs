@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use retry::{Backoff, Envelope, ErrorClass, Failure, classify_status, parse_retry_after};
+use serde_json::Value;
 
 use crate::limiter::{Endpoint, Limit, RateLimiter};
 use crate::lists::{GetListsResponse, ListDetails};

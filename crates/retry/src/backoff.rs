@@ -145,8 +145,14 @@ mod tests {
             kept: 0.5,
         };
         assert_eq!(s.delay(3, None, 0.0), Duration::from_secs(2));
-        assert_eq!(s.delay(3, Some(Duration::from_secs(9)), 0.0), Duration::from_secs(9));
-        assert_eq!(s.delay(3, Some(Duration::from_secs(1)), 0.0), Duration::from_secs(2));
+        assert_eq!(
+            s.delay(3, Some(Duration::from_secs(9)), 0.0),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            s.delay(3, Some(Duration::from_secs(1)), 0.0),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
