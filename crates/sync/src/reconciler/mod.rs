@@ -191,8 +191,8 @@ pub enum ReconcileError {
     /// The list registry (the store behind it) failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// A blocking store task panicked or was cancelled.
-    #[error("a store task failed: {0}")]
+    /// A task of the loop (a request, a list resolution) panicked or was cancelled.
+    #[error("a delivery task failed: {0}")]
     Task(String),
     /// Iterable refused the API key: the pass stopped, the rest stays pending.
     #[error("deliveries to this destination are paused: {reason}")]

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::counts::{Delta, Deltas};
-use super::{CURRENT, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
+use super::{CURRENT, Current, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
 use crate::store::{
     Applied, EventContent, MembershipChange, NewEvent, Receipt, StatusKind, StoreError,
 };
@@ -62,74 +62,105 @@ impl SqliteStore {
         }
         let seq = tx.last_insert_rowid();
         if !ev.ignored_settings.is_empty() {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO ignored_settings (seq, setting, value, reason)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq, setting) DO NOTHING",
-                )
-                .map_err(engine(OP))?;
-            for ig in &ev.ignored_settings {
-                insert
-                    .execute(params![seq, ig.setting.as_str(), ig.value, ig.reason])
-                    .map_err(engine(OP))?;
-            }
+            Self::log_ignored_settings(tx, ev, seq)?;
         }
         let changes = match &ev.content {
-            EventContent::Rejected(reason) | EventContent::Skipped(reason) => {
-                let status = if matches!(ev.content, EventContent::Rejected(_)) {
-                    StatusKind::Rejected
-                } else {
-                    StatusKind::Skipped
-                };
-                st.insert_status
-                    .execute(params![
-                        seq,
-                        0i64,
-                        "",
-                        "",
-                        "",
-                        None::<bool>,
-                        None::<i64>,
-                        status.as_str(),
-                        reason,
-                        ev.received_ms
-                    ])
-                    .map_err(engine(OP))?;
-                deltas.of(&ev.destination, "").event(status, 1);
+            EventContent::Rejected(reason) => {
+                Self::log_unusable(st, deltas, ev, seq, StatusKind::Rejected, reason)?;
+                Vec::new()
+            }
+            EventContent::Skipped(reason) => {
+                Self::log_unusable(st, deltas, ev, seq, StatusKind::Skipped, reason)?;
                 Vec::new()
             }
             EventContent::Changes(changes) => {
-                let mut out = Vec::with_capacity(changes.len());
-                for (part, c) in changes.iter().enumerate() {
-                    let part = to_i64(OP, part as u64)?;
-                    let d = deltas.of(&ev.destination, &c.audience_key);
-                    let (status, reason, applied) =
-                        Self::apply_change(tx, st, d, ev, seq, part, c)?;
-                    let id = &c.identity;
-                    st.insert_status
-                        .execute(params![
-                            seq,
-                            part,
-                            c.audience_key,
-                            key_part(&id.email),
-                            key_part(&id.user_id),
-                            c.member,
-                            c.time_ms,
-                            status.as_str(),
-                            reason,
-                            ev.received_ms
-                        ])
-                        .map_err(engine(OP))?;
-                    d.event(status, 1);
-                    out.push(applied);
-                }
-                out
+                Self::apply_changes(tx, st, deltas, ev, seq, changes)?
             }
         };
         Ok(Receipt::Accepted {
             seq: to_u64(OP, seq)?,
             changes,
         })
+    }
+
+    /// The audience settings the event carried that could not be used.
+    fn log_ignored_settings(tx: &Connection, ev: &NewEvent, seq: i64) -> Result<(), StoreError> {
+        const OP: &str = "accept";
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO ignored_settings (seq, setting, value, reason)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq, setting) DO NOTHING",
+            )
+            .map_err(engine(OP))?;
+        for ig in &ev.ignored_settings {
+            insert
+                .execute(params![seq, ig.setting.as_str(), ig.value, ig.reason])
+                .map_err(engine(OP))?;
+        }
+        Ok(())
+    }
+
+    /// An event this destination cannot use: one status row, with no audience.
+    fn log_unusable(
+        st: &mut AcceptStatements<'_>,
+        deltas: &mut Deltas,
+        ev: &NewEvent,
+        seq: i64,
+        status: StatusKind,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        st.insert_status
+            .execute(params![
+                seq,
+                0i64,
+                "",
+                "",
+                "",
+                None::<bool>,
+                None::<i64>,
+                status.as_str(),
+                reason,
+                ev.received_ms
+            ])
+            .map_err(engine("accept"))?;
+        deltas.of(&ev.destination, "").event(status, 1);
+        Ok(())
+    }
+
+    /// Each change of a new event, applied and logged with its status.
+    fn apply_changes(
+        tx: &Connection,
+        st: &mut AcceptStatements<'_>,
+        deltas: &mut Deltas,
+        ev: &NewEvent,
+        seq: i64,
+        changes: &[MembershipChange],
+    ) -> Result<Vec<Applied>, StoreError> {
+        const OP: &str = "accept";
+        let mut out = Vec::with_capacity(changes.len());
+        for (part, c) in changes.iter().enumerate() {
+            let part = to_i64(OP, part as u64)?;
+            let d = deltas.of(&ev.destination, &c.audience_key);
+            let (status, reason, applied) = Self::apply_change(tx, st, d, ev, seq, part, c)?;
+            let id = &c.identity;
+            st.insert_status
+                .execute(params![
+                    seq,
+                    part,
+                    c.audience_key,
+                    key_part(&id.email),
+                    key_part(&id.user_id),
+                    c.member,
+                    c.time_ms,
+                    status.as_str(),
+                    reason,
+                    ev.received_ms
+                ])
+                .map_err(engine(OP))?;
+            d.event(status, 1);
+            out.push(applied);
+        }
+        Ok(out)
     }
 
     /// Makes one change of a new event the desired state of its key, unless it is unusable or
@@ -186,28 +217,10 @@ impl SqliteStore {
             return Ok((StatusKind::Accepted, None, Applied::Current));
         }
         let old = current(&mut st.get, OP, &ev.destination, &c.audience_key, id)?;
-        if let Some(old) = &old {
-            if old.seq == seq {
-                let why = "the event names this user and audience twice; the first counts";
-                return Ok((
-                    StatusKind::Skipped,
-                    Some(why.into()),
-                    Applied::Refused(why.into()),
-                ));
-            }
-            if version(OP, c.time_ms, seq)? < version(OP, old.time_ms, old.seq)? {
-                let newer: String = tx
-                    .query_row(
-                        "SELECT message_id FROM events WHERE seq = ?1",
-                        [old.seq],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(engine(OP))?
-                    .unwrap_or_default();
-                let why = format!("stale: event {newer:?} for the same user and audience is newer");
-                return Ok((StatusKind::Skipped, Some(why), Applied::Stale));
-            }
+        if let Some(old) = &old
+            && let Some(refused) = Self::refused_over(tx, old, c, seq)?
+        {
+            return Ok(refused);
         }
         st.upsert.execute(row).map_err(engine(OP))?;
         match old {
@@ -215,31 +228,74 @@ impl SqliteStore {
                 d.keys += 1;
                 d.pending += 1;
             }
-            Some(old) => {
-                d.state_moved(&old.state, "pending");
-                if old.state == "pending" {
-                    // The replaced change's event is accepted, or pending after a failure.
-                    let why = format!("superseded by event {:?}", ev.message_id);
-                    for from in [StatusKind::Accepted, StatusKind::Pending] {
-                        let moved = st
-                            .supersede
-                            .execute(params![
-                                old.seq,
-                                old.part,
-                                why,
-                                ev.received_ms,
-                                from.as_str()
-                            ])
-                            .map_err(engine(OP))?;
-                        if moved == 1 {
-                            d.event_moved(from, StatusKind::Superseded);
-                            break;
-                        }
-                    }
-                }
-            }
+            Some(old) => Self::replaced(st, d, ev, &old)?,
         }
         Ok((StatusKind::Accepted, None, Applied::Current))
+    }
+
+    /// Why a change does not replace the stored one of its key, if it does not: the event
+    /// names the key twice, or the stored change is newer.
+    fn refused_over(
+        tx: &Connection,
+        old: &Current,
+        c: &MembershipChange,
+        seq: i64,
+    ) -> Result<Option<(StatusKind, Option<String>, Applied)>, StoreError> {
+        const OP: &str = "accept";
+        if old.seq == seq {
+            let why = "the event names this user and audience twice; the first counts";
+            return Ok(Some((
+                StatusKind::Skipped,
+                Some(why.into()),
+                Applied::Refused(why.into()),
+            )));
+        }
+        if version(OP, c.time_ms, seq)? >= version(OP, old.time_ms, old.seq)? {
+            return Ok(None);
+        }
+        let newer: String = tx
+            .query_row(
+                "SELECT message_id FROM events WHERE seq = ?1",
+                [old.seq],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(engine(OP))?
+            .unwrap_or_default();
+        let why = format!("stale: event {newer:?} for the same user and audience is newer");
+        Ok(Some((StatusKind::Skipped, Some(why), Applied::Stale)))
+    }
+
+    /// The stored change `old` of a key was replaced by a change of `ev`: a pending one's event
+    /// (accepted, or pending after a failure) is superseded.
+    fn replaced(
+        st: &mut AcceptStatements<'_>,
+        d: &mut Delta,
+        ev: &NewEvent,
+        old: &Current,
+    ) -> Result<(), StoreError> {
+        d.state_moved(&old.state, "pending");
+        if old.state != "pending" {
+            return Ok(());
+        }
+        let why = format!("superseded by event {:?}", ev.message_id);
+        for from in [StatusKind::Accepted, StatusKind::Pending] {
+            let moved = st
+                .supersede
+                .execute(params![
+                    old.seq,
+                    old.part,
+                    why,
+                    ev.received_ms,
+                    from.as_str()
+                ])
+                .map_err(engine("accept"))?;
+            if moved == 1 {
+                d.event_moved(from, StatusKind::Superseded);
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

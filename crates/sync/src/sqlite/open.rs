@@ -126,7 +126,17 @@ impl SqliteStore {
             Some(_) => {}
         }
         // The one connection serves reads as an in-memory database's writer does.
-        Ok(Self {
+        Ok(Self::assemble(conn, None, None, QuickCheck::Skipped))
+    }
+
+    /// The store over its writing connection, its read connection and its checkpointer.
+    fn assemble(
+        conn: Connection,
+        reader: Option<Mutex<Connection>>,
+        checkpointer: Option<Checkpointer>,
+        checked: QuickCheck,
+    ) -> Self {
+        Self {
             writer: Mutex::new(Writer {
                 conn,
                 open: false,
@@ -136,11 +146,11 @@ impl SqliteStore {
             }),
             committed: Condvar::new(),
             queued: AtomicUsize::new(0),
-            reader: None,
-            checkpointer: None,
+            reader,
+            checkpointer,
             health: WriteHealth::default(),
-            checked: QuickCheck::Skipped,
-        })
+            checked,
+        }
     }
 
     /// A private in-memory database (tests, demos): nothing survives the process.
@@ -216,21 +226,7 @@ impl SqliteStore {
                 Some(Mutex::new(r))
             }
         };
-        Ok(Self {
-            writer: Mutex::new(Writer {
-                conn,
-                open: false,
-                ops: 0,
-                epoch: 0,
-                failed: VecDeque::new(),
-            }),
-            committed: Condvar::new(),
-            queued: AtomicUsize::new(0),
-            reader,
-            checkpointer,
-            health: WriteHealth::default(),
-            checked,
-        })
+        Ok(Self::assemble(conn, reader, checkpointer, checked))
     }
 
     /// A pragma's value as text (`journal_mode`, `synchronous`, ...), for diagnostics.

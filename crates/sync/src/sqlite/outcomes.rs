@@ -205,7 +205,7 @@ impl SqliteStore {
         let Recording {
             destination,
             audience_key,
-            now_ms,
+            ..
         } = *at;
         let id = &o.identity;
         let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
@@ -241,59 +241,14 @@ impl SqliteStore {
             // Already settled (e.g. an outcome reported twice): keep the first.
             return Ok(Recorded::Applied);
         }
-        let mut status = |d: &mut Delta, k: StatusKind, reason: Option<&str>, next: Option<i64>| {
-            d.event_moved(was, k);
-            st.set_status
-                .execute(params![seq, part, k.as_str(), reason, next, now_ms])
-                .map(|_| ())
-                .map_err(engine(OP))
+        let event = PlannedEvent {
+            seq,
+            part,
+            member,
+            time_ms,
+            was,
         };
-        // (the new state, its reason, attempts to add, next attempt), when the key settles.
-        let settle: Option<(&str, Option<&str>, i64, i64)> = match &o.outcome {
-            Outcome::Delivered => {
-                status(d, StatusKind::Delivered, None, None)?;
-                let newer_than_ack = match row.ack_seq {
-                    None => true,
-                    Some(a) => version(OP, time_ms, seq)? > version(OP, row.ack_time_ms, a)?,
-                };
-                if newer_than_ack {
-                    st.ack
-                        .execute(params![
-                            destination,
-                            audience_key,
-                            email,
-                            user_id,
-                            member,
-                            time_ms,
-                            seq,
-                            now_ms
-                        ])
-                        .map_err(engine(OP))?;
-                    d.ack_moved(row.ack_member, member == Some(true));
-                    d.delivered_at(now_ms);
-                }
-                unchanged.then_some(("delivered", None, 0, 0))
-            }
-            Outcome::Rejected { reason } => {
-                status(d, StatusKind::Rejected, Some(reason), None)?;
-                unchanged.then_some(("rejected", Some(reason.as_str()), 0, 0))
-            }
-            Outcome::Retry {
-                next_attempt_ms,
-                reason,
-            } => {
-                if unchanged {
-                    status(d, StatusKind::Pending, Some(reason), Some(*next_attempt_ms))?;
-                }
-                unchanged.then_some(("pending", Some(reason.as_str()), 1, *next_attempt_ms))
-            }
-            Outcome::Superseded { reason } => {
-                if unchanged {
-                    status(d, StatusKind::Superseded, Some(reason), None)?;
-                }
-                unchanged.then_some(("superseded", Some(reason.as_str()), 0, 0))
-            }
-        };
+        let settle = Self::log_outcome(st, d, at, o, &row, &event, unchanged)?;
         if let Some((state, reason, attempts, next)) = settle {
             st.settle
                 .execute(params![
@@ -315,6 +270,103 @@ impl SqliteStore {
             Recorded::ChangedMeanwhile
         })
     }
+
+    /// Logs an outcome on its planned event (a delivery also moves the acknowledged state when
+    /// it is newer). Returns how the key settles: (state, reason, attempts to add, next
+    /// attempt), when the planned version is still the desired one.
+    fn log_outcome<'o>(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        o: &'o OutcomeRow,
+        row: &Current,
+        ev: &PlannedEvent,
+        unchanged: bool,
+    ) -> Result<Option<Settle<'o>>, StoreError> {
+        const OP: &str = "record_outcomes";
+        let PlannedEvent { seq, part, was, .. } = *ev;
+        let now_ms = at.now_ms;
+        let mut status = |d: &mut Delta, k: StatusKind, reason: Option<&str>, next: Option<i64>| {
+            d.event_moved(was, k);
+            st.set_status
+                .execute(params![seq, part, k.as_str(), reason, next, now_ms])
+                .map(|_| ())
+                .map_err(engine(OP))
+        };
+        Ok(match &o.outcome {
+            Outcome::Delivered => {
+                status(d, StatusKind::Delivered, None, None)?;
+                Self::acknowledge(st, d, at, &o.identity, row, ev)?;
+                unchanged.then_some(("delivered", None, 0, 0))
+            }
+            Outcome::Rejected { reason } => {
+                status(d, StatusKind::Rejected, Some(reason), None)?;
+                unchanged.then_some(("rejected", Some(reason.as_str()), 0, 0))
+            }
+            Outcome::Retry {
+                next_attempt_ms,
+                reason,
+            } => {
+                if unchanged {
+                    status(d, StatusKind::Pending, Some(reason), Some(*next_attempt_ms))?;
+                }
+                unchanged.then_some(("pending", Some(reason.as_str()), 1, *next_attempt_ms))
+            }
+            Outcome::Superseded { reason } => {
+                if unchanged {
+                    status(d, StatusKind::Superseded, Some(reason), None)?;
+                }
+                unchanged.then_some(("superseded", Some(reason.as_str()), 0, 0))
+            }
+        })
+    }
+
+    /// A delivered version newer than the acknowledged one becomes the acknowledged state.
+    fn acknowledge(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        id: &Identity,
+        row: &Current,
+        ev: &PlannedEvent,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_outcomes";
+        let newer_than_ack = match row.ack_seq {
+            None => true,
+            Some(a) => version(OP, ev.time_ms, ev.seq)? > version(OP, row.ack_time_ms, a)?,
+        };
+        if newer_than_ack {
+            st.ack
+                .execute(params![
+                    at.destination,
+                    at.audience_key,
+                    key_part(&id.email),
+                    key_part(&id.user_id),
+                    ev.member,
+                    ev.time_ms,
+                    ev.seq,
+                    at.now_ms
+                ])
+                .map_err(engine(OP))?;
+            d.ack_moved(row.ack_member, ev.member == Some(true));
+            d.delivered_at(at.now_ms);
+        }
+        Ok(())
+    }
+}
+
+/// How a key settles: its new state, the reason, attempts to add and the next attempt.
+type Settle<'o> = (&'static str, Option<&'o str>, i64, i64);
+
+/// The event an outcome is about, as planned: its seq and part, the membership and time it
+/// asked for, and its status before the outcome.
+#[derive(Clone, Copy)]
+struct PlannedEvent {
+    seq: i64,
+    part: i64,
+    member: Option<bool>,
+    time_ms: Option<i64>,
+    was: StatusKind,
 }
 
 /// Where and when outcomes are recorded: one audience, one moment.

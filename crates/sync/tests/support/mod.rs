@@ -234,7 +234,7 @@ impl World {
 
     /// Accepts events received now.
     pub fn accept(&self, events: Vec<(String, Vec<MembershipChange>)>) {
-        accept_into(&*self.store, D, self.clock.now(), events);
+        accept_into(&self.store, D, self.clock.now(), events);
     }
 
     pub fn list_id(&self, audience: &str) -> i64 {
@@ -246,7 +246,7 @@ impl World {
 
     /// Statuses of one event, per audience, with reasons.
     pub fn status(&self, message_id: &str) -> Vec<(StatusKind, Option<String>)> {
-        status_of(&*self.store, D, message_id)
+        status_of(&self.store, D, message_id)
     }
 
     pub fn kind(&self, message_id: &str) -> StatusKind {
