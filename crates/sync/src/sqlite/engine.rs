@@ -1,28 +1,36 @@
 //! The SQLite database as an [`Engine`]: each operation runs the blocking call of
 //! [`SqliteStore`] on tokio's blocking pool, the one place where store calls leave the async
-//! world. Its own threads do the rest: the writers share one group transaction (see `group`)
-//! and the checkpointer copies the WAL (see `checkpoint`).
+//! world, except ingestion, which goes through the engine's own queue and thread (see
+//! `ingest`). The writers share one group transaction (see `group`) and the checkpointer
+//! copies the WAL (see `checkpoint`).
 
 use std::sync::Arc;
 
 use super::SqliteStore;
+use super::ingest::Ingest;
 use crate::store::{
     DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
     PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
 };
 
-/// A shared [`SqliteStore`] as an engine of [`Store`].
-#[derive(Debug, Clone)]
-pub struct SqliteEngine(Arc<SqliteStore>);
+/// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
+#[derive(Debug)]
+pub struct SqliteEngine {
+    db: Arc<SqliteStore>,
+    ingest: Ingest,
+}
 
 impl SqliteEngine {
     pub fn new(db: Arc<SqliteStore>) -> Self {
-        Self(db)
+        Self {
+            db,
+            ingest: Ingest::default(),
+        }
     }
 
     /// The database, for its blocking calls (tests, diagnostics).
     pub fn database(&self) -> &Arc<SqliteStore> {
-        &self.0
+        &self.db
     }
 
     /// Runs `f` on the database on tokio's blocking pool.
@@ -31,7 +39,7 @@ impl SqliteEngine {
         op: &'static str,
         f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'static, T> {
-        let db = self.0.clone();
+        let db = self.db.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || f(&db))
                 .await
@@ -56,8 +64,9 @@ impl Store {
 }
 
 impl Engine for SqliteEngine {
+    /// Through the ingestion queue (see `ingest`), not the blocking pool.
     fn accept(&self, batch: Vec<NewEvent>) -> StoreFuture<'_, Vec<Receipt>> {
-        self.run("accept", move |db| db.accept(&batch))
+        Box::pin(self.ingest.accept(&self.db, batch))
     }
 
     fn pending<'a>(
@@ -178,7 +187,7 @@ impl Engine for SqliteEngine {
     }
 
     fn write_failure(&self) -> Option<String> {
-        self.0.write_failure()
+        self.db.write_failure()
     }
 
     fn probe_write(&self) -> StoreFuture<'_, ()> {

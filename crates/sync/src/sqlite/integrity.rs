@@ -151,6 +151,7 @@ pub(super) fn cannot_write(e: &StoreError) -> bool {
                         | ErrorCode::OutOfMemory
                 )
             }),
+        StoreError::Group(e) => cannot_write(e),
         StoreError::Corrupt { .. }
         | StoreError::Invalid { .. }
         | StoreError::SchemaTooNew { .. }

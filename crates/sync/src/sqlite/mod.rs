@@ -8,8 +8,9 @@
 //! `engine`); the service and the conformance suite use it through [`crate::Store`].
 //!
 //! **Connections.** Writes share one connection and are group-committed (`group`): concurrent
-//! writers (an ingestion transaction, delivery outcomes, failed tries) share one transaction
-//! and one fsync. Reads have their own connection, so they never wait for a commit. A third
+//! writers (an ingestion batch, delivery outcomes, failed tries) share one transaction and one
+//! fsync. Concurrent requests' events reach it as one batch, gathered by the engine's
+//! ingestion queue (`ingest`, which says why both are needed). Reads have their own connection, so they never wait for a commit. A third
 //! connection checkpoints the WAL in the background, off the commit path (`checkpoint`).
 //!
 //! **Checks at open** (`open`, `integrity`). A file database is checked with `PRAGMA
@@ -20,7 +21,7 @@
 //! the next committed write clears.
 //!
 //! The parts: `schema` (tables, version, migrations), `open`, `group` (the group commit),
-//! `checkpoint`, `accept` (accepting events), `outcomes` (recording outcomes and failed tries),
+//! `checkpoint`, `ingest` (the ingestion queue), `accept` (accepting events), `outcomes` (recording outcomes and failed tries),
 //! `pending` (what the reconciler reads), `reports` (event lookup, figures; `counts` maintains
 //! the figures), `registry` (lists, destination state, write probe), `integrity`.
 //!
@@ -48,6 +49,7 @@ mod checkpoint;
 mod counts;
 pub mod engine;
 mod group;
+mod ingest;
 mod integrity;
 mod open;
 mod outcomes;
@@ -65,6 +67,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use checkpoint::WAL_RESTART_FRAMES;
 pub use engine::SqliteEngine;
 pub use group::MAX_GROUP_OPS;
+pub use ingest::MAX_GROUP_EVENTS;
 pub use integrity::QuickCheck;
 pub use open::{DEFAULT_QUICK_CHECK, OpenOptions};
 pub use schema::SCHEMA_VERSION;

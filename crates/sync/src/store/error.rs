@@ -1,6 +1,7 @@
 //! How a store operation fails, naming the operation.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 type Source = Box<dyn StdError + Send + Sync>;
 
@@ -48,6 +49,10 @@ pub enum StoreError {
     /// have been committed).
     #[error("store: {op}: the store task failed: {message}")]
     Task { op: &'static str, message: String },
+    /// The transaction the operation was grouped in failed: the same error reaches every
+    /// operation of the group.
+    #[error(transparent)]
+    Group(Arc<StoreError>),
 }
 
 impl StoreError {

@@ -3,8 +3,7 @@
 //! registry and each destination's state.
 //!
 //! Nothing here names an engine, the planner or the client. [`Engine`] is what an engine
-//! implements; [`Store`] is the handle callers hold: the engine behind the ingestion queue (see
-//! `handle`, which also says why the engine's group commit is the only one). The conformance suite (`tests/store_conformance.rs`) runs through [`Store`], so
+//! implements; [`Store`] is the handle callers hold (see `handle`). The conformance suite (`tests/store_conformance.rs`) runs through [`Store`], so
 //! the same cases check every engine.
 //!
 //! **Why an object-safe trait of boxed futures.** The engines differ in how they wait: SQLite is
@@ -35,7 +34,7 @@ mod state;
 
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
-pub use handle::{MAX_ACCEPTS_IN_FLIGHT, Store};
+pub use handle::Store;
 pub use rows::{
     Applied, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord, Identity,
     ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, Receipt, Recorded,
