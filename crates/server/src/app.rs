@@ -50,7 +50,7 @@ pub struct DestinationRuntime {
 /// Everything the HTTP handlers share.
 pub struct AppState {
     pub config: Config,
-    /// The store, with the ingestion queue that groups concurrent requests' events.
+    /// The store (its engine groups concurrent requests' events into one batch).
     pub store: Store,
     pub destinations: Vec<DestinationRuntime>,
     pub by_name: HashMap<String, usize>,

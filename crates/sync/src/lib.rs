@@ -2,7 +2,7 @@
 //! Iterable confirmed, what happened to every event, and which list each audience maps to.
 //!
 //! - [`store`]: the engine-neutral seam ([`store::Engine`]) and the handle the service holds
-//!   ([`Store`]: the engine plus the ingestion queue).
+//!   ([`Store`]).
 //! - [`sqlite`]: the embedded engine. A PostgreSQL engine is to implement the same trait and
 //!   pass the same conformance suite (`tests/store_conformance.rs`).
 //! - [`reconciler`]: delivers what the store holds to Iterable.

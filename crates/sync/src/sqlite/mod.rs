@@ -4,14 +4,16 @@
 //! **Blocking inside, async outside.** [`SqliteStore`] is the database: every method runs
 //! SQLite on the caller's thread and returns when the transaction is committed (for
 //! [`SqliteStore::accept`]: fsynced), so it is testable without a runtime. [`SqliteEngine`]
-//! makes it an [`crate::store::Engine`] by running each call on tokio's blocking pool (see
-//! `engine`); the service and the conformance suite use it through [`crate::Store`].
+//! makes it an [`crate::store::Engine`] by running each call on tokio's blocking pool, and
+//! ingestion on its own thread (see `engine`); the service and the conformance suite use it
+//! through [`crate::Store`].
 //!
 //! **Connections.** Writes share one connection and are group-committed (`group`): concurrent
 //! writers (an ingestion batch, delivery outcomes, failed tries) share one transaction and one
 //! fsync. Concurrent requests' events reach it as one batch, gathered by the engine's
-//! ingestion queue (`ingest`, which says why both are needed). Reads have their own connection, so they never wait for a commit. A third
-//! connection checkpoints the WAL in the background, off the commit path (`checkpoint`).
+//! ingestion queue (`ingest`, which says why both are needed). Reads have their own
+//! connection, so they never wait for a commit. A third connection checkpoints the WAL in the
+//! background, off the commit path (`checkpoint`).
 //!
 //! **Checks at open** (`open`, `integrity`). A file database is checked with `PRAGMA
 //! quick_check` within a time budget (a damaged file refuses to open; an unfinished check is
@@ -21,9 +23,10 @@
 //! the next committed write clears.
 //!
 //! The parts: `schema` (tables, version, migrations), `open`, `group` (the group commit),
-//! `checkpoint`, `ingest` (the ingestion queue), `accept` (accepting events), `outcomes` (recording outcomes and failed tries),
-//! `pending` (what the reconciler reads), `reports` (event lookup, figures; `counts` maintains
-//! the figures), `registry` (lists, destination state, write probe), `integrity`.
+//! `checkpoint`, `ingest` (the ingestion queue), `accept` (accepting events), `outcomes`
+//! (recording outcomes and failed tries), `pending` (what the reconciler reads), `reports`
+//! (event lookup, figures; `counts` maintains the figures), `registry` (lists, destination
+//! state, write probe), `integrity`, `engine` (the async seam).
 //!
 //! Schema (version 3; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)

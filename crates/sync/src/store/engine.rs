@@ -1,8 +1,8 @@
 //! The seam every storage engine implements: one object-safe trait whose operations return
 //! boxed futures. An engine with an async driver (PostgreSQL through `tokio-postgres`) runs
 //! them natively, without a thread hop; the embedded SQLite engine, a blocking library, runs
-//! each on tokio's blocking pool (`crate::sqlite::engine`). Callers hold the engine behind
-//! [`crate::Store`], which adds the ingestion queue.
+//! each on tokio's blocking pool and ingestion on a thread of its own
+//! (`crate::sqlite::engine`). Callers hold the engine behind [`crate::Store`].
 
 use std::future::Future;
 use std::pin::Pin;

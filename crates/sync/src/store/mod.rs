@@ -9,8 +9,9 @@
 //! **Why an object-safe trait of boxed futures.** The engines differ in how they wait: SQLite is
 //! an in-process blocking library, PostgreSQL has an async driver. An async trait lets each
 //! wait its own way: the PostgreSQL engine awaits its driver on the caller's task, with no
-//! thread hop; the SQLite engine hands each operation to tokio's blocking pool, which is the
-//! one place that runs blocking store calls (`crate::sqlite::engine`). Boxed futures keep the
+//! thread hop; the SQLite engine hands each operation to its own threads: tokio's blocking
+//! pool (the one `spawn_blocking` of the service's store calls), and for ingestion a queue and
+//! thread that group concurrent requests (`crate::sqlite::engine`). Boxed futures keep the
 //! trait object safe, so the engine is chosen at run time from the configuration and held as
 //! `Arc<dyn Engine>`; one allocation per operation is nothing next to a transaction. An enum
 //! of engines behind the handle was the other way: it avoids the box but makes every
