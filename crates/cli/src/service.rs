@@ -4,7 +4,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -91,7 +90,7 @@ pub fn serve(config: Option<&Path>) -> Result<()> {
 
 /// The configuration and the store of a command that only reads: the secrets may be unset,
 /// and the database must exist (it is never created here).
-fn open_for_reading(config: Option<&Path>) -> Result<(Config, Arc<dyn Store>)> {
+fn open_for_reading(config: Option<&Path>) -> Result<(Config, Store)> {
     let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
     if let Storage::Sqlite { path } = &cfg.storage
         && matches!(path.try_exists(), Ok(false))
@@ -121,22 +120,27 @@ fn open_for_reading(config: Option<&Path>) -> Result<(Config, Arc<dyn Store>)> {
 /// `status`: each destination and audience, from the store.
 pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
     let (cfg, store) = open_for_reading(config)?;
-    let mut all = Vec::new();
-    for d in &cfg.destinations {
-        // The state the service stored: running, paused (a refused key) or degraded.
-        let state = if d.enabled {
-            let stored = store
-                .destination_state(&d.name)
-                .map_err(|e| anyhow!("{e}"))?;
-            Some(stored.unwrap_or(DestinationState::Running))
-        } else {
-            None
-        };
-        all.push(
-            DestinationStatus::read(store.as_ref(), &d.name, d.enabled, state)
-                .map_err(|e| anyhow!("{e}"))?,
-        );
-    }
+    let all = runtime()?.block_on(async {
+        let mut all = Vec::new();
+        for d in &cfg.destinations {
+            // The state the service stored: running, paused (a refused key) or degraded.
+            let state = if d.enabled {
+                let stored = store
+                    .destination_state(&d.name)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                Some(stored.unwrap_or(DestinationState::Running))
+            } else {
+                None
+            };
+            all.push(
+                DestinationStatus::read(&store, &d.name, d.enabled, state)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?,
+            );
+        }
+        Ok::<_, anyhow::Error>(all)
+    })?;
     if json {
         let v: Vec<_> = all.iter().map(DestinationStatus::to_json).collect();
         println!("{}", serde_json::json!({ "destinations": v }));
@@ -159,18 +163,17 @@ pub fn event_show(
     {
         bail!("no destination named {d:?} in the configuration");
     }
-    let mut found = Vec::new();
-    for d in &cfg.destinations {
-        if destination.is_some_and(|n| n != d.name) {
-            continue;
+    let found = runtime()?.block_on(async {
+        let mut found = Vec::new();
+        for d in &cfg.destinations {
+            if destination.is_some_and(|n| n != d.name) {
+                continue;
+            }
+            let r = store.event_status(&d.name, message_id).await;
+            found.extend(r.map_err(|e| anyhow!("{e}"))?);
         }
-        if let Some(r) = store
-            .event_status(&d.name, message_id)
-            .map_err(|e| anyhow!("{e}"))?
-        {
-            found.push(r);
-        }
-    }
+        Ok::<_, anyhow::Error>(found)
+    })?;
     if found.is_empty() {
         bail!("no event with messageId {message_id:?}");
     }

@@ -37,7 +37,7 @@ use iterable_emulator::{
 };
 use serde_json::{Value, json};
 use server::{Config, RunningService};
-use sync::{SqliteStore, Store};
+use sync::SqliteStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_iterable-lists");
 const KEY: &str = "0123456789abcdef0123456789abcdef";

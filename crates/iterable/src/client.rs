@@ -5,16 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
+use retry::{Backoff, Envelope, ErrorClass, Failure, classify_status, parse_retry_after};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 
-use crate::backoff::{Backoff, parse_retry_after, random_fraction};
-use crate::errors::{Envelope, ErrorClass, classify_status};
 use crate::limiter::{Endpoint, Limit, RateLimiter};
 use crate::lists::{GetListsResponse, ListDetails};
 use crate::types::BulkUpdateResponse;
@@ -38,8 +36,6 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// Limits replacing the defaults of [`Endpoint::default_limit`].
     pub limits: HashMap<Endpoint, Limit>,
-    /// Requests in flight at once.
-    pub max_concurrency: usize,
 }
 
 impl ClientConfig {
@@ -51,7 +47,6 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             limits: HashMap::new(),
-            max_concurrency: 16,
         }
     }
 }
@@ -132,6 +127,33 @@ impl IterableError {
         }
     }
 
+    /// Iterable's words for a refused request: `code: msg (HTTP status)`, or the whole error
+    /// when it sent none.
+    pub fn words(&self) -> String {
+        let status = self.status.map(|s| format!("HTTP {s}")).unwrap_or_default();
+        match (
+            self.code.as_deref(),
+            self.msg.as_deref().filter(|m| !m.is_empty()),
+        ) {
+            (Some(c), Some(m)) => format!("{c}: {m} ({status})"),
+            (Some(c), None) => format!("{c} ({status})"),
+            (None, Some(m)) => format!("{m} ({status})"),
+            (None, None) => self.to_string(),
+        }
+    }
+
+    /// The failure as the retry policy sees it.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            class: self.class,
+            status: self.status,
+            answered: self.kind == ErrorKind::Status,
+            retry_after: self.retry_after,
+            words: self.words(),
+            text: self.to_string(),
+        }
+    }
+
     /// Whether the request may have taken effect although no answer says so (a lost answer).
     pub fn is_ambiguous(&self) -> bool {
         matches!(self.kind, ErrorKind::Timeout | ErrorKind::Transport)
@@ -171,7 +193,8 @@ pub enum Retry {
 
 static TLS: Once = Once::new();
 
-/// One Iterable project's client. Cheap to share behind an `Arc`.
+/// One Iterable project's client. Cheap to share behind an `Arc`. It limits the rate of its
+/// calls, not how many are in flight: its callers do (the reconciler's `concurrency`).
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
@@ -179,7 +202,6 @@ pub struct Client {
     key: ApiKey,
     limiter: RateLimiter,
     backoff: Backoff,
-    slots: Arc<Semaphore>,
 }
 
 impl Client {
@@ -210,7 +232,6 @@ impl Client {
             key: cfg.api_key,
             limiter: RateLimiter::new(cfg.limits),
             backoff: cfg.backoff,
-            slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
         })
     }
 
@@ -230,7 +251,6 @@ impl Client {
         body: Option<&Bytes>,
     ) -> Result<Bytes, IterableError> {
         self.limiter.acquire(ep).await;
-        let _slot = self.slots.acquire().await;
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -315,12 +335,14 @@ impl Client {
                 Err(mut e) => {
                     e.attempts = attempt;
                     let retryable = e.class == ErrorClass::Retryable;
-                    let again =
-                        retry == Retry::Yes && retryable && attempt < self.backoff.max_attempts;
-                    let wait = again.then(|| {
-                        self.backoff
-                            .delay(attempt, e.retry_after, random_fraction())
-                    });
+                    let wait = retry::again(
+                        &self.backoff,
+                        e.class,
+                        e.retry_after,
+                        attempt,
+                        retry == Retry::Yes,
+                        retry::random_fraction(),
+                    );
                     if let Some(o) = observer.filter(|_| retryable) {
                         o.failed(&e, wait).await;
                     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backoff::random_fraction;
+use retry::{Backoff, random_fraction};
+
 use crate::client::{AttemptObserver, Client, IterableError};
-use crate::errors::ErrorClass;
 use crate::lists::{choose_list, find_by_id};
 
 /// A registry failure (the store behind it), as text.
@@ -164,10 +164,24 @@ impl<R: ListRegistry> ListResolver<R> {
                         .insert(id, Instant::now());
                     return self.remember(audience, id).await;
                 }
-                Err(e) if e.class == ErrorClass::Retryable && attempt < self.create_attempts => {
-                    let backoff = crate::backoff::Backoff::default();
-                    tokio::time::sleep(backoff.delay(attempt, e.retry_after, random_fraction()))
-                        .await;
+                Err(e) => {
+                    // Creation is tried again here, not by the client: after a lost answer the
+                    // list may exist, so it is looked for first.
+                    let backoff = Backoff {
+                        max_attempts: self.create_attempts,
+                        ..Backoff::default()
+                    };
+                    let Some(wait) = retry::again(
+                        &backoff,
+                        e.class,
+                        e.retry_after,
+                        attempt,
+                        true,
+                        random_fraction(),
+                    ) else {
+                        return Err(e.into());
+                    };
+                    tokio::time::sleep(wait).await;
                     if e.is_ambiguous() {
                         // The list may exist although the answer was lost: look first.
                         let lists = self.client.get_lists_observed(observer).await?;
@@ -177,7 +191,6 @@ impl<R: ListRegistry> ListResolver<R> {
                     }
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }

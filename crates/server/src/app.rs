@@ -22,7 +22,6 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, DestinationConfig, Secret, Storage};
 use crate::figures::{self, Figures, Snapshot};
 use crate::http;
-use crate::writer::Writer;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +35,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start the store writer: {0}")]
-    Writer(std::io::Error),
 }
 
 /// One configured destination, ready to take events.
@@ -53,8 +50,8 @@ pub struct DestinationRuntime {
 /// Everything the HTTP handlers share.
 pub struct AppState {
     pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub writer: Writer,
+    /// The store (its engine groups concurrent requests' events into one batch).
+    pub store: Store,
     pub destinations: Vec<DestinationRuntime>,
     pub by_name: HashMap<String, usize>,
     /// Every write key with its destination, compared in constant time.
@@ -99,9 +96,9 @@ pub fn system_clock() -> EpochClock {
 
 /// Opens the configured store to read it only (`status`, `events show`): nothing is created
 /// or changed. An in-memory store is refused: only the service holding it can read it.
-pub fn open_store_read_only(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open_store_read_only(storage: &Storage) -> Result<Store, StoreError> {
     match storage {
-        Storage::Sqlite { path } => Ok(Arc::new(SqliteStore::open_read_only(path)?)),
+        Storage::Sqlite { path } => Ok(Store::sqlite(SqliteStore::open_read_only(path)?)),
         Storage::SqliteMemory => Err(StoreError::Invalid {
             op: "open",
             message: "an in-memory database (sqlite::memory:) exists only inside the running \
@@ -112,16 +109,16 @@ pub fn open_store_read_only(storage: &Storage) -> Result<Arc<dyn Store>, StoreEr
 }
 
 /// Opens the configured store.
-pub fn open_store(storage: &Storage) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match storage {
-        Storage::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
-        Storage::SqliteMemory => Arc::new(SqliteStore::open_in_memory()?),
-    })
+pub fn open_store(storage: &Storage) -> Result<Store, StoreError> {
+    Ok(Store::sqlite(match storage {
+        Storage::Sqlite { path } => SqliteStore::open(path)?,
+        Storage::SqliteMemory => SqliteStore::open_in_memory()?,
+    }))
 }
 
 /// Opens the service's store: a damaged or unwritable file stops the start (the error names
 /// it); an integrity check that did not finish in `[storage] quick_check_ms` is logged loudly.
-fn open_service_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+fn open_service_store(config: &Config) -> Result<Store, StoreError> {
     let path = match &config.storage {
         Storage::Sqlite { path } => path,
         Storage::SqliteMemory => return open_store(&config.storage),
@@ -140,7 +137,7 @@ fn open_service_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             path.display()
         );
     }
-    Ok(Arc::new(store))
+    Ok(Store::sqlite(store))
 }
 
 /// How often a store that cannot write is tried again.
@@ -149,7 +146,7 @@ const STORE_PROBE_EVERY: Duration = Duration::from_secs(1);
 /// While the store cannot write (`/readyz` answers 503), tries a write every
 /// [`STORE_PROBE_EVERY`], so that readiness comes back once the store can write, even when
 /// nothing else writes (no events arrive while the service is not ready). Logs each change.
-async fn watch_store(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+async fn watch_store(store: Store, mut shutdown: watch::Receiver<bool>) {
     let mut failing = false;
     loop {
         tokio::select! {
@@ -166,8 +163,7 @@ async fn watch_store(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>)
         }
         failing = failure.is_some();
         if failing {
-            let s = store.clone();
-            let _ = tokio::task::spawn_blocking(move || s.probe_write()).await;
+            let _ = store.probe_write().await;
             if store.write_failure().is_none() {
                 eprintln!("iterable-lists: the store writes again; ready");
                 failing = false;
@@ -178,7 +174,7 @@ async fn watch_store(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>)
 
 fn build_destination(
     d: &DestinationConfig,
-    store: &Arc<dyn Store>,
+    store: &Store,
     clock: &EpochClock,
 ) -> Result<DestinationRuntime, StartError> {
     let err = |message: String| StartError::Destination {
@@ -197,7 +193,6 @@ fn build_destination(
         let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
         cc.timeout = d.delivery.timeout;
         cc.limits = d.delivery.rate_limits.clone();
-        cc.max_concurrency = d.delivery.concurrency;
         let client = Client::new(cc).map_err(|e| err(e.to_string()))?;
         let rc = ReconcilerConfig {
             limits: planner.limits,
@@ -268,12 +263,11 @@ impl RunningService {
             destinations.push(build_destination(d, &store, &clock)?);
         }
         let wakers: Vec<Arc<Notify>> = destinations.iter().map(|d| d.waker.clone()).collect();
-        let writer = Writer::spawn(store.clone(), move || {
+        store.after_accept(move || {
             for w in &wakers {
                 w.notify_one();
             }
-        })
-        .map_err(StartError::Writer)?;
+        });
         let mut by_name = HashMap::new();
         let mut write_keys = Vec::new();
         for (i, d) in destinations.iter().enumerate() {
@@ -291,7 +285,6 @@ impl RunningService {
         let state = Arc::new(AppState {
             config,
             store,
-            writer,
             destinations,
             by_name,
             write_keys,

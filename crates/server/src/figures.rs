@@ -4,6 +4,7 @@
 //! maintains them), and with the snapshot the store is read at most once a second however
 //! hard those endpoints are polled, so that polling never slows deliveries.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub struct Figures {
 /// The last snapshot and when it was read.
 type Slot<T> = Option<(Instant, Arc<Result<T, String>>)>;
 
-/// A value read on tokio's blocking pool at most once per `max_age`.
+/// A value read at most once per `max_age`.
 #[derive(Debug)]
 pub struct Snapshot<T> {
     max_age: Duration,
@@ -44,7 +45,7 @@ impl<T: Send + Sync + 'static> Snapshot<T> {
     /// again meanwhile).
     pub async fn get(
         &self,
-        read: impl FnOnce() -> Result<T, String> + Send + 'static,
+        read: impl Future<Output = Result<T, String>>,
     ) -> Arc<Result<T, String>> {
         let mut slot = self.slot.lock().await;
         if let Some((at, value)) = &*slot
@@ -52,33 +53,21 @@ impl<T: Send + Sync + 'static> Snapshot<T> {
         {
             return value.clone();
         }
-        let value = Arc::new(match tokio::task::spawn_blocking(read).await {
-            Ok(r) => r,
-            Err(e) => Err(format!("the store task failed: {e}")),
-        });
+        let value = Arc::new(read.await);
         *slot = Some((Instant::now(), value.clone()));
         value
     }
 }
 
-/// The figures of every named destination, in order, in one trip to the store.
-pub fn read(
-    store: &Arc<dyn Store>,
-    names: Vec<String>,
-) -> impl FnOnce() -> Result<Vec<Figures>, String> + Send + 'static {
-    let store = store.clone();
-    move || {
-        names
-            .iter()
-            .map(|n| {
-                Ok(Figures {
-                    lists: store.list_counts(n)?,
-                    events: store.event_counts(n)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sync::StoreError>>()
-            .map_err(|e| e.to_string())
+/// The figures of every named destination, in order.
+pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, String> {
+    let mut out = Vec::with_capacity(names.len());
+    for n in &names {
+        let lists = store.list_counts(n).await.map_err(|e| e.to_string())?;
+        let events = store.event_counts(n).await.map_err(|e| e.to_string())?;
+        out.push(Figures { lists, events });
     }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -86,15 +75,10 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn counting(
-        reads: &Arc<AtomicUsize>,
-    ) -> impl FnOnce() -> Result<usize, String> + Send + 'static {
-        let reads = reads.clone();
-        move || {
-            // Slow enough that the other callers arrive while it runs.
-            std::thread::sleep(Duration::from_millis(50));
-            Ok(reads.fetch_add(1, Ordering::SeqCst) + 1)
-        }
+    async fn counting(reads: &Arc<AtomicUsize>) -> Result<usize, String> {
+        // Slow enough that the other callers arrive while it runs.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(reads.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +106,7 @@ mod tests {
         assert_eq!(*snap.get(counting(&reads)).await, Ok(2));
         let snap = Snapshot::<usize>::new(Duration::from_secs(3600));
         assert_eq!(
-            *snap.get(|| Err("disk I/O error".into())).await,
+            *snap.get(async { Err("disk I/O error".into()) }).await,
             Err("disk I/O error".into())
         );
         assert_eq!(

@@ -28,7 +28,8 @@ impl Intake<'_> {
                         let mut m = MembershipChange::from_change(&change);
                         m.settings = self
                             .config
-                            .audience_settings(&change.audience_key, change.settings);
+                            .audience_settings(&change.audience_key, change.settings)
+                            .into();
                         ignored_settings = ignored;
                         EventContent::Changes(vec![m])
                     }

@@ -9,7 +9,6 @@ pub mod ingest;
 pub mod intake;
 pub mod json_text;
 pub mod status;
-pub mod writer;
 
 pub use app::{RunningService, StartError};
 pub use config::Config;

@@ -57,8 +57,8 @@ pub struct DestinationStatus {
 
 impl DestinationStatus {
     /// Reads the store's figures for `name`.
-    pub fn read(
-        store: &dyn Store,
+    pub async fn read(
+        store: &Store,
         name: &str,
         enabled: bool,
         state: Option<DestinationState>,
@@ -68,8 +68,8 @@ impl DestinationStatus {
             enabled,
             state,
             Figures {
-                lists: store.list_counts(name)?,
-                events: store.event_counts(name)?,
+                lists: store.list_counts(name).await?,
+                events: store.event_counts(name).await?,
             },
         ))
     }
@@ -264,16 +264,17 @@ pub fn event_text(r: &EventRecord, now_ms: i64) -> String {
     out
 }
 
-/// Runs `f` on the store on tokio's blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, String> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(s.as_ref())).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("the store task failed: {e}")),
+/// The event in each of the destinations `names` that has it.
+async fn events_of(
+    store: &Store,
+    names: &[String],
+    message_id: &str,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let mut out = Vec::new();
+    for n in names {
+        out.extend(store.event_status(n, message_id).await?);
     }
+    Ok(out)
 }
 
 /// `GET /v1/events/{messageId}[?destination=NAME]`: the event in every destination that has
@@ -297,18 +298,7 @@ pub async fn event_reply(
             .map(|d| d.config.name.clone())
             .collect(),
     };
-    let id = message_id.to_string();
-    let found = blocking(&state.store, move |s| {
-        let mut out = Vec::new();
-        for n in &names {
-            if let Some(r) = s.event_status(n, &id)? {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    })
-    .await;
-    match found {
+    match events_of(&state.store, &names, message_id).await {
         Ok(records) if records.is_empty() => json_reply(
             404,
             &json!({"success": false, "message": format!("no event with messageId {message_id:?}")}),
@@ -317,7 +307,7 @@ pub async fn event_reply(
             200,
             &json!({"events": records.iter().map(event_json).collect::<Vec<_>>()}),
         ),
-        Err(e) => json_reply(503, &json!({"success": false, "message": e})),
+        Err(e) => json_reply(503, &json!({"success": false, "message": e.to_string()})),
     }
 }
 

@@ -8,7 +8,7 @@ mod support;
 use iterable_emulator::LogQuery;
 use serde_json::{Value, json};
 use support::*;
-use sync::{SqliteStore, Store};
+use sync::SqliteStore;
 
 /// `identify` with `context.personas.audience_settings` set.
 fn with_settings(mut event: Value, settings: Value) -> Value {

@@ -1,12 +1,15 @@
-//! Durable state of the sync service: what each list should hold, what Iterable confirmed,
-//! what happened to every event, and which list each audience maps to.
+//! Durable state of the sync service and its delivery: what each list should hold, what
+//! Iterable confirmed, what happened to every event, and which list each audience maps to.
 //!
-//! [`store::Store`] is the engine-neutral interface; [`sqlite::SqliteStore`] is the embedded
-//! engine. A PostgreSQL engine is to implement the same trait and pass the same conformance
-//! suite (`tests/store_conformance.rs`). [`reconciler::Reconciler`] delivers what the store
-//! holds to Iterable, and [`metrics`] counts and renders what happened.
+//! - [`store`]: the engine-neutral seam ([`store::Engine`]) and the handle the service holds
+//!   ([`Store`]).
+//! - [`sqlite`]: the embedded engine. A PostgreSQL engine is to implement the same trait and
+//!   pass the same conformance suite (`tests/store_conformance.rs`).
+//! - [`reconciler`]: delivers what the store holds to Iterable.
+//! - [`metrics`]: counts and renders what happened.
 
 pub mod metrics;
+mod planned;
 pub mod reconciler;
 pub mod sqlite;
 pub mod store;
@@ -14,10 +17,11 @@ pub mod store;
 pub use metrics::{DestinationMetrics, DestinationSnapshot};
 pub use reconciler::{
     DestinationState, EpochClock, PassReport, ReconcileError, Reconciler, ReconcilerConfig,
+    StoreRegistry,
 };
 pub use sqlite::SqliteStore;
 pub use store::{
-    Applied, AudienceStatus, EventContent, EventCounts, EventRecord, Identity, ListCounts,
-    MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, Receipt, Recorded, Seq,
-    StatusKind, Store, StoreError, StoreRegistry, Version,
+    Applied, AudienceStatus, ChangeSettings, Engine, EventContent, EventCounts, EventRecord,
+    Identity, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, Receipt,
+    Recorded, Seq, StatusKind, Store, StoreError, StoreFuture, Version,
 };

@@ -11,7 +11,7 @@ use destination::settings::ProjectType;
 use iterable_emulator::Faults;
 use support::*;
 use sync::reconciler::{DestinationState, ReconcileError};
-use sync::{StatusKind, Store};
+use sync::{SqliteStore, StatusKind};
 
 fn failing() -> Faults {
     Faults {
@@ -33,7 +33,7 @@ async fn failing_with_list() -> World {
 }
 
 /// (status, attempts, reason) of an event's only audience.
-fn shown(store: &dyn Store, message_id: &str) -> (StatusKind, u32, Option<String>) {
+fn shown(store: &SqliteStore, message_id: &str) -> (StatusKind, u32, Option<String>) {
     let e = store
         .event_status(D, message_id)
         .expect("status")
@@ -58,7 +58,7 @@ async fn each_try_of_a_failing_request_shows_on_its_events() {
     let report = r.run_once().await.expect("a pass");
     assert_eq!(report.retried, 2);
     for m in ["a", "b"] {
-        let (status, attempts, reason) = shown(&*w.store, m);
+        let (status, attempts, reason) = shown(&w.store, m);
         assert_eq!((status, attempts), (StatusKind::Pending, 5), "{m}");
         let reason = reason.unwrap_or_default();
         assert!(
@@ -74,12 +74,12 @@ async fn each_try_of_a_failing_request_shows_on_its_events() {
     // The next round adds its tries; then Iterable answers and the events are delivered.
     w.clock.advance(Duration::from_secs(1));
     r.run_once().await.expect("a pass");
-    assert_eq!(shown(&*w.store, "a").1, 10);
+    assert_eq!(shown(&w.store, "a").1, 10);
     w.emu.set_faults(Faults::default()).expect("faults");
     w.clock.advance(Duration::from_secs(1));
     let report = r.run_once().await.expect("a pass");
     assert_eq!(report.delivered, 2);
-    assert_eq!(shown(&*w.store, "a"), (StatusKind::Delivered, 10, None));
+    assert_eq!(shown(&w.store, "a"), (StatusKind::Delivered, 10, None));
     let c = &w.store.list_counts(D).expect("counts")[0];
     assert_eq!((c.pending, c.retrying, c.members), (0, 0, 2));
 }
@@ -96,7 +96,7 @@ async fn the_tries_of_a_list_lookup_show_on_the_events_that_wait_for_it() {
         client_with(&w.emu.url(), KEY, 3),
     );
     r.run_once().await.expect("a pass");
-    let (status, attempts, reason) = shown(&*w.store, "a");
+    let (status, attempts, reason) = shown(&w.store, "a");
     assert_eq!(status, StatusKind::Pending);
     assert_eq!(attempts, 3, "three tries of GET /api/lists");
     let reason = reason.unwrap_or_default();
@@ -127,8 +127,8 @@ async fn events_show_pending_while_the_client_still_retries() {
         std::sync::Arc::new(iterable::client::Client::new(cc).expect("client")),
     );
     let running = Running::start(r.clone());
-    eventually("the first try is recorded", || shown(&*w.store, "a").1 >= 1).await;
-    let (status, _, reason) = shown(&*w.store, "a");
+    eventually("the first try is recorded", || shown(&w.store, "a").1 >= 1).await;
+    let (status, _, reason) = shown(&w.store, "a");
     assert_eq!(status, StatusKind::Pending);
     assert!(reason.is_some_and(|r| r.contains("HTTP 500")));
     assert_eq!(r.in_flight_rows(), 1, "the request is still in the client");

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::*;
 use sync::metrics::{DestinationSnapshot, RowResult, StatusClass, render};
 use sync::reconciler::{DestinationState, ReconcileError};
-use sync::{StatusKind, Store};
+use sync::{SqliteStore, StatusKind};
 
 fn subscribe_log(
     emu: &iterable_emulator::RunningEmulator,
@@ -270,13 +270,13 @@ async fn rejected_rows_keep_iterable_bucket_and_the_rest_is_delivered() {
     // A userID-based project: an email-only row is not found, a userId row is delivered.
     let uid = sync::reconciler::Reconciler::new(
         config("uid", ProjectType::UserId),
-        w.store.clone(),
+        seam(&w.store),
         client(&w.emu.url(), UID_KEY),
         Arc::default(),
         w.clock.epoch(),
     );
     accept_into(
-        &*w.store,
+        &w.store,
         "uid",
         w.clock.now(),
         vec![
@@ -297,7 +297,7 @@ async fn rejected_rows_keep_iterable_bucket_and_the_rest_is_delivered() {
     assert_ne!(list, vip, "each destination (project) has its own list");
     assert_eq!(w.members(list), set(&["uid:user-1"]));
     assert_eq!(
-        status_of(&*w.store, "uid", "solo")[0],
+        status_of(&w.store, "uid", "solo")[0],
         (StatusKind::Rejected, Some("notFoundEmails".into()))
     );
 }
@@ -379,7 +379,7 @@ async fn a_stored_retry_survives_a_restart() {
     let emu = emulator(Faults::default()).await;
     let dir = TempDir::new("restart");
     let clock = TestClock::new();
-    let make = |store: Arc<dyn Store>| {
+    let make = |store: Arc<SqliteStore>| {
         Arc::new(sync::reconciler::Reconciler::new(
             {
                 let mut c = config(D, ProjectType::Hybrid);
@@ -387,7 +387,7 @@ async fn a_stored_retry_survives_a_restart() {
                 c.retry_max = Duration::from_secs(600);
                 c
             },
-            store,
+            seam(&store),
             client_with(&emu.url(), KEY, 2),
             Arc::default(),
             clock.epoch(),
@@ -396,7 +396,7 @@ async fn a_stored_retry_survives_a_restart() {
     let list = {
         let store = open_store(&dir.db());
         accept_into(
-            &*store,
+            &store,
             D,
             clock.now(),
             vec![ev(
@@ -413,7 +413,7 @@ async fn a_stored_retry_survives_a_restart() {
         })
         .expect("faults");
         accept_into(
-            &*store,
+            &store,
             D,
             clock.now(),
             vec![ev(
@@ -449,7 +449,7 @@ async fn a_stored_retry_survives_a_restart() {
     clock.advance(Duration::from_secs(600));
     let report = r.run_once().await.expect("a pass");
     assert_eq!(report.delivered, 1);
-    assert_eq!(status_of(&*store, D, "second")[0].0, StatusKind::Delivered);
+    assert_eq!(status_of(&store, D, "second")[0].0, StatusKind::Delivered);
     assert_eq!(
         members(&emu, list),
         set(&["a@example.com", "b@example.com"])
@@ -553,7 +553,7 @@ async fn a_paused_loop_resumes_when_the_key_works_again() {
     eventually("the events are delivered", || {
         audiences
             .iter()
-            .all(|a| sync::StatusKind::Delivered == status_of(&*store, D, a)[0].0)
+            .all(|a| sync::StatusKind::Delivered == status_of(&store, D, a)[0].0)
     })
     .await;
     running.stop().await;
@@ -950,7 +950,7 @@ async fn throughput() {
                 })
                 .collect();
             let t = Instant::now();
-            accept_into(&*store, D, clock.now(), events);
+            accept_into(&store, D, clock.now(), events);
             accept_time += t.elapsed();
             waker.notify_one();
         }

@@ -1,11 +1,13 @@
-//! The store conformance suite: every engine of `sync::Store` must pass these cases. Each case
-//! takes a `Harness` (how to open a named database); `conformance!` runs them all per engine.
+//! The store conformance suite: every engine of `sync::Engine` must pass these cases, run
+//! through the seam the service uses ([`sync::Store`]: the engine behind its ingestion
+//! queue). Each case takes a `Harness` (how to open a named database); `conformance!` runs
+//! them all per engine.
 //!
 //! To add an engine (e.g. PostgreSQL), implement `Harness` for it and add one line:
 //! `conformance!(postgres, PostgresHarness::new());`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use destination::plan::Change;
@@ -16,14 +18,25 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
 use sync::{
-    Applied, DestinationState, EventContent, EventCounts, Identity, MembershipChange, NewEvent,
-    Outcome, OutcomeRow, Receipt, Recorded, SqliteStore, StatusKind, Store, StoreRegistry, Version,
+    Applied, ChangeSettings, DestinationState, EventContent, EventCounts, Identity,
+    MembershipChange, NewEvent, Outcome, OutcomeRow, Receipt, Recorded, SqliteStore, StatusKind,
+    Store, StoreRegistry, Version,
 };
+
+/// Waits for a store call from synchronous code that runs on the test's runtime (the property
+/// tests' cases): the call still goes through the async seam.
+trait Wait: Future + Sized {
+    fn wait(self) -> Self::Output {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(self))
+    }
+}
+
+impl<F: Future> Wait for F {}
 
 /// Opens databases by name; the same name opens the same data again (after the previous
 /// handle was dropped).
 trait Harness {
-    fn open(&self, name: &str) -> Box<dyn Store>;
+    fn open(&self, name: &str) -> Store;
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -54,9 +67,9 @@ impl SqliteHarness {
 }
 
 impl Harness for SqliteHarness {
-    fn open(&self, name: &str) -> Box<dyn Store> {
+    fn open(&self, name: &str) -> Store {
         let path = self.dir.join(format!("{name}.db"));
-        Box::new(SqliteStore::open(&path).expect("open the test database"))
+        Store::sqlite(SqliteStore::open(&path).expect("open the test database"))
     }
 }
 
@@ -76,7 +89,7 @@ fn change(audience: &str, email: &str, member: bool, time_ms: Option<i64>) -> Me
         identity: Identity::new(Some(email), None),
         member,
         data_fields: None,
-        settings: AudienceSettings::default(),
+        settings: ChangeSettings::default(),
         time_ms,
     }
 }
@@ -91,14 +104,15 @@ fn event(message_id: &str, changes: Vec<MembershipChange>) -> NewEvent {
     }
 }
 
-fn accept1(s: &dyn Store, e: NewEvent) -> Receipt {
-    let mut r = s.accept(&[e]).expect("accept");
+async fn accept1(s: &Store, e: NewEvent) -> Receipt {
+    let mut r = s.accept(vec![e]).await.expect("accept");
     assert_eq!(r.len(), 1);
     r.remove(0)
 }
 
-fn status(s: &dyn Store, message_id: &str) -> Vec<(StatusKind, Option<String>)> {
+async fn status(s: &Store, message_id: &str) -> Vec<(StatusKind, Option<String>)> {
     s.event_status(D, message_id)
+        .await
         .expect("event_status")
         .unwrap_or_else(|| panic!("event {message_id} is unknown"))
         .audiences
@@ -107,8 +121,12 @@ fn status(s: &dyn Store, message_id: &str) -> Vec<(StatusKind, Option<String>)> 
         .collect()
 }
 
-fn kinds(s: &dyn Store, message_id: &str) -> Vec<StatusKind> {
-    status(s, message_id).into_iter().map(|(k, _)| k).collect()
+async fn kinds(s: &Store, message_id: &str) -> Vec<StatusKind> {
+    status(s, message_id)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
 }
 
 fn id(email: &str) -> Identity {
@@ -134,9 +152,9 @@ fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
 mod cases {
     use super::*;
 
-    pub fn latest_wins_whatever_the_arrival_order(h: &dyn Harness) {
+    pub async fn latest_wins_whatever_the_arrival_order(h: &dyn Harness) {
         let s = h.open("latest");
-        let s = &*s;
+        let s = &s;
         // Times 10, 20, 30; the newest (30) says "member".
         let versions = [(10, false), (20, true), (30, true)];
         let orders = [
@@ -157,7 +175,8 @@ mod cases {
                 let r = accept1(
                     s,
                     event(&msg, vec![change(&audience, "a@x.co", member, Some(t))]),
-                );
+                )
+                .await;
                 let stale = t < newest_seen;
                 let expect = if stale {
                     Applied::Stale
@@ -184,21 +203,22 @@ mod cases {
                 );
                 newest_seen = newest_seen.max(t);
             }
-            let rows = s.pending(D, &audience, NOW, 10).expect("pending");
+            let rows = s.pending(D, &audience, NOW, 10).await.expect("pending");
             assert_eq!(rows.len(), 1, "order {order:?}");
             assert_eq!(rows[0].version.time_ms, Some(30), "order {order:?}");
             assert!(rows[0].member);
             for (msg, k) in want {
-                assert_eq!(kinds(s, &msg), vec![k], "order {order:?}, {msg}");
+                assert_eq!(kinds(s, &msg).await, vec![k], "order {order:?}, {msg}");
             }
         }
         // Equal times: the later arrival wins. No time is older than any time.
-        accept1(s, event("eq1", vec![change("eq", "b@x.co", true, Some(5))]));
+        accept1(s, event("eq1", vec![change("eq", "b@x.co", true, Some(5))])).await;
         accept1(
             s,
             event("eq2", vec![change("eq", "b@x.co", false, Some(5))]),
-        );
-        let r = accept1(s, event("none", vec![change("eq", "b@x.co", true, None)]));
+        )
+        .await;
+        let r = accept1(s, event("none", vec![change("eq", "b@x.co", true, None)])).await;
         assert_eq!(
             r,
             Receipt::Accepted {
@@ -206,25 +226,27 @@ mod cases {
                 changes: vec![Applied::Stale]
             }
         );
-        let rows = s.pending(D, "eq", NOW, 10).expect("pending");
+        let rows = s.pending(D, "eq", NOW, 10).await.expect("pending");
         assert_eq!(rows.len(), 1);
         assert!(!rows[0].member, "the later of two equal times wins");
-        assert_eq!(kinds(s, "eq1"), vec![StatusKind::Superseded]);
+        assert_eq!(kinds(s, "eq1").await, vec![StatusKind::Superseded]);
     }
 
-    pub fn stale_events_are_recorded_as_skipped(h: &dyn Harness) {
+    pub async fn stale_events_are_recorded_as_skipped(h: &dyn Harness) {
         let s = h.open("stale");
-        let s = &*s;
+        let s = &s;
         accept1(
             s,
             event("new", vec![change("vip", "a@x.co", true, Some(20))]),
-        );
+        )
+        .await;
         let r = accept1(
             s,
             event("old", vec![change("vip", "a@x.co", false, Some(10))]),
-        );
+        )
+        .await;
         assert!(matches!(&r, Receipt::Accepted { changes, .. } if changes == &[Applied::Stale]));
-        let st = status(s, "old");
+        let st = status(s, "old").await;
         assert_eq!(st.len(), 1);
         assert_eq!(st[0].0, StatusKind::Skipped);
         let reason = st[0].1.clone().unwrap_or_default();
@@ -232,32 +254,34 @@ mod cases {
             reason.contains("stale") && reason.contains("new"),
             "{reason}"
         );
-        assert_eq!(kinds(s, "new"), vec![StatusKind::Accepted]);
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        assert_eq!(kinds(s, "new").await, vec![StatusKind::Accepted]);
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(rows.len(), 1);
         assert!(rows[0].member && rows[0].version.time_ms == Some(20));
-        let c = s.event_counts(D).expect("counts");
+        let c = s.event_counts(D).await.expect("counts");
         assert_eq!((c.accepted, c.skipped, c.superseded), (1, 1, 0));
     }
 
-    pub fn duplicate_message_ids_are_ignored(h: &dyn Harness) {
+    pub async fn duplicate_message_ids_are_ignored(h: &dyn Harness) {
         let s = h.open("dup");
-        let s = &*s;
+        let s = &s;
         let first = accept1(
             s,
             event("m1", vec![change("vip", "a@x.co", true, Some(10))]),
-        );
+        )
+        .await;
         let rs = s
-            .accept(&[
+            .accept(vec![
                 event("m1", vec![change("vip", "a@x.co", false, Some(99))]),
                 event("m2", vec![change("vip", "b@x.co", true, Some(10))]),
                 event("m2", vec![change("vip", "b@x.co", false, Some(99))]),
             ])
+            .await
             .expect("accept");
         assert_eq!(rs[0], Receipt::Duplicate { seq: first.seq() });
         assert!(matches!(rs[1], Receipt::Accepted { .. }));
         assert_eq!(rs[2], Receipt::Duplicate { seq: rs[1].seq() });
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(rows.len(), 2);
         assert!(
             rows.iter()
@@ -267,35 +291,30 @@ mod cases {
         // The same messageId on another destination is a different event.
         let mut other = event("m1", vec![change("vip", "a@x.co", false, Some(5))]);
         other.destination = "staging".into();
-        assert!(matches!(accept1(s, other), Receipt::Accepted { .. }));
-        assert_eq!(s.event_counts(D).expect("counts").accepted, 2);
-        assert_eq!(s.event_counts("staging").expect("counts").accepted, 1);
+        assert!(matches!(accept1(s, other).await, Receipt::Accepted { .. }));
+        assert_eq!(s.event_counts(D).await.expect("counts").accepted, 2);
+        assert_eq!(s.event_counts("staging").await.expect("counts").accepted, 1);
     }
 
-    pub fn pending_reflects_desired_versus_acknowledged(h: &dyn Harness) {
+    pub async fn pending_reflects_desired_versus_acknowledged(h: &dyn Harness) {
         let s = h.open("pending");
-        let s = &*s;
-        let seqs: Vec<u64> = ["a@x.co", "b@x.co", "c@x.co"]
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                accept1(
-                    s,
-                    event(&format!("p{i}"), vec![change("vip", e, true, Some(1))]),
-                )
-                .seq()
-            })
-            .collect();
+        let s = &s;
+        let mut seqs: Vec<u64> = Vec::new();
+        for (i, e) in ["a@x.co", "b@x.co", "c@x.co"].iter().enumerate() {
+            let e = event(&format!("p{i}"), vec![change("vip", e, true, Some(1))]);
+            seqs.push(accept1(s, e).await.seq());
+        }
         accept1(
             s,
             event("other", vec![change("other", "z@x.co", false, Some(1))]),
-        );
+        )
+        .await;
         // Oldest arrival first, limited.
-        let rows = s.pending(D, "vip", NOW, 2).expect("pending");
+        let rows = s.pending(D, "vip", NOW, 2).await.expect("pending");
         let emails: Vec<_> = rows.iter().map(|r| r.identity.email.clone()).collect();
         assert_eq!(emails, vec![Some("a@x.co".into()), Some("b@x.co".into())]);
         assert_eq!(
-            s.pending_audiences(D, NOW).expect("audiences"),
+            s.pending_audiences(D, NOW).await.expect("audiences"),
             vec!["other".to_string(), "vip".to_string()]
         );
         // Acknowledge a: no longer pending.
@@ -304,11 +323,12 @@ mod cases {
                 D,
                 "vip",
                 NOW,
-                &[outcome(id("a@x.co"), seqs[0], Outcome::Delivered)],
+                vec![outcome(id("a@x.co"), seqs[0], Outcome::Delivered)],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Applied]);
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(|r| r.identity != id("a@x.co")));
         // A newer change for a (email in another case: the same key) makes it pending again,
@@ -316,8 +336,9 @@ mod cases {
         accept1(
             s,
             event("p3", vec![change("vip", "A@X.CO", false, Some(2))]),
-        );
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        )
+        .await;
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         let emails: Vec<_> = rows.iter().map(|r| r.identity.email.clone()).collect();
         assert_eq!(
             emails,
@@ -327,7 +348,7 @@ mod cases {
                 Some("a@x.co".into())
             ]
         );
-        let counts = s.list_counts(D).expect("counts");
+        let counts = s.list_counts(D).await.expect("counts");
         let vip = counts
             .iter()
             .find(|c| c.audience_key == "vip")
@@ -340,53 +361,62 @@ mod cases {
         assert_eq!(vip.oldest_pending_ms, Some(NOW));
         assert_eq!(vip.last_delivery_ms, Some(NOW));
         // Nothing pending in an audience that has no changes.
-        assert!(s.pending(D, "nobody", NOW, 10).expect("pending").is_empty());
+        assert!(
+            s.pending(D, "nobody", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
     }
 
-    pub fn delivered_only_if_unchanged_since_planning(h: &dyn Harness) {
+    pub async fn delivered_only_if_unchanged_since_planning(h: &dyn Harness) {
         let s = h.open("delivered");
-        let s = &*s;
-        let planned = accept1(s, event("e1", vec![change("vip", "a@x.co", true, Some(1))]));
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let s = &s;
+        let planned = accept1(s, event("e1", vec![change("vip", "a@x.co", true, Some(1))])).await;
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(rows[0].version.seq, planned.seq());
         // While the request is in flight, a newer change arrives.
         let newer = accept1(
             s,
             event("e2", vec![change("vip", "a@x.co", false, Some(2))]),
-        );
+        )
+        .await;
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW + 1,
-                &[outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
+                vec![outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::ChangedMeanwhile]);
-        let rows = s.pending(D, "vip", NOW + 1, 10).expect("pending");
+        let rows = s.pending(D, "vip", NOW + 1, 10).await.expect("pending");
         assert_eq!(rows.len(), 1, "still pending for the newer change");
         assert_eq!(rows[0].version.seq, newer.seq());
         assert!(!rows[0].member);
-        assert_eq!(kinds(s, "e1"), vec![StatusKind::Delivered]);
-        assert_eq!(kinds(s, "e2"), vec![StatusKind::Accepted]);
-        assert_eq!(s.list_counts(D).expect("counts")[0].members, 1);
+        assert_eq!(kinds(s, "e1").await, vec![StatusKind::Delivered]);
+        assert_eq!(kinds(s, "e2").await, vec![StatusKind::Accepted]);
+        assert_eq!(s.list_counts(D).await.expect("counts")[0].members, 1);
         // Delivering the newer one settles the key.
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW + 2,
-                &[outcome(id("a@x.co"), newer.seq(), Outcome::Delivered)],
+                vec![outcome(id("a@x.co"), newer.seq(), Outcome::Delivered)],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Applied]);
         assert!(
             s.pending(D, "vip", NOW + 2, 10)
+                .await
                 .expect("pending")
                 .is_empty()
         );
-        assert_eq!(kinds(s, "e2"), vec![StatusKind::Delivered]);
-        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!(kinds(s, "e2").await, vec![StatusKind::Delivered]);
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!(
             (c.members, c.pending, c.last_delivery_ms),
             (0, 0, Some(NOW + 2))
@@ -397,37 +427,39 @@ mod cases {
                 D,
                 "vip",
                 NOW + 3,
-                &[outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
+                vec![outcome(id("a@x.co"), planned.seq(), Outcome::Delivered)],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::ChangedMeanwhile]);
-        assert_eq!(s.list_counts(D).expect("counts")[0].members, 0);
+        assert_eq!(s.list_counts(D).await.expect("counts")[0].members, 0);
         // Unknown keys and versions are reported as such.
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW,
-                &[
+                vec![
                     outcome(id("nobody@x.co"), planned.seq(), Outcome::Delivered),
                     outcome(id("a@x.co"), newer.seq() + 1000, Outcome::Delivered),
                 ],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Unknown, Recorded::Unknown]);
-        assert_eq!(s.event_counts(D).expect("counts").delivered, 2);
+        assert_eq!(s.event_counts(D).await.expect("counts").delivered, 2);
     }
 
-    pub fn rejected_keeps_the_reason(h: &dyn Harness) {
+    pub async fn rejected_keeps_the_reason(h: &dyn Harness) {
         let s = h.open("rejected");
-        let s = &*s;
-        let r = accept1(s, event("bad", vec![change("vip", "bad@", true, Some(1))]));
+        let s = &s;
+        let r = accept1(s, event("bad", vec![change("vip", "bad@", true, Some(1))])).await;
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW,
-                &[outcome(
+                vec![outcome(
                     id("bad@"),
                     r.seq(),
                     Outcome::Rejected {
@@ -435,23 +467,29 @@ mod cases {
                     },
                 )],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Applied]);
         assert_eq!(
-            status(s, "bad"),
+            status(s, "bad").await,
             vec![(StatusKind::Rejected, Some("invalidEmails".into()))]
         );
-        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
-        let c = &s.list_counts(D).expect("counts")[0];
+        assert!(
+            s.pending(D, "vip", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!((c.rejected, c.pending, c.members), (1, 0, 0));
-        assert_eq!(s.event_counts(D).expect("counts").rejected, 1);
+        assert_eq!(s.event_counts(D).await.expect("counts").rejected, 1);
         // A retry reported after the rejection does not reopen it.
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW,
-                &[outcome(
+                vec![outcome(
                     id("bad@"),
                     r.seq(),
                     Outcome::Retry {
@@ -460,24 +498,29 @@ mod cases {
                     },
                 )],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Applied]);
-        assert_eq!(kinds(s, "bad"), vec![StatusKind::Rejected]);
+        assert_eq!(kinds(s, "bad").await, vec![StatusKind::Rejected]);
         // A newer change is pending again.
         accept1(
             s,
             event("bad2", vec![change("vip", "bad@", false, Some(2))]),
-        );
-        assert_eq!(s.pending(D, "vip", NOW, 10).expect("pending").len(), 1);
+        )
+        .await;
         assert_eq!(
-            kinds(s, "bad"),
+            s.pending(D, "vip", NOW, 10).await.expect("pending").len(),
+            1
+        );
+        assert_eq!(
+            kinds(s, "bad").await,
             vec![StatusKind::Rejected],
             "stays rejected"
         );
         // Unusable events are logged with their reason too.
         let mut e = event("junk", vec![]);
         e.content = EventContent::Rejected("Email is not a string".into());
-        let r = accept1(s, e);
+        let r = accept1(s, e).await;
         assert_eq!(
             r,
             Receipt::Accepted {
@@ -487,32 +530,35 @@ mod cases {
         );
         let mut e = event("page", vec![]);
         e.content = EventContent::Skipped("page events are not handled".into());
-        accept1(s, e);
+        accept1(s, e).await;
         assert_eq!(
-            status(s, "junk"),
+            status(s, "junk").await,
             vec![(StatusKind::Rejected, Some("Email is not a string".into()))]
         );
-        assert_eq!(kinds(s, "page"), vec![StatusKind::Skipped]);
+        assert_eq!(kinds(s, "page").await, vec![StatusKind::Skipped]);
         // A change with no identity at all is rejected, not stored.
-        let r = accept1(s, event("anon", vec![change("vip", "", true, Some(1))]));
+        let r = accept1(s, event("anon", vec![change("vip", "", true, Some(1))])).await;
         assert!(
             matches!(&r, Receipt::Accepted { changes, .. } if matches!(changes[..], [Applied::Refused(_)]))
         );
-        assert_eq!(kinds(s, "anon"), vec![StatusKind::Rejected]);
-        assert_eq!(s.pending(D, "vip", NOW, 10).expect("pending").len(), 1);
+        assert_eq!(kinds(s, "anon").await, vec![StatusKind::Rejected]);
+        assert_eq!(
+            s.pending(D, "vip", NOW, 10).await.expect("pending").len(),
+            1
+        );
     }
 
-    pub fn retry_keeps_the_next_attempt(h: &dyn Harness) {
+    pub async fn retry_keeps_the_next_attempt(h: &dyn Harness) {
         let s = h.open("retry");
-        let s = &*s;
-        let r = accept1(s, event("e", vec![change("vip", "a@x.co", true, Some(1))]));
+        let s = &s;
+        let r = accept1(s, event("e", vec![change("vip", "a@x.co", true, Some(1))])).await;
         let next = NOW + 5_000;
         let rec = s
             .record_outcomes(
                 D,
                 "vip",
                 NOW,
-                &[outcome(
+                vec![outcome(
                     id("a@x.co"),
                     r.seq(),
                     Outcome::Retry {
@@ -521,26 +567,41 @@ mod cases {
                     },
                 )],
             )
+            .await
             .expect("record");
         assert_eq!(rec, vec![Recorded::Applied]);
-        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
-        assert!(s.pending_audiences(D, NOW).expect("audiences").is_empty());
-        let rows = s.pending(D, "vip", next, 10).expect("pending");
+        assert!(
+            s.pending(D, "vip", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        assert!(
+            s.pending_audiences(D, NOW)
+                .await
+                .expect("audiences")
+                .is_empty()
+        );
+        let rows = s.pending(D, "vip", next, 10).await.expect("pending");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].attempts, 1);
         assert_eq!(rows[0].last_error.as_deref(), Some("429 Too Many Requests"));
-        let ev = s.event_status(D, "e").expect("status").expect("known");
+        let ev = s
+            .event_status(D, "e")
+            .await
+            .expect("status")
+            .expect("known");
         assert_eq!(ev.audiences[0].status, StatusKind::Pending);
         assert_eq!(ev.audiences[0].next_attempt_ms, Some(next));
         assert_eq!(ev.audiences[0].updated_ms, NOW);
-        let c = &s.list_counts(D).expect("counts")[0];
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!((c.pending, c.retrying), (1, 1));
         // A second failure counts up; then a delivery settles it.
         s.record_outcomes(
             D,
             "vip",
             next,
-            &[outcome(
+            vec![outcome(
                 id("a@x.co"),
                 r.seq(),
                 Outcome::Retry {
@@ -549,8 +610,12 @@ mod cases {
                 },
             )],
         )
+        .await
         .expect("record");
-        let rows = s.pending(D, "vip", next + 10_000, 10).expect("pending");
+        let rows = s
+            .pending(D, "vip", next + 10_000, 10)
+            .await
+            .expect("pending");
         assert_eq!(
             (rows[0].attempts, rows[0].last_error.as_deref()),
             (2, Some("500"))
@@ -559,10 +624,15 @@ mod cases {
             D,
             "vip",
             next + 10_000,
-            &[outcome(id("a@x.co"), r.seq(), Outcome::Delivered)],
+            vec![outcome(id("a@x.co"), r.seq(), Outcome::Delivered)],
         )
+        .await
         .expect("record");
-        let ev = s.event_status(D, "e").expect("status").expect("known");
+        let ev = s
+            .event_status(D, "e")
+            .await
+            .expect("status")
+            .expect("known");
         assert_eq!(
             (ev.audiences[0].status, ev.audiences[0].next_attempt_ms),
             (StatusKind::Delivered, None)
@@ -571,15 +641,16 @@ mod cases {
         accept1(
             s,
             event("e2", vec![change("vip", "a@x.co", false, Some(2))]),
-        );
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        )
+        .await;
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!((rows.len(), rows[0].attempts), (1, 0));
         // The reconciler may settle a row without sending it.
         s.record_outcomes(
             D,
             "vip",
             NOW,
-            &[outcome(
+            vec![outcome(
                 id("a@x.co"),
                 rows[0].version.seq,
                 Outcome::Superseded {
@@ -587,14 +658,20 @@ mod cases {
                 },
             )],
         )
+        .await
         .expect("record");
-        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
-        assert_eq!(kinds(s, "e2"), vec![StatusKind::Superseded]);
+        assert!(
+            s.pending(D, "vip", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        assert_eq!(kinds(s, "e2").await, vec![StatusKind::Superseded]);
     }
 
-    pub fn pending_rows_rebuild_the_planner_change(h: &dyn Harness) {
+    pub async fn pending_rows_rebuild_the_planner_change(h: &dyn Harness) {
         let s = h.open("change");
-        let s = &*s;
+        let s = &s;
         let mut fields = Map::new();
         fields.insert("plan".into(), json!("gold"));
         fields.insert("score".into(), json!(3.5));
@@ -616,7 +693,7 @@ mod cases {
         };
         let mut e = event("c1", vec![MembershipChange::from_change(&planned)]);
         e.received_ms = NOW - 50;
-        let r = accept1(s, e);
+        let r = accept1(s, e).await;
         let plain = Change {
             audience_key: "plain".into(),
             list: ListRef::for_audience("plain"),
@@ -628,8 +705,8 @@ mod cases {
             time_ms: None,
             seq: 0,
         };
-        let r2 = accept1(s, event("c2", vec![MembershipChange::from_change(&plain)]));
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let r2 = accept1(s, event("c2", vec![MembershipChange::from_change(&plain)])).await;
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].accepted_ms, NOW - 50);
         assert_eq!(
@@ -647,7 +724,7 @@ mod cases {
                 ..planned
             }
         );
-        let rows = s.pending(D, "plain", NOW, 10).expect("pending");
+        let rows = s.pending(D, "plain", NOW, 10).await.expect("pending");
         assert_eq!(
             rows[0].to_change(),
             Change {
@@ -655,7 +732,11 @@ mod cases {
                 ..plain
             }
         );
-        let st = s.event_status(D, "c1").expect("status").expect("known");
+        let st = s
+            .event_status(D, "c1")
+            .await
+            .expect("status")
+            .expect("known");
         assert_eq!(
             st.audiences[0].identity,
             Identity::new(Some("ann@x.co"), Some("u1"))
@@ -665,10 +746,10 @@ mod cases {
             (Some(true), Some(1234))
         );
         assert_eq!(st.received_ms, NOW - 50);
-        assert!(s.event_status(D, "nope").expect("status").is_none());
+        assert!(s.event_status(D, "nope").await.expect("status").is_none());
     }
 
-    pub fn ignored_settings_are_logged_with_the_event(h: &dyn Harness) {
+    pub async fn ignored_settings_are_logged_with_the_event(h: &dyn Harness) {
         let ig = |setting, value: &str, reason: &str| IgnoredSetting {
             setting,
             value: value.into(),
@@ -686,25 +767,29 @@ mod cases {
         );
         {
             let s = h.open("ignored");
-            let s = &*s;
+            let s = &s;
             let mut e = event("i1", vec![change("vip", "a@x.co", true, Some(1))]);
             e.ignored_settings = vec![flag.clone(), campaign.clone()];
-            let first = accept1(s, e);
+            let first = accept1(s, e).await;
             // A repeat of the messageId changes nothing, its settings included.
             let mut again = event("i1", vec![change("vip", "a@x.co", true, Some(2))]);
             again.ignored_settings = vec![ig(SettingName::GlobalUnsubscribe, "0", "x")];
-            assert_eq!(accept1(s, again), Receipt::Duplicate { seq: first.seq() });
+            assert_eq!(
+                accept1(s, again).await,
+                Receipt::Duplicate { seq: first.seq() }
+            );
             // Rejected and skipped events keep theirs too.
             let mut rejected = event("i2", vec![]);
             rejected.content = EventContent::Rejected("no identity".into());
             rejected.ignored_settings = vec![campaign.clone()];
-            accept1(s, rejected);
-            accept1(s, event("i3", vec![change("vip", "b@x.co", true, None)]));
+            accept1(s, rejected).await;
+            accept1(s, event("i3", vec![change("vip", "b@x.co", true, None)])).await;
         }
         let s = h.open("ignored");
-        let s = &*s;
+        let s = &s;
         let got = |m: &str| {
             s.event_status(D, m)
+                .wait()
                 .expect("status")
                 .expect("known")
                 .ignored_settings
@@ -714,32 +799,33 @@ mod cases {
         assert_eq!(got("i2"), vec![campaign]);
         assert_eq!(got("i3"), vec![]);
         // The event itself is stored as usual.
-        assert_eq!(kinds(s, "i1"), vec![StatusKind::Accepted]);
+        assert_eq!(kinds(s, "i1").await, vec![StatusKind::Accepted]);
     }
 
-    pub fn everything_survives_close_and_reopen(h: &dyn Harness) {
+    pub async fn everything_survives_close_and_reopen(h: &dyn Harness) {
         let (seqs, last_seq) = {
             let s = h.open("durable");
-            let s = &*s;
+            let s = &s;
             let mut fields = Map::new();
             fields.insert("k".into(), Value::from("v"));
             let mut c = change("vip", "a@x.co", true, Some(1));
             c.data_fields = Some(fields);
             let rs = s
-                .accept(&[
+                .accept(vec![
                     event("d1", vec![c]),
                     event("d2", vec![change("vip", "b@x.co", true, Some(1))]),
                     event("d3", vec![change("vip", "c@x.co", true, Some(1))]),
                     event("d4", vec![change("vip", "d@x.co", true, Some(1))]),
                     event("d5", vec![change("vip", "d@x.co", false, Some(0))]),
                 ])
+                .await
                 .expect("accept");
             let seqs: Vec<u64> = rs.iter().map(Receipt::seq).collect();
             s.record_outcomes(
                 D,
                 "vip",
                 NOW,
-                &[
+                vec![
                     outcome(id("b@x.co"), seqs[1], Outcome::Delivered),
                     outcome(
                         id("c@x.co"),
@@ -758,13 +844,14 @@ mod cases {
                     ),
                 ],
             )
+            .await
             .expect("record");
-            assert_eq!(s.put_list_id(D, "vip", 77).expect("put"), 77);
+            assert_eq!(s.put_list_id(D, "vip", 77).await.expect("put"), 77);
             (seqs.clone(), seqs[4])
         };
         let s = h.open("durable");
-        let s = &*s;
-        let rows = s.pending(D, "vip", NOW, 10).expect("pending");
+        let s = &s;
+        let rows = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(
             rows.len(),
             1,
@@ -775,22 +862,29 @@ mod cases {
             rows[0].data_fields.as_ref().and_then(|m| m.get("k")),
             Some(&Value::from("v"))
         );
-        let later = s.pending(D, "vip", NOW + 60_000, 10).expect("pending");
+        let later = s
+            .pending(D, "vip", NOW + 60_000, 10)
+            .await
+            .expect("pending");
         assert_eq!(later.len(), 2);
         assert_eq!(
             (later[1].identity.clone(), later[1].attempts),
             (id("d@x.co"), 1)
         );
-        assert_eq!(kinds(s, "d2"), vec![StatusKind::Delivered]);
+        assert_eq!(kinds(s, "d2").await, vec![StatusKind::Delivered]);
         assert_eq!(
-            status(s, "d3"),
+            status(s, "d3").await,
             vec![(StatusKind::Rejected, Some("invalidEmails".into()))]
         );
-        let d4 = s.event_status(D, "d4").expect("status").expect("known");
+        let d4 = s
+            .event_status(D, "d4")
+            .await
+            .expect("status")
+            .expect("known");
         assert_eq!(d4.audiences[0].next_attempt_ms, Some(NOW + 60_000));
-        assert_eq!(kinds(s, "d5"), vec![StatusKind::Skipped]);
-        assert_eq!(s.list_id(D, "vip").expect("get"), Some(77));
-        let c = &s.list_counts(D).expect("counts")[0];
+        assert_eq!(kinds(s, "d5").await, vec![StatusKind::Skipped]);
+        assert_eq!(s.list_id(D, "vip").await.expect("get"), Some(77));
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!(
             (c.list_id, c.members, c.pending, c.retrying, c.rejected),
             (Some(77), 1, 2, 1, 1)
@@ -800,16 +894,17 @@ mod cases {
             accept1(
                 s,
                 event("d1", vec![change("vip", "a@x.co", false, Some(9))])
-            ),
+            )
+            .await,
             Receipt::Duplicate { seq: seqs[0] }
         );
-        let next = accept1(s, event("d6", vec![change("vip", "e@x.co", true, Some(1))]));
+        let next = accept1(s, event("d6", vec![change("vip", "e@x.co", true, Some(1))])).await;
         assert!(next.seq() > last_seq, "{} > {last_seq}", next.seq());
     }
 
-    pub fn each_change_of_an_event_gets_its_own_outcome(h: &dyn Harness) {
+    pub async fn each_change_of_an_event_gets_its_own_outcome(h: &dyn Harness) {
         let s = h.open("parts");
-        let s = &*s;
+        let s = &s;
         // One event, three changes: a user in two audiences and another user in one.
         let seq = accept1(
             s,
@@ -822,13 +917,15 @@ mod cases {
                 ],
             ),
         )
+        .await
         .seq();
         let rejected = Outcome::Rejected {
             reason: "invalidEmails".into(),
         };
         // Later changes first, then the first one.
         let r = s
-            .record_outcomes(D, "churn", NOW, &[outcome(id("a@x.co"), seq, rejected)])
+            .record_outcomes(D, "churn", NOW, vec![outcome(id("a@x.co"), seq, rejected)])
+            .await
             .expect("record");
         assert_eq!(r, [Recorded::Applied]);
         let r = s
@@ -836,14 +933,15 @@ mod cases {
                 D,
                 "vip",
                 NOW,
-                &[
+                vec![
                     outcome(id("b@x.co"), seq, Outcome::Delivered),
                     outcome(id("a@x.co"), seq, Outcome::Delivered),
                 ],
             )
+            .await
             .expect("record");
         assert_eq!(r, [Recorded::Applied, Recorded::Applied]);
-        let st = status(s, "multi");
+        let st = status(s, "multi").await;
         assert_eq!(
             st.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             [
@@ -854,9 +952,19 @@ mod cases {
             "{st:?}"
         );
         assert_eq!(st[2].1.as_deref(), Some("invalidEmails"));
-        assert!(s.pending(D, "vip", NOW, 10).expect("pending").is_empty());
-        assert!(s.pending(D, "churn", NOW, 10).expect("pending").is_empty());
-        let c = s.event_counts(D).expect("counts");
+        assert!(
+            s.pending(D, "vip", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        assert!(
+            s.pending(D, "churn", NOW, 10)
+                .await
+                .expect("pending")
+                .is_empty()
+        );
+        let c = s.event_counts(D).await.expect("counts");
         assert_eq!((c.delivered, c.rejected, c.accepted), (2, 1, 0));
 
         // An event whose first change to a key is stale and whose second is current: the
@@ -864,7 +972,8 @@ mod cases {
         accept1(
             s,
             event("now", vec![change("late", "a@x.co", true, Some(100))]),
-        );
+        )
+        .await;
         let seq = accept1(
             s,
             event(
@@ -875,9 +984,10 @@ mod cases {
                 ],
             ),
         )
+        .await
         .seq();
         assert_eq!(
-            kinds(s, "mixed"),
+            kinds(s, "mixed").await,
             [StatusKind::Skipped, StatusKind::Accepted]
         );
         let r = s
@@ -885,38 +995,37 @@ mod cases {
                 D,
                 "late",
                 NOW,
-                &[outcome(id("a@x.co"), seq, Outcome::Delivered)],
+                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
             )
+            .await
             .expect("record");
         assert_eq!(r, [Recorded::Applied]);
         assert_eq!(
-            kinds(s, "mixed"),
+            kinds(s, "mixed").await,
             [StatusKind::Skipped, StatusKind::Delivered]
         );
     }
 
-    pub fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
+    pub async fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
         let s = h.open("registry");
-        assert_eq!(s.list_id(D, "vip").expect("get"), None);
-        assert_eq!(s.put_list_id(D, "vip", 1).expect("put"), 1);
-        assert_eq!(s.put_list_id(D, "vip", 2).expect("put"), 1, "first wins");
-        assert_eq!(s.list_id(D, "vip").expect("get"), Some(1));
-        assert_eq!(s.put_list_id(D, "other", 3).expect("put"), 3);
-        assert_eq!(s.put_list_id("staging", "vip", 4).expect("put"), 4);
-        assert_eq!(s.list_id(D, "vip").expect("get"), Some(1));
-        // Through the resolver's trait, on a runtime.
-        let shared: Arc<dyn Store> = Arc::from(s);
-        let reg = StoreRegistry(shared);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            assert_eq!(reg.get(D, "vip").await, Ok(Some(1)));
-            assert_eq!(reg.get(D, "new").await, Ok(None));
-            assert_eq!(reg.put(D, "new", 10).await, Ok(()));
-            assert_eq!(reg.put(D, "new", 11).await, Ok(()));
-            assert_eq!(reg.get(D, "new").await, Ok(Some(10)));
-        });
+        assert_eq!(s.list_id(D, "vip").await.expect("get"), None);
+        assert_eq!(s.put_list_id(D, "vip", 1).await.expect("put"), 1);
+        assert_eq!(
+            s.put_list_id(D, "vip", 2).await.expect("put"),
+            1,
+            "first wins"
+        );
+        assert_eq!(s.list_id(D, "vip").await.expect("get"), Some(1));
+        assert_eq!(s.put_list_id(D, "other", 3).await.expect("put"), 3);
+        assert_eq!(s.put_list_id("staging", "vip", 4).await.expect("put"), 4);
+        assert_eq!(s.list_id(D, "vip").await.expect("get"), Some(1));
+        // Through the resolver's trait.
+        let reg = StoreRegistry(s);
+        assert_eq!(reg.get(D, "vip").await, Ok(Some(1)));
+        assert_eq!(reg.get(D, "new").await, Ok(None));
+        assert_eq!(reg.put(D, "new", 10).await, Ok(()));
+        assert_eq!(reg.put(D, "new", 11).await, Ok(()));
+        assert_eq!(reg.get(D, "new").await, Ok(Some(10)));
     }
 
     /// A random interleaving of changes: (identity, audience, member, time), and batch sizes.
@@ -933,9 +1042,9 @@ mod cases {
         )
     }
 
-    pub fn desired_is_the_latest_by_time_then_arrival(h: &dyn Harness) {
+    pub async fn desired_is_the_latest_by_time_then_arrival(h: &dyn Harness) {
         let s = h.open("prop");
-        let s = &*s;
+        let s = &s;
         let case = AtomicU64::new(0);
         let mut runner = TestRunner::new(Config::with_cases(64));
         let result = runner.run(&interleavings(), |(changes, sizes)| {
@@ -963,7 +1072,7 @@ mod cases {
             let mut k = 0;
             while !rest.is_empty() {
                 let n = sizes[k % sizes.len()].min(rest.len());
-                receipts.extend(s.accept(&rest[..n]).expect("accept"));
+                receipts.extend(s.accept(rest[..n].to_vec()).wait().expect("accept"));
                 rest = &rest[n..];
                 k += 1;
             }
@@ -979,6 +1088,7 @@ mod cases {
             for aud in 0..2u8 {
                 let rows = s
                     .pending(&dest, &format!("a{aud}"), NOW, 100)
+                    .wait()
                     .expect("pending");
                 let want: Vec<_> = winner.iter().filter(|((_, a), _)| *a == aud).collect();
                 prop_assert_eq!(rows.len(), want.len());
@@ -1001,7 +1111,10 @@ mod cases {
             // Every event has one status: the winners accepted, the others superseded or skipped.
             let won: Vec<usize> = winner.values().copied().collect();
             for i in 0..events.len() {
-                let st = s.event_status(&dest, &format!("m{i}")).expect("status");
+                let st = s
+                    .event_status(&dest, &format!("m{i}"))
+                    .wait()
+                    .expect("status");
                 let st = st.map(|e| e.audiences.iter().map(|a| a.status).collect::<Vec<_>>());
                 let expected_winner = won.contains(&i);
                 match st.as_deref() {
@@ -1021,19 +1134,20 @@ mod cases {
         }
     }
 
-    pub fn failed_tries_show_on_the_events_and_count_as_retrying(h: &dyn Harness) {
+    pub async fn failed_tries_show_on_the_events_and_count_as_retrying(h: &dyn Harness) {
         let s = h.open("tries");
-        let s = &*s;
-        let a = accept1(s, event("a", vec![change("vip", "a@x.co", true, Some(1))]));
-        let b = accept1(s, event("b", vec![change("vip", "b@x.co", true, Some(1))]));
+        let s = &s;
+        let a = accept1(s, event("a", vec![change("vip", "a@x.co", true, Some(1))])).await;
+        let b = accept1(s, event("b", vec![change("vip", "b@x.co", true, Some(1))])).await;
         let rows = [(id("a@x.co"), a.seq()), (id("b@x.co"), b.seq())];
         let why = "POST /api/lists/subscribe failed: HTTP 500";
         let marked = s
             .record_attempt(D, "vip", NOW, &rows, why, Some(NOW + 400))
+            .await
             .expect("attempt");
         assert_eq!(marked, 2);
         let shown = |m: &str| {
-            let e = s.event_status(D, m).expect("status").expect("known");
+            let e = s.event_status(D, m).wait().expect("status").expect("known");
             let a = &e.audiences[0];
             (a.status, a.attempts, a.reason.clone(), a.next_attempt_ms)
         };
@@ -1041,15 +1155,16 @@ mod cases {
             shown("a"),
             (StatusKind::Pending, 1, Some(why.into()), Some(NOW + 400))
         );
-        let c = &s.list_counts(D).expect("counts")[0];
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!((c.pending, c.retrying), (2, 2));
-        assert_eq!(s.event_counts(D).expect("counts").pending, 2);
+        assert_eq!(s.event_counts(D).await.expect("counts").pending, 2);
         // The stored retry schedule is the reconciler's: a try inside the client is not a
         // stored attempt, and the row stays due.
-        let due = s.pending(D, "vip", NOW, 10).expect("pending");
+        let due = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!((due.len(), due[0].attempts), (2, 0));
         assert_eq!(due[0].last_error.as_deref(), Some(why));
         s.record_attempt(D, "vip", NOW + 1, &rows[..1], "timeout", None)
+            .await
             .expect("attempt");
         assert_eq!(
             shown("a"),
@@ -1060,34 +1175,37 @@ mod cases {
             D,
             "vip",
             NOW + 2,
-            &[outcome(id("a@x.co"), a.seq(), Outcome::Delivered)],
+            vec![outcome(id("a@x.co"), a.seq(), Outcome::Delivered)],
         )
+        .await
         .expect("record");
         assert_eq!(shown("a"), (StatusKind::Delivered, 2, None, None));
-        let c = &s.list_counts(D).expect("counts")[0];
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!((c.pending, c.retrying, c.members), (1, 1, 1));
         // A newer change of b: the old version's tries are not the new one's; a try of the old
         // version marks nothing.
         let b2 = accept1(
             s,
             event("b2", vec![change("vip", "b@x.co", false, Some(2))]),
-        );
+        )
+        .await;
         assert_eq!(shown("b").0, StatusKind::Superseded);
         assert_eq!(shown("b2"), (StatusKind::Accepted, 0, None, None));
         assert_eq!(
             s.record_attempt(D, "vip", NOW, &rows[1..], why, None)
+                .await
                 .expect("attempt"),
             0
         );
         assert_eq!(shown("b2").0, StatusKind::Accepted);
-        let c = &s.list_counts(D).expect("counts")[0];
+        let c = &s.list_counts(D).await.expect("counts")[0];
         assert_eq!((c.pending, c.retrying), (1, 0));
         // After the client gave up, a stored retry counts at least one try.
         s.record_outcomes(
             D,
             "vip",
             NOW,
-            &[outcome(
+            vec![outcome(
                 id("b@x.co"),
                 b2.seq(),
                 Outcome::Retry {
@@ -1096,6 +1214,7 @@ mod cases {
                 },
             )],
         )
+        .await
         .expect("record");
         assert_eq!(
             shown("b2"),
@@ -1108,20 +1227,23 @@ mod cases {
         );
         assert!(
             s.record_attempt(D, "vip", NOW, &[], why, None)
+                .await
                 .expect("none")
                 == 0
         );
     }
 
-    pub fn the_destination_state_is_kept(h: &dyn Harness) {
+    pub async fn the_destination_state_is_kept(h: &dyn Harness) {
         {
             let s = h.open("state");
-            assert_eq!(s.destination_state(D).expect("state"), None);
+            assert_eq!(s.destination_state(D).await.expect("state"), None);
             let paused = DestinationState::Paused {
                 reason: "401 BadApiKey".into(),
                 since_ms: NOW,
             };
-            s.set_destination_state(D, &paused, NOW).expect("store");
+            s.set_destination_state(D, &paused, NOW)
+                .await
+                .expect("store");
             s.set_destination_state(
                 "other",
                 &DestinationState::Degraded {
@@ -1130,31 +1252,34 @@ mod cases {
                 },
                 NOW,
             )
+            .await
             .expect("store");
-            assert_eq!(s.destination_state(D).expect("state"), Some(paused));
+            assert_eq!(s.destination_state(D).await.expect("state"), Some(paused));
         }
         let s = h.open("state");
         assert!(
             s.destination_state(D)
+                .await
                 .expect("state")
                 .is_some_and(|st| st.is_paused())
         );
         assert_eq!(
-            s.destination_state("other").expect("state"),
+            s.destination_state("other").await.expect("state"),
             Some(DestinationState::Degraded {
                 reason: "connection refused".into(),
                 since_ms: NOW - 61_000
             })
         );
         s.set_destination_state(D, &DestinationState::Running, NOW + 1)
+            .await
             .expect("store");
         assert_eq!(
-            s.destination_state(D).expect("state"),
+            s.destination_state(D).await.expect("state"),
             Some(DestinationState::Running)
         );
         // A working store has no write failure; a probe write succeeds.
         assert_eq!(s.write_failure(), None);
-        s.probe_write().expect("probe");
+        s.probe_write().await.expect("probe");
         assert_eq!(s.write_failure(), None);
     }
 
@@ -1193,9 +1318,9 @@ mod cases {
     /// The figures the store maintains equal a full recount, and the recount agrees with
     /// what the store shows otherwise (due rows, event statuses), after any sequence of
     /// writes.
-    pub fn counts_equal_a_full_recount_after_any_writes(h: &dyn Harness) {
+    pub async fn counts_equal_a_full_recount_after_any_writes(h: &dyn Harness) {
         let s = h.open("counts");
-        let s = &*s;
+        let s = &s;
         let case = AtomicU64::new(0);
         let mut runner = TestRunner::new(Config::with_cases(64));
         let result = runner.run(&writes(), |writes| {
@@ -1239,7 +1364,7 @@ mod cases {
                                 }
                             })
                             .collect();
-                        let receipts = s.accept(&batch).expect("accept");
+                        let receipts = s.accept(batch.clone()).wait().expect("accept");
                         for (e, r) in batch.iter().zip(receipts) {
                             if let (EventContent::Changes(cs), Receipt::Accepted { seq, .. }) =
                                 (&e.content, r)
@@ -1276,7 +1401,8 @@ mod cases {
                                 outcome_row(identity.clone(), *seq, outcome)
                             })
                             .collect();
-                        s.record_outcomes(&dest, &audience, clock, &rows)
+                        s.record_outcomes(&dest, &audience, clock, rows)
+                            .wait()
                             .expect("record");
                     }
                     Write::Tries(aud, picks) => {
@@ -1293,18 +1419,20 @@ mod cases {
                             })
                             .collect();
                         s.record_attempt(&dest, &audience, clock, &rows, "timeout", None)
+                            .wait()
                             .expect("attempt");
                     }
                 }
-                let (lists, events) = s.recount(&dest).expect("recount");
-                prop_assert_eq!(&s.list_counts(&dest).expect("counts"), &lists);
-                prop_assert_eq!(s.event_counts(&dest).expect("counts"), events);
+                let (lists, events) = s.recount(&dest).wait().expect("recount");
+                prop_assert_eq!(&s.list_counts(&dest).wait().expect("counts"), &lists);
+                prop_assert_eq!(s.event_counts(&dest).wait().expect("counts"), events);
             }
             // The recount agrees with what the store shows otherwise.
-            let (lists, events) = s.recount(&dest).expect("recount");
+            let (lists, events) = s.recount(&dest).wait().expect("recount");
             for l in &lists {
                 let due = s
                     .pending(&dest, &l.audience_key, i64::MAX, 1_000)
+                    .wait()
                     .expect("pending");
                 prop_assert_eq!(l.pending, due.len() as u64);
             }
@@ -1313,7 +1441,11 @@ mod cases {
             unique.sort();
             unique.dedup();
             for m in &unique {
-                let e = s.event_status(&dest, m).expect("status").expect("known");
+                let e = s
+                    .event_status(&dest, m)
+                    .wait()
+                    .expect("status")
+                    .expect("known");
                 for a in e.audiences {
                     shown.add(a.status, 1);
                 }
@@ -1332,69 +1464,69 @@ macro_rules! conformance {
         mod $engine {
             use super::*;
 
-            #[test]
-            fn latest_wins_whatever_the_arrival_order() {
-                cases::latest_wins_whatever_the_arrival_order(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn latest_wins_whatever_the_arrival_order() {
+                cases::latest_wins_whatever_the_arrival_order(&$harness).await
             }
-            #[test]
-            fn stale_events_are_recorded_as_skipped() {
-                cases::stale_events_are_recorded_as_skipped(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stale_events_are_recorded_as_skipped() {
+                cases::stale_events_are_recorded_as_skipped(&$harness).await
             }
-            #[test]
-            fn duplicate_message_ids_are_ignored() {
-                cases::duplicate_message_ids_are_ignored(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn duplicate_message_ids_are_ignored() {
+                cases::duplicate_message_ids_are_ignored(&$harness).await
             }
-            #[test]
-            fn pending_reflects_desired_versus_acknowledged() {
-                cases::pending_reflects_desired_versus_acknowledged(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pending_reflects_desired_versus_acknowledged() {
+                cases::pending_reflects_desired_versus_acknowledged(&$harness).await
             }
-            #[test]
-            fn delivered_only_if_unchanged_since_planning() {
-                cases::delivered_only_if_unchanged_since_planning(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delivered_only_if_unchanged_since_planning() {
+                cases::delivered_only_if_unchanged_since_planning(&$harness).await
             }
-            #[test]
-            fn rejected_keeps_the_reason() {
-                cases::rejected_keeps_the_reason(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rejected_keeps_the_reason() {
+                cases::rejected_keeps_the_reason(&$harness).await
             }
-            #[test]
-            fn retry_keeps_the_next_attempt() {
-                cases::retry_keeps_the_next_attempt(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn retry_keeps_the_next_attempt() {
+                cases::retry_keeps_the_next_attempt(&$harness).await
             }
-            #[test]
-            fn pending_rows_rebuild_the_planner_change() {
-                cases::pending_rows_rebuild_the_planner_change(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pending_rows_rebuild_the_planner_change() {
+                cases::pending_rows_rebuild_the_planner_change(&$harness).await
             }
-            #[test]
-            fn ignored_settings_are_logged_with_the_event() {
-                cases::ignored_settings_are_logged_with_the_event(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn ignored_settings_are_logged_with_the_event() {
+                cases::ignored_settings_are_logged_with_the_event(&$harness).await
             }
-            #[test]
-            fn everything_survives_close_and_reopen() {
-                cases::everything_survives_close_and_reopen(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn everything_survives_close_and_reopen() {
+                cases::everything_survives_close_and_reopen(&$harness).await
             }
-            #[test]
-            fn each_change_of_an_event_gets_its_own_outcome() {
-                cases::each_change_of_an_event_gets_its_own_outcome(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn each_change_of_an_event_gets_its_own_outcome() {
+                cases::each_change_of_an_event_gets_its_own_outcome(&$harness).await
             }
-            #[test]
-            fn the_registry_keeps_the_first_writer() {
-                cases::the_registry_keeps_the_first_writer(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_registry_keeps_the_first_writer() {
+                cases::the_registry_keeps_the_first_writer(&$harness).await
             }
-            #[test]
-            fn desired_is_the_latest_by_time_then_arrival() {
-                cases::desired_is_the_latest_by_time_then_arrival(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn desired_is_the_latest_by_time_then_arrival() {
+                cases::desired_is_the_latest_by_time_then_arrival(&$harness).await
             }
-            #[test]
-            fn failed_tries_show_on_the_events_and_count_as_retrying() {
-                cases::failed_tries_show_on_the_events_and_count_as_retrying(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failed_tries_show_on_the_events_and_count_as_retrying() {
+                cases::failed_tries_show_on_the_events_and_count_as_retrying(&$harness).await
             }
-            #[test]
-            fn the_destination_state_is_kept() {
-                cases::the_destination_state_is_kept(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_destination_state_is_kept() {
+                cases::the_destination_state_is_kept(&$harness).await
             }
-            #[test]
-            fn counts_equal_a_full_recount_after_any_writes() {
-                cases::counts_equal_a_full_recount_after_any_writes(&$harness)
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn counts_equal_a_full_recount_after_any_writes() {
+                cases::counts_equal_a_full_recount_after_any_writes(&$harness).await
             }
         }
     };

@@ -201,7 +201,7 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
             EventContent::Skipped(_) => 2,
         })
         .collect();
-    match state.writer.write(events).await {
+    match state.store.accept(events).await {
         Ok(receipts) => {
             for (r, k) in receipts.iter().zip(kinds) {
                 match (r, k) {

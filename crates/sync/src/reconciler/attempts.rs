@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use iterable::client::{AttemptObserver, IterableError};
 
-use super::{Inner, blocking};
+use super::shared::Inner;
 use crate::store::{Identity, Seq};
 
 /// The rows a call is made for: their keys are gathered on the first failure only.
@@ -50,11 +50,18 @@ impl<F: Fn() -> Vec<(Identity, Seq)> + Send + Sync> AttemptObserver for Tries<F>
             let now = self.inner.now();
             let next = retry_in.map(|d| now.saturating_add(d.as_millis() as i64));
             let reason = error.to_string();
-            let (dest, aud) = (self.inner.cfg.destination.clone(), self.audience.clone());
-            let recorded = blocking(&self.inner.store, move |s| {
-                s.record_attempt(&dest, &aud, now, &rows, &reason, next)
-            })
-            .await;
+            let recorded = self
+                .inner
+                .store
+                .record_attempt(
+                    &self.inner.cfg.destination,
+                    &self.audience,
+                    now,
+                    &rows,
+                    &reason,
+                    next,
+                )
+                .await;
             if let Err(e) = recorded {
                 // The rows stay as they were; the request goes on.
                 eprintln!(

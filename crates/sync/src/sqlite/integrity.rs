@@ -151,9 +151,11 @@ pub(super) fn cannot_write(e: &StoreError) -> bool {
                         | ErrorCode::OutOfMemory
                 )
             }),
+        StoreError::Group(e) => cannot_write(e),
         StoreError::Corrupt { .. }
         | StoreError::Invalid { .. }
-        | StoreError::SchemaTooNew { .. } => false,
+        | StoreError::SchemaTooNew { .. }
+        | StoreError::Task { .. } => false,
     }
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::outcomes::{MARK_TRIED_EVENTS, MARK_TRIES};
 use super::*;
+use crate::store::*;
 
 /// A directory under the system temp dir, removed on drop.
 struct Dir(std::path::PathBuf);
@@ -200,7 +202,7 @@ fn filled(t: &Dir, events: usize) -> std::path::PathBuf {
                 identity: Identity::new(Some(&format!("u{i}@x.co")), None),
                 member: true,
                 data_fields: None,
-                settings: AudienceSettings::default(),
+                settings: ChangeSettings::default(),
                 time_ms: None,
             }]),
             ignored_settings: Vec::new(),

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use destination::AudienceSettings;
 use destination::settings::ProjectType;
 use iterable::backoff::Backoff;
 use iterable::client::{ApiKey, Client, ClientConfig};
@@ -19,7 +18,10 @@ use iterable_emulator::{
 };
 use serde_json::{Map, Value};
 use sync::reconciler::{EpochClock, Reconciler, ReconcilerConfig};
-use sync::{EventContent, Identity, MembershipChange, NewEvent, SqliteStore, StatusKind, Store};
+use sync::{
+    ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, SqliteStore, StatusKind,
+    Store,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -169,8 +171,14 @@ impl Drop for TempDir {
     }
 }
 
-pub fn open_store(path: &std::path::Path) -> Arc<dyn Store> {
+/// The database, read directly by the tests' checks.
+pub fn open_store(path: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(path).expect("open the store"))
+}
+
+/// The same database through the seam the reconciler uses.
+pub fn seam(store: &Arc<SqliteStore>) -> Store {
+    Store::sqlite_shared(store.clone())
 }
 
 /// Test settings: no linger, quick stored retries, quick polling and probing.
@@ -189,7 +197,7 @@ pub fn config(destination: &str, project_type: ProjectType) -> ReconcilerConfig 
 pub struct World {
     pub emu: RunningEmulator,
     pub dir: TempDir,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<SqliteStore>,
     pub clock: Arc<TestClock>,
 }
 
@@ -212,7 +220,7 @@ impl World {
     pub fn reconciler(&self, cfg: ReconcilerConfig, client: Arc<Client>) -> Arc<Reconciler> {
         Arc::new(Reconciler::new(
             cfg,
-            self.store.clone(),
+            seam(&self.store),
             client,
             Arc::default(),
             self.clock.epoch(),
@@ -226,7 +234,7 @@ impl World {
 
     /// Accepts events received now.
     pub fn accept(&self, events: Vec<(String, Vec<MembershipChange>)>) {
-        accept_into(&*self.store, D, self.clock.now(), events);
+        accept_into(&self.store, D, self.clock.now(), events);
     }
 
     pub fn list_id(&self, audience: &str) -> i64 {
@@ -238,7 +246,7 @@ impl World {
 
     /// Statuses of one event, per audience, with reasons.
     pub fn status(&self, message_id: &str) -> Vec<(StatusKind, Option<String>)> {
-        status_of(&*self.store, D, message_id)
+        status_of(&self.store, D, message_id)
     }
 
     pub fn kind(&self, message_id: &str) -> StatusKind {
@@ -271,7 +279,7 @@ pub fn members(emu: &RunningEmulator, list_id: i64) -> BTreeSet<String> {
 }
 
 pub fn status_of(
-    store: &dyn Store,
+    store: &SqliteStore,
     destination: &str,
     message_id: &str,
 ) -> Vec<(StatusKind, Option<String>)> {
@@ -286,7 +294,7 @@ pub fn status_of(
 }
 
 pub fn accept_into(
-    store: &dyn Store,
+    store: &SqliteStore,
     destination: &str,
     received_ms: i64,
     events: Vec<(String, Vec<MembershipChange>)>,
@@ -318,7 +326,7 @@ pub fn change(
         identity: Identity::new(email, user_id),
         member,
         data_fields: None,
-        settings: AudienceSettings::default(),
+        settings: ChangeSettings::default(),
         time_ms: time,
     }
 }

@@ -1,0 +1,176 @@
+//! Paused, degraded or running: a refused key pauses the destination until a probe (`GET
+//! /api/lists`) works; Iterable unreachable for longer than `degraded_after` makes it degraded
+//! (see `reachability`) until it answers again. The state is stored, so `iterable-lists
+//! status` shows it and a restart starts from it.
+
+use std::sync::atomic::Ordering;
+
+use iterable::client::IterableError;
+use iterable::errors::ErrorClass;
+use iterable::limiter::Endpoint;
+
+use super::DestinationState;
+use super::reachability;
+use super::shared::{Inner, lock};
+use crate::metrics::StatusClass;
+
+impl Inner {
+    /// Paused, else degraded, else running.
+    pub fn state(&self) -> DestinationState {
+        let s = lock(&self.state).clone();
+        if s.is_paused() {
+            return s;
+        }
+        let after = self.degraded_after_ms();
+        match lock(&self.reach).degraded(self.now(), after) {
+            Some((reason, since_ms)) => DestinationState::Degraded {
+                reason: reason.to_string(),
+                since_ms,
+            },
+            None => s,
+        }
+    }
+
+    pub fn degraded_after_ms(&self) -> i64 {
+        i64::try_from(self.cfg.degraded_after.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A call failed: a failure without an answer (or a 5xx) adds to the unreachable streak;
+    /// any other answer ends it.
+    pub fn note_failure(&self, e: &IterableError) {
+        if reachability::unreachable(e) {
+            lock(&self.reach).failed(self.now(), e.to_string());
+            self.announce_degraded();
+        } else {
+            self.note_answer();
+        }
+    }
+
+    /// Iterable answered.
+    pub fn note_answer(&self) {
+        if lock(&self.reach).answered() {
+            eprintln!(
+                "iterable-lists: destination {:?}: Iterable answers again; no longer degraded",
+                self.cfg.destination
+            );
+        }
+    }
+
+    /// Logs, once per streak, that Iterable has been unreachable for too long.
+    pub fn announce_degraded(&self) {
+        let (now, after) = (self.now(), self.degraded_after_ms());
+        let mut r = lock(&self.reach);
+        if r.announce(now, after)
+            && let Some((reason, since)) = r.degraded(now, after)
+        {
+            eprintln!(
+                "iterable-lists: destination {:?} DEGRADED: Iterable unreachable for {} s \
+                 (since epoch ms {since}); deliveries go on being retried; last failure: {reason}",
+                self.cfg.destination,
+                (now - since) / 1000
+            );
+        }
+    }
+
+    /// Stores the state when its word changed since `stored` (the last word stored).
+    pub async fn store_state(&self, stored: &mut Option<&'static str>) {
+        let state = self.state();
+        // Nothing stored yet reads as running.
+        if stored.unwrap_or("running") == state.word() {
+            return;
+        }
+        let (now, word) = (self.now(), state.word());
+        match self
+            .store
+            .set_destination_state(&self.cfg.destination, &state, now)
+            .await
+        {
+            Ok(()) => *stored = Some(word),
+            Err(e) => eprintln!(
+                "iterable-lists: destination {:?}: storing its state: {e}",
+                self.cfg.destination
+            ),
+        }
+    }
+
+    /// Takes up the state an earlier run stored: a pause holds (the key is probed at once), a
+    /// degraded streak goes on. Returns the stored word.
+    pub async fn restore_state(&self) -> Option<&'static str> {
+        match self.store.destination_state(&self.cfg.destination).await {
+            Ok(Some(DestinationState::Paused { reason, since_ms })) => {
+                *lock(&self.state) = DestinationState::Paused { reason, since_ms };
+                Some("paused")
+            }
+            Ok(Some(DestinationState::Degraded { reason, since_ms })) => {
+                lock(&self.reach).restore(since_ms, reason);
+                Some("degraded")
+            }
+            Ok(Some(DestinationState::Running)) => Some("running"),
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!(
+                    "iterable-lists: destination {:?}: reading its stored state: {e}",
+                    self.cfg.destination
+                );
+                None
+            }
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        lock(&self.state).is_paused()
+    }
+
+    pub fn pause(&self, e: &IterableError) {
+        let mut s = lock(&self.state);
+        if !s.is_paused() {
+            let reason = e.to_string();
+            eprintln!(
+                "iterable-lists: destination {:?} paused, Iterable refused the API key: {reason}",
+                self.cfg.destination
+            );
+            *s = DestinationState::Paused {
+                reason,
+                since_ms: self.now(),
+            };
+            self.metrics.paused();
+        }
+    }
+
+    pub fn resume(&self) {
+        let mut s = lock(&self.state);
+        if s.is_paused() {
+            eprintln!(
+                "iterable-lists: destination {:?} resumed, the API key works again",
+                self.cfg.destination
+            );
+            *s = DestinationState::Running;
+            self.resumes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Tries the key with a cheap call; resumes when it works.
+    pub async fn probe(&self) -> bool {
+        match self.client.get_lists().await {
+            Ok(_) => {
+                self.metrics
+                    .request(Endpoint::GetLists, StatusClass::Success);
+                self.note_answer();
+                self.resume();
+                true
+            }
+            Err(e) => {
+                self.metrics
+                    .request(Endpoint::GetLists, StatusClass::of_error(&e));
+                self.note_failure(&e);
+                if e.class == ErrorClass::Authentication {
+                    let mut s = lock(&self.state);
+                    if let DestinationState::Paused { reason, .. } = &mut *s {
+                        *reason = e.to_string();
+                    }
+                }
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Accepting events: each new event is logged, and each of its changes becomes the desired
+//! state of its key unless it is stale (an older version arriving late) or unusable.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::counts::{Delta, Deltas};
+use super::{CURRENT, Current, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
+use crate::store::{
+    Applied, EventContent, MembershipChange, NewEvent, Receipt, StatusKind, StoreError,
+};
+
+/// The insert of a new desired row (pending), up to the conflict action: `NOTHING` for a key
+/// seen for the first time, `UPDATE SET ...` to replace the row of a known key.
+macro_rules! insert_desired {
+    () => {
+        "INSERT INTO desired (destination, list_key, email, user_id, list_id, member, time_ms,
+         seq, part, accepted_ms, data_fields, update_existing_users_only, channel_unsubscribe,
+         campaign_id, state, reason, attempts, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'pending', NULL, 0, 0)
+         ON CONFLICT (destination, list_key, email, user_id) DO "
+    };
+}
+
+impl SqliteStore {
+    pub fn accept(&self, batch: &[NewEvent]) -> Result<Vec<Receipt>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("accept", |tx| {
+            let mut st = AcceptStatements::prepare(tx)?;
+            let mut deltas = Deltas::default();
+            let receipts = batch
+                .iter()
+                .map(|ev| Self::accept_one(tx, &mut st, &mut deltas, ev))
+                .collect::<Result<Vec<_>, _>>()?;
+            deltas.apply(tx, "accept")?;
+            Ok(receipts)
+        })
+    }
+
+    fn accept_one(
+        tx: &Connection,
+        st: &mut AcceptStatements<'_>,
+        deltas: &mut Deltas,
+        ev: &NewEvent,
+    ) -> Result<Receipt, StoreError> {
+        const OP: &str = "accept";
+        // One statement for a new event; a duplicate inserts nothing and is looked up.
+        let inserted = st
+            .insert_event
+            .execute(params![ev.destination, ev.message_id, ev.received_ms])
+            .map_err(engine(OP))?;
+        if inserted == 0 {
+            let seq: i64 = tx
+                .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
+                .map_err(engine(OP))?
+                .query_row(params![ev.destination, ev.message_id], |r| r.get(0))
+                .map_err(engine(OP))?;
+            return Ok(Receipt::Duplicate {
+                seq: to_u64(OP, seq)?,
+            });
+        }
+        let seq = tx.last_insert_rowid();
+        if !ev.ignored_settings.is_empty() {
+            Self::log_ignored_settings(tx, ev, seq)?;
+        }
+        let changes = match &ev.content {
+            EventContent::Rejected(reason) => {
+                Self::log_unusable(st, deltas, ev, seq, StatusKind::Rejected, reason)?;
+                Vec::new()
+            }
+            EventContent::Skipped(reason) => {
+                Self::log_unusable(st, deltas, ev, seq, StatusKind::Skipped, reason)?;
+                Vec::new()
+            }
+            EventContent::Changes(changes) => {
+                Self::apply_changes(tx, st, deltas, ev, seq, changes)?
+            }
+        };
+        Ok(Receipt::Accepted {
+            seq: to_u64(OP, seq)?,
+            changes,
+        })
+    }
+
+    /// The audience settings the event carried that could not be used.
+    fn log_ignored_settings(tx: &Connection, ev: &NewEvent, seq: i64) -> Result<(), StoreError> {
+        const OP: &str = "accept";
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO ignored_settings (seq, setting, value, reason)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (seq, setting) DO NOTHING",
+            )
+            .map_err(engine(OP))?;
+        for ig in &ev.ignored_settings {
+            insert
+                .execute(params![seq, ig.setting.as_str(), ig.value, ig.reason])
+                .map_err(engine(OP))?;
+        }
+        Ok(())
+    }
+
+    /// An event this destination cannot use: one status row, with no audience.
+    fn log_unusable(
+        st: &mut AcceptStatements<'_>,
+        deltas: &mut Deltas,
+        ev: &NewEvent,
+        seq: i64,
+        status: StatusKind,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        st.insert_status
+            .execute(params![
+                seq,
+                0i64,
+                "",
+                "",
+                "",
+                None::<bool>,
+                None::<i64>,
+                status.as_str(),
+                reason,
+                ev.received_ms
+            ])
+            .map_err(engine("accept"))?;
+        deltas.of(&ev.destination, "").event(status, 1);
+        Ok(())
+    }
+
+    /// Each change of a new event, applied and logged with its status.
+    fn apply_changes(
+        tx: &Connection,
+        st: &mut AcceptStatements<'_>,
+        deltas: &mut Deltas,
+        ev: &NewEvent,
+        seq: i64,
+        changes: &[MembershipChange],
+    ) -> Result<Vec<Applied>, StoreError> {
+        const OP: &str = "accept";
+        let mut out = Vec::with_capacity(changes.len());
+        for (part, c) in changes.iter().enumerate() {
+            let part = to_i64(OP, part as u64)?;
+            let d = deltas.of(&ev.destination, &c.audience_key);
+            let (status, reason, applied) = Self::apply_change(tx, st, d, ev, seq, part, c)?;
+            let id = &c.identity;
+            st.insert_status
+                .execute(params![
+                    seq,
+                    part,
+                    c.audience_key,
+                    key_part(&id.email),
+                    key_part(&id.user_id),
+                    c.member,
+                    c.time_ms,
+                    status.as_str(),
+                    reason,
+                    ev.received_ms
+                ])
+                .map_err(engine(OP))?;
+            d.event(status, 1);
+            out.push(applied);
+        }
+        Ok(out)
+    }
+
+    /// Makes one change of a new event the desired state of its key, unless it is unusable or
+    /// stale; returns the event's status in the audience, with the reason. `d` is the
+    /// audience's delta.
+    fn apply_change(
+        tx: &Connection,
+        st: &mut AcceptStatements<'_>,
+        d: &mut Delta,
+        ev: &NewEvent,
+        seq: i64,
+        part: i64,
+        c: &MembershipChange,
+    ) -> Result<(StatusKind, Option<String>, Applied), StoreError> {
+        const OP: &str = "accept";
+        let id = &c.identity;
+        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+        if id.is_empty() {
+            let why = "the change has neither an email nor a userId";
+            return Ok((
+                StatusKind::Rejected,
+                Some(why.into()),
+                Applied::Refused(why.into()),
+            ));
+        }
+        let data = match &c.data_fields {
+            None => None,
+            Some(m) => Some(serde_json::to_string(m).map_err(|e| StoreError::Invalid {
+                op: OP,
+                message: format!("data fields cannot be stored: {e}"),
+            })?),
+        };
+        // A key seen for the first time (every key of an initial sync) needs one statement; a
+        // known key is read first, to decide and to log.
+        let row = params![
+            ev.destination,
+            c.audience_key,
+            email,
+            user_id,
+            c.list_id,
+            c.member,
+            c.time_ms,
+            seq,
+            part,
+            ev.received_ms,
+            data,
+            c.settings.update_existing_users_only,
+            c.settings.channel_unsubscribe,
+            c.settings.campaign_id
+        ];
+        if st.insert_new.execute(row).map_err(engine(OP))? == 1 {
+            d.keys += 1;
+            d.pending += 1;
+            return Ok((StatusKind::Accepted, None, Applied::Current));
+        }
+        let old = current(&mut st.get, OP, &ev.destination, &c.audience_key, id)?;
+        if let Some(old) = &old
+            && let Some(refused) = Self::refused_over(tx, old, c, seq)?
+        {
+            return Ok(refused);
+        }
+        st.upsert.execute(row).map_err(engine(OP))?;
+        match old {
+            None => {
+                d.keys += 1;
+                d.pending += 1;
+            }
+            Some(old) => Self::replaced(st, d, ev, &old)?,
+        }
+        Ok((StatusKind::Accepted, None, Applied::Current))
+    }
+
+    /// Why a change does not replace the stored one of its key, if it does not: the event
+    /// names the key twice, or the stored change is newer.
+    fn refused_over(
+        tx: &Connection,
+        old: &Current,
+        c: &MembershipChange,
+        seq: i64,
+    ) -> Result<Option<(StatusKind, Option<String>, Applied)>, StoreError> {
+        const OP: &str = "accept";
+        if old.seq == seq {
+            let why = "the event names this user and audience twice; the first counts";
+            return Ok(Some((
+                StatusKind::Skipped,
+                Some(why.into()),
+                Applied::Refused(why.into()),
+            )));
+        }
+        if version(OP, c.time_ms, seq)? >= version(OP, old.time_ms, old.seq)? {
+            return Ok(None);
+        }
+        let newer: String = tx
+            .query_row(
+                "SELECT message_id FROM events WHERE seq = ?1",
+                [old.seq],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(engine(OP))?
+            .unwrap_or_default();
+        let why = format!("stale: event {newer:?} for the same user and audience is newer");
+        Ok(Some((StatusKind::Skipped, Some(why), Applied::Stale)))
+    }
+
+    /// The stored change `old` of a key was replaced by a change of `ev`: a pending one's event
+    /// (accepted, or pending after a failure) is superseded.
+    fn replaced(
+        st: &mut AcceptStatements<'_>,
+        d: &mut Delta,
+        ev: &NewEvent,
+        old: &Current,
+    ) -> Result<(), StoreError> {
+        d.state_moved(&old.state, "pending");
+        if old.state != "pending" {
+            return Ok(());
+        }
+        let why = format!("superseded by event {:?}", ev.message_id);
+        for from in [StatusKind::Accepted, StatusKind::Pending] {
+            let moved = st
+                .supersede
+                .execute(params![
+                    old.seq,
+                    old.part,
+                    why,
+                    ev.received_ms,
+                    from.as_str()
+                ])
+                .map_err(engine("accept"))?;
+            if moved == 1 {
+                d.event_moved(from, StatusKind::Superseded);
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The statements of [`Store::accept`], prepared once per batch.
+struct AcceptStatements<'c> {
+    insert_event: rusqlite::CachedStatement<'c>,
+    insert_status: rusqlite::CachedStatement<'c>,
+    get: rusqlite::CachedStatement<'c>,
+    insert_new: rusqlite::CachedStatement<'c>,
+    upsert: rusqlite::CachedStatement<'c>,
+    supersede: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> AcceptStatements<'c> {
+    fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
+        let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("accept"));
+        Ok(Self {
+            insert_event: p(
+                "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, message_id) DO NOTHING",
+            )?,
+            insert_status: p(
+                "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
+                 time_ms, status, reason, next_attempt_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
+            )?,
+            get: p(CURRENT)?,
+            insert_new: p(concat!(insert_desired!(), "NOTHING"))?,
+            upsert: p(concat!(
+                insert_desired!(),
+                "UPDATE SET
+                 list_id = excluded.list_id, member = excluded.member,
+                 time_ms = excluded.time_ms, seq = excluded.seq, part = excluded.part,
+                 accepted_ms = excluded.accepted_ms, data_fields = excluded.data_fields,
+                 update_existing_users_only = excluded.update_existing_users_only,
+                 channel_unsubscribe = excluded.channel_unsubscribe,
+                 campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
+                 attempts = 0, next_attempt_ms = 0, tries = 0"
+            ))?,
+            supersede: p(
+                "UPDATE event_audiences SET status = 'superseded', reason = ?3,
+                 next_attempt_ms = NULL, updated_ms = ?4
+                 WHERE seq = ?1 AND part = ?2 AND status = ?5",
+            )?,
+        })
+    }
+}

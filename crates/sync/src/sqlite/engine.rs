@@ -1,0 +1,196 @@
+//! The SQLite database as an [`Engine`]: each operation runs the blocking call of
+//! [`SqliteStore`] on tokio's blocking pool, the one place where store calls leave the async
+//! world, except ingestion, which goes through the engine's own queue and thread (see
+//! `ingest`). The writers share one group transaction (see `group`) and the checkpointer
+//! copies the WAL (see `checkpoint`).
+
+use std::sync::Arc;
+
+use super::SqliteStore;
+use super::ingest::Ingest;
+use crate::store::{
+    DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
+    PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+};
+
+/// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
+#[derive(Debug)]
+pub struct SqliteEngine {
+    db: Arc<SqliteStore>,
+    ingest: Ingest,
+}
+
+impl SqliteEngine {
+    pub fn new(db: Arc<SqliteStore>) -> Self {
+        Self {
+            db,
+            ingest: Ingest::default(),
+        }
+    }
+
+    /// The database, for its blocking calls (tests, diagnostics).
+    pub fn database(&self) -> &Arc<SqliteStore> {
+        &self.db
+    }
+
+    /// Runs `f` on the database on tokio's blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(|e| StoreError::Task {
+                    op,
+                    message: e.to_string(),
+                })?
+        })
+    }
+}
+
+impl Store {
+    /// A store over a SQLite database.
+    pub fn sqlite(db: SqliteStore) -> Self {
+        Self::sqlite_shared(Arc::new(db))
+    }
+
+    /// A store over a SQLite database that the caller also uses directly (tests).
+    pub fn sqlite_shared(db: Arc<SqliteStore>) -> Self {
+        Self::new(Arc::new(SqliteEngine::new(db)))
+    }
+}
+
+impl Engine for SqliteEngine {
+    /// Through the ingestion queue (see `ingest`), not the blocking pool.
+    fn accept(&self, batch: Vec<NewEvent>) -> StoreFuture<'_, Vec<Receipt>> {
+        Box::pin(self.ingest.accept(&self.db, batch))
+    }
+
+    fn pending<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<PendingRow>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("pending", move |db| db.pending(&d, &a, now_ms, limit))
+    }
+
+    fn pending_audiences<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>> {
+        let d = destination.to_string();
+        self.run("pending_audiences", move |db| {
+            db.pending_audiences(&d, now_ms)
+        })
+    }
+
+    fn record_outcomes<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        outcomes: Vec<OutcomeRow>,
+    ) -> StoreFuture<'a, Vec<Recorded>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("record_outcomes", move |db| {
+            db.record_outcomes(&d, &a, now_ms, &outcomes)
+        })
+    }
+
+    fn record_attempt<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        rows: &'a [(Identity, Seq)],
+        reason: &'a str,
+        next_attempt_ms: Option<i64>,
+    ) -> StoreFuture<'a, usize> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        let (rows, reason) = (rows.to_vec(), reason.to_string());
+        self.run("record_attempt", move |db| {
+            db.record_attempt(&d, &a, now_ms, &rows, &reason, next_attempt_ms)
+        })
+    }
+
+    fn list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<i64>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("list_id", move |db| db.list_id(&d, &a))
+    }
+
+    fn put_list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        list_id: i64,
+    ) -> StoreFuture<'a, i64> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("put_list_id", move |db| db.put_list_id(&d, &a, list_id))
+    }
+
+    fn event_status<'a>(
+        &'a self,
+        destination: &'a str,
+        message_id: &'a str,
+    ) -> StoreFuture<'a, Option<EventRecord>> {
+        let (d, m) = (destination.to_string(), message_id.to_string());
+        self.run("event_status", move |db| db.event_status(&d, &m))
+    }
+
+    fn list_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<ListCounts>> {
+        let d = destination.to_string();
+        self.run("list_counts", move |db| db.list_counts(&d))
+    }
+
+    fn event_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, EventCounts> {
+        let d = destination.to_string();
+        self.run("event_counts", move |db| db.event_counts(&d))
+    }
+
+    fn recount<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (Vec<ListCounts>, EventCounts)> {
+        let d = destination.to_string();
+        self.run("recount", move |db| db.recount(&d))
+    }
+
+    fn destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<DestinationState>> {
+        let d = destination.to_string();
+        self.run("destination_state", move |db| db.destination_state(&d))
+    }
+
+    fn set_destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+        state: &'a DestinationState,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        let (d, state) = (destination.to_string(), state.clone());
+        self.run("set_destination_state", move |db| {
+            db.set_destination_state(&d, &state, now_ms)
+        })
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.db.write_failure()
+    }
+
+    fn probe_write(&self) -> StoreFuture<'_, ()> {
+        self.run("probe_write", SqliteStore::probe_write)
+    }
+}

@@ -1,0 +1,430 @@
+//! Recording what Iterable answered: each planned row's outcome (delivered, rejected,
+//! retried, superseded) settles its key and its event, or is dropped when a newer change
+//! arrived meanwhile; and each failed try of a request the client still retries.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::counts::{self, Delta};
+use super::{CURRENT, Current, SqliteStore, current, engine, key_part, status_of, to_i64, version};
+use crate::store::{Identity, Outcome, OutcomeRow, Recorded, Seq, StatusKind, StoreError};
+
+/// One more failed try for the keys of a JSON array `[[email, userId, seq], ...]` (`?4`) of one
+/// audience whose desired version is still that seq and pending. Each key is one primary-key
+/// search (see the test of the query plans).
+pub(super) const MARK_TRIES: &str = "UPDATE desired SET tries = tries + 1, reason = ?3
+     WHERE (destination, list_key, email, user_id, seq) IN
+       (SELECT ?1, ?2, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?4))
+       AND state = 'pending'";
+
+/// The events of those keys (`?6`) in status `?7`: `pending`, with the last error and the next
+/// try.
+pub(super) const MARK_TRIED_EVENTS: &str =
+    "UPDATE event_audiences SET status = 'pending', reason = ?3,
+     next_attempt_ms = ?4, updated_ms = ?5
+     WHERE (seq, part) IN
+       (SELECT d.seq, d.part FROM json_each(?6) AS k CROSS JOIN desired d
+          ON d.destination = ?1 AND d.list_key = ?2 AND d.email = k.value ->> 0
+         AND d.user_id = k.value ->> 1 AND d.seq = k.value ->> 2
+        WHERE d.state = 'pending')
+       AND status = ?7";
+
+impl SqliteStore {
+    pub fn record_outcomes(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        outcomes: &[OutcomeRow],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        const OP: &str = "record_outcomes";
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(OP, |tx| {
+            let mut st = OutcomeStatements::prepare(tx)?;
+            let mut d = Delta::default();
+            let at = Recording {
+                destination,
+                audience_key,
+                now_ms,
+            };
+            let mut out = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                out.push(Self::record_one(&mut st, &mut d, &at, o)?);
+            }
+            counts::apply(tx, OP, destination, audience_key, &d)?;
+            Ok(out)
+        })
+    }
+
+    pub fn record_attempt(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        rows: &[(Identity, Seq)],
+        reason: &str,
+        next_attempt_ms: Option<i64>,
+    ) -> Result<usize, StoreError> {
+        const OP: &str = "record_attempt";
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let keys = Value::Array(
+            rows.iter()
+                .map(|(id, seq)| {
+                    Value::Array(vec![
+                        key_part(&id.email).into(),
+                        key_part(&id.user_id).into(),
+                        (*seq).into(),
+                    ])
+                })
+                .collect(),
+        )
+        .to_string();
+        self.write(OP, |tx| {
+            // Whatever the number of rows, a few statements: the keys travel as one JSON array.
+            let marked = tx
+                .prepare_cached(MARK_TRIES)
+                .map_err(engine(OP))?
+                .execute(params![destination, audience_key, reason, keys])
+                .map_err(engine(OP))?;
+            if marked == 0 {
+                return Ok(0);
+            }
+            let events = |from: StatusKind| {
+                tx.prepare_cached(MARK_TRIED_EVENTS)
+                    .map_err(engine(OP))?
+                    .execute(params![
+                        destination,
+                        audience_key,
+                        reason,
+                        next_attempt_ms,
+                        now_ms,
+                        keys,
+                        from.as_str()
+                    ])
+                    .map_err(engine(OP))
+            };
+            events(StatusKind::Pending)?;
+            let flipped = events(StatusKind::Accepted)?;
+            let mut d = Delta::default();
+            d.event(StatusKind::Accepted, -(flipped as i64));
+            d.event(StatusKind::Pending, flipped as i64);
+            counts::apply(tx, OP, destination, audience_key, &d)?;
+            Ok(marked)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// The common case of [`SqliteStore::record_one`]: the planned version is still the
+    /// desired one and still pending, and Iterable took (`kind` delivered) or refused it. Its
+    /// event is accepted, or pending after a failed try.
+    fn settle_planned(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        id: &Identity,
+        row: &Current,
+        (kind, reason): (StatusKind, Option<&str>),
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_outcomes";
+        let Recording {
+            destination,
+            audience_key,
+            now_ms,
+        } = *at;
+        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+        let seq = row.seq;
+        st.settle_current
+            .execute(params![
+                destination,
+                audience_key,
+                email,
+                user_id,
+                kind.as_str(),
+                reason,
+                now_ms
+            ])
+            .map_err(engine(OP))?;
+        d.state_moved("pending", kind.as_str());
+        if kind == StatusKind::Delivered {
+            d.ack_moved(row.ack_member, row.member);
+            d.delivered_at(now_ms);
+        }
+        for from in [StatusKind::Accepted, StatusKind::Pending] {
+            let moved = st
+                .move_status
+                .execute(params![
+                    seq,
+                    row.part,
+                    kind.as_str(),
+                    reason,
+                    now_ms,
+                    from.as_str()
+                ])
+                .map_err(engine(OP))?;
+            if moved == 1 {
+                d.event_moved(from, kind);
+                return Ok(());
+            }
+        }
+        // The event had another status (not seen in practice): set it all the same.
+        let was: Option<String> = st
+            .status_of
+            .query_row(params![seq, row.part], |r| r.get(0))
+            .optional()
+            .map_err(engine(OP))?;
+        if let Some(was) = was {
+            d.event_moved(status_of(OP, &was)?, kind);
+            st.set_status
+                .execute(params![
+                    seq,
+                    row.part,
+                    kind.as_str(),
+                    reason,
+                    None::<i64>,
+                    now_ms
+                ])
+                .map_err(engine(OP))?;
+        }
+        Ok(())
+    }
+
+    /// Records one outcome of [`Store::record_outcomes`]. The key's desired row is read first:
+    /// it decides, and tells what changes in the audience's figures (`d`).
+    fn record_one(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        o: &OutcomeRow,
+    ) -> Result<Recorded, StoreError> {
+        const OP: &str = "record_outcomes";
+        let Recording {
+            destination,
+            audience_key,
+            ..
+        } = *at;
+        let id = &o.identity;
+        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+        let seq = to_i64(OP, o.seq)?;
+        let Some(row) = current(&mut st.get, OP, destination, audience_key, id)? else {
+            return Ok(Recorded::Unknown);
+        };
+        let unchanged = row.seq == seq;
+        let settled = match &o.outcome {
+            Outcome::Delivered => Some((StatusKind::Delivered, None)),
+            Outcome::Rejected { reason } => Some((StatusKind::Rejected, Some(reason.as_str()))),
+            Outcome::Retry { .. } | Outcome::Superseded { .. } => None,
+        };
+        if let Some((kind, reason)) = settled
+            && unchanged
+            && row.state == "pending"
+        {
+            Self::settle_planned(st, d, at, id, &row, (kind, reason))?;
+            return Ok(Recorded::Applied);
+        }
+        let event: Option<(i64, Option<bool>, Option<i64>, String)> = st
+            .planned
+            .query_row(params![seq, audience_key, email, user_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(engine(OP))?;
+        let Some((part, member, time_ms, was)) = event else {
+            return Ok(Recorded::Unknown);
+        };
+        let was = status_of(OP, &was)?;
+        if unchanged && row.state != "pending" && o.outcome != Outcome::Delivered {
+            // Already settled (e.g. an outcome reported twice): keep the first.
+            return Ok(Recorded::Applied);
+        }
+        let event = PlannedEvent {
+            seq,
+            part,
+            member,
+            time_ms,
+            was,
+        };
+        let settle = Self::log_outcome(st, d, at, o, &row, &event, unchanged)?;
+        if let Some((state, reason, attempts, next)) = settle {
+            st.settle
+                .execute(params![
+                    destination,
+                    audience_key,
+                    email,
+                    user_id,
+                    state,
+                    reason,
+                    attempts,
+                    next
+                ])
+                .map_err(engine(OP))?;
+            d.state_moved(&row.state, state);
+        }
+        Ok(if unchanged {
+            Recorded::Applied
+        } else {
+            Recorded::ChangedMeanwhile
+        })
+    }
+
+    /// Logs an outcome on its planned event (a delivery also moves the acknowledged state when
+    /// it is newer). Returns how the key settles: (state, reason, attempts to add, next
+    /// attempt), when the planned version is still the desired one.
+    fn log_outcome<'o>(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        o: &'o OutcomeRow,
+        row: &Current,
+        ev: &PlannedEvent,
+        unchanged: bool,
+    ) -> Result<Option<Settle<'o>>, StoreError> {
+        const OP: &str = "record_outcomes";
+        let PlannedEvent { seq, part, was, .. } = *ev;
+        let now_ms = at.now_ms;
+        let mut status = |d: &mut Delta, k: StatusKind, reason: Option<&str>, next: Option<i64>| {
+            d.event_moved(was, k);
+            st.set_status
+                .execute(params![seq, part, k.as_str(), reason, next, now_ms])
+                .map(|_| ())
+                .map_err(engine(OP))
+        };
+        Ok(match &o.outcome {
+            Outcome::Delivered => {
+                status(d, StatusKind::Delivered, None, None)?;
+                Self::acknowledge(st, d, at, &o.identity, row, ev)?;
+                unchanged.then_some(("delivered", None, 0, 0))
+            }
+            Outcome::Rejected { reason } => {
+                status(d, StatusKind::Rejected, Some(reason), None)?;
+                unchanged.then_some(("rejected", Some(reason.as_str()), 0, 0))
+            }
+            Outcome::Retry {
+                next_attempt_ms,
+                reason,
+            } => {
+                if unchanged {
+                    status(d, StatusKind::Pending, Some(reason), Some(*next_attempt_ms))?;
+                }
+                unchanged.then_some(("pending", Some(reason.as_str()), 1, *next_attempt_ms))
+            }
+            Outcome::Superseded { reason } => {
+                if unchanged {
+                    status(d, StatusKind::Superseded, Some(reason), None)?;
+                }
+                unchanged.then_some(("superseded", Some(reason.as_str()), 0, 0))
+            }
+        })
+    }
+
+    /// A delivered version newer than the acknowledged one becomes the acknowledged state.
+    fn acknowledge(
+        st: &mut OutcomeStatements<'_>,
+        d: &mut Delta,
+        at: &Recording<'_>,
+        id: &Identity,
+        row: &Current,
+        ev: &PlannedEvent,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_outcomes";
+        let newer_than_ack = match row.ack_seq {
+            None => true,
+            Some(a) => version(OP, ev.time_ms, ev.seq)? > version(OP, row.ack_time_ms, a)?,
+        };
+        if newer_than_ack {
+            st.ack
+                .execute(params![
+                    at.destination,
+                    at.audience_key,
+                    key_part(&id.email),
+                    key_part(&id.user_id),
+                    ev.member,
+                    ev.time_ms,
+                    ev.seq,
+                    at.now_ms
+                ])
+                .map_err(engine(OP))?;
+            d.ack_moved(row.ack_member, ev.member == Some(true));
+            d.delivered_at(at.now_ms);
+        }
+        Ok(())
+    }
+}
+
+/// How a key settles: its new state, the reason, attempts to add and the next attempt.
+type Settle<'o> = (&'static str, Option<&'o str>, i64, i64);
+
+/// The event an outcome is about, as planned: its seq and part, the membership and time it
+/// asked for, and its status before the outcome.
+#[derive(Clone, Copy)]
+struct PlannedEvent {
+    seq: i64,
+    part: i64,
+    member: Option<bool>,
+    time_ms: Option<i64>,
+    was: StatusKind,
+}
+
+/// Where and when outcomes are recorded: one audience, one moment.
+#[derive(Clone, Copy)]
+struct Recording<'a> {
+    destination: &'a str,
+    audience_key: &'a str,
+    now_ms: i64,
+}
+
+/// The statements of [`Store::record_outcomes`], prepared once per call.
+struct OutcomeStatements<'c> {
+    get: rusqlite::CachedStatement<'c>,
+    planned: rusqlite::CachedStatement<'c>,
+    status_of: rusqlite::CachedStatement<'c>,
+    set_status: rusqlite::CachedStatement<'c>,
+    move_status: rusqlite::CachedStatement<'c>,
+    ack: rusqlite::CachedStatement<'c>,
+    settle: rusqlite::CachedStatement<'c>,
+    settle_current: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> OutcomeStatements<'c> {
+    fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
+        let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("record_outcomes"));
+        Ok(Self {
+            get: p(CURRENT)?,
+            planned: p("SELECT part, member, time_ms, status FROM event_audiences
+                 WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
+            status_of: p("SELECT status FROM event_audiences WHERE seq = ?1 AND part = ?2")?,
+            set_status: p(
+                "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
+                 updated_ms = ?6 WHERE seq = ?1 AND part = ?2",
+            )?,
+            move_status: p(
+                "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = NULL,
+                 updated_ms = ?5 WHERE seq = ?1 AND part = ?2 AND status = ?6",
+            )?,
+            ack: p(
+                "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
+                 ack_ms = ?8
+                 WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+            )?,
+            settle: p("UPDATE desired SET state = ?5, reason = ?6,
+                 attempts = attempts + ?7, tries = MAX(tries, attempts + ?7),
+                 next_attempt_ms = ?8
+                 WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
+            // No RETURNING, and no UPDATE by a key prefix: either makes SQLite open a
+            // statement journal per row. The acknowledged version is never newer than the
+            // desired one, so a delivery of the desired version always moves it.
+            settle_current: p(
+                "UPDATE desired SET state = ?5, reason = ?6, next_attempt_ms = 0,
+                 ack_member = CASE WHEN ?5 = 'delivered' THEN member ELSE ack_member END,
+                 ack_time_ms = CASE WHEN ?5 = 'delivered' THEN time_ms ELSE ack_time_ms END,
+                 ack_seq = CASE WHEN ?5 = 'delivered' THEN seq ELSE ack_seq END,
+                 ack_ms = CASE WHEN ?5 = 'delivered' THEN ?7 ELSE ack_ms END
+                 WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
+            )?,
+        })
+    }
+}

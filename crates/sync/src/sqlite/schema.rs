@@ -1,0 +1,205 @@
+//! The schema: its tables (see the module doc of `crate::sqlite`), its version, and the
+//! migrations from older versions, run in one transaction at open.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::integrity::open_error;
+use super::{SqliteStore, counts, engine};
+use crate::store::StoreError;
+
+/// The schema version this code creates and reads.
+pub const SCHEMA_VERSION: i64 = 3;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    UNIQUE (destination, message_id)
+);
+CREATE TABLE IF NOT EXISTS event_audiences (
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    list_key TEXT NOT NULL,
+    email TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    member INTEGER,
+    time_ms INTEGER,
+    status TEXT NOT NULL,
+    reason TEXT,
+    next_attempt_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (seq, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS desired (
+    destination TEXT NOT NULL,
+    list_key TEXT NOT NULL,
+    email TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    list_id INTEGER,
+    member INTEGER NOT NULL,
+    time_ms INTEGER,
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    data_fields TEXT,
+    update_existing_users_only INTEGER,
+    channel_unsubscribe INTEGER,
+    campaign_id INTEGER,
+    state TEXT NOT NULL,
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    ack_member INTEGER,
+    ack_time_ms INTEGER,
+    ack_seq INTEGER,
+    ack_ms INTEGER,
+    tries INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination, list_key, email, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS desired_pending
+    ON desired (destination, list_key, seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS lists (
+    destination TEXT NOT NULL,
+    audience_key TEXT NOT NULL,
+    list_id INTEGER NOT NULL,
+    PRIMARY KEY (destination, audience_key)
+);
+CREATE TABLE IF NOT EXISTS ignored_settings (
+    seq INTEGER NOT NULL,
+    setting TEXT NOT NULL,
+    value TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (seq, setting)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS write_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS destination_state (
+    destination TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    reason TEXT,
+    since_ms INTEGER,
+    updated_ms INTEGER NOT NULL
+);
+";
+
+/// Creates what is missing of the schema.
+fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(counts::SCHEMA)
+}
+
+/// A write that changes a byte on disk, to find out whether the store can write: SQLite skips
+/// writing a row that an update leaves as it was, so the row counts up.
+pub(super) const PROBE: &str = "INSERT INTO write_probe (id, n) VALUES (1, 1)
+     ON CONFLICT (id) DO UPDATE SET n = (n + 1) % 1000000";
+
+/// The columns of `desired` in versions 1 and 2 (version 3 added `tries`).
+const DESIRED_V2_COLUMNS: &str = "destination, list_key, email, user_id, list_id, member,
+    time_ms, seq, part, accepted_ms, data_fields, update_existing_users_only,
+    channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms, ack_member,
+    ack_time_ms, ack_seq, ack_ms";
+
+impl SqliteStore {
+    /// Creates the schema, or migrates an older one, and proves the database writable, in
+    /// one transaction.
+    pub(super) fn create_or_migrate(
+        conn: &mut Connection,
+        location: &str,
+    ) -> Result<(), StoreError> {
+        let err = |during: &'static str| move |e| open_error(location, during, e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err("begin"))?;
+        create_tables(&tx).map_err(err("schema"))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(err("schema version"))?;
+        match found {
+            None => {
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(err("schema version"))?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(v) => {
+                if v < 2 {
+                    Self::migrate_to_2(&tx).map_err(err("migration to version 2"))?;
+                }
+                if v < 3 {
+                    Self::migrate_to_3(&tx).map_err(|e| match e {
+                        StoreError::Engine { source, .. } => StoreError::Open {
+                            location: location.to_string(),
+                            source: format!("migration to version 3: {source}").into(),
+                        },
+                        other => other,
+                    })?;
+                }
+            }
+        }
+        tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
+            .map_err(err("schema version"))?;
+        // A real write, committed: a read-only file, directory or filesystem (or a full disk)
+        // fails here, at start, not at the first event.
+        tx.execute(PROBE, []).map_err(err("write test"))?;
+        tx.commit().map_err(err("commit"))
+    }
+
+    /// Version 2 clusters `desired` by its key (WITHOUT ROWID): one B-tree instead of a table
+    /// and its key index. Same columns, so the rows are copied as they are.
+    pub(super) fn migrate_to_2(tx: &Connection) -> rusqlite::Result<()> {
+        tx.execute_batch(
+            "ALTER TABLE desired RENAME TO desired_v1;
+             DROP INDEX desired_pending;",
+        )?;
+        create_tables(tx)?;
+        tx.execute_batch(&format!(
+            "INSERT INTO desired ({DESIRED_V2_COLUMNS}) SELECT {DESIRED_V2_COLUMNS} FROM desired_v1;
+             DROP TABLE desired_v1;"
+        ))
+    }
+
+    /// Version 3 counts failed tries per key (`tries`), keeps each destination's state, and
+    /// maintains the figures per audience (`audience_counts`, filled here from every row).
+    pub(super) fn migrate_to_3(tx: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "open";
+        let has_tries: bool = tx
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('desired') WHERE name = 'tries'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(engine(OP))?;
+        if !has_tries {
+            // A stored retry counted one failed try at least.
+            tx.execute_batch(
+                "ALTER TABLE desired ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+                 UPDATE desired SET tries = attempts WHERE attempts > 0;",
+            )
+            .map_err(engine(OP))?;
+        }
+        tx.execute("DELETE FROM audience_counts", [])
+            .map_err(engine(OP))?;
+        counts::fill(tx)
+    }
+}
+
+impl SqliteStore {
+    /// The schema version stored in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(engine("schema_version"))
+    }
+}

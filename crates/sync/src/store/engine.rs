@@ -1,0 +1,132 @@
+//! The seam every storage engine implements: one object-safe trait whose operations return
+//! boxed futures. An engine with an async driver (PostgreSQL through `tokio-postgres`) runs
+//! them natively, without a thread hop; the embedded SQLite engine, a blocking library, runs
+//! each on tokio's blocking pool and ingestion on a thread of its own
+//! (`crate::sqlite::engine`). Callers hold the engine behind [`crate::Store`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::error::StoreError;
+use super::rows::{
+    EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow, Receipt,
+    Recorded, Seq,
+};
+use super::state::DestinationState;
+
+/// What every engine operation returns: a future of the operation's result, `Send` so that
+/// any task may await it.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Durable state behind the sync service. Every operation is one transaction.
+///
+/// Arguments: names are borrowed (an engine that needs them past the call copies them, which
+/// costs nothing next to a transaction); the batches of the hot paths, [`Engine::accept`] and
+/// [`Engine::record_outcomes`], are moved in, so that no engine has to copy them.
+pub trait Engine: Send + Sync + 'static {
+    /// Stores a batch of events in one durable transaction: when this returns `Ok`, every
+    /// change and log row is on disk; on `Err`, nothing of the batch is. Duplicate messageIds
+    /// (per destination, also within the batch) are ignored. One receipt per event, in order.
+    fn accept(&self, batch: Vec<NewEvent>) -> StoreFuture<'_, Vec<Receipt>>;
+
+    /// Up to `limit` keys of one audience whose desired version still has to reach Iterable
+    /// and whose next attempt is due at `now_ms`, oldest arrival first.
+    fn pending<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<PendingRow>>;
+
+    /// Audiences of `destination` with at least one key due at `now_ms`.
+    fn pending_audiences<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>>;
+
+    /// Records what happened to planned rows of one audience, in one transaction. One result
+    /// per row, in order.
+    fn record_outcomes<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        outcomes: Vec<OutcomeRow>,
+    ) -> StoreFuture<'a, Vec<Recorded>>;
+
+    /// Records one failed try of a request (or of the list lookup) that `rows` wait for, while
+    /// the client tries again: each row whose desired version is still that `seq` and pending
+    /// counts one more attempt, and its event shows `pending` with `reason` and the next try
+    /// at `next_attempt_ms`. Returns how many rows it marked.
+    fn record_attempt<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        rows: &'a [(Identity, Seq)],
+        reason: &'a str,
+        next_attempt_ms: Option<i64>,
+    ) -> StoreFuture<'a, usize>;
+
+    /// The registry's list for an audience.
+    fn list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<i64>>;
+
+    /// Registers a list for an audience unless one is registered already (first writer wins).
+    /// Returns the registered id, which is `list_id` only if this call won.
+    fn put_list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        list_id: i64,
+    ) -> StoreFuture<'a, i64>;
+
+    /// What happened to an event, per audience; `None` if the messageId is unknown.
+    fn event_status<'a>(
+        &'a self,
+        destination: &'a str,
+        message_id: &'a str,
+    ) -> StoreFuture<'a, Option<EventRecord>>;
+
+    /// Gauges per audience of `destination`, by audience key.
+    fn list_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<ListCounts>>;
+
+    /// Event-log counts per status of `destination`.
+    fn event_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, EventCounts>;
+
+    /// [`Engine::list_counts`] and [`Engine::event_counts`] counted again from every row, for
+    /// checks. The two are maintained as rows change and cost nothing that grows with the
+    /// data; this one reads everything.
+    fn recount<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (Vec<ListCounts>, EventCounts)>;
+
+    /// The destination's stored state; `None` when none was ever stored.
+    fn destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<DestinationState>>;
+
+    /// Stores the destination's state.
+    fn set_destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+        state: &'a DestinationState,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Why the last write failed, while no write has succeeded since (the store cannot write:
+    /// a read-only or full disk, a broken file). `None` while writes succeed. A flag: it never
+    /// waits.
+    fn write_failure(&self) -> Option<String>;
+
+    /// A real write transaction that changes nothing, to find out whether the store can write
+    /// again (it clears [`Engine::write_failure`] when it succeeds).
+    fn probe_write(&self) -> StoreFuture<'_, ()>;
+}
