@@ -286,6 +286,16 @@ impl Reconciler {
             .sum()
     }
 
+    /// Requests to Iterable started and not answered yet (each holds one of `concurrency`'s
+    /// slots from the moment its task is spawned; on shutdown, the loop waits for them).
+    pub fn requests_in_flight(&self) -> usize {
+        self.inner
+            .cfg
+            .concurrency
+            .max(1)
+            .saturating_sub(self.inner.slots.available_permits())
+    }
+
     /// Delivers until `shutdown` turns true (or its sender is dropped). Then it starts
     /// nothing new (lingering rows stay pending in the store), waits for the requests in
     /// flight, records their outcomes, and returns. Store failures are reported on stderr and
