@@ -61,6 +61,8 @@ pub struct AppState {
     pub clock: EpochClock,
     /// The store's figures for `/metrics` and `/v1/status`, read at most once a second.
     pub figures: Snapshot<Vec<Figures>>,
+    /// At most so many answers a second of `/metrics` and `/v1/status` together.
+    pub pace: crate::http::Pace,
 }
 
 impl AppState {
@@ -292,6 +294,7 @@ impl RunningService {
             request_seq: AtomicU64::new(0),
             clock,
             figures: Snapshot::new(figures::MAX_AGE),
+            pace: crate::http::Pace::default(),
         });
         let (tx, rx) = watch::channel(false);
         let mut reconcilers = Vec::new();

@@ -120,3 +120,47 @@ async fn the_basic_scheme_of_a_write_key_is_case_insensitive() {
         assert_eq!((status, body), (200, json!({"success": true})), "{scheme}");
     }
 }
+
+/// Clients polling `/metrics` and `/v1/status` all at once are paced: each waits its turn
+/// (asleep), and those that would wait too long are told to come back (503, `Retry-After`),
+/// while ingestion answers as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_clients_are_paced_and_ingestion_is_not() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let base = h.svc().url();
+    // More at once than 2 s of turns at 20 a second.
+    let polls: Vec<_> = (0..200)
+        .map(|i| {
+            let (http, base) = (h.http.clone(), base.clone());
+            let path = if i % 2 == 0 { "/metrics" } else { "/v1/status" };
+            tokio::spawn(async move {
+                let r = http
+                    .get(format!("{base}{path}"))
+                    .header("Authorization", format!("Bearer {TOKEN}"))
+                    .send()
+                    .await
+                    .expect("send");
+                let retry_after = r.headers().get("retry-after").cloned();
+                (r.status().as_u16(), retry_after)
+            })
+        })
+        .collect();
+    let (s, body) = h
+        .post(
+            "/v1/batch",
+            &json!({"batch": [identify("m1", "u1", Some("a@example.com"), "vip", true)]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let mut answered = 0;
+    let mut busy = 0;
+    for p in polls {
+        match p.await.expect("task") {
+            (200, _) => answered += 1,
+            (503, Some(v)) if v == "1" => busy += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(answered >= 40, "{answered} answered, {busy} busy");
+    assert!(busy > 0, "{answered} answered, {busy} busy");
+}

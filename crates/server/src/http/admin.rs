@@ -11,7 +11,7 @@ use crate::status;
 
 use super::auth::Admin;
 use super::params::{last_segment, path_segment, query_param};
-use super::reply::Reply;
+use super::reply::{Reply, busy};
 
 /// `GET /v1/events/{messageId}[?destination=NAME]`: what became of the event.
 pub(crate) async fn event(_: Admin, State(state): State<Arc<AppState>>, uri: Uri) -> Reply {
@@ -22,5 +22,8 @@ pub(crate) async fn event(_: Admin, State(state): State<Arc<AppState>>, uri: Uri
 
 /// `GET /v1/status`: every destination and audience.
 pub(crate) async fn status(_: Admin, State(state): State<Arc<AppState>>) -> Reply {
+    if state.pace.turn().await.is_err() {
+        return busy();
+    }
     status::status_reply(&state).await
 }

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::status;
 
 use super::auth::Admin;
-use super::reply::{Reply, reply};
+use super::reply::{Reply, busy, reply};
 
 /// `GET /metrics` on the main address.
 pub(crate) async fn admin_metrics(_: Admin, State(state): State<Arc<AppState>>) -> Reply {
@@ -26,6 +26,9 @@ pub(crate) async fn open_metrics(State(state): State<Arc<AppState>>) -> Reply {
 /// `GET /metrics`: the counters, the live states, and the store's figures from the snapshot
 /// (at most a second old: polling costs the store nothing more).
 async fn metrics_reply(state: &AppState) -> Reply {
+    if state.pace.turn().await.is_err() {
+        return busy();
+    }
     let figures = status::figures(state).await;
     // The store's gauges are left out if it cannot be read.
     let lists: Vec<&[sync::ListCounts]> = match &*figures {

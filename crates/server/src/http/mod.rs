@@ -7,6 +7,7 @@
 //! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
 //! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
 //! - `health`: `/healthz` and `/readyz`; `metrics`: `/metrics`;
+//! - `pace`: `/metrics` and `/v1/status` answered at most 20 times a second in all;
 //! - `reply`: replies and errors, and `Connection: close` when a body is left unread;
 //! - `params`: path segments and query values, percent-decoded.
 //!
@@ -20,6 +21,7 @@ mod auth;
 mod health;
 mod ingestion;
 mod metrics;
+mod pace;
 mod params;
 mod reply;
 mod request_id;
@@ -27,5 +29,6 @@ mod router;
 mod serve;
 mod webhook;
 
+pub use pace::Pace;
 pub(crate) use reply::json_reply;
 pub use serve::{serve, serve_metrics};

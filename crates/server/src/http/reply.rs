@@ -37,6 +37,19 @@ pub(crate) fn error_reply(status: u16, message: impl Into<String>) -> Reply {
     )
 }
 
+/// `503` with `Retry-After: 1`: too many requests wait for the paced endpoints.
+pub(crate) fn busy() -> Reply {
+    let mut r = error_reply(
+        503,
+        "too many requests for /metrics and /v1/status at once; retry in a second",
+    );
+    r.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    r
+}
+
 pub(crate) fn ingest_error(e: &IngestError) -> Reply {
     let r = reply(e.status(), "application/json", e.body());
     match e {
