@@ -7,7 +7,6 @@ pub mod figures;
 pub mod http;
 pub mod ingest;
 pub mod intake;
-pub mod json_text;
 pub mod status;
 
 pub use app::{RunningService, StartError};

@@ -19,7 +19,7 @@ use crate::intake::Intake;
 
 use super::params::last_segment;
 use super::reply::{Reply, body_handled, error_reply, ingest_error, reply};
-use super::webhook::{Received, webhook_authentic};
+use super::webhook::webhook_authentic;
 
 /// `POST /v1/batch`.
 pub(crate) async fn batch(State(state): State<Arc<AppState>>, req: Request) -> Reply {
@@ -63,6 +63,18 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, IngestError> {
         }
         Err(e) => Err(IngestError::unreadable(e.to_string())),
     }
+}
+
+/// What every ingestion request carries, read once: the write key of its Authorization
+/// header, the signature headers and the decoded body.
+pub(crate) struct Received {
+    pub header_key: Option<String>,
+    /// `X-Segment-Signature`: Segment's newer header, over the whole body.
+    pub segment_signature: Option<String>,
+    /// `X-Signature`: over the body, or over the first event of a batched Webhooks (Actions)
+    /// delivery (what Segment sends).
+    pub signature: Option<String>,
+    pub body: Bytes,
 }
 
 async fn receive(req: Request, limit: usize) -> Result<Received, IngestError> {
@@ -115,17 +127,16 @@ async fn ingest_tracking(state: &AppState, kind: CallKind, req: Request) -> Repl
     }
 }
 
+/// A tracking call's decision, in order: its Authorization header and body, read within the
+/// endpoint's limit and decoded; the body's shape; its write key (the header's, else the
+/// body's); the destination that key belongs to.
 async fn tracking(
     state: &AppState,
     kind: CallKind,
     req: Request,
 ) -> Result<(&DestinationRuntime, Parsed), IngestError> {
     let limits = &state.config.ingest;
-    let limit = match kind {
-        CallKind::Identify | CallKind::Track => limits.max_call_bytes,
-        _ => limits.max_batch_bytes,
-    };
-    let r = receive(req, limit).await?;
+    let r = receive(req, kind.max_body_bytes(limits)).await?;
     let parsed = ingest::parse_tracking(kind, &r.body, limits)?;
     let key = r
         .header_key
@@ -158,7 +169,7 @@ async fn webhook_request<'s>(
     req: Request,
 ) -> Result<(&'s DestinationRuntime, Parsed), IngestError> {
     let limits = &state.config.ingest;
-    let r = receive(req, limits.max_batch_bytes).await?;
+    let r = receive(req, CallKind::Webhook.max_body_bytes(limits)).await?;
     let Some(dest) = state.destination(name) else {
         return Err(IngestError::WebhookRefused);
     };

@@ -1,22 +1,10 @@
 //! Whose webhook it is: the credentials a webhook request carries (a write key, Segment's
 //! signatures) and whether they cover its whole body.
 
-use bytes::Bytes;
-
 use crate::app::DestinationRuntime;
 use crate::ingest::{self, IngestError};
 
-/// What every ingestion request carries, read once: the write key of its Authorization
-/// header, the signature headers and the decoded body.
-pub(crate) struct Received {
-    pub header_key: Option<String>,
-    /// `X-Segment-Signature`: Segment's newer header, over the whole body.
-    pub segment_signature: Option<String>,
-    /// `X-Signature`: over the body, or over the first event of a batched Webhooks (Actions)
-    /// delivery (what Segment sends).
-    pub signature: Option<String>,
-    pub body: Bytes,
-}
+use super::ingestion::Received;
 
 /// Whether a webhook's credentials cover its whole body:
 /// - a write key in the Authorization header (HTTP Basic), when sent, must be one of the
