@@ -172,6 +172,35 @@ pub(crate) fn handle(
     (reply, Some(project_id))
 }
 
+/// One authenticated, admitted `/api` call, as its handler sees it.
+struct Call<'r> {
+    shared: &'r Shared,
+    /// The project's index in `shared.projects`.
+    idx: usize,
+    route: &'r Route,
+    path: &'r str,
+    pairs: &'r [(String, String)],
+    body: &'r [u8],
+    /// The emulated clock, in milliseconds, when the call was dispatched.
+    now: u64,
+}
+
+impl Call<'_> {
+    fn project(&self) -> std::sync::MutexGuard<'_, Project> {
+        lock(&self.shared.projects[self.idx])
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        param(self.pairs, name)
+    }
+
+    /// The `{listId}` path segment.
+    fn list_id_segment(&self) -> Result<i64, ApiError> {
+        parse_list_id(self.route.list_id_segment.as_deref(), "listId")
+    }
+}
+
+/// Routes an admitted call to the handler of its endpoint.
 fn dispatch(
     shared: &Shared,
     idx: usize,
@@ -180,150 +209,196 @@ fn dispatch(
     pairs: &[(String, String)],
     body: &[u8],
 ) -> Result<Reply, ApiError> {
-    let now = shared.clock.now_millis();
+    let call = Call {
+        shared,
+        idx,
+        route,
+        path,
+        pairs,
+        body,
+        now: shared.clock.now_millis(),
+    };
     match route.endpoint {
-        Endpoint::GetLists => {
-            let p = lock(&shared.projects[idx]);
-            let lists: Vec<Value> = p.lists().rev().map(list_details).collect();
-            Ok(Reply::json(200, &json!({ "lists": lists })))
+        Endpoint::GetLists => get_lists(&call),
+        Endpoint::CreateList => create_list(&call),
+        Endpoint::DeleteList => delete_list(&call),
+        Endpoint::ListSize => list_size(&call),
+        Endpoint::GetUsers => list_members(&call, false),
+        Endpoint::PreviewUsers => list_members(&call, true),
+        Endpoint::Subscribe => subscribe(&call),
+        Endpoint::Unsubscribe => unsubscribe(&call),
+        Endpoint::GetUserByEmail => user_by_email(&call),
+        Endpoint::GetUserById => user_by_id(&call),
+        Endpoint::UpdateUser => update_user(&call),
+    }
+}
+
+/// `GET /api/lists`: every list, newest first.
+fn get_lists(call: &Call) -> Result<Reply, ApiError> {
+    let p = call.project();
+    let lists: Vec<Value> = p.lists().rev().map(list_details).collect();
+    Ok(Reply::json(200, &json!({ "lists": lists })))
+}
+
+/// `POST /api/lists`: a new standard list (invisible to reads for the configured delay).
+fn create_list(call: &Call) -> Result<Reply, ApiError> {
+    let req: CreateListRequest = wire::decode(call.path, call.body, wire::CREATE_LIST_SHAPE)?;
+    if req.name.trim().is_empty() {
+        return Err(ApiError::bad_params("List name must not be empty"));
+    }
+    let invisible = lock(&call.shared.faults).new_list_invisible_ms;
+    let id = call.shared.new_list_id();
+    call.project().create_list(
+        id,
+        req.name,
+        req.description,
+        ListType::Standard,
+        call.now,
+        invisible,
+    );
+    Ok(Reply::json(200, &json!({ "listId": id })))
+}
+
+/// `DELETE /api/lists/{listId}`: refused for a missing list or one in use.
+fn delete_list(call: &Call) -> Result<Reply, ApiError> {
+    let id = call.list_id_segment()?;
+    let mut p = call.project();
+    let pid = p.id;
+    match p.list(id) {
+        None => Err(ApiError::bad_params(format!(
+            "Unable to delete list {id} in Project {pid}, which does not exist."
+        ))),
+        Some(l) if l.in_use => Err(ApiError::new(
+            409,
+            "BadParams",
+            format!("List {id} in Project {pid} is in use and cannot be deleted."),
+            Value::Null,
+        )),
+        Some(_) => {
+            p.delete_list(id);
+            Ok(success(format!(
+                "List {id} in Project {pid} was successfully deleted."
+            )))
         }
-        Endpoint::CreateList => {
-            let req: CreateListRequest = wire::decode(path, body, wire::CREATE_LIST_SHAPE)?;
-            if req.name.trim().is_empty() {
-                return Err(ApiError::bad_params("List name must not be empty"));
-            }
-            let invisible = lock(&shared.faults).new_list_invisible_ms;
-            let id = shared.new_list_id();
-            lock(&shared.projects[idx]).create_list(
-                id,
-                req.name,
-                req.description,
-                ListType::Standard,
-                now,
-                invisible,
-            );
-            Ok(Reply::json(200, &json!({ "listId": id })))
-        }
-        Endpoint::DeleteList => {
-            let id = parse_list_id(route.list_id_segment.as_deref(), "listId")?;
-            let mut p = lock(&shared.projects[idx]);
-            let pid = p.id;
-            match p.list(id) {
-                None => Err(ApiError::bad_params(format!(
-                    "Unable to delete list {id} in Project {pid}, which does not exist."
-                ))),
-                Some(l) if l.in_use => Err(ApiError::new(
-                    409,
-                    "BadParams",
-                    format!("List {id} in Project {pid} is in use and cannot be deleted."),
-                    Value::Null,
-                )),
-                Some(_) => {
-                    p.delete_list(id);
-                    Ok(success(format!(
-                        "List {id} in Project {pid} was successfully deleted."
-                    )))
-                }
-            }
-        }
-        Endpoint::ListSize => {
-            let id = parse_list_id(route.list_id_segment.as_deref(), "listId")?;
-            let p = lock(&shared.projects[idx]);
-            let l = p.list(id).ok_or_else(|| invalid_email_list(p.id, id))?;
-            Ok(Reply::raw(200, JSON, l.len().to_string()))
-        }
-        Endpoint::GetUsers | Endpoint::PreviewUsers => {
-            let id = parse_list_id(param(pairs, "listId"), "listId")?;
-            let prefer = parse_bool(param(pairs, "preferUserId"), "preferUserId")?;
-            let limit = if route.endpoint == Endpoint::PreviewUsers {
-                let size = match param(pairs, "size") {
-                    None => 1000,
-                    Some(s) => s.trim().parse::<i64>().map_err(|_| {
-                        ApiError::bad_params(format!("Cannot parse parameter size as Int: {s:?}"))
-                    })?,
-                };
-                if !(1..=5000).contains(&size) {
-                    return Err(ApiError::bad_params(format!(
-                        "size must be between 1 and 5000, got {size}"
-                    )));
-                }
-                Some(size as usize)
-            } else {
-                None
-            };
-            let p = lock(&shared.projects[idx]);
-            let l = p.list(id).ok_or_else(|| invalid_email_list(p.id, id))?;
-            Ok(Reply::raw(200, TEXT, p.member_lines(l, prefer, limit)))
-        }
-        Endpoint::Subscribe => {
-            let req: SubscribeRequest = wire::decode(path, body, wire::SUBSCRIBE_SHAPE)?;
-            let existing_only = req.update_existing_users_only.unwrap_or(false);
-            let mut placeholder = || shared.placeholder_email();
-            let mut p = lock(&shared.projects[idx]);
-            let pid = p.id;
-            p.subscribe(
-                req.list_id,
-                &req.subscribers,
-                existing_only,
-                now,
-                &mut placeholder,
-            )
-            .map(|r| Reply::json(200, &r))
-            .map_err(|e| list_problem(pid, req.list_id, e))
-        }
-        Endpoint::Unsubscribe => {
-            let req: UnsubscribeRequest = wire::decode(path, body, wire::UNSUBSCRIBE_SHAPE)?;
-            let mut p = lock(&shared.projects[idx]);
-            let pid = p.id;
-            p.unsubscribe(
-                req.list_id,
-                &req.subscribers,
-                req.channel_unsubscribe.unwrap_or(false),
-                now,
-            )
-            .map(|r| Reply::json(200, &r))
-            .map_err(|e| list_problem(pid, req.list_id, e))
-        }
-        Endpoint::GetUserByEmail => {
-            let email = param(pairs, "email")
-                .ok_or_else(|| ApiError::bad_params("Missing parameter: email"))?;
-            let p = lock(&shared.projects[idx]);
-            Ok(match p.user_json(Some(email), None) {
-                Some(u) => Reply::json(200, &json!({ "user": u })),
-                None => Reply::json(200, &json!({})),
-            })
-        }
-        Endpoint::GetUserById => {
-            let uid = param(pairs, "userId")
-                .ok_or_else(|| ApiError::bad_params("Missing parameter: userId"))?;
-            let p = lock(&shared.projects[idx]);
-            match p.user_json(None, Some(uid)) {
-                Some(u) => Ok(Reply::json(200, &json!({ "user": u }))),
-                None => Err(ApiError::new(
-                    400,
-                    "error.users.noUserWithIdExists",
-                    "No user with that id exists!",
-                    Value::Null,
-                )),
-            }
-        }
-        Endpoint::UpdateUser => {
-            let req: UpdateUserRequest = wire::decode(path, body, wire::UPDATE_USER_SHAPE)?;
-            let w = UserWrite {
-                email: req.email.as_deref(),
-                user_id: req.user_id.as_deref(),
-                data_fields: req.data_fields.as_ref(),
-                prefer_user_id: req.prefer_user_id.unwrap_or(false),
-                merge_nested: req.merge_nested_objects.unwrap_or(false),
-                existing_only: false,
-            };
-            let mut placeholder = || shared.placeholder_email();
-            let mut p = lock(&shared.projects[idx]);
-            match p.write_user(&w, &mut placeholder) {
-                Ok(_) => Ok(success(String::new())),
-                Err(e) => Err(update_error(&p, &w, e)),
-            }
-        }
+    }
+}
+
+/// `GET /api/lists/{listId}/size`: the member count as a bare number.
+fn list_size(call: &Call) -> Result<Reply, ApiError> {
+    let id = call.list_id_segment()?;
+    let p = call.project();
+    let l = p.list(id).ok_or_else(|| invalid_email_list(p.id, id))?;
+    Ok(Reply::raw(200, JSON, l.len().to_string()))
+}
+
+/// The `size` parameter of `previewUsers`: 1 to 5000, 1000 when absent.
+fn preview_size(call: &Call) -> Result<usize, ApiError> {
+    let size = match call.param("size") {
+        None => 1000,
+        Some(s) => s.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_params(format!("Cannot parse parameter size as Int: {s:?}"))
+        })?,
+    };
+    if !(1..=5000).contains(&size) {
+        return Err(ApiError::bad_params(format!(
+            "size must be between 1 and 5000, got {size}"
+        )));
+    }
+    Ok(size as usize)
+}
+
+/// `getUsers` and `previewUsers`: the list's members, one per line (a preview at most `size`).
+fn list_members(call: &Call, preview: bool) -> Result<Reply, ApiError> {
+    let id = parse_list_id(call.param("listId"), "listId")?;
+    let prefer = parse_bool(call.param("preferUserId"), "preferUserId")?;
+    let limit = if preview {
+        Some(preview_size(call)?)
+    } else {
+        None
+    };
+    let p = call.project();
+    let l = p.list(id).ok_or_else(|| invalid_email_list(p.id, id))?;
+    Ok(Reply::raw(200, TEXT, p.member_lines(l, prefer, limit)))
+}
+
+/// `POST /api/lists/subscribe`.
+fn subscribe(call: &Call) -> Result<Reply, ApiError> {
+    let req: SubscribeRequest = wire::decode(call.path, call.body, wire::SUBSCRIBE_SHAPE)?;
+    let existing_only = req.update_existing_users_only.unwrap_or(false);
+    let mut placeholder = || call.shared.placeholder_email();
+    let mut p = call.project();
+    let pid = p.id;
+    p.subscribe(
+        req.list_id,
+        &req.subscribers,
+        existing_only,
+        call.now,
+        &mut placeholder,
+    )
+    .map(|r| Reply::json(200, &r))
+    .map_err(|e| list_problem(pid, req.list_id, e))
+}
+
+/// `POST /api/lists/unsubscribe`.
+fn unsubscribe(call: &Call) -> Result<Reply, ApiError> {
+    let req: UnsubscribeRequest = wire::decode(call.path, call.body, wire::UNSUBSCRIBE_SHAPE)?;
+    let mut p = call.project();
+    let pid = p.id;
+    p.unsubscribe(
+        req.list_id,
+        &req.subscribers,
+        req.channel_unsubscribe.unwrap_or(false),
+        call.now,
+    )
+    .map(|r| Reply::json(200, &r))
+    .map_err(|e| list_problem(pid, req.list_id, e))
+}
+
+/// `GET /api/users/getByEmail`: `{}` when there is no such user.
+fn user_by_email(call: &Call) -> Result<Reply, ApiError> {
+    let email = call
+        .param("email")
+        .ok_or_else(|| ApiError::bad_params("Missing parameter: email"))?;
+    let p = call.project();
+    Ok(match p.user_json(Some(email), None) {
+        Some(u) => Reply::json(200, &json!({ "user": u })),
+        None => Reply::json(200, &json!({})),
+    })
+}
+
+/// `GET /api/users/byUserId`: an error when there is no such user.
+fn user_by_id(call: &Call) -> Result<Reply, ApiError> {
+    let uid = call
+        .param("userId")
+        .ok_or_else(|| ApiError::bad_params("Missing parameter: userId"))?;
+    let p = call.project();
+    match p.user_json(None, Some(uid)) {
+        Some(u) => Ok(Reply::json(200, &json!({ "user": u }))),
+        None => Err(ApiError::new(
+            400,
+            "error.users.noUserWithIdExists",
+            "No user with that id exists!",
+            Value::Null,
+        )),
+    }
+}
+
+/// `POST /api/users/update`.
+fn update_user(call: &Call) -> Result<Reply, ApiError> {
+    let req: UpdateUserRequest = wire::decode(call.path, call.body, wire::UPDATE_USER_SHAPE)?;
+    let w = UserWrite {
+        email: req.email.as_deref(),
+        user_id: req.user_id.as_deref(),
+        data_fields: req.data_fields.as_ref(),
+        prefer_user_id: req.prefer_user_id.unwrap_or(false),
+        merge_nested: req.merge_nested_objects.unwrap_or(false),
+        existing_only: false,
+    };
+    let mut placeholder = || call.shared.placeholder_email();
+    let mut p = call.project();
+    match p.write_user(&w, &mut placeholder) {
+        Ok(_) => Ok(success(String::new())),
+        Err(e) => Err(update_error(&p, &w, e)),
     }
 }
 
