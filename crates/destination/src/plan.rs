@@ -257,86 +257,139 @@ pub fn build_requests(
     project_type: ProjectType,
     limits: Limits,
 ) -> (Vec<PlannedRequest>, Vec<Oversized>) {
-    // Group, keeping first-seen order of lists and of option sets.
-    let mut list_order: Vec<&ListRef> = Vec::new();
-    let mut groups: HashMap<(&ListRef, Options), Vec<(usize, &Change)>> = HashMap::new();
-    let mut group_order: HashMap<&ListRef, Vec<Options>> = HashMap::new();
-    for &(src, c) in changes {
-        let opts = options(c);
-        if !group_order.contains_key(&c.list) {
-            list_order.push(&c.list);
-        }
-        let order = group_order.entry(&c.list).or_default();
-        if !order.contains(&opts) {
-            order.push(opts);
-        }
-        groups.entry((&c.list, opts)).or_default().push((src, c));
-    }
-    let mut requests = Vec::new();
-    let mut oversized = Vec::new();
+    let Groups {
+        list_order,
+        mut options_order,
+        mut rows,
+    } = Groups::of(changes);
+    let mut packer = Packer {
+        project_type,
+        limits,
+        requests: Vec::new(),
+        oversized: Vec::new(),
+    };
     for list in list_order {
-        let mut order = group_order.remove(list).unwrap_or_default();
+        let mut order = options_order.remove(list).unwrap_or_default();
         // Subscribe before unsubscribe; otherwise first-seen.
         order.sort_by_key(|o| matches!(o, Options::Unsubscribe(..)));
         for opts in order {
-            let rows = groups.remove(&(list, opts)).unwrap_or_default();
-            let head = body_head(list);
-            let tail = body_tail(opts);
-            let overhead = head.len() + tail.len();
-            let op = match opts {
-                Options::Subscribe(_) => Operation::Subscribe,
-                Options::Unsubscribe(..) => Operation::Unsubscribe,
-            };
-            let mut current: Option<PlannedRequest> = None;
-            for (src, c) in rows {
-                let row = row_json(c, project_type);
-                if overhead + row.len() > limits.max_bytes {
-                    oversized.push(Oversized {
-                        source: src,
-                        message: format!(
-                            "the subscriber is {} bytes of JSON, more than fits in a request of at most {} bytes",
-                            row.len(),
-                            limits.max_bytes
-                        ),
-                    });
-                    continue;
-                }
-                let fits = current.as_ref().is_some_and(|r| {
-                    r.rows.len() < limits.max_rows
-                        && r.body.len() + 1 + row.len() + tail.len() <= limits.max_bytes
-                });
-                if !fits {
-                    if let Some(mut done) = current.take() {
-                        done.body.extend_from_slice(&tail);
-                        requests.push(done);
-                    }
-                    current = Some(PlannedRequest {
-                        op,
-                        list: list.clone(),
-                        audience_key: c.audience_key.clone(),
-                        body: head.clone(),
-                        rows: Vec::new(),
-                    });
-                }
-                if let Some(r) = current.as_mut() {
-                    if !r.rows.is_empty() {
-                        r.body.push(b',');
-                    }
-                    r.body.extend_from_slice(&row);
-                    r.rows.push(PlannedRow {
-                        source: src,
-                        email: c.email.clone(),
-                        user_id: c.user_id.clone(),
-                    });
-                }
-            }
-            if let Some(mut done) = current.take() {
-                done.body.extend_from_slice(&tail);
-                requests.push(done);
-            }
+            let group = rows.remove(&(list, opts)).unwrap_or_default();
+            packer.pack(list, opts, group);
         }
     }
-    (requests, oversized)
+    (packer.requests, packer.oversized)
+}
+
+/// Changes grouped by list, then by option set, with the first-seen order of both.
+struct Groups<'c> {
+    list_order: Vec<&'c ListRef>,
+    options_order: HashMap<&'c ListRef, Vec<Options>>,
+    rows: HashMap<(&'c ListRef, Options), Vec<(usize, &'c Change)>>,
+}
+
+impl<'c> Groups<'c> {
+    fn of(changes: &[(usize, &'c Change)]) -> Self {
+        let mut groups = Groups {
+            list_order: Vec::new(),
+            options_order: HashMap::new(),
+            rows: HashMap::new(),
+        };
+        for &(src, c) in changes {
+            let opts = options(c);
+            if !groups.options_order.contains_key(&c.list) {
+                groups.list_order.push(&c.list);
+            }
+            let order = groups.options_order.entry(&c.list).or_default();
+            if !order.contains(&opts) {
+                order.push(opts);
+            }
+            groups
+                .rows
+                .entry((&c.list, opts))
+                .or_default()
+                .push((src, c));
+        }
+        groups
+    }
+}
+
+/// Packs groups of rows into requests within the limits, and sets aside rows that fit in none.
+struct Packer {
+    project_type: ProjectType,
+    limits: Limits,
+    requests: Vec<PlannedRequest>,
+    oversized: Vec<Oversized>,
+}
+
+impl Packer {
+    /// One group (one list, one option set): its rows in order, a new request whenever the
+    /// current one is full.
+    fn pack(&mut self, list: &ListRef, opts: Options, rows: Vec<(usize, &Change)>) {
+        let head = body_head(list);
+        let tail = body_tail(opts);
+        let overhead = head.len() + tail.len();
+        let op = match opts {
+            Options::Subscribe(_) => Operation::Subscribe,
+            Options::Unsubscribe(..) => Operation::Unsubscribe,
+        };
+        let max_bytes = self.limits.max_bytes;
+        let mut current: Option<PlannedRequest> = None;
+        for (src, c) in rows {
+            let row = row_json(c, self.project_type);
+            if overhead + row.len() > max_bytes {
+                self.oversized.push(Oversized {
+                    source: src,
+                    message: format!(
+                        "the subscriber is {} bytes of JSON, more than fits in a request of at most {} bytes",
+                        row.len(),
+                        max_bytes
+                    ),
+                });
+                continue;
+            }
+            let fits = current.as_ref().is_some_and(|r| {
+                r.rows.len() < self.limits.max_rows
+                    && r.body.len() + 1 + row.len() + tail.len() <= max_bytes
+            });
+            if !fits {
+                if let Some(done) = current.take() {
+                    self.finish(done, &tail);
+                }
+                current = Some(PlannedRequest {
+                    op,
+                    list: list.clone(),
+                    audience_key: c.audience_key.clone(),
+                    body: head.clone(),
+                    rows: Vec::new(),
+                });
+            }
+            if let Some(r) = current.as_mut() {
+                push_row(r, src, c, &row);
+            }
+        }
+        if let Some(done) = current.take() {
+            self.finish(done, &tail);
+        }
+    }
+
+    /// Closes the body of a full (or last) request and keeps it.
+    fn finish(&mut self, mut done: PlannedRequest, tail: &[u8]) {
+        done.body.extend_from_slice(tail);
+        self.requests.push(done);
+    }
+}
+
+/// Appends one subscriber's JSON to the request's body and records where it came from.
+fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8]) {
+    if !r.rows.is_empty() {
+        r.body.push(b',');
+    }
+    r.body.extend_from_slice(row);
+    r.rows.push(PlannedRow {
+        source,
+        email: c.email.clone(),
+        user_id: c.user_id.clone(),
+    });
 }
 
 /// What became of one input event.
