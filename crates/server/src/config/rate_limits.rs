@@ -49,40 +49,59 @@ pub fn parse_limit(endpoint: Endpoint, text: &str) -> Result<Limit, String> {
         };
     }
     if head.eq_ignore_ascii_case("adaptive") {
-        let (mut start, mut min, mut max) = match endpoint.default_limit() {
-            Limit::Adaptive { start, min, max } => (start, min, max),
-            Limit::Fixed { per_second, .. } => (per_second, per_second / 10.0, per_second),
-            Limit::Unlimited => (20.0, 1.0, 1000.0),
-        };
-        for option in parts {
-            let (k, v) = option.split_once('=').ok_or_else(bad)?;
-            let v = positive(v).ok_or_else(|| {
-                format!(
-                    "adaptive: {}: expected a positive number of requests per second, got {:?}",
-                    k.trim(),
-                    v.trim()
-                )
-            })?;
-            match k.trim() {
-                "start" => start = v,
-                "min" => min = v,
-                "max" => max = v,
-                other => {
-                    return Err(format!(
-                        "adaptive: unknown option {other:?}; expected start, min or max"
-                    ));
-                }
+        return adaptive(endpoint, parts, bad);
+    }
+    fixed(head, parts, bad)
+}
+
+/// `"adaptive"` and its `start=`, `min=`, `max=` options (`options` are the parts after the
+/// first comma); what is not given comes from the endpoint's default limit.
+fn adaptive<'t>(
+    endpoint: Endpoint,
+    options: impl Iterator<Item = &'t str>,
+    bad: impl Fn() -> String,
+) -> Result<Limit, String> {
+    let (mut start, mut min, mut max) = match endpoint.default_limit() {
+        Limit::Adaptive { start, min, max } => (start, min, max),
+        Limit::Fixed { per_second, .. } => (per_second, per_second / 10.0, per_second),
+        Limit::Unlimited => (20.0, 1.0, 1000.0),
+    };
+    for option in options {
+        let (k, v) = option.split_once('=').ok_or_else(&bad)?;
+        let v = positive(v).ok_or_else(|| {
+            format!(
+                "adaptive: {}: expected a positive number of requests per second, got {:?}",
+                k.trim(),
+                v.trim()
+            )
+        })?;
+        match k.trim() {
+            "start" => start = v,
+            "min" => min = v,
+            "max" => max = v,
+            other => {
+                return Err(format!(
+                    "adaptive: unknown option {other:?}; expected start, min or max"
+                ));
             }
         }
-        if !(min <= start && start <= max) {
-            return Err(format!(
-                "adaptive: expected min <= start <= max, got min={min}, start={start}, max={max}"
-            ));
-        }
-        return Ok(Limit::Adaptive { start, min, max });
     }
-    let (count, unit) = head.split_once('/').ok_or_else(bad)?;
-    let count = positive(count).ok_or_else(bad)?;
+    if !(min <= start && start <= max) {
+        return Err(format!(
+            "adaptive: expected min <= start <= max, got min={min}, start={start}, max={max}"
+        ));
+    }
+    Ok(Limit::Adaptive { start, min, max })
+}
+
+/// `"N/s"` or `"N/min"` (`head`) and its `burst=` option.
+fn fixed<'t>(
+    head: &str,
+    options: impl Iterator<Item = &'t str>,
+    bad: impl Fn() -> String,
+) -> Result<Limit, String> {
+    let (count, unit) = head.split_once('/').ok_or_else(&bad)?;
+    let count = positive(count).ok_or_else(&bad)?;
     let mut limit = match unit.trim() {
         "s" | "sec" | "second" => Limit::fixed(count),
         "min" | "minute" => Limit::Fixed {
@@ -91,28 +110,31 @@ pub fn parse_limit(endpoint: Endpoint, text: &str) -> Result<Limit, String> {
         },
         _ => return Err(bad()),
     };
-    for option in parts {
+    for option in options {
         match option.split_once('=') {
             Some((k, v)) if k.trim() == "burst" => {
-                let b = v
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|b| *b >= 1)
-                    .ok_or_else(|| {
-                        format!(
-                            "burst: expected a whole number of at least 1, got {:?}",
-                            v.trim()
-                        )
-                    })?;
                 if let Limit::Fixed { burst, .. } = &mut limit {
-                    *burst = b;
+                    *burst = parse_burst(v)?;
                 }
             }
             _ => return Err(bad()),
         }
     }
     Ok(limit)
+}
+
+/// The `burst=` value: a whole number of at least 1.
+fn parse_burst(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|b| *b >= 1)
+        .ok_or_else(|| {
+            format!(
+                "burst: expected a whole number of at least 1, got {:?}",
+                v.trim()
+            )
+        })
 }
 
 impl Place {
