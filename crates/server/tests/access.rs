@@ -164,3 +164,51 @@ async fn polling_clients_are_paced_and_ingestion_is_not() {
     assert!(answered >= 40, "{answered} answered, {busy} busy");
     assert!(busy > 0, "{answered} answered, {busy} busy");
 }
+
+/// Every 401 names the scheme that would be accepted (`WWW-Authenticate`, which HTTP requires
+/// on a 401): `Basic` for the write key of the tracking API, `Bearer` for the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_401_says_which_credentials_would_do() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let challenge = |r: &reqwest::Response| {
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let batch = json!({"batch": [identify("w1", "ann", None, "vip", true)]}).to_string();
+    let tracking = [
+        h.http.post(h.url("/v1/batch")),
+        h.http
+            .post(h.url("/v1/batch"))
+            .basic_auth("not-a-key", Some("")),
+        h.http
+            .post(h.url("/v1/batch"))
+            .header("Authorization", "Basic !!!"),
+        // A webhook takes a write key too; known and unknown destinations answer alike.
+        h.http.post(h.url("/v1/webhook/prod")),
+        h.http.post(h.url("/v1/webhook/nowhere")),
+    ];
+    for r in tracking {
+        let r = r.body(batch.clone()).send().await.expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+        let c = challenge(&r);
+        assert!(
+            c.as_deref().is_some_and(|c| c.starts_with("Basic ")),
+            "{c:?}"
+        );
+    }
+    for auth in [None, Some("Bearer wrong")] {
+        let mut r = h.http.get(h.url("/v1/status"));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        let r = r.send().await.expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+        let c = challenge(&r);
+        assert!(
+            c.as_deref().is_some_and(|c| c.starts_with("Bearer")),
+            "{auth:?}: {c:?}"
+        );
+    }
+}

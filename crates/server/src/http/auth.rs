@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::http::request::Parts;
 
 use crate::app::AppState;
@@ -45,14 +45,23 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             )),
             Some(token) => match bearer_token(authorization) {
                 Some(g) if token.matches(g.as_bytes()) => Ok(Admin),
-                Some(_) => Err(error_reply(401, "the admin token is wrong")),
-                None => Err(error_reply(
+                Some(_) => Err(challenge(error_reply(401, "the admin token is wrong"))),
+                None => Err(challenge(error_reply(
                     401,
                     "admin endpoints need Authorization: Bearer <admin_token>",
-                )),
+                ))),
             },
         }
     }
+}
+
+/// A 401 with the scheme that would be accepted (HTTP requires `WWW-Authenticate` on a 401).
+fn challenge(mut r: Reply) -> Reply {
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"iterable-lists admin\""),
+    );
+    r
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
