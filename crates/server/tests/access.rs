@@ -212,3 +212,35 @@ async fn every_401_says_which_credentials_would_do() {
         );
     }
 }
+
+/// A service listening on every address of both families (`[::]`, dual-stack) sees a local
+/// IPv4 client as `::ffff:127.0.0.1`: without an admin token, that client is local and is
+/// answered, as one connecting to `[::1]` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_ipv4_client_of_a_dual_stack_listener_is_local() {
+    let emu = emulator(iterable_emulator::Faults::default()).await;
+    let dir = temp_dir("dual");
+    let text = config_text(&dir.join("db.sqlite"), &emu.url(), "")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"[::]:0\"");
+    let cfg = server::Config::parse(&text, &|_| None).expect("config");
+    let svc = server::RunningService::start(cfg).await.expect("service");
+    let port = svc.addr().port();
+    let http = http();
+    for base in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+    ] {
+        for path in ["/v1/status", "/metrics"] {
+            let r = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let body = r.text().await.expect("body");
+            assert_eq!(status, 200, "{base}{path}: {body}");
+        }
+    }
+    svc.shutdown(std::time::Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -28,11 +28,12 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        // A request that came some other way than through the listener is not local.
+        // A request that came some other way than through the listener is not local. A
+        // dual-stack listener (`[::]`) sees a local IPv4 client as `::ffff:127.0.0.1`.
         let loopback = parts
             .extensions
             .get::<Peer>()
-            .is_some_and(|p| p.0.ip().is_loopback());
+            .is_some_and(|p| p.0.ip().to_canonical().is_loopback());
         let authorization = parts
             .headers
             .get(AUTHORIZATION)
