@@ -164,3 +164,83 @@ async fn polling_clients_are_paced_and_ingestion_is_not() {
     assert!(answered >= 40, "{answered} answered, {busy} busy");
     assert!(busy > 0, "{answered} answered, {busy} busy");
 }
+
+/// Every 401 names the scheme that would be accepted (`WWW-Authenticate`, which HTTP requires
+/// on a 401): `Basic` for the write key of the tracking API, `Bearer` for the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_401_says_which_credentials_would_do() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let challenge = |r: &reqwest::Response| {
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let batch = json!({"batch": [identify("w1", "ann", None, "vip", true)]}).to_string();
+    let tracking = [
+        h.http.post(h.url("/v1/batch")),
+        h.http
+            .post(h.url("/v1/batch"))
+            .basic_auth("not-a-key", Some("")),
+        h.http
+            .post(h.url("/v1/batch"))
+            .header("Authorization", "Basic !!!"),
+        // A webhook takes a write key too; known and unknown destinations answer alike.
+        h.http.post(h.url("/v1/webhook/prod")),
+        h.http.post(h.url("/v1/webhook/nowhere")),
+    ];
+    for r in tracking {
+        let r = r.body(batch.clone()).send().await.expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+        let c = challenge(&r);
+        assert!(
+            c.as_deref().is_some_and(|c| c.starts_with("Basic ")),
+            "{c:?}"
+        );
+    }
+    for auth in [None, Some("Bearer wrong")] {
+        let mut r = h.http.get(h.url("/v1/status"));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        let r = r.send().await.expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+        let c = challenge(&r);
+        assert!(
+            c.as_deref().is_some_and(|c| c.starts_with("Bearer")),
+            "{auth:?}: {c:?}"
+        );
+    }
+}
+
+/// A service listening on every address of both families (`[::]`, dual-stack) sees a local
+/// IPv4 client as `::ffff:127.0.0.1`: without an admin token, that client is local and is
+/// answered, as one connecting to `[::1]` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_ipv4_client_of_a_dual_stack_listener_is_local() {
+    let emu = emulator(iterable_emulator::Faults::default()).await;
+    let dir = temp_dir("dual");
+    let text = config_text(&dir.join("db.sqlite"), &emu.url(), "")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"[::]:0\"");
+    let cfg = server::Config::parse(&text, &|_| None).expect("config");
+    let svc = server::RunningService::start(cfg).await.expect("service");
+    let port = svc.addr().port();
+    let http = http();
+    for base in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+    ] {
+        for path in ["/v1/status", "/metrics"] {
+            let r = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            let body = r.text().await.expect("body");
+            assert_eq!(status, 200, "{base}{path}: {body}");
+        }
+    }
+    svc.shutdown(std::time::Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -237,3 +237,78 @@ async fn a_body_sent_too_slowly_is_cut_off_through_the_router() {
     assert_eq!(s, 200);
     assert!(status.contains("\"accepted\":0"), "{status}");
 }
+
+/// Reads one HTTP/1.1 response (with a `content-length`) off `s`: its head and body, or why
+/// it could not be read.
+async fn read_response(s: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) => return Err(format!("closed after {} bytes", got.len())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no content-length in {head}"))?;
+    while got.len() < head_end + length {
+        match s.read(&mut buf).await {
+            Ok(0) => return Err("closed in the body".into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+    }
+    Ok((head, got[head_end..head_end + length].to_vec()))
+}
+
+/// `f`, bounded so that a failure cannot hang the test.
+fn bounded<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(Duration::from_secs(60), f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_for_its_credentials_leaves_its_connection_usable() {
+    // A client with an unreadable Authorization header sends a batch of 64 KiB on a kept-alive
+    // connection: it gets the 401 that says why, and its connection carries its next request
+    // (the body is read, so the server neither resets the connection under the answer nor
+    // closes it without saying so).
+    let h = Harness::start("").await;
+    let mut s = TcpStream::connect(h.svc().addr()).await.expect("connect");
+    let pad = "x".repeat(64 * 1024);
+    let body = format!("{{\"batch\": [], \"pad\": \"{pad}\"}}");
+    let request = format!(
+        "POST /v1/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         authorization: Basic !!!\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    bounded(s.write_all(request.as_bytes()))
+        .await
+        .expect("written in time")
+        .expect("request written");
+    let (head, answer) = bounded(read_response(&mut s))
+        .await
+        .expect("answered in time")
+        .expect("the 401 arrives");
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(answer["code"], "bad_authorization", "{answer}");
+    if head.contains("connection: close") {
+        return;
+    }
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("second request written");
+    let (head, _) = bounded(read_response(&mut s))
+        .await
+        .expect("answered in time")
+        .expect("the connection carries the next request");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::http::request::Parts;
 
 use crate::app::AppState;
@@ -28,11 +28,12 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        // A request that came some other way than through the listener is not local.
+        // A request that came some other way than through the listener is not local. A
+        // dual-stack listener (`[::]`) sees a local IPv4 client as `::ffff:127.0.0.1`.
         let loopback = parts
             .extensions
             .get::<Peer>()
-            .is_some_and(|p| p.0.ip().is_loopback());
+            .is_some_and(|p| p.0.ip().to_canonical().is_loopback());
         let authorization = parts
             .headers
             .get(AUTHORIZATION)
@@ -45,14 +46,23 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             )),
             Some(token) => match bearer_token(authorization) {
                 Some(g) if token.matches(g.as_bytes()) => Ok(Admin),
-                Some(_) => Err(error_reply(401, "the admin token is wrong")),
-                None => Err(error_reply(
+                Some(_) => Err(challenge(error_reply(401, "the admin token is wrong"))),
+                None => Err(challenge(error_reply(
                     401,
                     "admin endpoints need Authorization: Bearer <admin_token>",
-                )),
+                ))),
             },
         }
     }
+}
+
+/// A 401 with the scheme that would be accepted (HTTP requires `WWW-Authenticate` on a 401).
+fn challenge(mut r: Reply) -> Reply {
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"iterable-lists admin\""),
+    );
+    r
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive

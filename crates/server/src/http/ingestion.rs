@@ -83,13 +83,17 @@ async fn receive(req: Request, limit: usize) -> Result<Received, IngestError> {
     let (header_key, segment_signature, signature, encoding) = {
         let text = |name: &str| header_text(&req, name);
         (
-            ingest::basic_auth_user(header(&req, AUTHORIZATION))?,
+            ingest::basic_auth_user(header(&req, AUTHORIZATION)),
             text("x-segment-signature"),
             text("x-signature"),
             text(CONTENT_ENCODING.as_str()),
         )
     };
+    // An unreadable Authorization header is answered once the body is read: a body left
+    // unread would have the connection closed under the answer (the client's next request on
+    // it failing with a broken pipe).
     let raw = read_body(req, limit).await?;
+    let header_key = header_key?;
     let body = ingest::decode_body(encoding.as_deref(), raw, limit)?;
     Ok(Received {
         header_key,

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -51,7 +52,11 @@ pub(crate) fn busy() -> Reply {
 }
 
 pub(crate) fn ingest_error(e: &IngestError) -> Reply {
-    let r = reply(e.status(), "application/json", e.body());
+    let mut r = reply(e.status(), "application/json", e.body());
+    if let Some(challenge) = e.www_authenticate() {
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
     match e {
         // Refused before its body was read to the end (a declared size over the limit, or a
         // body cut short): the connection cannot carry another request.

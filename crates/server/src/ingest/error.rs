@@ -160,12 +160,17 @@ impl IngestError {
         body.to_string().into_bytes()
     }
 
-    /// The `WWW-Authenticate` value a 401 about the write key carries (HTTP requires one).
+    /// The `WWW-Authenticate` value a 401 carries (HTTP requires one): `Basic`, the scheme of
+    /// a write key, which every ingestion endpoint takes (a webhook too). The signature errors
+    /// answered as such only inside the service (a webhook's client gets
+    /// [`IngestError::WebhookRefused`]) have none.
     pub fn www_authenticate(&self) -> Option<&'static str> {
         match self {
             IngestError::BadAuthorization(_)
             | IngestError::MissingWriteKey
-            | IngestError::UnknownWriteKey => Some("Basic realm=\"segment\""),
+            | IngestError::UnknownWriteKey
+            | IngestError::PartialSignature
+            | IngestError::WebhookRefused => Some("Basic realm=\"segment\""),
             _ => None,
         }
     }
@@ -270,5 +275,9 @@ mod tests {
             "no destination named \"crm\" is configured"
         );
         assert_eq!(IngestError::BadSignature.www_authenticate(), None);
+        assert_eq!(
+            IngestError::WebhookRefused.www_authenticate(),
+            Some("Basic realm=\"segment\"")
+        );
     }
 }

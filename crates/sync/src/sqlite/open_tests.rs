@@ -176,6 +176,35 @@ fn a_version_2_database_is_migrated_and_its_counts_computed_once() {
     assert_eq!(s.list_counts("d").expect("counts"), after);
 }
 
+#[test]
+fn a_version_1_database_keeps_its_failed_tries_through_both_migrations() {
+    // Version 1 is version 2 with `desired` a rowid table.
+    let v1 = V2_SCHEMA
+        .replace(
+            "INSERT INTO schema_version VALUES (2);",
+            "INSERT INTO schema_version VALUES (1);",
+        )
+        .replace(
+            ") WITHOUT ROWID;\nCREATE INDEX desired_pending",
+            ");\nCREATE INDEX desired_pending",
+        );
+    assert_ne!(v1, V2_SCHEMA);
+    let t = Dir::new("v1");
+    let c = Connection::open(t.db()).expect("create");
+    c.execute_batch(&v1).expect("v1 schema");
+    c.execute_batch(V2_ROWS).expect("v1 rows");
+    drop(c);
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    // As from version 2: the removal of b, retried once, shows its failed try.
+    let e = s.event_status("d", "m3").expect("status").expect("known");
+    assert_eq!(
+        (e.audiences[0].status, e.audiences[0].attempts),
+        (StatusKind::Pending, 1),
+        "a stored retry counts one try at least"
+    );
+}
+
 /// Overwrites `pages` pages from page 3 on with bytes that are no B-tree page.
 fn damage(path: &std::path::Path, pages: u64) {
     use std::io::{Seek, SeekFrom, Write};

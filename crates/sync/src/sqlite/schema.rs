@@ -182,13 +182,13 @@ impl SqliteStore {
             )
             .map_err(engine(OP))?;
         if !has_tries {
-            // A stored retry counted one failed try at least.
-            tx.execute_batch(
-                "ALTER TABLE desired ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
-                 UPDATE desired SET tries = attempts WHERE attempts > 0;",
-            )
-            .map_err(engine(OP))?;
+            tx.execute_batch("ALTER TABLE desired ADD COLUMN tries INTEGER NOT NULL DEFAULT 0")
+                .map_err(engine(OP))?;
         }
+        // A stored retry counted one failed try at least. Also when the column is there
+        // already: a version 1 database was just given it (all 0) by the migration to 2.
+        tx.execute_batch("UPDATE desired SET tries = attempts WHERE attempts > tries")
+            .map_err(engine(OP))?;
         tx.execute("DELETE FROM audience_counts", [])
             .map_err(engine(OP))?;
         counts::fill(tx)
