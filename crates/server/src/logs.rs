@@ -51,6 +51,25 @@ impl FromStr for LogFormat {
     }
 }
 
+/// `url` without the user and password it may carry (`https://user:pw@host/` →
+/// `https://***@host/`), fit for a log line.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
+}
+
 /// Why the logs could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -106,7 +125,27 @@ mod tests {
         assert_eq!(filter(None).expect("default").to_string(), "info");
         assert_eq!(filter(Some("  ")).expect("blank").to_string(), "info");
         assert!(filter(Some("sync=debug,info")).is_ok());
-        let e = filter(Some("sync=[")).expect_err("bad directive").to_string();
+        let e = filter(Some("sync=["))
+            .expect_err("bad directive")
+            .to_string();
         assert!(e.starts_with("RUST_LOG: \"sync=[\""), "{e}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let cases = [
+            ("https://api.iterable.com", "https://api.iterable.com"),
+            ("http://127.0.0.1:8787/x?y=1", "http://127.0.0.1:8787/x?y=1"),
+            ("https://u:s3cret@h:5432/db", "https://***@h:5432/db"),
+            (
+                "postgres://u:p@ss@h/db?sslmode=require",
+                "postgres://***@h/db?sslmode=require",
+            ),
+            ("u:s3cret@h", "***@h"),
+            ("sqlite:///var/x.db", "sqlite:///var/x.db"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 }
