@@ -254,44 +254,24 @@ fn message(v: &Value) -> &str {
     v["fields"]["message"].as_str().unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_name_each_situation_once_and_never_a_secret() {
-    let emu = emulator().await;
-    let http = client();
-    let dir = temp_dir("json");
-    let config = write_config(&dir, &emu, "");
-    // The audience whose list the operator made, then deletes.
-    let made = iterable_api(
-        &http,
-        &emu,
-        reqwest::Method::POST,
-        "/api/lists",
-        Some(json!({"name": "gone_aud"})),
-    )
-    .await;
-    let gone = made["listId"].as_i64().expect("listId");
-    let svc = Service::start(dir, &config, &["--log-format", "json"], Some("debug"));
-
-    // A key Iterable refuses: the destination pauses.
-    send(&http, &svc, REFUSED_WRITE_KEY, "ann", "refused_aud").await;
+/// A key Iterable refuses: the destination pauses.
+async fn refused_key(http: &reqwest::Client, svc: &Service) {
+    send(http, svc, REFUSED_WRITE_KEY, "ann", "refused_aud").await;
     svc.wait_line("the pause", |l| l.contains("destination paused"))
         .await;
+}
 
-    // The list is found, then deleted in Iterable; two more users come for it.
-    send(&http, &svc, WRITE_KEY, "bob", "gone_aud").await;
-    wait_member(&emu, "gone_aud", "bob").await;
-    iterable_api(
-        &http,
-        &emu,
-        reqwest::Method::DELETE,
-        &format!("/api/lists/{gone}"),
-        None,
-    )
-    .await;
-    send(&http, &svc, WRITE_KEY, "cat", "gone_aud").await;
+/// List `gone` is found for its audience, then deleted in Iterable; two more users come for
+/// it (two requests answered `invalidListId`).
+async fn deleted_list(http: &reqwest::Client, emu: &RunningEmulator, svc: &Service, gone: i64) {
+    send(http, svc, WRITE_KEY, "bob", "gone_aud").await;
+    wait_member(emu, "gone_aud", "bob").await;
+    let path = format!("/api/lists/{gone}");
+    iterable_api(http, emu, reqwest::Method::DELETE, &path, None).await;
+    send(http, svc, WRITE_KEY, "cat", "gone_aud").await;
     svc.wait_line("the deleted list", |l| l.contains("no longer exists"))
         .await;
-    send(&http, &svc, WRITE_KEY, "dan", "gone_aud").await;
+    send(http, svc, WRITE_KEY, "dan", "gone_aud").await;
     let invalid = |log: &str| {
         log.lines()
             .filter(|l| l.contains("\"invalidListId\""))
@@ -302,34 +282,42 @@ async fn json_logs_name_each_situation_once_and_never_a_secret() {
         assert!(Instant::now() < deadline, "{}", svc.stderr_text());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
 
-    // A storm of 429s over requests in flight at once (their lists resolved before).
+/// A storm of 429s over [`STORM`] requests in flight at once (their lists resolved before),
+/// until at least three answers each; then Iterable answers again and they are delivered.
+/// Returns the 429s answered.
+async fn storm(http: &reqwest::Client, emu: &RunningEmulator, svc: &Service) -> usize {
     for i in 0..STORM {
-        send(&http, &svc, WRITE_KEY, "pre", &format!("storm_{i}")).await;
+        send(http, svc, WRITE_KEY, "pre", &format!("storm_{i}")).await;
     }
     for i in 0..STORM {
-        wait_member(&emu, &format!("storm_{i}"), "pre").await;
+        wait_member(emu, &format!("storm_{i}"), "pre").await;
     }
-    emu.set_faults(Faults {
+    let storm = Faults {
         error_429: 1.0,
         ..Faults::default()
-    })
-    .expect("faults");
+    };
+    emu.set_faults(storm).expect("faults");
     for i in 0..STORM {
-        send(&http, &svc, WRITE_KEY, "eve", &format!("storm_{i}")).await;
+        send(http, svc, WRITE_KEY, "eve", &format!("storm_{i}")).await;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while answers_429(&emu) < 3 * STORM {
+    while answers_429(emu) < 3 * STORM {
         assert!(Instant::now() < deadline, "too few 429s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     emu.set_faults(Faults::default()).expect("faults");
-    let storm_429 = answers_429(&emu);
+    let answered = answers_429(emu);
     for i in 0..STORM {
-        wait_member(&emu, &format!("storm_{i}"), "eve").await;
+        wait_member(emu, &format!("storm_{i}"), "eve").await;
     }
+    answered
+}
 
-    // Wrong credentials, each with a request id of the client's.
+/// A wrong write key (with the client's request id) and a wrong admin token, both 401, then
+/// a good admin call. Returns the request id of the wrong admin call.
+async fn wrong_credentials(http: &reqwest::Client, svc: &Service) -> String {
     let r = http
         .post(format!("{}/v1/batch", svc.url))
         .basic_auth(WRONG_WRITE_KEY, Some(""))
@@ -360,10 +348,146 @@ async fn json_logs_name_each_situation_once_and_never_a_secret() {
     assert_eq!(r.status().as_u16(), 200);
     svc.wait_line("the admin 401", |l| l.contains(&admin_id))
         .await;
+    admin_id
+}
+
+/// How many lines satisfy `pred`.
+fn count(lines: &[Value], pred: impl Fn(&Value) -> bool) -> usize {
+    lines.iter().filter(|v| pred(v)).count()
+}
+
+/// The lines in a request's span carry its id; the access lines are all in one.
+fn check_request_lines(lines: &[Value]) {
+    let in_request: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["span"]["name"] == "request")
+        .collect();
+    for v in &in_request {
+        let id = v["span"]["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty() && id != "-", "no request id: {v}");
+    }
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["target"] == "server::http::access_log")
+        .collect();
+    assert!(
+        access.iter().all(|v| v["span"]["name"] == "request"),
+        "every access line is in its request's span"
+    );
+    // Each request taken has its debug line with a status and a duration (13 sent).
+    let taken = count(lines, |v| {
+        v["span"]["name"] == "request"
+            && v["fields"]["status"] == 200
+            && v["fields"]["duration_ms"].is_number()
+    });
+    assert!(taken >= 2 * STORM + 4, "{taken}");
+}
+
+/// The start, the pause and the lists: each named once.
+fn check_named_once(lines: &[Value], emu_url: &str, gone: i64) {
+    let starting = count(lines, |v| {
+        message(v) == "iterable-lists starting"
+            && v["fields"]["version"].is_string()
+            && v["fields"]["storage"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("sqlite://"))
+    });
+    assert_eq!(starting, 1);
+    let configured = count(lines, |v| {
+        message(v) == "destination configured"
+            && v["fields"]["base_url"] == emu_url
+            && v["fields"]["project_type"] == "hybrid"
+    });
+    assert_eq!(configured, 2);
+    let paused = |v: &Value| message(v).starts_with("destination paused");
+    assert_eq!(count(lines, paused), 1, "one pause line");
+    let named = count(lines, |v| {
+        paused(v)
+            && v["level"] == "INFO"
+            && v["fields"]["destination"] == "refused"
+            && v["fields"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("401"))
+    });
+    assert_eq!(named, 1);
+    let found = count(lines, |v| {
+        message(v) == "list found in Iterable"
+            && v["fields"]["audience"] == "gone_aud"
+            && v["fields"]["list_id"] == gone
+    });
+    assert_eq!(found, 1);
+    let created = count(lines, |v| message(v) == "list created in Iterable");
+    assert_eq!(created, STORM, "one per storm audience");
+    let gone_lines = |v: &Value| message(v).contains("no longer exists");
+    assert_eq!(
+        count(lines, gone_lines),
+        1,
+        "the deleted list is named once"
+    );
+    let named = count(lines, |v| {
+        gone_lines(v) && v["fields"]["audience"] == "gone_aud" && v["fields"]["list_id"] == gone
+    });
+    assert_eq!(named, 1);
+}
+
+/// The storm: one 429 line and at most a few other warnings from the deliveries, whatever
+/// the number of answers; its tries show at debug.
+fn check_storm(lines: &[Value], answers: usize) {
+    assert!(answers >= 3 * STORM, "{answers}");
+    let rate_limited = count(lines, |v| {
+        message(v).starts_with("Iterable is rate limiting") && v["level"] == "WARN"
+    });
+    assert_eq!(rate_limited, 1);
+    let warnings = count(lines, |v| {
+        v["level"] == "WARN" && v["target"].as_str().is_some_and(|t| t.starts_with("sync"))
+    });
+    assert!(
+        warnings <= 3,
+        "{warnings} warnings for {answers} answers 429"
+    );
+    let tries = count(lines, |v| message(v) == "a try failed");
+    assert!(tries >= 3 * STORM, "the tries show at debug: {tries}");
+}
+
+/// The refused credentials: one warn line each, in the request's span.
+fn check_refused(lines: &[Value], admin_id: &str) {
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["span"]["name"] == "request" && v["fields"]["status"] == 401)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|v| v["level"] == "WARN"));
+    assert!(refused.iter().any(|v| {
+        v["span"]["request_id"] == "client-req-401"
+            && v["span"]["path"] == "/v1/batch"
+            && v["span"]["method"] == "POST"
+    }));
+    assert!(
+        refused
+            .iter()
+            .any(|v| v["span"]["request_id"] == admin_id && v["span"]["path"] == "/v1/status")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_each_situation_once_and_never_a_secret() {
+    let emu = emulator().await;
+    let http = client();
+    let dir = temp_dir("json");
+    let config = write_config(&dir, &emu, "");
+    // The audience whose list the operator made (and deletes later).
+    let body = Some(json!({"name": "gone_aud"}));
+    let made = iterable_api(&http, &emu, reqwest::Method::POST, "/api/lists", body).await;
+    let gone = made["listId"].as_i64().expect("listId");
+    let svc = Service::start(dir, &config, &["--log-format", "json"], Some("debug"));
+
+    refused_key(&http, &svc).await;
+    deleted_list(&http, &emu, &svc, gone).await;
+    let answers = storm(&http, &emu, &svc).await;
+    let admin_id = wrong_credentials(&http, &svc).await;
 
     let log = svc.stop();
     eprintln!("--- stderr of the service ---\n{log}");
-
     // (a) No secret anywhere.
     for secret in [
         KEY,
@@ -379,121 +503,11 @@ async fn json_logs_name_each_situation_once_and_never_a_secret() {
     }
     // (c) Every line is JSON with a level and a message; a request's lines carry its id.
     let lines = parse_lines(&log);
-    let in_request: Vec<&Value> = lines
-        .iter()
-        .filter(|v| v["span"]["name"] == "request")
-        .collect();
-    assert!(in_request.len() >= 2 * STORM, "{}", in_request.len());
-    for v in &in_request {
-        let id = v["span"]["request_id"].as_str().unwrap_or_default();
-        assert!(!id.is_empty() && id != "-", "no request id: {v}");
-    }
-    let access: Vec<&Value> = lines
-        .iter()
-        .filter(|v| v["target"] == "server::http::access_log")
-        .collect();
-    assert!(access.len() >= 2 * STORM);
-    assert!(
-        access.iter().all(|v| v["span"]["name"] == "request"),
-        "every access line is in its request's span"
-    );
-    // (b) Each situation is named once.
-    let named = |pred: &dyn Fn(&Value) -> bool| lines.iter().filter(|v| pred(v)).count();
-    assert_eq!(
-        named(&|v| message(v).starts_with("iterable-lists starting")
-            && v["fields"]["version"].is_string()
-            && v["fields"]["storage"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("sqlite://"))),
-        1
-    );
-    assert_eq!(
-        named(&|v| message(v) == "destination configured"
-            && v["fields"]["base_url"] == emu.url()
-            && v["fields"]["project_type"] == "hybrid"),
-        2
-    );
-    assert_eq!(
-        named(&|v| message(v).starts_with("destination paused")),
-        1,
-        "one pause line"
-    );
-    assert_eq!(
-        named(&|v| message(v).starts_with("destination paused")
-            && v["level"] == "INFO"
-            && v["fields"]["destination"] == "refused"
-            && v["fields"]["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("401"))),
-        1
-    );
-    assert_eq!(
-        named(&|v| message(v) == "list found in Iterable"
-            && v["fields"]["audience"] == "gone_aud"
-            && v["fields"]["list_id"] == gone),
-        1
-    );
-    assert_eq!(
-        named(&|v| message(v) == "list created in Iterable"),
-        STORM,
-        "one per storm audience"
-    );
-    assert_eq!(
-        named(&|v| message(v).contains("no longer exists")),
-        1,
-        "the deleted list is named once"
-    );
-    assert_eq!(
-        named(&|v| message(v).contains("no longer exists")
-            && v["fields"]["audience"] == "gone_aud"
-            && v["fields"]["list_id"] == gone),
-        1
-    );
-    // The storm: one 429 line, at most a couple of others at warn, whatever the answers.
-    assert!(storm_429 >= 3 * STORM, "{storm_429}");
-    assert_eq!(
-        named(&|v| message(v).starts_with("Iterable is rate limiting") && v["level"] == "WARN"),
-        1
-    );
-    let delivery_warnings = named(&|v| {
-        v["level"] == "WARN" && v["target"].as_str().is_some_and(|t| t.starts_with("sync"))
-    });
-    assert!(
-        delivery_warnings <= 3,
-        "{delivery_warnings} warnings for {storm_429} answers 429"
-    );
-    assert!(
-        named(&|v| message(v) == "a try failed") >= 3 * STORM,
-        "the tries show at debug"
-    );
-    // The refused credentials: one warn line each, in the request's span.
-    let refused: Vec<&&Value> = in_request
-        .iter()
-        .filter(|v| v["fields"]["status"] == 401)
-        .collect();
-    assert_eq!(refused.len(), 2, "{refused:?}");
-    assert!(refused.iter().all(|v| v["level"] == "WARN"));
-    assert!(
-        refused
-            .iter()
-            .any(|v| v["span"]["request_id"] == "client-req-401"
-                && v["span"]["path"] == "/v1/batch"
-                && v["span"]["method"] == "POST")
-    );
-    assert!(
-        refused
-            .iter()
-            .any(|v| v["span"]["request_id"] == admin_id.as_str()
-                && v["span"]["path"] == "/v1/status")
-    );
-    // Every request answered 200 has its debug line with a status and a duration.
-    assert!(
-        in_request
-            .iter()
-            .filter(|v| v["fields"]["status"] == 200 && v["fields"]["duration_ms"].is_number())
-            .count()
-            >= 2 * STORM + 4
-    );
+    check_request_lines(&lines);
+    // (b) Each situation is named once, without a flood.
+    check_named_once(&lines, &emu.url(), gone);
+    check_storm(&lines, answers);
+    check_refused(&lines, &admin_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
