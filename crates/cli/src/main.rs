@@ -19,6 +19,7 @@ use segment::membership::RetlSyncMode;
 use serde_json::Value;
 use server::config::{Config, Secrets};
 use server::ingest::{IngestLimits, Item, read_events};
+use server::logs::LogFormat;
 
 /// mimalloc: the planner allocates many small JSON values; it runs 10-20% faster than glibc's.
 #[global_allocator]
@@ -39,6 +40,9 @@ enum Command {
         /// TOML configuration; without it, the embedded defaults (and ITERABLE_* variables).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// How log lines (stderr) are written: text or json; wins over `[log] format`.
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<LogFormat>,
     },
     /// Run the service beside an in-process Iterable emulator, with commands to paste.
     Demo {
@@ -48,6 +52,9 @@ enum Command {
         /// Directory for the demo's database (default: a new temporary directory).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// How log lines (stderr) are written: text or json.
+        #[arg(long, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Each destination and audience: list id, members, pending changes, rejections.
     Status {
@@ -334,8 +341,12 @@ fn check(target: CheckTarget) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Serve { config } => service::serve(config.as_deref()),
-        Command::Demo { listen, data_dir } => service::demo(*listen, data_dir.as_deref()),
+        Command::Serve { config, log_format } => service::serve(config.as_deref(), *log_format),
+        Command::Demo {
+            listen,
+            data_dir,
+            log_format,
+        } => service::demo(*listen, data_dir.as_deref(), *log_format),
         Command::Status { config, json } => service::status(config.as_deref(), *json),
         Command::Events(EventsCommand::Show {
             message_id,

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType as EmuProjectType};
 use server::app::{open_store_read_only, system_clock};
 use server::config::{Config, Secrets, Storage};
+use server::logs::LogFormat;
 use server::status::{DestinationState, DestinationStatus, event_json, event_text, status_text};
 use server::{RunningService, StartError};
 use sync::Store;
@@ -51,19 +52,26 @@ async fn shutdown_signal() {
 /// How long in-flight work may take to finish after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// `serve`: runs until SIGTERM or Ctrl-C. The first stdout line is `listening on http://ADDR`.
-pub fn serve(config: Option<&Path>) -> Result<()> {
+/// Sends the logs to stderr in `format`, filtered by `RUST_LOG`.
+fn install_logs(format: LogFormat) -> Result<()> {
+    server::logs::install(format).map_err(|e| anyhow!("{e}"))
+}
+
+/// `serve`: runs until SIGTERM or Ctrl-C. The first stdout line is `listening on http://ADDR`;
+/// logs go to stderr, in `log_format` (else the configuration's `[log] format`).
+pub fn serve(config: Option<&Path>, log_format: Option<LogFormat>) -> Result<()> {
     let cfg = load(config)?;
+    install_logs(log_format.unwrap_or(cfg.log_format))?;
     if cfg.destinations.is_empty() {
-        eprintln!(
-            "warning: no destinations configured; events will be refused until one is \
-             (see README: --config FILE, or ITERABLE_API_KEY and ITERABLE_LISTS_WRITE_KEYS)"
+        tracing::warn!(
+            "no destinations configured; events will be refused until one is (see README: \
+             --config FILE, or ITERABLE_API_KEY and ITERABLE_LISTS_WRITE_KEYS)"
         );
     }
     // Every descriptor the process may have: the connection cap is derived from it.
     let files = listener::raise_open_file_limit();
     if let Err(e) = &files {
-        eprintln!("warning: cannot raise the open-file limit: {e}");
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     let rt = runtime()?;
     rt.block_on(async move {
@@ -74,16 +82,20 @@ pub fn serve(config: Option<&Path>) -> Result<()> {
         if let Some(a) = svc.metrics_addr() {
             println!("metrics on http://{a}/metrics");
         }
-        eprintln!(
-            "accepting up to {} connections (max_connections; open-file limit {})",
+        let (cap, files) = (
             svc.connections().cap(),
-            files.map_or_else(|_| "unknown".to_string(), |n| n.to_string())
+            files.map_or_else(|_| "unknown".to_string(), |n| n.to_string()),
+        );
+        tracing::info!(
+            max_connections = cap,
+            open_file_limit = %files,
+            "accepting up to {cap} connections (max_connections; open-file limit {files})"
         );
         let _ = std::io::stdout().flush();
         shutdown_signal().await;
-        eprintln!("shutting down: finishing in-flight requests and deliveries");
+        tracing::info!("shutting down: finishing in-flight requests and deliveries");
         svc.shutdown(GRACE).await;
-        eprintln!("stopped");
+        tracing::info!("stopped");
         Ok(())
     })
 }
@@ -262,8 +274,10 @@ fn print_demo_instructions(url: &str, emulator_url: &str, dir: &Path, config: &P
     );
 }
 
-/// `demo`: the service and an in-process emulator, with commands to paste.
-pub fn demo(listen: SocketAddr, data_dir: Option<&Path>) -> Result<()> {
+/// `demo`: the service and an in-process emulator, with commands to paste; logs go to
+/// stderr in `log_format`.
+pub fn demo(listen: SocketAddr, data_dir: Option<&Path>, log_format: LogFormat) -> Result<()> {
+    install_logs(log_format)?;
     let dir: PathBuf = match data_dir {
         Some(d) => d.to_path_buf(),
         None => std::env::temp_dir().join(format!("iterable-lists-demo-{}", std::process::id())),

@@ -154,6 +154,13 @@ fn build_config(args: Args) -> Result<EmulatorConfig> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     if let Err(e) = listener::raise_open_file_limit() {
         eprintln!("iterable-emulator: cannot raise the open-file limit: {e}");
     }

@@ -109,14 +109,28 @@ impl<R: ListRegistry> ListResolver<R> {
         c.get(&list_id).is_some_and(|t| t.elapsed() < FRESH_FOR)
     }
 
-    async fn remember(&self, audience: &str, id: i64) -> Result<i64, ResolveError> {
+    /// Stores the audience's list, `found` in Iterable or created; logs it (once per
+    /// audience: later lookups find it in the registry).
+    async fn remember(&self, audience: &str, id: i64, found: bool) -> Result<i64, ResolveError> {
         self.registry.put(&self.destination, audience, id).await?;
         // A concurrent writer may have stored another id first: the registry's wins.
-        Ok(self
+        let id = self
             .registry
             .get(&self.destination, audience)
             .await?
-            .unwrap_or(id))
+            .unwrap_or(id);
+        tracing::info!(
+            destination = %self.destination,
+            audience,
+            list_id = id,
+            "{}",
+            if found {
+                "list found in Iterable"
+            } else {
+                "list created in Iterable"
+            }
+        );
+        Ok(id)
     }
 
     /// The list of `audience`, found or created. Concurrent calls for one audience wait for
@@ -149,10 +163,10 @@ impl<R: ListRegistry> ListResolver<R> {
         if let Some(id) = external_id
             && find_by_id(&lists, id).is_some()
         {
-            return self.remember(audience, id).await;
+            return self.remember(audience, id, true).await;
         }
         if let Some(l) = choose_list(&lists, audience) {
-            return self.remember(audience, l.id).await;
+            return self.remember(audience, l.id, true).await;
         }
         let mut attempt = 1;
         loop {
@@ -162,7 +176,7 @@ impl<R: ListRegistry> ListResolver<R> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(id, Instant::now());
-                    return self.remember(audience, id).await;
+                    return self.remember(audience, id, false).await;
                 }
                 Err(e) => {
                     // Creation is tried again here, not by the client: after a lost answer the
@@ -186,7 +200,7 @@ impl<R: ListRegistry> ListResolver<R> {
                         // The list may exist although the answer was lost: look first.
                         let lists = self.client.get_lists_observed(observer).await?;
                         if let Some(l) = choose_list(&lists, audience) {
-                            return self.remember(audience, l.id).await;
+                            return self.remember(audience, l.id, true).await;
                         }
                     }
                     attempt += 1;

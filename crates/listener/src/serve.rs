@@ -62,10 +62,11 @@ impl Connections {
         if let (Some(cap), Some(files)) = (limits.max_connections, files)
             && cap > crate::limits::default_max_connections(Some(files))
         {
-            eprintln!(
-                "{name}: warning: max_connections = {cap} leaves too few of the {files} files this \
-                 process may open for the store and outbound connections; accepts will fail \
-                 with \"too many open files\" first (then idle connections are closed)"
+            tracing::warn!(
+                server = name,
+                "max_connections = {cap} leaves too few of the {files} files this process may \
+                 open for the store and outbound connections; accepts will fail with \"too many \
+                 open files\" first (then idle connections are closed)"
             );
         }
         Arc::new(Self {
@@ -115,19 +116,23 @@ impl Connections {
             if victim.is_none() {
                 drop(reg);
                 if let Some(n) = self.logs().refused.record(now) {
-                    eprintln!(
-                        "{}: refused {n} connection(s) since the last report: all {} connections \
+                    tracing::warn!(
+                        server = self.name,
+                        refused = n,
+                        "refused {n} connection(s) since the last report: all {} connections \
                          (max_connections) are busy serving requests",
-                        self.name, self.cap
+                        self.cap
                     );
                 }
                 return None;
             }
             if let Some(n) = self.logs().evicted.record(now) {
-                eprintln!(
-                    "{}: closed {n} idle or stalled connection(s) since the last report to admit \
+                tracing::warn!(
+                    server = self.name,
+                    closed = n,
+                    "closed {n} idle or stalled connection(s) since the last report to admit \
                      new ones: {} connections (max_connections) are open",
-                    self.name, self.cap
+                    self.cap
                 );
             }
         }
@@ -166,9 +171,10 @@ impl Connections {
             } else {
                 "backing off"
             };
-            eprintln!(
-                "{}: accept failed {n} time(s) since the last report: {e}; {action}",
-                self.name
+            tracing::warn!(
+                server = self.name,
+                failures = n,
+                "accept failed {n} time(s) since the last report: {e}; {action}"
             );
         }
         match victim {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use destination::ActionMapping;
 use destination::plan::{Limits, Planner};
+use destination::settings::ProjectType;
 use iterable::client::{Client, ClientConfig};
 use listener::Connections;
 use sync::metrics::DestinationMetrics;
@@ -130,10 +131,12 @@ fn open_service_store(config: &Config) -> Result<Store, StoreError> {
     };
     let store = SqliteStore::open_with_options(path, &options)?;
     if let QuickCheck::Unfinished { budget } = store.quick_check() {
-        eprintln!(
-            "iterable-lists: WARNING: the integrity check of {} did not finish within {} ms; \
-             the rest of the file is unchecked. Raise [storage] quick_check_ms, or check it \
-             while the service is stopped: sqlite3 {} 'PRAGMA integrity_check'",
+        tracing::warn!(
+            path = %path.display(),
+            budget_ms = budget.as_millis() as u64,
+            "the integrity check of {} did not finish within {} ms; the rest of the file is \
+             unchecked. Raise [storage] quick_check_ms, or check it while the service is \
+             stopped: sqlite3 {} 'PRAGMA integrity_check'",
             path.display(),
             budget.as_millis(),
             path.display()
@@ -157,17 +160,18 @@ async fn watch_store(store: Store, mut shutdown: watch::Receiver<bool>) {
         }
         let failure = store.write_failure();
         match (&failure, failing) {
-            (Some(why), false) => eprintln!(
-                "iterable-lists: the store cannot write ({why}); /readyz answers 503 until it can"
+            (Some(why), false) => tracing::error!(
+                reason = %why,
+                "the store cannot write; /readyz answers 503 until it can"
             ),
-            (None, true) => eprintln!("iterable-lists: the store writes again; ready"),
+            (None, true) => tracing::info!("the store writes again; ready"),
             _ => {}
         }
         failing = failure.is_some();
         if failing {
             let _ = store.probe_write().await;
             if store.write_failure().is_none() {
-                eprintln!("iterable-lists: the store writes again; ready");
+                tracing::info!("the store writes again; ready");
                 failing = false;
             }
         }
@@ -231,6 +235,34 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
     Ok((listener, local))
 }
 
+/// What the service runs with, logged at start: never a secret (API keys, write keys, webhook
+/// secrets and the admin token are left out; a URL loses any password).
+fn log_start(config: &Config, addr: SocketAddr, metrics: Option<SocketAddr>) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr,
+        metrics_listen = metrics.map(tracing::field::display),
+        storage = %crate::logs::redact_url(&config.storage.describe()),
+        destinations = config.destinations.len(),
+        admin_token = config.admin_token.is_some(),
+        "iterable-lists starting"
+    );
+    for d in &config.destinations {
+        tracing::info!(
+            destination = %d.name,
+            base_url = %crate::logs::redact_url(&d.base_url),
+            project_type = match d.project_type {
+                ProjectType::Hybrid => "hybrid",
+                ProjectType::UserId => "userId",
+            },
+            enabled = d.enabled,
+            write_keys = d.write_keys.len(),
+            webhook_secret = d.webhook_secret.is_some(),
+            "destination configured"
+        );
+    }
+}
+
 /// Waits for every task.
 async fn join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
     for t in tasks {
@@ -283,6 +315,7 @@ impl RunningService {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        log_start(&config, addr, metrics.as_ref().map(|(_, a)| *a));
         let conns = Connections::new("iterable-lists", config.http);
         let state = Arc::new(AppState {
             config,

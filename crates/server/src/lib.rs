@@ -7,6 +7,7 @@ pub mod figures;
 pub mod http;
 pub mod ingest;
 pub mod intake;
+pub mod logs;
 pub mod status;
 
 pub use app::{RunningService, StartError};

@@ -29,6 +29,7 @@ use std::time::Duration;
 use listener::Limits;
 
 use crate::ingest::IngestLimits;
+use crate::logs::LogFormat;
 
 pub use delivery::Delivery;
 pub use destinations::DestinationConfig;
@@ -73,6 +74,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The destinations (`[[destination]]`), in file order.
     pub destinations: Vec<DestinationConfig>,
+    /// How log lines are written (`[log] format`; `--log-format` wins).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             http: Limits::default(),
             metrics_listen: None,
             destinations: Vec::new(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -167,8 +171,8 @@ mod tests {
 
     use super::*;
     use raw::{
-        RawAudience, RawConfig, RawDelivery, RawDestination, RawHttp, RawIngest, RawStorage,
-        keys_of,
+        RawAudience, RawConfig, RawDelivery, RawDestination, RawHttp, RawIngest, RawLog,
+        RawStorage, keys_of,
     };
     use test_support::*;
 
@@ -370,6 +374,52 @@ subscribe = "20/s"
     }
 
     #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(parse("").log_format, LogFormat::Text);
+        assert_eq!(parse("[log]").log_format, LogFormat::Text);
+        assert_eq!(
+            parse("[log]\nformat = \"json\"").log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            parse("[log]\nformat = \"text\"").log_format,
+            LogFormat::Text
+        );
+        let cases = [
+            (
+                "[log]\n\nformat = \"xml\"",
+                r#"line 3: log.format: expected "text" or "json", got "xml""#,
+            ),
+            (
+                "[log]\nformat = 1",
+                "line 2: log.format: expected a string, got an integer",
+            ),
+            (
+                "[log]\nlevel = \"debug\"",
+                r#"line 2: log: unknown key "level"; expected one of format"#,
+            ),
+        ];
+        for (text, want) in cases {
+            let msg = parse_err(text, &no_env);
+            assert!(msg.contains(want), "{text:?}: {msg:?} lacks {want:?}");
+        }
+        // The file's name and line.
+        let dir = std::env::temp_dir().join(format!("il-config-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[log]\nformat = \"yaml\"\n").unwrap();
+        let msg = Config::load(Some(&path)).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "{}:2: log.format: expected \"text\" or \"json\", got \"yaml\"",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_integrity_check_bound_is_configurable() {
         let c = parse(&dest("d", "wk", ""));
         assert_eq!(
@@ -428,6 +478,7 @@ subscribe = "20/s"
             .chain(keys_of::<RawDestination>())
             .chain(keys_of::<RawAudience>())
             .chain(keys_of::<RawDelivery>())
+            .chain(keys_of::<RawLog>())
         {
             assert!(EXAMPLE.contains(key), "{key} is not in EXAMPLE");
         }

@@ -29,6 +29,14 @@ pub(super) struct RawConfig {
     pub(super) destination: Option<Destinations>,
     pub(super) metrics_listen: Option<Spanned<Text>>,
     pub(super) http: Option<Table<RawHttp>>,
+    pub(super) log: Option<Table<RawLog>>,
+}
+
+/// `[log]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: Option<Spanned<Text>>,
 }
 
 /// `[storage]`.

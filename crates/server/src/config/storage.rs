@@ -65,6 +65,15 @@ impl Storage {
         })
     }
 
+    /// Where the state lives, for a log line: the SQLite file (`sqlite://PATH`) or
+    /// `sqlite::memory:`. (A URL with a password would have it redacted.)
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Storage::SqliteMemory => "sqlite::memory:".to_string(),
+        }
+    }
+
     /// The storage with a relative SQLite path taken as relative to `dir` (a config file's
     /// directory; `None` or empty leaves it relative to the working directory).
     pub fn relative_to(self, dir: Option<&Path>) -> Storage {

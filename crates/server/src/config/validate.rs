@@ -92,6 +92,13 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
     if let Some(http) = &raw.http {
         config.http = root.nested("http").http(&http.0)?;
     }
+    if let Some(f) = raw.log.as_ref().and_then(|l| l.0.format.as_ref()) {
+        config.log_format = f
+            .get_ref()
+            .0
+            .parse()
+            .map_err(|p| root.nested("log").fail("format", f.span(), p))?;
+    }
     let mut read = Vec::new();
     for (i, d) in raw.destination.iter().flat_map(|d| &d.0).enumerate() {
         read.push(read_destination(i, &d.get_ref().0, d.span(), env)?);

@@ -234,7 +234,7 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
             reply(200, "application/json", ingest::success_body())
         }
         Err(e) => {
-            eprintln!("iterable-lists: storing events failed: {e}");
+            tracing::error!(error = %e, "storing events failed; answered 503");
             let mut r = error_reply(
                 503,
                 format!("the events could not be stored ({e}); nothing was kept, retry"),

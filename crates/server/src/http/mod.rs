@@ -3,6 +3,7 @@
 //! this module's:
 //!
 //! - `serve`: from the listener to the router, with request ids (`request_id`);
+//! - `access_log`: a span per request with its id, and a log line per answer;
 //! - `router`: the routes of the main and the metrics address, and the state they share;
 //! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
 //! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
@@ -16,6 +17,7 @@
 //! layer answers 413 in plain text), and the limit applies to the body after gzip decoding as
 //! well. Nor its compression: ingestion answers are a few bytes.
 
+mod access_log;
 mod admin;
 mod auth;
 mod health;

@@ -10,6 +10,7 @@ use axum::routing::{MethodRouter, get, post};
 
 use crate::app::AppState;
 
+use super::access_log::access_log;
 use super::reply::{close_if_body_left, metrics_get_only, metrics_not_found, not_found, post_only};
 use super::{admin, health, ingestion, metrics};
 
@@ -35,6 +36,7 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
         .route("/readyz", get_only(health::readyz))
         .fallback(not_found)
         .layer(from_fn(close_if_body_left))
+        .layer(from_fn(access_log))
         .with_state(state)
 }
 
@@ -50,6 +52,7 @@ pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
         )
         .fallback(metrics_not_found)
         .layer(from_fn(close_if_body_left))
+        .layer(from_fn(access_log))
         .with_state(state)
 }
 

@@ -39,7 +39,17 @@ impl<F: Fn() -> Vec<(Identity, Seq)> + Send + Sync> AttemptObserver for Tries<F>
         retry_in: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
+            tracing::debug!(
+                destination = %self.inner.cfg.destination,
+                audience = %self.audience,
+                error = %error,
+                retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
+                "a try failed"
+            );
             self.inner.note_failure(error);
+            if error.status == Some(429) {
+                self.inner.notice_rate_limited();
+            }
             let rows = self
                 .gathered
                 .get_or_init(|| Arc::new((self.keys)()))
@@ -64,9 +74,10 @@ impl<F: Fn() -> Vec<(Identity, Seq)> + Send + Sync> AttemptObserver for Tries<F>
                 .await;
             if let Err(e) = recorded {
                 // The rows stay as they were; the request goes on.
-                eprintln!(
-                    "iterable-lists: destination {:?}: recording a failed try: {e}",
-                    self.inner.cfg.destination
+                tracing::error!(
+                    destination = %self.inner.cfg.destination,
+                    error = %e,
+                    "recording a failed try failed"
                 );
             }
         })

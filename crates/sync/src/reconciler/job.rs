@@ -103,6 +103,7 @@ impl Job {
             };
             let failure = e.failure();
             let call = self.call(&inner, idx.len());
+            let (mut retried, mut paused) = (0, false);
             for &i in &idx {
                 let verdict = decide(
                     &inner.cfg.policy(),
@@ -118,14 +119,21 @@ impl Job {
                         // untouched, and so do the pieces not sent yet.
                         done.unauthorized = Some(e);
                         pieces.clear();
+                        paused = true;
                         break;
                     }
                     Verdict::Split => {
                         pieces.extend(self.halves(&inner, &idx));
                         break;
                     }
-                    v => outcomes.extend(row_outcome(v).map(|o| self.outcome(i, o))),
+                    v => {
+                        retried += usize::from(matches!(v, Verdict::RetryAt { .. }));
+                        outcomes.extend(row_outcome(v).map(|o| self.outcome(i, o)));
+                    }
                 }
+            }
+            if !paused {
+                inner.notice_failed_request(call, &failure, retried);
             }
         }
         // Iterable has answered: the slot is free for the next request. The rows stay
@@ -161,6 +169,15 @@ impl Job {
             .bulk_update(endpoint(self.op), body, Some(observer))
             .await;
         drop(tries);
+        tracing::debug!(
+            destination = %inner.cfg.destination,
+            audience = %self.audience,
+            list_id = self.list_id,
+            endpoint = ?endpoint(self.op),
+            rows = idx.len(),
+            ok = result.is_ok(),
+            "request to Iterable answered"
+        );
         match &result {
             Ok(_) => inner.note_answer(),
             Err(e) => inner.note_failure(e),

@@ -41,13 +41,14 @@
 //! The parts: `dispatcher` (the round over audiences: fetch, linger, start), `plan` (the
 //! list, the planner, one task per request), `job` (one request: send, decide, record),
 //! `claims` (users with a request in flight), `pause` (paused, degraded, the probe; with
-//! `reachability`), `attempts` (failed tries while the client retries), `running` (the
+//! `reachability`), `notices` (what a failed request logs, and how often), `attempts` (failed tries while the client retries), `running` (the
 //! loop), `registry` (the store as the resolver's registry), `shared` (what they share).
 
 mod attempts;
 mod claims;
 mod dispatcher;
 mod job;
+mod notices;
 mod pause;
 mod plan;
 mod reachability;
@@ -253,6 +254,7 @@ impl Reconciler {
                 wake_loop: Notify::new(),
                 resolved: Mutex::new(HashMap::new()),
                 resumes: AtomicU64::new(0),
+                notices: notices::Notices::default(),
             }),
         }
     }

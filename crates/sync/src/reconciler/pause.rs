@@ -1,7 +1,8 @@
 //! Paused, degraded or running: a refused key pauses the destination until a probe (`GET
 //! /api/lists`) works; Iterable unreachable for longer than `degraded_after` makes it degraded
 //! (see `reachability`) until it answers again. The state is stored, so `iterable-lists
-//! status` shows it and a restart starts from it.
+//! status` shows it and a restart starts from it. Pauses and resumes are logged at info; a
+//! degraded state at warn, once a minute while it lasts.
 
 use std::sync::atomic::Ordering;
 
@@ -49,25 +50,28 @@ impl Inner {
     /// Iterable answered.
     pub fn note_answer(&self) {
         if lock(&self.reach).answered() {
-            eprintln!(
-                "iterable-lists: destination {:?}: Iterable answers again; no longer degraded",
-                self.cfg.destination
+            tracing::info!(
+                destination = %self.cfg.destination,
+                "Iterable answers again; no longer degraded"
             );
         }
     }
 
-    /// Logs, once per streak, that Iterable has been unreachable for too long.
+    /// Logs that Iterable has been unreachable for too long: once it lasted `degraded_after`,
+    /// then once a minute while it lasts.
     pub fn announce_degraded(&self) {
         let (now, after) = (self.now(), self.degraded_after_ms());
         let mut r = lock(&self.reach);
         if r.announce(now, after)
             && let Some((reason, since)) = r.degraded(now, after)
         {
-            eprintln!(
-                "iterable-lists: destination {:?} DEGRADED: Iterable unreachable for {} s \
-                 (since epoch ms {since}); deliveries go on being retried; last failure: {reason}",
-                self.cfg.destination,
-                (now - since) / 1000
+            let secs = (now - since) / 1000;
+            tracing::warn!(
+                destination = %self.cfg.destination,
+                unreachable_s = secs,
+                since_ms = since,
+                last_failure = reason,
+                "degraded: Iterable unreachable for {secs} s; deliveries go on being retried"
             );
         }
     }
@@ -86,9 +90,10 @@ impl Inner {
             .await
         {
             Ok(()) => *stored = Some(word),
-            Err(e) => eprintln!(
-                "iterable-lists: destination {:?}: storing its state: {e}",
-                self.cfg.destination
+            Err(e) => tracing::error!(
+                destination = %self.cfg.destination,
+                error = %e,
+                "storing the destination's state failed"
             ),
         }
     }
@@ -102,15 +107,16 @@ impl Inner {
                 Some("paused")
             }
             Ok(Some(DestinationState::Degraded { reason, since_ms })) => {
-                lock(&self.reach).restore(since_ms, reason);
+                lock(&self.reach).restore(self.now(), since_ms, reason);
                 Some("degraded")
             }
             Ok(Some(DestinationState::Running)) => Some("running"),
             Ok(None) => None,
             Err(e) => {
-                eprintln!(
-                    "iterable-lists: destination {:?}: reading its stored state: {e}",
-                    self.cfg.destination
+                tracing::error!(
+                    destination = %self.cfg.destination,
+                    error = %e,
+                    "reading the destination's stored state failed"
                 );
                 None
             }
@@ -125,9 +131,11 @@ impl Inner {
         let mut s = lock(&self.state);
         if !s.is_paused() {
             let reason = e.to_string();
-            eprintln!(
-                "iterable-lists: destination {:?} paused, Iterable refused the API key: {reason}",
-                self.cfg.destination
+            tracing::info!(
+                destination = %self.cfg.destination,
+                reason = %reason,
+                "destination paused: Iterable refused the API key; deliveries wait until a \
+                 probe finds it works"
             );
             *s = DestinationState::Paused {
                 reason,
@@ -140,9 +148,10 @@ impl Inner {
     pub fn resume(&self) {
         let mut s = lock(&self.state);
         if s.is_paused() {
-            eprintln!(
-                "iterable-lists: destination {:?} resumed, the API key works again",
-                self.cfg.destination
+            tracing::info!(
+                destination = %self.cfg.destination,
+                reason = "the API key works again",
+                "destination resumed"
             );
             *s = DestinationState::Running;
             self.resumes.fetch_add(1, Ordering::SeqCst);

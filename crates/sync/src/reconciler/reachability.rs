@@ -1,9 +1,13 @@
 //! Whether Iterable can be reached: a streak of connection errors, timeouts and 5xx answers
 //! that lasts longer than a threshold makes the destination "degraded" (with the last failure
-//! and since when); any answer that is not a 5xx ends the streak. Pure: the caller gives the
-//! time, so tests drive it with any clock.
+//! and since when); any answer that is not a 5xx ends the streak. While it lasts, it is
+//! announced (logged) once per [`REPEAT_MS`]. Pure: the caller gives the time, so tests drive
+//! it with any clock.
 
 use iterable::client::{ErrorKind, IterableError};
+
+/// How often a degraded state that lasts is announced again: once a minute.
+pub const REPEAT_MS: i64 = 60_000;
 
 /// Whether a failed call means Iterable could not be reached: no answer (connection error,
 /// timeout, broken connection) or a 5xx. A 429 or another 4xx is an answer.
@@ -19,8 +23,8 @@ pub fn unreachable(e: &IterableError) -> bool {
 struct Streak {
     since_ms: i64,
     reason: String,
-    /// The degraded state was announced (logged and stored).
-    announced: bool,
+    /// When the degraded state was last announced (logged and stored), if it was.
+    announced: Option<i64>,
 }
 
 /// A destination's reachability.
@@ -38,7 +42,7 @@ impl Reachability {
                 self.streak = Some(Streak {
                     since_ms: now_ms,
                     reason,
-                    announced: false,
+                    announced: None,
                 })
             }
         }
@@ -47,7 +51,7 @@ impl Reachability {
     /// Iterable answered. Returns whether a degraded state had been announced (its end is to
     /// be announced too).
     pub fn answered(&mut self) -> bool {
-        self.streak.take().is_some_and(|s| s.announced)
+        self.streak.take().is_some_and(|s| s.announced.is_some())
     }
 
     /// The last failure and the start of the streak, when it has lasted `after_ms` at
@@ -55,28 +59,33 @@ impl Reachability {
     pub fn degraded(&self, now_ms: i64, after_ms: i64) -> Option<(&str, i64)> {
         self.streak
             .as_ref()
-            .filter(|s| s.announced || now_ms.saturating_sub(s.since_ms) >= after_ms)
+            .filter(|s| s.announced.is_some() || now_ms.saturating_sub(s.since_ms) >= after_ms)
             .map(|s| (s.reason.as_str(), s.since_ms))
     }
 
-    /// Whether the degraded state is to be announced now: true once per streak, when it has
-    /// lasted `after_ms`.
+    /// Whether the degraded state is to be announced now: when the streak has lasted
+    /// `after_ms`, then again every [`REPEAT_MS`] while it lasts.
     pub fn announce(&mut self, now_ms: i64, after_ms: i64) -> bool {
-        match &mut self.streak {
-            Some(s) if !s.announced && now_ms.saturating_sub(s.since_ms) >= after_ms => {
-                s.announced = true;
-                true
-            }
-            _ => false,
+        let Some(s) = &mut self.streak else {
+            return false;
+        };
+        let due = match s.announced {
+            None => now_ms.saturating_sub(s.since_ms) >= after_ms,
+            Some(at) => now_ms.saturating_sub(at) >= REPEAT_MS,
+        };
+        if due {
+            s.announced = Some(now_ms);
         }
+        due
     }
 
-    /// Takes up a streak that an earlier run stored (already announced).
-    pub fn restore(&mut self, since_ms: i64, reason: String) {
+    /// Takes up, at `now_ms`, a streak that an earlier run stored (already announced: the next
+    /// announcement is [`REPEAT_MS`] later).
+    pub fn restore(&mut self, now_ms: i64, since_ms: i64, reason: String) {
         self.streak = Some(Streak {
             since_ms,
             reason,
-            announced: true,
+            announced: Some(now_ms),
         });
     }
 }
@@ -132,10 +141,18 @@ mod tests {
         assert_eq!(r.degraded(60_999, 60_000), None, "59.999 s of failures");
         assert!(!r.announce(60_999, 60_000));
         assert_eq!(r.degraded(61_000, 60_000), Some(("second", 1_000)));
-        assert!(r.announce(61_000, 60_000), "announced once");
+        assert!(
+            r.announce(61_000, 60_000),
+            "announced when it lasted long enough"
+        );
+        assert!(!r.announce(61_000, 60_000));
         assert!(!r.announce(90_000, 60_000));
         r.failed(95_000, "third".into());
         assert_eq!(r.degraded(95_000, 60_000), Some(("third", 1_000)));
+        assert!(!r.announce(120_999, 60_000), "not twice within a minute");
+        assert!(r.announce(121_000, 60_000), "again a minute later");
+        assert!(!r.announce(150_000, 60_000));
+        assert!(r.announce(181_000, 60_000), "once a minute while it lasts");
         assert!(r.answered(), "the end of an announced streak is announced");
         assert_eq!(r.degraded(200_000, 60_000), None);
         // A short streak ends unannounced.
@@ -147,12 +164,13 @@ mod tests {
     #[test]
     fn a_restored_streak_is_degraded_at_once() {
         let mut r = Reachability::default();
-        r.restore(5_000, "stored".into());
+        r.restore(5_001, 5_000, "stored".into());
         assert_eq!(r.degraded(5_001, 60_000), Some(("stored", 5_000)));
         assert!(
-            !r.announce(100_000, 60_000),
+            !r.announce(60_000, 60_000),
             "already announced by the earlier run"
         );
+        assert!(r.announce(65_001, 60_000), "a minute after the restart");
         assert!(r.answered());
     }
 }

@@ -41,9 +41,10 @@ impl Running {
     }
 
     fn log(&self, what: &str, e: &dyn std::fmt::Display) {
-        eprintln!(
-            "iterable-lists: destination {:?}: {what}: {e}",
-            self.inner.cfg.destination
+        tracing::error!(
+            destination = %self.inner.cfg.destination,
+            error = %e,
+            "{what} failed; tried again shortly"
         );
     }
 

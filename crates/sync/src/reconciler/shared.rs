@@ -47,6 +47,8 @@ pub(super) struct Inner {
     /// How many times the destination resumed after a refused key. A refused key reported by
     /// a resolution that started before the last resume is out of date.
     pub resumes: AtomicU64,
+    /// What has been logged about failed requests (see `notices`).
+    pub notices: super::notices::Notices,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.
