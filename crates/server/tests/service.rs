@@ -420,3 +420,21 @@ async fn faults_converge_and_a_restart_resumes_delivery() {
             .expect("shutdown in time");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_an_id_or_a_time_are_each_a_change() {
+    // A hand-written sender: no messageId, no timestamp. Add, remove, add again, each in its
+    // own request: the third is a new change, not a repeat of the first.
+    let h = Harness::start("").await;
+    for member in [true, false, true] {
+        let mut event = identify("unused", "eve", Some("eve@example.com"), "vip", member);
+        let map = event.as_object_mut().expect("an object");
+        map.remove("messageId");
+        map.remove("timestamp");
+        let (s, body) = h.post("/v1/identify", &event).await;
+        assert_eq!(s, 200, "{body}");
+        let expected: &[&str] = if member { &["eve@example.com"] } else { &[] };
+        h.wait_list("vip", expected).await;
+    }
+    assert_eq!(h.lists_named("vip"), 1);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use segment::event::JsonKind;
+use segment::event::{JsonKind, TimeField};
 use segment::mapping::number_to_string;
 use serde_json::{Map, Number, Value};
 
@@ -84,6 +84,13 @@ fn number_id<'a>(number: &Number, written: impl FnOnce() -> Option<&'a str>) -> 
 
 /// `ingest-` and the first 16 bytes of the SHA-256 of the event's compact JSON, in hex; the
 /// N-th repeat of an identical event in the same request gets `-N` after it.
+///
+/// Only an event that says when it happened (`timestamp`, `originalTimestamp`, `sentAt` or
+/// `receivedAt`) is identified by its content alone: the same event sent again is then truly
+/// the same change, and ignoring it is right. An event without a time takes its version from its
+/// arrival, so an identical one sent later is a new change (add, remove, add again for one user
+/// must end with the user added): it also gets `-u` and 16 random hex digits, and is never
+/// taken for a repeat.
 pub(super) fn synthesize_message_id(map: &Map<String, Value>, seen: &mut Seen) -> String {
     let digest = compact_sha256(map);
     let mut key = [0u8; 16];
@@ -97,7 +104,34 @@ pub(super) fn synthesize_message_id(map: &Map<String, Value>, seen: &mut Seen) -
         id.push_str(&repeat.to_string());
     }
     *repeat += 1;
+    if !has_event_time(map) {
+        id.push_str("-u");
+        push_hex(&mut id, &unique_bytes());
+    }
     id
+}
+
+/// Whether the event carries one of the fields its time is read from (not `null`).
+fn has_event_time(map: &Map<String, Value>) -> bool {
+    TimeField::PREFERENCE
+        .iter()
+        .any(|field| map.get(field.key()).is_some_and(|value| !value.is_null()))
+}
+
+/// Eight bytes no other id has: random from the system, or, should the system refuse, this
+/// process's start time and a count.
+fn unique_bytes() -> [u8; 8] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut bytes = [0u8; 8];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (nanos ^ COUNT.fetch_add(1, Ordering::Relaxed).rotate_left(48)).to_be_bytes();
+    }
+    bytes
 }
 
 pub(super) fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -195,8 +229,11 @@ mod tests {
 
     #[test]
     fn synthesized_message_ids_are_stable() {
-        let one = json!({"type": "identify", "userId": "u1", "traits": {"vip": true}});
-        let other = json!({"type": "identify", "userId": "u2", "traits": {"vip": true}});
+        let at = "2026-01-02T03:04:05Z";
+        let one =
+            json!({"type": "identify", "userId": "u1", "traits": {"vip": true}, "timestamp": at});
+        let other =
+            json!({"type": "identify", "userId": "u2", "traits": {"vip": true}, "sentAt": at});
         let first = batch_of(vec![one.clone(), other.clone()]);
         let again = batch_of(vec![one.clone(), other.clone()]);
         assert_eq!(first, again);
@@ -229,15 +266,17 @@ mod tests {
         assert_eq!(copies, batch_of(copies_source()));
 
         fn copies_source() -> Vec<Value> {
-            let one = json!({"type": "identify", "userId": "u1", "traits": {"vip": true}});
-            let other = json!({"type": "identify", "userId": "u2", "traits": {"vip": true}});
+            let at = "2026-01-02T03:04:05Z";
+            let one = json!({"type": "identify", "userId": "u1", "traits": {"vip": true}, "timestamp": at});
+            let other =
+                json!({"type": "identify", "userId": "u2", "traits": {"vip": true}, "sentAt": at});
             vec![one.clone(), other, one.clone(), one]
         }
     }
 
     #[test]
     fn synthesized_ids_cover_the_merged_context() {
-        let event = json!({"type": "identify", "userId": "u1"});
+        let event = json!({"type": "identify", "userId": "u1", "timestamp": "2026-01-02"});
         let a = parse(
             CallKind::Batch,
             &json!({"batch": [event.clone()], "context": {"x": 1}}),
@@ -249,5 +288,38 @@ mod tests {
         )
         .expect("b");
         assert_ne!(a.items[0].message_id(), b.items[0].message_id());
+    }
+
+    #[test]
+    fn an_event_without_a_time_is_never_taken_for_a_repeat() {
+        // Add, remove, add again for one user, each in its own request, no messageId and no
+        // time: three changes, so three different ids (the third must not be dropped as the
+        // first's repeat).
+        let add = json!({"type": "identify", "userId": "u1", "traits": {"aud": true}});
+        let ids: Vec<String> = (0..3)
+            .map(|_| {
+                let parsed = batch_of(vec![add.clone()]);
+                parsed.items[0].message_id().expect("an id").to_owned()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+        let hash_part = &ids[0][..SYNTHETIC_MESSAGE_ID_PREFIX.len() + 32];
+        for id in &ids {
+            assert!(id.starts_with(hash_part), "{id}");
+            let random = id[hash_part.len()..].strip_prefix("-u").expect("-u");
+            assert_eq!(random.len(), 16, "{id}");
+        }
+        // A null time is no time; any present one makes the id the content's alone.
+        let null_time = json!({"type": "identify", "userId": "u1", "timestamp": null});
+        assert_ne!(batch_of(vec![null_time.clone()]), batch_of(vec![null_time]));
+        for field in ["timestamp", "originalTimestamp", "sentAt", "receivedAt"] {
+            let timed = json!({"type": "identify", "userId": "u1", field: "2026-01-02"});
+            assert_eq!(
+                batch_of(vec![timed.clone()]),
+                batch_of(vec![timed]),
+                "{field}"
+            );
+        }
     }
 }
