@@ -1,8 +1,15 @@
 //! Client-side rate limiting per Iterable project and endpoint: a leaky bucket (GCRA) that
 //! every attempt waits on, fixed or adaptive (cut on 429, climb back slowly, AIMD).
+//!
+//! Several instances sending to one project share its budget: each sends its share (one
+//! over the number of live instances, [`RateLimiter::set_share`]) of the project's rate, and
+//! an adaptive cut after a 429 is handed to the others ([`RateLimiter::take_cut`] here,
+//! [`RateLimiter::adopt_cut`] there), so that a 429 seen by one instance slows all of them.
+//! The rates kept here are the project's whole rates; the share divides them when sending.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,6 +27,19 @@ pub enum Endpoint {
     UserByEmail,
     UserById,
 }
+
+/// Every endpoint, in declaration order.
+pub const ALL_ENDPOINTS: [Endpoint; 9] = [
+    Endpoint::GetLists,
+    Endpoint::CreateList,
+    Endpoint::DeleteList,
+    Endpoint::ListSize,
+    Endpoint::GetUsers,
+    Endpoint::Subscribe,
+    Endpoint::Unsubscribe,
+    Endpoint::UserByEmail,
+    Endpoint::UserById,
+];
 
 impl Endpoint {
     /// Method and path, for messages.
@@ -115,6 +135,8 @@ struct Bucket {
     ceiling: f64,
     /// Nothing may be sent before this (a `Retry-After`).
     paused_until: Option<Instant>,
+    /// The rate after the last cut, until [`RateLimiter::take_cut`] hands it on.
+    unshared_cut: Option<f64>,
 }
 
 impl Bucket {
@@ -134,6 +156,7 @@ impl Bucket {
             last_cut: None,
             ceiling: 0.0,
             paused_until: None,
+            unshared_cut: None,
         }
     }
 
@@ -165,14 +188,18 @@ impl Bucket {
         self.last_change = now;
     }
 
-    /// Reserves a slot; returns how long to wait before sending.
-    fn reserve(&mut self, now: Instant) -> Duration {
+    /// Reserves a slot for an instance sending `1/share` of the rate; returns how long to
+    /// wait before sending.
+    fn reserve(&mut self, now: Instant, share: u32) -> Duration {
         if !self.rate.is_finite() {
             return Duration::ZERO;
         }
         self.grow(now);
-        let interval = Duration::from_secs_f64(1.0 / self.rate.max(1e-6));
-        let tolerance = interval.saturating_mul(self.burst - 1);
+        let share = share.max(1);
+        let rate = self.rate / f64::from(share);
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        let burst = self.burst.div_ceil(share).max(1);
+        let tolerance = interval.saturating_mul(burst - 1);
         let start = self.tat.max(now);
         let mut send_at = start.checked_sub(tolerance).unwrap_or(now).max(now);
         if let Some(p) = self.paused_until
@@ -209,11 +236,38 @@ impl Bucket {
             return;
         }
         self.last_cut = Some(now);
-        // Requests already reserved keep their slots; the next one waits at least a full
-        // interval at the new rate, so the cut takes effect without a burst.
+        self.unshared_cut = Some(self.rate);
+        self.hold_back(now);
+    }
+
+    /// Requests already reserved keep their slots; the next one waits at least a full
+    /// interval at the new rate, so a cut takes effect without a burst.
+    fn hold_back(&mut self, now: Instant) {
         self.tat = self
             .tat
             .max(now + Duration::from_secs_f64(1.0 / self.rate.max(1e-6)));
+    }
+
+    /// Takes up another instance's cut to `rate` (the project's whole rate): a bucket still
+    /// in its slow start starts from it; otherwise it goes down to it, never up.
+    fn adopt_cut(&mut self, now: Instant, rate: f64) {
+        let Limit::Adaptive { min, max, .. } = self.limit else {
+            return;
+        };
+        if !rate.is_finite() || rate <= 0.0 {
+            return;
+        }
+        self.grow(now);
+        let rate = rate.clamp(min, max);
+        if !self.slow_start && rate >= self.rate {
+            return;
+        }
+        self.ceiling = rate / DECREASE * CEILING;
+        self.rate = rate;
+        self.slow_start = false;
+        self.last_cut = Some(now);
+        self.last_change = now;
+        self.hold_back(now);
     }
 }
 
@@ -222,6 +276,8 @@ impl Bucket {
 pub struct RateLimiter {
     limits: HashMap<Endpoint, Limit>,
     buckets: Mutex<HashMap<Endpoint, Bucket>>,
+    /// How many instances share the project's budget (this one included).
+    share: AtomicU32,
 }
 
 impl Default for RateLimiter {
@@ -236,24 +292,60 @@ impl RateLimiter {
         Self {
             limits: overrides,
             buckets: Mutex::new(HashMap::new()),
+            share: AtomicU32::new(1),
         }
+    }
+
+    /// How many instances send to this project now, this one included: each sends that
+    /// share of every limit (at least one).
+    pub fn set_share(&self, instances: usize) {
+        let n = u32::try_from(instances).unwrap_or(u32::MAX).max(1);
+        self.share.store(n, Ordering::Relaxed);
+    }
+
+    /// The number of instances sharing the budget (see [`RateLimiter::set_share`]).
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// The endpoints with an adaptive limit, whose cuts are shared.
+    pub fn adaptive_endpoints(&self) -> Vec<Endpoint> {
+        ALL_ENDPOINTS
+            .into_iter()
+            .filter(|e| matches!(self.limit_of(*e), Limit::Adaptive { .. }))
+            .collect()
+    }
+
+    fn limit_of(&self, e: Endpoint) -> Limit {
+        self.limits
+            .get(&e)
+            .copied()
+            .unwrap_or_else(|| e.default_limit())
+    }
+
+    /// The rate after this instance's last cut of `e` (the project's whole rate), once: to be
+    /// handed to the other instances.
+    pub fn take_cut(&self, e: Endpoint) -> Option<f64> {
+        self.with_bucket(e, |b, _| b.unshared_cut.take())
+    }
+
+    /// Takes up another instance's cut of `e` to `rate` (the project's whole rate).
+    pub fn adopt_cut(&self, e: Endpoint, rate: f64) {
+        self.with_bucket(e, |b, now| b.adopt_cut(now, rate));
     }
 
     fn with_bucket<T>(&self, e: Endpoint, f: impl FnOnce(&mut Bucket, Instant) -> T) -> T {
         let now = Instant::now();
+        let limit = self.limit_of(e);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let limit = self
-            .limits
-            .get(&e)
-            .copied()
-            .unwrap_or_else(|| e.default_limit());
         let b = buckets.entry(e).or_insert_with(|| Bucket::new(limit, now));
         f(b, now)
     }
 
     /// Waits until one more request to `e` is allowed, and counts it.
     pub async fn acquire(&self, e: Endpoint) {
-        let wait = self.with_bucket(e, |b, now| b.reserve(now));
+        let share = self.share();
+        let wait = self.with_bucket(e, |b, now| b.reserve(now, share));
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -360,5 +452,48 @@ mod tests {
             );
             assert!(share < 0.01, "{server_rate}/s: 429 share {share:.4}");
         }
+    }
+    #[tokio::test(start_paused = true)]
+    async fn a_share_sends_its_part_of_the_budget() {
+        let l = RateLimiter::new(HashMap::from([(Endpoint::Subscribe, Limit::fixed(30.0))]));
+        l.set_share(3);
+        assert_eq!(l.share(), 3);
+        // One of three instances sharing 30/s: 10/s, so 101 requests take about 10 s.
+        let secs = drain(&l, Endpoint::Subscribe, 101).await;
+        assert!((9.8..=10.1).contains(&secs), "{secs}");
+        l.set_share(0);
+        assert_eq!(l.share(), 1, "at least this instance");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_seen_by_one_instance_is_taken_up_by_another() {
+        let adaptive = || {
+            RateLimiter::new(HashMap::from([(
+                Endpoint::Subscribe,
+                Limit::Adaptive {
+                    start: 20.0,
+                    min: 1.0,
+                    max: 1000.0,
+                },
+            )]))
+        };
+        let (a, b) = (adaptive(), adaptive());
+        assert!(a.adaptive_endpoints().contains(&Endpoint::Subscribe));
+        assert!(!a.adaptive_endpoints().contains(&Endpoint::GetLists));
+        assert_eq!(a.take_cut(Endpoint::Subscribe), None, "no cut yet");
+        a.throttled(Endpoint::Subscribe, None);
+        let cut = a.take_cut(Endpoint::Subscribe).expect("a cut");
+        assert_eq!(cut, 10.0, "the first 429 halves the slow start");
+        assert_eq!(a.take_cut(Endpoint::Subscribe), None, "handed on once");
+        b.adopt_cut(Endpoint::Subscribe, cut);
+        assert_eq!(b.rate(Endpoint::Subscribe), 10.0);
+        // A higher cut never raises a rate that is no longer in its slow start.
+        b.adopt_cut(Endpoint::Subscribe, 50.0);
+        assert_eq!(b.rate(Endpoint::Subscribe), 10.0);
+        b.adopt_cut(Endpoint::Subscribe, 8.0);
+        assert_eq!(b.rate(Endpoint::Subscribe), 8.0);
+        // A fixed limit ignores cuts.
+        b.adopt_cut(Endpoint::GetLists, 1.0);
+        assert_eq!(b.rate(Endpoint::GetLists), 100.0);
     }
 }

@@ -54,6 +54,7 @@ pub mod engine;
 mod group;
 mod ingest;
 mod integrity;
+mod leases;
 mod open;
 mod outcomes;
 mod pending;
