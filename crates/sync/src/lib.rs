@@ -22,6 +22,6 @@ pub use reconciler::{
 pub use sqlite::SqliteStore;
 pub use store::{
     Applied, AudienceStatus, ChangeSettings, Engine, EventContent, EventCounts, EventRecord,
-    Identity, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, Receipt,
-    Recorded, Seq, StatusKind, Store, StoreError, StoreFuture, Version,
+    Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow,
+    RateCut, Receipt, Recorded, Seq, StatusKind, Store, StoreError, StoreFuture, Version,
 };

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    DestinationState, Engine, Lease, RateCut, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
-    PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    DestinationState, Engine, EventCounts, EventRecord, Identity, Lease, ListCounts, NewEvent,
+    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -203,7 +203,11 @@ impl Engine for SqliteEngine {
         now_ms: i64,
         expires_ms: i64,
     ) -> StoreFuture<'a, Vec<String>> {
-        let (d, i, c) = (destination.to_string(), instance.to_string(), candidates.to_vec());
+        let (d, i, c) = (
+            destination.to_string(),
+            instance.to_string(),
+            candidates.to_vec(),
+        );
         self.run("acquire_leases", move |db| {
             db.acquire_leases(&d, &i, &c, max, now_ms, expires_ms)
         })
@@ -238,7 +242,9 @@ impl Engine for SqliteEngine {
         expires_ms: i64,
     ) -> StoreFuture<'a, usize> {
         let (p, i) = (project.to_string(), instance.to_string());
-        self.run("heartbeat", move |db| db.heartbeat(&p, &i, now_ms, expires_ms))
+        self.run("heartbeat", move |db| {
+            db.heartbeat(&p, &i, now_ms, expires_ms)
+        })
     }
 
     fn leave<'a>(&'a self, project: &'a str, instance: &'a str) -> StoreFuture<'a, ()> {

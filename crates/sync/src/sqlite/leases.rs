@@ -233,7 +233,13 @@ impl SqliteStore {
                  WHERE excluded.cut_ms > rate_cuts.cut_ms",
             )
             .and_then(|mut s| {
-                s.execute(params![project, endpoint, cut.rate, cut.cut_ms, cut.instance])
+                s.execute(params![
+                    project,
+                    endpoint,
+                    cut.rate,
+                    cut.cut_ms,
+                    cut.instance
+                ])
             })
             .map_err(engine(OP))?;
             read(tx)
