@@ -137,6 +137,18 @@ impl Inner {
         }
     }
 
+    /// Takes up a pause that another instance stored.
+    pub fn adopt_pause(&self, reason: String, since_ms: i64) {
+        let mut s = lock(&self.state);
+        if !s.is_paused() {
+            eprintln!(
+                "iterable-lists: destination {:?} paused by another instance: {reason}",
+                self.cfg.destination
+            );
+            *s = DestinationState::Paused { reason, since_ms };
+        }
+    }
+
     pub fn resume(&self) {
         let mut s = lock(&self.state);
         if s.is_paused() {
