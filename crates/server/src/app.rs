@@ -174,10 +174,21 @@ async fn watch_store(store: Store, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// The Iterable project of an API key as instances name it to share its rate budget: the
+/// first 16 bytes of the key's SHA-256, in hex (never the key).
+pub fn project_of(key: &iterable::client::ApiKey) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key.expose().as_bytes());
+    d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn build_destination(
     d: &DestinationConfig,
     store: &Store,
     clock: &EpochClock,
+    (instance, lease): (&str, Duration),
 ) -> Result<DestinationRuntime, StartError> {
     let err = |message: String| StartError::Destination {
         name: d.name.clone(),
@@ -200,6 +211,9 @@ fn build_destination(
             limits: planner.limits,
             linger: d.delivery.linger,
             concurrency: d.delivery.concurrency,
+            instance: instance.to_string(),
+            lease,
+            project: project_of(&d.api_key),
             ..ReconcilerConfig::new(d.name.clone(), d.project_type)
         };
         Some(Arc::new(Reconciler::new(
@@ -261,8 +275,15 @@ impl RunningService {
     pub async fn start_with_clock(config: Config, clock: EpochClock) -> Result<Self, StartError> {
         let store = open_service_store(&config)?;
         let mut destinations = Vec::new();
+        // One id per process start, in every destination's leases and heartbeats.
+        let instance = sync::reconciler::new_instance_id();
         for d in &config.destinations {
-            destinations.push(build_destination(d, &store, &clock)?);
+            destinations.push(build_destination(
+                d,
+                &store,
+                &clock,
+                (&instance, config.storage_lease),
+            )?);
         }
         let wakers: Vec<Arc<Notify>> = destinations.iter().map(|d| d.waker.clone()).collect();
         store.after_accept(move || {

@@ -61,6 +61,10 @@ pub struct Config {
     /// How long the integrity check of an SQLite file may take at start (`[storage]
     /// quick_check_ms`; 0 skips it, `None` here). A check that runs out of time is logged.
     pub storage_quick_check: Option<Duration>,
+    /// How long an instance's lease of an audience lasts unless renewed (`[storage]
+    /// lease_seconds`, default 30): with several instances on one database, a dead
+    /// instance's audiences are taken over after it.
+    pub storage_lease: Duration,
     /// The bearer token of the admin endpoints (`admin_token` or `admin_token_env`); without
     /// one they answer loopback clients only.
     pub admin_token: Option<Secret>,
@@ -75,6 +79,9 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
 }
 
+/// `[storage] lease_seconds` when the configuration does not set it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 impl Default for Config {
     /// Listen on [`DEFAULT_LISTEN`], the default storage, no admin token, Segment's limits and
     /// no destination.
@@ -83,6 +90,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             storage: Storage::default(),
             storage_quick_check: Some(sync::sqlite::DEFAULT_QUICK_CHECK),
+            storage_lease: DEFAULT_LEASE,
             admin_token: None,
             ingest: IngestLimits::default(),
             http: Limits::default(),
@@ -394,6 +402,34 @@ subscribe = "20/s"
             err.contains("line 2: storage.quick_check_ms: must be between 0 and 3600000, got -1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_lease_is_configurable_and_checked() {
+        let c = parse(&dest("d", "wk", ""));
+        assert_eq!(c.storage_lease, Duration::from_secs(30));
+        let c = parse(&format!(
+            "[storage]\nlease_seconds = 5\n{}",
+            dest("d", "wk", "")
+        ));
+        assert_eq!(c.storage_lease, Duration::from_secs(5));
+        for bad in ["0", "3601", "-3"] {
+            let err = parse_err(
+                &format!("[storage]\nlease_seconds = {bad}\n{}", dest("d", "wk", "")),
+                &no_env,
+            );
+            assert!(
+                err.contains(&format!(
+                    "line 2: storage.lease_seconds: must be between 1 and 3600, got {bad}"
+                )),
+                "{err}"
+            );
+        }
+        let err = parse_err(
+            &format!("[storage]\nlease_seconds = \"30\"\n{}", dest("d", "wk", "")),
+            &no_env,
+        );
+        assert!(err.contains("storage.lease_seconds"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawStorage {
     pub(super) url: Option<Spanned<Text>>,
     pub(super) quick_check_ms: Option<Spanned<Int>>,
+    pub(super) lease_seconds: Option<Spanned<Int>>,
 }
 
 /// `[ingest]`.

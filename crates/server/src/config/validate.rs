@@ -68,6 +68,14 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
             default_ms,
         )?;
         config.storage_quick_check = (ms > 0).then(|| Duration::from_millis(ms as u64));
+        let secs = place.int_in(
+            "lease_seconds",
+            storage.0.lease_seconds.as_ref(),
+            1,
+            3600,
+            config.storage_lease.as_secs() as i64,
+        )?;
+        config.storage_lease = Duration::from_secs(secs as u64);
     }
     config.admin_token = root.secret(
         ("admin_token", &raw.admin_token),
