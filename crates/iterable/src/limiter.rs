@@ -6,10 +6,18 @@
 //! an adaptive cut after a 429 is handed to the others ([`RateLimiter::take_cut`] here,
 //! [`RateLimiter::adopt_cut`] there), so that a 429 seen by one instance slows all of them.
 //! The rates kept here are the project's whole rates; the share divides them when sending.
+//!
+//! With a [`SlotSource`] (the store shared by the instances), the send times themselves are
+//! shared: an instance reserves the next slots of the project's one bucket (a tenth of a
+//! second's worth at a time) and sends at those times, so the instances together keep to the
+//! limit as one would, without sending in step. The share above is the fallback when the
+//! source fails.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -81,6 +89,25 @@ impl Endpoint {
         }
     }
 }
+
+/// Where instances sharing a project reserve their send times: one bucket (GCRA) per
+/// project and endpoint, kept where every instance sees it (the store).
+pub trait SlotSource: Send + Sync + std::fmt::Debug {
+    /// Reserves `count` consecutive send slots of `endpoint`, `interval` apart, the first
+    /// at most `tolerance` ahead of the bucket's schedule (a burst); returns how long to wait
+    /// for the first one, or `None` when the bucket could not be reached (the caller then
+    /// limits on its own).
+    fn reserve(
+        &self,
+        endpoint: Endpoint,
+        count: u32,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<Duration>> + Send + '_>>;
+}
+
+/// How much of the rate one reservation of shared slots holds.
+const GRANT: Duration = Duration::from_millis(100);
 
 /// A limit on one endpoint of one project.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,6 +305,12 @@ pub struct RateLimiter {
     buckets: Mutex<HashMap<Endpoint, Bucket>>,
     /// How many instances share the project's budget (this one included).
     share: AtomicU32,
+    /// The shared bucket, when instances share the project's send times.
+    slots: OnceLock<Arc<dyn SlotSource>>,
+    /// Send times reserved from the shared bucket and not used yet, per endpoint.
+    granted: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+    /// One reservation at a time.
+    refill: tokio::sync::Mutex<()>,
 }
 
 impl Default for RateLimiter {
@@ -293,6 +326,56 @@ impl RateLimiter {
             limits: overrides,
             buckets: Mutex::new(HashMap::new()),
             share: AtomicU32::new(1),
+            slots: OnceLock::new(),
+            granted: Mutex::new(HashMap::new()),
+            refill: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Shares the send times with other instances through `source` (see the module doc).
+    /// Only the first call counts.
+    pub fn share_slots(&self, source: Arc<dyn SlotSource>) {
+        let _ = self.slots.set(source);
+    }
+
+    /// A reserved send time of `e`, if one is left (a `Retry-After` still holds it back).
+    fn take_granted(&self, e: Endpoint) -> Option<Duration> {
+        let at = self
+            .granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&e)?
+            .pop_front()?;
+        let paused = self.with_bucket(e, |b, _| b.paused_until);
+        let at = paused.map_or(at, |p| p.max(at));
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    /// The wait for a send time from the shared bucket; `None` when it could not be reached.
+    async fn acquire_shared(&self, src: &Arc<dyn SlotSource>, e: Endpoint) -> Option<Duration> {
+        loop {
+            if let Some(wait) = self.take_granted(e) {
+                return Some(wait);
+            }
+            let _one = self.refill.lock().await;
+            if let Some(wait) = self.take_granted(e) {
+                return Some(wait);
+            }
+            let (rate, burst) = self.with_bucket(e, |b, now| {
+                b.grow(now);
+                (b.rate, b.burst)
+            });
+            if !rate.is_finite() {
+                return Some(Duration::ZERO);
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+            let count = ((rate * GRANT.as_secs_f64()).floor() as u32).clamp(1, 1000);
+            let tolerance = interval.saturating_mul(burst.max(1) - 1);
+            let wait = src.reserve(e, count, interval, tolerance).await?;
+            let first = Instant::now() + wait;
+            let mut g = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+            let q = g.entry(e).or_default();
+            q.extend((0..count).map(|i| first + interval.saturating_mul(i)));
         }
     }
 
@@ -344,6 +427,14 @@ impl RateLimiter {
 
     /// Waits until one more request to `e` is allowed, and counts it.
     pub async fn acquire(&self, e: Endpoint) {
+        if let Some(src) = self.slots.get()
+            && let Some(wait) = self.acquire_shared(src, e).await
+        {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            return;
+        }
         let share = self.share();
         let wait = self.with_bucket(e, |b, now| b.reserve(now, share));
         if !wait.is_zero() {

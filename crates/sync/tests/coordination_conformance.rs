@@ -284,6 +284,56 @@ mod cases {
         }
     }
 
+    pub async fn send_slots_come_from_one_bucket(h: &impl Harness) {
+        let (a, b) = (h.open("slots"), h.open("slots"));
+        let e = "POST /api/lists/subscribe";
+        let us = 1_000_000i64;
+        // 10/s: a slot every 100 ms, no burst. A reserves one slot now, B the next ones.
+        let t = T0 * 1000;
+        assert_eq!(
+            a.reserve_slots("p", e, 1, us / 10, 0, t).await.expect("a"),
+            t
+        );
+        assert_eq!(
+            b.reserve_slots("p", e, 2, us / 10, 0, t).await.expect("b"),
+            t + us / 10
+        );
+        // The schedule is 300 ms ahead: the next slot is then, whoever asks.
+        assert_eq!(
+            a.reserve_slots("p", e, 1, us / 10, 0, t + 1)
+                .await
+                .expect("a"),
+            t + 3 * us / 10
+        );
+        // A burst tolerance lets a slot come that much ahead of the schedule, never before now.
+        assert_eq!(
+            b.reserve_slots("p", e, 1, us / 10, us / 10, t + 2)
+                .await
+                .expect("b"),
+            t + 3 * us / 10
+        );
+        // An idle bucket starts again from now.
+        let later = t + 60 * us;
+        assert_eq!(
+            a.reserve_slots("p", e, 1, us / 10, 0, later)
+                .await
+                .expect("a"),
+            later
+        );
+        // Per project and endpoint.
+        assert_eq!(
+            a.reserve_slots("q", e, 1, us / 10, 0, t).await.expect("q"),
+            t
+        );
+        assert_eq!(
+            a.reserve_slots("p", "x", 1, us / 10, 0, t)
+                .await
+                .expect("x"),
+            t
+        );
+        assert!(a.reserve_slots("p", e, 1, -1, 0, t).await.is_err());
+    }
+
     pub async fn leases_survive_a_restart(h: &impl Harness) {
         {
             let s = h.open("restart");
@@ -330,6 +380,10 @@ macro_rules! coordination {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_latest_rate_cut_is_shared() {
                 cases::the_latest_rate_cut_is_shared(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn send_slots_come_from_one_bucket() {
+                cases::send_slots_come_from_one_bucket(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn leases_survive_a_restart() {

@@ -14,6 +14,10 @@
 //! - **Heartbeats.** Every tick (a tenth of the lease, within 100 ms..=1 s) the instance
 //!   registers with the project until the lease's end and learns how many instances send to
 //!   it: the limiter then sends that share of every limit.
+//! - **Send times.** The limiter reserves its send times from the project's one bucket in
+//!   the store ([`StoreSlots`]), a tenth of a second's worth at a time, so all instances
+//!   together keep to each limit as one instance would (the heartbeats' share is the
+//!   fallback while the store cannot be reached).
 //! - **Rate cuts.** A cut of an adaptive limit after a 429 is stored with the project and
 //!   endpoint; the others take it up at their next tick.
 //! - **Pause.** The stored destination state is read every tick: a pause stored by another
@@ -24,11 +28,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use iterable::limiter::Endpoint;
+use std::future::Future;
+use std::pin::Pin;
 
-use super::DestinationState;
+use iterable::limiter::{Endpoint, SlotSource};
+
 use super::shared::{Inner, lock};
-use crate::store::{RateCut, StoreError};
+use super::{DestinationState, EpochClock};
+use crate::store::{RateCut, Store, StoreError};
 
 /// A new instance id: random per process start (and per reconciler within a process).
 pub fn new_instance_id() -> String {
@@ -316,6 +323,59 @@ impl Inner {
             }
             _ => {}
         }
+    }
+}
+
+/// The project's shared bucket in the store, as the limiter's [`SlotSource`].
+pub(super) struct StoreSlots {
+    pub store: Store,
+    pub project: String,
+    pub clock: EpochClock,
+}
+
+impl std::fmt::Debug for StoreSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSlots")
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlotSource for StoreSlots {
+    fn reserve(
+        &self,
+        endpoint: Endpoint,
+        count: u32,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<Duration>> + Send + '_>> {
+        Box::pin(async move {
+            let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
+            let now_us = (self.clock)().saturating_mul(1000);
+            let first = self
+                .store
+                .reserve_slots(
+                    &self.project,
+                    endpoint.label(),
+                    count,
+                    micros(interval).max(1),
+                    micros(tolerance),
+                    now_us,
+                )
+                .await;
+            match first {
+                Ok(first) => Some(Duration::from_micros(
+                    u64::try_from(first.saturating_sub(now_us)).unwrap_or(0),
+                )),
+                Err(e) => {
+                    eprintln!(
+                        "iterable-lists: the shared rate budget could not be read ({e}); \
+                         limiting this instance's share on its own"
+                    );
+                    None
+                }
+            }
+        })
     }
 }
 

@@ -250,6 +250,13 @@ impl Reconciler {
             StoreRegistry(store.clone()),
             cfg.destination.clone(),
         );
+        client
+            .limiter()
+            .share_slots(Arc::new(coordinator::StoreSlots {
+                store: store.clone(),
+                project: cfg.project.clone(),
+                clock: clock.clone(),
+            }));
         let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {

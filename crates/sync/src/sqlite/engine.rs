@@ -263,4 +263,18 @@ impl Engine for SqliteEngine {
             db.share_rate_cut(&p, &e, c.as_ref())
         })
     }
+    fn reserve_slots<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> StoreFuture<'a, i64> {
+        let (p, e) = (project.to_string(), endpoint.to_string());
+        self.run("reserve_slots", move |db| {
+            db.reserve_slots(&p, &e, count, interval_us, tolerance_us, now_us)
+        })
+    }
 }

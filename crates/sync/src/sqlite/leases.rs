@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS rate_cuts (
     instance TEXT NOT NULL,
     PRIMARY KEY (project, endpoint)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_slots (
+    project TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    tat_us INTEGER NOT NULL,
+    PRIMARY KEY (project, endpoint)
+) WITHOUT ROWID;
 ";
 
 impl SqliteStore {
@@ -245,4 +251,60 @@ impl SqliteStore {
             read(tx)
         })
     }
+    pub fn reserve_slots(
+        &self,
+        project: &str,
+        endpoint: &str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> Result<i64, StoreError> {
+        const OP: &str = "reserve_slots";
+        if interval_us < 0 || tolerance_us < 0 {
+            return Err(StoreError::Invalid {
+                op: OP,
+                message: format!(
+                    "interval and tolerance must not be negative, got {interval_us} and \
+                     {tolerance_us}"
+                ),
+            });
+        }
+        self.write(OP, |tx| {
+            let tat: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT tat_us FROM rate_slots WHERE project = ?1 AND endpoint = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![project, endpoint], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(engine(OP))?;
+            let (first, next) = slots_after(tat, count, interval_us, tolerance_us, now_us);
+            tx.prepare_cached(
+                "INSERT INTO rate_slots (project, endpoint, tat_us) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project, endpoint) DO UPDATE SET tat_us = excluded.tat_us",
+            )
+            .and_then(|mut s| s.execute(params![project, endpoint, next]))
+            .map_err(engine(OP))?;
+            Ok(first)
+        })
+    }
+}
+
+/// GCRA over a block of slots: the first slot's time and the bucket's next schedule, from the
+/// stored schedule `tat` (none yet: now).
+pub(crate) fn slots_after(
+    tat: Option<i64>,
+    count: u32,
+    interval_us: i64,
+    tolerance_us: i64,
+    now_us: i64,
+) -> (i64, i64) {
+    let tat = tat.unwrap_or(now_us);
+    let first = tat.saturating_sub(tolerance_us).max(now_us);
+    let next = tat
+        .max(now_us)
+        .saturating_add(interval_us.saturating_mul(i64::from(count.max(1))));
+    (first, next)
 }

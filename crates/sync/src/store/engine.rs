@@ -184,4 +184,18 @@ pub trait Engine: Send + Sync + 'static {
         endpoint: &'a str,
         cut: Option<&'a RateCut>,
     ) -> StoreFuture<'a, Option<RateCut>>;
+    /// Reserves `count` consecutive send slots, `interval_us` apart, in the one bucket
+    /// (GCRA) of `endpoint` of `project` that every instance sending to the project shares:
+    /// the first slot is the bucket's schedule less `tolerance_us` (a burst), but not before
+    /// `now_us`; the schedule moves on by `count` slots from the later of itself and
+    /// `now_us`. Returns the first slot's time (epoch microseconds). One transaction.
+    fn reserve_slots<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> StoreFuture<'a, i64>;
 }
