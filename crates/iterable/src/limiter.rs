@@ -94,7 +94,8 @@ impl Endpoint {
 /// project and endpoint, kept where every instance sees it (the store).
 pub trait SlotSource: Send + Sync + std::fmt::Debug {
     /// Reserves `count` consecutive send slots of `endpoint`, `interval` apart, the first
-    /// at most `tolerance` ahead of the bucket's schedule (a burst); returns how long to wait
+    /// at most `tolerance` ahead of the bucket's schedule (a burst) and not within
+    /// `not_before` from now (a `Retry-After`); returns how long to wait
     /// for the first one, or `None` when the bucket could not be reached (the caller then
     /// limits on its own).
     fn reserve(
@@ -103,6 +104,7 @@ pub trait SlotSource: Send + Sync + std::fmt::Debug {
         count: u32,
         interval: Duration,
         tolerance: Duration,
+        not_before: Duration,
     ) -> Pin<Box<dyn Future<Output = Option<Duration>> + Send + '_>>;
 }
 
@@ -140,6 +142,8 @@ impl Limit {
 }
 
 const DECREASE: f64 = 0.9;
+/// An endpoint not asked for a slot for this long is idle: its rate does not grow.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
 const INCREASE_PER_SEC: f64 = 0.005;
 /// Climb below the rate of the last 429, which is known to be (nearly) sustainable.
 const RECOVER_PER_SEC: f64 = 0.05;
@@ -157,6 +161,9 @@ struct Bucket {
     /// Adaptive state: still doubling; when the rate last grew; when it was last cut.
     slow_start: bool,
     last_change: Instant,
+    /// When a request last asked for a slot: the rate grows only while it is used (an idle
+    /// endpoint would otherwise come back at a rate nobody tried).
+    last_used: Instant,
     last_cut: Option<Instant>,
     /// The rate when the last 429 arrived: recovery is fast below it, probing slow above it.
     ceiling: f64,
@@ -180,6 +187,7 @@ impl Bucket {
             tat: now,
             slow_start: true,
             last_change: now,
+            last_used: now,
             last_cut: None,
             ceiling: 0.0,
             paused_until: None,
@@ -191,10 +199,12 @@ impl Bucket {
         let Limit::Adaptive { max, .. } = self.limit else {
             return;
         };
-        let secs = now
+        let until = now.min(self.last_used + IDLE_AFTER);
+        let secs = until
             .saturating_duration_since(self.last_change)
             .as_secs_f64();
         if secs <= 0.0 {
+            self.last_change = self.last_change.max(until);
             return;
         }
         self.rate = if self.slow_start {
@@ -212,7 +222,15 @@ impl Bucket {
             self.rate * (1.0 + INCREASE_PER_SEC * secs)
         }
         .min(max);
-        self.last_change = now;
+        self.last_change = until;
+    }
+
+    /// A request asks for a slot: after an idle spell, growth starts again from now.
+    fn used(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_used) > IDLE_AFTER {
+            self.last_change = self.last_change.max(now);
+        }
+        self.last_used = now;
     }
 
     /// Reserves a slot for an instance sending `1/share` of the rate; returns how long to
@@ -222,6 +240,7 @@ impl Bucket {
             return Duration::ZERO;
         }
         self.grow(now);
+        self.used(now);
         let share = share.max(1);
         let rate = self.rate / f64::from(share);
         let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
@@ -289,7 +308,8 @@ impl Bucket {
         if !self.slow_start && rate >= self.rate {
             return;
         }
-        self.ceiling = rate / DECREASE * CEILING;
+        // The cut rate is already below the one that drew the 429: climb back slowly.
+        self.ceiling = rate;
         self.rate = rate;
         self.slow_start = false;
         self.last_cut = Some(now);
@@ -338,7 +358,7 @@ impl RateLimiter {
         let _ = self.slots.set(source);
     }
 
-    /// A reserved send time of `e`, if one is left (a `Retry-After` still holds it back).
+    /// A reserved send time of `e`, if one is left.
     fn take_granted(&self, e: Endpoint) -> Option<Duration> {
         let at = self
             .granted
@@ -346,8 +366,6 @@ impl RateLimiter {
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(&e)?
             .pop_front()?;
-        let paused = self.with_bucket(e, |b, _| b.paused_until);
-        let at = paused.map_or(at, |p| p.max(at));
         Some(at.saturating_duration_since(Instant::now()))
     }
 
@@ -361,9 +379,11 @@ impl RateLimiter {
             if let Some(wait) = self.take_granted(e) {
                 return Some(wait);
             }
-            let (rate, burst) = self.with_bucket(e, |b, now| {
+            let (rate, burst, paused) = self.with_bucket(e, |b, now| {
                 b.grow(now);
-                (b.rate, b.burst)
+                b.used(now);
+                let paused = b.paused_until.map(|p| p.saturating_duration_since(now));
+                (b.rate, b.burst, paused.unwrap_or_default())
             });
             if !rate.is_finite() {
                 return Some(Duration::ZERO);
@@ -371,7 +391,8 @@ impl RateLimiter {
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
             let count = ((rate * GRANT.as_secs_f64()).floor() as u32).clamp(1, 1000);
             let tolerance = interval.saturating_mul(burst.max(1) - 1);
-            let wait = src.reserve(e, count, interval, tolerance).await?;
+            // After a `Retry-After`, the slots start when it ends, one interval apart.
+            let wait = src.reserve(e, count, interval, tolerance, paused).await?;
             let first = Instant::now() + wait;
             let mut g = self.granted.lock().unwrap_or_else(|p| p.into_inner());
             let q = g.entry(e).or_default();
@@ -444,6 +465,18 @@ impl RateLimiter {
 
     /// Feedback: a request to `e` got a 429 (with the server's `Retry-After`, if any).
     pub fn throttled(&self, e: Endpoint, retry_after: Option<Duration>) {
+        if retry_after.is_some() {
+            // Slots reserved before the answer would all fall due when the pause ends, at
+            // once: give them up, the next ones are reserved after the pause.
+            if let Some(q) = self
+                .granted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&e)
+            {
+                q.clear();
+            }
+        }
         self.with_bucket(e, |b, now| b.throttled(now, retry_after));
     }
 
@@ -586,5 +619,28 @@ mod tests {
         // A fixed limit ignores cuts.
         b.adopt_cut(Endpoint::GetLists, 1.0);
         assert_eq!(b.rate(Endpoint::GetLists), 100.0);
+    }
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_adaptive_rate_does_not_grow() {
+        let l = RateLimiter::new(HashMap::from([(
+            Endpoint::Subscribe,
+            Limit::Adaptive {
+                start: 20.0,
+                min: 1.0,
+                max: 1000.0,
+            },
+        )]));
+        l.acquire(Endpoint::Subscribe).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // At most the second after the last request counted: one doubling.
+        let rate = l.rate(Endpoint::Subscribe);
+        assert!((39.0..=41.0).contains(&rate), "{rate}");
+        l.acquire(Endpoint::Subscribe).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rate = l.rate(Endpoint::Subscribe);
+        assert!(
+            rate < 60.0,
+            "growth starts again from the next request: {rate}"
+        );
     }
 }

@@ -348,10 +348,12 @@ impl SlotSource for StoreSlots {
         count: u32,
         interval: Duration,
         tolerance: Duration,
+        not_before: Duration,
     ) -> Pin<Box<dyn Future<Output = Option<Duration>> + Send + '_>> {
         Box::pin(async move {
             let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4);
             let now_us = (self.clock)().saturating_mul(1000);
+            let from_us = now_us.saturating_add(micros(not_before));
             let first = self
                 .store
                 .reserve_slots(
@@ -360,7 +362,7 @@ impl SlotSource for StoreSlots {
                     count,
                     micros(interval).max(1),
                     micros(tolerance),
-                    now_us,
+                    from_us,
                 )
                 .await;
             match first {

@@ -38,6 +38,10 @@ impl Inner {
     /// A call failed: a failure without an answer (or a 5xx) adds to the unreachable streak;
     /// any other answer ends it.
     pub fn note_failure(&self, e: &IterableError) {
+        if e.kind == iterable::client::ErrorKind::Withdrawn {
+            // Not sent: says nothing about Iterable.
+            return;
+        }
         if reachability::unreachable(e) {
             lock(&self.reach).failed(self.now(), e.to_string());
             self.announce_degraded();
