@@ -193,4 +193,8 @@ impl Engine for SqliteEngine {
     fn probe_write(&self) -> StoreFuture<'_, ()> {
         self.run("probe_write", SqliteStore::probe_write)
     }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        self.run("prune_events", move |db| db.prune_events(before_ms, limit))
+    }
 }
