@@ -34,12 +34,12 @@ pub use delivery::Delivery;
 pub use destinations::DestinationConfig;
 pub use environment::{
     ADMIN_TOKEN_ENV, API_KEY_ENV, BASE_URL_ENV, EMBEDDED_DESTINATION, LISTEN_ENV, PROJECT_TYPE_ENV,
-    REGION_ENV, WEBHOOK_SECRET_ENV, WRITE_KEYS_ENV,
+    REGION_ENV, STORAGE_URL_ENV, WEBHOOK_SECRET_ENV, WRITE_KEYS_ENV,
 };
 pub use error::ConfigError;
 pub use rate_limits::{ENDPOINT_KEYS, parse_limit};
 pub use secrets::{Secret, Secrets};
-pub use storage::{DEFAULT_STORAGE_URL, Storage};
+pub use storage::{DEFAULT_POOL_SIZE, DEFAULT_STORAGE_URL, PostgresUrl, Storage, parse_retention};
 
 use secrets::Env;
 
@@ -61,6 +61,10 @@ pub struct Config {
     /// How long the integrity check of an SQLite file may take at start (`[storage]
     /// quick_check_ms`; 0 skips it, `None` here). A check that runs out of time is logged.
     pub storage_quick_check: Option<Duration>,
+    /// Connections of the PostgreSQL pool (`[storage] pool_size`).
+    pub storage_pool_size: usize,
+    /// How long final event-log rows are kept (`[storage] retention`; `None`: forever).
+    pub storage_retention: Option<Duration>,
     /// The bearer token of the admin endpoints (`admin_token` or `admin_token_env`); without
     /// one they answer loopback clients only.
     pub admin_token: Option<Secret>,
@@ -83,6 +87,8 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             storage: Storage::default(),
             storage_quick_check: Some(sync::sqlite::DEFAULT_QUICK_CHECK),
+            storage_pool_size: DEFAULT_POOL_SIZE,
+            storage_retention: Some(sync::retention::DEFAULT_RETENTION),
             admin_token: None,
             ingest: IngestLimits::default(),
             http: Limits::default(),
