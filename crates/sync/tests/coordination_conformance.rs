@@ -6,9 +6,21 @@
 //! Two handles opened on the same database play two instances (two processes). To add an
 //! engine, implement `Harness` for it and add one `coordination!` line.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sync::{Lease, RateCut, SqliteStore, Store};
+use sync::{Lease, PostgresStore, RateCut, SqliteStore, Store};
+use testkit::postgres::PgSchema;
+
+/// Waits for a future from synchronous code running on the test's runtime.
+trait Wait: Future + Sized {
+    fn wait(self) -> Self::Output {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(self))
+    }
+}
+
+impl<F: Future> Wait for F {}
 
 /// Opens handles by name; the same name opens the same data, also while another handle on it
 /// is open (as another process would).
@@ -52,6 +64,36 @@ impl Harness for SqliteHarness {
 impl Drop for SqliteHarness {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL schema per name (on the server of `ITERABLE_LISTS_TEST_PG_URL`, as the
+/// store conformance suite), dropped with the harness.
+struct PostgresHarness {
+    schemas: std::sync::Mutex<BTreeMap<String, PgSchema>>,
+}
+
+impl PostgresHarness {
+    fn new() -> Self {
+        Self {
+            schemas: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Harness for PostgresHarness {
+    fn open(&self, name: &str) -> Store {
+        let url = {
+            let mut schemas = self.schemas.lock().expect("schemas");
+            schemas
+                .entry(name.to_string())
+                .or_insert_with(|| PgSchema::create(name))
+                .url()
+        };
+        let db = PostgresStore::open(&url, 4, sync::postgres::Access::ReadWrite)
+            .wait()
+            .unwrap_or_else(|e| panic!("open the test schema: {e}"));
+        Store::postgres(db)
     }
 }
 
@@ -394,3 +436,4 @@ macro_rules! coordination {
 }
 
 coordination!(sqlite, SqliteHarness::new());
+coordination!(postgres, PostgresHarness::new());

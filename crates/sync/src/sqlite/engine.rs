@@ -263,6 +263,7 @@ impl Engine for SqliteEngine {
             db.share_rate_cut(&p, &e, c.as_ref())
         })
     }
+
     fn reserve_slots<'a>(
         &'a self,
         project: &'a str,
@@ -276,5 +277,9 @@ impl Engine for SqliteEngine {
         self.run("reserve_slots", move |db| {
             db.reserve_slots(&p, &e, count, interval_us, tolerance_us, now_us)
         })
+    }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        self.run("prune_events", move |db| db.prune_events(before_ms, limit))
     }
 }

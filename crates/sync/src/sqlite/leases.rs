@@ -7,7 +7,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, engine};
-use crate::store::{Lease, RateCut, StoreError};
+use crate::store::{Lease, RateCut, StoreError, slots_after};
 
 /// The tables of schema version 4.
 pub(super) const SCHEMA: &str = "
@@ -290,21 +290,4 @@ impl SqliteStore {
             Ok(first)
         })
     }
-}
-
-/// GCRA over a block of slots: the first slot's time and the bucket's next schedule, from the
-/// stored schedule `tat` (none yet: now).
-pub(crate) fn slots_after(
-    tat: Option<i64>,
-    count: u32,
-    interval_us: i64,
-    tolerance_us: i64,
-    now_us: i64,
-) -> (i64, i64) {
-    let tat = tat.unwrap_or(now_us);
-    let first = tat.saturating_sub(tolerance_us).max(now_us);
-    let next = tat
-        .max(now_us)
-        .saturating_add(interval_us.saturating_mul(i64::from(count.max(1))));
-    (first, next)
 }

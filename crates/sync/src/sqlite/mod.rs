@@ -49,7 +49,7 @@
 
 mod accept;
 mod checkpoint;
-mod counts;
+pub(crate) mod counts;
 pub mod engine;
 mod group;
 mod ingest;
@@ -60,6 +60,7 @@ mod outcomes;
 mod pending;
 mod registry;
 mod reports;
+mod retention;
 mod schema;
 
 use std::collections::VecDeque;

@@ -27,3 +27,38 @@ pub struct RateCut {
     /// The instance that saw the 429.
     pub instance: String,
 }
+
+/// GCRA over a block of slots: the first slot's time and the bucket's next schedule, from the
+/// stored schedule `tat` (none yet: now).
+pub(crate) fn slots_after(
+    tat: Option<i64>,
+    count: u32,
+    interval_us: i64,
+    tolerance_us: i64,
+    now_us: i64,
+) -> (i64, i64) {
+    let tat = tat.unwrap_or(now_us);
+    let first = tat.saturating_sub(tolerance_us).max(now_us);
+    let next = tat
+        .max(now_us)
+        .saturating_add(interval_us.saturating_mul(i64::from(count.max(1))));
+    (first, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slots_after;
+
+    #[test]
+    fn slots_follow_the_schedule_and_never_come_before_now() {
+        // Empty bucket: from now; the schedule moves by the block.
+        assert_eq!(slots_after(None, 3, 100, 0, 1_000), (1_000, 1_300));
+        // Behind schedule: the next slot is the schedule's, less the tolerance.
+        assert_eq!(slots_after(Some(1_300), 1, 100, 0, 1_010), (1_300, 1_400));
+        assert_eq!(slots_after(Some(1_300), 1, 100, 100, 1_010), (1_200, 1_400));
+        // Idle: from now again.
+        assert_eq!(slots_after(Some(1_300), 2, 100, 0, 9_000), (9_000, 9_200));
+        // A block of none counts as one.
+        assert_eq!(slots_after(None, 0, 100, 0, 0), (0, 100));
+    }
+}

@@ -34,6 +34,7 @@ mod handle;
 mod rows;
 mod state;
 
+pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
