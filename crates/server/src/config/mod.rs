@@ -436,6 +436,9 @@ subscribe = "20/s"
             &no_env,
         );
         assert!(err.contains("storage.lease_seconds"), "{err}");
+    }
+
+    #[test]
     fn postgres_storage_its_pool_retention_and_the_environment() {
         let c = parse(&format!(
             "[storage]\nurl = \"postgres://app:hunter2@db:5432/lists\"\npool_size = 3\n\
