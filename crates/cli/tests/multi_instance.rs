@@ -1,5 +1,6 @@
 //! Several instances, one database: three `iterable-lists serve` processes share one SQLite
-//! file while senders spread a load over all three (resending what was not acknowledged, to
+//! file, or one PostgreSQL database (a fresh schema on the server of
+//! `ITERABLE_LISTS_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/test`), while senders spread a load over all three (resending what was not acknowledged, to
 //! another instance), and random instances are SIGKILLed and restarted. The emulator injects
 //! 500s, 429s and connection resets. Afterwards every list equals the latest-event-wins
 //! membership, there is exactly one list per audience, every event was logged once with a
@@ -31,6 +32,14 @@ use iterable_emulator::{
 };
 use serde_json::{Value, json};
 use support::{AUDIENCES, Rng, env_usize, event, start, temp_dir};
+use testkit::postgres::PgSchema;
+
+/// The database the instances share.
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const WRITE_KEY: &str = "wk_multi";
@@ -129,20 +138,25 @@ struct Run {
 /// Starts the emulator and three instances, sends `n` events spread over them while killing
 /// and restarting instances `kills` times, and waits until every event is final. Checks
 /// what every test checks; returns the emulator for more.
-async fn run(n: usize, kills: usize, emu_config: EmulatorConfig) -> Run {
+async fn run(n: usize, kills: usize, emu_config: EmulatorConfig, engine: Engine) -> Run {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = Emulator::start(emu_config).await.expect("emulator");
     let dir = temp_dir();
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.toml");
+    // A fresh schema per run on PostgreSQL, dropped at the end.
+    let pg = matches!(engine, Engine::Postgres).then(|| PgSchema::create("multi"));
+    let url = match &pg {
+        Some(pg) => pg.url(),
+        None => format!("sqlite://{}", dir.join("db.sqlite").display()),
+    };
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}\"\nlease_seconds = 2\n\
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\nlease_seconds = 2\n\
              [[destination]]\nname = \"prod\"\napi_key = \"{KEY}\"\nproject_type = \"hybrid\"\n\
              base_url = \"{}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n[destination.delivery]\n\
              linger_ms = 200\n",
-            dir.join("db.sqlite").display(),
             emu.url()
         ),
     )
@@ -284,6 +298,7 @@ async fn run(n: usize, kills: usize, emu_config: EmulatorConfig) -> Run {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    drop(pg);
     Run {
         emu,
         kills_during_load: during_load,
@@ -305,17 +320,34 @@ fn emulator_config(faults: Faults) -> EmulatorConfig {
     ec
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_share_delivery_through_kills_and_faults() {
-    let n = env_usize("MULTI_EVENTS", 30_000);
-    let kills = env_usize("MULTI_KILLS", 6);
-    let faults = Faults {
+/// The faults of the crash tests: 500s, 429s and connection resets.
+fn crash_faults() -> Faults {
+    Faults {
         error_500: 0.02,
         error_429: 0.02,
         reset_connection: 0.01,
         ..Faults::default()
-    };
-    let r = run(n, kills, emulator_config(faults)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_postgresql_share_delivery_through_kills_and_faults() {
+    let n = env_usize("MULTI_EVENTS", 30_000);
+    let kills = env_usize("MULTI_KILLS", 6);
+    let r = run(n, kills, emulator_config(crash_faults()), Engine::Postgres).await;
+    eprintln!(
+        "multi-instance test on PostgreSQL: {n} events, {} kills ({} during the load), {} \
+         resends, converged in {:.1} s",
+        r.kills, r.kills_during_load, r.resends, r.secs
+    );
+    assert!(r.kills >= kills);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_delivery_through_kills_and_faults() {
+    let n = env_usize("MULTI_EVENTS", 30_000);
+    let kills = env_usize("MULTI_KILLS", 6);
+    let r = run(n, kills, emulator_config(crash_faults()), Engine::Sqlite).await;
     eprintln!(
         "multi-instance test: {n} events, {} kills ({} during the load), {} resends, \
          converged in {:.1} s",
@@ -335,7 +367,7 @@ async fn three_instances_under_one_rate_limit_lose_nothing() {
     };
     let ec =
         emulator_config(faults).with_limit(Endpoint::Subscribe, Some(RateLimit::per_second(10)));
-    let r = run(n, kills, ec).await;
+    let r = run(n, kills, ec, Engine::Sqlite).await;
     let all = r.emu.requests(&LogQuery::default());
     let seqs = all.iter().map(|q| q.seq).max().unwrap_or(0);
     assert_eq!(all.len() as u64, seqs, "the request log dropped entries");
