@@ -289,7 +289,7 @@ mod tests {
             ]
         );
         assert_eq!(d.winners.values().next().map(|w| w.change), Some(1));
-        let delta = d.deltas.sorted()[0].2.clone();
+        let delta = *d.deltas.sorted()[0].2;
         assert_eq!((delta.keys, delta.pending), (1, 1));
     }
 

@@ -9,8 +9,9 @@
 //! statements of one task. No TLS: the database is local or on a private network (a TLS
 //! connector can be added to [`PostgresStore::connect`] later).
 //!
-//! **Durability.** Every operation is one transaction, committed before it returns, with the
-//! `synchronous_commit` set `on` for the engine's sessions (whatever the server's default): an event is on disk before its 200.
+//! **Durability.** Every operation is one transaction, committed before it returns, with
+//! `synchronous_commit` set `on` for the engine's sessions (whatever the server's, database's
+//! or role's default): an event is on disk before its 200.
 //!
 //! **Several writers.** Other instances write the same tables at the same time, so nothing
 //! relies on being the only writer: a messageId is deduplicated by the unique key of `events`
@@ -23,13 +24,14 @@
 //! nothing behind.
 //!
 //! The parts: `schema` (tables, versions, migrations), `accept` (with its pure decisions in
-//! `decide`), `outcomes` (outcomes and failed tries, decided in `settle`), `pending`,
+//! `decide`, and the desired rows' writes in `desired`), `outcomes` (outcomes and failed tries, decided in `settle`), `pending`,
 //! `registry` (lists, destination state, write probe), `reports`, `counts` (the figures per
 //! audience), `retention` (pruning the event log), `engine` (the async seam).
 
 mod accept;
 mod counts;
 mod decide;
+mod desired;
 mod engine;
 mod leases;
 mod outcomes;
