@@ -162,6 +162,13 @@ impl Inner {
             return Ok(due.into_iter().filter(|a| c.held.contains_key(a)).collect());
         }
         let (cands, share) = plan_leases(&self.cfg.instance, &due, &held, busy, instances);
+        if cands.is_empty() && released.is_empty() {
+            // Nothing held, nothing due: no transaction.
+            let mut c = lock(&self.coord);
+            c.held.clear();
+            c.renewed_ms = Some(now);
+            return Ok(Vec::new());
+        }
         let got = self
             .store
             .acquire_leases(
