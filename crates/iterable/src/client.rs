@@ -64,6 +64,9 @@ pub enum ErrorKind {
     Decode,
     /// The client could not be built (bad base URL, TLS setup).
     Setup,
+    /// Not sent: the caller withdrew the request after its wait for the rate limiter
+    /// ([`AttemptObserver::may_send`]), e.g. because another instance took its work over.
+    Withdrawn,
 }
 
 /// A failed call, with Iterable's status, `code` and `msg` when it sent them. Never holds
@@ -111,7 +114,10 @@ impl std::error::Error for IterableError {}
 impl IterableError {
     fn transport(endpoint: Endpoint, kind: ErrorKind, detail: String) -> Self {
         let class = match kind {
-            ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Transport => ErrorClass::Retryable,
+            ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::Transport
+            | ErrorKind::Withdrawn => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         };
         Self {
@@ -181,6 +187,13 @@ pub trait AttemptObserver: Send + Sync {
         error: &'a IterableError,
         retry_in: Option<Duration>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// Asked before each attempt is sent, once the rate limiter let it go: `false` withdraws
+    /// the call, which then fails with [`ErrorKind::Withdrawn`] without being sent (or tried
+    /// again). Yes by default.
+    fn may_send(&self) -> bool {
+        true
+    }
 }
 
 /// Whether to retry a call on retryable failures.
@@ -249,8 +262,16 @@ impl Client {
         method: &Method,
         path: &str,
         body: Option<&Bytes>,
+        observer: Option<&dyn AttemptObserver>,
     ) -> Result<Bytes, IterableError> {
         self.limiter.acquire(ep).await;
+        if observer.is_some_and(|o| !o.may_send()) {
+            return Err(IterableError::transport(
+                ep,
+                ErrorKind::Withdrawn,
+                "withdrawn before it was sent".into(),
+            ));
+        }
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -330,8 +351,12 @@ impl Client {
     ) -> Result<Bytes, IterableError> {
         let mut attempt = 1;
         loop {
-            match self.attempt(ep, &method, path, body.as_ref()).await {
+            match self
+                .attempt(ep, &method, path, body.as_ref(), observer)
+                .await
+            {
                 Ok(b) => return Ok(b),
+                Err(e) if e.kind == ErrorKind::Withdrawn => return Err(e),
                 Err(mut e) => {
                     e.attempts = attempt;
                     let retryable = e.class == ErrorClass::Retryable;

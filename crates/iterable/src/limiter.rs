@@ -1,8 +1,23 @@
 //! Client-side rate limiting per Iterable project and endpoint: a leaky bucket (GCRA) that
 //! every attempt waits on, fixed or adaptive (cut on 429, climb back slowly, AIMD).
+//!
+//! Several instances sending to one project share its budget: each sends its share (one
+//! over the number of live instances, [`RateLimiter::set_share`]) of the project's rate, and
+//! an adaptive cut after a 429 is handed to the others ([`RateLimiter::take_cut`] here,
+//! [`RateLimiter::adopt_cut`] there), so that a 429 seen by one instance slows all of them.
+//! The rates kept here are the project's whole rates; the share divides them when sending.
+//!
+//! With a [`SlotSource`] (the store shared by the instances), the send times themselves are
+//! shared: an instance reserves the next slots of the project's one bucket (a tenth of a
+//! second's worth at a time) and sends at those times, so the instances together keep to the
+//! limit as one would, without sending in step. The share above is the fallback when the
+//! source fails.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,6 +35,19 @@ pub enum Endpoint {
     UserByEmail,
     UserById,
 }
+
+/// Every endpoint, in declaration order.
+pub const ALL_ENDPOINTS: [Endpoint; 9] = [
+    Endpoint::GetLists,
+    Endpoint::CreateList,
+    Endpoint::DeleteList,
+    Endpoint::ListSize,
+    Endpoint::GetUsers,
+    Endpoint::Subscribe,
+    Endpoint::Unsubscribe,
+    Endpoint::UserByEmail,
+    Endpoint::UserById,
+];
 
 impl Endpoint {
     /// Method and path, for messages.
@@ -62,6 +90,27 @@ impl Endpoint {
     }
 }
 
+/// Where instances sharing a project reserve their send times: one bucket (GCRA) per
+/// project and endpoint, kept where every instance sees it (the store).
+pub trait SlotSource: Send + Sync + std::fmt::Debug {
+    /// Reserves `count` consecutive send slots of `endpoint`, `interval` apart, the first
+    /// at most `tolerance` ahead of the bucket's schedule (a burst) and not within
+    /// `not_before` from now (a `Retry-After`); returns how long to wait
+    /// for the first one, or `None` when the bucket could not be reached (the caller then
+    /// limits on its own).
+    fn reserve(
+        &self,
+        endpoint: Endpoint,
+        count: u32,
+        interval: Duration,
+        tolerance: Duration,
+        not_before: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<Duration>> + Send + '_>>;
+}
+
+/// How much of the rate one reservation of shared slots holds.
+const GRANT: Duration = Duration::from_millis(100);
+
 /// A limit on one endpoint of one project.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -93,6 +142,8 @@ impl Limit {
 }
 
 const DECREASE: f64 = 0.9;
+/// An endpoint not asked for a slot for this long is idle: its rate does not grow.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
 const INCREASE_PER_SEC: f64 = 0.005;
 /// Climb below the rate of the last 429, which is known to be (nearly) sustainable.
 const RECOVER_PER_SEC: f64 = 0.05;
@@ -110,11 +161,16 @@ struct Bucket {
     /// Adaptive state: still doubling; when the rate last grew; when it was last cut.
     slow_start: bool,
     last_change: Instant,
+    /// When a request last asked for a slot: the rate grows only while it is used (an idle
+    /// endpoint would otherwise come back at a rate nobody tried).
+    last_used: Instant,
     last_cut: Option<Instant>,
     /// The rate when the last 429 arrived: recovery is fast below it, probing slow above it.
     ceiling: f64,
     /// Nothing may be sent before this (a `Retry-After`).
     paused_until: Option<Instant>,
+    /// The rate after the last cut, until [`RateLimiter::take_cut`] hands it on.
+    unshared_cut: Option<f64>,
 }
 
 impl Bucket {
@@ -131,9 +187,11 @@ impl Bucket {
             tat: now,
             slow_start: true,
             last_change: now,
+            last_used: now,
             last_cut: None,
             ceiling: 0.0,
             paused_until: None,
+            unshared_cut: None,
         }
     }
 
@@ -141,10 +199,12 @@ impl Bucket {
         let Limit::Adaptive { max, .. } = self.limit else {
             return;
         };
-        let secs = now
+        let until = now.min(self.last_used + IDLE_AFTER);
+        let secs = until
             .saturating_duration_since(self.last_change)
             .as_secs_f64();
         if secs <= 0.0 {
+            self.last_change = self.last_change.max(until);
             return;
         }
         self.rate = if self.slow_start {
@@ -162,17 +222,30 @@ impl Bucket {
             self.rate * (1.0 + INCREASE_PER_SEC * secs)
         }
         .min(max);
-        self.last_change = now;
+        self.last_change = until;
     }
 
-    /// Reserves a slot; returns how long to wait before sending.
-    fn reserve(&mut self, now: Instant) -> Duration {
+    /// A request asks for a slot: after an idle spell, growth starts again from now.
+    fn used(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_used) > IDLE_AFTER {
+            self.last_change = self.last_change.max(now);
+        }
+        self.last_used = now;
+    }
+
+    /// Reserves a slot for an instance sending `1/share` of the rate; returns how long to
+    /// wait before sending.
+    fn reserve(&mut self, now: Instant, share: u32) -> Duration {
         if !self.rate.is_finite() {
             return Duration::ZERO;
         }
         self.grow(now);
-        let interval = Duration::from_secs_f64(1.0 / self.rate.max(1e-6));
-        let tolerance = interval.saturating_mul(self.burst - 1);
+        self.used(now);
+        let share = share.max(1);
+        let rate = self.rate / f64::from(share);
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        let burst = self.burst.div_ceil(share).max(1);
+        let tolerance = interval.saturating_mul(burst - 1);
         let start = self.tat.max(now);
         let mut send_at = start.checked_sub(tolerance).unwrap_or(now).max(now);
         if let Some(p) = self.paused_until
@@ -209,11 +282,39 @@ impl Bucket {
             return;
         }
         self.last_cut = Some(now);
-        // Requests already reserved keep their slots; the next one waits at least a full
-        // interval at the new rate, so the cut takes effect without a burst.
+        self.unshared_cut = Some(self.rate);
+        self.hold_back(now);
+    }
+
+    /// Requests already reserved keep their slots; the next one waits at least a full
+    /// interval at the new rate, so a cut takes effect without a burst.
+    fn hold_back(&mut self, now: Instant) {
         self.tat = self
             .tat
             .max(now + Duration::from_secs_f64(1.0 / self.rate.max(1e-6)));
+    }
+
+    /// Takes up another instance's cut to `rate` (the project's whole rate): a bucket still
+    /// in its slow start starts from it; otherwise it goes down to it, never up.
+    fn adopt_cut(&mut self, now: Instant, rate: f64) {
+        let Limit::Adaptive { min, max, .. } = self.limit else {
+            return;
+        };
+        if !rate.is_finite() || rate <= 0.0 {
+            return;
+        }
+        self.grow(now);
+        let rate = rate.clamp(min, max);
+        if !self.slow_start && rate >= self.rate {
+            return;
+        }
+        // The cut rate is already below the one that drew the 429: climb back slowly.
+        self.ceiling = rate;
+        self.rate = rate;
+        self.slow_start = false;
+        self.last_cut = Some(now);
+        self.last_change = now;
+        self.hold_back(now);
     }
 }
 
@@ -222,6 +323,14 @@ impl Bucket {
 pub struct RateLimiter {
     limits: HashMap<Endpoint, Limit>,
     buckets: Mutex<HashMap<Endpoint, Bucket>>,
+    /// How many instances share the project's budget (this one included).
+    share: AtomicU32,
+    /// The shared bucket, when instances share the project's send times.
+    slots: OnceLock<Arc<dyn SlotSource>>,
+    /// Send times reserved from the shared bucket and not used yet, per endpoint.
+    granted: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+    /// One reservation at a time.
+    refill: tokio::sync::Mutex<()>,
 }
 
 impl Default for RateLimiter {
@@ -236,24 +345,119 @@ impl RateLimiter {
         Self {
             limits: overrides,
             buckets: Mutex::new(HashMap::new()),
+            share: AtomicU32::new(1),
+            slots: OnceLock::new(),
+            granted: Mutex::new(HashMap::new()),
+            refill: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Shares the send times with other instances through `source` (see the module doc).
+    /// Only the first call counts.
+    pub fn share_slots(&self, source: Arc<dyn SlotSource>) {
+        let _ = self.slots.set(source);
+    }
+
+    /// A reserved send time of `e`, if one is left.
+    fn take_granted(&self, e: Endpoint) -> Option<Duration> {
+        let at = self
+            .granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&e)?
+            .pop_front()?;
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    /// The wait for a send time from the shared bucket; `None` when it could not be reached.
+    async fn acquire_shared(&self, src: &Arc<dyn SlotSource>, e: Endpoint) -> Option<Duration> {
+        loop {
+            if let Some(wait) = self.take_granted(e) {
+                return Some(wait);
+            }
+            let _one = self.refill.lock().await;
+            if let Some(wait) = self.take_granted(e) {
+                return Some(wait);
+            }
+            let (rate, burst, paused) = self.with_bucket(e, |b, now| {
+                b.grow(now);
+                b.used(now);
+                let paused = b.paused_until.map(|p| p.saturating_duration_since(now));
+                (b.rate, b.burst, paused.unwrap_or_default())
+            });
+            if !rate.is_finite() {
+                return Some(Duration::ZERO);
+            }
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+            let count = ((rate * GRANT.as_secs_f64()).floor() as u32).clamp(1, 1000);
+            let tolerance = interval.saturating_mul(burst.max(1) - 1);
+            // After a `Retry-After`, the slots start when it ends, one interval apart.
+            let wait = src.reserve(e, count, interval, tolerance, paused).await?;
+            let first = Instant::now() + wait;
+            let mut g = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+            let q = g.entry(e).or_default();
+            q.extend((0..count).map(|i| first + interval.saturating_mul(i)));
+        }
+    }
+
+    /// How many instances send to this project now, this one included: each sends that
+    /// share of every limit (at least one).
+    pub fn set_share(&self, instances: usize) {
+        let n = u32::try_from(instances).unwrap_or(u32::MAX).max(1);
+        self.share.store(n, Ordering::Relaxed);
+    }
+
+    /// The number of instances sharing the budget (see [`RateLimiter::set_share`]).
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// The endpoints with an adaptive limit, whose cuts are shared.
+    pub fn adaptive_endpoints(&self) -> Vec<Endpoint> {
+        ALL_ENDPOINTS
+            .into_iter()
+            .filter(|e| matches!(self.limit_of(*e), Limit::Adaptive { .. }))
+            .collect()
+    }
+
+    fn limit_of(&self, e: Endpoint) -> Limit {
+        self.limits
+            .get(&e)
+            .copied()
+            .unwrap_or_else(|| e.default_limit())
+    }
+
+    /// The rate after this instance's last cut of `e` (the project's whole rate), once: to be
+    /// handed to the other instances.
+    pub fn take_cut(&self, e: Endpoint) -> Option<f64> {
+        self.with_bucket(e, |b, _| b.unshared_cut.take())
+    }
+
+    /// Takes up another instance's cut of `e` to `rate` (the project's whole rate).
+    pub fn adopt_cut(&self, e: Endpoint, rate: f64) {
+        self.with_bucket(e, |b, now| b.adopt_cut(now, rate));
     }
 
     fn with_bucket<T>(&self, e: Endpoint, f: impl FnOnce(&mut Bucket, Instant) -> T) -> T {
         let now = Instant::now();
+        let limit = self.limit_of(e);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let limit = self
-            .limits
-            .get(&e)
-            .copied()
-            .unwrap_or_else(|| e.default_limit());
         let b = buckets.entry(e).or_insert_with(|| Bucket::new(limit, now));
         f(b, now)
     }
 
     /// Waits until one more request to `e` is allowed, and counts it.
     pub async fn acquire(&self, e: Endpoint) {
-        let wait = self.with_bucket(e, |b, now| b.reserve(now));
+        if let Some(src) = self.slots.get()
+            && let Some(wait) = self.acquire_shared(src, e).await
+        {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            return;
+        }
+        let share = self.share();
+        let wait = self.with_bucket(e, |b, now| b.reserve(now, share));
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -261,6 +465,18 @@ impl RateLimiter {
 
     /// Feedback: a request to `e` got a 429 (with the server's `Retry-After`, if any).
     pub fn throttled(&self, e: Endpoint, retry_after: Option<Duration>) {
+        if retry_after.is_some() {
+            // Slots reserved before the answer would all fall due when the pause ends, at
+            // once: give them up, the next ones are reserved after the pause.
+            if let Some(q) = self
+                .granted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&e)
+            {
+                q.clear();
+            }
+        }
         self.with_bucket(e, |b, now| b.throttled(now, retry_after));
     }
 
@@ -360,5 +576,71 @@ mod tests {
             );
             assert!(share < 0.01, "{server_rate}/s: 429 share {share:.4}");
         }
+    }
+    #[tokio::test(start_paused = true)]
+    async fn a_share_sends_its_part_of_the_budget() {
+        let l = RateLimiter::new(HashMap::from([(Endpoint::Subscribe, Limit::fixed(30.0))]));
+        l.set_share(3);
+        assert_eq!(l.share(), 3);
+        // One of three instances sharing 30/s: 10/s, so 101 requests take about 10 s.
+        let secs = drain(&l, Endpoint::Subscribe, 101).await;
+        assert!((9.8..=10.1).contains(&secs), "{secs}");
+        l.set_share(0);
+        assert_eq!(l.share(), 1, "at least this instance");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_seen_by_one_instance_is_taken_up_by_another() {
+        let adaptive = || {
+            RateLimiter::new(HashMap::from([(
+                Endpoint::Subscribe,
+                Limit::Adaptive {
+                    start: 20.0,
+                    min: 1.0,
+                    max: 1000.0,
+                },
+            )]))
+        };
+        let (a, b) = (adaptive(), adaptive());
+        assert!(a.adaptive_endpoints().contains(&Endpoint::Subscribe));
+        assert!(!a.adaptive_endpoints().contains(&Endpoint::GetLists));
+        assert_eq!(a.take_cut(Endpoint::Subscribe), None, "no cut yet");
+        a.throttled(Endpoint::Subscribe, None);
+        let cut = a.take_cut(Endpoint::Subscribe).expect("a cut");
+        assert_eq!(cut, 10.0, "the first 429 halves the slow start");
+        assert_eq!(a.take_cut(Endpoint::Subscribe), None, "handed on once");
+        b.adopt_cut(Endpoint::Subscribe, cut);
+        assert_eq!(b.rate(Endpoint::Subscribe), 10.0);
+        // A higher cut never raises a rate that is no longer in its slow start.
+        b.adopt_cut(Endpoint::Subscribe, 50.0);
+        assert_eq!(b.rate(Endpoint::Subscribe), 10.0);
+        b.adopt_cut(Endpoint::Subscribe, 8.0);
+        assert_eq!(b.rate(Endpoint::Subscribe), 8.0);
+        // A fixed limit ignores cuts.
+        b.adopt_cut(Endpoint::GetLists, 1.0);
+        assert_eq!(b.rate(Endpoint::GetLists), 100.0);
+    }
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_adaptive_rate_does_not_grow() {
+        let l = RateLimiter::new(HashMap::from([(
+            Endpoint::Subscribe,
+            Limit::Adaptive {
+                start: 20.0,
+                min: 1.0,
+                max: 1000.0,
+            },
+        )]));
+        l.acquire(Endpoint::Subscribe).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // At most the second after the last request counted: one doubling.
+        let rate = l.rate(Endpoint::Subscribe);
+        assert!((39.0..=41.0).contains(&rate), "{rate}");
+        l.acquire(Endpoint::Subscribe).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rate = l.rate(Endpoint::Subscribe);
+        assert!(
+            rate < 60.0,
+            "growth starts again from the next request: {rate}"
+        );
     }
 }

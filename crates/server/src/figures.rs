@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync::{EventCounts, ListCounts, Store};
+use sync::{DestinationState, EventCounts, ListCounts, Store};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -20,6 +20,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 pub struct Figures {
     pub lists: Vec<ListCounts>,
     pub events: EventCounts,
+    /// The destination's stored state (running, paused, degraded), as the last instance to
+    /// change it stored it; `None` when none was ever stored.
+    pub stored_state: Option<DestinationState>,
 }
 
 /// The last snapshot and when it was read.
@@ -65,7 +68,15 @@ pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, Str
     for n in &names {
         let lists = store.list_counts(n).await.map_err(|e| e.to_string())?;
         let events = store.event_counts(n).await.map_err(|e| e.to_string())?;
-        out.push(Figures { lists, events });
+        let stored_state = store
+            .destination_state(n)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(Figures {
+            lists,
+            events,
+            stored_state,
+        });
     }
     Ok(out)
 }

@@ -70,6 +70,7 @@ impl DestinationStatus {
             Figures {
                 lists: store.list_counts(name).await?,
                 events: store.event_counts(name).await?,
+                stored_state: None,
             },
         ))
     }
@@ -324,9 +325,10 @@ pub(crate) async fn figures(state: &AppState) -> Arc<Result<Vec<Figures>, String
         .await
 }
 
-/// `GET /v1/status`: every destination with its audiences. The state is the live one; the
-/// figures come from a snapshot at most a second old, so that polling costs the store nothing
-/// more.
+/// `GET /v1/status`: every destination with its audiences. State and figures are the
+/// store's (from a snapshot at most a second old, so that polling costs the store nothing
+/// more), so every instance on one database gives the same answer, as `iterable-lists status`
+/// does; the live state only stands in while nothing was stored.
 pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
     let figures = figures(state).await;
     let figures = match &*figures {
@@ -338,8 +340,11 @@ pub async fn status_reply(state: &AppState) -> Response<Full<Bytes>> {
         .iter()
         .zip(figures)
         .map(|(d, f)| {
-            let live = d.reconciler.as_ref().map(|r| r.state());
-            DestinationStatus::new(&d.config.name, d.config.enabled, live, f.clone()).to_json()
+            let state = d
+                .reconciler
+                .as_ref()
+                .map(|r| f.stored_state.clone().unwrap_or_else(|| r.state()));
+            DestinationStatus::new(&d.config.name, d.config.enabled, state, f.clone()).to_json()
         })
         .collect();
     json_reply(200, &json!({ "destinations": ds }))
@@ -370,6 +375,7 @@ mod tests {
             Figures {
                 lists: Vec::new(),
                 events: EventCounts::default(),
+                stored_state: None,
             },
         );
         let v = paused.to_json();
@@ -391,6 +397,7 @@ mod tests {
             Figures {
                 lists: Vec::new(),
                 events: EventCounts::default(),
+                stored_state: None,
             },
         );
         let v = disabled.to_json();

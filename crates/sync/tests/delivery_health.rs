@@ -234,3 +234,56 @@ async fn a_stored_pause_holds_for_the_next_reconciler_until_its_key_works() {
         Some(DestinationState::Running)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_a_resume_stored_by_one_instance_hold_for_another() {
+    let w = World::new(Faults::default()).await;
+    // B has a working key and would not probe for an hour: whatever it does about the pause
+    // it learns from the store.
+    let mut cfg = config(D, ProjectType::Hybrid);
+    cfg.probe_interval = Duration::from_secs(3600);
+    let b = w.reconciler(cfg, client(&w.emu.url(), KEY));
+    let running = Running::start(b.clone());
+    // A, with a refused key, pauses the destination and stores it.
+    let a = w.reconciler(
+        config(D, ProjectType::Hybrid),
+        client(&w.emu.url(), BAD_KEY),
+    );
+    w.accept(vec![ev(
+        "p",
+        change("vip", Some("p@example.com"), None, true, None),
+    )]);
+    let _ = a.run_once().await;
+    let stored = w.store.destination_state(D).expect("state");
+    assert!(
+        matches!(stored, Some(DestinationState::Paused { .. })),
+        "{stored:?}"
+    );
+    // B takes the pause up within a tick of its clock (the event may have been delivered by
+    // B before A paused; what matters is that B pauses).
+    eventually("B paused", || {
+        w.clock.advance(Duration::from_millis(200));
+        b.state().is_paused()
+    })
+    .await;
+    w.accept(vec![ev(
+        "q",
+        change("vip", Some("q@example.com"), None, true, None),
+    )]);
+    // Nothing is sent while paused; then another instance's working probe stores the resume.
+    for _ in 0..5 {
+        w.clock.advance(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.kind("q"), StatusKind::Accepted, "sent while paused");
+    w.store
+        .set_destination_state(D, &DestinationState::Running, w.clock.now())
+        .expect("resume");
+    eventually("B resumed and delivered", || {
+        w.clock.advance(Duration::from_millis(200));
+        w.kind("q") == StatusKind::Delivered
+    })
+    .await;
+    assert!(!b.state().is_paused());
+    running.stop().await;
+}

@@ -45,6 +45,9 @@ pub(super) struct RawLog {
 pub(super) struct RawStorage {
     pub(super) url: Option<Spanned<Text>>,
     pub(super) quick_check_ms: Option<Spanned<Int>>,
+    pub(super) lease_seconds: Option<Spanned<Int>>,
+    pub(super) pool_size: Option<Spanned<Int>>,
+    pub(super) retention: Option<Spanned<Text>>,
 }
 
 /// `[ingest]`.

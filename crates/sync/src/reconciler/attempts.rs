@@ -33,6 +33,13 @@ impl<F: Fn() -> Vec<(Identity, Seq)> + Send + Sync> Tries<F> {
 }
 
 impl<F: Fn() -> Vec<(Identity, Seq)> + Send + Sync> AttemptObserver for Tries<F> {
+    /// Only while this instance holds the audience's lease (see `coordinator`): a request
+    /// that waited for the rate limiter past it is withdrawn, its rows left pending for the
+    /// new holder, so an older state never lands after a newer one sent by another instance.
+    fn may_send(&self) -> bool {
+        self.inner.holds(&self.audience)
+    }
+
     fn failed<'a>(
         &'a self,
         error: &'a IterableError,

@@ -103,6 +103,9 @@ impl Dispatcher {
             .store
             .pending_audiences(&self.inner.cfg.destination, now)
             .await?;
+        // Only the audiences whose lease this instance holds (see `coordinator`).
+        let busy = self.busy();
+        let due = self.inner.claim(due, &busy).await?;
         let t = Instant::now();
         self.last_refresh = Some(t);
         self.refresh_gap = (t - started)
@@ -116,6 +119,18 @@ impl Dispatcher {
         }
         self.report.audiences = self.seen.len();
         Ok(())
+    }
+
+    /// Audiences with work under way here: requests in flight or a list being resolved.
+    fn busy(&self) -> HashSet<String> {
+        let mut busy: HashSet<String> = lock(&self.inner.in_flight)
+            .audiences
+            .iter()
+            .filter(|(_, k)| k.rows > 0)
+            .map(|(a, _)| a.clone())
+            .collect();
+        busy.extend(self.resolving.keys().cloned());
+        busy
     }
 
     pub fn refresh_due(&self, now: Instant) -> bool {
@@ -135,6 +150,12 @@ impl Dispatcher {
             let Some(audience) = self.active.pop_front() else {
                 break;
             };
+            if !self.inner.holds(&audience) {
+                // Its lease went to another instance (or is about to end): leave it.
+                self.known.remove(&audience);
+                self.lingering.remove(&audience);
+                continue;
+            }
             if self.waits_for_list(&audience) {
                 // Its rows wait for the list; the task wakes the loop when it is known.
                 self.active.push_back(audience);

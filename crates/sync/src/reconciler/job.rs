@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use destination::classify::{RowOutcome, SentRow, classify};
 use destination::plan::{Change, Limits, Operation, build_requests};
-use iterable::client::{AttemptObserver, IterableError};
+use iterable::client::{AttemptObserver, ErrorKind, IterableError};
 use iterable::limiter::Endpoint;
 use iterable::types::BulkUpdateResponse;
 use retry::{Answer, Call, Origin, Verdict, decide, random_fraction};
@@ -99,6 +99,14 @@ impl Job {
                     self.taken(&inner, &resp, &idx, now, &mut outcomes);
                     continue;
                 }
+                Err(e) if e.kind == ErrorKind::Withdrawn => {
+                    // The lease ended while the request waited for the rate limiter: not
+                    // sent, nothing recorded; the rows stay pending for the lease's holder,
+                    // and so do the pieces not sent yet.
+                    done.report.requests -= 1;
+                    pieces.clear();
+                    continue;
+                }
                 Err(e) => e,
             };
             let failure = e.failure();
@@ -182,12 +190,14 @@ impl Job {
             Ok(_) => inner.note_answer(),
             Err(e) => inner.note_failure(e),
         }
-        inner.metrics.request(
-            endpoint(self.op),
-            result
-                .as_ref()
-                .map_or_else(StatusClass::of_error, |_| StatusClass::Success),
-        );
+        if !matches!(&result, Err(e) if e.kind == ErrorKind::Withdrawn) {
+            inner.metrics.request(
+                endpoint(self.op),
+                result
+                    .as_ref()
+                    .map_or_else(StatusClass::of_error, |_| StatusClass::Success),
+            );
+        }
         result
     }
 

@@ -46,6 +46,7 @@
 
 mod attempts;
 mod claims;
+mod coordinator;
 mod dispatcher;
 mod job;
 mod notices;
@@ -57,7 +58,7 @@ mod running;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ use crate::metrics::{DestinationMetrics, RowResult};
 pub use crate::store::DestinationState;
 use crate::store::{Store, StoreError};
 use claims::InFlightTable;
+pub use coordinator::new_instance_id;
 use dispatcher::Dispatcher;
 use reachability::Reachability;
 pub use registry::StoreRegistry;
@@ -111,13 +113,24 @@ pub struct ReconcilerConfig {
     /// How long Iterable must stay unreachable (connection errors, timeouts, 5xx) before the
     /// destination is `degraded` (default 60 s).
     pub degraded_after: Duration,
+    /// This instance's id in leases and heartbeats: random per process start (default: a
+    /// new one per configuration).
+    pub instance: String,
+    /// How long an audience's lease lasts unless renewed (default 30 s): a dead instance's
+    /// audiences are taken over after it.
+    pub lease: Duration,
+    /// The Iterable project whose rate budget the instances share: a hash of the API key,
+    /// never the key (default: the destination's name).
+    pub project: String,
 }
 
 impl ReconcilerConfig {
     /// The defaults for one destination.
     pub fn new(destination: impl Into<String>, project_type: ProjectType) -> Self {
+        let destination: String = destination.into();
         Self {
-            destination: destination.into(),
+            project: format!("destination:{destination}"),
+            destination,
             project_type,
             limits: Limits::default(),
             linger: Duration::from_millis(500),
@@ -129,6 +142,8 @@ impl ReconcilerConfig {
             probe_interval: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             degraded_after: Duration::from_secs(60),
+            instance: new_instance_id(),
+            lease: Duration::from_secs(30),
         }
     }
 
@@ -236,6 +251,13 @@ impl Reconciler {
             StoreRegistry(store.clone()),
             cfg.destination.clone(),
         );
+        client
+            .limiter()
+            .share_slots(Arc::new(coordinator::StoreSlots {
+                store: store.clone(),
+                project: cfg.project.clone(),
+                clock: clock.clone(),
+            }));
         let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {
@@ -255,6 +277,8 @@ impl Reconciler {
                 resolved: Mutex::new(HashMap::new()),
                 resumes: AtomicU64::new(0),
                 notices: notices::Notices::default(),
+                coord: Mutex::new(Default::default()),
+                looping: AtomicBool::new(false),
             }),
         }
     }
@@ -303,6 +327,7 @@ impl Reconciler {
     /// flight, records their outcomes, and returns. Store failures are reported on stderr and
     /// retried after `poll_interval`.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        self.inner.looping.store(true, Ordering::SeqCst);
         let mut r = Running::start(self.inner.clone()).await;
         while !*shutdown.borrow() {
             r.step().await;
@@ -311,6 +336,7 @@ impl Reconciler {
             }
         }
         r.finish().await;
+        self.inner.looping.store(false, Ordering::SeqCst);
     }
 
     /// One pass over the work due now, without lingering: every audience with due rows is
@@ -321,9 +347,13 @@ impl Reconciler {
     pub async fn run_once(&self) -> Result<PassReport, ReconcileError> {
         let inner = self.inner.clone();
         let mut stored = inner.restore_state().await;
+        inner.coordinate(true).await?;
         let result = self.pass().await;
         inner.announce_degraded();
         inner.store_state(&mut stored).await;
+        if !inner.looping.load(Ordering::SeqCst) {
+            inner.leave().await;
+        }
         result
     }
 

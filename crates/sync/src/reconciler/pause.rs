@@ -39,6 +39,10 @@ impl Inner {
     /// A call failed: a failure without an answer (or a 5xx) adds to the unreachable streak;
     /// any other answer ends it.
     pub fn note_failure(&self, e: &IterableError) {
+        if e.kind == iterable::client::ErrorKind::Withdrawn {
+            // Not sent: says nothing about Iterable.
+            return;
+        }
         if reachability::unreachable(e) {
             lock(&self.reach).failed(self.now(), e.to_string());
             self.announce_degraded();
@@ -142,6 +146,18 @@ impl Inner {
                 since_ms: self.now(),
             };
             self.metrics.paused();
+        }
+    }
+
+    /// Takes up a pause that another instance stored.
+    pub fn adopt_pause(&self, reason: String, since_ms: i64) {
+        let mut s = lock(&self.state);
+        if !s.is_paused() {
+            eprintln!(
+                "iterable-lists: destination {:?} paused by another instance: {reason}",
+                self.cfg.destination
+            );
+            *s = DestinationState::Paused { reason, since_ms };
         }
     }
 

@@ -28,6 +28,13 @@ impl Running {
     /// Takes up the stored state: a pause holds, and the key is tried at once.
     pub async fn start(inner: Arc<Inner>) -> Self {
         let stored = inner.restore_state().await;
+        // Counted among the project's instances before the first request.
+        if let Err(e) = inner.coordinate(true).await {
+            eprintln!(
+                "iterable-lists: destination {:?}: coordinating with other instances: {e}",
+                inner.cfg.destination
+            );
+        }
         let next_probe = inner.is_paused().then(Instant::now);
         Self {
             d: Dispatcher::new(inner.clone(), false),
@@ -53,6 +60,7 @@ impl Running {
     pub async fn step(&mut self) {
         loop {
             let inner = self.inner.clone();
+            self.coordinate().await;
             inner.announce_degraded();
             inner.store_state(&mut self.stored).await;
             let t = Instant::now();
@@ -87,6 +95,24 @@ impl Running {
         }
     }
 
+    /// A tick of the coordination with other instances, when due: heartbeat, leases, rate
+    /// cuts, and a pause or resume stored by another instance.
+    async fn coordinate(&mut self) {
+        let inner = self.inner.clone();
+        let before = inner.ticked();
+        if let Err(e) = inner.coordinate(false).await {
+            self.log("coordinating with other instances", &e);
+        }
+        if inner.ticked() != before {
+            let was_paused = inner.is_paused();
+            inner.follow_stored_state(&mut self.stored).await;
+            if was_paused && !inner.is_paused() {
+                self.next_probe = None;
+                self.refresh_wanted = true;
+            }
+        }
+    }
+
     async fn look(&mut self, t: Instant) -> Result<(), super::ReconcileError> {
         if self.refresh_wanted && self.d.refresh_due(t) {
             self.d.refresh().await?;
@@ -105,6 +131,9 @@ impl Running {
             (false, Some(w)) if w > Instant::now() => w,
             _ => self.d.next_wake(self.refresh_wanted, self.poll),
         };
+        // The coordination's tick wakes the loop too (a pause stored by another instance,
+        // leases to renew).
+        let wake = wake.min(t + inner.tick());
         tokio::select! {
             changed = shutdown.changed() => return changed.is_ok(),
             Some(r) = self.d.jobs.join_next(), if !self.d.jobs.is_empty() => {
@@ -128,5 +157,6 @@ impl Running {
             }
         }
         self.inner.store_state(&mut self.stored).await;
+        self.inner.leave().await;
     }
 }

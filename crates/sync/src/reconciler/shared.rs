@@ -3,7 +3,7 @@
 //! list, and record outcomes.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use iterable::client::Client;
@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::attempts::Tries;
 use super::claims::InFlight;
+use super::coordinator::Coord;
 use super::reachability::Reachability;
 use super::registry::StoreRegistry;
 use super::{DestinationState, EpochClock, PassReport, ReconcileError, ReconcilerConfig};
@@ -49,6 +50,10 @@ pub(super) struct Inner {
     pub resumes: AtomicU64,
     /// What has been logged about failed requests (see `notices`).
     pub notices: super::notices::Notices,
+    /// Leases held, instances counted, cuts seen (see `coordinator`).
+    pub coord: Mutex<Coord>,
+    /// Whether [`super::Reconciler::run`] is running (a pass then leaves the leases to it).
+    pub looping: AtomicBool,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
-    PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    DestinationState, Engine, EventCounts, EventRecord, Identity, Lease, ListCounts, NewEvent,
+    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -192,5 +192,94 @@ impl Engine for SqliteEngine {
 
     fn probe_write(&self) -> StoreFuture<'_, ()> {
         self.run("probe_write", SqliteStore::probe_write)
+    }
+
+    fn acquire_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        candidates: &'a [String],
+        max: usize,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>> {
+        let (d, i, c) = (
+            destination.to_string(),
+            instance.to_string(),
+            candidates.to_vec(),
+        );
+        self.run("acquire_leases", move |db| {
+            db.acquire_leases(&d, &i, &c, max, now_ms, expires_ms)
+        })
+    }
+
+    fn release_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        audiences: Option<&'a [String]>,
+    ) -> StoreFuture<'a, usize> {
+        let (d, i, a) = (
+            destination.to_string(),
+            instance.to_string(),
+            audiences.map(<[String]>::to_vec),
+        );
+        self.run("release_leases", move |db| {
+            db.release_leases(&d, &i, a.as_deref())
+        })
+    }
+
+    fn leases<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<Lease>> {
+        let d = destination.to_string();
+        self.run("leases", move |db| db.leases(&d))
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        project: &'a str,
+        instance: &'a str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        let (p, i) = (project.to_string(), instance.to_string());
+        self.run("heartbeat", move |db| {
+            db.heartbeat(&p, &i, now_ms, expires_ms)
+        })
+    }
+
+    fn leave<'a>(&'a self, project: &'a str, instance: &'a str) -> StoreFuture<'a, ()> {
+        let (p, i) = (project.to_string(), instance.to_string());
+        self.run("leave", move |db| db.leave(&p, &i))
+    }
+
+    fn share_rate_cut<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        cut: Option<&'a RateCut>,
+    ) -> StoreFuture<'a, Option<RateCut>> {
+        let (p, e, c) = (project.to_string(), endpoint.to_string(), cut.cloned());
+        self.run("share_rate_cut", move |db| {
+            db.share_rate_cut(&p, &e, c.as_ref())
+        })
+    }
+
+    fn reserve_slots<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> StoreFuture<'a, i64> {
+        let (p, e) = (project.to_string(), endpoint.to_string());
+        self.run("reserve_slots", move |db| {
+            db.reserve_slots(&p, &e, count, interval_us, tolerance_us, now_us)
+        })
+    }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        self.run("prune_events", move |db| db.prune_events(before_ms, limit))
     }
 }

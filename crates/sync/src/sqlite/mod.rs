@@ -49,16 +49,18 @@
 
 mod accept;
 mod checkpoint;
-mod counts;
+pub(crate) mod counts;
 pub mod engine;
 mod group;
 mod ingest;
 mod integrity;
+mod leases;
 mod open;
 mod outcomes;
 mod pending;
 mod registry;
 mod reports;
+mod retention;
 mod schema;
 
 use std::collections::VecDeque;

@@ -4,11 +4,11 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine};
+use super::{SqliteStore, counts, engine, leases};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -90,7 +90,10 @@ CREATE TABLE IF NOT EXISTS destination_state (
 /// Creates what is missing of the schema.
 fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(counts::SCHEMA)
+    tx.execute_batch(counts::SCHEMA)?;
+    // Version 4: several instances on one database (leases, instances, rate cuts); the
+    // migration from 3 is creating these tables.
+    tx.execute_batch(leases::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

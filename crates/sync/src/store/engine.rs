@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
 use super::rows::{
     EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow, Receipt,
@@ -129,4 +130,79 @@ pub trait Engine: Send + Sync + 'static {
     /// A real write transaction that changes nothing, to find out whether the store can write
     /// again (it clears [`Engine::write_failure`] when it succeeds).
     fn probe_write(&self) -> StoreFuture<'_, ()>;
+
+    /// Takes or renews leases of audiences of `destination` for `instance` (several instances
+    /// on one store), in one transaction: every lease of `candidates` that `instance` holds
+    /// is renewed; then leases of the other candidates, in order, that nobody holds or whose
+    /// lease ended at `now_ms` are taken, until `instance` holds `max` of them. Every lease
+    /// taken or renewed lasts until `expires_ms`. Returns the candidates `instance` holds
+    /// afterwards, in the order given.
+    fn acquire_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        candidates: &'a [String],
+        max: usize,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>>;
+
+    /// Gives up the leases `instance` holds of `audiences` of `destination` (of all its
+    /// audiences when `None`): another instance may take them at once. Returns how many
+    /// were given up.
+    fn release_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        audiences: Option<&'a [String]>,
+    ) -> StoreFuture<'a, usize>;
+
+    /// The leases of `destination` (ended ones included, until taken or released), by
+    /// audience key.
+    fn leases<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<Lease>>;
+
+    /// Registers `instance` as sending to the Iterable project `project` (a hash of its API
+    /// key, never the key) until `expires_ms`, and forgets the instances of every project
+    /// whose registration ended at `now_ms`. Returns how many instances send to `project`
+    /// now, this one included: each takes that share of the project's rate budget.
+    fn heartbeat<'a>(
+        &'a self,
+        project: &'a str,
+        instance: &'a str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, usize>;
+
+    /// Forgets `instance`'s registration with `project` (at shutdown).
+    fn leave<'a>(&'a self, project: &'a str, instance: &'a str) -> StoreFuture<'a, ()>;
+
+    /// The latest rate cut of `endpoint` of `project` (see [`RateCut`]): `cut`, when given,
+    /// replaces the stored one if it is later (`cut_ms`); returns the one stored afterwards.
+    fn share_rate_cut<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        cut: Option<&'a RateCut>,
+    ) -> StoreFuture<'a, Option<RateCut>>;
+    /// Reserves `count` consecutive send slots, `interval_us` apart, in the one bucket
+    /// (GCRA) of `endpoint` of `project` that every instance sending to the project shares:
+    /// the first slot is the bucket's schedule less `tolerance_us` (a burst), but not before
+    /// `now_us`; the schedule moves on by `count` slots from the later of itself and
+    /// `now_us`. Returns the first slot's time (epoch microseconds). One transaction.
+    fn reserve_slots<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> StoreFuture<'a, i64>;
+
+    /// Removes up to `limit` final event-log rows (delivered, superseded, rejected, skipped)
+    /// whose status last changed before `before_ms`, oldest events first, in one transaction,
+    /// and the events left without rows (their messageIds are then forgotten); returns how
+    /// many rows it removed. Desired and acknowledged state is never touched; the figures
+    /// ([`Engine::event_counts`]) drop with the rows.
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize>;
 }

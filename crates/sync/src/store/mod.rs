@@ -27,12 +27,15 @@
 //! - **pending**: the desired version is neither acknowledged nor settled otherwise (rejected by
 //!   Iterable, or superseded by the reconciler) and its next attempt is due.
 
+mod coordination;
 mod engine;
 mod error;
 mod handle;
 mod rows;
 mod state;
 
+pub(crate) use coordination::slots_after;
+pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
 pub use handle::Store;

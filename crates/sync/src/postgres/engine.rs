@@ -1,0 +1,243 @@
+//! The PostgreSQL store as an [`Engine`]: every operation awaits the driver on the caller's
+//! task.
+
+use std::sync::Arc;
+
+use super::PostgresStore;
+use crate::store::{
+    DestinationState, Engine, EventCounts, EventRecord, Identity, Lease, ListCounts, NewEvent,
+    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store, StoreFuture,
+};
+
+impl Store {
+    /// A store over a PostgreSQL database.
+    pub fn postgres(db: PostgresStore) -> Self {
+        Self::new(Arc::new(db))
+    }
+}
+
+impl Engine for PostgresStore {
+    fn accept(&self, batch: Vec<NewEvent>) -> StoreFuture<'_, Vec<Receipt>> {
+        Box::pin(PostgresStore::accept(self, batch))
+    }
+
+    fn pending<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<PendingRow>> {
+        Box::pin(PostgresStore::pending(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            limit,
+        ))
+    }
+
+    fn pending_audiences<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(PostgresStore::pending_audiences(self, destination, now_ms))
+    }
+
+    fn record_outcomes<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        outcomes: Vec<OutcomeRow>,
+    ) -> StoreFuture<'a, Vec<Recorded>> {
+        Box::pin(PostgresStore::record_outcomes(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            outcomes,
+        ))
+    }
+
+    fn record_attempt<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        rows: &'a [(Identity, Seq)],
+        reason: &'a str,
+        next_attempt_ms: Option<i64>,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::record_attempt(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            rows,
+            reason,
+            next_attempt_ms,
+        ))
+    }
+
+    fn list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(PostgresStore::list_id(self, destination, audience_key))
+    }
+
+    fn put_list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        list_id: i64,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(PostgresStore::put_list_id(
+            self,
+            destination,
+            audience_key,
+            list_id,
+        ))
+    }
+
+    fn event_status<'a>(
+        &'a self,
+        destination: &'a str,
+        message_id: &'a str,
+    ) -> StoreFuture<'a, Option<EventRecord>> {
+        Box::pin(PostgresStore::event_status(self, destination, message_id))
+    }
+
+    fn list_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<ListCounts>> {
+        Box::pin(PostgresStore::list_counts(self, destination))
+    }
+
+    fn event_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, EventCounts> {
+        Box::pin(PostgresStore::event_counts(self, destination))
+    }
+
+    fn recount<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (Vec<ListCounts>, EventCounts)> {
+        Box::pin(PostgresStore::recount(self, destination))
+    }
+
+    fn destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<DestinationState>> {
+        Box::pin(PostgresStore::destination_state(self, destination))
+    }
+
+    fn set_destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+        state: &'a DestinationState,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(PostgresStore::set_destination_state(
+            self,
+            destination,
+            state,
+            now_ms,
+        ))
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        PostgresStore::write_failure(self)
+    }
+
+    fn probe_write(&self) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::probe_write(self))
+    }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(PostgresStore::prune_events(self, before_ms, limit))
+    }
+    fn acquire_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        candidates: &'a [String],
+        max: usize,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(PostgresStore::acquire_leases(
+            self,
+            destination,
+            instance,
+            candidates,
+            max,
+            now_ms,
+            expires_ms,
+        ))
+    }
+
+    fn release_leases<'a>(
+        &'a self,
+        destination: &'a str,
+        instance: &'a str,
+        audiences: Option<&'a [String]>,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::release_leases(
+            self,
+            destination,
+            instance,
+            audiences,
+        ))
+    }
+
+    fn leases<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<Lease>> {
+        Box::pin(PostgresStore::leases(self, destination))
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        project: &'a str,
+        instance: &'a str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::heartbeat(
+            self, project, instance, now_ms, expires_ms,
+        ))
+    }
+
+    fn leave<'a>(&'a self, project: &'a str, instance: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(PostgresStore::leave(self, project, instance))
+    }
+
+    fn share_rate_cut<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        cut: Option<&'a RateCut>,
+    ) -> StoreFuture<'a, Option<RateCut>> {
+        Box::pin(PostgresStore::share_rate_cut(self, project, endpoint, cut))
+    }
+
+    fn reserve_slots<'a>(
+        &'a self,
+        project: &'a str,
+        endpoint: &'a str,
+        count: u32,
+        interval_us: i64,
+        tolerance_us: i64,
+        now_us: i64,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(PostgresStore::reserve_slots(
+            self,
+            project,
+            endpoint,
+            count,
+            interval_us,
+            tolerance_us,
+            now_us,
+        ))
+    }
+}
