@@ -138,11 +138,12 @@ impl Storage {
     }
 
     /// Where the state lives, for a log line: the SQLite file (`sqlite://PATH`) or
-    /// `sqlite::memory:`. (A URL with a password would have it redacted.)
+    /// `sqlite::memory:`, or the PostgreSQL URL with its password redacted.
     pub fn describe(&self) -> String {
         match self {
             Storage::Sqlite { path } => format!("sqlite://{}", path.display()),
             Storage::SqliteMemory => "sqlite::memory:".to_string(),
+            Storage::Postgres { url } => url.to_string(),
         }
     }
 
