@@ -2,7 +2,7 @@
 //! selected, in order, then the table and the JSON file.
 //!
 //! Measures: (a) parse, map and plan per core; (b) HTTP ingestion into durable SQLite; (c) end
-//! to end; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
+//! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
 //! with 1,000,000 pending changes; and the comparison with `@segment/action-destinations`
 //! (`bench/segment`, run with Node) on the same events and the same emulator.
 
@@ -28,7 +28,10 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 6] = ["a", "b", "c", "d", "e", "compare"];
+pub const PARTS: [&str; 7] = ["a", "b", "c", "c-pg", "d", "e", "compare"];
+
+/// The PostgreSQL server of (c-pg) when none is given.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// What to run and how big.
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ pub struct BenchArgs {
     pub pollers: usize,
     /// The service binary to measure; `None` builds this workspace's with cargo.
     pub service_bin: Option<PathBuf>,
+    /// The PostgreSQL server of (c-pg) (a schema of its own is created and dropped).
+    pub postgres: String,
 }
 
 impl BenchArgs {
@@ -131,6 +136,13 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.events, args.pollers
         );
         end_to_end::run(setup, args.events, args.pollers, report).await?;
+    }
+    if args.wants("c-pg") {
+        eprintln!(
+            "(c-pg) end to end on PostgreSQL, {} events over {AUDIENCES} audiences ...",
+            args.events
+        );
+        end_to_end::run_postgres(setup, args.events, &args.postgres, report).await?;
     }
     if args.wants("d") {
         eprintln!(

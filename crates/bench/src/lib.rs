@@ -17,9 +17,10 @@ mod events;
 mod harness;
 mod load;
 mod parts;
+mod pg;
 mod procfs;
 mod product;
 mod report;
 mod service;
 
-pub use harness::{BenchArgs, PARTS, run};
+pub use harness::{BenchArgs, DEFAULT_POSTGRES, PARTS, run};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use iterable_lists_bench::{BenchArgs, PARTS, run};
+use iterable_lists_bench::{BenchArgs, DEFAULT_POSTGRES, PARTS, run};
 
 /// The same allocator as the `iterable-lists` binary, so that the parts measured in this
 /// process (parse, map and plan; our side of the comparison) run as they would in the service.
@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
-    /// Only these parts (repeatable): a, b, c, d, e, compare.
+    /// Only these parts (repeatable): a, b, c, c-pg, d, e, compare.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -48,6 +48,9 @@ struct Cli {
     /// cargo in the same profile as this program, `--release` for a release build).
     #[arg(long, value_name = "FILE")]
     service_bin: Option<PathBuf>,
+    /// The PostgreSQL server of (c-pg): the run gets a schema of its own there, dropped after.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_POSTGRES)]
+    postgres: String,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         work_dir: cli.work_dir,
         pollers: usize::from(cli.pollers),
         service_bin: cli.service_bin,
+        postgres: cli.postgres,
     };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The service under test: `iterable-lists serve` in a child process, with one destination and
-//! a fresh SQLite database, stopped with SIGTERM as an operator would.
+//! a fresh SQLite database (or a fresh schema on PostgreSQL), stopped with SIGTERM as an
+//! operator would.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,8 +15,26 @@ pub struct Service {
     child: Child,
     /// Where it listens, `http://127.0.0.1:PORT`.
     pub url: String,
-    /// Its SQLite database.
-    pub db: PathBuf,
+    /// Its database.
+    pub db: Db,
+}
+
+/// Where a service stores.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(PathBuf),
+    /// A URL whose connections use a schema of their own.
+    Postgres(String),
+}
+
+impl Db {
+    /// The `[storage] url`.
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Db::Postgres(u) => u.clone(),
+        }
+    }
 }
 
 impl Service {
@@ -28,18 +47,30 @@ impl Service {
         api_key: &str,
         delivery: &str,
     ) -> Result<Self> {
+        let db = Db::Sqlite(setup.dir.join(name).join("db.sqlite"));
+        Self::start_on(setup, name, base_url, api_key, delivery, db)
+    }
+
+    /// [`Service::start`] storing in `db`.
+    pub fn start_on(
+        setup: &Setup,
+        name: &str,
+        base_url: &str,
+        api_key: &str,
+        delivery: &str,
+        db: Db,
+    ) -> Result<Self> {
         let run = setup.dir.join(name);
         let _ = std::fs::remove_dir_all(&run);
         std::fs::create_dir_all(&run)?;
-        let db = run.join("db.sqlite");
         let config = run.join("iterable-lists.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\n[storage]\nurl = \"sqlite://{}\"\n\
+                "listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\n[storage]\nurl = \"{}\"\n\
                  [[destination]]\nname = \"bench\"\napi_key = \"{api_key}\"\nproject_type = \"hybrid\"\n\
                  base_url = \"{base_url}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n[destination.delivery]\n{delivery}\n",
-                db.display()
+                db.url()
             ),
         )?;
         let mut child = Command::new(&setup.service_bin)

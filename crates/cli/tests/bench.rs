@@ -15,7 +15,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let args = BenchArgs {
-        only: ["a", "b", "c", "d"].map(String::from).to_vec(),
+        only: ["a", "b", "c", "c-pg", "d"].map(String::from).to_vec(),
         json: Some(json.clone()),
         events: 2000,
         members: 3000,
@@ -25,6 +25,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
         work_dir: Some(dir.join("work")),
         pollers: 2,
         service_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_iterable-lists"))),
+        postgres: testkit::postgres::test_pg_url(),
     };
     if let Err(e) = run(&args) {
         panic!("bench failed: {e:#}");
@@ -37,7 +38,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
             .any(|r| r["measure"] == "peak RSS of the service with 3000 pending changes"),
         "{v}"
     );
-    for id in ["a", "b", "c", "d", "e"] {
+    for id in ["a", "b", "c", "c-pg", "d", "e"] {
         let row = rows
             .iter()
             .find(|r| r["id"] == id)

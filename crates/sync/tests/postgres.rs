@@ -55,8 +55,12 @@ async fn a_current_schema_opens_again_and_a_newer_one_is_refused() {
     assert!(got.is_some(), "the data survived opening again");
     drop((again, b));
     schema
-        .execute("SELECT COUNT(*) FROM schema_version")
-        .expect("one version row");
+        .execute(&format!(
+            "DO $$ BEGIN IF (SELECT COUNT(*) FROM schema_version) <> 1
+               OR (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
+             THEN RAISE EXCEPTION 'not one row at the current version'; END IF; END $$"
+        ))
+        .expect("one version row, the current one");
 
     // Read-only sees it and cannot write.
     let ro = Store::postgres(open(&schema, Access::ReadOnly).await.expect("read-only"));

@@ -14,9 +14,10 @@ use crate::emulator::{emulator, wait_members};
 use crate::events::{audiences, bodies, spread_events};
 use crate::harness::{AUDIENCES, BATCH, KEY, SENDERS, Setup};
 use crate::load::{send_all, start_pollers};
+use crate::pg::BenchSchema;
 use crate::procfs::cpu_seconds;
 use crate::report::Report;
-use crate::service::Service;
+use crate::service::{Db, Service};
 
 /// Delivery as fast as the emulator answers: the service's rate limits off.
 pub const UNLIMITED: &str =
@@ -33,7 +34,24 @@ struct Run {
 }
 
 pub async fn run(setup: &Setup, n: usize, pollers: usize, report: &mut Report) -> Result<()> {
-    let r = measure(setup, n, pollers).await?;
+    let r = measure(setup, n, pollers, None).await?;
+    rows(report, "c", "", n, pollers, &r);
+    Ok(())
+}
+
+/// (c-pg): the same on PostgreSQL, one instance, in a fresh schema of the server at `base`.
+pub async fn run_postgres(setup: &Setup, n: usize, base: &str, report: &mut Report) -> Result<()> {
+    let schema = BenchSchema::create(base, "e2e").await?;
+    let r = measure(setup, n, 0, Some(&schema)).await;
+    let dropped = schema.drop_schema().await;
+    let r = r?;
+    dropped?;
+    rows(report, "c-pg", " on PostgreSQL, 1 instance", n, 0, &r);
+    Ok(())
+}
+
+/// The rows of one run under `part`.
+fn rows(report: &mut Report, part: &'static str, on: &str, n: usize, pollers: usize, r: &Run) {
     let eps = n as f64 / r.e2e_s;
     let polled = if pollers > 0 {
         format!(", {pollers} pollers")
@@ -42,46 +60,49 @@ pub async fn run(setup: &Setup, n: usize, pollers: usize, report: &mut Report) -
     };
     let lat = &r.latencies;
     report.row(
-        "c",
-        format!("end to end ({n} events, {AUDIENCES} audiences{polled}), events/s"),
+        part,
+        format!("end to end{on} ({n} events, {AUDIENCES} audiences{polled}), events/s"),
         eps,
         "events/s",
     );
     report.target("20,000 events/s", eps >= 20_000.0);
     report.row(
-        "c",
+        part,
         "latency acceptance to acknowledgement, p50",
         percentile(lat, 0.5),
         "s",
     );
     report.row(
-        "c",
+        part,
         "latency acceptance to acknowledgement, p99",
         percentile(lat, 0.99),
         "s",
     );
     report.row(
-        "c",
+        part,
         "service CPU per event",
         r.service_cpu_s / n as f64 * 1e6,
         "µs",
     );
     report.details.insert(
-        "c".into(),
+        part.into(),
         json!({"events": n, "ingest_s": r.ingest_s, "e2e_s": r.e2e_s,
                "service_cpu_s": r.service_cpu_s, "p50_s": percentile(lat, 0.5),
                "p90_s": percentile(lat, 0.9), "p99_s": percentile(lat, 0.99),
                "max_s": percentile(lat, 1.0), "batch": BATCH, "senders": SENDERS,
                "pollers": pollers, "polls": r.polls}),
     );
-    Ok(())
 }
 
 /// One run: the load, the pollers, then the latencies from the stopped service's database.
-async fn measure(setup: &Setup, n: usize, pollers: usize) -> Result<Run> {
+async fn measure(setup: &Setup, n: usize, pollers: usize, pg: Option<&BenchSchema>) -> Result<Run> {
     let emu = emulator(None).await?;
     let bodies = Arc::new(bodies(&spread_events(n, &audiences())));
-    let svc = Service::start(setup, "e2e", &emu.url(), KEY, UNLIMITED)?;
+    let db = match pg {
+        Some(schema) => Db::Postgres(schema.url()),
+        None => Db::Sqlite(setup.dir.join("e2e").join("db.sqlite")),
+    };
+    let svc = Service::start_on(setup, "e2e", &emu.url(), KEY, UNLIMITED, db)?;
     let cpu0 = cpu_seconds(&svc.pid().to_string())?;
     let (stop_polling, stop) = tokio::sync::watch::channel(false);
     let polling = start_pollers(&svc.url, pollers, stop);
@@ -99,7 +120,11 @@ async fn measure(setup: &Setup, n: usize, pollers: usize) -> Result<Run> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let db = svc.db.clone();
     svc.stop()?;
-    let latencies = latencies(&db)?;
+    let latencies = match (&db, pg) {
+        (_, Some(schema)) => schema.latencies().await?,
+        (Db::Sqlite(path), None) => latencies(path)?,
+        (Db::Postgres(_), None) => bail!("a PostgreSQL run without its schema"),
+    };
     if latencies.len() != n {
         bail!(
             "{} of {n} keys are acknowledged in the service's store",

@@ -61,16 +61,21 @@ impl PostgresStore {
         let email: Vec<&str> = keys.iter().map(|k| k.0).collect();
         let user: Vec<&str> = keys.iter().map(|k| k.1).collect();
         let seq: Vec<i64> = keys.iter().map(|k| k.2).collect();
+        let (de, lk) = (
+            vec![destination; keys.len()],
+            vec![audience_key; keys.len()],
+        );
         write_tx!(self, OP, |tx| {
             lock(&tx, OP, destination, audience_key, &email, &user).await?;
             let marked = tx
                 .query(
                     "UPDATE desired d SET tries = d.tries + 1, reason = $3
-                     FROM UNNEST($4::text[], $5::text[], $6::int8[]) AS u(em, ui, se)
-                     WHERE d.destination = $1 AND d.list_key = $2 AND d.email = u.em
+                     FROM UNNEST($1::text[], $2::text[], $4::text[], $5::text[], $6::int8[])
+                       AS u(de, lk, em, ui, se)
+                     WHERE d.destination = u.de AND d.list_key = u.lk AND d.email = u.em
                        AND d.user_id = u.ui AND d.seq = u.se AND d.state = 'pending'
                      RETURNING d.seq, d.part",
-                    &[&destination, &audience_key, &reason, &email, &user, &seq],
+                    &[&de, &lk, &reason, &email, &user, &seq],
                 )
                 .await
                 .map_err(pg(OP))?;
@@ -123,14 +128,21 @@ async fn lock(
             "SELECT d.email, d.user_id, d.seq, d.part, d.time_ms, d.member, d.state, d.reason,
                d.attempts, d.tries, d.next_attempt_ms, d.ack_member, d.ack_time_ms, d.ack_seq,
                d.ack_ms
-             FROM desired d JOIN UNNEST($3::text[], $4::text[]) AS u(em, ui)
-               ON d.email = u.em AND d.user_id = u.ui
-             WHERE d.destination = $1 AND d.list_key = $2
+             FROM desired d
+             JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(de, lk, em, ui)
+               ON d.destination = u.de AND d.list_key = u.lk AND d.email = u.em
+              AND d.user_id = u.ui
              ORDER BY d.email, d.user_id FOR UPDATE OF d",
         )
         .await
         .map_err(pg(op))?;
-    tx.query(&stmt, &[&destination, &audience_key, &email, &user])
+    // The audience travels as arrays too: the planner then looks each key up by the whole
+    // primary key, whatever its statistics say of the audience's size.
+    let (de, lk) = (
+        vec![destination; email.len()],
+        vec![audience_key; email.len()],
+    );
+    tx.query(&stmt, &[&de, &lk, &email, &user])
         .await
         .map_err(pg(op))
 }
@@ -248,19 +260,24 @@ async fn write_keys(
             "UPDATE desired d SET state = u.st, reason = u.re, attempts = u.at, tries = u.tr,
                next_attempt_ms = u.nx, ack_member = u.am, ack_time_ms = u.ati,
                ack_seq = u.asq, ack_ms = u.ams
-             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[],
-               $8::int8[], $9::int8[], $10::bool[], $11::int8[], $12::int8[], $13::int8[])
-               AS u(em, ui, st, re, at, tr, nx, am, ati, asq, ams)
-             WHERE d.destination = $1 AND d.list_key = $2 AND d.email = u.em
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+               $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::bool[], $11::int8[],
+               $12::int8[], $13::int8[])
+               AS u(de, lk, em, ui, st, re, at, tr, nx, am, ati, asq, ams)
+             WHERE d.destination = u.de AND d.list_key = u.lk AND d.email = u.em
                AND d.user_id = u.ui",
         )
         .await
         .map_err(pg(OP))?;
+    let (de, lk) = (
+        vec![destination; email.len()],
+        vec![audience_key; email.len()],
+    );
     tx.execute(
         &stmt,
         &[
-            &destination,
-            &audience_key,
+            &de,
+            &lk,
             &email,
             &user,
             &state,
