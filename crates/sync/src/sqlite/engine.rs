@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    DestinationState, Engine, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow,
-    PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, ListCounts,
+    NewEvent, OutcomeRow, PendingRow, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    TableCounts,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -192,5 +193,21 @@ impl Engine for SqliteEngine {
 
     fn probe_write(&self) -> StoreFuture<'_, ()> {
         self.run("probe_write", SqliteStore::probe_write)
+    }
+
+    fn export(&self) -> StoreFuture<'_, Box<dyn Export>> {
+        self.run("export", SqliteStore::export)
+    }
+
+    fn import(&self, batch: CopyBatch) -> StoreFuture<'_, ()> {
+        self.run("import", move |db| db.import(&batch))
+    }
+
+    fn finish_import(&self) -> StoreFuture<'_, ()> {
+        self.run("finish_import", SqliteStore::finish_import)
+    }
+
+    fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
+        self.run("table_counts", SqliteStore::table_counts)
     }
 }

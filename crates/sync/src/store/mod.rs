@@ -32,6 +32,7 @@ mod error;
 mod handle;
 mod rows;
 mod state;
+mod transfer;
 
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
@@ -42,3 +43,7 @@ pub use rows::{
     Seq, StatusKind, Version,
 };
 pub use state::DestinationState;
+pub use transfer::{
+    Acknowledged, CopyBatch, DesiredEntry, Export, KeyState, ListEntry, LoggedChange, LoggedEvent,
+    StoredState, TableCounts,
+};
