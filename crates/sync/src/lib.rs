@@ -3,8 +3,8 @@
 //!
 //! - [`store`]: the engine-neutral seam ([`store::Engine`]) and the handle the service holds
 //!   ([`Store`]).
-//! - [`sqlite`]: the embedded engine. A PostgreSQL engine is to implement the same trait and
-//!   pass the same conformance suite (`tests/store_conformance.rs`).
+//! - [`sqlite`]: the embedded engine; [`postgres`]: the engine on a database that several
+//!   instances share. Both pass the same conformance suite (`tests/store_conformance.rs`).
 //! - [`reconciler`]: delivers what the store holds to Iterable.
 //! - [`metrics`]: counts and renders what happened.
 //! - [`copy`]: copies a whole store into another, engine to engine (`store copy`).
@@ -12,11 +12,14 @@
 pub mod copy;
 pub mod metrics;
 mod planned;
+pub mod postgres;
 pub mod reconciler;
+pub mod retention;
 pub mod sqlite;
 pub mod store;
 
 pub use metrics::{DestinationMetrics, DestinationSnapshot};
+pub use postgres::PostgresStore;
 pub use reconciler::{
     DestinationState, EpochClock, PassReport, ReconcileError, Reconciler, ReconcilerConfig,
     StoreRegistry,

@@ -4,6 +4,8 @@
 //! says what is missing.
 
 mod install;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod process;
 
 pub use install::{INSTALL_TIMEOUT, cached_install, npm_ci, version_of};

@@ -50,7 +50,7 @@ fn event_columns() -> Vec<String> {
 
 /// What one write changes in one audience's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Delta {
+pub(crate) struct Delta {
     pub keys: i64,
     pub members: i64,
     pub pending: i64,
@@ -60,7 +60,7 @@ pub(super) struct Delta {
     pub events: [i64; StatusKind::ALL.len()],
 }
 
-fn index(k: StatusKind) -> usize {
+pub(crate) fn index(k: StatusKind) -> usize {
     StatusKind::ALL
         .iter()
         .position(|x| *x == k)
@@ -106,7 +106,7 @@ impl Delta {
         self.last_delivery_ms = Some(self.last_delivery_ms.map_or(ms, |l| l.max(ms)));
     }
 
-    fn is_zero(&self) -> bool {
+    pub fn is_zero(&self) -> bool {
         *self == Delta::default()
     }
 }
@@ -114,7 +114,7 @@ impl Delta {
 /// The deltas of one write, per destination and audience. Looking up a known audience
 /// allocates nothing.
 #[derive(Debug, Default)]
-pub(super) struct Deltas(HashMap<String, HashMap<String, Delta>>);
+pub(crate) struct Deltas(HashMap<String, HashMap<String, Delta>>);
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
     let events = event_columns();
@@ -180,6 +180,19 @@ impl Deltas {
             per.insert(list_key.to_string(), Delta::default());
         }
         per.get_mut(list_key).expect("inserted above")
+    }
+
+    /// Every non-zero delta, by (destination, audience), sorted (the PostgreSQL engine
+    /// applies them in this order, so that two writers lock the figures in one order).
+    pub fn sorted(&self) -> Vec<(&str, &str, &Delta)> {
+        let mut all: Vec<(&str, &str, &Delta)> = self
+            .0
+            .iter()
+            .flat_map(|(dest, per)| per.iter().map(move |(k, d)| (dest.as_str(), k.as_str(), d)))
+            .filter(|(_, _, d)| !d.is_zero())
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all
     }
 
     /// Applies every delta: one statement per audience.

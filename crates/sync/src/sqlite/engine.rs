@@ -210,4 +210,8 @@ impl Engine for SqliteEngine {
     fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
         self.run("table_counts", SqliteStore::table_counts)
     }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        self.run("prune_events", move |db| db.prune_events(before_ms, limit))
+    }
 }

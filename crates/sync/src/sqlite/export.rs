@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags, Row, params};
 
 use super::checkpoint::BUSY_TIMEOUT;
 use super::{SqliteStore, engine, identity_of, key_part, status_of, to_u64};
+use crate::store::transfer::assemble_events;
 use crate::store::{
     Acknowledged, ChangeSettings, CopyBatch, DesiredEntry, Export, KeyState, ListEntry,
     LoggedChange, LoggedEvent, StoreError, StoreFuture, StoredState, TableCounts, Version,
@@ -440,33 +441,24 @@ fn events(
     let (Some(first), Some(last)) = (raw.first().map(|e| e.0), raw.last().map(|e| e.0)) else {
         return Ok(Vec::new());
     };
-    let mut changes = changes_between(conn, first, last)?.into_iter().peekable();
-    let mut ignored = ignored_between(conn, first, last)?.into_iter().peekable();
-    raw.into_iter()
+    let events = raw
+        .into_iter()
         .map(|(seq, destination, message_id, received_ms)| {
-            let mut event = LoggedEvent {
+            Ok(LoggedEvent {
                 seq: to_u64(OP, seq)?,
                 destination,
                 message_id,
                 received_ms,
                 changes: Vec::new(),
                 ignored_settings: Vec::new(),
-            };
-            // Both lists are in seq order, as the events are; a row of a seq without an
-            // event (none should exist) is passed over.
-            while let Some((s, c)) = changes.next_if(|(s, _)| *s <= seq) {
-                if s == seq {
-                    event.changes.push(c);
-                }
-            }
-            while let Some((s, i)) = ignored.next_if(|(s, _)| *s <= seq) {
-                if s == seq {
-                    event.ignored_settings.push(i);
-                }
-            }
-            Ok(event)
+            })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(assemble_events(
+        events,
+        changes_between(conn, first, last)?,
+        ignored_between(conn, first, last)?,
+    ))
 }
 
 /// The changes of the events `first..=last`, in (seq, part) order.
@@ -474,7 +466,7 @@ fn changes_between(
     conn: &Connection,
     first: i64,
     last: i64,
-) -> Result<Vec<(i64, LoggedChange)>, StoreError> {
+) -> Result<Vec<(u64, LoggedChange)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, part, list_key, email, user_id, member, time_ms, status, reason,
@@ -509,7 +501,7 @@ fn changes_between(
         .map(|(seq, part, mut c, status)| {
             c.part = small("part", part)?;
             c.status = status_of(OP, &status)?;
-            Ok((seq, c))
+            Ok((to_u64(OP, seq)?, c))
         })
         .collect()
 }
@@ -519,7 +511,7 @@ fn ignored_between(
     conn: &Connection,
     first: i64,
     last: i64,
-) -> Result<Vec<(i64, IgnoredSetting)>, StoreError> {
+) -> Result<Vec<(u64, IgnoredSetting)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, setting, value, reason FROM ignored_settings
@@ -540,7 +532,7 @@ fn ignored_between(
                 message: format!("unknown audience setting {setting:?} of seq {seq}"),
             })?;
             Ok((
-                seq,
+                to_u64(OP, seq)?,
                 IgnoredSetting {
                     setting,
                     value,

@@ -25,14 +25,38 @@ impl SqliteStore {
         })
     }
 
-    /// Rebuilds the figures per audience from every row. The next arrival sequence needs
-    /// nothing: `events.seq` is AUTOINCREMENT, whose counter follows the largest seq ever
-    /// inserted, imported ones included.
+    /// Rebuilds the figures per audience from every row, and moves the arrival sequence past
+    /// every seq the rows name. `events.seq` is AUTOINCREMENT, whose counter follows the
+    /// largest seq inserted; desired and acknowledged versions may name a larger one, of an
+    /// event the source's retention removed.
     pub fn finish_import(&self) -> Result<(), StoreError> {
         self.write(OP, |tx| {
             tx.execute("DELETE FROM audience_counts", [])
                 .map_err(engine(OP))?;
-            counts::fill(tx)
+            counts::fill(tx)?;
+            let named: Option<i64> = tx
+                .query_row(
+                    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
+                       COALESCE((SELECT MAX(MAX(seq, COALESCE(ack_seq, 0))) FROM desired), 0))",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(engine(OP))?;
+            let named = named.unwrap_or(0);
+            let updated = tx
+                .execute(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'events'",
+                    [named],
+                )
+                .map_err(engine(OP))?;
+            if updated == 0 && named > 0 {
+                tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?1)",
+                    [named],
+                )
+                .map_err(engine(OP))?;
+            }
+            Ok(())
         })
     }
 

@@ -50,7 +50,7 @@
 
 mod accept;
 mod checkpoint;
-mod counts;
+pub(crate) mod counts;
 pub mod engine;
 mod export;
 mod group;
@@ -62,6 +62,7 @@ mod outcomes;
 mod pending;
 mod registry;
 mod reports;
+mod retention;
 mod schema;
 
 use std::collections::VecDeque;

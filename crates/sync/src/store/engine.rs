@@ -148,4 +148,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Rows per table of what a copy moves, counted now.
     fn table_counts(&self) -> StoreFuture<'_, TableCounts>;
+
+    /// Removes up to `limit` final event-log rows (delivered, superseded, rejected, skipped)
+    /// whose status last changed before `before_ms`, oldest events first, in one transaction,
+    /// and the events left without rows (their messageIds are then forgotten); returns how
+    /// many rows it removed. Desired and acknowledged state is never touched; the figures
+    /// ([`Engine::event_counts`]) drop with the rows.
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize>;
 }

@@ -32,7 +32,7 @@ mod error;
 mod handle;
 mod rows;
 mod state;
-mod transfer;
+pub(crate) mod transfer;
 
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;

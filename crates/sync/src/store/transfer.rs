@@ -133,6 +133,35 @@ pub struct LoggedEvent {
     pub ignored_settings: Vec<IgnoredSetting>,
 }
 
+/// The events of a batch with their changes and ignored settings, from three reads in seq
+/// order (engines read the log's tables separately): each change and setting goes to the
+/// event of its seq; one of a seq without an event (none should exist) is passed over.
+pub(crate) fn assemble_events(
+    events: Vec<LoggedEvent>,
+    changes: Vec<(Seq, LoggedChange)>,
+    ignored: Vec<(Seq, IgnoredSetting)>,
+) -> Vec<LoggedEvent> {
+    let mut changes = changes.into_iter().peekable();
+    let mut ignored = ignored.into_iter().peekable();
+    events
+        .into_iter()
+        .map(|mut event| {
+            let seq = event.seq;
+            while let Some((s, c)) = changes.next_if(|(s, _)| *s <= seq) {
+                if s == seq {
+                    event.changes.push(c);
+                }
+            }
+            while let Some((s, i)) = ignored.next_if(|(s, _)| *s <= seq) {
+                if s == seq {
+                    event.ignored_settings.push(i);
+                }
+            }
+            event
+        })
+        .collect()
+}
+
 /// A batch of rows of one table, as [`Export::next_batch`] reads them and
 /// [`super::Engine::import`] writes them.
 #[derive(Debug, Clone, PartialEq)]

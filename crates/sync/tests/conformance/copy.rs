@@ -362,3 +362,47 @@ pub async fn an_export_reads_one_snapshot(h: &dyn Harness) {
         other => panic!("a changing source went unnoticed: {other:?}"),
     }
 }
+
+pub async fn a_copy_continues_past_every_sequence_it_names(h: &dyn Harness) {
+    let source = h.open("copy-pruned");
+    let rs = source
+        .accept(vec![
+            event("p1", vec![change("vip", "a@x.co", true, Some(1))]),
+            event("p2", vec![change("vip", "b@x.co", true, Some(1))]),
+        ])
+        .await
+        .expect("accept");
+    let seqs: Vec<u64> = rs.iter().map(Receipt::seq).collect();
+    let delivered = seqs
+        .iter()
+        .zip(["a@x.co", "b@x.co"])
+        .map(|(s, who)| outcome(id(who), *s, Outcome::Delivered))
+        .collect();
+    source
+        .record_outcomes(D, "vip", NOW, delivered)
+        .await
+        .expect("record");
+    // Retention removes the delivered events; their versions stay in desired state.
+    source.prune_events(i64::MAX, 100).await.expect("prune");
+    let counts = source.table_counts().await.expect("counts");
+    assert_eq!((counts.events, counts.desired), (0, 2));
+    let target = h.open("copy-pruned-target");
+    copy(&source, &target, SMALL).await.expect("copy");
+    // A new event of a known key is newer than the acknowledged version it follows.
+    let r = accept1(
+        &target,
+        event("p3", vec![change("vip", "b@x.co", false, Some(1))]),
+    )
+    .await;
+    assert!(
+        r.seq() > seqs[1],
+        "{r:?} reuses a sequence number ({seqs:?})"
+    );
+    assert_eq!(
+        r,
+        Receipt::Accepted {
+            seq: r.seq(),
+            changes: vec![Applied::Current]
+        }
+    );
+}

@@ -1,0 +1,177 @@
+//! The PostgreSQL store as an [`Engine`]: every operation awaits the driver on the caller's
+//! task.
+
+use std::sync::Arc;
+
+use super::PostgresStore;
+use crate::store::{
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, ListCounts,
+    NewEvent, OutcomeRow, PendingRow, Receipt, Recorded, Seq, Store, StoreFuture, TableCounts,
+};
+
+impl Store {
+    /// A store over a PostgreSQL database.
+    pub fn postgres(db: PostgresStore) -> Self {
+        Self::new(Arc::new(db))
+    }
+}
+
+impl Engine for PostgresStore {
+    fn accept(&self, batch: Vec<NewEvent>) -> StoreFuture<'_, Vec<Receipt>> {
+        Box::pin(PostgresStore::accept(self, batch))
+    }
+
+    fn pending<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<PendingRow>> {
+        Box::pin(PostgresStore::pending(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            limit,
+        ))
+    }
+
+    fn pending_audiences<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(PostgresStore::pending_audiences(self, destination, now_ms))
+    }
+
+    fn record_outcomes<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        outcomes: Vec<OutcomeRow>,
+    ) -> StoreFuture<'a, Vec<Recorded>> {
+        Box::pin(PostgresStore::record_outcomes(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            outcomes,
+        ))
+    }
+
+    fn record_attempt<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        rows: &'a [(Identity, Seq)],
+        reason: &'a str,
+        next_attempt_ms: Option<i64>,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::record_attempt(
+            self,
+            destination,
+            audience_key,
+            now_ms,
+            rows,
+            reason,
+            next_attempt_ms,
+        ))
+    }
+
+    fn list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(PostgresStore::list_id(self, destination, audience_key))
+    }
+
+    fn put_list_id<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        list_id: i64,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(PostgresStore::put_list_id(
+            self,
+            destination,
+            audience_key,
+            list_id,
+        ))
+    }
+
+    fn event_status<'a>(
+        &'a self,
+        destination: &'a str,
+        message_id: &'a str,
+    ) -> StoreFuture<'a, Option<EventRecord>> {
+        Box::pin(PostgresStore::event_status(self, destination, message_id))
+    }
+
+    fn list_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<ListCounts>> {
+        Box::pin(PostgresStore::list_counts(self, destination))
+    }
+
+    fn event_counts<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, EventCounts> {
+        Box::pin(PostgresStore::event_counts(self, destination))
+    }
+
+    fn recount<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (Vec<ListCounts>, EventCounts)> {
+        Box::pin(PostgresStore::recount(self, destination))
+    }
+
+    fn destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<DestinationState>> {
+        Box::pin(PostgresStore::destination_state(self, destination))
+    }
+
+    fn set_destination_state<'a>(
+        &'a self,
+        destination: &'a str,
+        state: &'a DestinationState,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(PostgresStore::set_destination_state(
+            self,
+            destination,
+            state,
+            now_ms,
+        ))
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        PostgresStore::write_failure(self)
+    }
+
+    fn probe_write(&self) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::probe_write(self))
+    }
+
+    fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(PostgresStore::prune_events(self, before_ms, limit))
+    }
+
+    fn export(&self) -> StoreFuture<'_, Box<dyn Export>> {
+        Box::pin(PostgresStore::export(self))
+    }
+
+    fn import(&self, batch: CopyBatch) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::import(self, batch))
+    }
+
+    fn finish_import(&self) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::finish_import(self))
+    }
+
+    fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
+        Box::pin(PostgresStore::table_counts(self))
+    }
+}

@@ -1,0 +1,78 @@
+//! Pruning the event log (see [`crate::store::Engine::prune_events`]): final rows last changed
+//! before a moment, a small batch per write, oldest events first, and the events left without
+//! rows. The scan is bounded by the first event received at or after the moment (found by
+//! walking the oldest events left, which pruning keeps few), so no index is needed.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::counts::Deltas;
+use super::{SqliteStore, engine, status_of, to_i64};
+use crate::store::StoreError;
+
+impl SqliteStore {
+    pub fn prune_events(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        const OP: &str = "prune_events";
+        let limit = to_i64(OP, limit as u64)?;
+        if limit == 0 {
+            return Ok(0);
+        }
+        self.write(OP, |tx| {
+            let bound: i64 = tx
+                .query_row(
+                    "SELECT COALESCE((SELECT seq FROM events WHERE received_ms >= ?1
+                       ORDER BY seq LIMIT 1), 9223372036854775807)",
+                    [before_ms],
+                    |r| r.get(0),
+                )
+                .map_err(engine(OP))?;
+            let removed: Vec<(i64, String, String, String)> = tx
+                .prepare_cached(
+                    "DELETE FROM event_audiences WHERE (seq, part) IN (
+                       SELECT seq, part FROM event_audiences
+                       WHERE seq < ?2 AND updated_ms < ?1
+                         AND status IN ('delivered', 'superseded', 'rejected', 'skipped')
+                       ORDER BY seq, part LIMIT ?3)
+                     RETURNING seq, list_key, status,
+                       (SELECT destination FROM events e WHERE e.seq = event_audiences.seq)",
+                )
+                .map_err(engine(OP))?
+                .query_map(params![before_ms, bound, limit], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    ))
+                })
+                .map_err(engine(OP))?
+                .collect::<Result<_, _>>()
+                .map_err(engine(OP))?;
+            let mut deltas = Deltas::default();
+            let mut seqs: HashMap<i64, ()> = HashMap::new();
+            for (seq, list_key, status, destination) in &removed {
+                seqs.insert(*seq, ());
+                deltas
+                    .of(destination, list_key)
+                    .event(status_of(OP, status)?, -1);
+            }
+            let mut gone = tx
+                .prepare_cached(
+                    "DELETE FROM events WHERE seq = ?1
+                       AND NOT EXISTS (SELECT 1 FROM event_audiences WHERE seq = ?1)",
+                )
+                .map_err(engine(OP))?;
+            let mut ignored = tx
+                .prepare_cached("DELETE FROM ignored_settings WHERE seq = ?1")
+                .map_err(engine(OP))?;
+            for seq in seqs.keys() {
+                if gone.execute([seq]).map_err(engine(OP))? == 1 {
+                    ignored.execute([seq]).map_err(engine(OP))?;
+                }
+            }
+            deltas.apply(tx, OP)?;
+            Ok(removed.len())
+        })
+    }
+}
