@@ -11,47 +11,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use server::app::{open_store, open_store_read_only};
 use server::config::Storage;
 use sync::copy::{CopyOptions, CopyReport, Progress, copy_store};
+use sync::postgres::redact_url;
 
 /// How often a plain progress line is printed when standard error is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
-
-/// `url` without a password: the `user:password@` part of its authority and `password=`
-/// parameters of its query show `***` instead.
-pub fn redact_url(url: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let authority = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{user}:***@{host}"),
-                    None => authority.to_string(),
-                },
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{authority}{path}")
-        }
-        None => head.to_string(),
-    };
-    if let Some(q) = query {
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
-}
 
 /// A store as the messages name it: a SQLite file by its path, anything else by its URL
 /// without the password.
@@ -253,31 +216,6 @@ impl Shower {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_show() {
-        let cases = [
-            (
-                "postgres://app:s3cret@db.internal:5432/lists",
-                "postgres://app:***@db.internal:5432/lists",
-            ),
-            (
-                "postgresql://app:p%40ss@db/lists?sslmode=require",
-                "postgresql://app:***@db/lists?sslmode=require",
-            ),
-            (
-                "postgres://app@db/lists?password=s3cret&sslmode=disable",
-                "postgres://app@db/lists?password=***&sslmode=disable",
-            ),
-            ("postgres://db/lists", "postgres://db/lists"),
-            ("sqlite://data/x.db", "sqlite://data/x.db"),
-            // An '@' in the password: everything up to the last '@' is userinfo.
-            ("postgres://u:a@b@h/d", "postgres://u:***@h/d"),
-        ];
-        for (url, want) in cases {
-            assert_eq!(redact_url(url), want, "{url}");
-        }
-    }
 
     #[test]
     fn plain_lines_say_rate_and_eta() {
