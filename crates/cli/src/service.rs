@@ -90,7 +90,7 @@ pub fn serve(config: Option<&Path>) -> Result<()> {
 
 /// The configuration and the store of a command that only reads: the secrets may be unset,
 /// and the database must exist (it is never created here).
-fn open_for_reading(config: Option<&Path>) -> Result<(Config, Store)> {
+fn open_for_reading(config: Option<&Path>) -> Result<(Config, Store, tokio::runtime::Runtime)> {
     let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
     if let Storage::Sqlite { path } = &cfg.storage
         && matches!(path.try_exists(), Ok(false))
@@ -113,14 +113,17 @@ fn open_for_reading(config: Option<&Path>) -> Result<(Config, Store)> {
             shown.display()
         );
     }
-    let store = open_store_read_only(&cfg.storage).map_err(|e| anyhow!("{e}"))?;
-    Ok((cfg, store))
+    let rt = runtime()?;
+    let store = rt
+        .block_on(open_store_read_only(&cfg))
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok((cfg, store, rt))
 }
 
 /// `status`: each destination and audience, from the store.
 pub fn status(config: Option<&Path>, json: bool) -> Result<()> {
-    let (cfg, store) = open_for_reading(config)?;
-    let all = runtime()?.block_on(async {
+    let (cfg, store, rt) = open_for_reading(config)?;
+    let all = rt.block_on(async {
         let mut all = Vec::new();
         for d in &cfg.destinations {
             // The state the service stored: running, paused (a refused key) or degraded.
@@ -157,13 +160,13 @@ pub fn event_show(
     destination: Option<&str>,
     json: bool,
 ) -> Result<()> {
-    let (cfg, store) = open_for_reading(config)?;
+    let (cfg, store, rt) = open_for_reading(config)?;
     if let Some(d) = destination
         && !cfg.destinations.iter().any(|x| x.name == d)
     {
         bail!("no destination named {d:?} in the configuration");
     }
-    let found = runtime()?.block_on(async {
+    let found = rt.block_on(async {
         let mut found = Vec::new();
         for d in &cfg.destinations {
             if destination.is_some_and(|n| n != d.name) {

@@ -12,9 +12,10 @@ use destination::plan::{Limits, Planner};
 use iterable::client::{Client, ClientConfig};
 use listener::Connections;
 use sync::metrics::DestinationMetrics;
+use sync::postgres::Access;
 use sync::reconciler::{EpochClock, Reconciler, ReconcilerConfig};
 use sync::sqlite::{OpenOptions, QuickCheck};
-use sync::{SqliteStore, Store, StoreError};
+use sync::{PostgresStore, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -97,9 +98,10 @@ pub fn system_clock() -> EpochClock {
 }
 
 /// Opens the configured store to read it only (`status`, `events show`): nothing is created
-/// or changed. An in-memory store is refused: only the service holding it can read it.
-pub fn open_store_read_only(storage: &Storage) -> Result<Store, StoreError> {
-    match storage {
+/// or changed (on PostgreSQL: no migration runs, and a missing schema is an error). An
+/// in-memory store is refused: only the service holding it can read it.
+pub async fn open_store_read_only(config: &Config) -> Result<Store, StoreError> {
+    match &config.storage {
         Storage::Sqlite { path } => Ok(Store::sqlite(SqliteStore::open_read_only(path)?)),
         Storage::SqliteMemory => Err(StoreError::Invalid {
             op: "open",
@@ -107,23 +109,25 @@ pub fn open_store_read_only(storage: &Storage) -> Result<Store, StoreError> {
                       service; ask it instead: GET /v1/status, GET /v1/events/{messageId}"
                 .into(),
         }),
+        // Inspection needs a connection or two, not the service's pool.
+        Storage::Postgres { url } => Ok(Store::postgres(
+            PostgresStore::open(url.expose(), 2, Access::ReadOnly).await?,
+        )),
     }
 }
 
-/// Opens the configured store.
-pub fn open_store(storage: &Storage) -> Result<Store, StoreError> {
-    Ok(Store::sqlite(match storage {
-        Storage::Sqlite { path } => SqliteStore::open(path)?,
-        Storage::SqliteMemory => SqliteStore::open_in_memory()?,
-    }))
-}
-
-/// Opens the service's store: a damaged or unwritable file stops the start (the error names
-/// it); an integrity check that did not finish in `[storage] quick_check_ms` is logged loudly.
-fn open_service_store(config: &Config) -> Result<Store, StoreError> {
+/// Opens the service's store. SQLite: a damaged or unwritable file stops the start (the error
+/// names it); an integrity check that did not finish in `[storage] quick_check_ms` is logged
+/// loudly. PostgreSQL: the schema is created or migrated, and the database proven writable.
+async fn open_service_store(config: &Config) -> Result<Store, StoreError> {
     let path = match &config.storage {
         Storage::Sqlite { path } => path,
-        Storage::SqliteMemory => return open_store(&config.storage),
+        Storage::SqliteMemory => return Ok(Store::sqlite(SqliteStore::open_in_memory()?)),
+        Storage::Postgres { url } => {
+            let db = PostgresStore::open(url.expose(), config.storage_pool_size, Access::ReadWrite)
+                .await?;
+            return Ok(Store::postgres(db));
+        }
     };
     let options = OpenOptions {
         quick_check: config.storage_quick_check,
@@ -249,6 +253,8 @@ pub struct RunningService {
     listeners: Vec<JoinHandle<()>>,
     reconcilers: Vec<JoinHandle<()>>,
     store_watch: JoinHandle<()>,
+    /// Prunes the event log (`[storage] retention`), when it is not kept forever.
+    retention: Option<JoinHandle<()>>,
 }
 
 impl RunningService {
@@ -259,7 +265,7 @@ impl RunningService {
 
     /// As [`RunningService::start`], with an injected epoch clock (tests).
     pub async fn start_with_clock(config: Config, clock: EpochClock) -> Result<Self, StartError> {
-        let store = open_service_store(&config)?;
+        let store = open_service_store(&config).await?;
         let mut destinations = Vec::new();
         for d in &config.destinations {
             destinations.push(build_destination(d, &store, &clock)?);
@@ -306,6 +312,14 @@ impl RunningService {
             }
         }
         let store_watch = tokio::spawn(watch_store(state.store.clone(), rx.clone()));
+        let retention = state.config.storage_retention.map(|period| {
+            tokio::spawn(sync::retention::run(
+                state.store.clone(),
+                state.clock.clone(),
+                period,
+                rx.clone(),
+            ))
+        });
         let mut listeners = vec![tokio::spawn(http::serve(
             listener,
             conns.clone(),
@@ -330,6 +344,7 @@ impl RunningService {
             listeners,
             reconcilers,
             store_watch,
+            retention,
         })
     }
 
@@ -379,5 +394,8 @@ impl Drop for RunningService {
             h.abort();
         }
         self.store_watch.abort();
+        if let Some(h) = &self.retention {
+            h.abort();
+        }
     }
 }

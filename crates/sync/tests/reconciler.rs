@@ -131,6 +131,7 @@ async fn adds_and_removes_reach_the_list_and_the_latest_wins() {
             degraded: false,
             lists: &counts,
             now_ms: w.clock.now(),
+            event_log_rows: None,
         }],
     );
     assert!(

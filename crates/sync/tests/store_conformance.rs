@@ -1488,6 +1488,92 @@ mod cases {
             panic!("{e}");
         }
     }
+
+    pub async fn old_final_rows_are_pruned_and_state_stays(h: &dyn Harness) {
+        let s = h.open("prune");
+        let s = &s;
+        let old = |id: &str, email: &str, received_ms: i64| {
+            let mut e = event(id, vec![change("vip", email, true, Some(1))]);
+            e.received_ms = received_ms;
+            e
+        };
+        let rs = s
+            .accept(vec![
+                old("p1", "a@x.co", NOW - 100),
+                old("p2", "b@x.co", NOW - 100),
+                NewEvent {
+                    content: EventContent::Rejected("no audience".into()),
+                    ..old("p3", "c@x.co", NOW - 100)
+                },
+                old("p4", "d@x.co", NOW - 100),
+            ])
+            .await
+            .expect("accept");
+        let seqs: Vec<u64> = rs.iter().map(Receipt::seq).collect();
+        s.record_outcomes(
+            D,
+            "vip",
+            NOW - 50,
+            vec![
+                outcome(id("a@x.co"), seqs[0], Outcome::Delivered),
+                outcome(
+                    id("d@x.co"),
+                    seqs[3],
+                    Outcome::Retry {
+                        next_attempt_ms: NOW + 1_000_000,
+                        reason: "503".into(),
+                    },
+                ),
+            ],
+        )
+        .await
+        .expect("record");
+        let total = |c: EventCounts| StatusKind::ALL.iter().map(|k| c.get(*k)).sum::<u64>();
+        assert_eq!(total(s.event_counts(D).await.expect("counts")), 4);
+        // Nothing is older than the moment: nothing goes.
+        assert_eq!(s.prune_events(NOW - 100, 10).await.expect("prune"), 0);
+        // p1 (delivered) and p3 (rejected) are final; p2 (accepted) and p4 (pending) are not.
+        assert_eq!(
+            s.prune_events(NOW, 1).await.expect("prune"),
+            1,
+            "the limit holds"
+        );
+        assert_eq!(s.prune_events(NOW, 10).await.expect("prune"), 1);
+        assert_eq!(s.prune_events(NOW, 10).await.expect("prune"), 0);
+        assert!(s.event_status(D, "p1").await.expect("status").is_none());
+        assert!(s.event_status(D, "p3").await.expect("status").is_none());
+        assert_eq!(kinds(s, "p2").await, vec![StatusKind::Accepted]);
+        assert_eq!(kinds(s, "p4").await, vec![StatusKind::Pending]);
+        let counts = s.event_counts(D).await.expect("counts");
+        assert_eq!((counts.accepted, counts.pending, total(counts)), (1, 1, 2));
+        // Desired and acknowledged state stay: a is still a member, b still to send.
+        let lists = s.list_counts(D).await.expect("lists");
+        assert_eq!((lists[0].members, lists[0].pending), (1, 2));
+        let due = s
+            .pending(D, "vip", NOW + 1_000_000, 10)
+            .await
+            .expect("pending");
+        let who: Vec<Identity> = due.into_iter().map(|r| r.identity).collect();
+        assert_eq!(who, vec![id("b@x.co"), id("d@x.co")]);
+        assert_eq!(
+            s.recount(D).await.expect("recount"),
+            (lists, counts),
+            "the figures follow the pruned rows"
+        );
+        // A newer change of a pruned key is applied as usual.
+        let r = accept1(
+            s,
+            event("p5", vec![change("vip", "a@x.co", false, Some(2))]),
+        )
+        .await;
+        assert_eq!(
+            r,
+            Receipt::Accepted {
+                seq: r.seq(),
+                changes: vec![Applied::Current]
+            }
+        );
+    }
 }
 
 #[path = "conformance/copy.rs"]
@@ -1574,6 +1660,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_destination_state_is_kept() {
                 cases::the_destination_state_is_kept(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn old_final_rows_are_pruned_and_state_stays() {
+                cases::old_final_rows_are_pruned_and_state_stays(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn counts_equal_a_full_recount_after_any_writes() {

@@ -14,9 +14,13 @@ use super::delivery::Delivery;
 use super::destinations::{DestinationConfig, parse_base_url, parse_project_type, parse_region};
 use super::error::{R, key_fail};
 use super::secrets::{Env, Secret, Secrets, check_write_key};
+use super::storage::Storage;
 
 /// Overrides `listen` in every mode, file or embedded (e.g. `0.0.0.0:8080` in a container).
 pub const LISTEN_ENV: &str = "ITERABLE_LISTS_LISTEN";
+/// Overrides `[storage] url` in every mode, file or embedded (e.g.
+/// `postgres://app:secret@db/iterable_lists`, so that the password stays out of the file).
+pub const STORAGE_URL_ENV: &str = "ITERABLE_LISTS_STORAGE_URL";
 /// Embedded mode: the API key of the one destination; without it there is no destination.
 pub const API_KEY_ENV: &str = "ITERABLE_API_KEY";
 /// Embedded mode: `hybrid` (the default) or `userId`.
@@ -51,6 +55,16 @@ pub(super) fn listen_override(env: Env<'_>) -> R<Option<SocketAddr>> {
     }
 }
 
+/// [`STORAGE_URL_ENV`], when set and not empty. The error never repeats the URL.
+pub(super) fn storage_override(env: Env<'_>) -> R<Option<Storage>> {
+    match (env.var)(STORAGE_URL_ENV) {
+        Some(v) if !v.trim().is_empty() => Storage::parse_url(&v)
+            .map(Some)
+            .map_err(|p| key_fail("", STORAGE_URL_ENV, None, p)),
+        _ => Ok(None),
+    }
+}
+
 /// The embedded configuration (see [`Config::embedded`]).
 pub(super) fn from_env(env: Env<'_>) -> R<Config> {
     let get = |name: &str| {
@@ -62,6 +76,9 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
     let mut config = Config::default();
     if let Some(addr) = listen_override(env)? {
         config.listen = addr;
+    }
+    if let Some(storage) = storage_override(env)? {
+        config.storage = storage;
     }
     config.admin_token = get(ADMIN_TOKEN_ENV).map(Secret::new);
     // Reading the store needs no key: the one destination is there without it.

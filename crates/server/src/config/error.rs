@@ -194,8 +194,8 @@ mod tests {
                 ],
             ),
             (
-                "[storage]\nurl = \"postgres://u:pw@db/x\"".into(),
-                vec!["line 2: storage.url: PostgreSQL is not supported yet; use sqlite://PATH"],
+                "[storage]\nurl = \"postgres://u:pw@db:port/x\"".into(),
+                vec!["line 2: storage.url: not a valid PostgreSQL URL"],
             ),
             (
                 "[storage]\nurl = \"mysql://u:pw@db/x\"".into(),

@@ -34,12 +34,12 @@ pub use delivery::Delivery;
 pub use destinations::DestinationConfig;
 pub use environment::{
     ADMIN_TOKEN_ENV, API_KEY_ENV, BASE_URL_ENV, EMBEDDED_DESTINATION, LISTEN_ENV, PROJECT_TYPE_ENV,
-    REGION_ENV, WEBHOOK_SECRET_ENV, WRITE_KEYS_ENV,
+    REGION_ENV, STORAGE_URL_ENV, WEBHOOK_SECRET_ENV, WRITE_KEYS_ENV,
 };
 pub use error::ConfigError;
 pub use rate_limits::{ENDPOINT_KEYS, parse_limit};
 pub use secrets::{Secret, Secrets};
-pub use storage::{DEFAULT_STORAGE_URL, Storage};
+pub use storage::{DEFAULT_POOL_SIZE, DEFAULT_STORAGE_URL, PostgresUrl, Storage, parse_retention};
 
 use secrets::Env;
 
@@ -61,6 +61,10 @@ pub struct Config {
     /// How long the integrity check of an SQLite file may take at start (`[storage]
     /// quick_check_ms`; 0 skips it, `None` here). A check that runs out of time is logged.
     pub storage_quick_check: Option<Duration>,
+    /// Connections of the PostgreSQL pool (`[storage] pool_size`).
+    pub storage_pool_size: usize,
+    /// How long final event-log rows are kept (`[storage] retention`; `None`: forever).
+    pub storage_retention: Option<Duration>,
     /// The bearer token of the admin endpoints (`admin_token` or `admin_token_env`); without
     /// one they answer loopback clients only.
     pub admin_token: Option<Secret>,
@@ -83,6 +87,8 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             storage: Storage::default(),
             storage_quick_check: Some(sync::sqlite::DEFAULT_QUICK_CHECK),
+            storage_pool_size: DEFAULT_POOL_SIZE,
+            storage_retention: Some(sync::retention::DEFAULT_RETENTION),
             admin_token: None,
             ingest: IngestLimits::default(),
             http: Limits::default(),
@@ -393,6 +399,74 @@ subscribe = "20/s"
         assert!(
             err.contains("line 2: storage.quick_check_ms: must be between 0 and 3600000, got -1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn postgres_storage_its_pool_retention_and_the_environment() {
+        let c = parse(&format!(
+            "[storage]\nurl = \"postgres://app:hunter2@db:5432/lists\"\npool_size = 3\n\
+             retention = \"7d\"\n{}",
+            dest("d", "wk", "")
+        ));
+        let Storage::Postgres { url } = &c.storage else {
+            panic!("{:?}", c.storage);
+        };
+        assert_eq!(url.expose(), "postgres://app:hunter2@db:5432/lists");
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug shows the password"
+        );
+        assert_eq!(c.storage_pool_size, 3);
+        assert_eq!(c.storage_retention, Some(Duration::from_secs(7 * 86_400)));
+        let c = parse(&dest("d", "wk", ""));
+        assert_eq!(c.storage_pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(
+            c.storage_retention,
+            Some(sync::retention::DEFAULT_RETENTION)
+        );
+        let c = parse(&format!(
+            "[storage]\nretention = \"off\"\n{}",
+            dest("d", "wk", "")
+        ));
+        assert_eq!(c.storage_retention, None);
+        for (line, want) in [
+            (
+                "pool_size = 0",
+                "storage.pool_size: must be between 1 and 1000, got 0",
+            ),
+            (
+                "retention = \"30\"",
+                "storage.retention: \"30\" has no known unit",
+            ),
+        ] {
+            let err = parse_err(
+                &format!("[storage]\n{line}\n{}", dest("d", "wk", "")),
+                &no_env,
+            );
+            assert!(err.contains(&format!("line 2: {want}")), "{err}");
+        }
+        // The environment overrides the file, and a bad value there never shows the URL.
+        let text = format!(
+            "[storage]\nurl = \"sqlite://x.db\"\n{}",
+            dest("d", "wk", "")
+        );
+        let env = env_of(&[(STORAGE_URL_ENV, "postgres://u:pw_env@h/db")]);
+        let c = Config::parse(&text, &env).expect("parse");
+        assert!(matches!(&c.storage, Storage::Postgres { url } if url.expose().contains("pw_env")));
+        let env = env_of(&[(STORAGE_URL_ENV, "postgres://u:pw_env@h:x/db")]);
+        let err = Config::parse(&text, &env).expect_err("bad URL").to_string();
+        assert!(
+            err.contains(STORAGE_URL_ENV) && !err.contains("pw_env"),
+            "{err}"
+        );
+        // Embedded mode too.
+        let env = env_of(&[(STORAGE_URL_ENV, "postgres://h/db")]);
+        let c = Config::embedded(&env).expect("embedded");
+        assert!(
+            matches!(c.storage, Storage::Postgres { .. }),
+            "{:?}",
+            c.storage
         );
     }
 

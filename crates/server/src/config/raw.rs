@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawStorage {
     pub(super) url: Option<Spanned<Text>>,
     pub(super) quick_check_ms: Option<Spanned<Int>>,
+    pub(super) pool_size: Option<Spanned<Int>>,
+    pub(super) retention: Option<Spanned<Text>>,
 }
 
 /// `[ingest]`.

@@ -8,12 +8,12 @@ use toml::de::DeTable;
 
 use super::Config;
 use super::destinations::{check_unique, read_destination};
-use super::environment::{listen_override, parse_listen};
+use super::environment::{listen_override, parse_listen, storage_override};
 use super::error::{ConfigError, Place, R, line_col};
 use super::locate::read_shape;
 use super::raw::RawConfig;
 use super::secrets::Env;
-use super::storage::Storage;
+use super::storage::{Storage, parse_retention};
 
 /// Reads configuration `text` (from `file`, when there is one, for messages).
 pub(super) fn parse_source(
@@ -68,6 +68,22 @@ fn read_config(raw: &RawConfig, env: Env<'_>) -> R<Config> {
             default_ms,
         )?;
         config.storage_quick_check = (ms > 0).then(|| Duration::from_millis(ms as u64));
+        let pool = place.int_in(
+            "pool_size",
+            storage.0.pool_size.as_ref(),
+            1,
+            1000,
+            config.storage_pool_size as i64,
+        )?;
+        config.storage_pool_size = pool;
+        if let Some(r) = &storage.0.retention {
+            config.storage_retention = parse_retention(&r.get_ref().0)
+                .map_err(|p| place.fail("retention", r.span(), p))?;
+        }
+    }
+    // The environment wins over the file (a password stays out of it).
+    if let Some(storage) = storage_override(env)? {
+        config.storage = storage;
     }
     config.admin_token = root.secret(
         ("admin_token", &raw.admin_token),

@@ -31,16 +31,25 @@ async fn metrics_reply(state: &AppState) -> Reply {
     }
     let figures = status::figures(state).await;
     // The store's gauges are left out if it cannot be read.
-    let lists: Vec<&[sync::ListCounts]> = match &*figures {
-        Ok(f) => f.iter().map(|f| f.lists.as_slice()).collect(),
-        Err(_) => vec![&[]; state.destinations.len()],
+    let (lists, log_rows): (Vec<&[sync::ListCounts]>, Vec<Option<u64>>) = match &*figures {
+        Ok(f) => f
+            .iter()
+            .map(|f| {
+                let rows = sync::StatusKind::ALL.iter().map(|k| f.events.get(*k)).sum();
+                (f.lists.as_slice(), Some(rows))
+            })
+            .unzip(),
+        Err(_) => (
+            vec![&[]; state.destinations.len()],
+            vec![None; state.destinations.len()],
+        ),
     };
     let now = state.now_ms();
     let snaps: Vec<DestinationSnapshot<'_>> = state
         .destinations
         .iter()
-        .zip(lists)
-        .map(|(d, lists)| {
+        .zip(lists.into_iter().zip(log_rows))
+        .map(|(d, (lists, event_log_rows))| {
             let live = d.reconciler.as_ref().map(|r| r.state());
             DestinationSnapshot {
                 name: &d.config.name,
@@ -49,6 +58,7 @@ async fn metrics_reply(state: &AppState) -> Reply {
                 degraded: live.as_ref().is_some_and(|s| s.is_degraded()),
                 lists,
                 now_ms: now,
+                event_log_rows,
             }
         })
         .collect();

@@ -49,10 +49,15 @@ pub async fn emulator(faults: Faults) -> RunningEmulator {
 /// The config text of one destination "prod" pointed at `base_url`, plus `extra` lines
 /// appended to the destination table.
 pub fn config_text(db: &std::path::Path, base_url: &str, extra: &str) -> String {
+    config_text_url(&format!("sqlite://{}", db.display()), base_url, extra)
+}
+
+/// [`config_text`] with any storage URL.
+pub fn config_text_url(storage_url: &str, base_url: &str, extra: &str) -> String {
     format!(
         r#"listen = "127.0.0.1:0"
 [storage]
-url = "sqlite://{}"
+url = "{storage_url}"
 [[destination]]
 name = "prod"
 api_key = "{KEY}"
@@ -62,8 +67,7 @@ write_keys = ["{WRITE_KEY}"]
 {extra}
 [destination.delivery]
 linger_ms = 20
-"#,
-        db.display()
+"#
     )
 }
 
@@ -73,6 +77,8 @@ pub struct Harness {
     pub dir: PathBuf,
     pub http: reqwest::Client,
     pub config: String,
+    /// The PostgreSQL schema the service stores in, when it does (dropped last).
+    pub pg: Option<testkit::postgres::PgSchema>,
 }
 
 impl Harness {
@@ -90,6 +96,24 @@ impl Harness {
         Self::start_full(Faults::default(), top, extra).await
     }
 
+    /// As [`Harness::start_with`], storing in a fresh PostgreSQL schema.
+    pub async fn start_postgres(faults: Faults, extra: &str) -> Harness {
+        let pg = testkit::postgres::PgSchema::create("svc");
+        let emu = emulator(faults).await;
+        let dir = temp_dir("svc-pg");
+        let config = config_text_url(&pg.url(), &emu.url(), extra);
+        let cfg = Config::parse(&config, &|_| None).expect("config");
+        let svc = RunningService::start(cfg).await.expect("service");
+        Harness {
+            emu,
+            svc: Some(svc),
+            dir,
+            http: http(),
+            config,
+            pg: Some(pg),
+        }
+    }
+
     async fn start_full(faults: Faults, top: &str, extra: &str) -> Harness {
         let emu = emulator(faults).await;
         let dir = temp_dir("svc");
@@ -105,6 +129,7 @@ impl Harness {
             dir,
             http: http(),
             config,
+            pg: None,
         }
     }
 

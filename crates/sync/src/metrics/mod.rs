@@ -360,6 +360,8 @@ pub struct DestinationSnapshot<'a> {
     pub lists: &'a [ListCounts],
     /// Now, in epoch ms: queue ages are measured from it.
     pub now_ms: i64,
+    /// Rows of the event log (one per event and audience), when the store could be read.
+    pub event_log_rows: Option<u64>,
 }
 
 #[cfg(test)]

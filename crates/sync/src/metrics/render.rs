@@ -72,13 +72,33 @@ fn float(v: f64) -> String {
 /// - per audience: `iterable_lists_queue_depth`, `iterable_lists_queue_retrying`,
 ///   `iterable_lists_queue_age_seconds`, `iterable_lists_list_members`,
 ///   `iterable_lists_list_rejected`, and `iterable_lists_list_info{list_id}` (always 1) for
-///   audiences with a registered list.
+///   audiences with a registered list;
+/// - `iterable_lists_event_log_rows`: rows of the event log (one per event and audience),
+///   which retention keeps bounded.
 pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
     counters(out, destinations);
     latency(out, destinations);
     states(out, destinations);
     ignored_settings(out, destinations);
     audience_gauges(out, destinations);
+    event_log(out, destinations);
+}
+
+/// The event log's size per destination.
+fn event_log(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
+    const ROWS: &str = "iterable_lists_event_log_rows";
+    family(
+        out,
+        ROWS,
+        "gauge",
+        "Rows of the event log (one per event and audience); final ones older than the \
+         retention period are removed.",
+    );
+    for d in destinations {
+        if let Some(n) = d.event_log_rows {
+            sample(out, ROWS, &[("destination", d.name)], n);
+        }
+    }
 }
 
 /// Events ingested, rows settled and requests sent.

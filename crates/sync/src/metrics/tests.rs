@@ -165,6 +165,7 @@ fn the_text_format_parses_back_with_every_family_once() {
             degraded: true,
             lists: &lists,
             now_ms: 3_500,
+            event_log_rows: Some(42),
         },
         DestinationSnapshot {
             name: "eu \"two\"",
@@ -173,6 +174,7 @@ fn the_text_format_parses_back_with_every_family_once() {
             degraded: false,
             lists: &[],
             now_ms: 3_500,
+            event_log_rows: None,
         },
     ];
     let mut out = String::new();
@@ -237,6 +239,11 @@ fn the_text_format_parses_back_with_every_family_once() {
         0.0
     );
     assert_eq!(v("iterable_lists_store_write_failing", &[]), 1.0);
+    assert_eq!(v("iterable_lists_event_log_rows", &p), 42.0);
+    assert!(
+        !out.contains("iterable_lists_event_log_rows{destination=\"eu"),
+        "no sample when the store could not be read"
+    );
     assert_eq!(
         v(
             "iterable_lists_destination_paused",

@@ -50,6 +50,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 pub use schema::SCHEMA_VERSION;
+/// A parsed connection configuration (what a `postgres://` URL says).
+pub use tokio_postgres::Config as PgConfig;
 
 use crate::store::{Identity, StatusKind, StoreError, Version};
 

@@ -1,0 +1,260 @@
+//! What only the PostgreSQL engine has: schema versions on a shared server, read-only opening
+//! for inspection, several processes (here: several pools) writing the same keys at once, and
+//! passwords kept out of messages. The conformance suite (`store_conformance.rs`) checks the
+//! rest, as for SQLite.
+
+use std::collections::BTreeMap;
+
+use sync::postgres::{Access, SCHEMA_VERSION};
+use sync::{
+    ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Outcome, OutcomeRow,
+    PostgresStore, Receipt, Store, StoreError,
+};
+use testkit::postgres::PgSchema;
+
+const D: &str = "prod";
+
+async fn open(schema: &PgSchema, access: Access) -> Result<PostgresStore, StoreError> {
+    PostgresStore::open(&schema.url(), 4, access).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_current_schema_opens_again_and_a_newer_one_is_refused() {
+    let schema = PgSchema::create("versions");
+    // Read-only on an empty schema: a clear error, and nothing created.
+    let err = open(&schema, Access::ReadOnly)
+        .await
+        .expect_err("no schema yet");
+    let text = err.to_string();
+    assert!(
+        text.contains("no iterable-lists schema") && text.contains("iterable-lists serve"),
+        "{text}"
+    );
+    let err = open(&schema, Access::ReadOnly)
+        .await
+        .expect_err("still none");
+    assert!(
+        err.to_string().contains("no iterable-lists schema"),
+        "{err}"
+    );
+
+    // Created once, then opened again (by a second instance, as at a restart): idempotent.
+    let first = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
+    first
+        .accept(vec![event("v1", "a@x.co", true, 1)])
+        .await
+        .expect("accept");
+    drop(first);
+    let (a, b) = tokio::join!(
+        open(&schema, Access::ReadWrite),
+        open(&schema, Access::ReadWrite)
+    );
+    let (a, b) = (a.expect("again"), b.expect("at once"));
+    let again = Store::postgres(a);
+    let got = again.event_status(D, "v1").await.expect("status");
+    assert!(got.is_some(), "the data survived opening again");
+    drop((again, b));
+    schema
+        .execute("SELECT COUNT(*) FROM schema_version")
+        .expect("one version row");
+
+    // Read-only sees it and cannot write.
+    let ro = Store::postgres(open(&schema, Access::ReadOnly).await.expect("read-only"));
+    assert!(ro.event_status(D, "v1").await.expect("read").is_some());
+    assert!(
+        ro.put_list_id(D, "vip", 1).await.is_err(),
+        "read-only writes"
+    );
+    drop(ro);
+
+    // A newer version (a newer program ran here): refused, by both kinds of opening.
+    schema
+        .execute(&format!(
+            "UPDATE schema_version SET version = {}",
+            SCHEMA_VERSION + 1
+        ))
+        .expect("bump");
+    for access in [Access::ReadWrite, Access::ReadOnly] {
+        let err = open(&schema, access).await.expect_err("newer");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, supported }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_never_shows_in_errors() {
+    // Nothing listens on port 1.
+    let url = "postgres://someone:pw_never_shown@127.0.0.1:1/db";
+    let err = PostgresStore::open(url, 1, Access::ReadWrite)
+        .await
+        .expect_err("nothing listens");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("pw_never_shown"), "{text}");
+    assert!(
+        text.contains("postgres://someone:***@127.0.0.1:1/db"),
+        "{text}"
+    );
+}
+
+fn event(message_id: &str, email: &str, member: bool, time_ms: i64) -> NewEvent {
+    NewEvent {
+        destination: D.into(),
+        message_id: message_id.into(),
+        received_ms: 1,
+        content: EventContent::Changes(vec![MembershipChange {
+            audience_key: "vip".into(),
+            list_id: None,
+            identity: Identity::new(Some(email), None),
+            member,
+            data_fields: None,
+            settings: ChangeSettings::default(),
+            time_ms: Some(time_ms),
+        }]),
+        ignored_settings: Vec::new(),
+    }
+}
+
+/// Several instances (pools) accept batches over the same users at once, in different orders,
+/// with messageIds shared between them (a sender retrying on another instance), while one
+/// delivers. Every messageId is stored once; each user's desired state is the latest event's;
+/// the figures equal a recount; nothing fails (deadlocks, if any, are retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_writing_the_same_keys_agree() {
+    let schema = PgSchema::create("concurrent");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Store::postgres(
+            open(&schema, Access::ReadWrite).await.expect("open"),
+        ));
+    }
+    const USERS: usize = 40;
+    const ROUNDS: usize = 12;
+    // Event (round, user): time = round * 7 % ROUNDS-ish scramble, member = time is even.
+    let time = |round: usize, user: usize| ((round * 7 + user * 3) % ROUNDS) as i64;
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        for part in 0..2 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut receipts = Vec::new();
+                for round in 0..ROUNDS {
+                    let mut batch: Vec<NewEvent> = (0..USERS)
+                        .map(|u| {
+                            let t = time(round, u);
+                            event(
+                                &format!("r{round}-u{u}"),
+                                &format!("u{u}@x.co"),
+                                t % 2 == 0,
+                                t,
+                            )
+                        })
+                        .collect();
+                    // Different orders per task: the keys still lock in one order.
+                    if (n + part) % 2 == 1 {
+                        batch.reverse();
+                    }
+                    let ids: Vec<String> = batch.iter().map(|e| e.message_id.clone()).collect();
+                    let r = store.accept(batch).await.expect("accept");
+                    receipts.extend(ids.into_iter().zip(r));
+                }
+                receipts
+            }));
+        }
+    }
+    let deliver = {
+        let store = stores[0].clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let rows = store
+                    .pending(D, "vip", i64::MAX, 25)
+                    .await
+                    .expect("pending");
+                let outcomes = rows
+                    .iter()
+                    .map(|r| OutcomeRow {
+                        identity: r.identity.clone(),
+                        seq: r.version.seq,
+                        outcome: Outcome::Delivered,
+                    })
+                    .collect();
+                store
+                    .record_outcomes(D, "vip", 5, outcomes)
+                    .await
+                    .expect("record");
+            }
+        })
+    };
+    let mut accepted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut duplicates: Vec<(String, u64)> = Vec::new();
+    for t in tasks {
+        for (id, r) in t.await.expect("task") {
+            match r {
+                Receipt::Accepted { seq, .. } => {
+                    assert!(
+                        accepted.insert(id.clone(), seq).is_none(),
+                        "{id} accepted twice"
+                    );
+                }
+                Receipt::Duplicate { seq } => duplicates.push((id, seq)),
+            }
+        }
+    }
+    deliver.await.expect("deliver");
+    assert_eq!(
+        accepted.len(),
+        USERS * ROUNDS,
+        "every messageId stored once"
+    );
+    assert_eq!(duplicates.len(), USERS * ROUNDS * 5);
+    for (id, seq) in duplicates {
+        assert_eq!(accepted[&id], seq, "{id}: a duplicate names the first seq");
+    }
+    // The latest event per user (by time, then seq) is the desired state: pending or delivered.
+    let s = &stores[1];
+    for u in 0..USERS {
+        let latest = (0..ROUNDS)
+            .map(|round| {
+                let id = format!("r{round}-u{u}");
+                ((time(round, u), accepted[&id]), id)
+            })
+            .max()
+            .expect("rounds");
+        let story = s
+            .event_status(D, &latest.1)
+            .await
+            .expect("status")
+            .expect("known");
+        let st = story.audiences[0].status;
+        assert!(
+            matches!(st, sync::StatusKind::Accepted | sync::StatusKind::Delivered),
+            "u{u}: latest {} is {st:?}",
+            latest.1
+        );
+        for round in 0..ROUNDS {
+            let id = format!("r{round}-u{u}");
+            if id == latest.1 {
+                continue;
+            }
+            let st = s
+                .event_status(D, &id)
+                .await
+                .expect("status")
+                .expect("known");
+            assert!(
+                st.audiences[0].status.is_final(),
+                "u{u}: older {id} is {:?}",
+                st.audiences[0].status
+            );
+        }
+    }
+    let rows = s.pending(D, "vip", i64::MAX, 1000).await.expect("pending");
+    for r in &rows {
+        assert!(r.version.time_ms.is_some());
+    }
+    let (lists, events) = s.recount(D).await.expect("recount");
+    assert_eq!(lists, s.list_counts(D).await.expect("lists"));
+    assert_eq!(events, s.event_counts(D).await.expect("events"));
+}
