@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use server::app::{open_store, open_store_read_only};
 use server::config::Storage;
 use sync::copy::{CopyOptions, CopyReport, Progress, copy_store};
-use sync::postgres::redact_url;
+use sync::postgres::{Access, PostgresStore, redact_url};
+use sync::{SqliteStore, Store, StoreError};
 
 /// How often a plain progress line is printed when standard error is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -48,6 +48,39 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Connections of a PostgreSQL pool: the export holds one, the counts take another.
+const POOL_SIZE: usize = 2;
+
+/// Opens the source to read it only: nothing is created or migrated, and an older schema is
+/// refused (reading never migrates).
+async fn open_source(storage: &Storage) -> Result<Store, StoreError> {
+    match storage {
+        Storage::Sqlite { path } => Ok(Store::sqlite(SqliteStore::open_read_only(path)?)),
+        Storage::Postgres { url } => Ok(Store::postgres(
+            PostgresStore::open(url.expose(), POOL_SIZE, Access::ReadOnly).await?,
+        )),
+        Storage::SqliteMemory => Err(memory()),
+    }
+}
+
+/// Opens the target as the service does: created (SQLite) or migrated to this version.
+async fn open_target(storage: &Storage) -> Result<Store, StoreError> {
+    match storage {
+        Storage::Sqlite { path } => Ok(Store::sqlite(SqliteStore::open(path)?)),
+        Storage::Postgres { url } => Ok(Store::postgres(
+            PostgresStore::open(url.expose(), POOL_SIZE, Access::ReadWrite).await?,
+        )),
+        Storage::SqliteMemory => Err(memory()),
+    }
+}
+
+fn memory() -> StoreError {
+    StoreError::Invalid {
+        op: "open",
+        message: "an in-memory database cannot be copied".into(),
+    }
+}
+
 /// What `store copy` was asked.
 pub struct CopyArgs<'a> {
     pub from: &'a str,
@@ -65,6 +98,11 @@ pub fn store_copy(args: &CopyArgs<'_>) -> Result<()> {
     {
         bail!("--from and --to name the same database ({from_shown})");
     }
+    if let (Storage::Postgres { url: a }, Storage::Postgres { url: b }) = (&from, &to)
+        && a.expose().trim() == b.expose().trim()
+    {
+        bail!("--from and --to name the same database ({from_shown})");
+    }
     if let Storage::Sqlite { path } = &from
         && matches!(path.try_exists(), Ok(false))
     {
@@ -74,9 +112,12 @@ pub fn store_copy(args: &CopyArgs<'_>) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let source = open_store_read_only(&from)
+    let source = rt
+        .block_on(open_source(&from))
         .map_err(|e| anyhow!("cannot open the source {from_shown}: {e}"))?;
-    let target = open_store(&to).map_err(|e| anyhow!("cannot open the target {to_shown}: {e}"))?;
+    let target = rt
+        .block_on(open_target(&to))
+        .map_err(|e| anyhow!("cannot open the target {to_shown}: {e}"))?;
     let options = CopyOptions {
         batch_rows: args.batch_rows,
         allow_non_empty: args.allow_non_empty,
