@@ -182,6 +182,11 @@ fn plain_line(p: &Progress, elapsed: Duration) -> String {
     )
 }
 
+/// Whether the last batch was written (what remains: the figures and the counts).
+fn all_written(p: &Progress) -> bool {
+    p.total > 0 && p.done == p.total
+}
+
 /// Shows progress on standard error: a bar on a terminal, a line every [`PLAIN_EVERY`]
 /// (and at the end) otherwise.
 enum Shower {
@@ -220,7 +225,7 @@ impl Shower {
                     }
                     b
                 });
-                bar.set_message(p.table);
+                bar.set_message(if all_written(&p) { "counting" } else { p.table });
                 bar.set_position(p.done);
             }
             Shower::Plain {
@@ -230,9 +235,16 @@ impl Shower {
             } => {
                 *latest = Some((p, started.elapsed()));
                 let due = last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY);
-                if due {
+                if due || all_written(&p) {
                     *last = Some(Instant::now());
                     eprintln!("{}", plain_line(&p, started.elapsed()));
+                }
+                if all_written(&p) {
+                    *latest = None;
+                    eprintln!(
+                        "store copy: every row written; rebuilding the target's figures and \
+                         counting the rows on both sides"
+                    );
                 }
             }
         }

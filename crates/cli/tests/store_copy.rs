@@ -180,10 +180,11 @@ async fn a_copy_is_the_same_store() {
     // Not a terminal: plain progress lines, the last one at 100%, with rate and ETA.
     let last = stderr
         .lines()
-        .rfind(|l| l.starts_with("store copy: "))
+        .rfind(|l| l.starts_with("store copy: ") && l.contains(" rows ("))
         .unwrap_or_else(|| panic!("no progress line in {stderr}"));
     assert!(last.contains("2543/2543 rows (100%)"), "{stderr}");
     assert!(last.contains("rows/s, ETA"), "{last}");
+    assert!(stderr.contains("every row written"), "{stderr}");
 
     // The copy answers as the original.
     let (src_cfg, dst_cfg) = (dir.config(&src), dir.config(&dst));
