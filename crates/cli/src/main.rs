@@ -1,7 +1,9 @@
 //! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
-//! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline.
+//! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline;
+//! `store copy` moves the state between databases.
 
 mod service;
+mod store_copy;
 
 use std::fs;
 use std::io::{self, Read};
@@ -70,6 +72,9 @@ enum Command {
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Work with the service's database.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Check the API key and region with one cheap call, and count the project's lists: of a
     /// destination of the service's configuration (--config; without it, the embedded
     /// defaults and ITERABLE_* variables), or of Segment-shaped settings (--settings).
@@ -122,6 +127,29 @@ enum EventsCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy everything the service stores (list registry, desired and acknowledged state,
+    /// destination states, the event log) into another database, e.g. from SQLite to
+    /// PostgreSQL. Stop the service first. The source is only read; the target is created
+    /// (SQLite) or migrated, must be empty, and holds the same rows afterwards (verified).
+    Copy {
+        /// The database to copy: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The database to copy into: sqlite://PATH or postgres://USER@HOST/DB.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Copy into a target that holds rows already (e.g. to finish an interrupted copy):
+        /// rows of the same key are replaced, others kept.
+        #[arg(long)]
+        allow_non_empty: bool,
+        /// Rows per batch and transaction.
+        #[arg(long, value_name = "N", default_value_t = sync::copy::DEFAULT_BATCH_ROWS as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_rows: u32,
     },
 }
 
@@ -364,6 +392,17 @@ fn main() -> ExitCode {
         }
         .and_then(check),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
+        Command::Store(StoreCommand::Copy {
+            from,
+            to,
+            allow_non_empty,
+            batch_rows,
+        }) => store_copy::store_copy(&store_copy::CopyArgs {
+            from,
+            to,
+            allow_non_empty: *allow_non_empty,
+            batch_rows: *batch_rows as usize,
+        }),
         Command::Plan {
             settings,
             mapping,

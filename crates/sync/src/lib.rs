@@ -7,7 +7,9 @@
 //!   instances share. Both pass the same conformance suite (`tests/store_conformance.rs`).
 //! - [`reconciler`]: delivers what the store holds to Iterable.
 //! - [`metrics`]: counts and renders what happened.
+//! - [`copy`]: copies a whole store into another, engine to engine (`store copy`).
 
+pub mod copy;
 pub mod metrics;
 mod planned;
 pub mod postgres;
@@ -24,7 +26,8 @@ pub use reconciler::{
 };
 pub use sqlite::SqliteStore;
 pub use store::{
-    Applied, AudienceStatus, ChangeSettings, Engine, EventContent, EventCounts, EventRecord,
-    Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow,
-    RateCut, Receipt, Recorded, Seq, StatusKind, Store, StoreError, StoreFuture, Version,
+    Applied, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent, EventCounts,
+    EventRecord, Export, Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome,
+    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, StatusKind, Store, StoreError,
+    StoreFuture, TableCounts, Version,
 };

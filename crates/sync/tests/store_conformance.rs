@@ -1576,10 +1576,30 @@ mod cases {
     }
 }
 
+#[path = "conformance/copy.rs"]
+mod copy_cases;
+
 macro_rules! conformance {
     ($engine:ident, $harness:expr) => {
         mod $engine {
             use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_holds_every_row_exactly() {
+                copy_cases::a_copy_holds_every_row_exactly(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_refuses_a_non_empty_target_unless_allowed() {
+                copy_cases::a_copy_refuses_a_non_empty_target_unless_allowed(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_continues_past_every_sequence_it_names() {
+                copy_cases::a_copy_continues_past_every_sequence_it_names(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_export_reads_one_snapshot() {
+                copy_cases::an_export_reads_one_snapshot(&$harness).await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn latest_wins_whatever_the_arrival_order() {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use super::PostgresStore;
 use crate::store::{
-    DestinationState, Engine, EventCounts, EventRecord, Identity, Lease, ListCounts, NewEvent,
-    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store, StoreFuture,
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
+    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
+    StoreFuture, TableCounts,
 };
 
 impl Store {
@@ -239,5 +240,21 @@ impl Engine for PostgresStore {
             tolerance_us,
             now_us,
         ))
+    }
+
+    fn export(&self) -> StoreFuture<'_, Box<dyn Export>> {
+        Box::pin(PostgresStore::export(self))
+    }
+
+    fn import(&self, batch: CopyBatch) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::import(self, batch))
+    }
+
+    fn finish_import(&self) -> StoreFuture<'_, ()> {
+        Box::pin(PostgresStore::finish_import(self))
+    }
+
+    fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
+        Box::pin(PostgresStore::table_counts(self))
     }
 }

@@ -26,13 +26,16 @@
 //! The parts: `schema` (tables, versions, migrations), `accept` (with its pure decisions in
 //! `decide`, and the desired rows' writes in `desired`), `outcomes` (outcomes and failed tries, decided in `settle`), `pending`,
 //! `registry` (lists, destination state, write probe), `reports`, `counts` (the figures per
-//! audience), `retention` (pruning the event log), `engine` (the async seam).
+//! audience), `retention` (pruning the event log), `export` and `import` (`store copy`: a
+//! snapshot read in batches, and batches written back), `engine` (the async seam).
 
 mod accept;
 mod counts;
 mod decide;
 mod desired;
 mod engine;
+mod export;
+mod import;
 mod leases;
 mod outcomes;
 mod pending;

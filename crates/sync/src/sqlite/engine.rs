@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    DestinationState, Engine, EventCounts, EventRecord, Identity, Lease, ListCounts, NewEvent,
-    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store, StoreError, StoreFuture,
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
+    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
+    StoreError, StoreFuture, TableCounts,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -277,6 +278,22 @@ impl Engine for SqliteEngine {
         self.run("reserve_slots", move |db| {
             db.reserve_slots(&p, &e, count, interval_us, tolerance_us, now_us)
         })
+    }
+
+    fn export(&self) -> StoreFuture<'_, Box<dyn Export>> {
+        self.run("export", SqliteStore::export)
+    }
+
+    fn import(&self, batch: CopyBatch) -> StoreFuture<'_, ()> {
+        self.run("import", move |db| db.import(&batch))
+    }
+
+    fn finish_import(&self) -> StoreFuture<'_, ()> {
+        self.run("finish_import", SqliteStore::finish_import)
+    }
+
+    fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
+        self.run("table_counts", SqliteStore::table_counts)
     }
 
     fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {

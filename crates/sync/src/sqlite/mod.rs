@@ -26,7 +26,8 @@
 //! `checkpoint`, `ingest` (the ingestion queue), `accept` (accepting events), `outcomes`
 //! (recording outcomes and failed tries), `pending` (what the reconciler reads), `reports`
 //! (event lookup, figures; `counts` maintains the figures), `registry` (lists, destination
-//! state, write probe), `integrity`, `engine` (the async seam).
+//! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
+//! batches, and batches written back), `engine` (the async seam).
 //!
 //! Schema (version 3; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
@@ -51,7 +52,9 @@ mod accept;
 mod checkpoint;
 pub(crate) mod counts;
 pub mod engine;
+mod export;
 mod group;
+mod import;
 mod ingest;
 mod integrity;
 mod leases;

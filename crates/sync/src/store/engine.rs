@@ -14,6 +14,7 @@ use super::rows::{
     Recorded, Seq,
 };
 use super::state::DestinationState;
+use super::transfer::{CopyBatch, Export, TableCounts};
 
 /// What every engine operation returns: a future of the operation's result, `Send` so that
 /// any task may await it.
@@ -198,6 +199,24 @@ pub trait Engine: Send + Sync + 'static {
         tolerance_us: i64,
         now_us: i64,
     ) -> StoreFuture<'a, i64>;
+
+    /// A consistent read-only view of the whole store, read in batches (`store copy`): one
+    /// snapshot, so that what it reads belongs together even while the store is written.
+    fn export(&self) -> StoreFuture<'_, Box<dyn Export>>;
+
+    /// Writes one batch of exported rows in one transaction. A row whose key is stored already
+    /// is replaced (so an interrupted copy can be run again); an event that collides with
+    /// another one of the target (its messageId under another arrival sequence, or another
+    /// event under its sequence) fails the batch. Call [`Engine::finish_import`] after
+    /// the last batch.
+    fn import(&self, batch: CopyBatch) -> StoreFuture<'_, ()>;
+
+    /// After the last [`Engine::import`]: rebuilds what the engine derives from the rows (the
+    /// figures per audience, the next arrival sequence, past every imported one).
+    fn finish_import(&self) -> StoreFuture<'_, ()>;
+
+    /// Rows per table of what a copy moves, counted now.
+    fn table_counts(&self) -> StoreFuture<'_, TableCounts>;
 
     /// Removes up to `limit` final event-log rows (delivered, superseded, rejected, skipped)
     /// whose status last changed before `before_ms`, oldest events first, in one transaction,

@@ -33,6 +33,7 @@ mod error;
 mod handle;
 mod rows;
 mod state;
+pub(crate) mod transfer;
 
 pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
@@ -45,3 +46,7 @@ pub use rows::{
     Seq, StatusKind, Version,
 };
 pub use state::DestinationState;
+pub use transfer::{
+    Acknowledged, CopyBatch, DesiredEntry, Export, KeyState, ListEntry, LoggedChange, LoggedEvent,
+    StoredState, TableCounts,
+};
