@@ -21,6 +21,31 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// `items` with the random part of synthesized ids (`-u` and 16 hex digits, given to events
+/// without a time) taken out, so that two parses of one body compare equal.
+fn settled(mut items: Vec<Item>) -> Vec<Item> {
+    for item in &mut items {
+        if let Item::Event { message_id, event } = item {
+            let cut = message_id.len().saturating_sub(18);
+            if message_id.starts_with(super::SYNTHETIC_MESSAGE_ID_PREFIX)
+                && message_id.get(cut..cut + 2) == Some("-u")
+            {
+                message_id.truncate(cut);
+                event["messageId"] = Value::String(message_id.clone());
+            }
+        }
+    }
+    items
+}
+
+/// [`settled`] for a whole parse.
+fn settled_parse<E>(parsed: Result<super::Parsed, E>) -> Result<super::Parsed, E> {
+    parsed.map(|mut parsed| {
+        parsed.items = settled(std::mem::take(&mut parsed.items));
+        parsed
+    })
+}
+
 /// How many items a body may give: the batch's (or webhook array's) length, else 1.
 fn events_in(kind: CallKind, body: &[u8]) -> usize {
     match (kind, serde_json::from_slice::<Value>(body)) {
@@ -163,8 +188,8 @@ proptest! {
         let fffd = "\u{fffd}".repeat(if kind.len() == 12 { 2 } else { 1 });
         let want = text.replace(MARK, &fffd);
         let limits = IngestLimits::default();
-        let got = parse_tracking(CallKind::Batch, sent.as_bytes(), &limits);
-        let want = parse_tracking(CallKind::Batch, want.as_bytes(), &limits);
+        let got = settled_parse(parse_tracking(CallKind::Batch, sent.as_bytes(), &limits));
+        let want = settled_parse(parse_tracking(CallKind::Batch, want.as_bytes(), &limits));
         prop_assert_eq!(got, want);
     }
 
@@ -213,7 +238,7 @@ proptest! {
                 prop_assert_eq!(parsed.items.len(), events.len());
                 check(CallKind::Batch, text.as_bytes(), &limits);
                 let again = parse_tracking(CallKind::Batch, text.as_bytes(), &limits);
-                prop_assert_eq!(Ok(parsed), again);
+                prop_assert_eq!(settled_parse(Ok(parsed)), settled_parse(again));
             }
             Err(err) => prop_assert_eq!(err.status(), 400),
         }
@@ -228,7 +253,10 @@ proptest! {
             .expect("a batch of at most 8 small events");
         let texts: Vec<String> = events.iter().map(Value::to_string).collect();
         let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
-        prop_assert_eq!(read_events(&texts, &limits).expect("JSON"), as_batch.items);
+        prop_assert_eq!(
+            settled(read_events(&texts, &limits).expect("JSON")),
+            settled(as_batch.items)
+        );
         for event in &events {
             let text = event.to_string();
             check(CallKind::Webhook, text.as_bytes(), &limits);
