@@ -262,3 +262,54 @@ async fn instances_writing_the_same_keys_agree() {
     assert_eq!(lists, s.list_counts(D).await.expect("lists"));
     assert_eq!(events, s.event_counts(D).await.expect("events"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_with_its_rows() {
+    // Version 1 is the current schema without version 2's coordination tables (leases,
+    // instances, rate cuts, rate slots): build one, with a stored event and a list.
+    let schema = PgSchema::create("upgrade");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
+    store
+        .accept(vec![event("old-1", "a@x.co", true, 1)])
+        .await
+        .expect("accept");
+    assert_eq!(store.put_list_id(D, "vip", 77).await.expect("list"), 77);
+    drop(store);
+    schema
+        .execute(
+            "DROP TABLE leases, instances, rate_cuts, rate_slots;
+             UPDATE schema_version SET version = 1",
+        )
+        .expect("back to version 1");
+
+    // Inspection does not upgrade: it refuses, saying how.
+    let err = open(&schema, Access::ReadOnly)
+        .await
+        .expect_err("an older schema");
+    assert!(err.to_string().contains("iterable-lists serve"), "{err}");
+
+    // `serve` (a read-write open) migrates it, and nothing stored is lost.
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("upgrade"));
+    assert!(
+        store
+            .event_status(D, "old-1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(store.list_id(D, "vip").await.expect("list"), Some(77));
+    let held = store
+        .acquire_leases(D, "i1", &["vip".to_owned()], 1, 1_000, 31_000)
+        .await
+        .expect("the leases table is there");
+    assert_eq!(held, ["vip"]);
+    assert_eq!(store.leases(D).await.expect("leases").len(), 1);
+    drop(store);
+    schema
+        .execute(&format!(
+            "DO $$ BEGIN IF (SELECT COUNT(*) FROM schema_version) <> 1
+               OR (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
+             THEN RAISE EXCEPTION 'not one row at the current version'; END IF; END $$"
+        ))
+        .expect("one version row, the current one");
+}
