@@ -53,3 +53,27 @@ fn every_allowed_filter_and_tag_and_every_refusal_answers_as_segment() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn an_integer_past_64_bits_is_refused_not_a_panic() {
+    // liquid-core panics on such a literal; the fuzzer found it (`{{2222…22-}}`).
+    for template in [
+        "{{ 99999999999999999999 }}",
+        "{{2222222222222222222222222222-}}",
+        "{% if traits.n > 18446744073709551616 %}big{% endif %}",
+    ] {
+        let mapping = serde_json::json!({"r": {"@liquid": template}});
+        // Refused where Segment refuses a bad template: when the mapping is loaded or, as
+        // here, when an event reaches it.
+        let event = serde_json::json!({"traits": {"n": 1}});
+        let err = Mapping::compile(&mapping)
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.resolve_value(&event).map_err(|e| e.to_string()))
+            .expect_err(template);
+        assert!(err.contains("does not fit in 64 bits"), "{template}: {err}");
+    }
+    let fits = serde_json::json!({"r": {"@liquid": "{{ 9223372036854775807 | plus: 0 }}"}});
+    let event = serde_json::json!({});
+    let fits = Mapping::compile(&fits).expect("compiles");
+    assert!(fits.resolve_value(&event).is_ok());
+}

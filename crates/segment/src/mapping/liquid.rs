@@ -8,6 +8,7 @@ mod condition;
 mod date;
 mod filters;
 mod jsval;
+mod literals;
 mod view;
 mod web;
 
@@ -156,6 +157,11 @@ impl Liquid {
             return Err(format!("tag \"{tag}\" is disabled, line:{line}, col:{col}"));
         }
         let prepared = bridge::prepare(source);
+        if let Some(literal) = literals::oversized_integer(&prepared) {
+            return Err(format!(
+                "the integer {literal} does not fit in 64 bits; write it as a string or a decimal"
+            ));
+        }
         let unknown: Vec<String> = scan
             .filters
             .iter()
