@@ -7,14 +7,14 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType};
 use serde_json::{Value, json};
-use support::{AUDIENCES, Rng, env_usize, event, start, temp_dir};
+use support::{Rng, assert_converged, env_usize, event, start, temp_dir};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 const WRITE_KEY: &str = "wk_crash";
@@ -153,48 +153,6 @@ async fn sigkill_during_load_loses_nothing_and_duplicates_nothing() {
         let _ = c.wait();
     }
 
-    // Every event logged once, with a final status.
-    let counts = &status["destinations"][0]["events"];
-    let total: u64 = counts
-        .as_object()
-        .expect("counts")
-        .values()
-        .filter_map(Value::as_u64)
-        .sum();
-    assert_eq!(total, n as u64, "events logged: {counts}");
-
-    // Each list equals the latest-event-wins membership, once per audience.
-    let state = emu.state(true);
-    for a in 0..AUDIENCES {
-        let name = format!("aud_{a:02}");
-        let lists: Vec<_> = state
-            .iter()
-            .flat_map(|p| p.lists.iter())
-            .filter(|l| l.name == name)
-            .collect();
-        let want: BTreeSet<String> = expected
-            .iter()
-            .filter(|((aud, _), m)| *aud == name && **m)
-            .map(|((_, u), _)| format!("u{u}@example.com"))
-            .collect();
-        if want.is_empty() && lists.is_empty() {
-            continue;
-        }
-        assert_eq!(lists.len(), 1, "{name}: {} lists", lists.len());
-        let got: BTreeSet<String> = lists[0]
-            .members
-            .iter()
-            .flatten()
-            .filter_map(|m| m.email.clone())
-            .collect();
-        let missing: Vec<_> = want.difference(&got).take(5).collect();
-        let extra: Vec<_> = got.difference(&want).take(5).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{name}: {} want, {} got; missing {missing:?}, extra {extra:?}",
-            want.len(),
-            got.len()
-        );
-    }
+    assert_converged(&status["destinations"][0]["events"], n, &emu, &expected);
     let _ = std::fs::remove_dir_all(&dir);
 }

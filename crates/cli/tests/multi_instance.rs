@@ -19,7 +19,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ use iterable_emulator::{
     RunningEmulator,
 };
 use serde_json::{Value, json};
-use support::{AUDIENCES, Rng, env_usize, event, start, temp_dir};
+use support::{Rng, assert_converged, env_usize, event, start, temp_dir};
 use testkit::postgres::PgSchema;
 
 /// The database the instances share.
@@ -254,49 +254,7 @@ async fn run(n: usize, kills: usize, emu_config: EmulatorConfig, engine: Engine)
     }
     cluster.kill_all();
 
-    // Every event logged once, with a final status.
-    let counts = &last["destinations"][0]["events"];
-    let total: u64 = counts
-        .as_object()
-        .expect("counts")
-        .values()
-        .filter_map(Value::as_u64)
-        .sum();
-    assert_eq!(total, n as u64, "events logged: {counts}");
-
-    // Each list equals the latest-event-wins membership, once per audience.
-    let state = emu.state(true);
-    for a in 0..AUDIENCES {
-        let name = format!("aud_{a:02}");
-        let lists: Vec<_> = state
-            .iter()
-            .flat_map(|p| p.lists.iter())
-            .filter(|l| l.name == name)
-            .collect();
-        let want: BTreeSet<String> = expected
-            .iter()
-            .filter(|((aud, _), m)| *aud == name && **m)
-            .map(|((_, u), _)| format!("u{u}@example.com"))
-            .collect();
-        if want.is_empty() && lists.is_empty() {
-            continue;
-        }
-        assert_eq!(lists.len(), 1, "{name}: {} lists", lists.len());
-        let got: BTreeSet<String> = lists[0]
-            .members
-            .iter()
-            .flatten()
-            .filter_map(|m| m.email.clone())
-            .collect();
-        let missing: Vec<_> = want.difference(&got).take(5).collect();
-        let extra: Vec<_> = got.difference(&want).take(5).collect();
-        assert!(
-            missing.is_empty() && extra.is_empty(),
-            "{name}: {} want, {} got; missing {missing:?}, extra {extra:?}",
-            want.len(),
-            got.len()
-        );
-    }
+    assert_converged(&last["destinations"][0]["events"], n, &emu, &expected);
     let _ = std::fs::remove_dir_all(&dir);
     drop(pg);
     Run {

@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use iterable_emulator::RunningEmulator;
 use serde_json::{Value, json};
 
 pub const AUDIENCES: usize = 20;
@@ -101,4 +103,56 @@ pub fn start(config: &Path, log: &Path) -> (Child, String) {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     (child, url)
+}
+
+/// The checks the crash tests end with: every event logged once, with a final status (`counts`:
+/// a destination's `events` from `/v1/status`, `n` events sent), and each list of the emulator
+/// equal to the latest-event-wins membership (`expected`: by audience and user), once per
+/// audience.
+pub fn assert_converged(
+    counts: &Value,
+    n: usize,
+    emu: &RunningEmulator,
+    expected: &BTreeMap<(String, u64), bool>,
+) {
+    let total: u64 = counts
+        .as_object()
+        .expect("counts")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(total, n as u64, "events logged: {counts}");
+
+    let state = emu.state(true);
+    for a in 0..AUDIENCES {
+        let name = format!("aud_{a:02}");
+        let lists: Vec<_> = state
+            .iter()
+            .flat_map(|p| p.lists.iter())
+            .filter(|l| l.name == name)
+            .collect();
+        let want: BTreeSet<String> = expected
+            .iter()
+            .filter(|((aud, _), m)| *aud == name && **m)
+            .map(|((_, u), _)| format!("u{u}@example.com"))
+            .collect();
+        if want.is_empty() && lists.is_empty() {
+            continue;
+        }
+        assert_eq!(lists.len(), 1, "{name}: {} lists", lists.len());
+        let got: BTreeSet<String> = lists[0]
+            .members
+            .iter()
+            .flatten()
+            .filter_map(|m| m.email.clone())
+            .collect();
+        let missing: Vec<_> = want.difference(&got).take(5).collect();
+        let extra: Vec<_> = got.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: {} want, {} got; missing {missing:?}, extra {extra:?}",
+            want.len(),
+            got.len()
+        );
+    }
 }
