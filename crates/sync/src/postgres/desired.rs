@@ -28,6 +28,28 @@ struct DesiredColumns<'k> {
     campaign: Vec<Option<i64>>,
 }
 
+impl DesiredColumns<'_> {
+    /// The columns as the statements' parameters `$1`..`$14`, in this order.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 14] {
+        [
+            &self.keys.0,
+            &self.keys.1,
+            &self.keys.2,
+            &self.keys.3,
+            &self.list_id,
+            &self.member,
+            &self.time_ms,
+            &self.seq,
+            &self.part,
+            &self.accepted_ms,
+            &self.data,
+            &self.ueo,
+            &self.cu,
+            &self.campaign,
+        ]
+    }
+}
+
 fn desired_columns<'k>(
     changes: &[NewChange<'_>],
     winners: impl Iterator<Item = (&'k Key, usize)>,
@@ -100,28 +122,7 @@ pub(super) async fn insert_new_keys(
         )
         .await
         .map_err(pg(OP))?;
-    let n = tx
-        .execute(
-            &stmt,
-            &[
-                &d.keys.0,
-                &d.keys.1,
-                &d.keys.2,
-                &d.keys.3,
-                &d.list_id,
-                &d.member,
-                &d.time_ms,
-                &d.seq,
-                &d.part,
-                &d.accepted_ms,
-                &d.data,
-                &d.ueo,
-                &d.cu,
-                &d.campaign,
-            ],
-        )
-        .await
-        .map_err(pg(OP))?;
+    let n = tx.execute(&stmt, &d.params()).await.map_err(pg(OP))?;
     if n as usize != d.seq.len() {
         return Err(StoreError::engine(OP, Raced));
     }
@@ -161,26 +162,6 @@ pub(super) async fn update_stored_keys(
         )
         .await
         .map_err(pg(OP))?;
-    tx.execute(
-        &stmt,
-        &[
-            &d.keys.0,
-            &d.keys.1,
-            &d.keys.2,
-            &d.keys.3,
-            &d.list_id,
-            &d.member,
-            &d.time_ms,
-            &d.seq,
-            &d.part,
-            &d.accepted_ms,
-            &d.data,
-            &d.ueo,
-            &d.cu,
-            &d.campaign,
-        ],
-    )
-    .await
-    .map_err(pg(OP))?;
+    tx.execute(&stmt, &d.params()).await.map_err(pg(OP))?;
     Ok(())
 }
