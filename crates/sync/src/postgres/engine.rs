@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::PostgresStore;
 use crate::store::{
-    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
     ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
     StoreFuture, TableCounts,
 };
@@ -101,6 +101,58 @@ impl Engine for PostgresStore {
             destination,
             audience_key,
             list_id,
+        ))
+    }
+
+    fn replace_list<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        old_list: i64,
+        new_list: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<usize>> {
+        Box::pin(PostgresStore::replace_list(
+            self,
+            destination,
+            audience_key,
+            old_list,
+            new_list,
+            now_ms,
+        ))
+    }
+
+    fn audience_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AudienceKey>> {
+        Box::pin(PostgresStore::audience_keys(
+            self,
+            destination,
+            audience_key,
+            after,
+            limit,
+        ))
+    }
+
+    fn reopen_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: &'a [Identity],
+        reason: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::reopen_keys(
+            self,
+            destination,
+            audience_key,
+            keys,
+            reason,
+            now_ms,
         ))
     }
 

@@ -33,6 +33,7 @@ mod accept;
 mod counts;
 mod decide;
 mod desired;
+mod drift;
 mod engine;
 mod export;
 mod import;

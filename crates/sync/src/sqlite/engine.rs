@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
     ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
     StoreError, StoreFuture, TableCounts,
 };
@@ -138,6 +138,56 @@ impl Engine for SqliteEngine {
     ) -> StoreFuture<'a, i64> {
         let (d, a) = (destination.to_string(), audience_key.to_string());
         self.run("put_list_id", move |db| db.put_list_id(&d, &a, list_id))
+    }
+
+    fn replace_list<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        old_list: i64,
+        new_list: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<usize>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("replace_list", move |db| {
+            db.replace_list(&d, &a, old_list, new_list, now_ms)
+        })
+    }
+
+    fn audience_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AudienceKey>> {
+        let (d, a, after) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            after.cloned(),
+        );
+        self.run("audience_keys", move |db| {
+            db.audience_keys(&d, &a, after.as_ref(), limit)
+        })
+    }
+
+    fn reopen_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: &'a [Identity],
+        reason: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        let (d, a, keys, reason) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            keys.to_vec(),
+            reason.to_string(),
+        );
+        self.run("reopen_keys", move |db| {
+            db.reopen_keys(&d, &a, &keys, &reason, now_ms)
+        })
     }
 
     fn event_status<'a>(

@@ -51,6 +51,7 @@
 mod accept;
 mod checkpoint;
 pub(crate) mod counts;
+mod drift;
 pub mod engine;
 mod export;
 mod group;

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
 use super::rows::{
-    EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow, Receipt,
+    AudienceKey, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow, Receipt,
     Recorded, Seq,
 };
 use super::state::DestinationState;
@@ -87,6 +87,46 @@ pub trait Engine: Send + Sync + 'static {
         audience_key: &'a str,
         list_id: i64,
     ) -> StoreFuture<'a, i64>;
+
+    /// Replaces the registry's list of an audience, but only if it is still `old_list` (a
+    /// list deleted in Iterable and created again), and makes the audience's whole desired
+    /// membership go to the new list, in one transaction: every key whose event named no list
+    /// forgets what Iterable acknowledged, and its delivered members are pending again, due at
+    /// `now_ms` (pending keys are due at `now_ms` too). Returns how many keys it made pending
+    /// again, or `None` when the registry no longer holds `old_list` (another instance
+    /// replaced it first: nothing changed).
+    fn replace_list<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        old_list: i64,
+        new_list: i64,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<usize>>;
+
+    /// Up to `limit` keys of one audience after `after` (all from the first when `None`), in
+    /// key order (email, then userId, by bytes; an absent part is the empty string): what
+    /// `audience verify` walks.
+    fn audience_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<AudienceKey>>;
+
+    /// Makes `keys` of one audience pending again (drift found by `audience verify`): each
+    /// stored key that is not pending forgets what Iterable acknowledged and is due at
+    /// `now_ms` with its desired version, with `reason`; unknown and pending keys are left
+    /// alone. Returns how many keys it reopened. One transaction.
+    fn reopen_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: &'a [Identity],
+        reason: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize>;
 
     /// What happened to an event, per audience; `None` if the messageId is unknown.
     fn event_status<'a>(

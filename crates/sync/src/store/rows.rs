@@ -310,3 +310,21 @@ impl EventCounts {
         *slot += n;
     }
 }
+
+/// One key of an audience as `audience verify` compares it with the live list
+/// ([`crate::Store::audience_keys`]): what is desired and what Iterable acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceKey {
+    pub identity: Identity,
+    /// The desired membership.
+    pub member: bool,
+    /// The membership Iterable last acknowledged (`None`: never, or unknown since a repair).
+    pub ack_member: Option<bool>,
+    /// The desired version still has to be sent (the reconciler will).
+    pub pending: bool,
+    /// The list the key's event named (its external audience id), if any.
+    pub list_id: Option<i64>,
+}
+
+/// Why the keys of an audience are pending again after [`crate::Store::replace_list`].
+pub const RECREATED: &str = "the list was deleted in Iterable and created again";
