@@ -1579,6 +1579,9 @@ mod cases {
 #[path = "conformance/copy.rs"]
 mod copy_cases;
 
+#[path = "conformance/drift.rs"]
+mod drift_cases;
+
 macro_rules! conformance {
     ($engine:ident, $harness:expr) => {
         mod $engine {
@@ -1599,6 +1602,22 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_export_reads_one_snapshot() {
                 copy_cases::an_export_reads_one_snapshot(&$harness).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn audience_keys_are_read_in_key_order_by_pages() {
+                drift_cases::audience_keys_are_read_in_key_order_by_pages(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reopened_keys_are_pending_again_and_forget_the_acknowledgement() {
+                drift_cases::reopened_keys_are_pending_again_and_forget_the_acknowledgement(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_replaced_list_gets_the_whole_membership_once() {
+                drift_cases::a_replaced_list_gets_the_whole_membership_once(&$harness).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

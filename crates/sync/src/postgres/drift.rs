@@ -8,8 +8,9 @@ use super::{PostgresStore, counts, identity_of, key_part, pg, to_i64, write_tx};
 use crate::sqlite::counts::Deltas;
 use crate::store::{AudienceKey, Identity, RECREATED, StoreError};
 
-/// Forgets what Iterable acknowledged of one key.
-const FORGET_ACK: &str = "ack_member = NULL, ack_time_ms = NULL, ack_seq = NULL, ack_ms = NULL";
+/// Forgets what Iterable acknowledged of one key; `ack_ms` (when Iterable last answered for
+/// it) stays, as the audience's last delivery.
+const FORGET_ACK: &str = "ack_member = NULL, ack_time_ms = NULL, ack_seq = NULL";
 
 impl PostgresStore {
     pub async fn audience_keys(

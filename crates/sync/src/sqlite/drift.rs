@@ -8,8 +8,9 @@ use super::counts::{self, Delta};
 use super::{SqliteStore, engine, identity_of, key_part, to_i64};
 use crate::store::{AudienceKey, Identity, RECREATED, StoreError};
 
-/// Forgets what Iterable acknowledged of one key.
-const FORGET_ACK: &str = "ack_member = NULL, ack_time_ms = NULL, ack_seq = NULL, ack_ms = NULL";
+/// Forgets what Iterable acknowledged of one key; `ack_ms` (when Iterable last answered for
+/// it) stays, as the audience's last delivery.
+const FORGET_ACK: &str = "ack_member = NULL, ack_time_ms = NULL, ack_seq = NULL";
 
 impl SqliteStore {
     pub fn audience_keys(

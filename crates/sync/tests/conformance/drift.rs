@@ -1,0 +1,200 @@
+//! Conformance cases of drift repair: an audience's keys are read in key order with what
+//! Iterable acknowledged, drifted keys are made pending again (and only those that are not
+//! pending already), and a list deleted in Iterable is replaced once, with the audience's
+//! members pending again. The figures equal a full recount after each.
+
+use sync::AudienceKey;
+
+use super::*;
+
+/// `members` join audience `aud` (at times 1, 2, ...) and are delivered; `leavers` leave it
+/// and are delivered; `waiting` join and stay pending.
+async fn fill(s: &Store, aud: &str, members: &[&str], leavers: &[&str], waiting: &[&str]) {
+    let mut n = 0;
+    let mut next = |email: &str, member: bool| {
+        n += 1;
+        event(
+            &format!("{aud}-{n}"),
+            vec![change(aud, email, member, Some(n))],
+        )
+    };
+    let mut delivered = Vec::new();
+    for (emails, member) in [(members, true), (leavers, false)] {
+        for e in emails {
+            let r = accept1(s, next(e, member)).await;
+            delivered.push(outcome(id(e), r.seq(), Outcome::Delivered));
+        }
+    }
+    for e in waiting {
+        accept1(s, next(e, true)).await;
+    }
+    s.record_outcomes(D, aud, NOW, delivered)
+        .await
+        .expect("record");
+}
+
+async fn pending_emails(s: &Store, aud: &str, now_ms: i64) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .pending(D, aud, now_ms, 100)
+        .await
+        .expect("pending")
+        .into_iter()
+        .filter_map(|r| r.identity.email)
+        .collect();
+    v.sort();
+    v
+}
+
+async fn assert_counts_match(s: &Store) {
+    let (lists, _) = s.recount(D).await.expect("recount");
+    let kept = s.list_counts(D).await.expect("list_counts");
+    assert_eq!(kept, lists, "maintained figures equal a recount");
+}
+
+pub async fn audience_keys_are_read_in_key_order_by_pages(h: &dyn Harness) {
+    let s = h.open("drift-keys");
+    fill(&s, "vip", &["c@x.co", "a@x.co"], &["b@x.co"], &["d@x.co"]).await;
+    fill(&s, "other", &["a@x.co"], &[], &[]).await;
+    let mut all: Vec<AudienceKey> = Vec::new();
+    let mut after: Option<Identity> = None;
+    loop {
+        let page = s
+            .audience_keys(D, "vip", after.as_ref(), 2)
+            .await
+            .expect("audience_keys");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.identity.clone());
+        all.extend(page);
+    }
+    let seen: Vec<(&str, bool, Option<bool>, bool)> = all
+        .iter()
+        .map(|k| {
+            (
+                k.identity.email.as_deref().unwrap_or(""),
+                k.member,
+                k.ack_member,
+                k.pending,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("a@x.co", true, Some(true), false),
+            ("b@x.co", false, Some(false), false),
+            ("c@x.co", true, Some(true), false),
+            ("d@x.co", true, None, true),
+        ]
+    );
+    assert!(
+        s.audience_keys(D, "none", None, 10)
+            .await
+            .expect("audience_keys")
+            .is_empty()
+    );
+}
+
+pub async fn reopened_keys_are_pending_again_and_forget_the_acknowledgement(h: &dyn Harness) {
+    let s = h.open("drift-reopen");
+    fill(&s, "vip", &["a@x.co", "c@x.co"], &["b@x.co"], &["d@x.co"]).await;
+    assert_eq!(pending_emails(&s, "vip", NOW).await, vec!["d@x.co"]);
+    let keys = [id("a@x.co"), id("b@x.co"), id("d@x.co"), id("zz@x.co")];
+    let n = s
+        .reopen_keys(D, "vip", &keys, "drift: missing in Iterable", NOW + 5)
+        .await
+        .expect("reopen");
+    assert_eq!(n, 2, "a and b; d is pending already, zz is unknown");
+    assert!(
+        pending_emails(&s, "vip", NOW).await == vec!["d@x.co"],
+        "reopened keys are due at the given time, not before"
+    );
+    assert_eq!(
+        pending_emails(&s, "vip", NOW + 5).await,
+        vec!["a@x.co", "b@x.co", "d@x.co"]
+    );
+    let rows = s.pending(D, "vip", NOW + 5, 10).await.expect("pending");
+    let a = rows
+        .iter()
+        .find(|r| r.identity == id("a@x.co"))
+        .expect("a pending");
+    assert!(a.member, "the desired version is sent again");
+    assert_eq!(a.last_error.as_deref(), Some("drift: missing in Iterable"));
+    let keys = s.audience_keys(D, "vip", None, 10).await.expect("keys");
+    let ack = |e: &str| {
+        keys.iter()
+            .find(|k| k.identity == id(e))
+            .map(|k| k.ack_member)
+    };
+    assert_eq!(ack("a@x.co"), Some(None), "acknowledgement forgotten");
+    assert_eq!(ack("c@x.co"), Some(Some(true)), "others untouched");
+    let counts = s.list_counts(D).await.expect("counts");
+    assert_eq!((counts[0].members, counts[0].pending), (1, 3));
+    assert_counts_match(&s).await;
+    // Delivered again: acknowledged again.
+    let again: Vec<OutcomeRow> = rows
+        .iter()
+        .map(|r| outcome(r.identity.clone(), r.version.seq, Outcome::Delivered))
+        .collect();
+    s.record_outcomes(D, "vip", NOW + 6, again)
+        .await
+        .expect("record");
+    assert!(pending_emails(&s, "vip", NOW + 10).await.is_empty());
+    let counts = s.list_counts(D).await.expect("counts");
+    assert_eq!((counts[0].members, counts[0].pending), (3, 0));
+    assert_counts_match(&s).await;
+    assert_eq!(
+        s.reopen_keys(D, "vip", &[], "x", NOW).await.expect("reopen"),
+        0
+    );
+}
+
+pub async fn a_replaced_list_gets_the_whole_membership_once(h: &dyn Harness) {
+    let s = h.open("drift-replace");
+    assert_eq!(s.put_list_id(D, "vip", 7).await.expect("put"), 7);
+    fill(&s, "vip", &["a@x.co", "c@x.co"], &["b@x.co"], &["d@x.co"]).await;
+    // The waiting key failed on the deleted list: retried in an hour.
+    let d_row = s.pending(D, "vip", NOW, 10).await.expect("pending");
+    let retry = Outcome::Retry {
+        next_attempt_ms: NOW + 3_600_000,
+        reason: "invalidListId".into(),
+    };
+    s.record_outcomes(
+        D,
+        "vip",
+        NOW,
+        vec![outcome(d_row[0].identity.clone(), d_row[0].version.seq, retry)],
+    )
+    .await
+    .expect("record");
+    assert!(pending_emails(&s, "vip", NOW + 1).await.is_empty());
+
+    assert_eq!(
+        s.replace_list(D, "vip", 8, 9, NOW + 1).await.expect("replace"),
+        None,
+        "the registry holds 7, not 8: nothing changes"
+    );
+    assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(7));
+    assert_eq!(
+        s.replace_list(D, "vip", 7, 9, NOW + 1).await.expect("replace"),
+        Some(2)
+    );
+    assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(9));
+    assert_eq!(
+        pending_emails(&s, "vip", NOW + 1).await,
+        vec!["a@x.co", "c@x.co", "d@x.co"],
+        "members and the waiting key are due now; the leaver is not sent"
+    );
+    let counts = s.list_counts(D).await.expect("counts");
+    assert_eq!(
+        (counts[0].list_id, counts[0].members, counts[0].pending),
+        (Some(9), 0, 3)
+    );
+    assert_counts_match(&s).await;
+    // A second instance that saw list 7 fail too changes nothing.
+    assert_eq!(
+        s.replace_list(D, "vip", 7, 10, NOW + 2).await.expect("replace"),
+        None
+    );
+    assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(9));
+}
