@@ -215,7 +215,12 @@ pub struct Client {
     key: ApiKey,
     limiter: RateLimiter,
     backoff: Backoff,
+    /// One attempt's timeout; for a streamed body (`users`), the longest wait for a chunk.
+    timeout: Duration,
 }
+
+mod users;
+pub use users::UserLines;
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Result<Self, IterableError> {
@@ -245,6 +250,7 @@ impl Client {
             key: cfg.api_key,
             limiter: RateLimiter::new(cfg.limits),
             backoff: cfg.backoff,
+            timeout: cfg.timeout,
         })
     }
 
