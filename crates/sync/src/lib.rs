@@ -10,6 +10,7 @@
 //! - [`copy`]: copies a whole store into another, engine to engine (`store copy`).
 
 pub mod copy;
+pub mod drift;
 pub mod metrics;
 mod planned;
 pub mod postgres;
