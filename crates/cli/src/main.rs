@@ -1,9 +1,12 @@
 //! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
 //! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline;
-//! `store copy` moves the state between databases.
+//! `store copy` moves the state between databases; `audience verify` compares a live list with
+//! the store and repairs drift.
 
+mod audience_verify;
 mod service;
 mod store_copy;
+mod verify_progress;
 
 use std::fs;
 use std::io::{self, Read};
@@ -75,6 +78,9 @@ enum Command {
     /// Work with the service's database.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Work with one audience's Iterable list.
+    #[command(subcommand)]
+    Audience(audience_verify::AudienceCommand),
     /// Check the API key and region with one cheap call, and count the project's lists: of a
     /// destination of the service's configuration (--config; without it, the embedded
     /// defaults and ITERABLE_* variables), or of Segment-shaped settings (--settings).
@@ -392,6 +398,10 @@ fn main() -> ExitCode {
         }
         .and_then(check),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
+        Command::Audience(c) => match audience_verify::run(c) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Store(StoreCommand::Copy {
             from,
             to,

@@ -120,7 +120,7 @@ pub async fn open_store_read_only(config: &Config) -> Result<Store, StoreError> 
 /// Opens the service's store. SQLite: a damaged or unwritable file stops the start (the error
 /// names it); an integrity check that did not finish in `[storage] quick_check_ms` is logged
 /// loudly. PostgreSQL: the schema is created or migrated, and the database proven writable.
-async fn open_service_store(config: &Config) -> Result<Store, StoreError> {
+pub async fn open_service_store(config: &Config) -> Result<Store, StoreError> {
     let path = match &config.storage {
         Storage::Sqlite { path } => path,
         Storage::SqliteMemory => return Ok(Store::sqlite(SqliteStore::open_in_memory()?)),

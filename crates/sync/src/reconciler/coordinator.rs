@@ -333,6 +333,22 @@ impl Inner {
     }
 }
 
+/// Makes `client`'s limiter take its send times from the project's shared bucket in `store`
+/// (as the reconcilers do), so that a command run beside the service (`audience verify`)
+/// keeps to the project's limits together with it.
+pub fn share_rate_budget(
+    client: &iterable::client::Client,
+    store: Store,
+    project: String,
+    clock: EpochClock,
+) {
+    client.limiter().share_slots(std::sync::Arc::new(StoreSlots {
+        store,
+        project,
+        clock,
+    }));
+}
+
 /// The project's shared bucket in the store, as the limiter's [`SlotSource`].
 pub(super) struct StoreSlots {
     pub store: Store,

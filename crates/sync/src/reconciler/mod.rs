@@ -72,7 +72,7 @@ use crate::metrics::{DestinationMetrics, RowResult};
 pub use crate::store::DestinationState;
 use crate::store::{Store, StoreError};
 use claims::InFlightTable;
-pub use coordinator::new_instance_id;
+pub use coordinator::{new_instance_id, share_rate_budget};
 use dispatcher::Dispatcher;
 use reachability::Reachability;
 pub use registry::StoreRegistry;
@@ -251,13 +251,7 @@ impl Reconciler {
             StoreRegistry(store.clone()),
             cfg.destination.clone(),
         );
-        client
-            .limiter()
-            .share_slots(Arc::new(coordinator::StoreSlots {
-                store: store.clone(),
-                project: cfg.project.clone(),
-                clock: clock.clone(),
-            }));
+        share_rate_budget(&client, store.clone(), cfg.project.clone(), clock.clone());
         let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {

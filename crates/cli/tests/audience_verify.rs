@@ -1,0 +1,265 @@
+//! `audience verify` as an operator runs it beside the service: drift made by hand in the
+//! (emulated) Iterable project, members removed and added directly through its API, is found
+//! by `verify` (text and `--json`, exit 1) and fixed by `--repair` (the service sends the
+//! corrections; the list ends equal to the audience); a second `verify` finds nothing.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType, RunningEmulator};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iterable-lists");
+const KEY: &str = "0123456789abcdef0123456789abcd31";
+const WRITE_KEY: &str = "wk_verify";
+
+/// Kills the service when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn emulator() -> RunningEmulator {
+    let mut c = EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    Emulator::start(c).await.expect("emulator")
+}
+
+fn config(dir: &Path, base_url: &str) -> std::path::PathBuf {
+    let p = dir.join("iterable-lists.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}\"\n[[destination]]\n\
+             name = \"prod\"\napi_key = \"{KEY}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n\
+             base_url = \"{base_url}\"\n[destination.delivery]\nlinger_ms = 20\n",
+            dir.join("lists.db").display()
+        ),
+    )
+    .expect("config");
+    p
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Users entering (`true`) or leaving `vip`, one event each, in order.
+async fn send(url: &str, users: &[(&str, bool)]) {
+    let batch: Vec<Value> = users
+        .iter()
+        .enumerate()
+        .map(|(i, (email, member))| {
+            json!({"type": "identify", "messageId": format!("m-{email}-{i}"),
+                   "userId": email.split('@').next(),
+                   "timestamp": format!("2026-12-01T00:00:{:02}.000Z", i),
+                   "traits": {"email": email, "vip": member},
+                   "context": {"personas": {"computation_key": "vip",
+                                            "computation_class": "audience"}}})
+        })
+        .collect();
+    let r = http()
+        .post(format!("{url}/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .header("Content-Type", "application/json")
+        .body(json!({ "batch": batch }).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// The emulator's lists named `name`: (id, member emails).
+fn lists(emu: &RunningEmulator, name: &str) -> Vec<(i64, BTreeSet<String>)> {
+    emu.state(true)
+        .iter()
+        .flat_map(|p| p.lists.iter())
+        .filter(|l| l.name == name)
+        .map(|l| {
+            let members = l
+                .members
+                .iter()
+                .flatten()
+                .filter_map(|m| m.email.clone())
+                .collect();
+            (l.id, members)
+        })
+        .collect()
+}
+
+fn set(emails: &[&str]) -> BTreeSet<String> {
+    emails.iter().map(|e| e.to_string()).collect()
+}
+
+/// Waits until the one list named `vip` holds exactly `want`; returns its id.
+async fn until_list(emu: &RunningEmulator, want: &BTreeSet<String>) -> i64 {
+    let mut last = Vec::new();
+    for _ in 0..600 {
+        last = lists(emu, "vip");
+        if let [(id, members)] = last.as_slice()
+            && members == want
+        {
+            return *id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the list never held {want:?}; lists: {last:?}");
+}
+
+/// Subscribes or unsubscribes `emails` directly in the emulated project, as a person in
+/// Iterable's UI would.
+async fn by_hand(emu: &RunningEmulator, path: &str, list_id: i64, emails: &[&str]) {
+    let subscribers: Vec<Value> = emails.iter().map(|e| json!({ "email": e })).collect();
+    let r = http()
+        .post(format!("{}/api/lists/{path}", emu.url()))
+        .header("Api-Key", KEY)
+        .header("Content-Type", "application/json")
+        .body(json!({"listId": list_id, "subscribers": subscribers}).to_string())
+        .send()
+        .await
+        .expect("by hand");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+fn verify(config: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["audience", "verify", "--config"])
+        .arg(config)
+        .args(["--audience", "vip"])
+        .args(extra)
+        .output()
+        .expect("run audience verify")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_made_by_hand_is_found_and_repaired() {
+    let emu = emulator().await;
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = config(&dir, &emu.url());
+    let (child, url) = support::start(&cfg, &dir.join("serve.log"));
+    let _svc = Running(child);
+
+    let audience = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"];
+    let mut events: Vec<(&str, bool)> = audience.iter().map(|e| (*e, true)).collect();
+    events.extend([("f@example.com", true), ("f@example.com", false)]);
+    send(&url, &events).await;
+    let list_id = until_list(&emu, &set(&audience)).await;
+
+    // In sync: exit 0.
+    let o = verify(&cfg, &[]);
+    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("in sync"), "{}", text(&o.stdout));
+
+    // By hand in Iterable: two members removed, the leaver and a stranger added.
+    by_hand(&emu, "unsubscribe", list_id, &["b@example.com", "c@example.com"]).await;
+    by_hand(&emu, "subscribe", list_id, &["f@example.com", "zed@example.com"]).await;
+
+    let o = verify(&cfg, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "drift exits 1: {}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    assert_eq!(
+        (
+            &v["list_id"],
+            &v["in_iterable"],
+            &v["acknowledged"],
+            &v["missing"],
+            &v["extra"],
+            &v["extra_unknown"],
+            &v["in_sync"]
+        ),
+        (
+            &json!(list_id),
+            &json!(4),
+            &json!(4),
+            &json!(2),
+            &json!(2),
+            &json!(1),
+            &json!(false)
+        ),
+        "{v}"
+    );
+    let samples = |k: &str| -> BTreeSet<String> {
+        v[k].as_array()
+            .expect("samples")
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(samples("missing_samples"), set(&["b@example.com", "c@example.com"]));
+    assert_eq!(samples("extra_samples"), set(&["f@example.com", "zed@example.com"]));
+    // Progress as JSON lines on stderr.
+    let progress: Vec<Value> = text(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: a JSON progress line: {l:?}")))
+        .collect();
+    assert!(
+        progress.iter().any(|p| p["phase"] == "reading" && p["done"] == 4),
+        "{progress:?}"
+    );
+    assert_eq!(
+        until_list(&emu, &set(&["a@example.com", "d@example.com", "f@example.com", "zed@example.com"])).await,
+        list_id,
+        "verify alone changes nothing"
+    );
+
+    // Repair: the running service sends the corrections.
+    let o = verify(&cfg, &["--repair"]);
+    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("repaired: 3 keys pending again, 1 unsubscribes stored"),
+        "{out}"
+    );
+    assert!(
+        text(&o.stderr).contains("audience verify: reading: 4/4 identifiers (100%)"),
+        "plain progress lines when not a terminal: {}",
+        text(&o.stderr)
+    );
+    assert_eq!(until_list(&emu, &set(&audience)).await, list_id);
+    assert_eq!(lists(&emu, "vip").len(), 1, "one list per audience");
+
+    let o = verify(&cfg, &[]);
+    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("in sync"), "{}", text(&o.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_audience_or_destination_is_named() {
+    let emu = emulator().await;
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = config(&dir, &emu.url());
+    // The database exists once the service ran.
+    let (child, _url) = support::start(&cfg, &dir.join("serve.log"));
+    drop(Running(child));
+    let o = verify(&cfg, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("audience \"vip\" of destination \"prod\" has no list yet"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = verify(&cfg, &["--destination", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--destination: no destination named \"nope\""),
+        "{}",
+        text(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
