@@ -109,6 +109,15 @@ impl<R: ListRegistry> ListResolver<R> {
         c.get(&list_id).is_some_and(|t| t.elapsed() < FRESH_FOR)
     }
 
+    /// Marks `list_id` as created now (by a caller other than [`ListResolver::resolve`]):
+    /// see [`ListResolver::is_fresh`].
+    pub fn mark_created(&self, list_id: i64) {
+        self.created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(list_id, Instant::now());
+    }
+
     /// Stores the audience's list, `found` in Iterable or created; logs it (once per
     /// audience: later lookups find it in the registry).
     async fn remember(&self, audience: &str, id: i64, found: bool) -> Result<i64, ResolveError> {

@@ -9,6 +9,7 @@ use destination::AudienceSettings;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use segment::membership::RetlSyncMode;
+use sync::reconciler::OnListDeleted;
 use serde_json::Value;
 use toml::Spanned;
 
@@ -47,6 +48,9 @@ pub struct DestinationConfig {
     pub audiences: BTreeMap<String, AudienceSettings>,
     /// How reverse-ETL row changes sync (`retl_sync_mode`); `None` reads them like any event.
     pub retl_sync_mode: Option<RetlSyncMode>,
+    /// What happens when an audience's list was deleted in Iterable (`on_list_deleted`:
+    /// `"recreate"`, the default, or `"pause"`).
+    pub on_list_deleted: OnListDeleted,
     /// Batching, concurrency, timeouts and rate limits (`[destination.delivery]`).
     pub delivery: Delivery,
 }
@@ -188,6 +192,15 @@ pub(super) fn read_destination(
                 .map_err(|e| t.fail("retl_sync_mode", v.span(), e))?,
         ),
     };
+    let on_list_deleted = match &raw.on_list_deleted {
+        None => OnListDeleted::default(),
+        Some(v) => v
+            .get_ref()
+            .0
+            .trim()
+            .parse::<OnListDeleted>()
+            .map_err(|e| t.fail("on_list_deleted", v.span(), e))?,
+    };
     let delivery = match &raw.delivery {
         Some(d) => t.nested("delivery").delivery(&d.0)?,
         None => Delivery::default(),
@@ -209,6 +222,7 @@ pub(super) fn read_destination(
             audience_defaults,
             audiences,
             retl_sync_mode,
+            on_list_deleted,
             delivery,
         },
         name_span,

@@ -363,6 +363,12 @@ mod tests {
                 ],
             ),
             (
+                d("on_list_deleted = \"keep\""),
+                vec![
+                    r#"destination "prod": on_list_deleted: expected "recreate" or "pause", got "keep""#,
+                ],
+            ),
+            (
                 d("mapping = { phone = { \"@path\" = \"$.traits.phone\" } }"),
                 vec![r#"destination "prod": mapping: mapping key "phone" is not a field"#],
             ),

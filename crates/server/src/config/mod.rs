@@ -243,6 +243,7 @@ write_keys = ["wk_live_123"]         # keys that senders authenticate with
         assert_eq!(d.audience_defaults, AudienceSettings::default());
         assert!(d.audiences.is_empty());
         assert_eq!(d.retl_sync_mode, None);
+        assert_eq!(d.on_list_deleted, sync::reconciler::OnListDeleted::Recreate);
         let want = Delivery {
             batch_size: 1000,
             max_request_bytes: 4_000_000,
@@ -276,6 +277,7 @@ region = "EU"
 write_keys = ["a", "b"]
 webhook_secret = "hook"
 retl_sync_mode = "mirror"
+on_list_deleted = "pause"
 mapping = {{ userId = {{ "@path" = "$.traits.uid" }}, email = false }}
 audience_defaults = {{ channel_unsubscribe = true, campaign_id = 7 }}
 [destination.audiences.vip_users]
@@ -312,6 +314,7 @@ subscribe = "20/s"
         assert_eq!(d.write_keys.len(), 2);
         assert_eq!(d.webhook_secret.as_ref().unwrap().expose(), "hook");
         assert_eq!(d.retl_sync_mode, Some(RetlSyncMode::Mirror));
+        assert_eq!(d.on_list_deleted, sync::reconciler::OnListDeleted::Pause);
         assert_eq!(
             d.mapping,
             Some(serde_json::json!({"email": null, "userId": {"@path": "$.traits.uid"}}))

@@ -97,6 +97,7 @@ pub(super) struct RawDestination {
     pub(super) audience_defaults: Option<Table<RawAudience>>,
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
+    pub(super) on_list_deleted: Option<Spanned<Text>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
 }
 

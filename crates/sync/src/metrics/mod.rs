@@ -248,6 +248,7 @@ pub struct DestinationMetrics {
     rows: [AtomicU64; 4],
     requests: [[AtomicU64; 6]; ENDPOINTS.len()],
     pauses: AtomicU64,
+    lists_recreated: AtomicU64,
     latency: Histogram,
     ignored_settings: [AtomicU64; SettingName::ALL.len()],
 }
@@ -316,6 +317,15 @@ impl DestinationMetrics {
     /// Pauses so far.
     pub fn pauses_count(&self) -> u64 {
         self.pauses.load(Ordering::Relaxed)
+    }
+
+    /// A list deleted in Iterable was replaced by a new one.
+    pub fn list_recreated(&self) {
+        self.lists_recreated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn lists_recreated_count(&self) -> u64 {
+        self.lists_recreated.load(Ordering::Relaxed)
     }
 
     /// Counts one audience setting an accepted event carried but that could not be used.

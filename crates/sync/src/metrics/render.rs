@@ -66,6 +66,7 @@ fn float(v: f64) -> String {
 ///   own retries) by status class;
 /// - `iterable_lists_delivery_latency_seconds`: acceptance to acknowledgement, a histogram;
 /// - `iterable_lists_destination_paused` (gauge) and `iterable_lists_pauses_total`;
+/// - `iterable_lists_lists_recreated_total`: lists deleted in Iterable, created again;
 /// - `iterable_lists_audience_settings_ignored_total{setting}`: audience settings of stored
 ///   events that could not be used (left unset for the event), by setting;
 /// - `iterable_lists_destination_degraded` (gauge): Iterable unreachable for a while;
@@ -239,6 +240,21 @@ fn states(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
             PAUSES,
             &[("destination", d.name)],
             d.metrics.pauses_count(),
+        );
+    }
+    const RECREATED: &str = "iterable_lists_lists_recreated_total";
+    family(
+        out,
+        RECREATED,
+        "counter",
+        "Lists deleted in Iterable that were created again and refilled.",
+    );
+    for d in destinations {
+        sample(
+            out,
+            RECREATED,
+            &[("destination", d.name)],
+            d.metrics.lists_recreated_count(),
         );
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use destination::classify::{RowOutcome, SentRow, classify};
 use destination::plan::{Change, Limits, Operation, build_requests};
 use iterable::client::{AttemptObserver, ErrorKind, IterableError};
+use iterable::errors::ErrorClass;
 use iterable::limiter::Endpoint;
 use iterable::types::BulkUpdateResponse;
 use retry::{Answer, Call, Origin, Verdict, decide, random_fraction};
@@ -90,6 +91,8 @@ impl Job {
         let mut pieces: Vec<Piece> = vec![(self.body.clone(), (0..self.rows.len()).collect())];
         // One draw per request: its rows are retried together.
         let fraction = random_fraction();
+        // Iterable answered that the registry's list does not exist (deleted?).
+        let mut deleted = false;
         while let Some((body, idx)) = pieces.pop() {
             let result = self.send(&inner, body, &idx).await;
             done.report.requests += 1;
@@ -111,6 +114,14 @@ impl Job {
             };
             let failure = e.failure();
             let call = self.call(&inner, idx.len());
+            deleted |= failure.class == ErrorClass::InvalidList
+                && matches!(
+                    call,
+                    Call::Request {
+                        origin: Origin::Registry,
+                        ..
+                    }
+                );
             let (mut retried, mut paused) = (0, false);
             for &i in &idx {
                 let verdict = decide(
@@ -155,6 +166,9 @@ impl Job {
                 done.report.requests = requests;
             }
             Err(e) => done.failure = Some(e),
+        }
+        if deleted {
+            inner.list_deleted(&self.audience, self.list_id).await;
         }
         done
     }

@@ -34,14 +34,16 @@
 //! exponential backoff and jitter, so they survive a restart; a 401 pauses the destination
 //! without touching the rows (probed with `GET /api/lists` every `probe_interval`, resumed
 //! when it works); `invalidListId` is retried soon for a list this process just created and
-//! much later otherwise (never re-created here); other 4xx reject the rows with Iterable's
+//! much later otherwise; a registered list that Iterable no longer lists is re-created, and the
+//! audience's members sent to the new one (`recreate`; unless `on_list_deleted` is `Pause`);
+//! other 4xx reject the rows with Iterable's
 //! code and message; a `413` splits the request in halves. Every error path either records an
 //! outcome or leaves the row pending: no row is ever lost.
 //!
 //! The parts: `dispatcher` (the round over audiences: fetch, linger, start), `plan` (the
 //! list, the planner, one task per request), `job` (one request: send, decide, record),
 //! `claims` (users with a request in flight), `pause` (paused, degraded, the probe; with
-//! `reachability`), `notices` (what a failed request logs, and how often), `attempts` (failed tries while the client retries), `running` (the
+//! `reachability`), `recreate` (a list deleted in Iterable comes back), `notices` (what a failed request logs, and how often), `attempts` (failed tries while the client retries), `running` (the
 //! loop), `registry` (the store as the resolver's registry), `shared` (what they share).
 
 mod attempts;
@@ -53,6 +55,7 @@ mod notices;
 mod pause;
 mod plan;
 mod reachability;
+mod recreate;
 mod registry;
 mod running;
 mod shared;
@@ -75,6 +78,7 @@ use claims::InFlightTable;
 pub use coordinator::{new_instance_id, share_rate_budget};
 use dispatcher::Dispatcher;
 use reachability::Reachability;
+pub use recreate::OnListDeleted;
 pub use registry::StoreRegistry;
 use running::Running;
 use shared::{Inner, lock};
@@ -103,7 +107,8 @@ pub struct ReconcilerConfig {
     /// (default 2 s).
     pub fresh_list_retry: Duration,
     /// Retry delay after `invalidListId` on any other list (default 1 h): the list was
-    /// probably deleted in Iterable, which needs an operator.
+    /// probably deleted in Iterable (re-created at once unless `on_list_deleted` is `Pause`;
+    /// the rows are then due again at once).
     pub missing_list_retry: Duration,
     /// While paused by a 401, how often the key is tried again (default 60 s).
     pub probe_interval: Duration,
@@ -122,6 +127,8 @@ pub struct ReconcilerConfig {
     /// The Iterable project whose rate budget the instances share: a hash of the API key,
     /// never the key (default: the destination's name).
     pub project: String,
+    /// What happens when an audience's list was deleted in Iterable (default: re-created).
+    pub on_list_deleted: OnListDeleted,
 }
 
 impl ReconcilerConfig {
@@ -144,6 +151,7 @@ impl ReconcilerConfig {
             degraded_after: Duration::from_secs(60),
             instance: new_instance_id(),
             lease: Duration::from_secs(30),
+            on_list_deleted: OnListDeleted::default(),
         }
     }
 
@@ -273,6 +281,7 @@ impl Reconciler {
                 notices: notices::Notices::default(),
                 coord: Mutex::new(Default::default()),
                 looping: AtomicBool::new(false),
+                replacing: Default::default(),
             }),
         }
     }

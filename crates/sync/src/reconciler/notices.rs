@@ -1,5 +1,6 @@
 //! What failed requests tell the logs, and how often, so that a storm of failures is a few
-//! lines, not one per request: a list gone from Iterable is named once (per list, per process);
+//! lines, not one per request: a list gone from Iterable is named once (per list, per process;
+//! when it is re-created, `recreate` tells);
 //! rows whose tries ran out (the client's own retries exhausted, the rows stored for a later
 //! retry) and `429` answers are each reported at most once a minute per destination, with the
 //! counts since the last line. Everything else about one request or try is a debug line.
@@ -105,14 +106,20 @@ impl Inner {
         if failure.class == ErrorClass::InvalidList {
             match origin {
                 Origin::Fresh => {}
-                Origin::Registry if self.notices.list_missing(list_id) => tracing::info!(
-                    destination = %destination,
-                    audience,
-                    list_id,
-                    answer = %failure.words,
-                    "list no longer exists in Iterable (deleted?); it is not re-created: its rows \
-                     wait (retried hourly) until an operator acts"
-                ),
+                Origin::Registry
+                    if self.cfg.on_list_deleted == super::OnListDeleted::Pause
+                        && self.notices.list_missing(list_id) =>
+                {
+                    tracing::info!(
+                        destination = %destination,
+                        audience,
+                        list_id,
+                        answer = %failure.words,
+                        "list no longer exists in Iterable (deleted?); it is not re-created \
+                         (on_list_deleted = \"pause\"): its rows wait (retried hourly) until an \
+                         operator acts"
+                    )
+                }
                 Origin::Explicit if self.notices.list_missing(list_id) => tracing::warn!(
                     destination = %destination,
                     audience,

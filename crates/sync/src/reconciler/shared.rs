@@ -30,7 +30,8 @@ pub(super) struct Inner {
     pub metrics: Arc<DestinationMetrics>,
     pub clock: EpochClock,
     pub resolver: ListResolver<StoreRegistry>,
-    /// Audience → list, once resolved (the registry never changes an entry).
+    /// Audience → list, once resolved (the registry changes an entry only when the list was
+    /// deleted in Iterable and is replaced, see `recreate`).
     pub lists: Mutex<HashMap<String, i64>>,
     pub waker: Arc<Notify>,
     /// Running or paused (degraded is worked out from `reach`).
@@ -54,6 +55,8 @@ pub(super) struct Inner {
     pub coord: Mutex<Coord>,
     /// Whether [`super::Reconciler::run`] is running (a pass then leaves the leases to it).
     pub looping: AtomicBool,
+    /// Deleted lists being replaced (see `recreate`).
+    pub replacing: super::recreate::Replacing,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.

@@ -1,7 +1,9 @@
-//! `audience verify` as an operator runs it beside the service: drift made by hand in the
-//! (emulated) Iterable project, members removed and added directly through its API, is found
-//! by `verify` (text and `--json`, exit 1) and fixed by `--repair` (the service sends the
-//! corrections; the list ends equal to the audience); a second `verify` finds nothing.
+//! Drift repair as an operator meets it beside the service. `audience verify`: drift made by
+//! hand in the (emulated) Iterable project, members removed and added directly through its
+//! API, is found (text and `--json`, exit 1) and fixed by `--repair` (the service sends the
+//! corrections; the list ends equal to the audience); a second `verify` finds nothing. A list
+//! deleted in Iterable is created again and refilled, one list per audience; with
+//! `on_list_deleted = "pause"` it is not.
 
 mod support;
 
@@ -10,7 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType, RunningEmulator};
+use iterable_emulator::{
+    Emulator, EmulatorConfig, ProjectConfig, ProjectType, RunningEmulator, SeedList, SeedRequest,
+};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_iterable-lists");
@@ -34,13 +38,18 @@ async fn emulator() -> RunningEmulator {
 }
 
 fn config(dir: &Path, base_url: &str) -> std::path::PathBuf {
+    config_with(dir, base_url, "")
+}
+
+/// A configuration with `extra` lines in its destination table.
+fn config_with(dir: &Path, base_url: &str, extra: &str) -> std::path::PathBuf {
     let p = dir.join("iterable-lists.toml");
     std::fs::write(
         &p,
         format!(
             "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}\"\n[[destination]]\n\
              name = \"prod\"\napi_key = \"{KEY}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n\
-             base_url = \"{base_url}\"\n[destination.delivery]\nlinger_ms = 20\n",
+             base_url = \"{base_url}\"\n{extra}[destination.delivery]\nlinger_ms = 20\n",
             dir.join("lists.db").display()
         ),
     )
@@ -55,10 +64,16 @@ fn http() -> reqwest::Client {
 
 /// Users entering (`true`) or leaving `vip`, one event each, in order.
 async fn send(url: &str, users: &[(&str, bool)]) {
+    send_from(url, users, 0).await
+}
+
+/// [`send`], the events numbered (messageId, second of the timestamp) from `first`.
+async fn send_from(url: &str, users: &[(&str, bool)], first: usize) {
     let batch: Vec<Value> = users
         .iter()
         .enumerate()
         .map(|(i, (email, member))| {
+            let i = i + first;
             json!({"type": "identify", "messageId": format!("m-{email}-{i}"),
                    "userId": email.split('@').next(),
                    "timestamp": format!("2026-12-01T00:00:{:02}.000Z", i),
@@ -261,5 +276,114 @@ async fn an_unknown_audience_or_destination_is_named() {
         "{}",
         text(&o.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates the list `vip` in Iterable before the service starts (the service finds it), and
+/// returns its id: a list the service itself created in the last minute may still be unknown
+/// to parts of Iterable, and an `invalidListId` about it is retried instead.
+fn seed_vip(emu: &RunningEmulator) -> i64 {
+    let seeded = emu
+        .seed(&SeedRequest {
+            lists: vec![SeedList {
+                name: "vip".into(),
+                ..SeedList::default()
+            }],
+            ..SeedRequest::default()
+        })
+        .expect("seed");
+    seeded.lists[0].id
+}
+
+/// Deletes list `id` directly in the emulated project.
+async fn delete_list(emu: &RunningEmulator, id: i64) {
+    let r = http()
+        .delete(format!("{}/api/lists/{id}", emu.url()))
+        .header("Api-Key", KEY)
+        .send()
+        .await
+        .expect("delete");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert!(lists(&emu, "vip").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_deleted_in_iterable_is_created_again_and_refilled() {
+    let emu = emulator().await;
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seeded = seed_vip(&emu);
+    let cfg = config(&dir, &emu.url());
+    let log = dir.join("serve.log");
+    let (child, url) = support::start(&cfg, &log);
+    let _svc = Running(child);
+    let audience = ["a@example.com", "b@example.com", "c@example.com"];
+    let mut events: Vec<(&str, bool)> = audience.iter().map(|e| (*e, true)).collect();
+    events.extend([("f@example.com", true), ("f@example.com", false)]);
+    send(&url, &events).await;
+    let old = until_list(&emu, &set(&audience)).await;
+    assert_eq!(old, seeded);
+
+    delete_list(&emu, old).await;
+    // The next change of the audience meets the deleted list.
+    send_from(&url, &[("e@example.com", true)], 10).await;
+    let all = set(&["a@example.com", "b@example.com", "c@example.com", "e@example.com"]);
+    let new = until_list(&emu, &all).await;
+    assert_ne!(new, old, "a new list");
+    assert_eq!(lists(&emu, "vip").len(), 1, "one list per audience");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains(&format!("list {old} was deleted in Iterable: created list {new}")),
+        "{logged}"
+    );
+    // The new list is the registry's: verify reads it and finds it in sync.
+    let o = verify(&cfg, &["--json"]);
+    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!((&v["list_id"], &v["in_iterable"]), (&json!(new), &json!(4)), "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pause_a_deleted_list_is_not_created_again() {
+    let emu = emulator().await;
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seeded = seed_vip(&emu);
+    let cfg = config_with(&dir, &emu.url(), "on_list_deleted = \"pause\"\n");
+    let (child, url) = support::start(&cfg, &dir.join("serve.log"));
+    let _svc = Running(child);
+    send(&url, &[("a@example.com", true)]).await;
+    let old = until_list(&emu, &set(&["a@example.com"])).await;
+    assert_eq!(old, seeded);
+    delete_list(&emu, old).await;
+    send_from(&url, &[("e@example.com", true)], 10).await;
+    // The event waits, its last error Iterable's answer; no list comes back.
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let o = Command::new(BIN)
+            .args(["events", "show", "m-e@example.com-10", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("events show");
+        if o.status.success() {
+            last = serde_json::from_slice(&o.stdout).expect("json");
+            let reason = last["audiences"][0]["reason"].as_str().unwrap_or("");
+            if last["audiences"][0]["status"] == "pending"
+                && reason.contains("invalidListId")
+                && !reason.contains("created moments ago")
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["audiences"][0]["status"], "pending", "{last}");
+    let reason = last["audiences"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("invalidListId") && !reason.contains("created moments ago"),
+        "{last}"
+    );
+    assert!(lists(&emu, "vip").is_empty(), "not re-created");
     let _ = std::fs::remove_dir_all(&dir);
 }
