@@ -1,7 +1,9 @@
 //! Drift repair as an operator meets it beside the service. `audience verify`: drift made by
 //! hand in the (emulated) Iterable project, members removed and added directly through its
 //! API, is found (text and `--json`, exit 1) and fixed by `--repair` (the service sends the
-//! corrections; the list ends equal to the audience); a second `verify` finds nothing. A list
+//! corrections; the list ends equal to the audience); a second `verify` finds nothing; with
+//! `verify_every` and `verify_repair`, the service does it by itself and shows it in its
+//! metrics. A list
 //! deleted in Iterable is created again and refilled, one list per audience; with
 //! `on_list_deleted = "pause"` it is not.
 
@@ -385,5 +387,62 @@ async fn with_pause_a_deleted_list_is_not_created_again() {
         "{last}"
     );
     assert!(lists(&emu, "vip").is_empty(), "not re-created");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_verify_repairs_drift_and_reports_it_in_the_metrics() {
+    let emu = emulator().await;
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = config_with(
+        &dir,
+        &emu.url(),
+        "verify_every = \"1s\"\nverify_repair = true\n",
+    );
+    let log = dir.join("serve.log");
+    let (child, url) = support::start(&cfg, &log);
+    let _svc = Running(child);
+    let audience = ["a@example.com", "b@example.com"];
+    let events: Vec<(&str, bool)> = audience.iter().map(|e| (*e, true)).collect();
+    send(&url, &events).await;
+    let list_id = until_list(&emu, &set(&audience)).await;
+
+    by_hand(&emu, "unsubscribe", list_id, &["b@example.com"]).await;
+    by_hand(&emu, "subscribe", list_id, &["zed@example.com"]).await;
+    // Found, and repaired, by the service alone.
+    assert_eq!(until_list(&emu, &set(&audience)).await, list_id);
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains("the Iterable list drifted from the audience: 1 missing, 1 extra"),
+        "{logged}"
+    );
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = http()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        if metrics.contains(
+            r#"iterable_lists_drift_members{destination="prod",audience="vip",kind="missing"} 0"#,
+        ) && metrics.contains(
+            r#"iterable_lists_drift_members{destination="prod",audience="vip",kind="extra"} 0"#,
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains(r#"iterable_lists_drift_members{destination="prod",audience="vip",kind="missing"} 0"#),
+        "the next verify finds it in sync: {metrics}"
+    );
+    assert!(
+        metrics.contains(r#"iterable_lists_drift_verified_timestamp_seconds{destination="prod",audience="vip"} "#),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

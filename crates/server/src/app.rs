@@ -366,6 +366,20 @@ impl RunningService {
                 reconcilers.push(tokio::spawn(async move { r.run(rx).await }));
             }
         }
+        // `verify_every`: the live lists compared with the store in the background.
+        for d in &state.destinations {
+            if let (Some(r), Some(every)) = (&d.reconciler, d.config.verify_every) {
+                let schedule = sync::drift::schedule::VerifySchedule {
+                    every,
+                    repair: d.config.verify_repair,
+                };
+                reconcilers.push(tokio::spawn(sync::drift::schedule::run(
+                    r.clone(),
+                    schedule,
+                    rx.clone(),
+                )));
+            }
+        }
         let store_watch = tokio::spawn(watch_store(state.store.clone(), rx.clone()));
         let retention = state.config.storage_retention.map(|period| {
             tokio::spawn(sync::retention::run(

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::time::Duration;
 
 use destination::AudienceSettings;
 use destination::settings::{ProjectType, Region};
@@ -51,6 +52,12 @@ pub struct DestinationConfig {
     /// What happens when an audience's list was deleted in Iterable (`on_list_deleted`:
     /// `"recreate"`, the default, or `"pause"`).
     pub on_list_deleted: OnListDeleted,
+    /// How often each audience is verified against its live list in the background
+    /// (`verify_every`, e.g. `"6h"`); `None` (the default): never.
+    pub verify_every: Option<Duration>,
+    /// Whether the scheduled verify also repairs the drift it finds (`verify_repair`,
+    /// default false: it is reported only).
+    pub verify_repair: bool,
     /// Batching, concurrency, timeouts and rate limits (`[destination.delivery]`).
     pub delivery: Delivery,
 }
@@ -201,6 +208,11 @@ pub(super) fn read_destination(
             .parse::<OnListDeleted>()
             .map_err(|e| t.fail("on_list_deleted", v.span(), e))?,
     };
+    let verify_every = match &raw.verify_every {
+        None => None,
+        Some(v) => Some(parse_every(&v.get_ref().0).map_err(|p| t.fail("verify_every", v.span(), p))?),
+    };
+    let verify_repair = raw.verify_repair.as_ref().is_some_and(|f| f.get_ref().0);
     let delivery = match &raw.delivery {
         Some(d) => t.nested("delivery").delivery(&d.0)?,
         None => Delivery::default(),
@@ -223,6 +235,8 @@ pub(super) fn read_destination(
             audiences,
             retl_sync_mode,
             on_list_deleted,
+            verify_every,
+            verify_repair,
             delivery,
         },
         name_span,
@@ -380,5 +394,59 @@ mod tests {
         let bare = parse(&dest("d", "wk", ""));
         let e = s(None, Some(true), None);
         assert_eq!(bare.destinations[0].audience_settings("vip", e), e);
+    }
+}
+
+/// A period such as `"30m"`, `"6h"` or `"1d"`: a whole number and `s`, `m`, `h` or `d`, at
+/// least one second.
+pub(super) fn parse_every(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "expected a period like \"30m\", \"6h\" or \"1d\" (a whole number and s, m, h or \
+             d), got {text:?}"
+        )
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(bad)?;
+    if secs == 0 {
+        return Err(format!("must be at least 1s, got {text:?}"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod every_tests {
+    use super::*;
+
+    #[test]
+    fn periods_by_table() {
+        for (text, want) in [
+            ("30m", Ok(1800)),
+            (" 6h ", Ok(21_600)),
+            ("1d", Ok(86_400)),
+            ("1s", Ok(1)),
+            ("0s", Err("must be at least 1s")),
+            ("6", Err("expected a period")),
+            ("h", Err("expected a period")),
+            ("1.5h", Err("expected a period")),
+            ("6 h", Err("expected a period")),
+            ("99999999999999999d", Err("expected a period")),
+        ] {
+            match (parse_every(text), want) {
+                (Ok(d), Ok(s)) => assert_eq!(d, Duration::from_secs(s), "{text}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{text}: {e}"),
+                (got, want) => panic!("{text}: {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -116,6 +116,8 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
         audiences: BTreeMap::new(),
         retl_sync_mode: None,
         on_list_deleted: Default::default(),
+        verify_every: None,
+        verify_repair: false,
         delivery: Delivery::default(),
     });
     Ok(config)

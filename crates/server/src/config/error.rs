@@ -363,6 +363,16 @@ mod tests {
                 ],
             ),
             (
+                d("verify_every = \"often\""),
+                vec![
+                    r#"destination "prod": verify_every: expected a period like "30m", "6h" or "1d""#,
+                ],
+            ),
+            (
+                d("verify_repair = \"yes\""),
+                vec![r#"destination "prod": verify_repair"#],
+            ),
+            (
                 d("on_list_deleted = \"keep\""),
                 vec![
                     r#"destination "prod": on_list_deleted: expected "recreate" or "pause", got "keep""#,

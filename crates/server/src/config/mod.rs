@@ -244,6 +244,7 @@ write_keys = ["wk_live_123"]         # keys that senders authenticate with
         assert!(d.audiences.is_empty());
         assert_eq!(d.retl_sync_mode, None);
         assert_eq!(d.on_list_deleted, sync::reconciler::OnListDeleted::Recreate);
+        assert_eq!((d.verify_every, d.verify_repair), (None, false));
         let want = Delivery {
             batch_size: 1000,
             max_request_bytes: 4_000_000,
@@ -278,6 +279,8 @@ write_keys = ["a", "b"]
 webhook_secret = "hook"
 retl_sync_mode = "mirror"
 on_list_deleted = "pause"
+verify_every = "6h"
+verify_repair = true
 mapping = {{ userId = {{ "@path" = "$.traits.uid" }}, email = false }}
 audience_defaults = {{ channel_unsubscribe = true, campaign_id = 7 }}
 [destination.audiences.vip_users]
@@ -315,6 +318,8 @@ subscribe = "20/s"
         assert_eq!(d.webhook_secret.as_ref().unwrap().expose(), "hook");
         assert_eq!(d.retl_sync_mode, Some(RetlSyncMode::Mirror));
         assert_eq!(d.on_list_deleted, sync::reconciler::OnListDeleted::Pause);
+        assert_eq!(d.verify_every, Some(Duration::from_secs(6 * 3600)));
+        assert!(d.verify_repair);
         assert_eq!(
             d.mapping,
             Some(serde_json::json!({"email": null, "userId": {"@path": "$.traits.uid"}}))

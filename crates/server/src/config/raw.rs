@@ -98,6 +98,8 @@ pub(super) struct RawDestination {
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
     pub(super) on_list_deleted: Option<Spanned<Text>>,
+    pub(super) verify_every: Option<Spanned<Text>>,
+    pub(super) verify_repair: Option<Spanned<Flag>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
 }
 

@@ -15,6 +15,7 @@
 //! any other (`accept`), without a time, so any real event of that user wins over it.
 
 pub mod lines;
+pub mod schedule;
 pub mod walk;
 
 use std::time::{Duration, Instant};

@@ -17,6 +17,17 @@ mod render;
 
 pub use render::{render, render_store};
 
+/// What the last scheduled verify of one audience found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// Acknowledged members missing from the list.
+    pub missing: u64,
+    /// Identifiers in the list against the store.
+    pub extra: u64,
+    /// When (epoch ms).
+    pub verified_ms: i64,
+}
+
 /// Upper bounds (seconds) of the latency histogram's buckets; `+Inf` comes after them.
 pub const LATENCY_BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
@@ -249,6 +260,8 @@ pub struct DestinationMetrics {
     requests: [[AtomicU64; 6]; ENDPOINTS.len()],
     pauses: AtomicU64,
     lists_recreated: AtomicU64,
+    /// By audience: the drift the last scheduled verify found (missing, extra) and when.
+    drift: std::sync::Mutex<std::collections::BTreeMap<String, Drift>>,
     latency: Histogram,
     ignored_settings: [AtomicU64; SettingName::ALL.len()],
 }
@@ -326,6 +339,25 @@ impl DestinationMetrics {
 
     pub fn lists_recreated_count(&self) -> u64 {
         self.lists_recreated.load(Ordering::Relaxed)
+    }
+
+    /// A scheduled verify of `audience` found `missing` and `extra` members at `at_ms`.
+    pub fn drift_verified(&self, audience: &str, missing: u64, extra: u64, at_ms: i64) {
+        let mut d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+        d.insert(
+            audience.to_string(),
+            Drift {
+                missing,
+                extra,
+                verified_ms: at_ms,
+            },
+        );
+    }
+
+    /// What the last scheduled verify of each audience found, by audience key.
+    pub fn drift(&self) -> Vec<(String, Drift)> {
+        let d = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+        d.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Counts one audience setting an accepted event carried but that could not be used.

@@ -74,6 +74,8 @@ fn float(v: f64) -> String {
 ///   `iterable_lists_queue_age_seconds`, `iterable_lists_list_members`,
 ///   `iterable_lists_list_rejected`, and `iterable_lists_list_info{list_id}` (always 1) for
 ///   audiences with a registered list;
+/// - per audience verified on a schedule (`verify_every`): `iterable_lists_drift_members{kind}`
+///   (missing, extra) and `iterable_lists_drift_verified_timestamp_seconds`;
 /// - `iterable_lists_event_log_rows`: rows of the event log (one per event and audience),
 ///   which retention keeps bounded.
 pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
@@ -82,6 +84,7 @@ pub fn render(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
     states(out, destinations);
     ignored_settings(out, destinations);
     audience_gauges(out, destinations);
+    drift(out, destinations);
     event_log(out, destinations);
 }
 
@@ -256,6 +259,38 @@ fn states(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
             &[("destination", d.name)],
             d.metrics.lists_recreated_count(),
         );
+    }
+}
+
+/// What the scheduled verifies found, per audience verified.
+fn drift(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
+    const DRIFT: &str = "iterable_lists_drift_members";
+    const VERIFIED: &str = "iterable_lists_drift_verified_timestamp_seconds";
+    family(
+        out,
+        DRIFT,
+        "gauge",
+        "Members the last scheduled verify found missing from the Iterable list, or extra in it.",
+    );
+    for d in destinations {
+        for (audience, x) in d.metrics.drift() {
+            for (kind, n) in [("missing", x.missing), ("extra", x.extra)] {
+                let labels = [("destination", d.name), ("audience", &audience), ("kind", kind)];
+                sample(out, DRIFT, &labels, n);
+            }
+        }
+    }
+    family(
+        out,
+        VERIFIED,
+        "gauge",
+        "When the last scheduled verify of the audience finished (Unix time).",
+    );
+    for d in destinations {
+        for (audience, x) in d.metrics.drift() {
+            let labels = [("destination", d.name), ("audience", audience.as_str())];
+            sample(out, VERIFIED, &labels, float(x.verified_ms as f64 / 1000.0));
+        }
     }
 }
 

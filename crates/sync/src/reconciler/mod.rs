@@ -296,6 +296,21 @@ impl Reconciler {
         &self.inner.metrics
     }
 
+    /// The store it delivers from.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The client it sends through (its rate limiter shared with the other instances).
+    pub fn client(&self) -> &Arc<Client> {
+        &self.inner.client
+    }
+
+    /// Now, by its clock (epoch ms).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.now()
+    }
+
     /// Call `notify_one()` on it after storing events: the loop looks for new work at once.
     pub fn waker(&self) -> Arc<Notify> {
         self.inner.waker.clone()
