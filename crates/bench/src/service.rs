@@ -17,6 +17,8 @@ pub struct Service {
     pub url: String,
     /// Its database.
     pub db: Db,
+    /// Its configuration file.
+    pub config: PathBuf,
 }
 
 /// Where a service stores.
@@ -97,7 +99,12 @@ impl Service {
             .to_string();
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Ok(Self { child, url, db })
+        Ok(Self {
+            child,
+            url,
+            db,
+            config,
+        })
     }
 
     pub fn pid(&self) -> u32 {
