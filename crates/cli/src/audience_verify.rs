@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use iterable::client::{Client, ClientConfig};
+use serde_json::json;
 use server::app::{open_service_store, project_of, system_clock};
 use server::config::{Config, DestinationConfig, Secrets, Storage};
-use serde_json::json;
 use sync::drift::{VerifyOptions, VerifyReport, verify};
 use sync::reconciler::share_rate_budget;
 
@@ -50,7 +50,8 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
         repair,
         json,
     } = cmd;
-    let cfg = Config::load_with(config.as_deref(), Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
+    let cfg =
+        Config::load_with(config.as_deref(), Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
     let d = choose(&cfg, config.as_deref(), destination.as_deref())?.clone();
     if d.api_key.expose().is_empty() {
         bail!(
@@ -80,16 +81,19 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
         .context("cannot start the runtime")?;
     let report = rt.block_on(async {
         // Written to even without --repair: the project's shared rate budget lives there.
-        let store = open_service_store(&cfg)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        let store = open_service_store(&cfg).await.map_err(|e| anyhow!("{e}"))?;
         let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
         cc.timeout = d.delivery.timeout;
         cc.limits = d.delivery.rate_limits.clone();
         let client = Client::new(cc).map_err(|e| anyhow!("{e}"))?;
         // getUsers is limited to 5 a minute per project: the service's instances and this
         // command take their turns from one budget.
-        share_rate_budget(&client, store.clone(), project_of(&d.api_key), system_clock());
+        share_rate_budget(
+            &client,
+            store.clone(),
+            project_of(&d.api_key),
+            system_clock(),
+        );
         let opts = VerifyOptions {
             destination: d.name.clone(),
             audience: audience.clone(),
@@ -132,7 +136,10 @@ fn choose<'c>(
     };
     match (name, cfg.destinations.as_slice()) {
         (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!("--destination: no destination named {n:?} in {source}; it has: {}", names())
+            format!(
+                "--destination: no destination named {n:?} in {source}; it has: {}",
+                names()
+            )
         }),
         (None, [one]) => Ok(one),
         (None, []) => bail!("{source} has no destination"),

@@ -36,7 +36,10 @@ pub fn plain_line(p: &Progress, elapsed: Duration) -> String {
             } else {
                 "unknown".into()
             };
-            format!("/{total} {} ({percent}%), {rate:.0}/s, ETA {eta}", unit(p.phase))
+            format!(
+                "/{total} {} ({percent}%), {rate:.0}/s, ETA {eta}",
+                unit(p.phase)
+            )
         }
         None => format!(" {}, {rate:.0}/s", unit(p.phase)),
     };

@@ -34,7 +34,8 @@ impl Drop for Running {
 }
 
 async fn emulator() -> RunningEmulator {
-    let mut c = EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
+    let mut c =
+        EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
     c.listen = "127.0.0.1:0".parse().expect("addr");
     Emulator::start(c).await.expect("emulator")
 }
@@ -170,7 +171,12 @@ async fn drift_made_by_hand_is_found_and_repaired() {
     let (child, url) = support::start(&cfg, &dir.join("serve.log"));
     let _svc = Running(child);
 
-    let audience = ["a@example.com", "b@example.com", "c@example.com", "d@example.com"];
+    let audience = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ];
     let mut events: Vec<(&str, bool)> = audience.iter().map(|e| (*e, true)).collect();
     events.extend([("f@example.com", true), ("f@example.com", false)]);
     send(&url, &events).await;
@@ -178,15 +184,37 @@ async fn drift_made_by_hand_is_found_and_repaired() {
 
     // In sync: exit 0.
     let o = verify(&cfg, &[]);
-    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     assert!(text(&o.stdout).contains("in sync"), "{}", text(&o.stdout));
 
     // By hand in Iterable: two members removed, the leaver and a stranger added.
-    by_hand(&emu, "unsubscribe", list_id, &["b@example.com", "c@example.com"]).await;
-    by_hand(&emu, "subscribe", list_id, &["f@example.com", "zed@example.com"]).await;
+    by_hand(
+        &emu,
+        "unsubscribe",
+        list_id,
+        &["b@example.com", "c@example.com"],
+    )
+    .await;
+    by_hand(
+        &emu,
+        "subscribe",
+        list_id,
+        &["f@example.com", "zed@example.com"],
+    )
+    .await;
 
     let o = verify(&cfg, &["--json"]);
-    assert_eq!(o.status.code(), Some(1), "drift exits 1: {}", text(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "drift exits 1: {}",
+        text(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).expect("json report");
     assert_eq!(
         (
@@ -216,26 +244,50 @@ async fn drift_made_by_hand_is_found_and_repaired() {
             .filter_map(|s| s.as_str().map(str::to_string))
             .collect()
     };
-    assert_eq!(samples("missing_samples"), set(&["b@example.com", "c@example.com"]));
-    assert_eq!(samples("extra_samples"), set(&["f@example.com", "zed@example.com"]));
+    assert_eq!(
+        samples("missing_samples"),
+        set(&["b@example.com", "c@example.com"])
+    );
+    assert_eq!(
+        samples("extra_samples"),
+        set(&["f@example.com", "zed@example.com"])
+    );
     // Progress as JSON lines on stderr.
     let progress: Vec<Value> = text(&o.stderr)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: a JSON progress line: {l:?}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: a JSON progress line: {l:?}"))
+        })
         .collect();
     assert!(
-        progress.iter().any(|p| p["phase"] == "reading" && p["done"] == 4),
+        progress
+            .iter()
+            .any(|p| p["phase"] == "reading" && p["done"] == 4),
         "{progress:?}"
     );
     assert_eq!(
-        until_list(&emu, &set(&["a@example.com", "d@example.com", "f@example.com", "zed@example.com"])).await,
+        until_list(
+            &emu,
+            &set(&[
+                "a@example.com",
+                "d@example.com",
+                "f@example.com",
+                "zed@example.com"
+            ])
+        )
+        .await,
         list_id,
         "verify alone changes nothing"
     );
 
     // Repair: the running service sends the corrections.
     let o = verify(&cfg, &["--repair"]);
-    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     let out = text(&o.stdout);
     assert!(
         out.contains("repaired: 3 keys pending again, 1 unsubscribes stored"),
@@ -250,7 +302,12 @@ async fn drift_made_by_hand_is_found_and_repaired() {
     assert_eq!(lists(&emu, "vip").len(), 1, "one list per audience");
 
     let o = verify(&cfg, &[]);
-    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     assert!(text(&o.stdout).contains("in sync"), "{}", text(&o.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -329,20 +386,36 @@ async fn a_list_deleted_in_iterable_is_created_again_and_refilled() {
     delete_list(&emu, old).await;
     // The next change of the audience meets the deleted list.
     send_from(&url, &[("e@example.com", true)], 10).await;
-    let all = set(&["a@example.com", "b@example.com", "c@example.com", "e@example.com"]);
+    let all = set(&[
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "e@example.com",
+    ]);
     let new = until_list(&emu, &all).await;
     assert_ne!(new, old, "a new list");
     assert_eq!(lists(&emu, "vip").len(), 1, "one list per audience");
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(
-        logged.contains(&format!("list {old} was deleted in Iterable: created list {new}")),
+        logged.contains(&format!(
+            "list {old} was deleted in Iterable: created list {new}"
+        )),
         "{logged}"
     );
     // The new list is the registry's: verify reads it and finds it in sync.
     let o = verify(&cfg, &["--json"]);
-    assert!(o.status.success(), "{} {}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{} {}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!((&v["list_id"], &v["in_iterable"]), (&json!(new), &json!(4)), "{v}");
+    assert_eq!(
+        (&v["list_id"], &v["in_iterable"]),
+        (&json!(new), &json!(4)),
+        "{v}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -437,11 +510,15 @@ async fn a_scheduled_verify_repairs_drift_and_reports_it_in_the_metrics() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        metrics.contains(r#"iterable_lists_drift_members{destination="prod",audience="vip",kind="missing"} 0"#),
+        metrics.contains(
+            r#"iterable_lists_drift_members{destination="prod",audience="vip",kind="missing"} 0"#
+        ),
         "the next verify finds it in sync: {metrics}"
     );
     assert!(
-        metrics.contains(r#"iterable_lists_drift_verified_timestamp_seconds{destination="prod",audience="vip"} "#),
+        metrics.contains(
+            r#"iterable_lists_drift_verified_timestamp_seconds{destination="prod",audience="vip"} "#
+        ),
         "{metrics}"
     );
     let _ = std::fs::remove_dir_all(&dir);

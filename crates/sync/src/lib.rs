@@ -27,8 +27,8 @@ pub use reconciler::{
 };
 pub use sqlite::SqliteStore;
 pub use store::{
-    Applied, AudienceKey, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent, EventCounts,
-    EventRecord, Export, Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome,
-    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, StatusKind, Store, StoreError,
-    StoreFuture, TableCounts, Version,
+    Applied, AudienceKey, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent,
+    EventCounts, EventRecord, Export, Identity, Lease, ListCounts, MembershipChange, NewEvent,
+    Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, StatusKind, Store,
+    StoreError, StoreFuture, TableCounts, Version,
 };

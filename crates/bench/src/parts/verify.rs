@@ -59,7 +59,14 @@ pub async fn run(setup: &Setup, n: usize, report: &mut Report) -> Result<()> {
     }
 
     let mut child = Command::new(&setup.service_bin)
-        .args(["audience", "verify", "--json", "--audience", AUDIENCE, "--config"])
+        .args([
+            "audience",
+            "verify",
+            "--json",
+            "--audience",
+            AUDIENCE,
+            "--config",
+        ])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -10,8 +10,8 @@ use destination::AudienceSettings;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use segment::membership::RetlSyncMode;
-use sync::reconciler::OnListDeleted;
 use serde_json::Value;
+use sync::reconciler::OnListDeleted;
 use toml::Spanned;
 
 use super::delivery::Delivery;
@@ -210,7 +210,9 @@ pub(super) fn read_destination(
     };
     let verify_every = match &raw.verify_every {
         None => None,
-        Some(v) => Some(parse_every(&v.get_ref().0).map_err(|p| t.fail("verify_every", v.span(), p))?),
+        Some(v) => {
+            Some(parse_every(&v.get_ref().0).map_err(|p| t.fail("verify_every", v.span(), p))?)
+        }
     };
     let verify_repair = raw.verify_repair.as_ref().is_some_and(|f| f.get_ref().0);
     let delivery = match &raw.delivery {

@@ -123,6 +123,9 @@ mod tests {
         s.restart();
         s.line("b@x.co");
         assert!(s.seal());
-        assert_eq!((s.len(), s.find("a@x.co"), s.find("b@x.co")), (1, None, Some(0)));
+        assert_eq!(
+            (s.len(), s.find("a@x.co"), s.find("b@x.co")),
+            (1, None, Some(0))
+        );
     }
 }

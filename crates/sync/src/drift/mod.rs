@@ -114,7 +114,9 @@ impl VerifyReport {
 /// Why [`verify`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("audience {audience:?} of destination {destination:?} has no list yet (nothing was delivered to it)")]
+    #[error(
+        "audience {audience:?} of destination {destination:?} has no list yet (nothing was delivered to it)"
+    )]
     NoList {
         destination: String,
         audience: String,

@@ -98,8 +98,12 @@ async fn verify_due(
         };
         match verify(store, rec.client(), &opts, &mut |_| {}).await {
             Ok(r) => {
-                rec.metrics()
-                    .drift_verified(&audience, r.counts.missing, r.counts.extra, rec.now_ms());
+                rec.metrics().drift_verified(
+                    &audience,
+                    r.counts.missing,
+                    r.counts.extra,
+                    rec.now_ms(),
+                );
                 if !r.in_sync() {
                     tracing::warn!(
                         destination = %cfg.destination,

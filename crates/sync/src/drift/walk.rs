@@ -161,19 +161,87 @@ mod tests {
         );
         let cases: Vec<Case> = vec![
             // In sync.
-            (&["a@x.co", "b@x.co"], vec![key("a@x.co", "", Some(true), false), key("b@x.co", "", Some(true), false), key("c@x.co", "", Some(false), false)], &[], &[], &[], (2, 0, 0)),
+            (
+                &["a@x.co", "b@x.co"],
+                vec![
+                    key("a@x.co", "", Some(true), false),
+                    key("b@x.co", "", Some(true), false),
+                    key("c@x.co", "", Some(false), false),
+                ],
+                &[],
+                &[],
+                &[],
+                (2, 0, 0),
+            ),
             // Removed by hand: missing.
-            (&["a@x.co"], vec![key("a@x.co", "", Some(true), false), key("b@x.co", "", Some(true), false)], &["b@x.co"], &[], &[], (2, 0, 0)),
+            (
+                &["a@x.co"],
+                vec![
+                    key("a@x.co", "", Some(true), false),
+                    key("b@x.co", "", Some(true), false),
+                ],
+                &["b@x.co"],
+                &[],
+                &[],
+                (2, 0, 0),
+            ),
             // Added by hand, unknown to the store.
-            (&["a@x.co", "z@x.co"], vec![key("a@x.co", "", Some(true), false)], &[], &[], &["z@x.co"], (1, 0, 1)),
+            (
+                &["a@x.co", "z@x.co"],
+                vec![key("a@x.co", "", Some(true), false)],
+                &[],
+                &[],
+                &["z@x.co"],
+                (1, 0, 1),
+            ),
             // A leaver still in the list: known extra.
-            (&["a@x.co", "c@x.co"], vec![key("a@x.co", "", Some(true), false), key("c@x.co", "", Some(false), false)], &[], &["c@x.co"], &[], (1, 0, 1)),
+            (
+                &["a@x.co", "c@x.co"],
+                vec![
+                    key("a@x.co", "", Some(true), false),
+                    key("c@x.co", "", Some(false), false),
+                ],
+                &[],
+                &["c@x.co"],
+                &[],
+                (1, 0, 1),
+            ),
             // Pending keys are in flux: neither missing nor extra.
-            (&["p@x.co"], vec![key("p@x.co", "", Some(false), true), key("q@x.co", "", Some(true), true)], &[], &[], &[], (0, 2, 0)),
+            (
+                &["p@x.co"],
+                vec![
+                    key("p@x.co", "", Some(false), true),
+                    key("q@x.co", "", Some(true), true),
+                ],
+                &[],
+                &[],
+                &[],
+                (0, 2, 0),
+            ),
             // Matched by userId (a userId-based list).
-            (&["u1", "u9"], vec![key("a@x.co", "u1", Some(true), false), key("b@x.co", "u2", Some(true), false)], &["b@x.co"], &[], &["u9"], (2, 0, 1)),
+            (
+                &["u1", "u9"],
+                vec![
+                    key("a@x.co", "u1", Some(true), false),
+                    key("b@x.co", "u2", Some(true), false),
+                ],
+                &["b@x.co"],
+                &[],
+                &["u9"],
+                (2, 0, 1),
+            ),
             // Two keys of one person: the member one covers the line.
-            (&["a@x.co"], vec![key("a@x.co", "", Some(false), false), key("a@x.co", "u1", Some(true), false)], &[], &[], &[], (1, 0, 0)),
+            (
+                &["a@x.co"],
+                vec![
+                    key("a@x.co", "", Some(false), false),
+                    key("a@x.co", "u1", Some(true), false),
+                ],
+                &[],
+                &[],
+                &[],
+                (1, 0, 0),
+            ),
         ];
         for (n, (lines, keys, missing, known, unknown, (ack, pending, extra))) in
             cases.into_iter().enumerate()

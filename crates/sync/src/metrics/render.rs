@@ -275,7 +275,11 @@ fn drift(out: &mut String, destinations: &[DestinationSnapshot<'_>]) {
     for d in destinations {
         for (audience, x) in d.metrics.drift() {
             for (kind, n) in [("missing", x.missing), ("extra", x.extra)] {
-                let labels = [("destination", d.name), ("audience", &audience), ("kind", kind)];
+                let labels = [
+                    ("destination", d.name),
+                    ("audience", &audience),
+                    ("kind", kind),
+                ];
                 sample(out, DRIFT, &labels, n);
             }
         }

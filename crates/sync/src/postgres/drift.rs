@@ -35,7 +35,10 @@ impl PostgresStore {
             .await
             .map_err(pg(OP))?;
         let rows = client
-            .query(&stmt, &[&destination, &audience_key, &email, &user_id, &limit])
+            .query(
+                &stmt,
+                &[&destination, &audience_key, &email, &user_id, &limit],
+            )
             .await
             .map_err(pg(OP))?;
         Ok(rows

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::PostgresStore;
 use crate::store::{
-    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
-    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity,
+    Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
     StoreFuture, TableCounts,
 };
 

@@ -342,11 +342,13 @@ pub fn share_rate_budget(
     project: String,
     clock: EpochClock,
 ) {
-    client.limiter().share_slots(std::sync::Arc::new(StoreSlots {
-        store,
-        project,
-        clock,
-    }));
+    client
+        .limiter()
+        .share_slots(std::sync::Arc::new(StoreSlots {
+            store,
+            project,
+            clock,
+        }));
 }
 
 /// The project's shared bucket in the store, as the limiter's [`SlotSource`].

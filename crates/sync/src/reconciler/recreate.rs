@@ -35,9 +35,7 @@ impl FromStr for OnListDeleted {
         match s {
             "recreate" => Ok(OnListDeleted::Recreate),
             "pause" => Ok(OnListDeleted::Pause),
-            other => Err(format!(
-                "expected \"recreate\" or \"pause\", got {other:?}"
-            )),
+            other => Err(format!("expected \"recreate\" or \"pause\", got {other:?}")),
         }
     }
 }

@@ -22,7 +22,8 @@ impl SqliteStore {
     ) -> Result<Vec<AudienceKey>, StoreError> {
         const OP: &str = "audience_keys";
         let limit = to_i64(OP, limit as u64)?;
-        let (email, user_id) = after.map_or(("", ""), |a| (key_part(&a.email), key_part(&a.user_id)));
+        let (email, user_id) =
+            after.map_or(("", ""), |a| (key_part(&a.email), key_part(&a.user_id)));
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
-    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity,
+    Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
     StoreError, StoreFuture, TableCounts,
 };
 

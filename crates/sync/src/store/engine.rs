@@ -10,8 +10,8 @@ use std::pin::Pin;
 use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
 use super::rows::{
-    AudienceKey, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow, Receipt,
-    Recorded, Seq,
+    AudienceKey, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow,
+    Receipt, Recorded, Seq,
 };
 use super::state::DestinationState;
 use super::transfer::{CopyBatch, Export, TableCounts};

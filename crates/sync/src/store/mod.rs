@@ -41,9 +41,9 @@ pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
 pub use handle::Store;
 pub use rows::{
-    Applied, AudienceKey, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord, Identity,
-    ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RECREATED, Receipt,
-    Recorded, Seq, StatusKind, Version,
+    Applied, AudienceKey, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord,
+    Identity, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RECREATED,
+    Receipt, Recorded, Seq, StatusKind, Version,
 };
 pub use state::DestinationState;
 pub use transfer::{

@@ -144,7 +144,9 @@ pub async fn reopened_keys_are_pending_again_and_forget_the_acknowledgement(h: &
     assert_eq!((counts[0].members, counts[0].pending), (3, 0));
     assert_counts_match(&s).await;
     assert_eq!(
-        s.reopen_keys(D, "vip", &[], "x", NOW).await.expect("reopen"),
+        s.reopen_keys(D, "vip", &[], "x", NOW)
+            .await
+            .expect("reopen"),
         0
     );
 }
@@ -163,20 +165,28 @@ pub async fn a_replaced_list_gets_the_whole_membership_once(h: &dyn Harness) {
         D,
         "vip",
         NOW,
-        vec![outcome(d_row[0].identity.clone(), d_row[0].version.seq, retry)],
+        vec![outcome(
+            d_row[0].identity.clone(),
+            d_row[0].version.seq,
+            retry,
+        )],
     )
     .await
     .expect("record");
     assert!(pending_emails(&s, "vip", NOW + 1).await.is_empty());
 
     assert_eq!(
-        s.replace_list(D, "vip", 8, 9, NOW + 1).await.expect("replace"),
+        s.replace_list(D, "vip", 8, 9, NOW + 1)
+            .await
+            .expect("replace"),
         None,
         "the registry holds 7, not 8: nothing changes"
     );
     assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(7));
     assert_eq!(
-        s.replace_list(D, "vip", 7, 9, NOW + 1).await.expect("replace"),
+        s.replace_list(D, "vip", 7, 9, NOW + 1)
+            .await
+            .expect("replace"),
         Some(2)
     );
     assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(9));
@@ -193,7 +203,9 @@ pub async fn a_replaced_list_gets_the_whole_membership_once(h: &dyn Harness) {
     assert_counts_match(&s).await;
     // A second instance that saw list 7 fail too changes nothing.
     assert_eq!(
-        s.replace_list(D, "vip", 7, 10, NOW + 2).await.expect("replace"),
+        s.replace_list(D, "vip", 7, 10, NOW + 2)
+            .await
+            .expect("replace"),
         None
     );
     assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(9));
