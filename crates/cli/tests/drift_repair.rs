@@ -363,7 +363,7 @@ async fn delete_list(emu: &RunningEmulator, id: i64) {
         .await
         .expect("delete");
     assert!(r.status().is_success(), "{:?}", r.text().await);
-    assert!(lists(&emu, "vip").is_empty());
+    assert!(lists(emu, "vip").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
