@@ -217,8 +217,12 @@ impl Job {
 
     /// What the request was, for the retry policy.
     fn call<'a>(&'a self, inner: &Inner, rows: usize) -> Call<'a> {
+        // A list being replaced after its deletion counts as fresh: its rows are tried again
+        // soon (on the new list), not in an hour.
         let origin = match self.from_registry {
-            true if inner.resolver.is_fresh(self.list_id) => Origin::Fresh,
+            true if inner.resolver.is_fresh(self.list_id) || inner.is_replaced(self.list_id) => {
+                Origin::Fresh
+            }
             true => Origin::Registry,
             false => Origin::Explicit,
         };

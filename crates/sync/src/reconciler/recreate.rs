@@ -45,6 +45,11 @@ impl FromStr for OnListDeleted {
 pub(super) struct Replacing(Mutex<HashSet<i64>>);
 
 impl Inner {
+    /// Whether `list_id` was found deleted and is being (or was) replaced by this process.
+    pub fn is_replaced(&self, list_id: i64) -> bool {
+        lock(&self.replacing.0).contains(&list_id)
+    }
+
     /// A request to `old`, the registry's list of `audience`, was answered `invalidListId`.
     pub async fn list_deleted(self: &Arc<Self>, audience: &str, old: i64) {
         if self.cfg.on_list_deleted != OnListDeleted::Recreate
