@@ -55,6 +55,9 @@ pub enum Origin {
     Fresh,
     /// The registry's list of the audience.
     Registry,
+    /// A registry list found deleted in Iterable and replaced by a new one (the rows go to
+    /// the new one soon).
+    Replaced,
     /// The events' external audience id.
     Explicit,
 }
@@ -195,6 +198,12 @@ pub fn decide(
                     policy.fresh_list_retry,
                     format!(
                         "list {list_id} was created moments ago and Iterable does not know it yet ({words})"
+                    ),
+                ),
+                Origin::Replaced => (
+                    policy.fresh_list_retry,
+                    format!(
+                        "list {list_id} of audience {audience:?} was deleted in Iterable and is replaced by a new list; tried again on it ({words})"
                     ),
                 ),
                 Origin::Registry => (
@@ -370,6 +379,16 @@ mod tests {
                     2_700_000,
                     "list 7 of audience \"vip\" no longer exists in Iterable (deleted?); it is \
                      not re-created automatically (W)",
+                ),
+            ),
+            (
+                Given::Failed(failure(InvalidList, Some(400), true)),
+                request(Origin::Replaced, 1),
+                0,
+                retry_at(
+                    1_500,
+                    "list 7 of audience \"vip\" was deleted in Iterable and is replaced by a \
+                     new list; tried again on it (W)",
                 ),
             ),
             (

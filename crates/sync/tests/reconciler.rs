@@ -18,7 +18,7 @@ use iterable_emulator::{Emulator, Faults, LogQuery, SeedList, SeedRequest, SeedU
 use serde_json::{Value, json};
 use support::*;
 use sync::metrics::{DestinationSnapshot, RowResult, StatusClass, render};
-use sync::reconciler::{DestinationState, ReconcileError};
+use sync::reconciler::{DestinationState, OnListDeleted, ReconcileError};
 use sync::{SqliteStore, StatusKind};
 
 fn subscribe_log(
@@ -825,7 +825,10 @@ async fn list_problems_are_reported_and_large_requests_split() {
         ev("named", explicit),
         ev("dynamic", on_dynamic),
     ]);
-    let r = w.hybrid();
+    // As before `on_list_deleted`: the deleted list is not created again.
+    let mut cfg = config(D, ProjectType::Hybrid);
+    cfg.on_list_deleted = OnListDeleted::Pause;
+    let r = w.reconciler(cfg, client(&w.emu.url(), KEY));
     let before = w.clock.now();
     let report = r.run_once().await.expect("a pass");
     assert_eq!((report.retried, report.rejected), (2, 1), "{report:?}");

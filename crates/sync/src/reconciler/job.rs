@@ -91,8 +91,6 @@ impl Job {
         let mut pieces: Vec<Piece> = vec![(self.body.clone(), (0..self.rows.len()).collect())];
         // One draw per request: its rows are retried together.
         let fraction = random_fraction();
-        // Iterable answered that the registry's list does not exist (deleted?).
-        let mut deleted = false;
         while let Some((body, idx)) = pieces.pop() {
             let result = self.send(&inner, body, &idx).await;
             done.report.requests += 1;
@@ -113,15 +111,21 @@ impl Job {
                 Err(e) => e,
             };
             let failure = e.failure();
-            let call = self.call(&inner, idx.len());
-            deleted |= failure.class == ErrorClass::InvalidList
+            let mut call = self.call(&inner, idx.len());
+            if failure.class == ErrorClass::InvalidList
                 && matches!(
                     call,
                     Call::Request {
                         origin: Origin::Registry,
                         ..
                     }
-                );
+                )
+            {
+                // The registry's list is gone: replace it first (see `recreate`), so that
+                // these rows are tried again soon, on the new list, not in an hour.
+                inner.list_deleted(&self.audience, self.list_id).await;
+                call = self.call(&inner, idx.len());
+            }
             let (mut retried, mut paused) = (0, false);
             for &i in &idx {
                 let verdict = decide(
@@ -166,9 +170,6 @@ impl Job {
                 done.report.requests = requests;
             }
             Err(e) => done.failure = Some(e),
-        }
-        if deleted {
-            inner.list_deleted(&self.audience, self.list_id).await;
         }
         done
     }
@@ -217,12 +218,11 @@ impl Job {
 
     /// What the request was, for the retry policy.
     fn call<'a>(&'a self, inner: &Inner, rows: usize) -> Call<'a> {
-        // A list being replaced after its deletion counts as fresh: its rows are tried again
-        // soon (on the new list), not in an hour.
         let origin = match self.from_registry {
-            true if inner.resolver.is_fresh(self.list_id) || inner.is_replaced(self.list_id) => {
-                Origin::Fresh
-            }
+            true if inner.resolver.is_fresh(self.list_id) => Origin::Fresh,
+            // Deleted in Iterable and replaced (see `recreate`): tried again soon, on the new
+            // list, not in an hour.
+            true if inner.is_replaced(self.list_id) => Origin::Replaced,
             true => Origin::Registry,
             false => Origin::Explicit,
         };

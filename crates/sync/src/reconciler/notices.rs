@@ -105,7 +105,7 @@ impl Inner {
         };
         if failure.class == ErrorClass::InvalidList {
             match origin {
-                Origin::Fresh => {}
+                Origin::Fresh | Origin::Replaced => {}
                 Origin::Registry
                     if self.cfg.on_list_deleted == super::OnListDeleted::Pause
                         && self.notices.list_missing(list_id) =>
