@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use iterable::client::{Client, ClientConfig};
 use serde_json::json;
-use server::app::{open_service_store, project_of, system_clock};
+use server::app::{open_service_store, open_store_read_only, project_of, system_clock};
 use server::config::{Config, DestinationConfig, Secrets, Storage};
 use sync::drift::{VerifyOptions, VerifyReport, verify};
 use sync::reconciler::share_rate_budget;
@@ -50,8 +50,11 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
         repair,
         json,
     } = cmd;
-    let cfg =
+    let mut cfg =
         Config::load_with(config.as_deref(), Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
+    // The service checks the file at its start; a command beside it needs two connections.
+    cfg.storage_quick_check = None;
+    cfg.storage_pool_size = 2;
     let d = choose(&cfg, config.as_deref(), destination.as_deref())?.clone();
     if d.api_key.expose().is_empty() {
         bail!(
@@ -80,6 +83,13 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     let report = rt.block_on(async {
+        // Opened read-only first: a database this version cannot read as it is (missing, of an
+        // older schema) is refused, never created or migrated here.
+        drop(
+            open_store_read_only(&cfg)
+                .await
+                .map_err(|e| anyhow!("{e}"))?,
+        );
         // Written to even without --repair: the project's shared rate budget lives there.
         let store = open_service_store(&cfg).await.map_err(|e| anyhow!("{e}"))?;
         let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
