@@ -46,14 +46,19 @@ fn config(dir: &Path, base_url: &str) -> std::path::PathBuf {
 
 /// A configuration with `extra` lines in its destination table.
 fn config_with(dir: &Path, base_url: &str, extra: &str) -> std::path::PathBuf {
+    let storage = format!("sqlite://{}", dir.join("lists.db").display());
+    config_on(dir, &storage, base_url, extra)
+}
+
+/// A configuration storing at `storage`.
+fn config_on(dir: &Path, storage: &str, base_url: &str, extra: &str) -> std::path::PathBuf {
     let p = dir.join("iterable-lists.toml");
     std::fs::write(
         &p,
         format!(
-            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}\"\n[[destination]]\n\
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"{storage}\"\n[[destination]]\n\
              name = \"prod\"\napi_key = \"{KEY}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n\
-             base_url = \"{base_url}\"\n{extra}[destination.delivery]\nlinger_ms = 20\n",
-            dir.join("lists.db").display()
+             base_url = \"{base_url}\"\n{extra}[destination.delivery]\nlinger_ms = 20\n"
         ),
     )
     .expect("config");
@@ -164,10 +169,24 @@ fn text(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_made_by_hand_is_found_and_repaired() {
+    drift_found_and_repaired(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_made_by_hand_is_found_and_repaired_on_postgres() {
+    let schema = testkit::postgres::PgSchema::create("verify");
+    drift_found_and_repaired(Some(schema.url())).await
+}
+
+/// The drift test, on SQLite or on the PostgreSQL database `postgres`.
+async fn drift_found_and_repaired(postgres: Option<String>) {
     let emu = emulator().await;
     let dir = support::temp_dir();
     std::fs::create_dir_all(&dir).expect("dir");
-    let cfg = config(&dir, &emu.url());
+    let cfg = match &postgres {
+        Some(url) => config_on(&dir, url, &emu.url(), ""),
+        None => config(&dir, &emu.url()),
+    };
     let (child, url) = support::start(&cfg, &dir.join("serve.log"));
     let _svc = Running(child);
 
