@@ -368,11 +368,14 @@ impl RunningService {
         }
         // `verify_every`: the live lists compared with the store in the background.
         for d in &state.destinations {
-            if let (Some(r), Some(every)) = (&d.reconciler, d.config.verify_every) {
-                let schedule = sync::drift::schedule::VerifySchedule {
-                    every,
-                    repair: d.config.verify_repair,
-                };
+            let schedule = sync::drift::schedule::VerifySchedule {
+                every: d.config.verify_every,
+                by_audience: d.config.verify_every_by_audience.clone(),
+                repair: d.config.verify_repair,
+            };
+            if let Some(r) = &d.reconciler
+                && schedule.is_active()
+            {
                 reconcilers.push(tokio::spawn(sync::drift::schedule::run(
                     r.clone(),
                     schedule,

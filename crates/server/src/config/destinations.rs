@@ -55,6 +55,9 @@ pub struct DestinationConfig {
     /// How often each audience is verified against its live list in the background
     /// (`verify_every`, e.g. `"6h"`); `None` (the default): never.
     pub verify_every: Option<Duration>,
+    /// Per audience (`verify_every` in `[destination.audiences.<key>]`): its own period, or
+    /// `None` for `"off"`; other audiences use [`DestinationConfig::verify_every`].
+    pub verify_every_by_audience: BTreeMap<String, Option<Duration>>,
     /// Whether the scheduled verify also repairs the drift it finds (`verify_repair`,
     /// default false: it is reported only).
     pub verify_repair: bool,
@@ -189,6 +192,7 @@ pub(super) fn read_destination(
         None => AudienceSettings::default(),
     };
     let audiences = audiences(&t, raw)?;
+    let verify_every_by_audience = verify_by_audience(&t, raw)?;
     let retl_sync_mode = match &raw.retl_sync_mode {
         None => None,
         Some(v) => Some(
@@ -238,6 +242,7 @@ pub(super) fn read_destination(
             retl_sync_mode,
             on_list_deleted,
             verify_every,
+            verify_every_by_audience,
             verify_repair,
             delivery,
         },
@@ -275,6 +280,39 @@ fn audiences(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, AudienceSett
     for (key, settings) in &audiences.0 {
         let place = t.nested(&format!("audiences.{}", key.0));
         out.insert(key.0.clone(), place.audience(&settings.0)?);
+    }
+    Ok(out)
+}
+
+/// `verify_every` of each `[destination.audiences.<key>]` that sets it (`"off"`: `None`); in
+/// `[destination.audience_defaults]` it is refused (the destination's own `verify_every` is
+/// the default).
+fn verify_by_audience(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, Option<Duration>>> {
+    if let Some(d) = &raw.audience_defaults
+        && let Some(v) = &d.0.verify_every
+    {
+        return Err(t.nested("audience_defaults").fail(
+            "verify_every",
+            v.span(),
+            "set it on the destination (its verify_every is every audience's default)",
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (key, settings) in raw.audiences.iter().flat_map(|a| a.0.iter()) {
+        if let Some(v) = &settings.0.verify_every {
+            let text = v.get_ref().0.trim();
+            let every = match text {
+                "off" => None,
+                _ => Some(parse_every(text).map_err(|p| {
+                    t.nested(&format!("audiences.{}", key.0)).fail(
+                        "verify_every",
+                        v.span(),
+                        format!("{p}, or \"off\""),
+                    )
+                })?),
+            };
+            out.insert(key.0.clone(), every);
+        }
     }
     Ok(out)
 }

@@ -117,6 +117,7 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
         retl_sync_mode: None,
         on_list_deleted: Default::default(),
         verify_every: None,
+        verify_every_by_audience: BTreeMap::new(),
         verify_repair: false,
         delivery: Delivery::default(),
     });

@@ -286,6 +286,9 @@ audience_defaults = {{ channel_unsubscribe = true, campaign_id = 7 }}
 [destination.audiences.vip_users]
 update_existing_users_only = true
 campaign_id = 9
+verify_every = "off"
+[destination.audiences.hourly]
+verify_every = "1h"
 [destination.audiences."with space"]
 [destination.delivery]
 batch_size = 1
@@ -319,6 +322,14 @@ subscribe = "20/s"
         assert_eq!(d.retl_sync_mode, Some(RetlSyncMode::Mirror));
         assert_eq!(d.on_list_deleted, sync::reconciler::OnListDeleted::Pause);
         assert_eq!(d.verify_every, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            d.verify_every_by_audience,
+            [
+                ("hourly".to_string(), Some(Duration::from_secs(3600))),
+                ("vip_users".to_string(), None)
+            ]
+            .into()
+        );
         assert!(d.verify_repair);
         assert_eq!(
             d.mapping,
@@ -332,7 +343,7 @@ subscribe = "20/s"
                 campaign_id: Some(7),
             }
         );
-        assert_eq!(d.audiences.len(), 2);
+        assert_eq!(d.audiences.len(), 3);
         assert_eq!(d.audiences["vip_users"].campaign_id, Some(9));
         assert_eq!(d.audiences["with space"], AudienceSettings::default());
         assert_eq!(d.delivery.batch_size, 1);

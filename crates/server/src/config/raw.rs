@@ -116,6 +116,8 @@ pub(super) struct RawAudience {
     pub(super) update_existing_users_only: Option<Spanned<Flag>>,
     pub(super) channel_unsubscribe: Option<Spanned<Flag>>,
     pub(super) campaign_id: Option<Spanned<Int>>,
+    /// Only in `[destination.audiences.<key>]`: this audience's `verify_every`, or `"off"`.
+    pub(super) verify_every: Option<Spanned<Text>>,
 }
 
 /// `[destination.audiences]`: audience settings by audience key, in key order.

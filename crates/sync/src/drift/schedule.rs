@@ -7,6 +7,7 @@
 //! each: an instance verifies an audience only after taking the audience's verify lease, which
 //! lasts the period (a lease of the store's lease table, under a key no audience can have).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,37 @@ use tokio::sync::watch;
 use super::{VerifyOptions, verify};
 use crate::reconciler::Reconciler;
 
-/// How often an audience is verified, and whether the drift is repaired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How often the audiences are verified, and whether the drift is repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifySchedule {
-    pub every: Duration,
+    /// The period of every audience not named in `by_audience` (`None`: not verified).
+    pub every: Option<Duration>,
+    /// Audiences with their own period, or `None` to leave them out.
+    pub by_audience: BTreeMap<String, Option<Duration>>,
     pub repair: bool,
+}
+
+impl VerifySchedule {
+    /// How often `audience` is verified, if it is.
+    pub fn period(&self, audience: &str) -> Option<Duration> {
+        match self.by_audience.get(audience) {
+            Some(p) => *p,
+            None => self.every,
+        }
+    }
+
+    /// Whether any audience is verified at all.
+    pub fn is_active(&self) -> bool {
+        self.every.is_some() || self.by_audience.values().any(Option::is_some)
+    }
+
+    /// The shortest period.
+    fn shortest(&self) -> Option<Duration> {
+        self.every
+            .into_iter()
+            .chain(self.by_audience.values().flatten().copied())
+            .min()
+    }
 }
 
 /// The lease key of an audience's verify: starts with a control character, which the
@@ -40,6 +67,9 @@ pub async fn run(
     schedule: VerifySchedule,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Some(shortest) = schedule.shortest() else {
+        return;
+    };
     loop {
         if *shutdown.borrow() {
             return;
@@ -47,7 +77,7 @@ pub async fn run(
         let watching = shutdown.clone();
         tokio::select! {
             _ = shutdown.changed() => return,
-            r = verify_due(&rec, schedule, &watching) => {
+            r = verify_due(&rec, &schedule, &watching) => {
                 if let Err(e) = r {
                     tracing::warn!(
                         destination = %rec.config().destination,
@@ -59,7 +89,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(tick(schedule.every)) => {}
+            _ = tokio::time::sleep(tick(shortest)) => {}
         }
     }
 }
@@ -67,7 +97,7 @@ pub async fn run(
 /// Verifies each audience with a list whose verify lease this instance takes now.
 async fn verify_due(
     rec: &Reconciler,
-    schedule: VerifySchedule,
+    schedule: &VerifySchedule,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(), crate::store::StoreError> {
     let cfg = rec.config();
@@ -79,8 +109,11 @@ async fn verify_due(
         .filter(|c| c.list_id.is_some())
         .map(|c| c.audience_key)
         .collect();
-    let period = i64::try_from(schedule.every.as_millis()).unwrap_or(i64::MAX / 4);
     for audience in audiences {
+        let Some(every) = schedule.period(&audience) else {
+            continue;
+        };
+        let period = i64::try_from(every.as_millis()).unwrap_or(i64::MAX / 4);
         let now = rec.now_ms();
         let key = [lease_key(&audience)];
         let got = store
@@ -149,5 +182,34 @@ mod tests {
         assert_eq!(tick(Duration::from_millis(10)), Duration::from_millis(100));
         assert_eq!(tick(Duration::from_secs(6 * 3600)), Duration::from_secs(60));
         assert!(lease_key("vip").starts_with('\u{1}'));
+    }
+
+    #[test]
+    fn each_audience_has_its_period_or_the_destination_s() {
+        let hour = Duration::from_secs(3600);
+        let s = VerifySchedule {
+            every: Some(hour),
+            by_audience: [
+                ("fast".to_string(), Some(Duration::from_secs(60))),
+                ("never".to_string(), None),
+            ]
+            .into(),
+            repair: false,
+        };
+        assert_eq!(s.period("other"), Some(hour));
+        assert_eq!(s.period("fast"), Some(Duration::from_secs(60)));
+        assert_eq!(s.period("never"), None);
+        assert_eq!(s.shortest(), Some(Duration::from_secs(60)));
+        assert!(s.is_active());
+        let only_one = VerifySchedule {
+            by_audience: [("vip".to_string(), Some(hour))].into(),
+            ..VerifySchedule::default()
+        };
+        assert_eq!(
+            (only_one.period("x"), only_one.period("vip")),
+            (None, Some(hour))
+        );
+        assert!(only_one.is_active());
+        assert!(!VerifySchedule::default().is_active());
     }
 }
