@@ -31,6 +31,11 @@ impl LineSet {
         self.spans.push((start, len));
     }
 
+    /// Room for `lines` more lines (their spans; the text grows as it comes).
+    pub fn reserve(&mut self, lines: usize) {
+        self.spans.reserve(lines);
+    }
+
     /// Forgets every line.
     pub fn clear(&mut self) {
         self.text.clear();

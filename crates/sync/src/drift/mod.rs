@@ -197,8 +197,12 @@ pub async fn verify(
         f: progress,
         last: None,
     };
+    let mut set = LineSet::default();
+    // The members the store knows: about what the list holds (spans grow by doubling
+    // otherwise, to twice as much).
+    set.reserve(members.unwrap_or(0).min(50_000_000) as usize);
     let mut reading = Reading {
-        set: LineSet::default(),
+        set,
         reporter: &mut reporter,
         total: members,
     };
