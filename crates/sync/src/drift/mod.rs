@@ -29,7 +29,7 @@ use crate::store::{
 };
 use lines::LineSet;
 pub use walk::DriftCounts;
-use walk::Walk;
+use walk::{Extras, Walk};
 
 /// Keys read from the store per page.
 const PAGE: usize = 5_000;
@@ -187,48 +187,78 @@ pub async fn verify(
             destination: dest.to_string(),
             audience: aud.to_string(),
         })?;
-    let members = store
-        .list_counts(dest)
-        .await?
-        .into_iter()
-        .find(|c| c.audience_key == aud)
-        .map(|c| c.members);
     let mut reporter = Reporter {
         f: progress,
         last: None,
     };
+    let (set, bytes) = read_list(store, client, opts, list_id, &mut reporter).await?;
+    let mut report = VerifyReport {
+        list_id,
+        bytes,
+        ..VerifyReport::default()
+    };
+    let extras = walk_store(store, opts, &set, &mut report, &mut reporter).await?;
+    if opts.repair {
+        repair_extras(store, opts, &set, &extras, &mut report, &mut reporter).await?;
+    }
+    Ok(report)
+}
+
+/// Reads the list from Iterable, sorted; and the bytes read.
+async fn read_list(
+    store: &Store,
+    client: &Client,
+    opts: &VerifyOptions,
+    list_id: i64,
+    reporter: &mut Reporter<'_>,
+) -> Result<(LineSet, u64), VerifyError> {
+    let members = store
+        .list_counts(&opts.destination)
+        .await?
+        .into_iter()
+        .find(|c| c.audience_key == opts.audience)
+        .map(|c| c.members);
     let mut set = LineSet::default();
     // The members the store knows: about what the list holds (spans grow by doubling
     // otherwise, to twice as much).
     set.reserve(members.unwrap_or(0).min(50_000_000) as usize);
     let mut reading = Reading {
         set,
-        reporter: &mut reporter,
+        reporter,
         total: members,
     };
     let prefer_user_id = opts.project_type == ProjectType::UserId;
     let bytes = client
         .get_users_streamed(list_id, prefer_user_id, &mut reading)
         .await?;
-    let mut set = reading.set;
+    let Reading {
+        mut set, reporter, ..
+    } = reading;
     let read = set.len() as u64;
-    reporter.report(
-        Progress {
-            phase: Phase::Reading,
-            done: read,
-            total: Some(read),
-        },
-        true,
-    );
+    let done = Progress {
+        phase: Phase::Reading,
+        done: read,
+        total: Some(read),
+    };
+    reporter.report(done, true);
     if !set.seal() {
         return Err(VerifyError::TooLarge);
     }
-    let mut report = VerifyReport {
-        list_id,
-        bytes,
-        ..VerifyReport::default()
-    };
-    let mut walk = Walk::new(&set, list_id);
+    Ok((set, bytes))
+}
+
+/// Walks the store's keys of the audience against the list: counts and samples in `report`;
+/// with `opts.repair`, the missing members are reopened as they are found. Returns the
+/// extras.
+async fn walk_store(
+    store: &Store,
+    opts: &VerifyOptions,
+    set: &LineSet,
+    report: &mut VerifyReport,
+    reporter: &mut Reporter<'_>,
+) -> Result<Extras, VerifyError> {
+    let (dest, aud) = (opts.destination.as_str(), opts.audience.as_str());
+    let mut walk = Walk::new(set, report.list_id);
     let mut missing: Vec<Identity> = Vec::new();
     let mut after: Option<Identity> = None;
     let mut walked = 0u64;
@@ -251,15 +281,14 @@ pub async fn verify(
             report.reopened += reopen(store, opts, &missing, MISSING_REASON).await?;
             missing.clear();
         }
-        reporter.report(
-            Progress {
-                phase: Phase::Comparing,
-                done: walked,
-                total: None,
-            },
-            false,
-        );
+        let p = Progress {
+            phase: Phase::Comparing,
+            done: walked,
+            total: None,
+        };
+        reporter.report(p, false);
     }
+    report.reopened += reopen(store, opts, &missing, MISSING_REASON).await?;
     let (counts, extras) = walk.finish();
     report.counts = counts;
     report.extra_samples = extras
@@ -269,10 +298,19 @@ pub async fn verify(
         .chain(extras.unknown.iter().map(|i| set.get(*i).to_string()))
         .take(SAMPLES)
         .collect();
-    if !opts.repair {
-        return Ok(report);
-    }
-    report.reopened += reopen(store, opts, &missing, MISSING_REASON).await?;
+    Ok(extras)
+}
+
+/// Stores the corrections of the extras: known keys reopened, unknown identifiers
+/// unsubscribed by an event each.
+async fn repair_extras(
+    store: &Store,
+    opts: &VerifyOptions,
+    set: &LineSet,
+    extras: &Extras,
+    report: &mut VerifyReport,
+    reporter: &mut Reporter<'_>,
+) -> Result<(), VerifyError> {
     let total = (extras.known.len() + extras.unknown.len()) as u64;
     let mut done = 0u64;
     for chunk in extras.known.chunks(REPAIR_BATCH) {
@@ -292,7 +330,7 @@ pub async fn verify(
         reporter.report(repairing(done, total), false);
     }
     reporter.report(repairing(done, total), true);
-    Ok(report)
+    Ok(())
 }
 
 fn repairing(done: u64, total: u64) -> Progress {
