@@ -63,47 +63,13 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
             d.name
         );
     }
-    if matches!(cfg.storage, Storage::SqliteMemory) {
-        bail!(
-            "[storage] is an in-memory database (sqlite::memory:): it exists only inside the \
-             running service; audience verify needs a database file or PostgreSQL"
-        );
-    }
-    if let Storage::Sqlite { path } = &cfg.storage
-        && matches!(path.try_exists(), Ok(false))
-    {
-        bail!(
-            "no database at {} (the [storage] url of the configuration): run this beside the \
-             service, with the --config FILE it runs with",
-            path.display()
-        );
-    }
+    check_storage(&cfg.storage)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     let report = rt.block_on(async {
-        // Opened read-only first: a database this version cannot read as it is (missing, of an
-        // older schema) is refused, never created or migrated here.
-        drop(
-            open_store_read_only(&cfg)
-                .await
-                .map_err(|e| anyhow!("{e}"))?,
-        );
-        // Written to even without --repair: the project's shared rate budget lives there.
-        let store = open_service_store(&cfg).await.map_err(|e| anyhow!("{e}"))?;
-        let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
-        cc.timeout = d.delivery.timeout;
-        cc.limits = d.delivery.rate_limits.clone();
-        let client = Client::new(cc).map_err(|e| anyhow!("{e}"))?;
-        // getUsers is limited to 5 a minute per project: the service's instances and this
-        // command take their turns from one budget.
-        share_rate_budget(
-            &client,
-            store.clone(),
-            project_of(&d.api_key),
-            system_clock(),
-        );
+        let (store, client) = open(&cfg, &d).await?;
         let opts = VerifyOptions {
             destination: d.name.clone(),
             audience: audience.clone(),
@@ -128,6 +94,54 @@ pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
     })
 }
 
+/// A database `audience verify` can use: not in memory, and (SQLite) a file that exists.
+fn check_storage(storage: &Storage) -> Result<()> {
+    if matches!(storage, Storage::SqliteMemory) {
+        bail!(
+            "[storage] is an in-memory database (sqlite::memory:): it exists only inside the \
+             running service; audience verify needs a database file or PostgreSQL"
+        );
+    }
+    if let Storage::Sqlite { path } = storage
+        && matches!(path.try_exists(), Ok(false))
+    {
+        bail!(
+            "no database at {} (the [storage] url of the configuration): run this beside the \
+             service, with the --config FILE it runs with",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The store (refused if this version cannot read it as it is; never created or migrated)
+/// and the destination's client, sharing the project's rate budget through the store.
+async fn open(cfg: &Config, d: &DestinationConfig) -> Result<(sync::Store, Client)> {
+    // Opened read-only first: a database this version cannot read as it is (missing, of an
+    // older schema) is refused, never created or migrated here.
+    drop(
+        open_store_read_only(cfg)
+            .await
+            .map_err(|e| anyhow!("{e}"))?,
+    );
+    // Written to even without --repair: the project's shared rate budget lives there.
+    let store = open_service_store(cfg).await.map_err(|e| anyhow!("{e}"))?;
+    let mut cc = ClientConfig::new(d.base_url.clone(), d.api_key.clone());
+    cc.timeout = d.delivery.timeout;
+    cc.limits = d.delivery.rate_limits.clone();
+    let client = Client::new(cc).map_err(|e| anyhow!("{e}"))?;
+    // getUsers is limited to 5 a minute per project: the service's instances and this
+    // command take their turns from one budget.
+    share_rate_budget(
+        &client,
+        store.clone(),
+        project_of(&d.api_key),
+        system_clock(),
+    );
+    Ok((store, client))
+}
+
+/// The destination named `name`, or the only one.
 fn choose<'c>(
     cfg: &'c Config,
     config: Option<&Path>,

@@ -347,6 +347,15 @@ async fn an_unknown_audience_or_destination_is_named() {
         "{}",
         text(&o.stderr)
     );
+    let memory = config_on(&dir, "sqlite::memory:", &emu.url(), "");
+    let o = verify(&memory, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("in-memory database"),
+        "{}",
+        text(&o.stderr)
+    );
+    let cfg = config(&dir, &emu.url());
     let o = verify(&cfg, &["--destination", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
