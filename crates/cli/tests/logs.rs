@@ -65,7 +65,7 @@ fn write_config(dir: &Path, emu: &RunningEmulator, extra: &str) -> PathBuf {
          [storage]\nurl = \"sqlite://{db}\"\n\
          [[destination]]\nname = \"good\"\napi_key = \"{KEY}\"\nbase_url = \"{url}\"\n\
          write_keys = [\"{WRITE_KEY}\"]\nwebhook_secret = \"{WEBHOOK_SECRET}\"\n\
-         [destination.delivery]\nlinger_ms = 20\n\
+         on_list_deleted = \"pause\"\n[destination.delivery]\nlinger_ms = 20\n\
          [[destination]]\nname = \"refused\"\napi_key = \"{REFUSED_KEY}\"\nbase_url = \"{url}\"\n\
          write_keys = [\"{REFUSED_WRITE_KEY}\"]\n[destination.delivery]\nlinger_ms = 20\n",
         db = dir.join("db.sqlite").display(),
@@ -262,7 +262,8 @@ async fn refused_key(http: &reqwest::Client, svc: &Service) {
 }
 
 /// List `gone` is found for its audience, then deleted in Iterable; two more users come for
-/// it (two requests answered `invalidListId`).
+/// it (two requests answered `invalidListId`). The destination has `on_list_deleted =
+/// "pause"`: the list is not created again, so both requests meet the deleted one.
 async fn deleted_list(http: &reqwest::Client, emu: &RunningEmulator, svc: &Service, gone: i64) {
     send(http, svc, WRITE_KEY, "bob", "gone_aud").await;
     wait_member(emu, "gone_aud", "bob").await;
