@@ -552,3 +552,96 @@ async fn a_scheduled_verify_repairs_drift_and_reports_it_in_the_metrics() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The userIds of the one list named `vip`, once it holds exactly `want`.
+async fn until_user_ids(emu: &RunningEmulator, want: &BTreeSet<String>) -> i64 {
+    let mut last = Vec::new();
+    for _ in 0..600 {
+        last = emu
+            .state(true)
+            .iter()
+            .flat_map(|p| p.lists.iter())
+            .filter(|l| l.name == "vip")
+            .map(|l| {
+                let ids: BTreeSet<String> = l
+                    .members
+                    .iter()
+                    .flatten()
+                    .filter_map(|m| m.user_id.clone())
+                    .collect();
+                (l.id, ids)
+            })
+            .collect();
+        if let [(id, ids)] = last.as_slice()
+            && ids == want
+        {
+            return *id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the list never held {want:?}; lists: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_id_project_is_verified_by_user_id() {
+    let mut c =
+        EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::UserId, KEY));
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    let emu = Emulator::start(c).await.expect("emulator");
+    let dir = support::temp_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = config_with(&dir, &emu.url(), "project_type = \"userId\"\n");
+    let (child, url) = support::start(&cfg, &dir.join("serve.log"));
+    let _svc = Running(child);
+    let batch: Vec<Value> = ["u1", "u2", "u3"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            json!({"type": "identify", "messageId": format!("id-{u}"), "userId": u,
+                   "timestamp": format!("2026-12-01T00:00:0{i}.000Z"),
+                   "traits": {"vip": true},
+                   "context": {"personas": {"computation_key": "vip",
+                                            "computation_class": "audience"}}})
+        })
+        .collect();
+    let r = http()
+        .post(format!("{url}/v1/batch"))
+        .basic_auth(WRITE_KEY, Some(""))
+        .header("Content-Type", "application/json")
+        .body(json!({ "batch": batch }).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status().is_success());
+    let all = set(&["u1", "u2", "u3"]);
+    let list_id = until_user_ids(&emu, &all).await;
+
+    // By hand: u2 removed, u9 added.
+    for (path, user) in [("unsubscribe", "u2"), ("subscribe", "u9")] {
+        let r = http()
+            .post(format!("{}/api/lists/{path}", emu.url()))
+            .header("Api-Key", KEY)
+            .header("Content-Type", "application/json")
+            .body(json!({"listId": list_id, "subscribers": [{"userId": user}]}).to_string())
+            .send()
+            .await
+            .expect("by hand");
+        assert!(r.status().is_success(), "{:?}", r.text().await);
+    }
+    let o = verify(&cfg, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        (
+            &v["missing_samples"],
+            &v["extra_samples"],
+            &v["extra_unknown"]
+        ),
+        (&json!(["u2"]), &json!(["u9"]), &json!(1)),
+        "{v}"
+    );
+    let o = verify(&cfg, &["--repair"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(until_user_ids(&emu, &all).await, list_id);
+    let _ = std::fs::remove_dir_all(&dir);
+}
