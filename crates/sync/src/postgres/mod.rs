@@ -308,6 +308,20 @@ fn cannot_write(e: &StoreError) -> bool {
 /// Runs one write transaction: `$body` with `$tx` bound to an open transaction, committed
 /// after it; run again (from a fresh transaction) after a deadlock or serialization failure.
 /// Notes the result for the store's write health.
+/// Run at the start of every write transaction: its statements look rows up by key, batches
+/// of keys (`UNNEST` arrays) against tables that grow fast. The planner's statistics lag
+/// behind that growth (autovacuum analyzes a table after it grew by a tenth, at most once
+/// a minute), and with a table it believes small it joins by hashing a scan of the whole
+/// table: measured on part (c-pg) of the benchmark, the outcome and accept statements read
+/// the whole `desired` and `event_audiences` tables on every batch, so the server's CPU per
+/// event grew with the data. Index lookups are what every such statement wants at any size;
+/// these settings (for this transaction only) make the planner take them whatever its
+/// statistics say. A small table without a fitting index is still scanned, at a cost the
+/// planner then puts past JIT's threshold: JIT, which compiles for a tenth of a second to
+/// save nothing on statements of this size, is off.
+pub(crate) const KEYED_PLANS: &str = "SET LOCAL enable_seqscan = off; \
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+
 macro_rules! write_tx {
     ($store:expr, $op:expr, |$tx:ident| $body:expr) => {{
         let store = $store;
@@ -319,6 +333,9 @@ macro_rules! write_tx {
                 let mut client = store.client(op).await?;
                 let $tx = client
                     .transaction()
+                    .await
+                    .map_err($crate::postgres::pg(op))?;
+                $tx.batch_execute($crate::postgres::KEYED_PLANS)
                     .await
                     .map_err($crate::postgres::pg(op))?;
                 let out = $body;
