@@ -131,6 +131,21 @@ fn redact_query_password(tail: &str) -> String {
     format!("{path}?{}", parts.join("&"))
 }
 
+/// Planner settings of every session: this engine's statements look rows up by key, or by
+/// batches of keys (`UNNEST` arrays), in tables that grow fast. The planner's statistics lag
+/// behind that growth (autovacuum analyzes a table after it grew by a tenth, at most once a
+/// minute), and planning for a table it believes small, it scans the table whole, or hashes
+/// such a scan for a join: seen with `auto_explain` on part (c-pg) of the benchmark, the
+/// accept, outcome and pending statements read the whole `desired` and `event_audiences`
+/// tables on every batch, so that the server's work per event grew with the data. Index
+/// lookups are what each of them wants at any size; with these settings the planner takes
+/// them whatever its statistics say (a table without a fitting index is still scanned). The
+/// few statements that read a table whole (a recount, an export) then walk an index, which is
+/// slower but bounded. JIT is off: past the cost these settings give a scan, it compiled for
+/// a tenth of a second statements that run in a millisecond.
+const KEYED_PLANS: &str =
+    " -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c jit=off";
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) with a pool
     /// of `pool_size` connections, and creates or migrates the schema (`ReadWrite`) or checks
@@ -166,6 +181,7 @@ impl PostgresStore {
         // commit of this engine waits for the WAL flush. Inspection sessions cannot write.
         let mut options = config.get_options().unwrap_or("").to_string();
         options.push_str(" -c synchronous_commit=on");
+        options.push_str(KEYED_PLANS);
         if access == Access::ReadOnly {
             options.push_str(" -c default_transaction_read_only=on");
         }
@@ -308,20 +324,6 @@ fn cannot_write(e: &StoreError) -> bool {
 /// Runs one write transaction: `$body` with `$tx` bound to an open transaction, committed
 /// after it; run again (from a fresh transaction) after a deadlock or serialization failure.
 /// Notes the result for the store's write health.
-/// Run at the start of every write transaction: its statements look rows up by key, batches
-/// of keys (`UNNEST` arrays) against tables that grow fast. The planner's statistics lag
-/// behind that growth (autovacuum analyzes a table after it grew by a tenth, at most once
-/// a minute), and with a table it believes small it joins by hashing a scan of the whole
-/// table: measured on part (c-pg) of the benchmark, the outcome and accept statements read
-/// the whole `desired` and `event_audiences` tables on every batch, so the server's CPU per
-/// event grew with the data. Index lookups are what every such statement wants at any size;
-/// these settings (for this transaction only) make the planner take them whatever its
-/// statistics say. A small table without a fitting index is still scanned, at a cost the
-/// planner then puts past JIT's threshold: JIT, which compiles for a tenth of a second to
-/// save nothing on statements of this size, is off.
-pub(crate) const KEYED_PLANS: &str = "SET LOCAL enable_seqscan = off; \
-     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
-
 macro_rules! write_tx {
     ($store:expr, $op:expr, |$tx:ident| $body:expr) => {{
         let store = $store;
@@ -333,9 +335,6 @@ macro_rules! write_tx {
                 let mut client = store.client(op).await?;
                 let $tx = client
                     .transaction()
-                    .await
-                    .map_err($crate::postgres::pg(op))?;
-                $tx.batch_execute($crate::postgres::KEYED_PLANS)
                     .await
                     .map_err($crate::postgres::pg(op))?;
                 let out = $body;
