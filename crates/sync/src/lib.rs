@@ -27,7 +27,7 @@ pub use reconciler::{
 pub use sqlite::SqliteStore;
 pub use store::{
     Applied, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent, EventCounts,
-    EventRecord, Export, Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome,
-    OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, StatusKind, Store, StoreError,
+    EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome,
+    OutcomeRow, PendingRow, RateCut, RemovalFigures, RemovalHold, RemovalPolicy, Receipt, Recorded, Seq, StatusKind, Store, StoreError,
     StoreFuture, TableCounts, Version,
 };

@@ -21,10 +21,10 @@ use deadpool_postgres::Object;
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps from an empty database: step `i` brings the schema to version `i + 1`.
-const STEPS: &[&str] = &[V1, super::leases::V2];
+const STEPS: &[&str] = &[V1, super::leases::V2, super::holds::V3];
 
 const V1: &str = r#"
 CREATE SEQUENCE event_seq;

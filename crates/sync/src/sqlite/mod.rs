@@ -54,6 +54,7 @@ pub(crate) mod counts;
 pub mod engine;
 mod export;
 mod group;
+mod holds;
 mod import;
 mod ingest;
 mod integrity;
