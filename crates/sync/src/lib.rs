@@ -22,7 +22,7 @@ pub use metrics::{DestinationMetrics, DestinationSnapshot};
 pub use postgres::PostgresStore;
 pub use reconciler::{
     DestinationState, EpochClock, PassReport, ReconcileError, Reconciler, ReconcilerConfig,
-    StoreRegistry,
+    RemovalGuard, StoreRegistry, hold_commands,
 };
 pub use sqlite::SqliteStore;
 pub use store::{

@@ -15,7 +15,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::mapping::Mapping;
-use super::values::{EnvName, Flag, Int, RateText, Table, Text, array_value};
+use super::values::{EnvName, Flag, Int, RateText, Ratio, Table, Text, array_value};
 
 /// The whole file.
 #[derive(Deserialize)]
@@ -98,6 +98,9 @@ pub(super) struct RawDestination {
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
+    pub(super) max_removal_ratio: Option<Spanned<Ratio>>,
+    pub(super) removal_window: Option<Spanned<Text>>,
+    pub(super) removal_guard_min_members: Option<Spanned<Int>>,
 }
 
 array_value!(
@@ -113,6 +116,8 @@ pub(super) struct RawAudience {
     pub(super) update_existing_users_only: Option<Spanned<Flag>>,
     pub(super) channel_unsubscribe: Option<Spanned<Flag>>,
     pub(super) campaign_id: Option<Spanned<Int>>,
+    /// Only in `[destination.audiences.<key>]`: the audience's own `max_removal_ratio`.
+    pub(super) max_removal_ratio: Option<Spanned<Ratio>>,
 }
 
 /// `[destination.audiences]`: audience settings by audience key, in key order.
