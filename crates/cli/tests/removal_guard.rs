@@ -1,0 +1,327 @@
+//! The mass-removal guard as an operator meets it: a running service, real HTTP ingestion,
+//! the emulator's lists. An "everyone exits" storm is held (the list keeps its members while
+//! new users' entries still arrive; `/v1/status`, `/metrics`, `iterable-lists status` and
+//! `audience hold show` say so), then released with `iterable-lists audience hold release`
+//! (the members leave the list). A discard through the admin endpoint sends nothing: the
+//! users stay on the list and in the store's desired state, each exit's event says the
+//! operator discarded it, and later removals are ordinary again.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType, RunningEmulator};
+use serde_json::{Value, json};
+use server::{Config, RunningService};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iterable-lists");
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const WRITE_KEY: &str = "wk_guard";
+const TOKEN: &str = "guard-admin-token";
+const AUDIENCE: &str = "vip";
+
+struct Setup {
+    emu: RunningEmulator,
+    svc: RunningService,
+    http: reqwest::Client,
+    dir: PathBuf,
+    config_file: PathBuf,
+}
+
+async fn setup(name: &str) -> Setup {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut c =
+        EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    let emu = Emulator::start(c).await.expect("emulator");
+    let dir = std::env::temp_dir().join(format!("il-guard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // The guard's defaults: max_removal_ratio 0.25 over "1h", audiences of 100 or more.
+    let config = format!(
+        r#"listen = "127.0.0.1:0"
+admin_token = "{TOKEN}"
+[storage]
+url = "sqlite://{}"
+[[destination]]
+name = "prod"
+api_key = "{KEY}"
+base_url = "{}"
+write_keys = ["{WRITE_KEY}"]
+[destination.delivery]
+linger_ms = 20
+"#,
+        dir.join("db.sqlite").display(),
+        emu.url()
+    );
+    let config_file = dir.join("iterable-lists.toml");
+    std::fs::write(&config_file, &config).expect("write config");
+    let svc = RunningService::start(Config::parse(&config, &|_| None).expect("config"))
+        .await
+        .expect("service");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    Setup {
+        emu,
+        svc,
+        http,
+        dir,
+        config_file,
+    }
+}
+
+fn change(id: &str, member: bool, n: usize) -> Value {
+    json!({
+        "type": "identify",
+        "messageId": format!("{id}-{member}-{n}"),
+        "userId": id,
+        "timestamp": format!("2026-12-01T00:00:{:02}.000Z", n),
+        "traits": {AUDIENCE: member, "email": format!("{id}@example.com")},
+        "context": {"personas": {"computation_class": "audience", "computation_key": AUDIENCE}}
+    })
+}
+
+impl Setup {
+    /// Sends the users' changes as one `/v1/batch` request (stored in one transaction).
+    async fn send(&self, users: &[String], member: bool, n: usize) {
+        let batch: Vec<Value> = users.iter().map(|u| change(u, member, n)).collect();
+        let r = self
+            .http
+            .post(format!("{}/v1/batch", self.svc.url()))
+            .basic_auth(WRITE_KEY, Some(""))
+            .header("Content-Type", "application/json")
+            .body(json!({ "batch": batch }).to_string())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    /// The userIds on the audience's list in the emulator (empty before it exists).
+    fn list(&self) -> BTreeSet<String> {
+        let id = self
+            .emu
+            .state(false)
+            .iter()
+            .flat_map(|p| p.lists.iter())
+            .find(|l| l.name == AUDIENCE)
+            .map(|l| l.id);
+        id.and_then(|id| self.emu.members(id))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.user_id)
+            .collect()
+    }
+
+    async fn wait_for(&self, what: &str, ok: impl Fn(&BTreeSet<String>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = self.list();
+            if ok(&list) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the list has {} members",
+                list.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.svc.url()))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("admin call");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    async fn status(&self) -> Value {
+        let (code, body) = self.admin(reqwest::Method::GET, "/v1/status").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    }
+
+    /// The audience's entry of `/v1/status`, once `ok` holds (the figures are a second old at
+    /// most).
+    async fn audience_status(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.status().await;
+            let a = v["destinations"][0]["audiences"]
+                .as_array()
+                .and_then(|all| all.iter().find(|a| a["audience"] == AUDIENCE).cloned())
+                .unwrap_or(Value::Null);
+            if ok(&a) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "{what}: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_file)
+            .output()
+            .expect("run iterable-lists");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
+    /// An audience of `n` members on the list, then every one of them exits at once.
+    async fn storm(&self, n: usize) -> Vec<String> {
+        let members: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        self.send(&members, true, 1).await;
+        self.wait_for("the members arrive", |l| l.len() == n).await;
+        // And the store has recorded Iterable's answer.
+        self.audience_status("the members are acknowledged", |a| a["members"] == n)
+            .await;
+        self.send(&members, false, 2).await;
+        members
+    }
+
+    async fn finish(self) {
+        self.svc.shutdown(Duration::from_secs(10)).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_everyone_exits_storm_is_held_until_released() {
+    let s = setup("release").await;
+    let members = s.storm(200).await;
+    // Entries of new users still arrive while the removals are held.
+    let newcomers: Vec<String> = (0..10).map(|i| format!("new{i}")).collect();
+    s.send(&newcomers, true, 3).await;
+    s.wait_for("the newcomers arrive", |l| {
+        newcomers.iter().all(|u| l.contains(u))
+    })
+    .await;
+    let a = s
+        .audience_status("the hold shows", |a| !a["removalHold"].is_null())
+        .await;
+    let list = s.list();
+    assert_eq!(list.len(), 210, "the list keeps its members");
+    assert!(members.iter().all(|m| list.contains(m)));
+    let hold = &a["removalHold"];
+    assert_eq!(hold["held"], 200, "{a}");
+    assert_eq!(
+        (&hold["members"], &hold["pendingRemovals"], &hold["removedInWindow"]),
+        (&json!(200), &json!(200), &json!(0)),
+        "{a}"
+    );
+    assert_eq!(hold["maxRemovalRatio"], 0.25);
+    assert!(hold["sinceMs"].as_i64().is_some_and(|t| t > 0));
+    assert_eq!(a["pending"], 200, "held removals stay pending: {a}");
+    assert_eq!(s.status().await["destinations"][0]["heldAudiences"], json!([AUDIENCE]));
+    let (code, metrics) = s.admin(reqwest::Method::GET, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(r#"iterable_lists_removals_held{destination="prod",audience="vip"} 200"#),
+        "{metrics}"
+    );
+    let text = s.cli(&["status"]);
+    assert!(text.contains("REMOVALS HELD for audience vip"), "{text}");
+    assert!(text.contains("audience hold release"), "{text}");
+    let shown: Value = serde_json::from_str(
+        s.cli(&["audience", "hold", "show", "--audience", AUDIENCE, "--json"])
+            .trim(),
+    )
+    .expect("JSON");
+    assert_eq!((&shown["held"], &shown["hold"]["held"]), (&json!(true), &json!(200)));
+
+    // Released from the command line: the members leave the list.
+    let out: Value = serde_json::from_str(
+        s.cli(&["audience", "hold", "release", "--destination", "prod", "--audience", AUDIENCE])
+            .trim(),
+    )
+    .expect("JSON");
+    assert_eq!((&out["action"], &out["removals"]), (&json!("released"), &json!(200)));
+    let want: BTreeSet<String> = newcomers.iter().cloned().collect();
+    s.wait_for("the held removals are sent", |l| *l == want).await;
+    // A small audience loses its last members without a hold: the list ends empty.
+    s.send(&newcomers, false, 4).await;
+    s.wait_for("the list empties", BTreeSet::is_empty).await;
+    let a = s
+        .audience_status("nothing pending", |a| a["pending"] == 0)
+        .await;
+    assert!(a["removalHold"].is_null(), "{a}");
+    assert_eq!(a["members"], 0);
+    let shown = s.cli(&["audience", "hold", "show", "--audience", AUDIENCE]);
+    assert!(shown.contains("are not held"), "{shown}");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_storm_is_never_sent_and_the_store_says_why() {
+    let s = setup("discard").await;
+    let members = s.storm(150).await;
+    s.audience_status("the hold shows", |a| a["removalHold"]["held"] == 150)
+        .await;
+    let path = format!("/v1/holds/discard?destination=prod&audience={AUDIENCE}");
+    // Admin only.
+    let r = s
+        .http
+        .post(format!("{}{path}", s.svc.url()))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401);
+    let (code, body) = s
+        .admin(reqwest::Method::POST, "/v1/holds/release?destination=prod")
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("audience"), "{body}");
+    let (code, body) = s
+        .admin(reqwest::Method::POST, &format!("/v1/holds/discard?destination=nope&audience={AUDIENCE}"))
+        .await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = s.admin(reqwest::Method::POST, &path).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((&v["action"], &v["removals"]), (&json!("discarded"), &json!(150)));
+    // Once only.
+    let (code, body) = s.admin(reqwest::Method::POST, &path).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("not held"), "{body}");
+
+    // The reconciler goes on (a newcomer arrives), and the members are still there.
+    s.send(&["late".to_string()], true, 3).await;
+    s.wait_for("the newcomer arrives", |l| l.contains("late")).await;
+    let list = s.list();
+    assert_eq!(list.len(), 151);
+    assert!(members.iter().all(|m| list.contains(m)));
+    let a = s
+        .audience_status("the discard shows", |a| a["pending"] == 0 && a["members"] == 151)
+        .await;
+    assert!(a["removalHold"].is_null(), "{a}");
+    // Each exit's event says the operator discarded it.
+    let shown = s.cli(&["events", "show", "m7-false-2"]);
+    assert!(shown.contains("superseded"), "{shown}");
+    assert!(
+        shown.contains("removal discarded by the operator (the admin API (client 127.0.0.1:"),
+        "{shown}"
+    );
+    let ev = &s.status().await["destinations"][0]["events"];
+    assert_eq!(ev["superseded"], 150, "{ev}");
+    // Later, one member leaving is an ordinary removal.
+    s.send(&["m3".to_string()], false, 5).await;
+    s.wait_for("m3 leaves", |l| !l.contains("m3")).await;
+    assert_eq!(s.list().len(), 150);
+    s.finish().await;
+}
