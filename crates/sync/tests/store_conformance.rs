@@ -1616,6 +1616,13 @@ macro_rules! conformance {
                 hold_cases::small_audiences_and_ratio_one_are_never_held(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again() {
+                hold_cases::a_copy_makes_held_removals_due_for_the_guard_to_decide_again(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_discard_keeps_the_members_and_says_why() {
                 hold_cases::a_discard_keeps_the_members_and_says_why(&$harness).await
             }

@@ -299,3 +299,33 @@ pub async fn a_discard_keeps_the_members_and_says_why(h: &dyn Harness) {
     assert!(due_exits(s, A, NOW + 3).await.is_empty());
     assert_counts_exact(s).await;
 }
+
+pub async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again(h: &dyn Harness) {
+    let source = h.open("held-source");
+    let target = h.open("held-target");
+    members(&source, A, 200).await;
+    changes(&source, A, 0..200, false, 2).await;
+    let exits = due_exits(&source, A, NOW).await;
+    let v = source
+        .guard_removals(D, A, &exits, policy(0.25), NOW)
+        .await
+        .expect("guard");
+    assert!(matches!(v, GuardVerdict::Held { .. }), "{v:?}");
+    let options = sync::copy::CopyOptions {
+        batch_rows: 1000,
+        allow_non_empty: false,
+    };
+    sync::copy::copy_store(&source, &target, options, &mut |_| {})
+        .await
+        .expect("copy");
+    // Holds are not copied; nothing stays parked without one: the removals are due, and the
+    // guard holds them again.
+    assert!(target.removal_holds(D).await.expect("holds").is_empty());
+    let exits = due_exits(&target, A, NOW).await;
+    assert_eq!(exits.len(), 200);
+    let v = target
+        .guard_removals(D, A, &exits, policy(0.25), NOW)
+        .await
+        .expect("guard");
+    assert!(matches!(v, GuardVerdict::Held { tripped_now: true, .. }), "{v:?}");
+}
