@@ -99,9 +99,7 @@ async fn open_for_writing(cfg: &Config) -> Result<Store> {
 
 /// Who decided, as the store and the logs keep it.
 fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("the command line (user {user})")
 }
 

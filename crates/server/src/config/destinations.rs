@@ -180,18 +180,11 @@ pub(super) fn read_destination(
     let (keys, webhook_secret) = t.write_access(raw, span, env)?;
     let mapping = t.mapping(raw.mapping.as_ref())?;
     let audience_defaults = match &raw.audience_defaults {
-        Some(a) => {
-            let place = t.nested("audience_defaults");
-            if let Some(v) = &a.0.max_removal_ratio {
-                return Err(place.fail(
-                    "max_removal_ratio",
-                    v.span(),
-                    "set it on the destination (max_removal_ratio = ...) or per audience in \
-                     [destination.audiences.<key>]",
-                ));
-            }
-            place.audience(&a.0)?
-        }
+        Some(a) => t.nested("audience_defaults").audience_fields(
+            &a.0.update_existing_users_only,
+            &a.0.channel_unsubscribe,
+            &a.0.campaign_id,
+        )?,
         None => AudienceSettings::default(),
     };
     let audiences = audiences(&t, raw)?;
@@ -316,7 +309,21 @@ fn audiences(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, AudienceSett
 impl Place {
     /// An audience's settings (this place is its table).
     fn audience(&self, raw: &RawAudience) -> R<AudienceSettings> {
-        let campaign_id = match &raw.campaign_id {
+        self.audience_fields(
+            &raw.update_existing_users_only,
+            &raw.channel_unsubscribe,
+            &raw.campaign_id,
+        )
+    }
+
+    /// The three settings of an audience's table (or of the defaults).
+    fn audience_fields(
+        &self,
+        update_existing_users_only: &Option<Spanned<Flag>>,
+        channel_unsubscribe: &Option<Spanned<Flag>>,
+        campaign_id: &Option<Spanned<super::values::Int>>,
+    ) -> R<AudienceSettings> {
+        let campaign_id = match campaign_id {
             None => None,
             Some(v) if v.get_ref().0 >= 1 => Some(v.get_ref().0),
             Some(v) => {
@@ -329,8 +336,8 @@ impl Place {
         };
         let flag = |v: &Option<Spanned<Flag>>| v.as_ref().map(|f| f.get_ref().0);
         Ok(AudienceSettings {
-            update_existing_users_only: flag(&raw.update_existing_users_only),
-            channel_unsubscribe: flag(&raw.channel_unsubscribe),
+            update_existing_users_only: flag(update_existing_users_only),
+            channel_unsubscribe: flag(channel_unsubscribe),
             campaign_id,
         })
     }
@@ -418,8 +425,8 @@ mod tests {
             ),
             (
                 "[destination.audience_defaults]\nmax_removal_ratio = 0.5",
-                "max_removal_ratio",
-                "set it on the destination",
+                "audience_defaults: unknown key \"max_removal_ratio\"",
+                "expected one of",
             ),
         ];
         for (extra, key, words) in cases {

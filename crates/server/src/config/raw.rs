@@ -94,7 +94,7 @@ pub(super) struct RawDestination {
     pub(super) webhook_secret: Option<Spanned<Text>>,
     pub(super) webhook_secret_env: Option<Spanned<EnvName>>,
     pub(super) mapping: Option<Spanned<Mapping>>,
-    pub(super) audience_defaults: Option<Table<RawAudience>>,
+    pub(super) audience_defaults: Option<Table<RawAudienceDefaults>>,
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
@@ -109,14 +109,23 @@ array_value!(
     "an array of strings"
 );
 
-/// `[destination.audience_defaults]` and each `[destination.audiences.<key>]`.
+/// `[destination.audience_defaults]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudienceDefaults {
+    pub(super) update_existing_users_only: Option<Spanned<Flag>>,
+    pub(super) channel_unsubscribe: Option<Spanned<Flag>>,
+    pub(super) campaign_id: Option<Spanned<Int>>,
+}
+
+/// Each `[destination.audiences.<key>]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAudience {
     pub(super) update_existing_users_only: Option<Spanned<Flag>>,
     pub(super) channel_unsubscribe: Option<Spanned<Flag>>,
     pub(super) campaign_id: Option<Spanned<Int>>,
-    /// Only in `[destination.audiences.<key>]`: the audience's own `max_removal_ratio`.
+    /// The audience's own `max_removal_ratio` (the mass-removal guard).
     pub(super) max_removal_ratio: Option<Spanned<Ratio>>,
 }
 
