@@ -83,7 +83,9 @@ async fn open_for_writing(cfg: &Config) -> Result<Store> {
     Ok(match &cfg.storage {
         Storage::Sqlite { path } => {
             let options = OpenOptions { quick_check: None };
-            Store::sqlite(SqliteStore::open_with_options(path, &options).map_err(|e| anyhow!("{e}"))?)
+            Store::sqlite(
+                SqliteStore::open_with_options(path, &options).map_err(|e| anyhow!("{e}"))?,
+            )
         }
         Storage::SqliteMemory => bail!(
             "an in-memory database (sqlite::memory:) exists only inside the running service; \

@@ -221,14 +221,21 @@ async fn an_everyone_exits_storm_is_held_until_released() {
     let hold = &a["removalHold"];
     assert_eq!(hold["held"], 200, "{a}");
     assert_eq!(
-        (&hold["members"], &hold["pendingRemovals"], &hold["removedInWindow"]),
+        (
+            &hold["members"],
+            &hold["pendingRemovals"],
+            &hold["removedInWindow"]
+        ),
         (&json!(200), &json!(200), &json!(0)),
         "{a}"
     );
     assert_eq!(hold["maxRemovalRatio"], 0.25);
     assert!(hold["sinceMs"].as_i64().is_some_and(|t| t > 0));
     assert_eq!(a["pending"], 200, "held removals stay pending: {a}");
-    assert_eq!(s.status().await["destinations"][0]["heldAudiences"], json!([AUDIENCE]));
+    assert_eq!(
+        s.status().await["destinations"][0]["heldAudiences"],
+        json!([AUDIENCE])
+    );
     let (code, metrics) = s.admin(reqwest::Method::GET, "/metrics").await;
     assert_eq!(code, 200);
     assert!(
@@ -243,17 +250,32 @@ async fn an_everyone_exits_storm_is_held_until_released() {
             .trim(),
     )
     .expect("JSON");
-    assert_eq!((&shown["held"], &shown["hold"]["held"]), (&json!(true), &json!(200)));
+    assert_eq!(
+        (&shown["held"], &shown["hold"]["held"]),
+        (&json!(true), &json!(200))
+    );
 
     // Released from the command line: the members leave the list.
     let out: Value = serde_json::from_str(
-        s.cli(&["audience", "hold", "release", "--destination", "prod", "--audience", AUDIENCE])
-            .trim(),
+        s.cli(&[
+            "audience",
+            "hold",
+            "release",
+            "--destination",
+            "prod",
+            "--audience",
+            AUDIENCE,
+        ])
+        .trim(),
     )
     .expect("JSON");
-    assert_eq!((&out["action"], &out["removals"]), (&json!("released"), &json!(200)));
+    assert_eq!(
+        (&out["action"], &out["removals"]),
+        (&json!("released"), &json!(200))
+    );
     let want: BTreeSet<String> = newcomers.iter().cloned().collect();
-    s.wait_for("the held removals are sent", |l| *l == want).await;
+    s.wait_for("the held removals are sent", |l| *l == want)
+        .await;
     // A small audience loses its last members without a hold: the list ends empty.
     s.send(&newcomers, false, 4).await;
     s.wait_for("the list empties", BTreeSet::is_empty).await;
@@ -288,13 +310,19 @@ async fn a_discarded_storm_is_never_sent_and_the_store_says_why() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("audience"), "{body}");
     let (code, body) = s
-        .admin(reqwest::Method::POST, &format!("/v1/holds/discard?destination=nope&audience={AUDIENCE}"))
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/holds/discard?destination=nope&audience={AUDIENCE}"),
+        )
         .await;
     assert_eq!(code, 404, "{body}");
     let (code, body) = s.admin(reqwest::Method::POST, &path).await;
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!((&v["action"], &v["removals"]), (&json!("discarded"), &json!(150)));
+    assert_eq!(
+        (&v["action"], &v["removals"]),
+        (&json!("discarded"), &json!(150))
+    );
     // Once only.
     let (code, body) = s.admin(reqwest::Method::POST, &path).await;
     assert_eq!(code, 404, "{body}");
@@ -302,12 +330,15 @@ async fn a_discarded_storm_is_never_sent_and_the_store_says_why() {
 
     // The reconciler goes on (a newcomer arrives), and the members are still there.
     s.send(&["late".to_string()], true, 3).await;
-    s.wait_for("the newcomer arrives", |l| l.contains("late")).await;
+    s.wait_for("the newcomer arrives", |l| l.contains("late"))
+        .await;
     let list = s.list();
     assert_eq!(list.len(), 151);
     assert!(members.iter().all(|m| list.contains(m)));
     let a = s
-        .audience_status("the discard shows", |a| a["pending"] == 0 && a["members"] == 151)
+        .audience_status("the discard shows", |a| {
+            a["pending"] == 0 && a["members"] == 151
+        })
         .await;
     assert!(a["removalHold"].is_null(), "{a}");
     // Each exit's event says the operator discarded it.

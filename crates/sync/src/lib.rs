@@ -27,7 +27,8 @@ pub use reconciler::{
 pub use sqlite::SqliteStore;
 pub use store::{
     Applied, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent, EventCounts,
-    EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts, MembershipChange, NewEvent, Outcome,
-    OutcomeRow, PendingRow, RateCut, RemovalFigures, RemovalHold, RemovalPolicy, Receipt, Recorded, Seq, StatusKind, Store, StoreError,
-    StoreFuture, TableCounts, Version,
+    EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts, MembershipChange,
+    NewEvent, Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, RemovalFigures,
+    RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture, TableCounts,
+    Version,
 };

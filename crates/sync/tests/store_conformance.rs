@@ -1617,10 +1617,8 @@ macro_rules! conformance {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again() {
-                hold_cases::a_copy_makes_held_removals_due_for_the_guard_to_decide_again(
-                    &$harness,
-                )
-                .await
+                hold_cases::a_copy_makes_held_removals_due_for_the_guard_to_decide_again(&$harness)
+                    .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_discard_keeps_the_members_and_says_why() {

@@ -9,15 +9,15 @@ use destination::AudienceSettings;
 use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use segment::membership::RetlSyncMode;
-use sync::RemovalGuard;
 use serde_json::Value;
+use sync::RemovalGuard;
 use toml::Spanned;
 
 use super::delivery::Delivery;
-use super::storage::parse_retention;
 use super::error::{Place, R};
 use super::raw::{RawAudience, RawDestination};
 use super::secrets::{Env, Secret};
+use super::storage::parse_retention;
 use super::values::{Flag, Text};
 
 /// One Iterable project that audiences are synced to (`[[destination]]`).
@@ -252,7 +252,11 @@ fn base_url(
 /// (a period like `"1h"` or `"90m"`) and the smallest audience it applies to.
 fn removal_guard(t: &Place, raw: &RawDestination) -> R<RemovalGuard> {
     let d = RemovalGuard::default();
-    let max_ratio = t.ratio("max_removal_ratio", raw.max_removal_ratio.as_ref(), d.max_ratio)?;
+    let max_ratio = t.ratio(
+        "max_removal_ratio",
+        raw.max_removal_ratio.as_ref(),
+        d.max_ratio,
+    )?;
     let window = match &raw.removal_window {
         None => d.window,
         Some(v) => match parse_retention(&v.get_ref().0) {
@@ -401,7 +405,10 @@ mod tests {
              [destination.audiences.plain]\ncampaign_id = 3\n",
         ));
         let g = &c.destinations[0].removal_guard;
-        assert_eq!((g.max_ratio, g.window.as_secs(), g.min_members), (0.5, 5400, 10));
+        assert_eq!(
+            (g.max_ratio, g.window.as_secs(), g.min_members),
+            (0.5, 5400, 10)
+        );
         assert_eq!(g.policy("vip").max_ratio, 0.0);
         assert_eq!(g.policy("all").max_ratio, 1.0);
         assert_eq!(g.policy("plain").max_ratio, 0.5);
@@ -411,13 +418,37 @@ mod tests {
     #[test]
     fn bad_removal_guard_values_are_refused_naming_the_key() {
         let cases = [
-            ("max_removal_ratio = 1.5", "max_removal_ratio", "between 0 and 1"),
-            ("max_removal_ratio = -0.1", "max_removal_ratio", "between 0 and 1"),
-            ("max_removal_ratio = nan", "max_removal_ratio", "between 0 and 1"),
-            ("max_removal_ratio = \"a lot\"", "max_removal_ratio", "a number between 0 and 1"),
+            (
+                "max_removal_ratio = 1.5",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = -0.1",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = nan",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = \"a lot\"",
+                "max_removal_ratio",
+                "a number between 0 and 1",
+            ),
             ("removal_window = \"0\"", "removal_window", "a period like"),
-            ("removal_window = \"soon\"", "removal_window", "not a period"),
-            ("removal_guard_min_members = -1", "removal_guard_min_members", "at least 0"),
+            (
+                "removal_window = \"soon\"",
+                "removal_window",
+                "not a period",
+            ),
+            (
+                "removal_guard_min_members = -1",
+                "removal_guard_min_members",
+                "at least 0",
+            ),
             (
                 "[destination.audiences.vip]\nmax_removal_ratio = 2",
                 "audiences.vip.max_removal_ratio",

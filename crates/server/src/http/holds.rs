@@ -50,7 +50,16 @@ async fn decide(state: &AppState, uri: &Uri, peer: String, action: HoldAction) -
         return refuse(404, HoldError::UnknownDestination(destination).to_string());
     };
     let actor = format!("the admin API (client {peer})");
-    match resolve(&state.store, &destination, &audience, action, &actor, state.now_ms()).await {
+    match resolve(
+        &state.store,
+        &destination,
+        &audience,
+        action,
+        &actor,
+        state.now_ms(),
+    )
+    .await
+    {
         Ok(n) => {
             // Released removals are due now: look at once.
             d.waker.notify_one();

@@ -69,7 +69,13 @@ async fn metrics_reply(state: &AppState) -> Reply {
             .destinations
             .iter()
             .zip(f)
-            .map(|(d, f)| (d.config.name.as_str(), f.lists.as_slice(), f.holds.as_slice()))
+            .map(|(d, f)| {
+                (
+                    d.config.name.as_str(),
+                    f.lists.as_slice(),
+                    f.holds.as_slice(),
+                )
+            })
             .collect();
         render_holds(&mut out, &holds);
     }

@@ -364,7 +364,12 @@ pub fn render_holds(out: &mut String, destinations: &[(&str, &[ListCounts], &[Re
         "Removals the mass-removal guard holds until an operator releases or discards them.",
     );
     for (name, lists, holds) in destinations {
-        let held = |a: &str| holds.iter().find(|h| h.audience_key == a).map_or(0, |h| h.held);
+        let held = |a: &str| {
+            holds
+                .iter()
+                .find(|h| h.audience_key == a)
+                .map_or(0, |h| h.held)
+        };
         for l in lists.iter() {
             sample(
                 out,

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::PostgresStore;
 use crate::store::{
-    CopyBatch, GuardVerdict, HoldAction, RemovalHold, RemovalPolicy, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
-    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
-    StoreFuture, TableCounts,
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, GuardVerdict,
+    HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt,
+    Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
 };
 
 impl Store {

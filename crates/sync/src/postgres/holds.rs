@@ -160,8 +160,9 @@ impl PostgresStore {
             } else if seqs.is_empty() {
                 GuardVerdict::Allowed
             } else {
-                let f = Self::removal_figures(&tx, destination, audience_key, counted, &policy, now_ms)
-                    .await?;
+                let f =
+                    Self::removal_figures(&tx, destination, audience_key, counted, &policy, now_ms)
+                        .await?;
                 if f.trips(&policy) {
                     tx.execute(
                         "UPDATE removal_guard SET held_since_ms = $3, members = $4,

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::ReconcileError;
 use super::dispatcher::Dispatcher;
 use super::shared::lock;
-use super::ReconcileError;
 use crate::store::{GuardVerdict, Identity, PendingRow, RemovalHold, RemovalPolicy, Seq};
 
 /// How the guard judges a destination's audiences.
@@ -103,8 +103,8 @@ impl Dispatcher {
                 tripped_now,
                 approved_seq,
             } => {
-                let first = lock(&inner.announced_holds)
-                    .insert((audience.to_string(), hold.since_ms));
+                let first =
+                    lock(&inner.announced_holds).insert((audience.to_string(), hold.since_ms));
                 if tripped_now || first {
                     announce(d, &hold, &policy, tripped_now);
                 }

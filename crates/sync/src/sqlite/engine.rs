@@ -9,9 +9,9 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    CopyBatch, GuardVerdict, HoldAction, RemovalHold, RemovalPolicy, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
-    ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
-    StoreError, StoreFuture, TableCounts,
+    CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, GuardVerdict,
+    HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt,
+    Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreError, StoreFuture, TableCounts,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.

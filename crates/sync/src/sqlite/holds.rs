@@ -166,7 +166,8 @@ impl SqliteStore {
             if fresh.is_empty() {
                 return Ok(GuardVerdict::Allowed);
             }
-            let figures = Self::removal_figures(tx, destination, audience_key, counted, &policy, now_ms)?;
+            let figures =
+                Self::removal_figures(tx, destination, audience_key, counted, &policy, now_ms)?;
             if figures.trips(&policy) {
                 tx.prepare_cached(
                     "INSERT INTO removal_guard (destination, list_key, held_since_ms, members,
@@ -368,10 +369,12 @@ impl SqliteStore {
             .map_err(engine(OP))?
             .execute(params![destination, audience_key, note, now_ms])
             .map_err(engine(OP))?;
-            tx.prepare_cached("DELETE FROM removal_window WHERE destination = ?1 AND list_key = ?2")
-                .map_err(engine(OP))?
-                .execute(params![destination, audience_key])
-                .map_err(engine(OP))?;
+            tx.prepare_cached(
+                "DELETE FROM removal_window WHERE destination = ?1 AND list_key = ?2",
+            )
+            .map_err(engine(OP))?
+            .execute(params![destination, audience_key])
+            .map_err(engine(OP))?;
             Ok(Some(n as u64))
         })
     }

@@ -35,7 +35,10 @@ async fn changes(
     for i in range {
         let msg = format!("{audience}-{i}-{member}-{t}");
         ids.push(msg.clone());
-        batch.push(event(&msg, vec![change(audience, &email(i), member, Some(t))]));
+        batch.push(event(
+            &msg,
+            vec![change(audience, &email(i), member, Some(t))],
+        ));
     }
     s.accept(batch).await.expect("accept");
     ids
@@ -119,12 +122,18 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
     );
     assert_eq!((hold.since_ms, hold.held, hold.max_ratio), (NOW, 200, 0.25));
     // Every exit is parked: nothing due, still pending.
-    assert!(s.pending(D, A, NOW + 1, 1000).await.expect("pending").is_empty());
-    assert!(!s
-        .pending_audiences(D, NOW + 1)
-        .await
-        .expect("due")
-        .contains(&A.to_string()));
+    assert!(
+        s.pending(D, A, NOW + 1, 1000)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert!(
+        !s.pending_audiences(D, NOW + 1)
+            .await
+            .expect("due")
+            .contains(&A.to_string())
+    );
     let c = counts_of(s, A).await;
     assert_eq!((c.members, c.pending), (200, 200));
     // Entries still flow; an exit arriving now is parked by the next check.
@@ -228,7 +237,11 @@ pub async fn a_trickle_counts_over_the_window(h: &dyn Harness) {
     let later = NOW + 60_000 + 2_000;
     let exits = due_exits(s, b, later).await;
     let v = s.guard_removals(D, b, &exits, policy(0.25), later).await;
-    assert_eq!(v.expect("guard"), GuardVerdict::Allowed, "the window has passed");
+    assert_eq!(
+        v.expect("guard"),
+        GuardVerdict::Allowed,
+        "the window has passed"
+    );
 }
 
 pub async fn small_audiences_and_ratio_one_are_never_held(h: &dyn Harness) {
@@ -237,7 +250,9 @@ pub async fn small_audiences_and_ratio_one_are_never_held(h: &dyn Harness) {
     members(s, "three", 3).await;
     changes(s, "three", 0..3, false, 2).await;
     let exits = due_exits(s, "three", NOW).await;
-    let v = s.guard_removals(D, "three", &exits, policy(0.25), NOW).await;
+    let v = s
+        .guard_removals(D, "three", &exits, policy(0.25), NOW)
+        .await;
     assert_eq!(v.expect("guard"), GuardVerdict::Allowed);
     members(s, A, 200).await;
     changes(s, A, 0..200, false, 2).await;
@@ -248,7 +263,9 @@ pub async fn small_audiences_and_ratio_one_are_never_held(h: &dyn Harness) {
     changes(s, "strangers", 0..300, false, 2).await;
     let exits = due_exits(s, "strangers", NOW).await;
     assert_eq!(exits.len(), 300);
-    let v = s.guard_removals(D, "strangers", &exits, policy(0.25), NOW).await;
+    let v = s
+        .guard_removals(D, "strangers", &exits, policy(0.25), NOW)
+        .await;
     assert_eq!(v.expect("guard"), GuardVerdict::Allowed);
     assert!(s.removal_holds(D).await.expect("holds").is_empty());
 }
@@ -270,7 +287,12 @@ pub async fn a_discard_keeps_the_members_and_says_why(h: &dyn Harness) {
         .expect("discard");
     assert_eq!(n, Some(200));
     // Nothing pending, nothing held, every user still a member.
-    assert!(s.pending(D, A, i64::MAX - 1, 1000).await.expect("pending").is_empty());
+    assert!(
+        s.pending(D, A, i64::MAX - 1, 1000)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
     assert!(s.removal_holds(D).await.expect("holds").is_empty());
     let c = counts_of(s, A).await;
     assert_eq!((c.members, c.pending), (200, 0));
@@ -327,5 +349,14 @@ pub async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again(h: &dy
         .guard_removals(D, A, &exits, policy(0.25), NOW)
         .await
         .expect("guard");
-    assert!(matches!(v, GuardVerdict::Held { tripped_now: true, .. }), "{v:?}");
+    assert!(
+        matches!(
+            v,
+            GuardVerdict::Held {
+                tripped_now: true,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
 }
