@@ -24,12 +24,19 @@ const AUDIENCE: &str = "vip";
 struct Setup {
     emu: RunningEmulator,
     svc: RunningService,
+    /// More instances on the same store (PostgreSQL).
+    others: Vec<RunningService>,
     http: reqwest::Client,
     dir: PathBuf,
     config_file: PathBuf,
 }
 
 async fn setup(name: &str) -> Setup {
+    setup_on(name, None, 1).await
+}
+
+/// `instances` services on one store: the SQLite file of a temporary directory, or `url`.
+async fn setup_on(name: &str, url: Option<String>, instances: usize) -> Setup {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut c =
         EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
@@ -43,7 +50,8 @@ async fn setup(name: &str) -> Setup {
         r#"listen = "127.0.0.1:0"
 admin_token = "{TOKEN}"
 [storage]
-url = "sqlite://{}"
+url = "{}"
+lease_seconds = 2
 [[destination]]
 name = "prod"
 api_key = "{KEY}"
@@ -52,14 +60,17 @@ write_keys = ["{WRITE_KEY}"]
 [destination.delivery]
 linger_ms = 20
 "#,
-        dir.join("db.sqlite").display(),
+        url.unwrap_or_else(|| format!("sqlite://{}", dir.join("db.sqlite").display())),
         emu.url()
     );
     let config_file = dir.join("iterable-lists.toml");
     std::fs::write(&config_file, &config).expect("write config");
-    let svc = RunningService::start(Config::parse(&config, &|_| None).expect("config"))
-        .await
-        .expect("service");
+    let mut all = Vec::new();
+    for _ in 0..instances {
+        let c = Config::parse(&config, &|_| None).expect("config");
+        all.push(RunningService::start(c).await.expect("service"));
+    }
+    let svc = all.remove(0);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -67,6 +78,7 @@ linger_ms = 20
     Setup {
         emu,
         svc,
+        others: all,
         http,
         dir,
         config_file,
@@ -85,12 +97,25 @@ fn change(id: &str, member: bool, n: usize) -> Value {
 }
 
 impl Setup {
+    /// Instance `i` (0 is `svc`).
+    fn instance(&self, i: usize) -> &RunningService {
+        if i == 0 {
+            &self.svc
+        } else {
+            &self.others[i - 1]
+        }
+    }
+
     /// Sends the users' changes as one `/v1/batch` request (stored in one transaction).
     async fn send(&self, users: &[String], member: bool, n: usize) {
+        self.send_to(0, users, member, n).await
+    }
+
+    async fn send_to(&self, i: usize, users: &[String], member: bool, n: usize) {
         let batch: Vec<Value> = users.iter().map(|u| change(u, member, n)).collect();
         let r = self
             .http
-            .post(format!("{}/v1/batch", self.svc.url()))
+            .post(format!("{}/v1/batch", self.instance(i).url()))
             .basic_auth(WRITE_KEY, Some(""))
             .header("Content-Type", "application/json")
             .body(json!({ "batch": batch }).to_string())
@@ -133,9 +158,13 @@ impl Setup {
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str) -> (u16, String) {
+        self.admin_of(0, method, path).await
+    }
+
+    async fn admin_of(&self, i: usize, method: reqwest::Method, path: &str) -> (u16, String) {
         let r = self
             .http
-            .request(method, format!("{}{path}", self.svc.url()))
+            .request(method, format!("{}{path}", self.instance(i).url()))
             .bearer_auth(TOKEN)
             .send()
             .await
@@ -145,7 +174,11 @@ impl Setup {
     }
 
     async fn status(&self) -> Value {
-        let (code, body) = self.admin(reqwest::Method::GET, "/v1/status").await;
+        self.status_of(0).await
+    }
+
+    async fn status_of(&self, i: usize) -> Value {
+        let (code, body) = self.admin_of(i, reqwest::Method::GET, "/v1/status").await;
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).expect("status JSON")
     }
@@ -153,9 +186,13 @@ impl Setup {
     /// The audience's entry of `/v1/status`, once `ok` holds (the figures are a second old at
     /// most).
     async fn audience_status(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        self.audience_status_of(0, what, ok).await
+    }
+
+    async fn audience_status_of(&self, i: usize, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let v = self.status().await;
+            let v = self.status_of(i).await;
             let a = v["destinations"][0]["audiences"]
                 .as_array()
                 .and_then(|all| all.iter().find(|a| a["audience"] == AUDIENCE).cloned())
@@ -196,6 +233,9 @@ impl Setup {
     }
 
     async fn finish(self) {
+        for o in self.others {
+            o.shutdown(Duration::from_secs(10)).await;
+        }
         self.svc.shutdown(Duration::from_secs(10)).await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -354,5 +394,46 @@ async fn a_discarded_storm_is_never_sent_and_the_store_says_why() {
     s.send(&["m3".to_string()], false, 5).await;
     s.wait_for("m3 leaves", |l| !l.contains("m3")).await;
     assert_eq!(s.list().len(), 150);
+    s.finish().await;
+}
+
+/// Two instances on one PostgreSQL database, each seeing part of the events: the storm sent to
+/// one is held for both (the decision and the hold are the store's), both report it, and a
+/// release through the other one's admin endpoint sends the removals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_postgres_share_one_hold() {
+    let pg = testkit::postgres::PgSchema::create("removal_guard_multi");
+    let s = setup_on("multi", Some(pg.url()), 2).await;
+    let members: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    let (first, second) = members.split_at(100);
+    s.send_to(0, first, true, 1).await;
+    s.send_to(1, second, true, 1).await;
+    s.wait_for("the members arrive", |l| l.len() == 200).await;
+    s.audience_status_of(1, "the members are acknowledged", |a| a["members"] == 200)
+        .await;
+    // Each instance sees half of the exits.
+    s.send_to(0, first, false, 2).await;
+    s.send_to(1, second, false, 2).await;
+    s.send_to(1, &["late".to_string()], true, 3).await;
+    s.wait_for("the newcomer arrives", |l| l.contains("late"))
+        .await;
+    for i in 0..2 {
+        let a = s
+            .audience_status_of(i, "the hold shows", |a| !a["removalHold"].is_null())
+            .await;
+        assert_eq!(a["removalHold"]["held"], 200, "instance {i}: {a}");
+    }
+    assert_eq!(s.list().len(), 201, "the list keeps its members");
+    let (code, body) = s
+        .admin_of(
+            1,
+            reqwest::Method::POST,
+            &format!("/v1/holds/release?destination=prod&audience={AUDIENCE}"),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let want: BTreeSet<String> = ["late".to_string()].into();
+    s.wait_for("the held removals are sent", |l| *l == want)
+        .await;
     s.finish().await;
 }
