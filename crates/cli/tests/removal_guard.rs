@@ -282,6 +282,11 @@ async fn an_everyone_exits_storm_is_held_until_released() {
         metrics.contains(r#"iterable_lists_removals_held{destination="prod",audience="vip"} 200"#),
         "{metrics}"
     );
+    let shown = s.cli(&["events", "show", "m7-false-2"]);
+    assert!(
+        shown.contains("remove m7@example.com / m7: accepted (held by the mass-removal guard"),
+        "{shown}"
+    );
     let text = s.cli(&["status"]);
     assert!(text.contains("REMOVALS HELD for audience vip"), "{text}");
     assert!(text.contains("audience hold release"), "{text}");

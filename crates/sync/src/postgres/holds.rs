@@ -8,8 +8,8 @@ use deadpool_postgres::GenericClient;
 use super::{PostgresStore, counts, key_part, pg, status_of, to_i64, to_u64, write_tx};
 use crate::sqlite::counts::Deltas;
 use crate::store::{
-    GuardVerdict, HELD_MS, HoldAction, Identity, RemovalFigures, RemovalHold, RemovalPolicy, Seq,
-    StatusKind, StoreError,
+    GuardVerdict, HELD_MS, HELD_REASON, HoldAction, Identity, RemovalFigures, RemovalHold,
+    RemovalPolicy, Seq, StatusKind, StoreError,
 };
 
 /// Schema version 3: the mass-removal guard.
@@ -102,6 +102,28 @@ async fn parked(
     to_u64(op, n)
 }
 
+/// Sets the reason of the parked removals' events, or clears it where it says they are
+/// held.
+async fn explain_parked(
+    tx: &impl GenericClient,
+    op: &'static str,
+    destination: &str,
+    audience_key: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE event_audiences e SET reason = $4 FROM desired d
+         WHERE d.destination = $1 AND d.list_key = $2 AND d.state = 'pending'
+           AND d.next_attempt_ms = $3 AND e.seq = d.seq AND e.part = d.part
+           AND e.status IN ('accepted', 'pending')
+           AND ($4::text IS NOT NULL OR e.reason = $5)",
+        &[&destination, &audience_key, &HELD_MS, &reason, &HELD_REASON],
+    )
+    .await
+    .map(|_| ())
+    .map_err(pg(op))
+}
+
 impl PostgresStore {
     pub async fn guard_removals(
         &self,
@@ -129,11 +151,17 @@ impl PostgresStore {
             }
             if let Some(since) = row.held_since_ms {
                 tx.execute(
-                    "UPDATE desired d SET next_attempt_ms = $6
-                     FROM UNNEST($3::text[], $4::text[], $5::bigint[]) AS k(email, user_id, seq)
-                     WHERE d.destination = $1 AND d.list_key = $2 AND d.email = k.email
-                       AND d.user_id = k.user_id AND d.seq = k.seq AND d.state = 'pending'
-                       AND NOT d.member",
+                    "WITH parked AS (
+                       UPDATE desired d SET next_attempt_ms = $6
+                       FROM UNNEST($3::text[], $4::text[], $5::bigint[])
+                         AS k(email, user_id, seq)
+                       WHERE d.destination = $1 AND d.list_key = $2 AND d.email = k.email
+                         AND d.user_id = k.user_id AND d.seq = k.seq AND d.state = 'pending'
+                         AND NOT d.member
+                       RETURNING d.seq, d.part)
+                     UPDATE event_audiences e SET reason = $7 FROM parked p
+                     WHERE e.seq = p.seq AND e.part = p.part
+                       AND e.status IN ('accepted', 'pending')",
                     &[
                         &destination,
                         &audience_key,
@@ -141,6 +169,7 @@ impl PostgresStore {
                         &users,
                         &seqs,
                         &HELD_MS,
+                        &HELD_REASON,
                     ],
                 )
                 .await
@@ -189,6 +218,7 @@ impl PostgresStore {
                     )
                     .await
                     .map_err(pg(OP))?;
+                    explain_parked(&tx, OP, destination, audience_key, Some(HELD_REASON)).await?;
                     let held = parked(&tx, OP, destination, audience_key).await?;
                     GuardVerdict::Held {
                         hold: RemovalHold {
@@ -304,15 +334,17 @@ impl PostgresStore {
                 None
             } else {
                 let n = match action {
-                    HoldAction::Release => tx
-                        .execute(
+                    HoldAction::Release => {
+                        explain_parked(&tx, OP, destination, audience_key, None).await?;
+                        tx.execute(
                             "UPDATE desired SET next_attempt_ms = $4
                              WHERE destination = $1 AND list_key = $2 AND state = 'pending'
                                AND next_attempt_ms = $3",
                             &[&destination, &audience_key, &HELD_MS, &now_ms],
                         )
                         .await
-                        .map_err(pg(OP))?,
+                        .map_err(pg(OP))?
+                    }
                     HoldAction::Discard => {
                         Self::discard(&tx, destination, audience_key, actor, now_ms).await?
                     }

@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::counts::{self, Delta};
 use super::{SqliteStore, engine, key_part, status_of, to_i64, to_u64};
 use crate::store::{
-    GuardVerdict, HELD_MS, HoldAction, Identity, RemovalFigures, RemovalHold, RemovalPolicy, Seq,
-    StatusKind, StoreError,
+    GuardVerdict, HELD_MS, HELD_REASON, HoldAction, Identity, RemovalFigures, RemovalHold,
+    RemovalPolicy, Seq, StatusKind, StoreError,
 };
 
 /// The tables of schema version 5.
@@ -106,6 +106,34 @@ fn parked(
     to_u64(op, n)
 }
 
+/// Sets the reason of the parked removals' events, or clears it where it says they are
+/// held.
+fn explain_parked(
+    tx: &Connection,
+    op: &'static str,
+    destination: &str,
+    audience_key: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE event_audiences SET reason = ?4
+         WHERE (seq, part) IN (SELECT seq, part FROM desired INDEXED BY desired_pending
+             WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
+               AND next_attempt_ms = ?3)
+           AND status IN ('accepted', 'pending') AND (?4 IS NOT NULL OR reason = ?5)",
+    )
+    .map_err(engine(op))?
+    .execute(params![
+        destination,
+        audience_key,
+        HELD_MS,
+        reason,
+        HELD_REASON
+    ])
+    .map(|_| ())
+    .map_err(engine(op))
+}
+
 impl SqliteStore {
     pub fn guard_removals(
         &self,
@@ -139,16 +167,40 @@ impl SqliteStore {
                            AND user_id = ?4 AND seq = ?5 AND state = 'pending' AND member = 0",
                     )
                     .map_err(engine(OP))?;
-                for (id, seq) in &fresh {
-                    park.execute(params![
-                        destination,
-                        audience_key,
-                        key_part(&id.email),
-                        key_part(&id.user_id),
-                        seq,
-                        HELD_MS
-                    ])
+                let mut explain = tx
+                    .prepare_cached(
+                        "UPDATE event_audiences SET reason = ?6
+                         WHERE seq = ?5 AND status IN ('accepted', 'pending') AND part IN
+                           (SELECT part FROM desired WHERE destination = ?1 AND list_key = ?2
+                              AND email = ?3 AND user_id = ?4 AND seq = ?5
+                              AND next_attempt_ms = ?7)",
+                    )
                     .map_err(engine(OP))?;
+                for (id, seq) in &fresh {
+                    let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
+                    let parked = park
+                        .execute(params![
+                            destination,
+                            audience_key,
+                            email,
+                            user_id,
+                            seq,
+                            HELD_MS
+                        ])
+                        .map_err(engine(OP))?;
+                    if parked > 0 {
+                        explain
+                            .execute(params![
+                                destination,
+                                audience_key,
+                                email,
+                                user_id,
+                                seq,
+                                HELD_REASON,
+                                HELD_MS
+                            ])
+                            .map_err(engine(OP))?;
+                    }
                 }
                 let held = parked(tx, OP, destination, audience_key)?;
                 return Ok(GuardVerdict::Held {
@@ -199,6 +251,7 @@ impl SqliteStore {
                 .map_err(engine(OP))?
                 .execute(params![destination, audience_key, counted, HELD_MS])
                 .map_err(engine(OP))?;
+                explain_parked(tx, OP, destination, audience_key, Some(HELD_REASON))?;
                 let held = parked(tx, OP, destination, audience_key)?;
                 return Ok(GuardVerdict::Held {
                     hold: RemovalHold {
@@ -346,15 +399,17 @@ impl SqliteStore {
                 return Ok(None);
             }
             let n = match action {
-                HoldAction::Release => tx
-                    .prepare_cached(
+                HoldAction::Release => {
+                    explain_parked(tx, OP, destination, audience_key, None)?;
+                    tx.prepare_cached(
                         "UPDATE desired SET next_attempt_ms = ?4
                          WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
                            AND next_attempt_ms = ?3",
                     )
                     .map_err(engine(OP))?
                     .execute(params![destination, audience_key, HELD_MS, now_ms])
-                    .map_err(engine(OP))?,
+                    .map_err(engine(OP))?
+                }
                 HoldAction::Discard => Self::discard(tx, destination, audience_key, actor, now_ms)?,
             };
             let note = format!("{} {n} removal(s): {actor}", action.past());

@@ -13,6 +13,10 @@ use std::fmt;
 /// The value a parked removal's `next_attempt_ms` holds: never due, until released.
 pub const HELD_MS: i64 = i64::MAX;
 
+/// The reason a parked removal's event shows while it is held.
+pub const HELD_REASON: &str = "held by the mass-removal guard: `iterable-lists audience hold \
+     show` says why; `... hold release` sends it, `... hold discard` keeps the user on the list";
+
 /// How the guard judges one audience.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RemovalPolicy {

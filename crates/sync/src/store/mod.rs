@@ -41,7 +41,9 @@ pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
 pub use handle::Store;
-pub use holds::{GuardVerdict, HELD_MS, HoldAction, RemovalFigures, RemovalHold, RemovalPolicy};
+pub use holds::{
+    GuardVerdict, HELD_MS, HELD_REASON, HoldAction, RemovalFigures, RemovalHold, RemovalPolicy,
+};
 pub use rows::{
     Applied, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord, Identity,
     ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, Receipt, Recorded,

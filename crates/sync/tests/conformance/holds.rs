@@ -97,7 +97,7 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
     let s = h.open("storm");
     let s = &s;
     members(s, A, 200).await;
-    changes(s, A, 0..200, false, 2).await;
+    let storm_ids = changes(s, A, 0..200, false, 2).await;
     let exits = due_exits(s, A, NOW).await;
     assert_eq!(exits.len(), 200);
     // The reconciler asks with its first batch only: the store counts every pending exit.
@@ -136,6 +136,15 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
     );
     let c = counts_of(s, A).await;
     assert_eq!((c.members, c.pending), (200, 200));
+    // Their events say so (still accepted: nothing was sent).
+    let st = status(s, &storm_ids[3]).await;
+    assert_eq!(
+        st[0],
+        (
+            StatusKind::Accepted,
+            Some(sync::store::HELD_REASON.to_string())
+        )
+    );
     // Entries still flow; an exit arriving now is parked by the next check.
     changes(s, A, 500..501, true, 3).await;
     changes(s, A, 200..201, false, 3).await;
@@ -154,6 +163,11 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
         matches!(&v, GuardVerdict::Held { tripped_now: false, hold, .. } if hold.held == 201),
         "{v:?}"
     );
+    let late_id = format!("{A}-200-false-3");
+    assert_eq!(
+        status(s, &late_id).await[0].1.as_deref(),
+        Some(sync::store::HELD_REASON)
+    );
     let rows = s.pending(D, A, NOW + 3, 1000).await.expect("pending");
     assert_eq!(rows.len(), 1);
     assert!(rows[0].member, "only the entry is due");
@@ -170,6 +184,10 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
         .expect("release");
     assert_eq!(n, Some(201));
     assert!(s.removal_holds(D).await.expect("holds").is_empty());
+    assert_eq!(
+        status(s, &storm_ids[3]).await[0],
+        (StatusKind::Accepted, None)
+    );
     let exits = due_exits(s, A, NOW + 4).await;
     assert_eq!(exits.len(), 201);
     let v = s
