@@ -4,7 +4,8 @@
 //! `audience hold show` say so), then released with `iterable-lists audience hold release`
 //! (the members leave the list). A discard through the admin endpoint sends nothing: the
 //! users stay on the list and in the store's desired state, each exit's event says the
-//! operator discarded it, and later removals are ordinary again.
+//! operator discarded it, and later removals are ordinary again. Two instances on PostgreSQL
+//! share one hold; the real `serve` process logs the hold and the decision.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -45,24 +46,8 @@ async fn setup_on(name: &str, url: Option<String>, instances: usize) -> Setup {
     let dir = std::env::temp_dir().join(format!("il-guard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    // The guard's defaults: max_removal_ratio 0.25 over "1h", audiences of 100 or more.
-    let config = format!(
-        r#"listen = "127.0.0.1:0"
-admin_token = "{TOKEN}"
-[storage]
-url = "{}"
-lease_seconds = 2
-[[destination]]
-name = "prod"
-api_key = "{KEY}"
-base_url = "{}"
-write_keys = ["{WRITE_KEY}"]
-[destination.delivery]
-linger_ms = 20
-"#,
-        url.unwrap_or_else(|| format!("sqlite://{}", dir.join("db.sqlite").display())),
-        emu.url()
-    );
+    let url = url.unwrap_or_else(|| format!("sqlite://{}", dir.join("db.sqlite").display()));
+    let config = config_text(&url, &emu.url());
     let config_file = dir.join("iterable-lists.toml");
     std::fs::write(&config_file, &config).expect("write config");
     let mut all = Vec::new();
@@ -83,6 +68,26 @@ linger_ms = 20
         dir,
         config_file,
     }
+}
+
+/// The service's configuration: the guard's defaults (max_removal_ratio 0.25 over "1h",
+/// audiences of 100 or more).
+fn config_text(storage_url: &str, emulator_url: &str) -> String {
+    format!(
+        r#"listen = "127.0.0.1:0"
+admin_token = "{TOKEN}"
+[storage]
+url = "{storage_url}"
+lease_seconds = 2
+[[destination]]
+name = "prod"
+api_key = "{KEY}"
+base_url = "{emulator_url}"
+write_keys = ["{WRITE_KEY}"]
+[destination.delivery]
+linger_ms = 20
+"#
+    )
 }
 
 fn change(id: &str, member: bool, n: usize) -> Value {
@@ -441,4 +446,125 @@ async fn instances_on_postgres_share_one_hold() {
     s.wait_for("the held removals are sent", |l| *l == want)
         .await;
     s.finish().await;
+}
+
+/// The real `serve` process logs the hold at warn, with what tripped it and the commands that
+/// end it, and logs the operator's decision with who made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hold_and_the_decision_are_logged() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut c =
+        EmulatorConfig::default().with_project(ProjectConfig::new(ProjectType::Hybrid, KEY));
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    let emu = Emulator::start(c).await.expect("emulator");
+    let dir = std::env::temp_dir().join(format!("il-guard-logs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config_file = dir.join("iterable-lists.toml");
+    let db = format!("sqlite://{}", dir.join("db.sqlite").display());
+    std::fs::write(&config_file, config_text(&db, &emu.url())).expect("config");
+    let log = dir.join("stderr.log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let send = |users: Vec<String>, member: bool, n: usize| {
+        let batch: Vec<Value> = users.iter().map(|u| change(u, member, n)).collect();
+        http.post(format!("{url}/v1/batch"))
+            .basic_auth(WRITE_KEY, Some(""))
+            .body(json!({ "batch": batch }).to_string())
+            .send()
+    };
+    let members: Vec<String> = (0..120).map(|i| format!("m{i}")).collect();
+    assert!(
+        send(members.clone(), true, 1)
+            .await
+            .expect("post")
+            .status()
+            .is_success()
+    );
+    let status = || async {
+        let v: Value = http
+            .get(format!("{url}/v1/status"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("status")
+            .text()
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        v["destinations"][0]["audiences"][0].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status().await["members"] != 120 {
+        assert!(Instant::now() < deadline, "the members never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        send(members, false, 2)
+            .await
+            .expect("post")
+            .status()
+            .is_success()
+    );
+    while status().await["removalHold"].is_null() {
+        assert!(Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = http
+        .post(format!(
+            "{url}/v1/holds/release?destination=prod&audience={AUDIENCE}"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("release");
+    assert_eq!(r.status().as_u16(), 200);
+    while status().await["members"] != 0 {
+        assert!(Instant::now() < deadline, "the removals were never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).expect("log");
+    let held: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("mass-removal guard: removals of audience \"vip\" are held"))
+        .collect();
+    assert_eq!(held.len(), 1, "logged once: {text}");
+    for words in [
+        "WARN",
+        "120 removals (120 pending, 0 sent within the window) of 120 members exceed max_removal_ratio 0.25",
+        "entries still flow",
+        "iterable-lists audience hold release --destination prod --audience vip",
+    ] {
+        assert!(held[0].contains(words), "{words:?} in {}", held[0]);
+    }
+    assert!(
+        text.contains(
+            "120 held removal(s) of audience \"vip\" released by the admin API (client 127.0.0.1:"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "no secret in the logs");
+    let _ = std::fs::remove_dir_all(&dir);
 }
