@@ -34,6 +34,8 @@ CREATE TABLE removal_window (
     removals BIGINT NOT NULL,
     PRIMARY KEY (destination, list_key, bucket_ms)
 );
+CREATE INDEX desired_pending_exits
+    ON desired (destination, list_key, seq) WHERE state = 'pending' AND NOT member;
 "#;
 
 struct GuardRow {
@@ -93,7 +95,7 @@ async fn parked(
         .query_one(
             "SELECT COUNT(*) FROM desired
              WHERE destination = $1 AND list_key = $2 AND state = 'pending'
-               AND next_attempt_ms = $3",
+               AND NOT member AND next_attempt_ms = $3",
             &[&destination, &audience_key, &HELD_MS],
         )
         .await
@@ -114,7 +116,7 @@ async fn explain_parked(
     tx.execute(
         "UPDATE event_audiences e SET reason = $4 FROM desired d
          WHERE d.destination = $1 AND d.list_key = $2 AND d.state = 'pending'
-           AND d.next_attempt_ms = $3 AND e.seq = d.seq AND e.part = d.part
+           AND NOT d.member AND d.next_attempt_ms = $3 AND e.seq = d.seq AND e.part = d.part
            AND e.status IN ('accepted', 'pending')
            AND ($4::text IS NOT NULL OR e.reason = $5)",
         &[&destination, &audience_key, &HELD_MS, &reason, &HELD_REASON],
@@ -339,7 +341,7 @@ impl PostgresStore {
                         tx.execute(
                             "UPDATE desired SET next_attempt_ms = $4
                              WHERE destination = $1 AND list_key = $2 AND state = 'pending'
-                               AND next_attempt_ms = $3",
+                               AND NOT member AND next_attempt_ms = $3",
                             &[&destination, &audience_key, &HELD_MS, &now_ms],
                         )
                         .await
@@ -388,7 +390,7 @@ impl PostgresStore {
                 "WITH parked AS (
                    SELECT seq, part FROM desired
                    WHERE destination = $1 AND list_key = $2 AND state = 'pending'
-                     AND next_attempt_ms = $3),
+                     AND NOT member AND next_attempt_ms = $3),
                  was AS (
                    SELECT e.seq, e.part, e.status FROM event_audiences e
                    JOIN parked p ON e.seq = p.seq AND e.part = p.part
@@ -415,7 +417,7 @@ impl PostgresStore {
                 "UPDATE desired SET state = 'superseded', reason = $4, next_attempt_ms = 0,
                  member = COALESCE(ack_member, member)
                  WHERE destination = $1 AND list_key = $2 AND state = 'pending'
-                   AND next_attempt_ms = $3",
+                   AND NOT member AND next_attempt_ms = $3",
                 &[&destination, &audience_key, &HELD_MS, &reason],
             )
             .await

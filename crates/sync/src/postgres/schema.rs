@@ -15,6 +15,9 @@
 //! - `lists`: the list registry; `ignored_settings`: per event, the audience settings it
 //!   carried that could not be used; `audience_counts`: the figures per audience (see
 //!   `counts`); `destination_state`; `write_probe`.
+//!
+//! Version 2: the coordination tables (see `leases`). Version 3: the mass-removal guard's
+//! tables and the partial index on pending exits (see `holds`).
 
 use deadpool_postgres::Object;
 

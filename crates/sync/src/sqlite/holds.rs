@@ -7,6 +7,9 @@
 //! `removal_window` counts the exits let through per time bucket (a sixtieth of the window,
 //! at least a second). A held removal stays `pending` with `next_attempt_ms` = [`HELD_MS`],
 //! so it is never due and never read by the reconciler until released.
+//!
+//! `desired_pending_exits`, a partial index on pending exits, keeps the guard's reads to the
+//! exits of one audience: a backlog of pending entries (an initial load) costs it nothing.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -39,6 +42,8 @@ CREATE TABLE IF NOT EXISTS removal_window (
     removals INTEGER NOT NULL,
     PRIMARY KEY (destination, list_key, bucket_ms)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS desired_pending_exits
+    ON desired (destination, list_key, seq) WHERE state = 'pending' AND member = 0;
 ";
 
 /// An audience's guard row.
@@ -96,9 +101,9 @@ fn parked(
 ) -> Result<u64, StoreError> {
     let n: i64 = tx
         .prepare_cached(
-            "SELECT COUNT(*) FROM desired INDEXED BY desired_pending
+            "SELECT COUNT(*) FROM desired INDEXED BY desired_pending_exits
              WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-               AND next_attempt_ms = ?3",
+               AND member = 0 AND next_attempt_ms = ?3",
         )
         .map_err(engine(op))?
         .query_row(params![destination, audience_key, HELD_MS], |r| r.get(0))
@@ -117,9 +122,9 @@ fn explain_parked(
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "UPDATE event_audiences SET reason = ?4
-         WHERE (seq, part) IN (SELECT seq, part FROM desired INDEXED BY desired_pending
+         WHERE (seq, part) IN (SELECT seq, part FROM desired INDEXED BY desired_pending_exits
              WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-               AND next_attempt_ms = ?3)
+               AND member = 0 AND next_attempt_ms = ?3)
            AND status IN ('accepted', 'pending') AND (?4 IS NOT NULL OR reason = ?5)",
     )
     .map_err(engine(op))?
@@ -327,7 +332,7 @@ impl SqliteStore {
             .map_err(engine(OP))?;
         let pending: i64 = tx
             .prepare_cached(
-                "SELECT COUNT(*) FROM desired INDEXED BY desired_pending
+                "SELECT COUNT(*) FROM desired INDEXED BY desired_pending_exits
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
                    AND member = 0 AND ack_member = 1 AND seq > ?3",
             )
@@ -404,7 +409,7 @@ impl SqliteStore {
                     tx.prepare_cached(
                         "UPDATE desired SET next_attempt_ms = ?4
                          WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-                           AND next_attempt_ms = ?3",
+                           AND member = 0 AND next_attempt_ms = ?3",
                     )
                     .map_err(engine(OP))?
                     .execute(params![destination, audience_key, HELD_MS, now_ms])
@@ -448,10 +453,10 @@ impl SqliteStore {
         let mut d = Delta::default();
         let statuses: Vec<(String, i64)> = tx
             .prepare(
-                "SELECT e.status, COUNT(*) FROM desired d INDEXED BY desired_pending
+                "SELECT e.status, COUNT(*) FROM desired d INDEXED BY desired_pending_exits
                  JOIN event_audiences e ON e.seq = d.seq AND e.part = d.part
                  WHERE d.destination = ?1 AND d.list_key = ?2 AND d.state = 'pending'
-                   AND d.next_attempt_ms = ?3
+                   AND d.member = 0 AND d.next_attempt_ms = ?3
                  GROUP BY e.status",
             )
             .map_err(engine(OP))?
@@ -471,9 +476,9 @@ impl SqliteStore {
         tx.execute(
             "UPDATE event_audiences SET status = 'superseded', reason = ?4,
              next_attempt_ms = NULL, updated_ms = ?5
-             WHERE (seq, part) IN (SELECT seq, part FROM desired INDEXED BY desired_pending
+             WHERE (seq, part) IN (SELECT seq, part FROM desired INDEXED BY desired_pending_exits
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-                   AND next_attempt_ms = ?3)
+                   AND member = 0 AND next_attempt_ms = ?3)
                AND status IN ('accepted', 'pending')",
             params![destination, audience_key, HELD_MS, reason, now_ms],
         )
@@ -483,7 +488,7 @@ impl SqliteStore {
                 "UPDATE desired SET state = 'superseded', reason = ?4, next_attempt_ms = 0,
                  member = COALESCE(ack_member, member)
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-                   AND next_attempt_ms = ?3",
+                   AND member = 0 AND next_attempt_ms = ?3",
                 params![destination, audience_key, HELD_MS, reason],
             )
             .map_err(engine(OP))?;
