@@ -117,16 +117,29 @@ pub fn run(cmd: &AudienceCommand) -> Result<()> {
 fn show_hold(t: &Target, json: bool) -> Result<()> {
     let (cfg, store, rt) = open_for_reading(t.config.as_deref())?;
     let d = destination(&cfg, t.destination.as_deref())?;
-    let hold = rt
-        .block_on(show(&store, &d, &t.audience))
+    let (hold, last) = rt
+        .block_on(async {
+            let hold = show(&store, &d, &t.audience).await?;
+            let last = store.last_hold_decision(&d, &t.audience).await?;
+            Ok::<_, sync::StoreError>((hold, last))
+        })
         .map_err(|e| anyhow!("{e}"))?;
+    let now = (system_clock())();
     if json {
-        println!("{}", shown_json(&d, &t.audience, hold.as_ref()));
+        let mut v = shown_json(&d, &t.audience, hold.as_ref());
+        v["lastDecision"] = match &last {
+            Some((what, at)) => serde_json::json!({"decision": what, "atMs": at}),
+            None => serde_json::Value::Null,
+        };
+        println!("{v}");
         return Ok(());
     }
+    let last = last.map_or_else(String::new, |(what, at)| {
+        format!("\nlast decision: {what} ({})", time_text(at, now))
+    });
     match hold {
         None => println!(
-            "the removals of audience {} (destination {d}) are not held",
+            "the removals of audience {} (destination {d}) are not held{last}",
             t.audience
         ),
         Some(h) => println!(
@@ -134,7 +147,7 @@ fn show_hold(t: &Target, json: bool) -> Result<()> {
              wait.\nSend them: iterable-lists audience hold release{} --destination {d} \
              --audience {}\nKeep the users on the list: iterable-lists audience hold discard ...",
             t.audience,
-            time_text(h.since_ms, (system_clock())()),
+            time_text(h.since_ms, now),
             h.describe(),
             h.held,
             config_arg(t.config.as_deref()),

@@ -336,6 +336,10 @@ async fn an_everyone_exits_storm_is_held_until_released() {
     assert_eq!(a["members"], 0);
     let shown = s.cli(&["audience", "hold", "show", "--audience", AUDIENCE]);
     assert!(shown.contains("are not held"), "{shown}");
+    assert!(
+        shown.contains("last decision: released 200 removal(s): the command line (user "),
+        "{shown}"
+    );
     s.finish().await;
 }
 

@@ -280,6 +280,18 @@ impl Engine for PostgresStore {
         Box::pin(PostgresStore::removal_holds(self, destination))
     }
 
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>> {
+        Box::pin(PostgresStore::last_hold_decision(
+            self,
+            destination,
+            audience_key,
+        ))
+    }
+
     fn resolve_hold<'a>(
         &'a self,
         destination: &'a str,

@@ -321,6 +321,23 @@ impl PostgresStore {
         Ok(out)
     }
 
+    pub async fn last_hold_decision(
+        &self,
+        destination: &str,
+        audience_key: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        const OP: &str = "last_hold_decision";
+        let c = self.client(OP).await?;
+        Ok(c.query_opt(
+            "SELECT last_action, updated_ms FROM removal_guard
+             WHERE destination = $1 AND list_key = $2 AND last_action IS NOT NULL",
+            &[&destination, &audience_key],
+        )
+        .await
+        .map_err(pg(OP))?
+        .map(|r| (r.get(0), r.get(1))))
+    }
+
     pub async fn resolve_hold(
         &self,
         destination: &str,

@@ -323,6 +323,17 @@ impl Engine for SqliteEngine {
         self.run("removal_holds", move |db| db.removal_holds(&d))
     }
 
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("last_hold_decision", move |db| {
+            db.last_hold_decision(&d, &a)
+        })
+    }
+
     fn resolve_hold<'a>(
         &'a self,
         destination: &'a str,

@@ -388,6 +388,25 @@ impl SqliteStore {
         Ok(out)
     }
 
+    pub fn last_hold_decision(
+        &self,
+        destination: &str,
+        audience_key: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        const OP: &str = "last_hold_decision";
+        let conn = self.lock();
+        conn.prepare_cached(
+            "SELECT last_action, updated_ms FROM removal_guard
+             WHERE destination = ?1 AND list_key = ?2 AND last_action IS NOT NULL",
+        )
+        .map_err(engine(OP))?
+        .query_row(params![destination, audience_key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(engine(OP))
+    }
+
     pub fn resolve_hold(
         &self,
         destination: &str,

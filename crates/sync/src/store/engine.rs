@@ -248,6 +248,14 @@ pub trait Engine: Send + Sync + 'static {
     /// now.
     fn removal_holds<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<RemovalHold>>;
 
+    /// The last operator decision on the audience's held removals (`released N removal(s):
+    /// <actor>`), with when it was made (epoch ms); `None` when there was none.
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>>;
+
     /// An operator's decision on an audience's held removals (see [`HoldAction`]), in one
     /// transaction: the hold ends, and the window starts afresh. `actor` (who or what
     /// decided) is kept with the audience and, on discard, in each removal's reason.

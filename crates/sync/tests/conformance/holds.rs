@@ -185,6 +185,14 @@ pub async fn an_exit_storm_is_held_and_a_release_sends_it(h: &dyn Harness) {
     assert_eq!(n, Some(201));
     assert!(s.removal_holds(D).await.expect("holds").is_empty());
     assert_eq!(
+        s.last_hold_decision(D, A).await.expect("decision"),
+        Some(("released 201 removal(s): tester".to_string(), NOW + 4))
+    );
+    assert_eq!(
+        s.last_hold_decision(D, "other").await.expect("decision"),
+        None
+    );
+    assert_eq!(
         status(s, &storm_ids[3]).await[0],
         (StatusKind::Accepted, None)
     );
@@ -304,6 +312,13 @@ pub async fn a_discard_keeps_the_members_and_says_why(h: &dyn Harness) {
         .await
         .expect("discard");
     assert_eq!(n, Some(200));
+    assert_eq!(
+        s.last_hold_decision(D, A).await.expect("decision"),
+        Some((
+            "discarded 200 removal(s): operator ann".to_string(),
+            NOW + 1
+        ))
+    );
     // Nothing pending, nothing held, every user still a member.
     assert!(
         s.pending(D, A, i64::MAX - 1, 1000)
