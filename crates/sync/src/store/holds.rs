@@ -7,6 +7,13 @@
 //! acknowledged members, and the exits sent within the window (a ledger the guard keeps per
 //! minute). [`RemovalFigures::trips`] is the rule; the engines apply it in one transaction
 //! ([`crate::Engine::guard_removals`]).
+//!
+//! Exits are judged once: the guard keeps a mark (the highest seq it counted or an operator
+//! approved), and exits at or below it are neither counted again nor parked. So an exit in
+//! flight is not counted twice, a released removal goes out, and a retried one is not held
+//! after the fact. The cost: on PostgreSQL, an exit whose ingestion transaction commits after
+//! the guard counted a later one (concurrent requests) passes unjudged; that is at most the
+//! exits of the requests being committed at that moment.
 
 use std::fmt;
 
@@ -212,6 +219,34 @@ mod tests {
                 ..P
             };
             assert_eq!(fig.trips(&p), want, "{fig:?} ratio {ratio} min {min}");
+        }
+    }
+
+    proptest::proptest! {
+        /// More pending removals never untrip the guard; ratio 1 and small audiences never
+        /// trip it; removing no one never trips it.
+        #[test]
+        fn the_rule_is_monotone_and_bounded(
+            members in 0u64..10_000,
+            pending in 0u64..10_000,
+            removed in 0u64..10_000,
+            more in 0u64..1000,
+            ratio in 0.0f64..=1.0,
+            min in 0u64..500,
+        ) {
+            let p = RemovalPolicy { max_ratio: ratio, window_ms: 1, min_members: min };
+            let pending = pending.min(members);
+            let fig = f(members, pending, removed);
+            let more_pending = f(members + more, pending + more, removed);
+            if fig.trips(&p) {
+                proptest::prop_assert!(more_pending.trips(&p));
+            }
+            let off = RemovalPolicy { max_ratio: 1.0, ..p };
+            proptest::prop_assert!(!fig.trips(&off));
+            if fig.base() < min {
+                proptest::prop_assert!(!fig.trips(&p));
+            }
+            proptest::prop_assert!(!f(members, 0, 0).trips(&p));
         }
     }
 
