@@ -2,6 +2,7 @@
 //! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline;
 //! `store copy` moves the state between databases.
 
+mod audience_hold;
 mod service;
 mod store_copy;
 
@@ -69,6 +70,9 @@ enum Command {
     /// Look up events in the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Work with one audience: the mass-removal guard's hold of its removals.
+    #[command(subcommand)]
+    Audience(audience_hold::AudienceCommand),
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
@@ -382,6 +386,7 @@ fn main() -> ExitCode {
             destination,
             json,
         }) => service::event_show(config.as_deref(), message_id, destination.as_deref(), *json),
+        Command::Audience(cmd) => audience_hold::run(cmd),
         Command::Check {
             config,
             destination,

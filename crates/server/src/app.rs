@@ -222,6 +222,7 @@ fn build_destination(
             instance: instance.to_string(),
             lease,
             project: project_of(&d.api_key),
+            removal_guard: Some(d.removal_guard.clone()),
             ..ReconcilerConfig::new(d.name.clone(), d.project_type)
         };
         Some(Arc::new(Reconciler::new(

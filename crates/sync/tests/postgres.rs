@@ -277,7 +277,8 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     drop(store);
     schema
         .execute(
-            "DROP TABLE leases, instances, rate_cuts, rate_slots;
+            "DROP TABLE leases, instances, rate_cuts, rate_slots, removal_guard, removal_window;
+             DROP INDEX desired_pending_exits;
              UPDATE schema_version SET version = 1",
         )
         .expect("back to version 1");

@@ -1578,6 +1578,8 @@ mod cases {
 
 #[path = "conformance/copy.rs"]
 mod copy_cases;
+#[path = "conformance/holds.rs"]
+mod hold_cases;
 
 macro_rules! conformance {
     ($engine:ident, $harness:expr) => {
@@ -1599,6 +1601,28 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_export_reads_one_snapshot() {
                 copy_cases::an_export_reads_one_snapshot(&$harness).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_exit_storm_is_held_and_a_release_sends_it() {
+                hold_cases::an_exit_storm_is_held_and_a_release_sends_it(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_trickle_counts_over_the_window() {
+                hold_cases::a_trickle_counts_over_the_window(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn small_audiences_and_ratio_one_are_never_held() {
+                hold_cases::small_audiences_and_ratio_one_are_never_held(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again() {
+                hold_cases::a_copy_makes_held_removals_due_for_the_guard_to_decide_again(&$harness)
+                    .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_discard_keeps_the_members_and_says_why() {
+                hold_cases::a_discard_keeps_the_members_and_says_why(&$harness).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

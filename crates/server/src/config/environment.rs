@@ -116,6 +116,7 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
         audiences: BTreeMap::new(),
         retl_sync_mode: None,
         delivery: Delivery::default(),
+        removal_guard: sync::RemovalGuard::default(),
     });
     Ok(config)
 }

@@ -15,7 +15,7 @@ use crate::store::ListCounts;
 
 mod render;
 
-pub use render::{render, render_store};
+pub use render::{render, render_holds, render_store};
 
 /// Upper bounds (seconds) of the latency histogram's buckets; `+Inf` comes after them.
 pub const LATENCY_BUCKETS: [f64; 15] = [

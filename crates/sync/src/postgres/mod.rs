@@ -35,6 +35,7 @@ mod decide;
 mod desired;
 mod engine;
 mod export;
+mod holds;
 mod import;
 mod leases;
 mod outcomes;

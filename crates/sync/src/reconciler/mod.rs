@@ -40,7 +40,7 @@
 //!
 //! The parts: `dispatcher` (the round over audiences: fetch, linger, start), `plan` (the
 //! list, the planner, one task per request), `job` (one request: send, decide, record),
-//! `claims` (users with a request in flight), `pause` (paused, degraded, the probe; with
+//! `claims` (users with a request in flight), `guard` (the mass-removal guard), `pause` (paused, degraded, the probe; with
 //! `reachability`), `notices` (what a failed request logs, and how often), `attempts` (failed tries while the client retries), `running` (the
 //! loop), `registry` (the store as the resolver's registry), `shared` (what they share).
 
@@ -48,6 +48,7 @@ mod attempts;
 mod claims;
 mod coordinator;
 mod dispatcher;
+mod guard;
 mod job;
 mod notices;
 mod pause;
@@ -74,6 +75,7 @@ use crate::store::{Store, StoreError};
 use claims::InFlightTable;
 pub use coordinator::new_instance_id;
 use dispatcher::Dispatcher;
+pub use guard::{RemovalGuard, hold_commands};
 use reachability::Reachability;
 pub use registry::StoreRegistry;
 use running::Running;
@@ -122,6 +124,9 @@ pub struct ReconcilerConfig {
     /// The Iterable project whose rate budget the instances share: a hash of the API key,
     /// never the key (default: the destination's name).
     pub project: String,
+    /// The mass-removal guard (see `guard`); `None` (the default here) sends every exit.
+    /// The service turns it on from its configuration.
+    pub removal_guard: Option<RemovalGuard>,
 }
 
 impl ReconcilerConfig {
@@ -144,6 +149,7 @@ impl ReconcilerConfig {
             degraded_after: Duration::from_secs(60),
             instance: new_instance_id(),
             lease: Duration::from_secs(30),
+            removal_guard: None,
         }
     }
 
@@ -279,6 +285,7 @@ impl Reconciler {
                 notices: notices::Notices::default(),
                 coord: Mutex::new(Default::default()),
                 looping: AtomicBool::new(false),
+                announced_holds: Mutex::new(Default::default()),
             }),
         }
     }

@@ -54,6 +54,8 @@ pub(super) struct Inner {
     pub coord: Mutex<Coord>,
     /// Whether [`super::Reconciler::run`] is running (a pass then leaves the leases to it).
     pub looping: AtomicBool,
+    /// Holds of the mass-removal guard already logged by this process (audience, since).
+    pub announced_holds: Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.
