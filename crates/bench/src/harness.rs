@@ -28,7 +28,11 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 8] = ["a", "b", "c", "c-pg", "d", "e", "verify", "compare"];
+pub const PARTS: [&str; 10] = [
+    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "verify", "compare",
+];
+/// Instances of the multi-instance parts (c-pg3, d-pg3).
+pub const INSTANCES: usize = 3;
 
 /// The PostgreSQL server of (c-pg) when none is given.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -142,7 +146,14 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             "(c-pg) end to end on PostgreSQL, {} events over {AUDIENCES} audiences ...",
             args.events
         );
-        end_to_end::run_postgres(setup, args.events, &args.postgres, report).await?;
+        end_to_end::run_postgres(setup, args.events, &args.postgres, 1, report).await?;
+    }
+    if args.wants("c-pg3") {
+        eprintln!(
+            "(c-pg3) end to end on PostgreSQL, {INSTANCES} instances, {} events over {AUDIENCES} audiences ...",
+            args.events
+        );
+        end_to_end::run_postgres(setup, args.events, &args.postgres, INSTANCES, report).await?;
     }
     if args.wants("d") {
         eprintln!(
@@ -150,6 +161,21 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members, args.rate
         );
         rate_limit::run(setup, args.members, args.rate, report).await?;
+    }
+    if args.wants("d-pg3") {
+        eprintln!(
+            "(d-pg3) a {}-member audience at {}/s subscribe requests, {INSTANCES} instances on PostgreSQL ...",
+            args.members, args.rate
+        );
+        rate_limit::run_postgres(
+            setup,
+            args.members,
+            args.rate,
+            &args.postgres,
+            INSTANCES,
+            report,
+        )
+        .await?;
     }
     if args.wants("verify") {
         eprintln!(

@@ -13,19 +13,29 @@ use crate::harness::{ADMIN, SENDERS, WRITE_KEY};
 
 /// Posts every body to `/v1/batch` from `SENDERS` concurrent senders; the time it took.
 pub async fn send_all(url: &str, bodies: Arc<Vec<String>>) -> Result<Duration> {
+    send_spread(&[url.to_string()], bodies).await
+}
+
+/// [`send_all`] spread over several instances: batch `b` goes to `urls[b % urls.len()]`, as
+/// a load balancer taking turns would send it.
+pub async fn send_spread(urls: &[String], bodies: Arc<Vec<String>>) -> Result<Duration> {
+    if urls.is_empty() {
+        bail!("no instance to send to");
+    }
+    let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
     let http = reqwest::Client::builder().build()?;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..SENDERS {
-        let (bodies, next, http, url) =
-            (bodies.clone(), next.clone(), http.clone(), url.to_string());
+        let (bodies, next, http, urls) = (bodies.clone(), next.clone(), http.clone(), urls.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(b) else {
                     return Ok::<(), anyhow::Error>(());
                 };
+                let url = &urls[b % urls.len()];
                 let r = http
                     .post(format!("{url}/v1/batch"))
                     .basic_auth(WRITE_KEY, Some(""))

@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
-    /// Only these parts (repeatable): a, b, c, c-pg, d, e, verify, compare.
+    /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, verify, compare.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -48,7 +48,8 @@ struct Cli {
     /// cargo in the same profile as this program, `--release` for a release build).
     #[arg(long, value_name = "FILE")]
     service_bin: Option<PathBuf>,
-    /// The PostgreSQL server of (c-pg): the run gets a schema of its own there, dropped after.
+    /// The PostgreSQL server of (c-pg, c-pg3, d-pg3): each run gets a schema of its own there,
+    /// dropped after.
     #[arg(long, value_name = "URL", default_value = DEFAULT_POSTGRES)]
     postgres: String,
 }

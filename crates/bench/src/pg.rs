@@ -37,6 +37,12 @@ impl BenchSchema {
         format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
     }
 
+    /// The database's name (the last path segment of the server's URL).
+    pub fn database(&self) -> String {
+        let path = self.base.split('?').next().unwrap_or_default();
+        path.rsplit('/').next().unwrap_or_default().to_string()
+    }
+
     /// Seconds from acceptance to acknowledgement of every key, sorted.
     pub async fn latencies(&self) -> Result<Vec<f64>> {
         let c = connect(&self.url()).await?;

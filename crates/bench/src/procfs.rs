@@ -19,6 +19,35 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU seconds (user + system) of every live process whose command name is `comm` and whose
+/// command line (a PostgreSQL backend shows its user, database and client there) has a
+/// word equal to `word`. A process that exits between two reads takes its time with it, so a
+/// difference of two reads undercounts what exited meanwhile.
+pub fn cpu_seconds_of_command(comm: &str, word: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let wanted = format!("({comm})");
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .split(|ch: char| ch.is_whitespace() || ch == '\0')
+                    .any(|w| w == word)
+            })
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| stat.split_whitespace().nth(1) == Some(wanted.as_str()))
+        .filter_map(|stat| stat_cpu_seconds(&stat))
+        .sum()
+}
+
 /// A field of /proc/PID/status in kB (VmHWM: peak resident set; VmRSS: current).
 pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

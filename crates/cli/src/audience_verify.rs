@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::Subcommand;
+use clap::Args;
 use iterable::client::{Client, ClientConfig};
 use serde_json::json;
 use server::app::{open_service_store, open_store_read_only, project_of, system_clock};
@@ -17,39 +17,34 @@ use sync::reconciler::share_rate_budget;
 
 use crate::verify_progress::Shower;
 
-#[derive(Debug, Subcommand)]
-pub enum AudienceCommand {
-    /// Compare an audience's live Iterable list with the acknowledged state: members missing
-    /// from the list, identifiers in it that should not be, and counts. With --repair, the
-    /// differences are stored as pending and the service sends them. Exits 1 on drift that
-    /// was not repaired.
-    Verify {
-        /// The service's TOML configuration.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Which destination (required when the configuration has several).
-        #[arg(long, value_name = "NAME")]
-        destination: Option<String>,
-        /// The audience key (the list's name).
-        #[arg(long, value_name = "KEY")]
-        audience: String,
-        /// Store the corrections: the service re-sends missing members and unsubscribes extras.
-        #[arg(long)]
-        repair: bool,
-        /// Print the result as JSON on stdout, and progress as JSON lines on stderr.
-        #[arg(long)]
-        json: bool,
-    },
+/// `audience verify`'s arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The service's TOML configuration.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Which destination (required when the configuration has several).
+    #[arg(long, value_name = "NAME")]
+    destination: Option<String>,
+    /// The audience key (the list's name).
+    #[arg(long, value_name = "KEY")]
+    audience: String,
+    /// Store the corrections: the service re-sends missing members and unsubscribes extras.
+    #[arg(long)]
+    repair: bool,
+    /// Print the result as JSON on stdout, and progress as JSON lines on stderr.
+    #[arg(long)]
+    json: bool,
 }
 
-pub fn run(cmd: &AudienceCommand) -> Result<ExitCode> {
-    let AudienceCommand::Verify {
+pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
+    let VerifyArgs {
         config,
         destination,
         audience,
         repair,
         json,
-    } = cmd;
+    } = args;
     let mut cfg =
         Config::load_with(config.as_deref(), Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
     // The service checks the file at its start; a command beside it needs two connections.

@@ -3,6 +3,7 @@
 //! `store copy` moves the state between databases; `audience verify` compares a live list with
 //! the store and repairs drift.
 
+mod audience_hold;
 mod audience_verify;
 mod service;
 mod store_copy;
@@ -72,15 +73,16 @@ enum Command {
     /// Look up events in the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Work with one audience: the mass-removal guard's hold of its removals; its live
+    /// Iterable list against the store.
+    #[command(subcommand)]
+    Audience(AudienceCommand),
     /// Work with Segment mappings.
     #[command(subcommand)]
     Mapping(MappingCommand),
     /// Work with the service's database.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Work with one audience's Iterable list.
-    #[command(subcommand)]
-    Audience(audience_verify::AudienceCommand),
     /// Check the API key and region with one cheap call, and count the project's lists: of a
     /// destination of the service's configuration (--config; without it, the embedded
     /// defaults and ITERABLE_* variables), or of Segment-shaped settings (--settings).
@@ -117,6 +119,19 @@ enum Command {
         #[arg(long, value_name = "MODE")]
         retl_sync_mode: Option<RetlSyncMode>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AudienceCommand {
+    /// The mass-removal guard's hold of an audience: show it, release the held removals
+    /// (send them) or discard them (keep the users on the list).
+    #[command(subcommand)]
+    Hold(audience_hold::HoldCommand),
+    /// Compare an audience's live Iterable list with the acknowledged state: members missing
+    /// from the list, identifiers in it that should not be, and counts. With --repair, the
+    /// differences are stored as pending and the service sends them. Exits 1 on drift that
+    /// was not repaired.
+    Verify(audience_verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +403,7 @@ fn main() -> ExitCode {
             destination,
             json,
         }) => service::event_show(config.as_deref(), message_id, destination.as_deref(), *json),
+        Command::Audience(AudienceCommand::Hold(cmd)) => audience_hold::run(cmd),
         Command::Check {
             config,
             destination,
@@ -398,7 +414,7 @@ fn main() -> ExitCode {
         }
         .and_then(check),
         Command::Mapping(MappingCommand::Eval { mapping, event }) => mapping_eval(mapping, event),
-        Command::Audience(c) => match audience_verify::run(c) {
+        Command::Audience(AudienceCommand::Verify(args)) => match audience_verify::run(args) {
             Ok(code) => return code,
             Err(e) => Err(e),
         },

@@ -102,7 +102,9 @@ pub fn serve(config: Option<&Path>, log_format: Option<LogFormat>) -> Result<()>
 
 /// The configuration and the store of a command that only reads: the secrets may be unset,
 /// and the database must exist (it is never created here).
-fn open_for_reading(config: Option<&Path>) -> Result<(Config, Store, tokio::runtime::Runtime)> {
+pub(crate) fn open_for_reading(
+    config: Option<&Path>,
+) -> Result<(Config, Store, tokio::runtime::Runtime)> {
     let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
     if let Storage::Sqlite { path } = &cfg.storage
         && matches!(path.try_exists(), Ok(false))

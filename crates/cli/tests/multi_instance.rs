@@ -6,12 +6,12 @@
 //! membership, there is exactly one list per audience, every event was logged once with a
 //! final status, and every instance reports the same figures.
 //!
-//! The second test limits subscribe to 10 requests/s in the emulator (no injected 429s), so
-//! that requests wait for the shared rate budget long enough for leases to change hands
-//! meanwhile (this is what showed a withdrawn lease's request landing after the new
-//! holder's): the same checks, and the share of requests answered 429 summed over the
-//! instances is printed. The issue's target for it, at most 1%, is not met yet in this
-//! setting (about 18% measured, see the test's comment), so it is not asserted.
+//! The third test runs three instances on PostgreSQL against a project that admits 10
+//! subscribe requests/s (the instances are told the limit, and share it through the
+//! database), so that requests wait for the shared rate budget long enough for leases to
+//! change hands meanwhile (this is what showed a withdrawn lease's request landing after the
+//! new holder's): the same checks, and at most 1% of the requests, summed over the
+//! instances, answered 429. The runs take turns: each starts three services.
 //!
 //! Sizes: `MULTI_EVENTS` (default 30000; the issue's full run is 200000) and `MULTI_KILLS`
 //! (default 6), `MULTI_LIMITED_EVENTS` (default 40000) for the rate-limited test. The
@@ -138,7 +138,17 @@ struct Run {
 /// Starts the emulator and three instances, sends `n` events spread over them while killing
 /// and restarting instances `kills` times, and waits until every event is final. Checks
 /// what every test checks; returns the emulator for more.
-async fn run(n: usize, kills: usize, emu_config: EmulatorConfig, engine: Engine) -> Run {
+async fn run(
+    n: usize,
+    kills: usize,
+    emu_config: EmulatorConfig,
+    engine: Engine,
+    delivery: &str,
+) -> Run {
+    // One run at a time: each starts three services, and the rate-limited run measures how
+    // evenly requests leave them, which three runs at once on two cores would blur.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = Emulator::start(emu_config).await.expect("emulator");
     let dir = temp_dir();
@@ -155,8 +165,11 @@ async fn run(n: usize, kills: usize, emu_config: EmulatorConfig, engine: Engine)
         format!(
             "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\nlease_seconds = 2\n\
              [[destination]]\nname = \"prod\"\napi_key = \"{KEY}\"\nproject_type = \"hybrid\"\n\
-             base_url = \"{}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n[destination.delivery]\n\
-             linger_ms = 200\n",
+             base_url = \"{}\"\nwrite_keys = [\"{WRITE_KEY}\"]\n\
+             # A third of this load's events are exits: the mass-removal guard would hold\n\
+             # them (it has its own tests).\n\
+             max_removal_ratio = 1\n[destination.delivery]\n\
+             linger_ms = 200\n{delivery}",
             emu.url()
         ),
     )
@@ -292,7 +305,14 @@ fn crash_faults() -> Faults {
 async fn three_instances_on_postgresql_share_delivery_through_kills_and_faults() {
     let n = env_usize("MULTI_EVENTS", 30_000);
     let kills = env_usize("MULTI_KILLS", 6);
-    let r = run(n, kills, emulator_config(crash_faults()), Engine::Postgres).await;
+    let r = run(
+        n,
+        kills,
+        emulator_config(crash_faults()),
+        Engine::Postgres,
+        "",
+    )
+    .await;
     eprintln!(
         "multi-instance test on PostgreSQL: {n} events, {} kills ({} during the load), {} \
          resends, converged in {:.1} s",
@@ -305,7 +325,14 @@ async fn three_instances_on_postgresql_share_delivery_through_kills_and_faults()
 async fn three_instances_share_delivery_through_kills_and_faults() {
     let n = env_usize("MULTI_EVENTS", 30_000);
     let kills = env_usize("MULTI_KILLS", 6);
-    let r = run(n, kills, emulator_config(crash_faults()), Engine::Sqlite).await;
+    let r = run(
+        n,
+        kills,
+        emulator_config(crash_faults()),
+        Engine::Sqlite,
+        "",
+    )
+    .await;
     eprintln!(
         "multi-instance test: {n} events, {} kills ({} during the load), {} resends, \
          converged in {:.1} s",
@@ -315,7 +342,7 @@ async fn three_instances_share_delivery_through_kills_and_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_under_one_rate_limit_lose_nothing() {
+async fn three_instances_on_postgresql_under_one_rate_limit_stay_under_it() {
     let n = env_usize("MULTI_LIMITED_EVENTS", 40_000);
     let kills = env_usize("MULTI_KILLS", 6);
     let faults = Faults {
@@ -323,9 +350,19 @@ async fn three_instances_under_one_rate_limit_lose_nothing() {
         reset_connection: 0.005,
         ..Faults::default()
     };
-    let ec =
-        emulator_config(faults).with_limit(Endpoint::Subscribe, Some(RateLimit::per_second(10)));
-    let r = run(n, kills, ec, Engine::Sqlite).await;
+    // The project admits 10 subscribe requests/s with one request of tolerance (a burst of
+    // 2, as in the benchmark's part d: with a burst of 1, a request delayed on its way by a
+    // millisecond makes the next one, sent on time, look early). The instances are told the
+    // limit, as an operator who knows the project's limit would, and share it: 10/s without
+    // a burst of their own (the service's default burst for "10/s" is a second's worth, 10,
+    // which this project would refuse after an idle moment).
+    let limit = RateLimit {
+        burst: 2,
+        ..RateLimit::per_second(10)
+    };
+    let ec = emulator_config(faults).with_limit(Endpoint::Subscribe, Some(limit));
+    let delivery = "[destination.delivery.rate_limits]\nsubscribe = \"10/s,burst=1\"\n";
+    let r = run(n, kills, ec, Engine::Postgres, delivery).await;
     let all = r.emu.requests(&LogQuery::default());
     let seqs = all.iter().map(|q| q.seq).max().unwrap_or(0);
     assert_eq!(all.len() as u64, seqs, "the request log dropped entries");
@@ -337,17 +374,21 @@ async fn three_instances_under_one_rate_limit_lose_nothing() {
         .collect();
     let sub_throttled = subscribes.iter().filter(|q| q.status == 429).count();
     let share = throttled as f64 / api.len().max(1) as f64;
-    // Not asserted (see the module doc): in this test, requests sent a slot apart by the
-    // shared budget reach the debug-built emulator's limiter tens to hundreds of ms apart
-    // out of order (it checks after reading a body, in this busy process), so a 429 share
-    // measures the test machine as much as the service.
     eprintln!(
-        "rate-limited multi-instance test: {n} events, {} kills, {} requests, {throttled} \
-         answered 429 ({:.2}%); subscribe {} requests, {sub_throttled} 429; converged in {:.1} s",
+        "rate-limited multi-instance test on PostgreSQL: {n} events, {} kills, {} requests, \
+         {throttled} answered 429 ({:.2}%); subscribe {} requests, {sub_throttled} 429; \
+         converged in {:.1} s",
         r.kills,
         api.len(),
         share * 100.0,
         subscribes.len(),
         r.secs
+    );
+    assert!(r.kills >= kills);
+    assert!(
+        share <= 0.01,
+        "{throttled} of {} requests answered 429 ({:.2}%), over 1%",
+        api.len(),
+        share * 100.0
     );
 }

@@ -136,7 +136,28 @@ fn parse_bool(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// The rate limiter's decision on a request, taken as its head arrives, before its body is
+/// read (as a gateway in front of the API decides): the limiter sees requests in the order
+/// and at the spacing they were sent with, not in the order their bodies finished arriving,
+/// which on a busy machine can differ by more than a slot. `None` for a request that is not
+/// routed or not authenticated ([`handle`] answers it).
+pub(crate) fn limit_on_arrival(
+    shared: &Shared,
+    region: Region,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<Decision> {
+    let route = Endpoint::route(method, path)?;
+    let idx = authenticate(shared, headers, &query_pairs(query), region)?;
+    let project_id = lock(&shared.projects[idx]).id;
+    Some(lock(&shared.limiter).check(project_id, route.endpoint, shared.clock.now_nanos()))
+}
+
 /// Handles one `/api` request; returns the answer and the project it was for, when known.
+/// `decision` is the limiter's, taken on arrival ([`limit_on_arrival`]); without one, the
+/// limiter is asked now.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn handle(
     shared: &Shared,
@@ -147,6 +168,7 @@ pub(crate) fn handle(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    decision: Option<Decision>,
 ) -> (Reply, Option<u64>) {
     let Some(route) = Endpoint::route(method, path) else {
         return (not_found_page(), None);
@@ -156,8 +178,9 @@ pub(crate) fn handle(
         return (bad_api_key(peer, path), None);
     };
     let project_id = lock(&shared.projects[idx]).id;
-    let decision =
-        lock(&shared.limiter).check(project_id, route.endpoint, shared.clock.now_nanos());
+    let decision = decision.unwrap_or_else(|| {
+        lock(&shared.limiter).check(project_id, route.endpoint, shared.clock.now_nanos())
+    });
     if let Decision::Deny { retry_after } = decision {
         let mut r = rate_limited(path, Some(project_id));
         if shared.retry_after {

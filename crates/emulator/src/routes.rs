@@ -22,6 +22,7 @@ use hyper::header::{
 };
 
 use crate::config::{Faults, Region};
+use crate::ratelimit::Decision;
 use crate::reqlog::LoggedRequest;
 use crate::server::{HARD_BODY_LIMIT, Reply, Shared, lock};
 use crate::{api, inspect};
@@ -137,6 +138,14 @@ async fn api_call(
     let shared = &*l.shared;
     let call = Call::of(shared, &req);
     let region = request_region(req.headers().get(HOST), l.region);
+    let decision = api::limit_on_arrival(
+        shared,
+        region,
+        &call.method,
+        &call.path,
+        call.query(),
+        req.headers(),
+    );
     let faults = lock(&shared.faults).clone();
     let delay = faults.latency_ms + shared.rng.up_to(faults.latency_jitter_ms);
     if delay > 0 {
@@ -160,7 +169,9 @@ async fn api_call(
     if let Some(f) = conn_fault.filter(|f| !f.after) {
         return Err(call.abort(shared, &client, f.name, None, &body));
     }
-    let (reply, project, fault) = answer(shared, &faults, region, &client, &call, &headers, &body);
+    let (reply, project, fault) = answer(
+        shared, &faults, region, &client, &call, &headers, &body, decision,
+    );
     if let Some(f) = conn_fault {
         return Err(call.abort(shared, &client, f.name, project, &body));
     }
@@ -197,6 +208,7 @@ impl ConnFault {
 
 /// The call's answer: an injected error, or the API's own. With the project it was for, when
 /// known, and the fault injected.
+#[allow(clippy::too_many_arguments)]
 fn answer(
     shared: &Shared,
     faults: &Faults,
@@ -205,6 +217,7 @@ fn answer(
     call: &Call,
     headers: &HeaderMap,
     body: &Bytes,
+    decision: Option<Decision>,
 ) -> (Reply, Option<u64>, Option<&'static str>) {
     let rng = &shared.rng;
     if rng.chance(faults.error_500) {
@@ -227,6 +240,7 @@ fn answer(
             call.query(),
             headers,
             body,
+            decision,
         );
         (reply, project, None)
     }

@@ -347,3 +347,68 @@ async fn oversized_bodies_get_413() {
     assert_eq!(r.header("connection"), Some("close"));
     assert!(h.members(id).is_empty());
 }
+
+/// The limiter decides when a request's head arrives, as a gateway would: a request whose
+/// body is slow to arrive keeps its place ahead of one sent after it, so that requests a
+/// client spaces correctly are not refused for the order their bodies finished in.
+#[tokio::test]
+async fn the_limit_counts_requests_in_the_order_their_heads_arrive() {
+    use iterable_emulator::Clock;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = config().with_limit(
+        Endpoint::Subscribe,
+        Some(RateLimit {
+            count: 1,
+            period: Duration::from_secs(3600),
+            burst: 1,
+        }),
+    );
+    // Every call sleeps 1 s on the manual clock once its head has arrived, which shows
+    // (the clock moves) when the emulator has seen a head.
+    c.faults.latency_ms = 1000;
+    let h = start_with(c).await;
+    let list = h.create_list(HYBRID_KEY, "a").await;
+    let body = json!({"listId": list, "subscribers": [{"email": "first@x.co"}]}).to_string();
+    let before = h.clock.now_millis();
+    let mut first = tokio::net::TcpStream::connect(h.emu.addr())
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/lists/subscribe HTTP/1.1\r\nHost: localhost\r\nApi-Key: {HYBRID_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    first.write_all(head.as_bytes()).await.expect("head");
+    let waited = std::time::Instant::now();
+    while h.clock.now_millis() < before + 1000 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the head was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A second request, whole, while the first one's body has not been sent.
+    let second = h
+        .post(
+            HYBRID_KEY,
+            "/api/lists/subscribe",
+            json!({"listId": list, "subscribers": [{"email": "second@x.co"}]}),
+        )
+        .await;
+    assert_eq!(second.status, 429, "{second:?}");
+    first.write_all(body.as_bytes()).await.expect("body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = first.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        h.members(list),
+        vec![m(Some("first@x.co"), None)],
+        "the first request took effect, the second did not"
+    );
+}

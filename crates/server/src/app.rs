@@ -223,6 +223,7 @@ fn build_destination(
             lease,
             project: project_of(&d.api_key),
             on_list_deleted: d.on_list_deleted,
+            removal_guard: Some(d.removal_guard.clone()),
             ..ReconcilerConfig::new(d.name.clone(), d.project_type)
         };
         Some(Arc::new(Reconciler::new(

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync::{DestinationState, EventCounts, ListCounts, Store};
+use sync::{DestinationState, EventCounts, ListCounts, RemovalHold, Store};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -16,13 +16,15 @@ use tokio::time::Instant;
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 
 /// One destination's figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Figures {
     pub lists: Vec<ListCounts>,
     pub events: EventCounts,
     /// The destination's stored state (running, paused, degraded), as the last instance to
     /// change it stored it; `None` when none was ever stored.
     pub stored_state: Option<DestinationState>,
+    /// Audiences whose removals the mass-removal guard holds.
+    pub holds: Vec<RemovalHold>,
 }
 
 /// The last snapshot and when it was read.
@@ -72,10 +74,12 @@ pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, Str
             .destination_state(n)
             .await
             .map_err(|e| e.to_string())?;
+        let holds = store.removal_holds(n).await.map_err(|e| e.to_string())?;
         out.push(Figures {
             lists,
             events,
             stored_state,
+            holds,
         });
     }
     Ok(out)

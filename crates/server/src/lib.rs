@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod figures;
+pub mod holds;
 pub mod http;
 pub mod ingest;
 pub mod intake;

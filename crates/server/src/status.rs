@@ -10,7 +10,10 @@ use hyper::Response;
 use segment::event::format_timestamp_ms;
 use serde_json::{Value, json};
 pub use sync::DestinationState;
-use sync::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, Store, StoreError};
+use sync::{
+    AudienceStatus, EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store,
+    StoreError,
+};
 
 use crate::app::AppState;
 use crate::figures::Figures;
@@ -53,6 +56,22 @@ pub struct DestinationStatus {
     pub state: Option<DestinationState>,
     pub lists: Vec<ListCounts>,
     pub events: EventCounts,
+    /// Audiences whose removals the mass-removal guard holds.
+    pub holds: Vec<RemovalHold>,
+}
+
+/// A hold as JSON: since when, how many removals wait, and the numbers that tripped it.
+pub fn hold_json(h: &RemovalHold) -> Value {
+    json!({
+        "since": format_timestamp_ms(h.since_ms),
+        "sinceMs": h.since_ms,
+        "held": h.held,
+        "members": h.tripped.members,
+        "pendingRemovals": h.tripped.pending_removals,
+        "removedInWindow": h.tripped.removed_in_window,
+        "maxRemovalRatio": h.max_ratio,
+        "reason": h.describe(),
+    })
 }
 
 impl DestinationStatus {
@@ -71,6 +90,7 @@ impl DestinationStatus {
                 lists: store.list_counts(name).await?,
                 events: store.event_counts(name).await?,
                 stored_state: None,
+                holds: store.removal_holds(name).await?,
             },
         ))
     }
@@ -88,6 +108,7 @@ impl DestinationStatus {
             state,
             lists: figures.lists,
             events: figures.events,
+            holds: figures.holds,
         }
     }
 
@@ -106,6 +127,11 @@ impl DestinationStatus {
     /// Since when it is paused or degraded (epoch ms).
     pub fn since_ms(&self) -> Option<i64> {
         self.state.as_ref().and_then(DestinationState::since_ms)
+    }
+
+    /// The hold of an audience, if its removals are held.
+    pub fn hold(&self, audience: &str) -> Option<&RemovalHold> {
+        self.holds.iter().find(|h| h.audience_key == audience)
     }
 
     pub fn to_json(&self) -> Value {
@@ -130,7 +156,9 @@ impl DestinationStatus {
                 "rejected": l.rejected,
                 "oldestPendingMs": l.oldest_pending_ms,
                 "lastDeliveryMs": l.last_delivery_ms,
+                "removalHold": self.hold(&l.audience_key).map(hold_json),
             })).collect::<Vec<_>>(),
+            "heldAudiences": self.holds.iter().map(|h| h.audience_key.as_str()).collect::<Vec<_>>(),
         })
     }
 }
@@ -209,6 +237,20 @@ pub fn status_text(destinations: &[DestinationStatus], now_ms: i64) -> String {
                 l.rejected,
                 l.last_delivery_ms
                     .map_or("-".into(), |t| relative_time(t, now_ms))
+            );
+        }
+        for h in &d.holds {
+            let _ = writeln!(
+                out,
+                "  REMOVALS HELD for audience {} since {}: {}; {} removal(s) wait. Send them: \
+                 iterable-lists audience hold release --destination {} --audience {}; or keep \
+                 the users: ... audience hold discard ...",
+                h.audience_key,
+                time_text(h.since_ms, now_ms),
+                h.describe(),
+                h.held,
+                d.name,
+                h.audience_key
             );
         }
     }
@@ -376,6 +418,7 @@ mod tests {
                 lists: Vec::new(),
                 events: EventCounts::default(),
                 stored_state: None,
+                holds: Vec::new(),
             },
         );
         let v = paused.to_json();
@@ -398,6 +441,7 @@ mod tests {
                 lists: Vec::new(),
                 events: EventCounts::default(),
                 stored_state: None,
+                holds: Vec::new(),
             },
         );
         let v = disabled.to_json();

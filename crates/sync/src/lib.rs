@@ -23,12 +23,13 @@ pub use metrics::{DestinationMetrics, DestinationSnapshot};
 pub use postgres::PostgresStore;
 pub use reconciler::{
     DestinationState, EpochClock, PassReport, ReconcileError, Reconciler, ReconcilerConfig,
-    StoreRegistry,
+    RemovalGuard, StoreRegistry, hold_commands,
 };
 pub use sqlite::SqliteStore;
 pub use store::{
     Applied, AudienceKey, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent,
-    EventCounts, EventRecord, Export, Identity, Lease, ListCounts, MembershipChange, NewEvent,
-    Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, StatusKind, Store,
-    StoreError, StoreFuture, TableCounts, Version,
+    EventCounts, EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts,
+    MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded,
+    RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
+    TableCounts, Version,
 };

@@ -1578,6 +1578,8 @@ mod cases {
 
 #[path = "conformance/copy.rs"]
 mod copy_cases;
+#[path = "conformance/holds.rs"]
+mod hold_cases;
 
 #[path = "conformance/drift.rs"]
 mod drift_cases;
@@ -1618,6 +1620,27 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_replaced_list_gets_the_whole_membership_once() {
                 drift_cases::a_replaced_list_gets_the_whole_membership_once(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_exit_storm_is_held_and_a_release_sends_it() {
+                hold_cases::an_exit_storm_is_held_and_a_release_sends_it(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_trickle_counts_over_the_window() {
+                hold_cases::a_trickle_counts_over_the_window(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn small_audiences_and_ratio_one_are_never_held() {
+                hold_cases::small_audiences_and_ratio_one_are_never_held(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_copy_makes_held_removals_due_for_the_guard_to_decide_again() {
+                hold_cases::a_copy_makes_held_removals_due_for_the_guard_to_decide_again(&$harness)
+                    .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_discard_keeps_the_members_and_says_why() {
+                hold_cases::a_discard_keeps_the_members_and_says_why(&$harness).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

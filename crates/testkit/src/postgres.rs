@@ -43,7 +43,14 @@ fn run_sql(base: &str, sql: String) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let task = tokio::spawn(conn);
-            let r = client.batch_execute(&sql).await.map_err(|e| e.to_string());
+            // The server's own message (a driver error prints only "db error").
+            let r = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => format!("{e}: {}", db.message()),
+                    None => e.to_string(),
+                });
             drop(client);
             let _ = task.await;
             r

@@ -13,9 +13,9 @@ use serde_json::json;
 use crate::emulator::{emulator, wait_members};
 use crate::events::{audiences, bodies, spread_events};
 use crate::harness::{AUDIENCES, BATCH, KEY, SENDERS, Setup};
-use crate::load::{send_all, start_pollers};
+use crate::load::{send_spread, start_pollers};
 use crate::pg::BenchSchema;
-use crate::procfs::cpu_seconds;
+use crate::procfs::{cpu_seconds, cpu_seconds_of_command};
 use crate::report::Report;
 use crate::service::{Db, Service};
 
@@ -28,25 +28,41 @@ struct Run {
     ingest_s: f64,
     e2e_s: f64,
     service_cpu_s: f64,
+    /// CPU seconds of the PostgreSQL server's processes meanwhile (runs on PostgreSQL).
+    pg_cpu_s: Option<f64>,
     polls: u64,
     /// Seconds from acceptance to acknowledgement of each key, sorted.
     latencies: Vec<f64>,
+    /// Services sharing the load (their CPU time is summed).
+    instances: usize,
 }
 
 pub async fn run(setup: &Setup, n: usize, pollers: usize, report: &mut Report) -> Result<()> {
-    let r = measure(setup, n, pollers, None).await?;
+    let r = measure(setup, n, pollers, None, 1).await?;
     rows(report, "c", "", n, pollers, &r);
     Ok(())
 }
 
-/// (c-pg): the same on PostgreSQL, one instance, in a fresh schema of the server at `base`.
-pub async fn run_postgres(setup: &Setup, n: usize, base: &str, report: &mut Report) -> Result<()> {
+/// (c-pg) and (c-pg3): the same on PostgreSQL, with `instances` instances sharing one fresh
+/// schema of the server at `base`, the load spread over them.
+pub async fn run_postgres(
+    setup: &Setup,
+    n: usize,
+    base: &str,
+    instances: usize,
+    report: &mut Report,
+) -> Result<()> {
     let schema = BenchSchema::create(base, "e2e").await?;
-    let r = measure(setup, n, 0, Some(&schema)).await;
+    let r = measure(setup, n, 0, Some(&schema), instances).await;
     let dropped = schema.drop_schema().await;
     let r = r?;
     dropped?;
-    rows(report, "c-pg", " on PostgreSQL, 1 instance", n, 0, &r);
+    let (part, on) = if instances == 1 {
+        ("c-pg", " on PostgreSQL, 1 instance".to_string())
+    } else {
+        ("c-pg3", format!(" on PostgreSQL, {instances} instances"))
+    };
+    rows(report, part, &on, n, 0, &r);
     Ok(())
 }
 
@@ -80,37 +96,85 @@ fn rows(report: &mut Report, part: &'static str, on: &str, n: usize, pollers: us
     );
     report.row(
         part,
-        "service CPU per event",
+        if r.instances == 1 {
+            "service CPU per event".to_string()
+        } else {
+            format!("service CPU per event, {} instances together", r.instances)
+        },
         r.service_cpu_s / n as f64 * 1e6,
         "µs",
     );
+    if let Some(pg) = r.pg_cpu_s {
+        report.row(
+            part,
+            "PostgreSQL backends' CPU per event",
+            pg / n as f64 * 1e6,
+            "µs",
+        );
+    }
     report.details.insert(
         part.into(),
-        json!({"events": n, "ingest_s": r.ingest_s, "e2e_s": r.e2e_s,
+        json!({"events": n, "postgres_cpu_s": r.pg_cpu_s, "ingest_s": r.ingest_s, "e2e_s": r.e2e_s,
                "service_cpu_s": r.service_cpu_s, "p50_s": percentile(lat, 0.5),
                "p90_s": percentile(lat, 0.9), "p99_s": percentile(lat, 0.99),
                "max_s": percentile(lat, 1.0), "batch": BATCH, "senders": SENDERS,
-               "pollers": pollers, "polls": r.polls}),
+               "pollers": pollers, "polls": r.polls, "instances": r.instances}),
     );
 }
 
-/// One run: the load, the pollers, then the latencies from the stopped service's database.
-async fn measure(setup: &Setup, n: usize, pollers: usize, pg: Option<&BenchSchema>) -> Result<Run> {
+/// One run: the load (spread over `instances` services sharing `pg`'s schema; one service
+/// on SQLite), the pollers, then the latencies from the stopped services' database.
+async fn measure(
+    setup: &Setup,
+    n: usize,
+    pollers: usize,
+    pg: Option<&BenchSchema>,
+    instances: usize,
+) -> Result<Run> {
+    if pg.is_none() && instances != 1 {
+        bail!("several instances need PostgreSQL");
+    }
     let emu = emulator(None).await?;
     let bodies = Arc::new(bodies(&spread_events(n, &audiences())));
-    let db = match pg {
-        Some(schema) => Db::Postgres(schema.url()),
-        None => Db::Sqlite(setup.dir.join("e2e").join("db.sqlite")),
+    let mut services = Vec::with_capacity(instances);
+    for i in 0..instances {
+        let db = match pg {
+            Some(schema) => Db::Postgres(schema.url()),
+            None => Db::Sqlite(setup.dir.join("e2e").join("db.sqlite")),
+        };
+        let name = if instances == 1 {
+            "e2e".to_string()
+        } else {
+            format!("e2e-{i}")
+        };
+        services.push(Service::start_on(
+            setup,
+            &name,
+            &emu.url(),
+            KEY,
+            UNLIMITED,
+            db,
+        )?);
+    }
+    let cpu_of = |services: &[Service]| -> Result<f64> {
+        services
+            .iter()
+            .map(|s| cpu_seconds(&s.pid().to_string()))
+            .sum()
     };
-    let svc = Service::start_on(setup, "e2e", &emu.url(), KEY, UNLIMITED, db)?;
-    let cpu0 = cpu_seconds(&svc.pid().to_string())?;
+    let cpu0 = cpu_of(&services)?;
+    // The backends serving the run's database (other databases' are not the run's).
+    let database = pg.map(|s| s.database()).unwrap_or_default();
+    let pg_cpu0 = cpu_seconds_of_command("postgres", &database);
+    let urls: Vec<String> = services.iter().map(|s| s.url.clone()).collect();
     let (stop_polling, stop) = tokio::sync::watch::channel(false);
-    let polling = start_pollers(&svc.url, pollers, stop);
+    let polling = start_pollers(&urls[0], pollers, stop);
     let start = Instant::now();
-    let ingest = send_all(&svc.url, bodies).await?;
+    let ingest = send_spread(&urls, bodies).await?;
     let done = wait_members(&emu, n, Duration::from_secs(600)).await?;
     let e2e = done - start;
-    let cpu = cpu_seconds(&svc.pid().to_string())? - cpu0;
+    let cpu = cpu_of(&services)? - cpu0;
+    let pg_cpu = pg.map(|_| cpu_seconds_of_command("postgres", &database) - pg_cpu0);
     let _ = stop_polling.send(true);
     let mut polls = 0;
     for p in polling {
@@ -118,8 +182,10 @@ async fn measure(setup: &Setup, n: usize, pollers: usize, pg: Option<&BenchSchem
     }
     // The last outcomes are recorded right after the emulator's answer.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let db = svc.db.clone();
-    svc.stop()?;
+    let db = services[0].db.clone();
+    for s in services {
+        s.stop()?;
+    }
     let latencies = match (&db, pg) {
         (_, Some(schema)) => schema.latencies().await?,
         (Db::Sqlite(path), None) => latencies(path)?,
@@ -135,8 +201,10 @@ async fn measure(setup: &Setup, n: usize, pollers: usize, pg: Option<&BenchSchem
         ingest_s: ingest.as_secs_f64(),
         e2e_s: e2e.as_secs_f64(),
         service_cpu_s: cpu,
+        pg_cpu_s: pg_cpu,
         polls,
         latencies,
+        instances,
     })
 }
 

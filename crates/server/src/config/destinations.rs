@@ -11,6 +11,7 @@ use destination::settings::{ProjectType, Region};
 use iterable::client::ApiKey;
 use segment::membership::RetlSyncMode;
 use serde_json::Value;
+use sync::RemovalGuard;
 use sync::reconciler::OnListDeleted;
 use toml::Spanned;
 
@@ -18,6 +19,7 @@ use super::delivery::Delivery;
 use super::error::{Place, R};
 use super::raw::{RawAudience, RawDestination};
 use super::secrets::{Env, Secret};
+use super::storage::parse_retention;
 use super::values::{Flag, Text};
 
 /// One Iterable project that audiences are synced to (`[[destination]]`).
@@ -63,6 +65,10 @@ pub struct DestinationConfig {
     pub verify_repair: bool,
     /// Batching, concurrency, timeouts and rate limits (`[destination.delivery]`).
     pub delivery: Delivery,
+    /// The mass-removal guard: `max_removal_ratio` (0..=1, default 0.25; per audience in
+    /// `[destination.audiences.<key>]`), `removal_window` (default `"1h"`) and
+    /// `removal_guard_min_members` (default 100).
+    pub removal_guard: RemovalGuard,
 }
 
 impl DestinationConfig {
@@ -188,11 +194,16 @@ pub(super) fn read_destination(
     let (keys, webhook_secret) = t.write_access(raw, span, env)?;
     let mapping = t.mapping(raw.mapping.as_ref())?;
     let audience_defaults = match &raw.audience_defaults {
-        Some(a) => t.nested("audience_defaults").audience(&a.0)?,
+        Some(a) => t.nested("audience_defaults").audience_fields(
+            &a.0.update_existing_users_only,
+            &a.0.channel_unsubscribe,
+            &a.0.campaign_id,
+        )?,
         None => AudienceSettings::default(),
     };
     let audiences = audiences(&t, raw)?;
     let verify_every_by_audience = verify_by_audience(&t, raw)?;
+    let removal_guard = removal_guard(&t, raw)?;
     let retl_sync_mode = match &raw.retl_sync_mode {
         None => None,
         Some(v) => Some(
@@ -245,6 +256,7 @@ pub(super) fn read_destination(
             verify_every_by_audience,
             verify_repair,
             delivery,
+            removal_guard,
         },
         name_span,
         key_labels,
@@ -271,6 +283,55 @@ fn base_url(
     })
 }
 
+/// The mass-removal guard's keys: the destination's and each audience's ratio, the window
+/// (a period like `"1h"` or `"90m"`) and the smallest audience it applies to.
+fn removal_guard(t: &Place, raw: &RawDestination) -> R<RemovalGuard> {
+    let d = RemovalGuard::default();
+    let max_ratio = t.ratio(
+        "max_removal_ratio",
+        raw.max_removal_ratio.as_ref(),
+        d.max_ratio,
+    )?;
+    let window = match &raw.removal_window {
+        None => d.window,
+        Some(v) => match parse_retention(&v.get_ref().0) {
+            Ok(Some(w)) => w,
+            Ok(None) => {
+                return Err(t.fail(
+                    "removal_window",
+                    v.span(),
+                    "must be a period like \"1h\" or \"90m\" (to turn the guard off, set \
+                     max_removal_ratio = 1)",
+                ));
+            }
+            Err(p) => return Err(t.fail("removal_window", v.span(), p)),
+        },
+    };
+    let min_members = t.int_in(
+        "removal_guard_min_members",
+        raw.removal_guard_min_members.as_ref(),
+        0,
+        i64::MAX,
+        d.min_members as i64,
+    )? as u64;
+    let mut per_audience = std::collections::HashMap::new();
+    if let Some(audiences) = &raw.audiences {
+        for (key, settings) in &audiences.0 {
+            if let Some(v) = &settings.0.max_removal_ratio {
+                let place = t.nested(&format!("audiences.{}", key.0));
+                let r = place.ratio("max_removal_ratio", Some(v), max_ratio)?;
+                per_audience.insert(key.0.clone(), r);
+            }
+        }
+    }
+    Ok(RemovalGuard {
+        max_ratio,
+        per_audience,
+        window,
+        min_members,
+    })
+}
+
 /// `[destination.audiences.<key>]`, by audience key.
 fn audiences(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, AudienceSettings>> {
     let mut out = BTreeMap::new();
@@ -284,19 +345,10 @@ fn audiences(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, AudienceSett
     Ok(out)
 }
 
-/// `verify_every` of each `[destination.audiences.<key>]` that sets it (`"off"`: `None`); in
-/// `[destination.audience_defaults]` it is refused (the destination's own `verify_every` is
-/// the default).
+/// `verify_every` of each `[destination.audiences.<key>]` that sets it (`"off"`: `None`); the
+/// destination's own `verify_every` is every other audience's (`audience_defaults` does not
+/// take it).
 fn verify_by_audience(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, Option<Duration>>> {
-    if let Some(d) = &raw.audience_defaults
-        && let Some(v) = &d.0.verify_every
-    {
-        return Err(t.nested("audience_defaults").fail(
-            "verify_every",
-            v.span(),
-            "set it on the destination (its verify_every is every audience's default)",
-        ));
-    }
     let mut out = BTreeMap::new();
     for (key, settings) in raw.audiences.iter().flat_map(|a| a.0.iter()) {
         if let Some(v) = &settings.0.verify_every {
@@ -320,7 +372,21 @@ fn verify_by_audience(t: &Place, raw: &RawDestination) -> R<BTreeMap<String, Opt
 impl Place {
     /// An audience's settings (this place is its table).
     fn audience(&self, raw: &RawAudience) -> R<AudienceSettings> {
-        let campaign_id = match &raw.campaign_id {
+        self.audience_fields(
+            &raw.update_existing_users_only,
+            &raw.channel_unsubscribe,
+            &raw.campaign_id,
+        )
+    }
+
+    /// The three settings of an audience's table (or of the defaults).
+    fn audience_fields(
+        &self,
+        update_existing_users_only: &Option<Spanned<Flag>>,
+        channel_unsubscribe: &Option<Spanned<Flag>>,
+        campaign_id: &Option<Spanned<super::values::Int>>,
+    ) -> R<AudienceSettings> {
+        let campaign_id = match campaign_id {
             None => None,
             Some(v) if v.get_ref().0 >= 1 => Some(v.get_ref().0),
             Some(v) => {
@@ -333,8 +399,8 @@ impl Place {
         };
         let flag = |v: &Option<Spanned<Flag>>| v.as_ref().map(|f| f.get_ref().0);
         Ok(AudienceSettings {
-            update_existing_users_only: flag(&raw.update_existing_users_only),
-            channel_unsubscribe: flag(&raw.channel_unsubscribe),
+            update_existing_users_only: flag(update_existing_users_only),
+            channel_unsubscribe: flag(channel_unsubscribe),
             campaign_id,
         })
     }
@@ -379,6 +445,85 @@ pub(super) fn check_unique(read: &[ReadDestination]) -> R<()> {
 mod tests {
     use super::*;
     use crate::config::test_support::*;
+
+    #[test]
+    fn the_removal_guard_has_defaults_and_per_audience_ratios() {
+        let c = parse(&dest("d", "wk", ""));
+        assert_eq!(c.destinations[0].removal_guard, RemovalGuard::default());
+        let g = RemovalGuard::default();
+        assert_eq!(
+            (g.max_ratio, g.window.as_secs(), g.min_members),
+            (0.25, 3600, 100)
+        );
+        let c = parse(&dest(
+            "d",
+            "wk",
+            "max_removal_ratio = 0.5\nremoval_window = \"90m\"\nremoval_guard_min_members = 10\n\
+             [destination.audiences.vip]\nmax_removal_ratio = 0\n\
+             [destination.audiences.all]\nmax_removal_ratio = 1\n\
+             [destination.audiences.plain]\ncampaign_id = 3\n",
+        ));
+        let g = &c.destinations[0].removal_guard;
+        assert_eq!(
+            (g.max_ratio, g.window.as_secs(), g.min_members),
+            (0.5, 5400, 10)
+        );
+        assert_eq!(g.policy("vip").max_ratio, 0.0);
+        assert_eq!(g.policy("all").max_ratio, 1.0);
+        assert_eq!(g.policy("plain").max_ratio, 0.5);
+        assert_eq!(g.policy("other").window_ms, 5_400_000);
+    }
+
+    #[test]
+    fn bad_removal_guard_values_are_refused_naming_the_key() {
+        let cases = [
+            (
+                "max_removal_ratio = 1.5",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = -0.1",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = nan",
+                "max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "max_removal_ratio = \"a lot\"",
+                "max_removal_ratio",
+                "a number between 0 and 1",
+            ),
+            ("removal_window = \"0\"", "removal_window", "a period like"),
+            (
+                "removal_window = \"soon\"",
+                "removal_window",
+                "not a period",
+            ),
+            (
+                "removal_guard_min_members = -1",
+                "removal_guard_min_members",
+                "at least 0",
+            ),
+            (
+                "[destination.audiences.vip]\nmax_removal_ratio = 2",
+                "audiences.vip.max_removal_ratio",
+                "between 0 and 1",
+            ),
+            (
+                "[destination.audience_defaults]\nmax_removal_ratio = 0.5",
+                "audience_defaults: unknown key \"max_removal_ratio\"",
+                "expected one of",
+            ),
+        ];
+        for (extra, key, words) in cases {
+            let msg = parse_err(&dest("d", "wk", extra), &no_env);
+            assert!(msg.contains(key) && msg.contains(words), "{extra}: {msg}");
+        }
+    }
 
     #[test]
     fn audience_settings_are_layered_field_by_field() {

@@ -120,6 +120,7 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
         verify_every_by_audience: BTreeMap::new(),
         verify_repair: false,
         delivery: Delivery::default(),
+        removal_guard: sync::RemovalGuard::default(),
     });
     Ok(config)
 }

@@ -370,9 +370,7 @@ mod tests {
             ),
             (
                 d("[destination.audience_defaults]\nverify_every = \"1h\""),
-                vec![
-                    r#"destination "prod": audience_defaults.verify_every: set it on the destination"#,
-                ],
+                vec![r#"destination "prod": audience_defaults: unknown key "verify_every""#],
             ),
             (
                 d("[destination.audiences.vip]\nverify_every = \"sometimes\""),
@@ -422,7 +420,7 @@ mod tests {
             (
                 d("[destination.audience_defaults]\ncampaign = 5"),
                 vec![
-                    r#"destination "prod": audience_defaults: unknown key "campaign"; expected one of update_existing_users_only, channel_unsubscribe, campaign_id, verify_every (did you mean "campaign_id"?)"#,
+                    r#"destination "prod": audience_defaults: unknown key "campaign"; expected one of update_existing_users_only, channel_unsubscribe, campaign_id (did you mean "campaign_id"?)"#,
                 ],
             ),
             (

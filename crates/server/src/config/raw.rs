@@ -15,7 +15,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::mapping::Mapping;
-use super::values::{EnvName, Flag, Int, RateText, Table, Text, array_value};
+use super::values::{EnvName, Flag, Int, RateText, Ratio, Table, Text, array_value};
 
 /// The whole file.
 #[derive(Deserialize)]
@@ -94,13 +94,16 @@ pub(super) struct RawDestination {
     pub(super) webhook_secret: Option<Spanned<Text>>,
     pub(super) webhook_secret_env: Option<Spanned<EnvName>>,
     pub(super) mapping: Option<Spanned<Mapping>>,
-    pub(super) audience_defaults: Option<Table<RawAudience>>,
+    pub(super) audience_defaults: Option<Table<RawAudienceDefaults>>,
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
     pub(super) on_list_deleted: Option<Spanned<Text>>,
     pub(super) verify_every: Option<Spanned<Text>>,
     pub(super) verify_repair: Option<Spanned<Flag>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
+    pub(super) max_removal_ratio: Option<Spanned<Ratio>>,
+    pub(super) removal_window: Option<Spanned<Text>>,
+    pub(super) removal_guard_min_members: Option<Spanned<Int>>,
 }
 
 array_value!(
@@ -109,7 +112,16 @@ array_value!(
     "an array of strings"
 );
 
-/// `[destination.audience_defaults]` and each `[destination.audiences.<key>]`.
+/// `[destination.audience_defaults]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudienceDefaults {
+    pub(super) update_existing_users_only: Option<Spanned<Flag>>,
+    pub(super) channel_unsubscribe: Option<Spanned<Flag>>,
+    pub(super) campaign_id: Option<Spanned<Int>>,
+}
+
+/// Each `[destination.audiences.<key>]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAudience {
@@ -118,6 +130,8 @@ pub(super) struct RawAudience {
     pub(super) campaign_id: Option<Spanned<Int>>,
     /// Only in `[destination.audiences.<key>]`: this audience's `verify_every`, or `"off"`.
     pub(super) verify_every: Option<Spanned<Text>>,
+    /// The audience's own `max_removal_ratio` (the mass-removal guard).
+    pub(super) max_removal_ratio: Option<Spanned<Ratio>>,
 }
 
 /// `[destination.audiences]`: audience settings by audience key, in key order.

@@ -133,6 +133,50 @@ impl Place {
     }
 }
 
+/// A number, whole or not (`max_removal_ratio`).
+pub(super) struct Ratio(pub(super) f64);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = f64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number between 0 and 1")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+        }
+        d.deserialize_f64(V).map(Ratio)
+    }
+}
+
+impl Place {
+    /// `key`'s share within 0..=1, or `default` when it is absent.
+    pub(super) fn ratio(&self, key: &str, value: Option<&Spanned<Ratio>>, default: f64) -> R<f64> {
+        match value {
+            None => Ok(default),
+            Some(v) if (0.0..=1.0).contains(&v.get_ref().0) => Ok(v.get_ref().0),
+            Some(v) => Err(self.fail(
+                key,
+                v.span(),
+                format!(
+                    "must be a share between 0 and 1 (0.25 holds the removals once a quarter of \
+                     an audience's members leave within the window; 1 turns the guard off), got {}",
+                    v.get_ref().0
+                ),
+            )),
+        }
+    }
+}
+
 /// A table read as `T` (a struct of the raw shape). Unlike `T` alone, it refuses an array
 /// (serde reads a struct from a sequence of its fields) with "expected a table".
 pub(super) struct Table<T>(pub(super) T);

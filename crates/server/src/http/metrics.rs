@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
-use sync::metrics::{DestinationSnapshot, render, render_store};
+use sync::metrics::{DestinationSnapshot, render, render_holds, render_store};
 
 use crate::app::AppState;
 use crate::status;
@@ -64,6 +64,21 @@ async fn metrics_reply(state: &AppState) -> Reply {
         .collect();
     let mut out = String::new();
     render(&mut out, &snaps);
+    if let Ok(f) = &*figures {
+        let holds: Vec<(&str, &[sync::ListCounts], &[sync::RemovalHold])> = state
+            .destinations
+            .iter()
+            .zip(f)
+            .map(|(d, f)| {
+                (
+                    d.config.name.as_str(),
+                    f.lists.as_slice(),
+                    f.holds.as_slice(),
+                )
+            })
+            .collect();
+        render_holds(&mut out, &holds);
+    }
     render_store(&mut out, state.store.write_failure().is_some());
     let _ = writeln!(out);
     reply(200, "text/plain; version=0.0.4; charset=utf-8", out)

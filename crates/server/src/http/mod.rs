@@ -21,6 +21,7 @@ mod access_log;
 mod admin;
 mod auth;
 mod health;
+mod holds;
 mod ingestion;
 mod metrics;
 mod pace;

@@ -12,7 +12,7 @@ use crate::app::AppState;
 
 use super::access_log::access_log;
 use super::reply::{close_if_body_left, metrics_get_only, metrics_not_found, not_found, post_only};
-use super::{admin, health, ingestion, metrics};
+use super::{admin, health, holds, ingestion, metrics};
 
 /// Every endpoint of the main address. Paths are matched with their leading and trailing
 /// slashes trimmed (see [`super::serve`]); a path not served is a 404, and another method
@@ -31,6 +31,8 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/events/{message_id}", get_only(admin::event))
         .route("/v1/status", get_only(admin::status))
+        .route("/v1/holds/release", post_admin(holds::release))
+        .route("/v1/holds/discard", post_admin(holds::discard))
         .route("/metrics", get_only(metrics::admin_metrics))
         .route("/healthz", get_only(health::healthz))
         .route("/readyz", get_only(health::readyz))
@@ -63,4 +65,13 @@ where
     T: 'static,
 {
     get(handler).head(not_found).fallback(not_found)
+}
+
+/// A `POST` admin endpoint: any other method is answered as a path not served.
+fn post_admin<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    post(handler).fallback(not_found)
 }

@@ -15,7 +15,7 @@ use crate::store::ListCounts;
 
 mod render;
 
-pub use render::{render, render_store};
+pub use render::{render, render_holds, render_store};
 
 /// What the last scheduled verify of one audience found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

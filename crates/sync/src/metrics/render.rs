@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use destination::SettingName;
 
 use super::{DestinationSnapshot, ENDPOINTS, Ingested, RowResult, StatusClass, endpoint_label};
-use crate::store::ListCounts;
+use crate::store::{ListCounts, RemovalHold};
 
 /// Escapes a label value: backslash, double quote and newline.
 fn escape_label(out: &mut String, v: &str) {
@@ -404,4 +404,61 @@ pub fn render_store(out: &mut String, write_failing: bool) {
         "1 while the store cannot write (the last write failed; none has succeeded since).",
     );
     sample(out, FAILING, &[], u8::from(write_failing));
+}
+
+/// Appends `iterable_lists_removals_held{destination,audience}`: removals the mass-removal
+/// guard holds per audience (0 for every audience not held), and
+/// `iterable_lists_removal_hold_since_seconds`: when each hold began (epoch seconds), from
+/// each destination's name, audiences and holds.
+pub fn render_holds(out: &mut String, destinations: &[(&str, &[ListCounts], &[RemovalHold])]) {
+    const HELD: &str = "iterable_lists_removals_held";
+    family(
+        out,
+        HELD,
+        "gauge",
+        "Removals the mass-removal guard holds until an operator releases or discards them.",
+    );
+    for (name, lists, holds) in destinations {
+        let held = |a: &str| {
+            holds
+                .iter()
+                .find(|h| h.audience_key == a)
+                .map_or(0, |h| h.held)
+        };
+        for l in lists.iter() {
+            sample(
+                out,
+                HELD,
+                &[("destination", name), ("audience", &l.audience_key)],
+                held(&l.audience_key),
+            );
+        }
+        for h in holds.iter() {
+            if !lists.iter().any(|l| l.audience_key == h.audience_key) {
+                sample(
+                    out,
+                    HELD,
+                    &[("destination", name), ("audience", &h.audience_key)],
+                    h.held,
+                );
+            }
+        }
+    }
+    const SINCE: &str = "iterable_lists_removal_hold_since_seconds";
+    family(
+        out,
+        SINCE,
+        "gauge",
+        "When the mass-removal guard began holding an audience's removals (epoch seconds).",
+    );
+    for (name, _, holds) in destinations {
+        for h in holds.iter() {
+            sample(
+                out,
+                SINCE,
+                &[("destination", name), ("audience", &h.audience_key)],
+                float(h.since_ms as f64 / 1000.0),
+            );
+        }
+    }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::PostgresStore;
 use crate::store::{
-    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity,
-    Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
-    StoreFuture, TableCounts,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
+    GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
+    RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
 };
 
 impl Store {
@@ -308,5 +308,57 @@ impl Engine for PostgresStore {
 
     fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
         Box::pin(PostgresStore::table_counts(self))
+    }
+
+    fn guard_removals<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        exits: &'a [(Identity, Seq)],
+        policy: RemovalPolicy,
+        now_ms: i64,
+    ) -> StoreFuture<'a, GuardVerdict> {
+        Box::pin(PostgresStore::guard_removals(
+            self,
+            destination,
+            audience_key,
+            exits,
+            policy,
+            now_ms,
+        ))
+    }
+
+    fn removal_holds<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<RemovalHold>> {
+        Box::pin(PostgresStore::removal_holds(self, destination))
+    }
+
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>> {
+        Box::pin(PostgresStore::last_hold_decision(
+            self,
+            destination,
+            audience_key,
+        ))
+    }
+
+    fn resolve_hold<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        action: HoldAction,
+        actor: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(PostgresStore::resolve_hold(
+            self,
+            destination,
+            audience_key,
+            action,
+            actor,
+            now_ms,
+        ))
     }
 }

@@ -35,6 +35,15 @@ impl PostgresStore {
     /// every seq the rows name (events, desired and acknowledged versions), never back.
     pub async fn finish_import(&self) -> Result<(), StoreError> {
         write_tx!(self, OP, |tx| {
+            // Holds of the mass-removal guard are not copied: removals held in the source
+            // become due, and the guard decides on them again here.
+            tx.execute(
+                "UPDATE desired SET next_attempt_ms = 0
+                 WHERE state = 'pending' AND next_attempt_ms = $1",
+                &[&crate::store::HELD_MS],
+            )
+            .await
+            .map_err(pg(OP))?;
             tx.batch_execute(&refill_counts_sql())
                 .await
                 .map_err(pg(OP))?;

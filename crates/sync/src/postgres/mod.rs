@@ -36,6 +36,7 @@ mod desired;
 mod drift;
 mod engine;
 mod export;
+mod holds;
 mod import;
 mod leases;
 mod outcomes;
@@ -132,6 +133,21 @@ fn redact_query_password(tail: &str) -> String {
     format!("{path}?{}", parts.join("&"))
 }
 
+/// Planner settings of every session: this engine's statements look rows up by key, or by
+/// batches of keys (`UNNEST` arrays), in tables that grow fast. The planner's statistics lag
+/// behind that growth (autovacuum analyzes a table after it grew by a tenth, at most once a
+/// minute), and planning for a table it believes small, it scans the table whole, or hashes
+/// such a scan for a join: seen with `auto_explain` on part (c-pg) of the benchmark, the
+/// accept, outcome and pending statements read the whole `desired` and `event_audiences`
+/// tables on every batch, so that the server's work per event grew with the data. Index
+/// lookups are what each of them wants at any size; with these settings the planner takes
+/// them whatever its statistics say (a table without a fitting index is still scanned). The
+/// few statements that read a table whole (a recount, an export) then walk an index, which is
+/// slower but bounded. JIT is off: past the cost these settings give a scan, it compiled for
+/// a tenth of a second statements that run in a millisecond.
+const KEYED_PLANS: &str =
+    " -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c jit=off";
+
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) with a pool
     /// of `pool_size` connections, and creates or migrates the schema (`ReadWrite`) or checks
@@ -167,6 +183,7 @@ impl PostgresStore {
         // commit of this engine waits for the WAL flush. Inspection sessions cannot write.
         let mut options = config.get_options().unwrap_or("").to_string();
         options.push_str(" -c synchronous_commit=on");
+        options.push_str(KEYED_PLANS);
         if access == Access::ReadOnly {
             options.push_str(" -c default_transaction_read_only=on");
         }

@@ -15,16 +15,19 @@
 //! - `lists`: the list registry; `ignored_settings`: per event, the audience settings it
 //!   carried that could not be used; `audience_counts`: the figures per audience (see
 //!   `counts`); `destination_state`; `write_probe`.
+//!
+//! Version 2: the coordination tables (see `leases`). Version 3: the mass-removal guard's
+//! tables and the partial index on pending exits (see `holds`).
 
 use deadpool_postgres::Object;
 
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps from an empty database: step `i` brings the schema to version `i + 1`.
-const STEPS: &[&str] = &[V1, super::leases::V2];
+const STEPS: &[&str] = &[V1, super::leases::V2, super::holds::V3];
 
 const V1: &str = r#"
 CREATE SEQUENCE event_seq;

@@ -391,9 +391,15 @@ impl SlotSource for StoreSlots {
                 )
                 .await;
             match first {
-                Ok(first) => Some(Duration::from_micros(
-                    u64::try_from(first.saturating_sub(now_us)).unwrap_or(0),
-                )),
+                // The wait counts from now, after the store's answer: counted from before
+                // the call, every slot would be late by the call's time, which varies, and
+                // two requests a slot apart could leave closer than the limit allows.
+                Ok(first) => {
+                    let answered_us = (self.clock)().saturating_mul(1000);
+                    Some(Duration::from_micros(
+                        u64::try_from(first.saturating_sub(answered_us)).unwrap_or(0),
+                    ))
+                }
                 Err(e) => {
                     eprintln!(
                         "iterable-lists: the shared rate budget could not be read ({e}); \
@@ -449,6 +455,37 @@ mod tests {
             .map(|i| plan_leases(&format!("inst{i}"), &due, &[], &HashSet::new(), 3).0[0].clone())
             .collect();
         assert!(firsts.len() > 1, "{firsts:?}");
+    }
+
+    #[tokio::test]
+    async fn a_slot_wait_counts_from_the_store_answer_not_from_the_call() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicI64, Ordering};
+        // Each read of the clock is 30 ms after the previous one, as if every store call
+        // took that long.
+        let ms = Arc::new(AtomicI64::new(0));
+        let tick = ms.clone();
+        let slots = StoreSlots {
+            store: Store::sqlite(crate::sqlite::SqliteStore::open_in_memory().expect("open")),
+            project: "p".into(),
+            clock: Arc::new(move || tick.fetch_add(30, Ordering::SeqCst)),
+        };
+        let interval = Duration::from_millis(100);
+        let reserve = || {
+            slots.reserve(
+                Endpoint::Subscribe,
+                1,
+                interval,
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+        };
+        // Called at 0 ms: the first slot is at 0 ms; answered at 30 ms: no wait.
+        assert_eq!(reserve().await, Some(Duration::ZERO));
+        // Called at 60 ms: the next slot is at 100 ms; answered at 90 ms: 10 ms to wait (not
+        // the 40 ms counted from the call, which would send it at 130 ms).
+        assert_eq!(reserve().await, Some(Duration::from_millis(10)));
+        assert_eq!(ms.load(Ordering::SeqCst), 120);
     }
 
     #[test]

@@ -42,7 +42,7 @@
 //!
 //! The parts: `dispatcher` (the round over audiences: fetch, linger, start), `plan` (the
 //! list, the planner, one task per request), `job` (one request: send, decide, record),
-//! `claims` (users with a request in flight), `pause` (paused, degraded, the probe; with
+//! `claims` (users with a request in flight), `guard` (the mass-removal guard), `pause` (paused, degraded, the probe; with
 //! `reachability`), `recreate` (a list deleted in Iterable comes back), `notices` (what a failed request logs, and how often), `attempts` (failed tries while the client retries), `running` (the
 //! loop), `registry` (the store as the resolver's registry), `shared` (what they share).
 
@@ -50,6 +50,7 @@ mod attempts;
 mod claims;
 mod coordinator;
 mod dispatcher;
+mod guard;
 mod job;
 mod notices;
 mod pause;
@@ -77,6 +78,7 @@ use crate::store::{Store, StoreError};
 use claims::InFlightTable;
 pub use coordinator::{new_instance_id, share_rate_budget};
 use dispatcher::Dispatcher;
+pub use guard::{RemovalGuard, hold_commands};
 use reachability::Reachability;
 pub use recreate::OnListDeleted;
 pub use registry::StoreRegistry;
@@ -129,6 +131,9 @@ pub struct ReconcilerConfig {
     pub project: String,
     /// What happens when an audience's list was deleted in Iterable (default: re-created).
     pub on_list_deleted: OnListDeleted,
+    /// The mass-removal guard (see `guard`); `None` (the default here) sends every exit.
+    /// The service turns it on from its configuration.
+    pub removal_guard: Option<RemovalGuard>,
 }
 
 impl ReconcilerConfig {
@@ -152,6 +157,7 @@ impl ReconcilerConfig {
             instance: new_instance_id(),
             lease: Duration::from_secs(30),
             on_list_deleted: OnListDeleted::default(),
+            removal_guard: None,
         }
     }
 
@@ -282,6 +288,7 @@ impl Reconciler {
                 coord: Mutex::new(Default::default()),
                 looping: AtomicBool::new(false),
                 replacing: Default::default(),
+                announced_holds: Mutex::new(Default::default()),
             }),
         }
     }

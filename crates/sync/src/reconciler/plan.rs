@@ -169,11 +169,22 @@ impl Dispatcher {
     /// Plans the rows that have a list (their own, or the registry's): one change per person
     /// (the others are superseded) in requests within the limits (a change too large for any
     /// request is rejected).
-    fn plan(&self, rows: &[PendingRow], registry_list: Option<i64>, early: &mut Early) -> Planned {
+    /// Exits past `held_after` (an audience whose removals the guard holds) are left out:
+    /// the store parked them.
+    fn plan(
+        &self,
+        rows: &[PendingRow],
+        registry_list: Option<i64>,
+        held_after: Option<u64>,
+        early: &mut Early,
+    ) -> Planned {
         let cfg = &self.inner.cfg;
         let mut changes: Vec<Change> = Vec::with_capacity(rows.len());
         let mut planned: Vec<usize> = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
+            if !r.member && held_after.is_some_and(|s| r.version.seq > s) {
+                continue;
+            }
             let Some(list) = r.list_id.or(registry_list) else {
                 continue;
             };
@@ -225,7 +236,8 @@ impl Dispatcher {
     ) -> Result<bool, ReconcileError> {
         let mut early: Early = Vec::new();
         let (registry_list, waiting) = self.registry_list(audience, &rows, &mut early).await?;
-        let planned = self.plan(&rows, registry_list, &mut early);
+        let held_after = self.guard_exits(audience, &rows).await?;
+        let planned = self.plan(&rows, registry_list, held_after, &mut early);
         if !early.is_empty() {
             let r = self.inner.record(audience, early).await?;
             self.report.add(&r);

@@ -57,6 +57,8 @@ pub(super) struct Inner {
     pub looping: AtomicBool,
     /// Deleted lists being replaced (see `recreate`).
     pub replacing: super::recreate::Replacing,
+    /// Holds of the mass-removal guard already logged by this process (audience, since).
+    pub announced_holds: Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use super::SqliteStore;
 use super::ingest::Ingest;
 use crate::store::{
-    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity,
-    Lease, ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
-    StoreError, StoreFuture, TableCounts,
+    AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
+    GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
+    RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreError, StoreFuture,
+    TableCounts,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -348,5 +349,57 @@ impl Engine for SqliteEngine {
 
     fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
         self.run("prune_events", move |db| db.prune_events(before_ms, limit))
+    }
+
+    fn guard_removals<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        exits: &'a [(Identity, Seq)],
+        policy: RemovalPolicy,
+        now_ms: i64,
+    ) -> StoreFuture<'a, GuardVerdict> {
+        let (d, a, exits) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            exits.to_vec(),
+        );
+        self.run("guard_removals", move |db| {
+            db.guard_removals(&d, &a, &exits, policy, now_ms)
+        })
+    }
+
+    fn removal_holds<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<RemovalHold>> {
+        let d = destination.to_string();
+        self.run("removal_holds", move |db| db.removal_holds(&d))
+    }
+
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>> {
+        let (d, a) = (destination.to_string(), audience_key.to_string());
+        self.run("last_hold_decision", move |db| {
+            db.last_hold_decision(&d, &a)
+        })
+    }
+
+    fn resolve_hold<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        action: HoldAction,
+        actor: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<u64>> {
+        let (d, a, who) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            actor.to_string(),
+        );
+        self.run("resolve_hold", move |db| {
+            db.resolve_hold(&d, &a, action, &who, now_ms)
+        })
     }
 }

@@ -31,6 +31,14 @@ impl SqliteStore {
     /// event the source's retention removed.
     pub fn finish_import(&self) -> Result<(), StoreError> {
         self.write(OP, |tx| {
+            // Holds of the mass-removal guard are not copied: removals held in the source
+            // become due, and the guard decides on them again here.
+            tx.execute(
+                "UPDATE desired SET next_attempt_ms = 0
+                 WHERE state = 'pending' AND next_attempt_ms = ?1",
+                [crate::store::HELD_MS],
+            )
+            .map_err(engine(OP))?;
             tx.execute("DELETE FROM audience_counts", [])
                 .map_err(engine(OP))?;
             counts::fill(tx)?;

@@ -23,7 +23,7 @@
 //! the next committed write clears.
 //!
 //! The parts: `schema` (tables, version, migrations), `open`, `group` (the group commit),
-//! `checkpoint`, `ingest` (the ingestion queue), `accept` (accepting events), `outcomes`
+//! `checkpoint`, `ingest` (the ingestion queue), `holds` (the mass-removal guard), `accept` (accepting events), `outcomes`
 //! (recording outcomes and failed tries), `pending` (what the reconciler reads), `reports`
 //! (event lookup, figures; `counts` maintains the figures), `registry` (lists, destination
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
@@ -47,6 +47,8 @@
 //! - `audience_counts`: the figures per audience, maintained by every write (see `counts`).
 //! - `destination_state`: whether each destination is running, paused or degraded.
 //! - `write_probe`: one row that the checks of writability change.
+//! - `removal_guard`, `removal_window` and the partial index `desired_pending_exits` (since
+//!   version 5): the mass-removal guard (see `holds`).
 
 mod accept;
 mod checkpoint;
@@ -55,6 +57,7 @@ mod drift;
 pub mod engine;
 mod export;
 mod group;
+mod holds;
 mod import;
 mod ingest;
 mod integrity;

@@ -4,11 +4,11 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine, leases};
+use super::{SqliteStore, counts, engine, holds, leases};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -93,7 +93,10 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(counts::SCHEMA)?;
     // Version 4: several instances on one database (leases, instances, rate cuts); the
     // migration from 3 is creating these tables.
-    tx.execute_batch(leases::SCHEMA)
+    tx.execute_batch(leases::SCHEMA)?;
+    // Version 5: the mass-removal guard (holds and its window); the migration from 4 is
+    // creating these tables.
+    tx.execute_batch(holds::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

@@ -9,6 +9,7 @@ use std::pin::Pin;
 
 use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
+use super::holds::{GuardVerdict, HoldAction, RemovalHold, RemovalPolicy};
 use super::rows::{
     AudienceKey, EventCounts, EventRecord, Identity, ListCounts, NewEvent, OutcomeRow, PendingRow,
     Receipt, Recorded, Seq,
@@ -264,4 +265,48 @@ pub trait Engine: Send + Sync + 'static {
     /// many rows it removed. Desired and acknowledged state is never touched; the figures
     /// ([`Engine::event_counts`]) drop with the rows.
     fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize>;
+
+    /// The mass-removal guard (see `crate::store::holds`), before `exits` (pending exits of
+    /// one audience, by key and planned seq) are sent, in one transaction:
+    /// - the audience is held: the exits given that the guard has not approved are parked
+    ///   (still pending, never due) and the hold is returned;
+    /// - else, when its figures ([`super::holds::RemovalFigures`]: acknowledged members,
+    ///   pending exits of members not approved yet, exits sent within `policy.window_ms`)
+    ///   trip the policy, the hold is stored (for every instance, across restarts), every
+    ///   pending exit of the audience not approved yet is parked, and the hold is returned;
+    /// - else the exits not approved yet are counted in the window, and may be sent.
+    fn guard_removals<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        exits: &'a [(Identity, Seq)],
+        policy: RemovalPolicy,
+        now_ms: i64,
+    ) -> StoreFuture<'a, GuardVerdict>;
+
+    /// The held audiences of `destination`, by audience key, each with the removals parked
+    /// now.
+    fn removal_holds<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<RemovalHold>>;
+
+    /// The last operator decision on the audience's held removals (`released N removal(s):
+    /// <actor>`), with when it was made (epoch ms); `None` when there was none.
+    fn last_hold_decision<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+    ) -> StoreFuture<'a, Option<(String, i64)>>;
+
+    /// An operator's decision on an audience's held removals (see [`HoldAction`]), in one
+    /// transaction: the hold ends, and the window starts afresh. `actor` (who or what
+    /// decided) is kept with the audience and, on discard, in each removal's reason.
+    /// Returns how many parked removals were released or discarded; `None` when the audience
+    /// is not held.
+    fn resolve_hold<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        action: HoldAction,
+        actor: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Option<u64>>;
 }

@@ -31,6 +31,7 @@ mod coordination;
 mod engine;
 mod error;
 mod handle;
+pub mod holds;
 mod rows;
 mod state;
 pub(crate) mod transfer;
@@ -40,6 +41,9 @@ pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
 pub use handle::Store;
+pub use holds::{
+    GuardVerdict, HELD_MS, HELD_REASON, HoldAction, RemovalFigures, RemovalHold, RemovalPolicy,
+};
 pub use rows::{
     Applied, AudienceKey, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord,
     Identity, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RECREATED,
