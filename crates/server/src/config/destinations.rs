@@ -47,9 +47,16 @@ pub struct DestinationConfig {
     pub audiences: BTreeMap<String, AudienceSettings>,
     /// How reverse-ETL row changes sync (`retl_sync_mode`); `None` reads them like any event.
     pub retl_sync_mode: Option<RetlSyncMode>,
+    /// `max_removal_ratio` (0 to 1, default [`DEFAULT_MAX_REMOVAL_RATIO`]): a snapshot that
+    /// would remove more than this share of an audience's current members is refused unless
+    /// the override is given.
+    pub max_removal_ratio: f64,
     /// Batching, concurrency, timeouts and rate limits (`[destination.delivery]`).
     pub delivery: Delivery,
 }
+
+/// The default of `max_removal_ratio`: a quarter of an audience's members.
+pub const DEFAULT_MAX_REMOVAL_RATIO: f64 = 0.25;
 
 impl DestinationConfig {
     /// The settings an event of `audience_key` is synced with, field by field: the event's own
@@ -188,6 +195,11 @@ pub(super) fn read_destination(
                 .map_err(|e| t.fail("retl_sync_mode", v.span(), e))?,
         ),
     };
+    let max_removal_ratio = t.ratio(
+        "max_removal_ratio",
+        raw.max_removal_ratio.as_ref(),
+        DEFAULT_MAX_REMOVAL_RATIO,
+    )?;
     let delivery = match &raw.delivery {
         Some(d) => t.nested("delivery").delivery(&d.0)?,
         None => Delivery::default(),
@@ -209,6 +221,7 @@ pub(super) fn read_destination(
             audience_defaults,
             audiences,
             retl_sync_mode,
+            max_removal_ratio,
             delivery,
         },
         name_span,
@@ -311,6 +324,15 @@ pub(super) fn check_unique(read: &[ReadDestination]) -> R<()> {
 mod tests {
     use super::*;
     use crate::config::test_support::*;
+
+    #[test]
+    fn max_removal_ratio_defaults_to_a_quarter_and_takes_whole_numbers() {
+        let cases = [("", 0.25), ("max_removal_ratio = 0.1", 0.1), ("max_removal_ratio = 1", 1.0), ("max_removal_ratio = 0", 0.0)];
+        for (extra, want) in cases {
+            let c = parse(&dest("d", "wk", extra));
+            assert_eq!(c.destinations[0].max_removal_ratio, want, "{extra}");
+        }
+    }
 
     #[test]
     fn audience_settings_are_layered_field_by_field() {

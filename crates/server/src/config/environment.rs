@@ -115,6 +115,7 @@ pub(super) fn from_env(env: Env<'_>) -> R<Config> {
         audience_defaults: AudienceSettings::default(),
         audiences: BTreeMap::new(),
         retl_sync_mode: None,
+        max_removal_ratio: super::destinations::DEFAULT_MAX_REMOVAL_RATIO,
         delivery: Delivery::default(),
     });
     Ok(config)

@@ -15,7 +15,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::mapping::Mapping;
-use super::values::{EnvName, Flag, Int, RateText, Table, Text, array_value};
+use super::values::{EnvName, Flag, Float, Int, RateText, Table, Text, array_value};
 
 /// The whole file.
 #[derive(Deserialize)]
@@ -97,6 +97,7 @@ pub(super) struct RawDestination {
     pub(super) audience_defaults: Option<Table<RawAudience>>,
     pub(super) audiences: Option<Audiences>,
     pub(super) retl_sync_mode: Option<Spanned<Text>>,
+    pub(super) max_removal_ratio: Option<Spanned<Float>>,
     pub(super) delivery: Option<Table<RawDelivery>>,
 }
 

@@ -133,6 +133,49 @@ impl Place {
     }
 }
 
+/// A number, whole or not (`0.25`, `1`), read as an `f64`.
+pub(super) struct Float(pub(super) f64);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = f64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+        }
+        d.deserialize_f64(V).map(Float)
+    }
+}
+
+impl Place {
+    /// `key`'s number within `0..=1` (a share), or `default` when it is absent.
+    pub(super) fn ratio(&self, key: &str, value: Option<&Spanned<Float>>, default: f64) -> R<f64> {
+        match value {
+            None => Ok(default),
+            Some(v) if (0.0..=1.0).contains(&v.get_ref().0) => Ok(v.get_ref().0),
+            Some(v) => Err(self.fail(
+                key,
+                v.span(),
+                format!(
+                    "must be a share between 0 and 1 (e.g. 0.25 for 25%), got {}",
+                    v.get_ref().0
+                ),
+            )),
+        }
+    }
+}
+
 /// A table read as `T` (a struct of the raw shape). Unlike `T` alone, it refuses an array
 /// (serde reads a struct from a sequence of its fields) with "expected a table".
 pub(super) struct Table<T>(pub(super) T);
