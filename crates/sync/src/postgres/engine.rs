@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::PostgresStore;
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use crate::store::{
     CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
     ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
@@ -256,5 +257,13 @@ impl Engine for PostgresStore {
 
     fn table_counts(&self) -> StoreFuture<'_, TableCounts> {
         Box::pin(PostgresStore::table_counts(self))
+    }
+
+    fn apply_snapshot<'a>(
+        &'a self,
+        spec: &'a SnapshotSpec,
+        feed: FeedReceiver,
+    ) -> StoreFuture<'a, SnapshotDiff> {
+        Box::pin(PostgresStore::apply_snapshot(self, spec, feed))
     }
 }

@@ -12,9 +12,11 @@
 
 mod parse;
 mod policy;
+mod run;
 
 pub use parse::{BadRow, Format, MAX_ROW_BYTES, ParseError, Row, SnapshotMember, read_rows};
 pub use policy::{DEFAULT_MAX_BAD_RATIO, Figures, Policy, Refusal};
+pub use run::{Progress, RunError, SnapshotReport, run_snapshot};
 
 use crate::store::{ChangeSettings, Identity, Seq};
 

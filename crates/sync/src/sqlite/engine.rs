@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::SqliteStore;
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use super::ingest::Ingest;
 use crate::store::{
     CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
@@ -298,5 +299,15 @@ impl Engine for SqliteEngine {
 
     fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize> {
         self.run("prune_events", move |db| db.prune_events(before_ms, limit))
+    }
+
+    fn apply_snapshot<'a>(
+        &'a self,
+        spec: &'a SnapshotSpec,
+        feed: FeedReceiver,
+    ) -> StoreFuture<'a, SnapshotDiff> {
+        let spec = spec.clone();
+        let mut feed = feed;
+        self.run("apply_snapshot", move |db| db.apply_snapshot(&spec, &mut feed))
     }
 }
