@@ -170,7 +170,9 @@ pub fn audience_sync(args: &SyncArgs<'_>) -> Result<()> {
     } else {
         print!("{}", report.to_text());
     }
-    if let Some(r) = &report.diff.refused {
+    if let Some(r) = &report.diff.refused
+        && !report.dry_run
+    {
         bail!("{r}");
     }
     Ok(())

@@ -311,7 +311,8 @@ impl SnapshotReport {
             ));
         }
         if let Some(r) = &d.refused {
-            out.push_str(&format!("refused: {r}\n"));
+            let how = if self.dry_run { "would be refused" } else { "refused" };
+            out.push_str(&format!("{how}: {r}\n"));
         }
         out
     }
