@@ -3,7 +3,8 @@
 //!
 //! Measures: (a) parse, map and plan per core; (b) HTTP ingestion into durable SQLite; (c) end
 //! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
-//! with 1,000,000 pending changes; and the comparison with `@segment/action-destinations`
+//! with 1,000,000 pending changes; (snapshot) a 1,000,000-row audience snapshot diffed and
+//! stored by `audience sync`; and the comparison with `@segment/action-destinations`
 //! (`bench/segment`, run with Node) on the same events and the same emulator.
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::parts::{compare, end_to_end, ingestion, plan, rate_limit};
+use crate::parts::{compare, end_to_end, ingestion, plan, rate_limit, snapshot};
 use crate::product;
 use crate::report::Report;
 
@@ -28,7 +29,7 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 7] = ["a", "b", "c", "c-pg", "d", "e", "compare"];
+pub const PARTS: [&str; 8] = ["a", "b", "c", "c-pg", "d", "e", "snapshot", "compare"];
 
 /// The PostgreSQL server of (c-pg) when none is given.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -150,6 +151,13 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members, args.rate
         );
         rate_limit::run(setup, args.members, args.rate, report).await?;
+    }
+    if args.wants("snapshot") {
+        eprintln!(
+            "(snapshot) audience sync of a {}-row snapshot, then one with 10% churn ...",
+            args.members
+        );
+        snapshot::run(setup, args.members, report)?;
     }
     if args.wants("compare") {
         eprintln!(

@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
-    /// Only these parts (repeatable): a, b, c, c-pg, d, e, compare.
+    /// Only these parts (repeatable): a, b, c, c-pg, d, e, snapshot, compare.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -26,7 +26,7 @@ struct Cli {
     /// Events of (a) and (c).
     #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1000..))]
     events: u32,
-    /// Members of the big audience of (b), (d) and (e).
+    /// Members of the big audience of (b), (d) and (e), and rows of the snapshot.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
     members: u32,
     /// The emulator's subscribe limit in (d), requests per second.

@@ -15,7 +15,9 @@ fn the_bench_measures_every_part_at_a_small_size() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let args = BenchArgs {
-        only: ["a", "b", "c", "c-pg", "d"].map(String::from).to_vec(),
+        only: ["a", "b", "c", "c-pg", "d", "snapshot"]
+            .map(String::from)
+            .to_vec(),
         json: Some(json.clone()),
         events: 2000,
         members: 3000,
@@ -38,7 +40,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
             .any(|r| r["measure"] == "peak RSS of the service with 3000 pending changes"),
         "{v}"
     );
-    for id in ["a", "b", "c", "c-pg", "d", "e"] {
+    for id in ["a", "b", "c", "c-pg", "d", "e", "snapshot"] {
         let row = rows
             .iter()
             .find(|r| r["id"] == id)
@@ -47,6 +49,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
     }
     assert_eq!(v["details"]["b_e"]["pending"], 3000);
     assert_eq!(v["details"]["d"]["requests"], 3);
+    assert_eq!(v["details"]["snapshot"]["runs"][1]["removes"], 300);
     assert_eq!(v["details"]["c"]["pollers"], 2);
     assert!(
         v["details"]["c"]["polls"].as_u64().is_some_and(|n| n > 0),
