@@ -52,7 +52,11 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
     }
 }
 
-fn destination<'c>(cfg: &'c Config, name: Option<&str>, source: &str) -> Result<&'c DestinationConfig> {
+fn destination<'c>(
+    cfg: &'c Config,
+    name: Option<&str>,
+    source: &str,
+) -> Result<&'c DestinationConfig> {
     let names = || {
         cfg.destinations
             .iter()
@@ -62,7 +66,10 @@ fn destination<'c>(cfg: &'c Config, name: Option<&str>, source: &str) -> Result<
     };
     Ok(match (name, cfg.destinations.as_slice()) {
         (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!("no destination named {n:?} in {source}; it has: {}", names())
+            format!(
+                "no destination named {n:?} in {source}; it has: {}",
+                names()
+            )
         })?,
         (None, [one]) => one,
         (None, []) => bail!("{source} has no destination"),
@@ -75,9 +82,9 @@ fn destination<'c>(cfg: &'c Config, name: Option<&str>, source: &str) -> Result<
 
 async fn open_store(storage: &Storage) -> Result<Store> {
     Ok(match storage {
-        Storage::Sqlite { path } => Store::sqlite(
-            SqliteStore::open(path).map_err(|e| anyhow!("{e}"))?,
-        ),
+        Storage::Sqlite { path } => {
+            Store::sqlite(SqliteStore::open(path).map_err(|e| anyhow!("{e}"))?)
+        }
         Storage::Postgres { url } => Store::postgres(
             PostgresStore::open(url.expose(), 2, Access::ReadWrite)
                 .await
@@ -105,7 +112,8 @@ pub fn audience_sync(args: &SyncArgs<'_>) -> Result<()> {
         |p| p.display().to_string(),
     );
     let d = destination(&cfg, args.destination, &source)?;
-    let spec = snapshot_spec(d, args.audience, args.options, now_ms()).map_err(|e| anyhow!("{e}"))?;
+    let spec =
+        snapshot_spec(d, args.audience, args.options, now_ms()).map_err(|e| anyhow!("{e}"))?;
     let stdin = args.file == Path::new("-");
     let (input, total): (Box<dyn Read + Send>, Option<u64>) = if stdin {
         (Box::new(std::io::stdin()), None)
@@ -182,7 +190,10 @@ pub fn audience_sync(args: &SyncArgs<'_>) -> Result<()> {
 /// on a terminal, a line every [`PLAIN_EVERY`] otherwise.
 enum Shower {
     Bar(ProgressBar),
-    Plain { last: Option<Instant>, total: Option<u64> },
+    Plain {
+        last: Option<Instant>,
+        total: Option<u64>,
+    },
 }
 
 impl Shower {
@@ -240,7 +251,10 @@ impl Shower {
         match self {
             Shower::Bar(b) => b.finish_and_clear(),
             Shower::Plain { total, .. } => {
-                let (rows, bytes) = (p.rows.load(Ordering::Relaxed), p.bytes.load(Ordering::Relaxed));
+                let (rows, bytes) = (
+                    p.rows.load(Ordering::Relaxed),
+                    p.bytes.load(Ordering::Relaxed),
+                );
                 eprintln!("{}", plain_line(rows, bytes, *total, true, elapsed));
             }
         }
@@ -248,7 +262,13 @@ impl Shower {
 }
 
 /// `audience sync: 120000 rows, 4.1 MB of 33.0 MB (12%), 45000 rows/s, ETA 20 s`.
-fn plain_line(rows: u64, bytes: u64, total: Option<u64>, read_all: bool, elapsed: Duration) -> String {
+fn plain_line(
+    rows: u64,
+    bytes: u64,
+    total: Option<u64>,
+    read_all: bool,
+    elapsed: Duration,
+) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { rows as f64 / secs } else { 0.0 };
     let mb = |b: u64| b as f64 / 1e6;

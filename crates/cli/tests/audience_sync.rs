@@ -73,7 +73,7 @@ impl Setup {
     fn sync(&self, file: &str, csv: &str, args: &[&str]) -> Output {
         let path = self.dir.join(file);
         std::fs::write(&path, csv).expect("write snapshot");
-        let out = Command::new(BIN)
+        Command::new(BIN)
             .args(["audience", "sync", "--config"])
             .arg(&self.config)
             .args(["--audience", AUDIENCE, "--json"])
@@ -81,8 +81,7 @@ impl Setup {
             .arg(&path)
             .stdin(Stdio::null())
             .output()
-            .expect("run audience sync");
-        out
+            .expect("run audience sync")
     }
 
     fn report(&self, file: &str, csv: &str, args: &[&str]) -> Value {
@@ -148,7 +147,11 @@ fn email(u: usize) -> String {
 fn csv_of(users: impl Iterator<Item = usize>) -> String {
     let mut s = String::from("email,plan\n");
     for u in users {
-        s.push_str(&format!("{},{}\n", email(u), if u % 2 == 0 { "gold" } else { "" }));
+        s.push_str(&format!(
+            "{},{}\n",
+            email(u),
+            if u % 2 == 0 { "gold" } else { "" }
+        ));
     }
     s
 }
@@ -175,10 +178,10 @@ async fn snapshots_fill_churn_and_guard_a_list() {
         limit: None,
     });
     assert!(
-        subscribes
-            .iter()
-            .any(|r| r.body.contains(r#""email":"user0@example.com","dataFields":{"plan":"gold"}"#)
-                || (r.body.contains("user0@example.com") && r.body.contains(r#""plan":"gold""#))),
+        subscribes.iter().any(|r| r
+            .body
+            .contains(r#""email":"user0@example.com","dataFields":{"plan":"gold"}"#)
+            || (r.body.contains("user0@example.com") && r.body.contains(r#""plan":"gold""#))),
         "no subscribe carried user0's plan"
     );
 
@@ -203,14 +206,23 @@ async fn snapshots_fill_churn_and_guard_a_list() {
         .output()
         .expect("events show");
     let shown: Value = serde_json::from_slice(&shown.stdout).expect("events show JSON");
-    assert_eq!(shown["audiences"].as_array().map(Vec::len), Some(40), "{shown}");
+    assert_eq!(
+        shown["audiences"].as_array().map(Vec::len),
+        Some(40),
+        "{shown}"
+    );
 
     // A dry run of an empty snapshot: the counts and the full diff, nothing written.
     let diff = s.dir.join("diff.ndjson");
     let dry = s.report(
         "empty.csv",
         "email\n",
-        &["--dry-run", "--allow-mass-removal", "--diff-out", diff.to_str().expect("path")],
+        &[
+            "--dry-run",
+            "--allow-mass-removal",
+            "--diff-out",
+            diff.to_str().expect("path"),
+        ],
     );
     assert_eq!(
         (&dry["removes"], &dry["applied"], &dry["dryRun"]),
@@ -272,7 +284,11 @@ async fn bad_rows_are_reported_by_line_and_stdin_and_gzip_are_read() {
         .write_all(&gz)
         .expect("write stdin");
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(
         (&r["badRows"], &r["bad"][0]["line"], &r["adds"]),
@@ -345,7 +361,13 @@ async fn a_snapshot_racing_live_events_ends_with_the_latest_change_of_each_user(
     // Racing the snapshot (users 50..250 at as_of): live changes of users 100..200 made
     // after it (entries of even users, exits of odd ones), sent while it runs.
     let racing: Vec<_> = (100..200)
-        .map(|u| (u, u % 2 == 0, format!("2026-01-01T00:02:{:02}.000Z", u % 60)))
+        .map(|u| {
+            (
+                u,
+                u % 2 == 0,
+                format!("2026-01-01T00:02:{:02}.000Z", u % 60),
+            )
+        })
         .collect();
     let url = s.svc.url();
     let live = tokio::spawn(async move { send_events(&url, &racing).await });
@@ -357,7 +379,14 @@ async fn a_snapshot_racing_live_events_ends_with_the_latest_change_of_each_user(
             Command::new(BIN)
                 .args(["audience", "sync", "--config"])
                 .arg(&config)
-                .args(["--audience", AUDIENCE, "--json", "--allow-mass-removal", "--as-of", as_of])
+                .args([
+                    "--audience",
+                    AUDIENCE,
+                    "--json",
+                    "--allow-mass-removal",
+                    "--as-of",
+                    as_of,
+                ])
                 .arg(&path)
                 .output()
                 .expect("run")
@@ -366,7 +395,11 @@ async fn a_snapshot_racing_live_events_ends_with_the_latest_change_of_each_user(
     .await
     .expect("join");
     live.await.expect("live events");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Latest change wins per user: 0..50 left (the snapshot, newer than their entry), 50..100
     // stay, 100..200 follow their live change, 200..250 entered with the snapshot.
     let want: BTreeSet<String> = (50..250)

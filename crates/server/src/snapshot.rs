@@ -77,10 +77,7 @@ pub fn snapshot_spec(
         audience_key: audience.to_string(),
         time_ms: options.time_ms.unwrap_or(now_ms),
         received_ms: now_ms,
-        message_id: format!(
-            "snapshot-{now_ms}-{:x}{nanos:08x}",
-            std::process::id()
-        ),
+        message_id: format!("snapshot-{now_ms}-{:x}{nanos:08x}", std::process::id()),
         settings: ChangeSettings {
             update_existing_users_only: settings.update_existing_users_only,
             channel_unsubscribe: settings.channel_unsubscribe,

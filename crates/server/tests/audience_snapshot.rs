@@ -16,14 +16,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const TOKEN: &str = "s3cret-admin";
 
 async fn put(h: &Harness, path: &str, body: String, token: Option<&str>) -> (u16, Value) {
-    let mut req = h.http.put(h.url(path)).header("Content-Type", "text/csv").body(body);
+    let mut req = h
+        .http
+        .put(h.url(path))
+        .header("Content-Type", "text/csv")
+        .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     let r = req.send().await.expect("send");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn csv(users: impl Iterator<Item = usize>) -> String {
@@ -60,13 +67,21 @@ const PATH: &str = "/v1/audiences/prod/wh/members";
 async fn snapshots_through_http(h: &Harness, token: Option<&str>) {
     let (s, r) = put(h, PATH, csv(0..500), token).await;
     assert_eq!(s, 200, "{r}");
-    assert_eq!((r["adds"].as_u64(), r["applied"].as_bool()), (Some(500), Some(true)), "{r}");
+    assert_eq!(
+        (r["adds"].as_u64(), r["applied"].as_bool()),
+        (Some(500), Some(true)),
+        "{r}"
+    );
     converge(h, &emails(0..500)).await;
     // 10% churn.
     let (s, r) = put(h, PATH, csv(50..550), token).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(
-        (r["adds"].as_u64(), r["removes"].as_u64(), r["unchanged"].as_u64()),
+        (
+            r["adds"].as_u64(),
+            r["removes"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
         (Some(50), Some(50), Some(450)),
         "{r}"
     );
@@ -74,7 +89,10 @@ async fn snapshots_through_http(h: &Harness, token: Option<&str>) {
     // Dry run of an empty snapshot: counts, nothing written.
     let (s, r) = put(h, &format!("{PATH}?dry_run=true"), "email\n".into(), token).await;
     assert_eq!(s, 200, "{r}");
-    assert_eq!((r["removes"].as_u64(), r["applied"].as_bool()), (Some(500), Some(false)));
+    assert_eq!(
+        (r["removes"].as_u64(), r["applied"].as_bool()),
+        (Some(500), Some(false))
+    );
     // Emptying the list: refused with the numbers.
     let (s, r) = put(h, PATH, "email\n".into(), token).await;
     assert_eq!(s, 409, "{r}");
@@ -82,13 +100,26 @@ async fn snapshots_through_http(h: &Harness, token: Option<&str>) {
     assert_eq!(r["refused"]["removes"], 500);
     assert_eq!(r["refused"]["currentMembers"], 500);
     // Bad input: 400 naming the parameter, or the line.
-    let (s, r) = put(h, &format!("{PATH}?max_bad_ratio=7"), "email\n".into(), token).await;
+    let (s, r) = put(
+        h,
+        &format!("{PATH}?max_bad_ratio=7"),
+        "email\n".into(),
+        token,
+    )
+    .await;
     assert_eq!(s, 400);
-    assert!(r["message"].as_str().is_some_and(|m| m.contains("max_bad_ratio")), "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_bad_ratio")),
+        "{r}"
+    );
     let (s, r) = put(h, PATH, "name\nann\n".into(), token).await;
     assert_eq!(s, 400);
     assert!(
-        r["message"].as_str().is_some_and(|m| m.contains("line 1") && m.contains("no email or userId")),
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 1") && m.contains("no email or userId")),
         "{r}"
     );
     let (s, _) = put(h, "/v1/audiences/nope/wh/members", "email\n".into(), token).await;
@@ -96,7 +127,13 @@ async fn snapshots_through_http(h: &Harness, token: Option<&str>) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.list("wh").unwrap_or_default(), emails(50..550));
     // With the override, the list is emptied.
-    let (s, r) = put(h, &format!("{PATH}?allow_mass_removal=true"), "email\n".into(), token).await;
+    let (s, r) = put(
+        h,
+        &format!("{PATH}?allow_mass_removal=true"),
+        "email\n".into(),
+        token,
+    )
+    .await;
     assert_eq!(s, 200, "{r}");
     converge(h, &BTreeSet::new()).await;
 }
@@ -122,7 +159,9 @@ async fn snapshots_over_http_on_postgresql() {
 async fn a_body_cut_off_midway_applies_nothing() {
     let h = Harness::start("").await;
     let addr = h.svc().url().trim_start_matches("http://").to_string();
-    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let head = format!(
         "PUT {PATH} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nContent-Type: text/csv\r\n\r\n"
     );
@@ -136,15 +175,22 @@ async fn a_body_cut_off_midway_applies_nothing() {
     // The client goes away without the last chunk.
     drop(sock);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(h.list("wh").is_none(), "a list was made from a cut-off snapshot");
+    assert!(
+        h.list("wh").is_none(),
+        "a list was made from a cut-off snapshot"
+    );
     let (s, st) = h.get("/v1/status").await;
     assert_eq!(s, 200);
     assert!(!st.contains("\"wh\""), "{st}");
     // The same body sent whole, in chunks, is applied.
-    let mut sock = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut sock = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     sock.write_all(head.as_bytes()).await.expect("head");
     for piece in part.as_bytes().chunks(777) {
-        sock.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await.expect("size");
+        sock.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .await
+            .expect("size");
         sock.write_all(piece).await.expect("piece");
         sock.write_all(b"\r\n").await.expect("end");
     }

@@ -22,7 +22,11 @@ fn write_csv(path: &Path, from: usize, n: usize) -> Result<()> {
     let mut w = BufWriter::new(f);
     writeln!(w, "email,userId,plan")?;
     for u in from..from + n {
-        writeln!(w, "user{u}@example.com,u{u},{}", ["gold", "silver", "bronze"][u % 3])?;
+        writeln!(
+            w,
+            "user{u}@example.com,u{u},{}",
+            ["gold", "silver", "bronze"][u % 3]
+        )?;
     }
     w.flush()?;
     Ok(())
@@ -116,11 +120,14 @@ pub fn run(setup: &Setup, n: usize, report: &mut Report) -> Result<()> {
             "MiB",
         );
         report.target("under 200 MB", mib * 1.048_576 < 200.0);
-        runs.push(json!({"run": label, "rows": n, "adds": adds, "removes": removes,
-                         "seconds": secs, "peak_rss_kib": peak_kib}));
+        runs.push(
+            json!({"run": label, "rows": n, "adds": adds, "removes": removes,
+                         "seconds": secs, "peak_rss_kib": peak_kib}),
+        );
     }
-    report
-        .details
-        .insert("snapshot".into(), json!({"runs": runs, "file_bytes": std::fs::metadata(&first)?.len()}));
+    report.details.insert(
+        "snapshot".into(),
+        json!({"runs": runs, "file_bytes": std::fs::metadata(&first)?.len()}),
+    );
     Ok(())
 }

@@ -327,7 +327,12 @@ mod tests {
 
     #[test]
     fn max_removal_ratio_defaults_to_a_quarter_and_takes_whole_numbers() {
-        let cases = [("", 0.25), ("max_removal_ratio = 0.1", 0.1), ("max_removal_ratio = 1", 1.0), ("max_removal_ratio = 0", 0.0)];
+        let cases = [
+            ("", 0.25),
+            ("max_removal_ratio = 0.1", 0.1),
+            ("max_removal_ratio = 1", 1.0),
+            ("max_removal_ratio = 0", 0.0),
+        ];
         for (extra, want) in cases {
             let c = parse(&dest("d", "wk", extra));
             assert_eq!(c.destinations[0].max_removal_ratio, want, "{extra}");

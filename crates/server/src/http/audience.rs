@@ -250,8 +250,14 @@ mod tests {
         assert_eq!(ok.1, Some(Format::Csv));
         let cases = [
             ("dry_run=yes", "dry_run must be true or false"),
-            ("max_bad_ratio=2", "max_bad_ratio must be a share between 0 and 1"),
-            ("as_of=soon", "as_of must be epoch milliseconds or an ISO 8601 time"),
+            (
+                "max_bad_ratio=2",
+                "max_bad_ratio must be a share between 0 and 1",
+            ),
+            (
+                "as_of=soon",
+                "as_of must be epoch milliseconds or an ISO 8601 time",
+            ),
             ("format=xml", "format must be csv or ndjson"),
         ];
         for (q, want) in cases {

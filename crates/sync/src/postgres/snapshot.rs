@@ -82,7 +82,9 @@ impl PostgresStore {
                 }
             }
         }
-        tx.batch_execute("ANALYZE snap_stage").await.map_err(pg(OP))?;
+        tx.batch_execute("ANALYZE snap_stage")
+            .await
+            .map_err(pg(OP))?;
         if !spec.policy.dry_run {
             tx.batch_execute("LOCK TABLE desired IN SHARE ROW EXCLUSIVE MODE")
                 .await
@@ -225,10 +227,7 @@ async fn diff_and_write(
     diff.unchanged = count(format!("SELECT COUNT(*) {UNCHANGED}")).await?;
     diff.kept_newer = count(format!("SELECT COUNT(*) FROM ({KEPT_NEWER}) k")).await?;
     let ids = |sql: String| async move {
-        let rows = tx
-            .query(&sql, &[&dest, &key, &t])
-            .await
-            .map_err(pg(OP))?;
+        let rows = tx.query(&sql, &[&dest, &key, &t]).await.map_err(pg(OP))?;
         Ok::<_, StoreError>(
             rows.iter()
                 .map(|r| Identity::new(Some(r.get(0)), Some(r.get(1))))
@@ -361,8 +360,12 @@ async fn write_changes(tx: &Transaction<'_>, spec: &SnapshotSpec) -> Result<u64,
         .await
         .map_err(pg(OP))?;
     let d = deltas.of(dest, key);
-    let (n, new_keys, to_pending, from_rejected): (i64, i64, i64, i64) =
-        (figures.get(0), figures.get(1), figures.get(2), figures.get(3));
+    let (n, new_keys, to_pending, from_rejected): (i64, i64, i64, i64) = (
+        figures.get(0),
+        figures.get(1),
+        figures.get(2),
+        figures.get(3),
+    );
     d.keys += new_keys;
     d.pending += to_pending;
     d.rejected -= from_rejected;

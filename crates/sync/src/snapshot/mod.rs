@@ -72,7 +72,11 @@ impl std::fmt::Debug for Feed {
         match self {
             Feed::Rows(r) => write!(f, "Rows({})", r.len()),
             Feed::End { bad_rows, diff } => {
-                write!(f, "End {{ bad_rows: {bad_rows}, diff: {} }}", diff.is_some())
+                write!(
+                    f,
+                    "End {{ bad_rows: {bad_rows}, diff: {} }}",
+                    diff.is_some()
+                )
             }
         }
     }

@@ -109,7 +109,10 @@ pub fn read_rows<'r>(
         f => f,
     };
     Ok(match format {
-        Format::Ndjson => Box::new(Ndjson { input: text, line: 0 }),
+        Format::Ndjson => Box::new(Ndjson {
+            input: text,
+            line: 0,
+        }),
         _ => Box::new(Csv::new(text)?),
     })
 }
@@ -231,10 +234,7 @@ fn ndjson_row(text: &[u8], line: u64) -> Row {
     let mut id = |key: &str| match obj.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!(
-            "{key} must be a string, got {}",
-            kind_of(&other)
-        )),
+        Some(other) => Err(format!("{key} must be a string, got {}", kind_of(&other))),
     };
     let email = match id("email") {
         Ok(e) => e,
@@ -258,12 +258,7 @@ fn ndjson_row(text: &[u8], line: u64) -> Row {
     for (k, v) in obj {
         fields.entry(k).or_insert(v);
     }
-    member(
-        email.as_deref(),
-        user_id.as_deref(),
-        Some(fields),
-        line,
-    )
+    member(email.as_deref(), user_id.as_deref(), Some(fields), line)
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -390,9 +385,7 @@ impl<R: Read> Csv<R> {
             }
             let c = column_of(name);
             if columns.contains(&c) {
-                return Err(ParseError::Header(format!(
-                    "names column {name:?} twice"
-                )));
+                return Err(ParseError::Header(format!("names column {name:?} twice")));
             }
             columns.push(c);
         }
@@ -464,11 +457,15 @@ impl<R: Read> Iterator for Csv<R> {
                 Ok(true) => {
                     // The record's first line: its last, less the newlines inside its quotes
                     // (the csv crate's own line numbers skip blank lines).
-                    let inner = self.record.as_slice().iter().filter(|b| **b == b'\n').count();
+                    let inner = self
+                        .record
+                        .as_slice()
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count();
                     let line = seen.line_before(end).saturating_sub(inner as u64);
                     // A blank line is no row.
-                    if self.record.len() == 1
-                        && self.record[0].iter().all(u8::is_ascii_whitespace)
+                    if self.record.len() == 1 && self.record[0].iter().all(u8::is_ascii_whitespace)
                     {
                         continue;
                     }

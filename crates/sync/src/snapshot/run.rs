@@ -101,10 +101,7 @@ fn feed(
         progress.rows.fetch_add(1, Ordering::Relaxed);
         match row? {
             Row::Member(m) => {
-                let data_fields = match m.data_fields {
-                    Some(f) => Some(Value::Object(f).to_string()),
-                    None => None,
-                };
+                let data_fields = m.data_fields.map(|f| Value::Object(f).to_string());
                 batch.push(StagedRow {
                     email: m.identity.email.unwrap_or_default(),
                     user_id: m.identity.user_id.unwrap_or_default(),
@@ -171,9 +168,7 @@ pub async fn run_snapshot<R: Read + Send + 'static>(
         feed(input, format, diff, tx, &reader_progress, &cancel)
     });
     let applied = store.apply_snapshot(&spec, rx).await;
-    let read = reader
-        .await
-        .map_err(|e| RunError::Task(e.to_string()))?;
+    let read = reader.await.map_err(|e| RunError::Task(e.to_string()))?;
     // The reader's failure is the cause when both failed (the store saw its rows end early).
     let read = read?;
     let diff = applied?;
@@ -311,7 +306,11 @@ impl SnapshotReport {
             ));
         }
         if let Some(r) = &d.refused {
-            let how = if self.dry_run { "would be refused" } else { "refused" };
+            let how = if self.dry_run {
+                "would be refused"
+            } else {
+                "refused"
+            };
             out.push_str(&format!("{how}: {r}\n"));
         }
         out

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::SqliteStore;
-use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use super::ingest::Ingest;
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use crate::store::{
     CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export, Identity, Lease,
     ListCounts, NewEvent, OutcomeRow, PendingRow, RateCut, Receipt, Recorded, Seq, Store,
@@ -308,6 +308,8 @@ impl Engine for SqliteEngine {
     ) -> StoreFuture<'a, SnapshotDiff> {
         let spec = spec.clone();
         let mut feed = feed;
-        self.run("apply_snapshot", move |db| db.apply_snapshot(&spec, &mut feed))
+        self.run("apply_snapshot", move |db| {
+            db.apply_snapshot(&spec, &mut feed)
+        })
     }
 }

@@ -292,7 +292,11 @@ fn identities(
     rows.collect::<Result<_, _>>().map_err(engine(OP))
 }
 
-fn samples(tx: &Connection, spec: &SnapshotSpec, diff: &mut SnapshotDiff) -> Result<(), StoreError> {
+fn samples(
+    tx: &Connection,
+    spec: &SnapshotSpec,
+    diff: &mut SnapshotDiff,
+) -> Result<(), StoreError> {
     let changes = |member: u8| {
         format!(
             "SELECT email, user_id FROM snap.changes WHERE member = {member}
@@ -321,10 +325,8 @@ fn write_diff(
         .map_err(engine(OP))?;
     let mut rows = stmt.query([]).map_err(engine(OP))?;
     while let Some(r) = rows.next().map_err(engine(OP))? {
-        let (email, user_id): (String, String) = (
-            r.get(0).map_err(engine(OP))?,
-            r.get(1).map_err(engine(OP))?,
-        );
+        let (email, user_id): (String, String) =
+            (r.get(0).map_err(engine(OP))?, r.get(1).map_err(engine(OP))?);
         let member: bool = r.get(2).map_err(engine(OP))?;
         let data: Option<String> = r.get(3).map_err(engine(OP))?;
         sink.row(&DiffRow {
@@ -343,10 +345,8 @@ fn write_diff(
         .query(params![spec.destination, spec.audience_key, spec.time_ms])
         .map_err(engine(OP))?;
     while let Some(r) = rows.next().map_err(engine(OP))? {
-        let (email, user_id): (String, String) = (
-            r.get(0).map_err(engine(OP))?,
-            r.get(1).map_err(engine(OP))?,
-        );
+        let (email, user_id): (String, String) =
+            (r.get(0).map_err(engine(OP))?, r.get(1).map_err(engine(OP))?);
         let member: bool = r.get(2).map_err(engine(OP))?;
         sink.row(&DiffRow {
             op: DiffOp::KeptNewer,

@@ -31,9 +31,12 @@ fn gz(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// (name, input, format, the rows or the error).
+type Case<'a> = (&'a str, &'a [u8], Format, Result<Vec<&'a str>, &'a str>);
+
 #[test]
 fn rows_are_read_as_documented() {
-    let cases: Vec<(&str, &[u8], Format, Result<Vec<&str>, &str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "csv with both ids and a data field",
             b"email,userId,plan\nA@x.io,u1,gold\nb@x.io,,\n,u3,silver\n",
