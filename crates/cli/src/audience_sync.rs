@@ -162,7 +162,14 @@ pub fn audience_sync(args: &SyncArgs<'_>) -> Result<()> {
                 _ = tokio::signal::ctrl_c(), if !interrupted => {
                     interrupted = true;
                     cancel.store(true, Ordering::Relaxed);
-                    eprintln!("interrupted: stopping; nothing of the snapshot is applied");
+                    if progress.read_all.load(Ordering::Relaxed) {
+                        eprintln!(
+                            "interrupted while the snapshot is written: its transaction ends \
+                             whole (committed or rolled back), never half applied"
+                        );
+                    } else {
+                        eprintln!("interrupted: stopping; nothing of the snapshot is applied");
+                    }
                 }
             }
         }

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 use sync::snapshot::{Format, Progress, RunError, run_snapshot};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::app::AppState;
 use crate::snapshot::{SnapshotOptions, snapshot_spec};
@@ -29,10 +29,8 @@ use super::auth::Admin;
 use super::params::{path_segment, query_param};
 use super::reply::{Reply, body_handled, closing, error_reply, json_reply};
 
-/// Snapshots applied at once by this process; more are answered 429.
-pub(crate) const MAX_RUNNING: usize = 2;
-
-static RUNNING: Semaphore = Semaphore::const_new(MAX_RUNNING);
+/// Snapshots applied at once by a service; more are answered 429.
+pub const MAX_RUNNING: usize = 2;
 
 /// The handler.
 pub(crate) async fn put_members(
@@ -150,7 +148,7 @@ async fn members(state: &AppState, req: Request) -> Reply {
         Ok(s) => s,
         Err(e) => return closing(error_reply(400, e)),
     };
-    let Ok(_permit) = RUNNING.try_acquire() else {
+    let Ok(_permit) = state.snapshots.try_acquire() else {
         return closing(error_reply(
             429,
             format!("{MAX_RUNNING} snapshots are being applied already; retry when one is done"),

@@ -33,6 +33,7 @@ mod router;
 mod serve;
 mod webhook;
 
+pub use audience::MAX_RUNNING as MAX_SNAPSHOTS;
 pub use pace::Pace;
 pub(crate) use reply::json_reply;
 pub use serve::{serve, serve_metrics};

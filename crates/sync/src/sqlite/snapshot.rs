@@ -63,11 +63,11 @@ impl Stage {
         let mut stage = Stage { path, conn: None };
         let conn = Connection::open(&stage.path).map_err(engine(OP))?;
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -32768;
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;
              CREATE TABLE stage (email TEXT NOT NULL, user_id TEXT NOT NULL, data_fields TEXT,
                line INTEGER NOT NULL, PRIMARY KEY (email, user_id)) WITHOUT ROWID;
              CREATE TABLE changes (part INTEGER PRIMARY KEY, email TEXT NOT NULL,
-               user_id TEXT NOT NULL, member INTEGER NOT NULL, data_fields TEXT,
+               user_id TEXT NOT NULL, member INTEGER NOT NULL, data_fields TEXT, newer INTEGER NOT NULL,
                old_exists INTEGER NOT NULL, old_state TEXT, old_seq INTEGER, old_part INTEGER);",
         )
         .map_err(engine(OP))?;
@@ -96,6 +96,10 @@ impl Stage {
     }
 
     fn batch(conn: &Connection, rows: &[StagedRow], out: &mut Staged) -> Result<(), StoreError> {
+        // In key order, the inserts touch neighbouring pages (a stable sort: of rows naming
+        // one identity, the first still comes first and counts).
+        let mut sorted: Vec<&StagedRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| (&a.email, &a.user_id).cmp(&(&b.email, &b.user_id)));
         conn.execute_batch("BEGIN").map_err(engine(OP))?;
         let mut insert = conn
             .prepare_cached(
@@ -103,7 +107,7 @@ impl Stage {
                  ON CONFLICT (email, user_id) DO NOTHING",
             )
             .map_err(engine(OP))?;
-        for r in rows {
+        for r in sorted {
             let line = i64::try_from(r.line).unwrap_or(i64::MAX);
             let n = insert
                 .execute(params![r.email, r.user_id, r.data_fields, line])
@@ -143,6 +147,14 @@ impl SqliteStore {
         w.conn
             .execute("ATTACH DATABASE ?1 AS snap", [&path])
             .map_err(engine(OP))?;
+        // The staging file is thrown away: no journal, no fsync. Statement journals (the
+        // upsert of many keys needs one) go to temporary files for the snapshot, not to
+        // memory as the connection's other writes do: one holds every page a statement
+        // changes, hundreds of MB for a large diff.
+        let _ = w.conn.execute_batch(
+            "PRAGMA snap.journal_mode = OFF; PRAGMA snap.synchronous = OFF;
+             PRAGMA temp_store = FILE",
+        );
         let begin = if spec.policy.dry_run {
             "BEGIN"
         } else {
@@ -167,6 +179,7 @@ impl SqliteStore {
             let _ = w.conn.execute_batch("ROLLBACK");
         }
         let _ = w.conn.execute_batch("DETACH DATABASE snap");
+        let _ = w.conn.execute_batch("PRAGMA temp_store = MEMORY");
         drop(w);
         match &result {
             Ok(d) if d.applied => self.health.committed(),
@@ -192,12 +205,6 @@ fn diff_and_write(
     staged: &mut Staged,
 ) -> Result<SnapshotDiff, StoreError> {
     let (dest, key, t) = (&spec.destination, &spec.audience_key, spec.time_ms);
-    let count = |sql: &str| -> Result<u64, StoreError> {
-        let n: i64 = tx
-            .query_row(sql, params![dest, key, t], |r| r.get(0))
-            .map_err(engine(OP))?;
-        to_u64(OP, n)
-    };
     let mut diff = SnapshotDiff {
         members: staged.members,
         duplicates: staged.duplicates,
@@ -205,42 +212,52 @@ fn diff_and_write(
         parse_bad_rows: staged.parse_bad_rows,
         ..SnapshotDiff::default()
     };
-    diff.current_members = count(
-        "SELECT COUNT(*) FROM main.desired WHERE destination = ?1 AND list_key = ?2
-         AND member = 1 AND ?3 IS NOT NULL",
-    )?;
-    let entries = tx
+    // Two passes: the staged identities that are not desired members (entries), and the
+    // desired members that are not staged (exits); a key whose change is newer than the
+    // snapshot is collected too, marked `newer`, and kept as it is.
+    let not_members = tx
         .execute(
-            "INSERT INTO snap.changes (email, user_id, member, data_fields, old_exists,
+            "INSERT INTO snap.changes (email, user_id, member, data_fields, newer, old_exists,
                old_state, old_seq, old_part)
-             SELECT s.email, s.user_id, 1, s.data_fields, d.seq IS NOT NULL, d.state, d.seq,
-               d.part
+             SELECT s.email, s.user_id, 1, s.data_fields, COALESCE(d.time_ms > ?3, 0),
+               d.seq IS NOT NULL, d.state, d.seq, d.part
              FROM snap.stage s LEFT JOIN main.desired d
                ON d.destination = ?1 AND d.list_key = ?2 AND d.email = s.email
               AND d.user_id = s.user_id
-             WHERE d.member IS NOT 1 AND (d.time_ms IS NULL OR d.time_ms <= ?3)",
+             WHERE d.member IS NOT 1",
             params![dest, key, t],
         )
-        .map_err(engine(OP))?;
-    let exits = tx
+        .map_err(engine(OP))? as u64;
+    let missing = tx
         .execute(
-            "INSERT INTO snap.changes (email, user_id, member, data_fields, old_exists,
+            "INSERT INTO snap.changes (email, user_id, member, data_fields, newer, old_exists,
                old_state, old_seq, old_part)
-             SELECT d.email, d.user_id, 0, NULL, 1, d.state, d.seq, d.part
+             SELECT d.email, d.user_id, 0, NULL, COALESCE(d.time_ms > ?3, 0), 1, d.state,
+               d.seq, d.part
              FROM main.desired d
              WHERE d.destination = ?1 AND d.list_key = ?2 AND d.member = 1
-               AND (d.time_ms IS NULL OR d.time_ms <= ?3)
                AND NOT EXISTS (SELECT 1 FROM snap.stage s
                                WHERE s.email = d.email AND s.user_id = d.user_id)",
             params![dest, key, t],
         )
+        .map_err(engine(OP))? as u64;
+    diff.unchanged = diff.members.saturating_sub(not_members);
+    diff.current_members = diff.unchanged + missing;
+    let (adds, removes, kept): (i64, i64, i64) = tx
+        .query_row(
+            "SELECT COUNT(CASE WHEN newer = 0 AND member = 1 THEN 1 END),
+               COUNT(CASE WHEN newer = 0 AND member = 0 THEN 1 END),
+               COUNT(CASE WHEN newer = 1 THEN 1 END)
+             FROM snap.changes",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .map_err(engine(OP))?;
-    (diff.adds, diff.removes) = (entries as u64, exits as u64);
-    diff.unchanged = count(UNCHANGED_COUNT)?;
-    diff.kept_newer = count(&format!("SELECT COUNT(*) FROM ({KEPT_NEWER})"))?;
+    (diff.adds, diff.removes, diff.kept_newer) =
+        (to_u64(OP, adds)?, to_u64(OP, removes)?, to_u64(OP, kept)?);
     samples(tx, spec, &mut diff)?;
     if let Some(sink) = staged.diff.as_deref_mut() {
-        write_diff(tx, spec, sink)?;
+        write_diff(tx, sink)?;
     }
     diff.refused = spec.policy.check(&Figures {
         rows: diff.members + diff.duplicates + diff.parse_bad_rows,
@@ -260,22 +277,6 @@ fn diff_and_write(
 const UNCHANGED: &str = "SELECT s.email, s.user_id FROM snap.stage s JOIN main.desired d
      ON d.destination = ?1 AND d.list_key = ?2 AND d.email = s.email AND d.user_id = s.user_id
      WHERE d.member = 1 AND ?3 IS NOT NULL";
-
-const UNCHANGED_COUNT: &str = "SELECT COUNT(*) FROM snap.stage s JOIN main.desired d
-     ON d.destination = ?1 AND d.list_key = ?2 AND d.email = s.email AND d.user_id = s.user_id
-     WHERE d.member = 1 AND ?3 IS NOT NULL";
-
-/// Keys whose live change is newer than the snapshot and disagrees with it: a live exit of a
-/// staged identity, a live entry of one the snapshot lacks. Columns: email, userId, member.
-const KEPT_NEWER: &str = "SELECT d.email, d.user_id, d.member FROM snap.stage s
-     JOIN main.desired d ON d.destination = ?1 AND d.list_key = ?2 AND d.email = s.email
-      AND d.user_id = s.user_id
-     WHERE d.member = 0 AND d.time_ms > ?3
-     UNION ALL
-     SELECT d.email, d.user_id, d.member FROM main.desired d
-     WHERE d.destination = ?1 AND d.list_key = ?2 AND d.member = 1 AND d.time_ms > ?3
-       AND NOT EXISTS (SELECT 1 FROM snap.stage s
-                       WHERE s.email = d.email AND s.user_id = d.user_id)";
 
 fn identities(
     tx: &Connection,
@@ -297,31 +298,31 @@ fn samples(
     spec: &SnapshotSpec,
     diff: &mut SnapshotDiff,
 ) -> Result<(), StoreError> {
-    let changes = |member: u8| {
+    let changes = |condition: &str| {
         format!(
-            "SELECT email, user_id FROM snap.changes WHERE member = {member}
+            "SELECT email, user_id FROM snap.changes WHERE {condition}
              AND ?1 IS NOT NULL AND ?2 IS NOT NULL AND ?3 IS NOT NULL ORDER BY part LIMIT {SAMPLE}"
         )
     };
-    diff.samples.adds = identities(tx, &changes(1), spec)?;
-    diff.samples.removes = identities(tx, &changes(0), spec)?;
-    diff.samples.unchanged = identities(tx, &format!("{UNCHANGED} LIMIT {SAMPLE}"), spec)?;
-    diff.samples.kept_newer = identities(tx, &format!("{KEPT_NEWER} LIMIT {SAMPLE}"), spec)?;
+    diff.samples.adds = identities(tx, &changes("newer = 0 AND member = 1"), spec)?;
+    diff.samples.removes = identities(tx, &changes("newer = 0 AND member = 0"), spec)?;
+    diff.samples.kept_newer = identities(tx, &changes("newer = 1"), spec)?;
+    if diff.unchanged > 0 {
+        diff.samples.unchanged = identities(tx, &format!("{UNCHANGED} LIMIT {SAMPLE}"), spec)?;
+    }
     Ok(())
 }
 
 /// Every entry, exit and kept newer change into `sink`, row by row.
-fn write_diff(
-    tx: &Connection,
-    spec: &SnapshotSpec,
-    sink: &mut dyn DiffSink,
-) -> Result<(), StoreError> {
+fn write_diff(tx: &Connection, sink: &mut dyn DiffSink) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Invalid {
         op: OP,
         message: format!("cannot write the diff: {e}"),
     };
     let mut stmt = tx
-        .prepare("SELECT email, user_id, member, data_fields FROM snap.changes ORDER BY part")
+        .prepare(
+            "SELECT email, user_id, member, data_fields, newer FROM snap.changes ORDER BY part",
+        )
         .map_err(engine(OP))?;
     let mut rows = stmt.query([]).map_err(engine(OP))?;
     while let Some(r) = rows.next().map_err(engine(OP))? {
@@ -329,31 +330,19 @@ fn write_diff(
             (r.get(0).map_err(engine(OP))?, r.get(1).map_err(engine(OP))?);
         let member: bool = r.get(2).map_err(engine(OP))?;
         let data: Option<String> = r.get(3).map_err(engine(OP))?;
+        let newer: bool = r.get(4).map_err(engine(OP))?;
+        // A kept change disagrees with the snapshot: the live state is the other one.
+        let (op, live) = match (newer, member) {
+            (true, m) => (DiffOp::KeptNewer, Some(!m)),
+            (false, true) => (DiffOp::Add, None),
+            (false, false) => (DiffOp::Remove, None),
+        };
         sink.row(&DiffRow {
-            op: if member { DiffOp::Add } else { DiffOp::Remove },
+            op,
             email: &email,
             user_id: &user_id,
-            member: None,
-            data_fields: data.as_deref(),
-            line: None,
-            reason: None,
-        })
-        .map_err(io)?;
-    }
-    let mut stmt = tx.prepare(KEPT_NEWER).map_err(engine(OP))?;
-    let mut rows = stmt
-        .query(params![spec.destination, spec.audience_key, spec.time_ms])
-        .map_err(engine(OP))?;
-    while let Some(r) = rows.next().map_err(engine(OP))? {
-        let (email, user_id): (String, String) =
-            (r.get(0).map_err(engine(OP))?, r.get(1).map_err(engine(OP))?);
-        let member: bool = r.get(2).map_err(engine(OP))?;
-        sink.row(&DiffRow {
-            op: DiffOp::KeptNewer,
-            email: &email,
-            user_id: &user_id,
-            member: Some(member),
-            data_fields: None,
+            member: live,
+            data_fields: if newer { None } else { data.as_deref() },
             line: None,
             reason: None,
         })
@@ -385,7 +374,7 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
             "SELECT COUNT(*), COUNT(CASE WHEN old_exists = 0 THEN 1 END),
                COUNT(CASE WHEN old_state IS NOT 'pending' THEN 1 END),
                COUNT(CASE WHEN old_state = 'rejected' THEN 1 END)
-             FROM snap.changes",
+             FROM snap.changes WHERE newer = 0",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
@@ -398,10 +387,11 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
     for from in [StatusKind::Accepted, StatusKind::Pending] {
         let moved = tx
             .execute(
-                "UPDATE main.event_audiences SET status = 'superseded', reason = ?1,
+                "UPDATE main.event_audiences AS ea SET status = 'superseded', reason = ?1,
                    next_attempt_ms = NULL, updated_ms = ?2
-                 WHERE status = ?3 AND (seq, part) IN
-                   (SELECT old_seq, old_part FROM snap.changes WHERE old_state = 'pending')",
+                 FROM snap.changes AS c
+                 WHERE c.newer = 0 AND c.old_state = 'pending' AND ea.seq = c.old_seq
+                   AND ea.part = c.old_part AND ea.status = ?3",
                 params![why, spec.received_ms, from.as_str()],
             )
             .map_err(engine(OP))?;
@@ -415,7 +405,7 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
            channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms)
          SELECT ?1, ?2, email, user_id, NULL, member, ?3, ?4, part, ?5, data_fields, ?6, ?7, ?8,
            'pending', NULL, 0, 0
-         FROM snap.changes WHERE true
+         FROM snap.changes WHERE newer = 0
          ON CONFLICT (destination, list_key, email, user_id) DO UPDATE SET
            member = excluded.member, time_ms = excluded.time_ms, seq = excluded.seq,
            part = excluded.part, accepted_ms = excluded.accepted_ms,
@@ -440,7 +430,7 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
         "INSERT INTO main.event_audiences (seq, part, list_key, email, user_id, member,
            time_ms, status, reason, next_attempt_ms, updated_ms)
          SELECT ?1, part, ?2, email, user_id, member, ?3, 'accepted', NULL, NULL, ?4
-         FROM snap.changes",
+         FROM snap.changes WHERE newer = 0",
         params![seq, key, spec.time_ms, spec.received_ms],
     )
     .map_err(engine(OP))?;
