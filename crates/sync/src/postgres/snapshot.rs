@@ -58,7 +58,8 @@ impl PostgresStore {
                PRIMARY KEY (email, user_id)) ON COMMIT DROP;
              CREATE TEMP TABLE snap_changes (part SERIAL PRIMARY KEY,
                email TEXT COLLATE \"C\" NOT NULL, user_id TEXT COLLATE \"C\" NOT NULL,
-               member BOOLEAN NOT NULL, data_fields TEXT, old_exists BOOLEAN NOT NULL,
+               member BOOLEAN NOT NULL, data_fields TEXT, newer BOOLEAN NOT NULL,
+               old_exists BOOLEAN NOT NULL,
                old_state TEXT, old_seq BIGINT, old_part INTEGER) ON COMMIT DROP;",
         )
         .await
@@ -150,18 +151,6 @@ const UNCHANGED: &str = "FROM snap_stage s JOIN desired d
      ON d.destination = $1 AND d.list_key = $2 AND d.email = s.email AND d.user_id = s.user_id
      WHERE d.member AND $3::int8 IS NOT NULL";
 
-/// Keys whose live change is newer than the snapshot and disagrees with it. Columns: email,
-/// userId, member.
-const KEPT_NEWER: &str = "SELECT d.email, d.user_id, d.member FROM snap_stage s
-     JOIN desired d ON d.destination = $1 AND d.list_key = $2 AND d.email = s.email
-      AND d.user_id = s.user_id
-     WHERE NOT d.member AND d.time_ms > $3::int8
-     UNION ALL
-     SELECT d.email, d.user_id, d.member FROM desired d
-     WHERE d.destination = $1 AND d.list_key = $2 AND d.member AND d.time_ms > $3::int8
-       AND NOT EXISTS (SELECT 1 FROM snap_stage s
-                       WHERE s.email = d.email AND s.user_id = d.user_id)";
-
 async fn diff_and_write(
     tx: &Transaction<'_>,
     spec: &SnapshotSpec,
@@ -179,43 +168,32 @@ async fn diff_and_write(
         parse_bad_rows: staged.parse_bad_rows,
         ..SnapshotDiff::default()
     };
-    let count = |sql: String| async move {
-        let n: i64 = tx
-            .query_one(&sql, &[&dest, &key, &t])
-            .await
-            .map_err(pg(OP))?
-            .get(0);
-        to_u64(OP, n)
-    };
-    diff.current_members = count(
-        "SELECT COUNT(*) FROM desired WHERE destination = $1 AND list_key = $2 AND member
-         AND $3::int8 IS NOT NULL"
-            .into(),
-    )
-    .await?;
-    let entries = tx
+    // Two passes: the staged identities that are not desired members (entries), and the
+    // desired members that are not staged (exits); a key whose change is newer than the
+    // snapshot is collected too, marked `newer`, and kept as it is.
+    let not_members = tx
         .execute(
-            "INSERT INTO snap_changes (email, user_id, member, data_fields, old_exists,
+            "INSERT INTO snap_changes (email, user_id, member, data_fields, newer, old_exists,
                old_state, old_seq, old_part)
-             SELECT s.email, s.user_id, true, s.data_fields, d.seq IS NOT NULL, d.state, d.seq,
-               d.part
+             SELECT s.email, s.user_id, true, s.data_fields, COALESCE(d.time_ms > $3::int8, false),
+               d.seq IS NOT NULL, d.state, d.seq, d.part
              FROM snap_stage s LEFT JOIN desired d
                ON d.destination = $1 AND d.list_key = $2 AND d.email = s.email
               AND d.user_id = s.user_id
-             WHERE d.member IS NOT TRUE AND (d.time_ms IS NULL OR d.time_ms <= $3::int8)
+             WHERE d.member IS NOT TRUE
              ORDER BY s.email, s.user_id",
             &[&dest, &key, &t],
         )
         .await
         .map_err(pg(OP))?;
-    let exits = tx
+    let missing = tx
         .execute(
-            "INSERT INTO snap_changes (email, user_id, member, data_fields, old_exists,
+            "INSERT INTO snap_changes (email, user_id, member, data_fields, newer, old_exists,
                old_state, old_seq, old_part)
-             SELECT d.email, d.user_id, false, NULL, true, d.state, d.seq, d.part
+             SELECT d.email, d.user_id, false, NULL, COALESCE(d.time_ms > $3::int8, false), true,
+               d.state, d.seq, d.part
              FROM desired d
              WHERE d.destination = $1 AND d.list_key = $2 AND d.member
-               AND (d.time_ms IS NULL OR d.time_ms <= $3::int8)
                AND NOT EXISTS (SELECT 1 FROM snap_stage s
                                WHERE s.email = d.email AND s.user_id = d.user_id)
              ORDER BY d.email, d.user_id",
@@ -223,9 +201,20 @@ async fn diff_and_write(
         )
         .await
         .map_err(pg(OP))?;
-    (diff.adds, diff.removes) = (entries, exits);
-    diff.unchanged = count(format!("SELECT COUNT(*) {UNCHANGED}")).await?;
-    diff.kept_newer = count(format!("SELECT COUNT(*) FROM ({KEPT_NEWER}) k")).await?;
+    diff.unchanged = diff.members.saturating_sub(not_members);
+    diff.current_members = diff.unchanged + missing;
+    let counts = tx
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE NOT newer AND member),
+               COUNT(*) FILTER (WHERE NOT newer AND NOT member), COUNT(*) FILTER (WHERE newer)
+             FROM snap_changes",
+            &[],
+        )
+        .await
+        .map_err(pg(OP))?;
+    diff.adds = to_u64(OP, counts.get(0))?;
+    diff.removes = to_u64(OP, counts.get(1))?;
+    diff.kept_newer = to_u64(OP, counts.get(2))?;
     let ids = |sql: String| async move {
         let rows = tx.query(&sql, &[&dest, &key, &t]).await.map_err(pg(OP))?;
         Ok::<_, StoreError>(
@@ -234,22 +223,24 @@ async fn diff_and_write(
                 .collect::<Vec<_>>(),
         )
     };
-    let changes = |member: bool| {
+    let changes = |condition: &str| {
         format!(
-            "SELECT email, user_id FROM snap_changes WHERE member = {member}
+            "SELECT email, user_id FROM snap_changes WHERE {condition}
              AND $1::text IS NOT NULL AND $2::text IS NOT NULL AND $3::int8 IS NOT NULL
              ORDER BY part LIMIT {SAMPLE}"
         )
     };
-    diff.samples.adds = ids(changes(true)).await?;
-    diff.samples.removes = ids(changes(false)).await?;
-    diff.samples.unchanged = ids(format!(
-        "SELECT s.email, s.user_id {UNCHANGED} ORDER BY s.email, s.user_id LIMIT {SAMPLE}"
-    ))
-    .await?;
-    diff.samples.kept_newer = ids(format!("{KEPT_NEWER} LIMIT {SAMPLE}")).await?;
+    diff.samples.adds = ids(changes("NOT newer AND member")).await?;
+    diff.samples.removes = ids(changes("NOT newer AND NOT member")).await?;
+    diff.samples.kept_newer = ids(changes("newer")).await?;
+    if diff.unchanged > 0 {
+        diff.samples.unchanged = ids(format!(
+            "SELECT s.email, s.user_id {UNCHANGED} ORDER BY s.email, s.user_id LIMIT {SAMPLE}"
+        ))
+        .await?;
+    }
     if let Some(sink) = staged.diff.as_deref_mut() {
-        write_diff(tx, spec, sink).await?;
+        write_diff(tx, sink).await?;
     }
     diff.refused = spec.policy.check(&Figures {
         rows: diff.members + diff.duplicates + diff.parse_bad_rows,
@@ -266,12 +257,8 @@ async fn diff_and_write(
 }
 
 /// Every entry, exit and kept newer change into `sink`, in pages (no cursor needed: the
-/// tables do not change meanwhile).
-async fn write_diff(
-    tx: &Transaction<'_>,
-    spec: &SnapshotSpec,
-    sink: &mut dyn DiffSink,
-) -> Result<(), StoreError> {
+/// table does not change meanwhile).
+async fn write_diff(tx: &Transaction<'_>, sink: &mut dyn DiffSink) -> Result<(), StoreError> {
     const PAGE: i64 = 10_000;
     let io = |e: std::io::Error| StoreError::Invalid {
         op: OP,
@@ -281,7 +268,7 @@ async fn write_diff(
     loop {
         let rows = tx
             .query(
-                "SELECT part, email, user_id, member, data_fields FROM snap_changes
+                "SELECT part, email, user_id, member, data_fields, newer FROM snap_changes
                  WHERE part > $1 ORDER BY part LIMIT $2",
                 &[&after, &PAGE],
             )
@@ -289,15 +276,20 @@ async fn write_diff(
             .map_err(pg(OP))?;
         for r in &rows {
             after = r.get(0);
-            let (email, user_id): (&str, &str) = (r.get(1), r.get(2));
             let member: bool = r.get(3);
-            let data: Option<&str> = r.get(4);
+            let newer: bool = r.get(5);
+            // A kept change disagrees with the snapshot: the live state is the other one.
+            let (op, live) = match (newer, member) {
+                (true, m) => (DiffOp::KeptNewer, Some(!m)),
+                (false, true) => (DiffOp::Add, None),
+                (false, false) => (DiffOp::Remove, None),
+            };
             sink.row(&DiffRow {
-                op: if member { DiffOp::Add } else { DiffOp::Remove },
-                email,
-                user_id,
-                member: None,
-                data_fields: data,
+                op,
+                email: r.get(1),
+                user_id: r.get(2),
+                member: live,
+                data_fields: if newer { None } else { r.get(4) },
                 line: None,
                 reason: None,
             })
@@ -306,25 +298,6 @@ async fn write_diff(
         if (rows.len() as i64) < PAGE {
             break;
         }
-    }
-    let rows = tx
-        .query(
-            KEPT_NEWER,
-            &[&spec.destination, &spec.audience_key, &spec.time_ms],
-        )
-        .await
-        .map_err(pg(OP))?;
-    for r in &rows {
-        sink.row(&DiffRow {
-            op: DiffOp::KeptNewer,
-            email: r.get(0),
-            user_id: r.get(1),
-            member: Some(r.get(2)),
-            data_fields: None,
-            line: None,
-            reason: None,
-        })
-        .map_err(io)?;
     }
     Ok(())
 }
@@ -354,7 +327,7 @@ async fn write_changes(tx: &Transaction<'_>, spec: &SnapshotSpec) -> Result<u64,
             "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT old_exists),
                COUNT(*) FILTER (WHERE old_state IS DISTINCT FROM 'pending'),
                COUNT(*) FILTER (WHERE old_state = 'rejected')
-             FROM snap_changes",
+             FROM snap_changes WHERE NOT newer",
             &[],
         )
         .await
@@ -377,7 +350,8 @@ async fn write_changes(tx: &Transaction<'_>, spec: &SnapshotSpec) -> Result<u64,
                 "UPDATE event_audiences ea SET status = 'superseded', reason = $1,
                    next_attempt_ms = NULL, updated_ms = $2
                  FROM snap_changes c
-                 WHERE c.old_state = 'pending' AND ea.seq = c.old_seq AND ea.part = c.old_part
+                 WHERE NOT c.newer AND c.old_state = 'pending' AND ea.seq = c.old_seq
+                   AND ea.part = c.old_part
                    AND ea.status = $3",
                 &[&why, &spec.received_ms, &from.as_str()],
             )
@@ -393,7 +367,7 @@ async fn write_changes(tx: &Transaction<'_>, spec: &SnapshotSpec) -> Result<u64,
            channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms)
          SELECT $1, $2, email, user_id, NULL, member, $3, $4, part, $5, data_fields, $6, $7,
            $8, 'pending', NULL, 0, 0
-         FROM snap_changes ORDER BY email, user_id
+         FROM snap_changes WHERE NOT newer ORDER BY email, user_id
          ON CONFLICT (destination, list_key, email, user_id) DO UPDATE SET
            member = EXCLUDED.member, time_ms = EXCLUDED.time_ms, seq = EXCLUDED.seq,
            part = EXCLUDED.part, accepted_ms = EXCLUDED.accepted_ms,
@@ -419,7 +393,7 @@ async fn write_changes(tx: &Transaction<'_>, spec: &SnapshotSpec) -> Result<u64,
         "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member, time_ms,
            status, reason, next_attempt_ms, updated_ms)
          SELECT $1, part, $2, email, user_id, member, $3, 'accepted', NULL, NULL, $4
-         FROM snap_changes",
+         FROM snap_changes WHERE NOT newer",
         &[&seq, &key, &spec.time_ms, &spec.received_ms],
     )
     .await

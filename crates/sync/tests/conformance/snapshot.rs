@@ -4,11 +4,12 @@
 //! nothing; repeated identities are counted with their lines.
 
 use std::io::Cursor;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use sync::snapshot::{
-    Feed, Format, Policy, Progress, RunError, SnapshotReport, SnapshotSpec, StagedRow, run_snapshot,
+    DiffRow, DiffSink, Feed, Format, Policy, Progress, RunError, SnapshotReport, SnapshotSpec,
+    StagedRow, run_snapshot,
 };
 
 use super::*;
@@ -33,6 +34,26 @@ async fn snap(s: &Store, time_ms: i64, id: &str, csv: &str, policy: Policy) -> S
         .unwrap_or_else(|e| panic!("snapshot {id}: {e}"))
 }
 
+/// Collects the diff as `op email member` lines.
+struct Collect(Arc<Mutex<Vec<String>>>);
+
+impl DiffSink for Collect {
+    fn row(&mut self, r: &DiffRow<'_>) -> std::io::Result<()> {
+        let line = format!(
+            "{} {}{} {:?}",
+            r.op.as_str(),
+            r.email,
+            r.line.map(|l| format!("line {l}")).unwrap_or_default(),
+            r.member
+        );
+        self.0.lock().expect("diff").push(line);
+        Ok(())
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn try_snap(
     s: &Store,
     time_ms: i64,
@@ -40,12 +61,23 @@ async fn try_snap(
     csv: &str,
     policy: Policy,
 ) -> Result<SnapshotReport, RunError> {
+    try_snap_diff(s, time_ms, id, csv, policy, None).await
+}
+
+async fn try_snap_diff(
+    s: &Store,
+    time_ms: i64,
+    id: &str,
+    csv: &str,
+    policy: Policy,
+    diff: Option<Box<dyn DiffSink>>,
+) -> Result<SnapshotReport, RunError> {
     run_snapshot(
         s,
         spec(time_ms, id, policy),
         Cursor::new(csv.as_bytes().to_vec()),
         Format::Csv,
-        None,
+        diff,
         Arc::new(Progress::default()),
         Arc::new(AtomicBool::new(false)),
     )
@@ -168,17 +200,42 @@ pub async fn a_newer_live_change_wins_over_a_snapshot_and_an_older_one_loses(h: 
     ] {
         accept1(&s, event(msg, vec![change(A, email, member, Some(time))])).await;
     }
-    let r = snap(
+    let csv = "email\nx@x.io\ny@x.io\nv@x.io\nbad\n";
+    let policy = Policy {
+        allow_mass_removal: true,
+        max_bad_ratio: 0.5,
+        ..Policy::default()
+    };
+    // The full diff of a dry run: entries, exits, kept newer changes (with their live state)
+    // and bad rows.
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let dry = try_snap_diff(
         &s,
         t,
-        "snap-race",
-        "email\nx@x.io\ny@x.io\nv@x.io\n",
+        "snap-race-dry",
+        csv,
         Policy {
-            allow_mass_removal: true,
-            ..Policy::default()
+            dry_run: true,
+            ..policy
         },
+        Some(Box::new(Collect(lines.clone()))),
     )
-    .await;
+    .await
+    .expect("dry run");
+    assert!(!dry.diff.applied);
+    let mut lines = lines.lock().expect("diff").clone();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "add v@x.io None",
+            "bad line 5 None",
+            "keep_newer x@x.io Some(false)",
+            "keep_newer z@x.io Some(true)",
+            "remove w@x.io None",
+        ]
+    );
+    let r = snap(&s, t, "snap-race", csv, policy).await;
     let d = &r.diff;
     assert!(d.applied, "{r:?}");
     // v enters (its exit is older); w leaves (its entry is older); y stays; x's newer exit
