@@ -3,7 +3,9 @@
 //!
 //! Measures: (a) parse, map and plan per core; (b) HTTP ingestion into durable SQLite; (c) end
 //! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
-//! with 1,000,000 pending changes; (verify) `audience verify` of a 1,000,000-member list; and the comparison with `@segment/action-destinations`
+//! with 1,000,000 pending changes; (snapshot) a 1,000,000-row audience snapshot diffed and
+//! stored by `audience sync`; (verify) `audience verify` of a 1,000,000-member list; and the
+//! comparison with `@segment/action-destinations`
 //! (`bench/segment`, run with Node) on the same events and the same emulator.
 
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::parts::{compare, end_to_end, ingestion, plan, rate_limit, verify};
+use crate::parts::{compare, end_to_end, ingestion, plan, rate_limit, snapshot, verify};
 use crate::product;
 use crate::report::Report;
 
@@ -28,8 +30,8 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 10] = [
-    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "verify", "compare",
+pub const PARTS: [&str; 11] = [
+    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "compare",
 ];
 /// Instances of the multi-instance parts (c-pg3, d-pg3).
 pub const INSTANCES: usize = 3;
@@ -161,6 +163,13 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members, args.rate
         );
         rate_limit::run(setup, args.members, args.rate, report).await?;
+    }
+    if args.wants("snapshot") {
+        eprintln!(
+            "(snapshot) audience sync of a {}-row snapshot, then one with 10% churn ...",
+            args.members
+        );
+        snapshot::run(setup, args.members, report)?;
     }
     if args.wants("d-pg3") {
         eprintln!(

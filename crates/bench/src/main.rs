@@ -17,7 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
-    /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, verify, compare.
+    /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, snapshot, verify,
+    /// compare.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -26,7 +27,7 @@ struct Cli {
     /// Events of (a) and (c).
     #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1000..))]
     events: u32,
-    /// Members of the big audience of (b), (d), (e) and (verify).
+    /// Members of the big audience of (b), (d), (e) and (verify), and rows of the snapshot.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
     members: u32,
     /// The emulator's subscribe limit in (d), requests per second.

@@ -1,9 +1,11 @@
 //! `iterable-lists`: the command-line entry point. Each subcommand is a thin shell over the
 //! libraries: `serve` and `demo` run the service; `mapping eval` and `plan` preview offline;
-//! `store copy` moves the state between databases; `audience verify` compares a live list with
-//! the store and repairs drift.
+//! `store copy` moves the state between databases; `audience sync` applies a full snapshot of an
+//! audience, `audience hold` decides on the removals the mass-removal guard holds, and `audience
+//! verify` compares a live list with the store and repairs drift.
 
 mod audience_hold;
+mod audience_sync;
 mod audience_verify;
 mod service;
 mod store_copy;
@@ -73,8 +75,8 @@ enum Command {
     /// Look up events in the event log.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Work with one audience: the mass-removal guard's hold of its removals; its live
-    /// Iterable list against the store.
+    /// Work with one audience: apply a full snapshot of it; the mass-removal guard's hold of
+    /// its removals; its live Iterable list against the store.
     #[command(subcommand)]
     Audience(AudienceCommand),
     /// Work with Segment mappings.
@@ -132,6 +134,48 @@ enum AudienceCommand {
     /// differences are stored as pending and the service sends them. Exits 1 on drift that
     /// was not repaired.
     Verify(audience_verify::VerifyArgs),
+    /// Apply a full snapshot of an audience (every member, one per row) to the service's
+    /// store: members not yet in the audience enter, members missing from the file exit,
+    /// with the snapshot's time as their version. A CSV file with a header naming `email`
+    /// and/or `userId` (other columns are data fields), or NDJSON; gzip is recognised.
+    Sync {
+        /// The service's TOML configuration (its store and destinations).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Which destination (required when the configuration has several).
+        #[arg(long, value_name = "NAME")]
+        destination: Option<String>,
+        /// The audience key (the list is named after it).
+        #[arg(long, value_name = "KEY")]
+        audience: String,
+        /// The snapshot: CSV or NDJSON, possibly gzipped; "-" reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// csv or ndjson (default: from the file name, else from the first byte).
+        #[arg(long, value_name = "FORMAT", value_parser = audience_sync::parse_format)]
+        format: Option<sync::snapshot::Format>,
+        /// Print the counts of adds, removes, unchanged and bad rows with examples; write
+        /// nothing to the store.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the full diff (adds, removes, kept newer changes, bad rows) as NDJSON.
+        #[arg(long, value_name = "FILE")]
+        diff_out: Option<PathBuf>,
+        /// Apply even if it removes more than the destination's max_removal_ratio of the
+        /// audience's current members.
+        #[arg(long)]
+        allow_mass_removal: bool,
+        /// The largest share of bad rows (0 to 1) the snapshot may have and still apply.
+        #[arg(long, value_name = "SHARE", default_value_t = sync::snapshot::DEFAULT_MAX_BAD_RATIO)]
+        max_bad_ratio: f64,
+        /// The snapshot's time (epoch ms or ISO 8601; default: now): live changes later
+        /// than it win over it.
+        #[arg(long, value_name = "TIME", value_parser = audience_sync::parse_time)]
+        as_of: Option<i64>,
+        /// Print the final report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,6 +462,33 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Audience(AudienceCommand::Sync {
+            config,
+            destination,
+            audience,
+            file,
+            format,
+            dry_run,
+            diff_out,
+            allow_mass_removal,
+            max_bad_ratio,
+            as_of,
+            json,
+        }) => audience_sync::audience_sync(&audience_sync::SyncArgs {
+            config: config.as_deref(),
+            destination: destination.as_deref(),
+            audience,
+            file,
+            format: *format,
+            options: server::snapshot::SnapshotOptions {
+                dry_run: *dry_run,
+                allow_mass_removal: *allow_mass_removal,
+                max_bad_ratio: *max_bad_ratio,
+                time_ms: *as_of,
+            },
+            diff_out: diff_out.as_deref(),
+            json: *json,
+        }),
         Command::Store(StoreCommand::Copy {
             from,
             to,

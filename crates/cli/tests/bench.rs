@@ -15,7 +15,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let args = BenchArgs {
-        only: ["a", "b", "c", "c-pg", "d", "verify"]
+        only: ["a", "b", "c", "c-pg", "d", "snapshot", "verify"]
             .map(String::from)
             .to_vec(),
         json: Some(json.clone()),
@@ -40,7 +40,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
             .any(|r| r["measure"] == "peak RSS of the service with 3000 pending changes"),
         "{v}"
     );
-    for id in ["a", "b", "c", "c-pg", "d", "e", "verify"] {
+    for id in ["a", "b", "c", "c-pg", "d", "e", "snapshot", "verify"] {
         let row = rows
             .iter()
             .find(|r| r["id"] == id)
@@ -57,6 +57,7 @@ fn the_bench_measures_every_part_at_a_small_size() {
             .is_some_and(|k| k > 0),
         "{v}"
     );
+    assert_eq!(v["details"]["snapshot"]["runs"][1]["removes"], 300);
     assert_eq!(v["details"]["c"]["pollers"], 2);
     assert!(
         v["details"]["c"]["polls"].as_u64().is_some_and(|n| n > 0),

@@ -65,6 +65,8 @@ pub struct AppState {
     pub figures: Snapshot<Vec<Figures>>,
     /// At most so many answers a second of `/metrics` and `/v1/status` together.
     pub pace: crate::http::Pace,
+    /// Snapshots (`PUT /v1/audiences/.../members`) applied at once; more are answered 429.
+    pub snapshots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -357,6 +359,7 @@ impl RunningService {
             clock,
             figures: Snapshot::new(figures::MAX_AGE),
             pace: crate::http::Pace::default(),
+            snapshots: tokio::sync::Semaphore::new(crate::http::MAX_SNAPSHOTS),
         });
         let (tx, rx) = watch::channel(false);
         let mut reconcilers = Vec::new();

@@ -9,6 +9,7 @@ pub mod http;
 pub mod ingest;
 pub mod intake;
 pub mod logs;
+pub mod snapshot;
 pub mod status;
 
 pub use app::{RunningService, StartError};

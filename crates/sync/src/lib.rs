@@ -16,6 +16,7 @@ mod planned;
 pub mod postgres;
 pub mod reconciler;
 pub mod retention;
+pub mod snapshot;
 pub mod sqlite;
 pub mod store;
 

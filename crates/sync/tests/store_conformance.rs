@@ -1584,6 +1584,9 @@ mod hold_cases;
 #[path = "conformance/drift.rs"]
 mod drift_cases;
 
+#[path = "conformance/snapshot.rs"]
+mod snapshot_cases;
+
 macro_rules! conformance {
     ($engine:ident, $harness:expr) => {
         mod $engine {
@@ -1604,6 +1607,29 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_export_reads_one_snapshot() {
                 copy_cases::an_export_reads_one_snapshot(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_snapshot_fills_an_audience_and_the_next_makes_exactly_its_changes() {
+                snapshot_cases::a_snapshot_fills_an_audience_and_the_next_makes_exactly_its_changes(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_newer_live_change_wins_over_a_snapshot_and_an_older_one_loses() {
+                snapshot_cases::a_newer_live_change_wins_over_a_snapshot_and_an_older_one_loses(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_dry_run_a_refusal_and_a_cancelled_feed_write_nothing() {
+                snapshot_cases::a_dry_run_a_refusal_and_a_cancelled_feed_write_nothing(&$harness)
+                    .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn repeated_and_bad_rows_are_counted_with_their_lines() {
+                snapshot_cases::repeated_and_bad_rows_are_counted_with_their_lines(&$harness).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

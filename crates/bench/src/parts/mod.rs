@@ -1,6 +1,8 @@
 //! The measures, one file per part of BENCHMARKS.md: (a) [`plan`], (b) and (e) [`ingestion`]
 //! (memory is read during the ingestion run, with its changes pending), (c) [`end_to_end`],
-//! (d) [`rate_limit`], (verify) [`verify`], and the comparison with Segment's code ([`compare`], whose Node side
+//! (d) [`rate_limit`], (snapshot) [`snapshot`] (a full audience snapshot applied by `audience
+//! sync`), (verify) [`verify`] (`audience verify` of a big list), and the comparison with
+//! Segment's code ([`compare`], whose Node side
 //! [`segment`] runs).
 
 pub mod compare;
@@ -9,4 +11,5 @@ pub mod ingestion;
 pub mod plan;
 pub mod rate_limit;
 mod segment;
+pub mod snapshot;
 pub mod verify;

@@ -71,6 +71,9 @@ pub struct DestinationConfig {
     pub removal_guard: RemovalGuard,
 }
 
+/// The default of `max_removal_ratio`: a quarter of an audience's members.
+pub const DEFAULT_MAX_REMOVAL_RATIO: f64 = 0.25;
+
 impl DestinationConfig {
     /// The settings an event of `audience_key` is synced with, field by field: the event's own
     /// value, else the audience's configured value, else the destination's default.

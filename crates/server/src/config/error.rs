@@ -440,6 +440,20 @@ mod tests {
                 vec![r#"destination "prod": audiences.vip: expected a table, got an integer"#],
             ),
             (
+                d("max_removal_ratio = 1.5"),
+                vec![
+                    r#"destination "prod": max_removal_ratio: must be a share between 0 and 1 (e.g. 0.25 for 25%), got 1.5"#,
+                ],
+            ),
+            (
+                d("max_removal_ratio = -0.1"),
+                vec!["max_removal_ratio: must be a share between 0 and 1"],
+            ),
+            (
+                d("max_removal_ratio = \"25%\""),
+                vec![r#"max_removal_ratio: expected a number, got a string"#],
+            ),
+            (
                 d("[destination.delivery]\nlinger = 5"),
                 vec![
                     r#"destination "prod": delivery: unknown key "linger"; expected one of batch_size"#,

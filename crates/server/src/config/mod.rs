@@ -32,7 +32,7 @@ use crate::ingest::IngestLimits;
 use crate::logs::LogFormat;
 
 pub use delivery::Delivery;
-pub use destinations::DestinationConfig;
+pub use destinations::{DEFAULT_MAX_REMOVAL_RATIO, DestinationConfig};
 pub use environment::{
     ADMIN_TOKEN_ENV, API_KEY_ENV, BASE_URL_ENV, EMBEDDED_DESTINATION, LISTEN_ENV, PROJECT_TYPE_ENV,
     REGION_ENV, STORAGE_URL_ENV, WEBHOOK_SECRET_ENV, WRITE_KEYS_ENV,

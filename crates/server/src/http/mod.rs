@@ -7,6 +7,7 @@
 //! - `router`: the routes of the main and the metrics address, and the state they share;
 //! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
 //! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
+//! - `audience`: `PUT /v1/audiences/{destination}/{audience}/members`, a full snapshot (admin);
 //! - `health`: `/healthz` and `/readyz`; `metrics`: `/metrics`;
 //! - `pace`: `/metrics` and `/v1/status` answered at most 20 times a second in all;
 //! - `reply`: replies and errors, and `Connection: close` when a body is left unread;
@@ -19,6 +20,7 @@
 
 mod access_log;
 mod admin;
+mod audience;
 mod auth;
 mod health;
 mod holds;
@@ -32,6 +34,7 @@ mod router;
 mod serve;
 mod webhook;
 
+pub use audience::MAX_RUNNING as MAX_SNAPSHOTS;
 pub use pace::Pace;
 pub(crate) use reply::json_reply;
 pub use serve::{serve, serve_metrics};

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::handler::Handler;
 use axum::middleware::from_fn;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 
 use crate::app::AppState;
 
 use super::access_log::access_log;
 use super::reply::{close_if_body_left, metrics_get_only, metrics_not_found, not_found, post_only};
-use super::{admin, health, holds, ingestion, metrics};
+use super::{admin, audience, health, holds, ingestion, metrics};
 
 /// Every endpoint of the main address. Paths are matched with their leading and trailing
 /// slashes trimmed (see [`super::serve`]); a path not served is a 404, and another method
@@ -33,6 +33,10 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
         .route("/v1/status", get_only(admin::status))
         .route("/v1/holds/release", post_admin(holds::release))
         .route("/v1/holds/discard", post_admin(holds::discard))
+        .route(
+            "/v1/audiences/{destination}/{audience}/members",
+            put(audience::put_members).fallback(not_found),
+        )
         .route("/metrics", get_only(metrics::admin_metrics))
         .route("/healthz", get_only(health::healthz))
         .route("/readyz", get_only(health::readyz))

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::PostgresStore;
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use crate::store::{
     AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
@@ -360,5 +361,13 @@ impl Engine for PostgresStore {
             actor,
             now_ms,
         ))
+    }
+
+    fn apply_snapshot<'a>(
+        &'a self,
+        spec: &'a SnapshotSpec,
+        feed: FeedReceiver,
+    ) -> StoreFuture<'a, SnapshotDiff> {
+        Box::pin(PostgresStore::apply_snapshot(self, spec, feed))
     }
 }

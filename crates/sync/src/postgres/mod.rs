@@ -46,6 +46,7 @@ mod reports;
 mod retention;
 mod schema;
 mod settle;
+mod snapshot;
 
 use std::sync::Mutex;
 use std::time::Duration;

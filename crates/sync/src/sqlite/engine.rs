@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::SqliteStore;
 use super::ingest::Ingest;
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 use crate::store::{
     AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
@@ -400,6 +401,18 @@ impl Engine for SqliteEngine {
         );
         self.run("resolve_hold", move |db| {
             db.resolve_hold(&d, &a, action, &who, now_ms)
+        })
+    }
+
+    fn apply_snapshot<'a>(
+        &'a self,
+        spec: &'a SnapshotSpec,
+        feed: FeedReceiver,
+    ) -> StoreFuture<'a, SnapshotDiff> {
+        let spec = spec.clone();
+        let mut feed = feed;
+        self.run("apply_snapshot", move |db| {
+            db.apply_snapshot(&spec, &mut feed)
         })
     }
 }

@@ -180,20 +180,7 @@ impl SqliteStore {
             Ok(()) => {
                 w.open = false;
                 w.epoch += 1;
-                if let Some(c) = &self.checkpointer {
-                    if c.restart_due() {
-                        // Best effort: a failure leaves the WAL as it is, still valid, and
-                        // the restart is tried again after a later commit. Every writer
-                        // waits meanwhile, so the wait for readers and for a running
-                        // passive checkpoint is kept short.
-                        let _ = w.conn.busy_timeout(RESTART_WAIT);
-                        let _ = w
-                            .conn
-                            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-                        let _ = w.conn.busy_timeout(BUSY_TIMEOUT);
-                    }
-                    c.committed();
-                }
+                self.after_commit(w);
                 Ok(())
             }
             Err(e) => {
@@ -204,6 +191,24 @@ impl SqliteStore {
         };
         self.committed.notify_all();
         out
+    }
+
+    /// After a commit on the writer: the WAL's checkpointer hears of it, and the WAL is
+    /// truncated when due.
+    pub(super) fn after_commit(&self, w: &mut Writer) {
+        if let Some(c) = &self.checkpointer {
+            if c.restart_due() {
+                // Best effort: a failure leaves the WAL as it is, still valid, and the restart
+                // is tried again after a later commit. Every writer waits meanwhile, so the
+                // wait for readers and for a running passive checkpoint is kept short.
+                let _ = w.conn.busy_timeout(RESTART_WAIT);
+                let _ = w
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                let _ = w.conn.busy_timeout(BUSY_TIMEOUT);
+            }
+            c.committed();
+        }
     }
 
     /// Marks the open group transaction failed (it was rolled back) and closes it.

@@ -69,6 +69,7 @@ mod registry;
 mod reports;
 mod retention;
 mod schema;
+mod snapshot;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;

@@ -16,6 +16,7 @@ use super::rows::{
 };
 use super::state::DestinationState;
 use super::transfer::{CopyBatch, Export, TableCounts};
+use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 
 /// What every engine operation returns: a future of the operation's result, `Send` so that
 /// any task may await it.
@@ -309,4 +310,17 @@ pub trait Engine: Send + Sync + 'static {
         actor: &'a str,
         now_ms: i64,
     ) -> StoreFuture<'a, Option<u64>>;
+    /// Applies a full snapshot of one audience (see [`crate::snapshot`]): stages the rows
+    /// `feed` brings until its [`crate::snapshot::Feed::End`] (without holding the writer, in
+    /// memory that does not grow with them), diffs them against the audience's desired rows
+    /// (entries: staged, not desired members; exits: desired members not staged; a key whose
+    /// change is newer than `spec.time_ms` keeps it), checks `spec.policy`, and writes the
+    /// entries and exits as the changes of one new event (`spec.message_id`, version
+    /// (`spec.time_ms`, its seq)) in one transaction. Nothing is written on a dry run, a
+    /// refusal, an empty diff, an error, or a feed closed before its end.
+    fn apply_snapshot<'a>(
+        &'a self,
+        spec: &'a SnapshotSpec,
+        feed: FeedReceiver,
+    ) -> StoreFuture<'a, SnapshotDiff>;
 }
