@@ -442,7 +442,7 @@ mod tests {
             (
                 d("max_removal_ratio = 1.5"),
                 vec![
-                    r#"destination "prod": max_removal_ratio: must be a share between 0 and 1 (e.g. 0.25 for 25%), got 1.5"#,
+                    r#"destination "prod": max_removal_ratio: must be a share between 0 and 1 (0.25 holds the removals once a quarter of an audience's members leave within the window; 1 turns the guard off), got 1.5"#,
                 ],
             ),
             (
