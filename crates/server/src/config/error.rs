@@ -451,7 +451,7 @@ mod tests {
             ),
             (
                 d("max_removal_ratio = \"25%\""),
-                vec![r#"max_removal_ratio: expected a number, got a string"#],
+                vec![r#"max_removal_ratio: expected a number between 0 and 1, got a string"#],
             ),
             (
                 d("[destination.delivery]\nlinger = 5"),
