@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use server::config::{Config, DestinationConfig, Secrets, Storage};
+use server::config::{Config, Secrets, Storage};
 use server::snapshot::{SnapshotOptions, snapshot_spec};
 use sync::postgres::{Access, PostgresStore};
 use sync::snapshot::{DiffSink, Format, NdjsonDiff, Progress, RunError, run_snapshot};
@@ -52,34 +52,6 @@ pub fn parse_format(text: &str) -> Result<Format, String> {
     }
 }
 
-fn destination<'c>(
-    cfg: &'c Config,
-    name: Option<&str>,
-    source: &str,
-) -> Result<&'c DestinationConfig> {
-    let names = || {
-        cfg.destinations
-            .iter()
-            .map(|d| format!("{:?}", d.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Ok(match (name, cfg.destinations.as_slice()) {
-        (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!(
-                "no destination named {n:?} in {source}; it has: {}",
-                names()
-            )
-        })?,
-        (None, [one]) => one,
-        (None, []) => bail!("{source} has no destination"),
-        (None, _) => bail!(
-            "{source} has several destinations ({}); choose one with --destination NAME",
-            names()
-        ),
-    })
-}
-
 async fn open_store(storage: &Storage) -> Result<Store> {
     Ok(match storage {
         Storage::Sqlite { path } => {
@@ -107,11 +79,8 @@ fn now_ms() -> i64 {
 /// `audience sync`.
 pub fn audience_sync(args: &SyncArgs<'_>) -> Result<()> {
     let cfg = Config::load_with(args.config, Secrets::Optional).map_err(|e| anyhow!("{e}"))?;
-    let source = args.config.map_or_else(
-        || "the embedded configuration".to_string(),
-        |p| p.display().to_string(),
-    );
-    let d = destination(&cfg, args.destination, &source)?;
+    let source = crate::choose::source_of(args.config);
+    let d = crate::choose::destination(&cfg, args.destination, &source)?;
     let spec =
         snapshot_spec(d, args.audience, args.options, now_ms()).map_err(|e| anyhow!("{e}"))?;
     let stdin = args.file == Path::new("-");

@@ -3,7 +3,7 @@
 //! the service then sends. Prints the drift as text or JSON; exits 1 when drift was found and
 //! not repaired.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -50,7 +50,8 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     // The service checks the file at its start; a command beside it needs two connections.
     cfg.storage_quick_check = None;
     cfg.storage_pool_size = 2;
-    let d = choose(&cfg, config.as_deref(), destination.as_deref())?.clone();
+    let source = crate::choose::source_of(config.as_deref());
+    let d = crate::choose::destination(&cfg, destination.as_deref(), &source)?.clone();
     if d.api_key.expose().is_empty() {
         bail!(
             "destination {:?} has no API key: the environment variable its api_key_env names \
@@ -134,39 +135,6 @@ async fn open(cfg: &Config, d: &DestinationConfig) -> Result<(sync::Store, Clien
         system_clock(),
     );
     Ok((store, client))
-}
-
-/// The destination named `name`, or the only one.
-fn choose<'c>(
-    cfg: &'c Config,
-    config: Option<&Path>,
-    name: Option<&str>,
-) -> Result<&'c DestinationConfig> {
-    let source = config.map_or_else(
-        || "the embedded configuration".to_string(),
-        |p| p.display().to_string(),
-    );
-    let names = || {
-        cfg.destinations
-            .iter()
-            .map(|d| format!("{:?}", d.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match (name, cfg.destinations.as_slice()) {
-        (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!(
-                "--destination: no destination named {n:?} in {source}; it has: {}",
-                names()
-            )
-        }),
-        (None, [one]) => Ok(one),
-        (None, []) => bail!("{source} has no destination"),
-        (None, _) => bail!(
-            "{source} has several destinations ({}); choose one with --destination NAME",
-            names()
-        ),
-    }
 }
 
 fn report_json(destination: &str, audience: &str, repair: bool, r: &VerifyReport) -> String {

@@ -7,6 +7,7 @@
 mod audience_hold;
 mod audience_sync;
 mod audience_verify;
+mod choose;
 mod service;
 mod store_copy;
 mod verify_progress;
@@ -339,31 +340,8 @@ fn check_target_of_settings(settings: &Path) -> Result<CheckTarget> {
 /// API key needs to be set.
 fn check_target_of_config(config: Option<&Path>, name: Option<&str>) -> Result<CheckTarget> {
     let cfg = Config::load_with(config, Secrets::Optional).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let source = config.map_or_else(
-        || "the embedded configuration".to_string(),
-        |p| p.display().to_string(),
-    );
-    let names = || {
-        cfg.destinations
-            .iter()
-            .map(|d| format!("{:?}", d.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let d = match (name, cfg.destinations.as_slice()) {
-        (Some(n), all) => all.iter().find(|d| d.name == n).with_context(|| {
-            format!(
-                "no destination named {n:?} in {source}; it has: {}",
-                names()
-            )
-        })?,
-        (None, [one]) => one,
-        (None, []) => bail!("{source} has no destination"),
-        (None, _) => bail!(
-            "{source} has several destinations ({}); choose one with --destination NAME",
-            names()
-        ),
-    };
+    let source = choose::source_of(config);
+    let d = choose::destination(&cfg, name, &source)?;
     let label = format!("destination {:?}: ", d.name);
     if d.api_key.expose().is_empty() {
         match config {

@@ -121,6 +121,27 @@ fn event(message_id: &str, email: &str, member: bool, time_ms: i64) -> NewEvent 
     }
 }
 
+/// Up to `limit` due keys of audience "vip", recorded as delivered (as the reconciler would
+/// after Iterable's 200).
+async fn deliver_pending(store: &Store, limit: usize) {
+    let rows = store
+        .pending(D, "vip", i64::MAX, limit)
+        .await
+        .expect("pending");
+    let outcomes = rows
+        .iter()
+        .map(|r| OutcomeRow {
+            identity: r.identity.clone(),
+            seq: r.version.seq,
+            outcome: Outcome::Delivered,
+        })
+        .collect();
+    store
+        .record_outcomes(D, "vip", 5, outcomes)
+        .await
+        .expect("record");
+}
+
 /// Several instances (pools) accept batches over the same users at once, in different orders,
 /// with messageIds shared between them (a sender retrying on another instance), while one
 /// delivers. Every messageId is stored once; each user's desired state is the latest event's;
@@ -172,22 +193,7 @@ async fn instances_writing_the_same_keys_agree() {
         let store = stores[0].clone();
         tokio::spawn(async move {
             for _ in 0..20 {
-                let rows = store
-                    .pending(D, "vip", i64::MAX, 25)
-                    .await
-                    .expect("pending");
-                let outcomes = rows
-                    .iter()
-                    .map(|r| OutcomeRow {
-                        identity: r.identity.clone(),
-                        seq: r.version.seq,
-                        outcome: Outcome::Delivered,
-                    })
-                    .collect();
-                store
-                    .record_outcomes(D, "vip", 5, outcomes)
-                    .await
-                    .expect("record");
+                deliver_pending(&store, 25).await;
             }
         })
     };
@@ -345,22 +351,7 @@ async fn key_lookups_use_the_indexes_whatever_the_statistics_say() {
             })
             .collect();
         store.accept(batch).await.expect("accept");
-        let rows = store
-            .pending(D, "vip", i64::MAX, 1000)
-            .await
-            .expect("pending");
-        let outcomes: Vec<OutcomeRow> = rows
-            .iter()
-            .map(|r| OutcomeRow {
-                identity: r.identity.clone(),
-                seq: r.version.seq,
-                outcome: Outcome::Delivered,
-            })
-            .collect();
-        store
-            .record_outcomes(D, "vip", 5, outcomes)
-            .await
-            .expect("record");
+        deliver_pending(&store, 1000).await;
     }
     let keys = BATCHES * PER_BATCH + 1;
     // Each server process reports its table statistics within seconds of going idle: wait
