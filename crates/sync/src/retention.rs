@@ -48,7 +48,7 @@ pub async fn run(
 ) {
     loop {
         if let Err(e) = prune_once(&store, clock(), retention).await {
-            eprintln!("iterable-lists: pruning the event log failed: {e}; trying again later");
+            tracing::warn!(error = %e, "pruning the event log failed; trying again later");
         }
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -242,14 +242,14 @@ impl Inner {
         lock(&self.coord).held.clear();
         let d = &self.cfg.destination;
         if let Err(e) = self.store.release_leases(d, &self.cfg.instance, None).await {
-            eprintln!("iterable-lists: destination {d:?}: giving back its leases: {e}");
+            tracing::warn!(destination = %d, error = %e, "could not give back the leases at shutdown: other instances take the audiences over when the leases end");
         }
         if let Err(e) = self
             .store
             .leave(&self.cfg.project, &self.cfg.instance)
             .await
         {
-            eprintln!("iterable-lists: destination {d:?}: leaving the project: {e}");
+            tracing::warn!(destination = %d, error = %e, "could not leave the project's shared rate budget at shutdown: the others count this instance until its registration ends");
         }
     }
 
@@ -311,9 +311,10 @@ impl Inner {
         let s = match self.store.destination_state(&self.cfg.destination).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!(
-                    "iterable-lists: destination {:?}: reading its stored state: {e}",
-                    self.cfg.destination
+                tracing::warn!(
+                    destination = %self.cfg.destination,
+                    error = %e,
+                    "could not read the destination's stored state (paused or running); trying again at the next tick"
                 );
                 return;
             }
@@ -348,6 +349,7 @@ pub fn share_rate_budget(
             store,
             project,
             clock,
+            warned_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }));
 }
 
@@ -356,6 +358,8 @@ pub(super) struct StoreSlots {
     pub store: Store,
     pub project: String,
     pub clock: EpochClock,
+    /// When a failure to reach the bucket was last logged (epoch ms).
+    pub warned_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for StoreSlots {
@@ -401,10 +405,21 @@ impl SlotSource for StoreSlots {
                     ))
                 }
                 Err(e) => {
-                    eprintln!(
-                        "iterable-lists: the shared rate budget could not be read ({e}); \
-                         limiting this instance's share on its own"
-                    );
+                    // Every request asks: one line a minute while it lasts.
+                    let now = (self.clock)();
+                    let last = self.warned_ms.load(Ordering::Relaxed);
+                    if now.saturating_sub(last) >= 60_000
+                        && self
+                            .warned_ms
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        tracing::warn!(
+                            project = %self.project,
+                            error = %e,
+                            "the shared rate budget could not be read; this instance limits its share on its own meanwhile"
+                        );
+                    }
                     None
                 }
             }
@@ -469,6 +484,7 @@ mod tests {
             store: Store::sqlite(crate::sqlite::SqliteStore::open_in_memory().expect("open")),
             project: "p".into(),
             clock: Arc::new(move || tick.fetch_add(30, Ordering::SeqCst)),
+            warned_ms: AtomicI64::new(i64::MIN),
         };
         let interval = Duration::from_millis(100);
         let reserve = || {

@@ -153,9 +153,10 @@ impl Inner {
     pub fn adopt_pause(&self, reason: String, since_ms: i64) {
         let mut s = lock(&self.state);
         if !s.is_paused() {
-            eprintln!(
-                "iterable-lists: destination {:?} paused by another instance: {reason}",
-                self.cfg.destination
+            tracing::warn!(
+                destination = %self.cfg.destination,
+                reason = %reason,
+                "destination paused by another instance"
             );
             *s = DestinationState::Paused { reason, since_ms };
         }

@@ -30,9 +30,10 @@ impl Running {
         let stored = inner.restore_state().await;
         // Counted among the project's instances before the first request.
         if let Err(e) = inner.coordinate(true).await {
-            eprintln!(
-                "iterable-lists: destination {:?}: coordinating with other instances: {e}",
-                inner.cfg.destination
+            tracing::warn!(
+                destination = %inner.cfg.destination,
+                error = %e,
+                "could not coordinate with other instances at start (leases, rate budget); trying again at the next tick"
             );
         }
         let next_probe = inner.is_paused().then(Instant::now);
