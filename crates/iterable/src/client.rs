@@ -167,6 +167,14 @@ impl IterableError {
     }
 }
 
+/// The answer's `Retry-After`, when it has a usable one.
+fn retry_after_of(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Removes the key from a transport error's text, in case a URL or proxy echoed it.
 fn scrub(text: String, key: &ApiKey) -> String {
     if key.expose().is_empty() {
@@ -298,11 +306,7 @@ impl Client {
             IterableError::transport(ep, kind, scrub(e.to_string(), &self.key))
         })?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+        let retry_after = retry_after_of(&resp);
         let bytes = resp.bytes().await.map_err(|e| {
             let kind = if e.is_timeout() {
                 ErrorKind::Timeout
@@ -314,11 +318,23 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
+        Err(self.status_error(ep, status, retry_after, &bytes))
+    }
+
+    /// The error of an answer other than 2xx (its body, or the start of it, in `body`); a 429
+    /// slows the endpoint's limiter first.
+    fn status_error(
+        &self,
+        ep: Endpoint,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+    ) -> IterableError {
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.limiter.throttled(ep, retry_after);
         }
-        let env = Envelope::parse(&bytes);
-        Err(IterableError {
+        let env = Envelope::parse(body);
+        IterableError {
             endpoint: ep,
             kind: ErrorKind::Status,
             status: Some(status.as_u16()),
@@ -328,7 +344,7 @@ impl Client {
             retry_after,
             attempts: 1,
             detail: None,
-        })
+        }
     }
 
     /// Calls Iterable, retrying retryable failures with backoff (every attempt through the

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use retry::{Envelope, classify_status, parse_retry_after};
+use reqwest::Method;
 
-use super::{Client, ErrorKind, IterableError, scrub};
+use super::{Client, ErrorKind, IterableError, retry_after_of, scrub};
 use crate::limiter::Endpoint;
 
 /// The longest a whole `getUsers` body may take (each chunk must still come within the
@@ -125,27 +124,10 @@ impl Client {
             .map_err(transport)?;
         let status = resp.status();
         if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+            let retry_after = retry_after_of(&resp);
             let body = self.next_chunk(&mut resp).await;
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                self.limiter.throttled(EP, retry_after);
-            }
-            let env = Envelope::parse(&body.ok().flatten().unwrap_or_default());
-            return Err(IterableError {
-                endpoint: EP,
-                kind: ErrorKind::Status,
-                status: Some(status.as_u16()),
-                class: classify_status(status.as_u16(), &env),
-                code: env.code,
-                msg: env.msg,
-                retry_after,
-                attempts: 1,
-                detail: None,
-            });
+            let body = body.ok().flatten().unwrap_or_default();
+            return Err(self.status_error(EP, status, retry_after, &body));
         }
         let mut split = Splitter::default();
         let mut bytes = 0u64;
