@@ -56,19 +56,6 @@ pub struct Target {
     audience: String,
 }
 
-/// The destination named, or the only one.
-fn destination(cfg: &Config, name: Option<&str>) -> Result<String> {
-    match name {
-        Some(n) if cfg.destinations.iter().any(|d| d.name == n) => Ok(n.to_string()),
-        Some(n) => bail!("no destination named {n:?} in the configuration"),
-        None => match cfg.destinations.as_slice() {
-            [one] => Ok(one.name.clone()),
-            [] => bail!("the configuration has no destination"),
-            _ => bail!("the configuration has several destinations: pass --destination NAME"),
-        },
-    }
-}
-
 /// The store, for writing, without creating it (the service does that) and without the
 /// integrity check (the service ran it at start).
 async fn open_for_writing(cfg: &Config) -> Result<Store> {
@@ -107,7 +94,13 @@ pub fn run(cmd: &HoldCommand) -> Result<()> {
 
 fn show_hold(t: &Target, json: bool) -> Result<()> {
     let (cfg, store, rt) = open_for_reading(t.config.as_deref())?;
-    let d = destination(&cfg, t.destination.as_deref())?;
+    let d = crate::choose::destination(
+        &cfg,
+        t.destination.as_deref(),
+        &crate::choose::source_of(t.config.as_deref()),
+    )?
+    .name
+    .clone();
     let (hold, last) = rt
         .block_on(async {
             let hold = show(&store, &d, &t.audience).await?;
@@ -157,7 +150,13 @@ fn decide(t: &Target, action: HoldAction) -> Result<()> {
     // handle on it.
     let (cfg, reader, rt) = open_for_reading(t.config.as_deref())?;
     drop(reader);
-    let d = destination(&cfg, t.destination.as_deref())?;
+    let d = crate::choose::destination(
+        &cfg,
+        t.destination.as_deref(),
+        &crate::choose::source_of(t.config.as_deref()),
+    )?
+    .name
+    .clone();
     let n = rt.block_on(async {
         let store = open_for_writing(&cfg).await?;
         let now = (system_clock())();
