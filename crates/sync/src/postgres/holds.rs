@@ -54,6 +54,29 @@ fn figures(op: &'static str, m: i64, p: i64, s: i64) -> Result<RemovalFigures, S
 }
 
 /// The audience's guard row, locked (created first if missing, so that it can be).
+/// Moves the audience's mark (the highest seq whose exits the guard counted or that were
+/// approved) up to `seq`: exits at or below it are not judged again.
+pub(super) async fn advance_mark(
+    tx: &impl GenericClient,
+    op: &'static str,
+    destination: &str,
+    audience_key: &str,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO removal_guard (destination, list_key, counted_seq, updated_ms)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (destination, list_key) DO UPDATE SET
+         counted_seq = GREATEST(removal_guard.counted_seq, excluded.counted_seq),
+         updated_ms = excluded.updated_ms",
+        &[&destination, &audience_key, &seq, &now_ms],
+    )
+    .await
+    .map_err(pg(op))?;
+    Ok(())
+}
+
 async fn lock_guard_row(
     tx: &impl GenericClient,
     op: &'static str,
@@ -246,13 +269,7 @@ impl PostgresStore {
                     .await
                     .map_err(pg(OP))?;
                     let top = seqs.iter().copied().max().unwrap_or(counted);
-                    tx.execute(
-                        "UPDATE removal_guard SET counted_seq = GREATEST(counted_seq, $3),
-                         updated_ms = $4 WHERE destination = $1 AND list_key = $2",
-                        &[&destination, &audience_key, &top, &now_ms],
-                    )
-                    .await
-                    .map_err(pg(OP))?;
+                    advance_mark(&tx, OP, destination, audience_key, top, now_ms).await?;
                     GuardVerdict::Allowed
                 }
             }

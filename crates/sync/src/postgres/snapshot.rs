@@ -259,41 +259,25 @@ async fn diff_and_write(
     }
     let seq = write_changes(tx, spec).await?;
     if diff.removes > 0 {
-        approve_removals(tx, spec, seq).await?;
+        // Its exits were judged by its own guard (`max_removal_ratio`, or the operator's
+        // override): the live guard takes them as approved rather than holding them again.
+        let seq = i64::try_from(seq).map_err(|_| StoreError::Invalid {
+            op: OP,
+            message: format!("seq {seq} is out of range"),
+        })?;
+        super::holds::advance_mark(
+            tx,
+            OP,
+            &spec.destination,
+            &spec.audience_key,
+            seq,
+            spec.received_ms,
+        )
+        .await?;
     }
     diff.seq = Some(seq);
     diff.applied = true;
     Ok(diff)
-}
-
-/// The snapshot's exits were judged by its own guard (`max_removal_ratio`, or the operator's
-/// override): the live mass-removal guard takes them as approved (its mark moves past the
-/// snapshot's seq) rather than holding them a second time.
-async fn approve_removals(
-    tx: &Transaction<'_>,
-    spec: &SnapshotSpec,
-    seq: u64,
-) -> Result<(), StoreError> {
-    let seq = i64::try_from(seq).map_err(|_| StoreError::Invalid {
-        op: OP,
-        message: format!("seq {seq} is out of range"),
-    })?;
-    tx.execute(
-        "INSERT INTO removal_guard (destination, list_key, counted_seq, updated_ms)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (destination, list_key) DO UPDATE SET
-         counted_seq = GREATEST(removal_guard.counted_seq, excluded.counted_seq),
-         updated_ms = excluded.updated_ms",
-        &[
-            &spec.destination,
-            &spec.audience_key,
-            &seq,
-            &spec.received_ms,
-        ],
-    )
-    .await
-    .map_err(pg(OP))?;
-    Ok(())
 }
 
 /// Every entry, exit and kept newer change into `sink`, in pages (no cursor needed: the

@@ -54,6 +54,29 @@ struct GuardRow {
     counted_seq: i64,
 }
 
+/// Moves the audience's mark (the highest seq whose exits the guard counted or that were
+/// approved) up to `seq`: exits at or below it are not judged again.
+pub(super) fn advance_mark(
+    tx: &Connection,
+    op: &'static str,
+    destination: &str,
+    audience_key: &str,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO main.removal_guard (destination, list_key, counted_seq, updated_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (destination, list_key) DO UPDATE SET
+         counted_seq = MAX(counted_seq, excluded.counted_seq),
+         updated_ms = excluded.updated_ms",
+    )
+    .map_err(engine(op))?
+    .execute(params![destination, audience_key, seq, now_ms])
+    .map_err(engine(op))?;
+    Ok(())
+}
+
 fn guard_row(
     tx: &Connection,
     op: &'static str,
@@ -282,16 +305,7 @@ impl SqliteStore {
             .execute(params![destination, audience_key, bucket, n])
             .map_err(engine(OP))?;
             let top = fresh.iter().map(|(_, s)| *s).max().unwrap_or(counted);
-            tx.prepare_cached(
-                "INSERT INTO removal_guard (destination, list_key, counted_seq, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (destination, list_key) DO UPDATE SET
-                 counted_seq = MAX(counted_seq, excluded.counted_seq),
-                 updated_ms = excluded.updated_ms",
-            )
-            .map_err(engine(OP))?
-            .execute(params![destination, audience_key, top, now_ms])
-            .map_err(engine(OP))?;
+            advance_mark(tx, OP, destination, audience_key, top, now_ms)?;
             Ok(GuardVerdict::Allowed)
         })
     }

@@ -270,33 +270,21 @@ fn diff_and_write(
     }
     let seq = write_changes(tx, spec)?;
     if diff.removes > 0 {
-        approve_removals(tx, spec, seq)?;
+        // Its exits were judged by its own guard (`max_removal_ratio`, or the operator's
+        // override): the live guard takes them as approved rather than holding them again.
+        let seq = to_i64(OP, seq)?;
+        super::holds::advance_mark(
+            tx,
+            OP,
+            &spec.destination,
+            &spec.audience_key,
+            seq,
+            spec.received_ms,
+        )?;
     }
     diff.seq = Some(seq);
     diff.applied = true;
     Ok(diff)
-}
-
-/// The snapshot's exits were judged by its own guard (`max_removal_ratio`, or the operator's
-/// override): the live mass-removal guard takes them as approved (its mark moves past the
-/// snapshot's seq) rather than holding them a second time.
-fn approve_removals(tx: &Connection, spec: &SnapshotSpec, seq: u64) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO main.removal_guard (destination, list_key, counted_seq, updated_ms)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (destination, list_key) DO UPDATE SET
-         counted_seq = MAX(counted_seq, excluded.counted_seq),
-         updated_ms = excluded.updated_ms",
-    )
-    .map_err(engine(OP))?
-    .execute(params![
-        spec.destination,
-        spec.audience_key,
-        to_i64(OP, seq)?,
-        spec.received_ms
-    ])
-    .map_err(engine(OP))?;
-    Ok(())
 }
 
 /// Staged identities that are desired members already (`?3` unused).
