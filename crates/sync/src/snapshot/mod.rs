@@ -3,6 +3,8 @@
 //! desired members missing from it become exits, each with the snapshot's time as its
 //! version, so that a newer live change still wins over it.
 //!
+//! - `floor`: an audience's snapshot floor: a live change older than the newest snapshot is
+//!   superseded by it, whatever its key (pure; both engines record and check it).
 //! - `parse`: reading the file into rows, with the bad ones counted by line (pure).
 //! - `policy`: whether a diff may be applied: the mass-removal guard and the share of bad
 //!   rows (pure).
@@ -10,10 +12,12 @@
 //!   store's [`crate::Engine::apply_snapshot`], which stages them, diffs them against the
 //!   audience's desired rows and writes the changes in one transaction (or none).
 
+mod floor;
 mod parse;
 mod policy;
 mod run;
 
+pub use floor::Floor;
 pub use parse::{BadRow, Format, MAX_ROW_BYTES, ParseError, Row, SnapshotMember, read_rows};
 pub use policy::{DEFAULT_MAX_BAD_RATIO, Figures, Policy, Refusal};
 pub use run::{Progress, RunError, SnapshotReport, run_snapshot};

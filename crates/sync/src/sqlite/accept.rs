@@ -1,9 +1,11 @@
 //! Accepting events: each new event is logged, and each of its changes becomes the desired
-//! state of its key unless it is stale (an older version arriving late) or unusable.
+//! state of its key unless it is stale (an older version arriving late, or older than the
+//! audience's newest snapshot: superseded by it), or unusable.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::counts::{Delta, Deltas};
+use super::floors::FloorCache;
 use super::{CURRENT, Current, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
 use crate::store::{
     Applied, EventContent, MembershipChange, NewEvent, Receipt, StatusKind, StoreError,
@@ -26,8 +28,8 @@ impl SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write("accept", |tx| {
-            let mut st = AcceptStatements::prepare(tx)?;
+        self.write_with_floors("accept", |tx, floors| {
+            let mut st = AcceptStatements::prepare(tx, floors)?;
             let mut deltas = Deltas::default();
             let receipts = batch
                 .iter()
@@ -186,6 +188,15 @@ impl SqliteStore {
                 Applied::Refused(why.into()),
             ));
         }
+        // Older than the audience's newest snapshot: that snapshot replaced it, whatever the
+        // key (see `crate::snapshot::Floor`).
+        if let Some(floor) = st
+            .floors
+            .get(tx, OP, &ev.destination, &c.audience_key)?
+            && let Some(why) = floor.supersedes(c, ev.received_ms)
+        {
+            return Ok((StatusKind::Superseded, Some(why), Applied::Stale));
+        }
         let data = match &c.data_fields {
             None => None,
             Some(m) => Some(serde_json::to_string(m).map_err(|e| StoreError::Invalid {
@@ -299,8 +310,9 @@ impl SqliteStore {
     }
 }
 
-/// The statements of [`Store::accept`], prepared once per batch.
+/// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors.
 struct AcceptStatements<'c> {
+    floors: &'c mut FloorCache,
     insert_event: rusqlite::CachedStatement<'c>,
     insert_status: rusqlite::CachedStatement<'c>,
     get: rusqlite::CachedStatement<'c>,
@@ -310,9 +322,11 @@ struct AcceptStatements<'c> {
 }
 
 impl<'c> AcceptStatements<'c> {
-    fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
+    fn prepare(tx: &'c Connection, floors: &'c mut FloorCache) -> Result<Self, StoreError> {
+        floors.check(tx, "accept")?;
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("accept"));
         Ok(Self {
+            floors,
             insert_event: p(
                 "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (destination, message_id) DO NOTHING",

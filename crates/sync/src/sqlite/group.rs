@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::Connection;
 
 use super::checkpoint::{BUSY_TIMEOUT, RESTART_WAIT};
+use super::floors::FloorCache;
 use super::{SqliteStore, Writer, engine};
 use crate::store::StoreError;
 
@@ -66,6 +67,16 @@ impl SqliteStore {
         op: &'static str,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_with_floors(op, |conn, _| f(conn))
+    }
+
+    /// [`SqliteStore::write`] for an operation that also reads the snapshot floors the
+    /// writer keeps (accept).
+    pub(super) fn write_with_floors<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection, &mut FloorCache) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let r = self.write_in_group(op, f);
         match &r {
             Ok(_) => self.health.committed(),
@@ -79,7 +90,7 @@ impl SqliteStore {
     fn write_in_group<T>(
         &self,
         op: &'static str,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection, &mut FloorCache) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut w = self.lock_writer();
@@ -99,7 +110,10 @@ impl SqliteStore {
         if !first && let Err(e) = w.conn.execute_batch("SAVEPOINT op") {
             return self.end_op(w, op, Err(StoreError::engine(op, e)), epoch);
         }
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&w.conn)));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let w = &mut *w;
+            f(&w.conn, &mut w.floors)
+        }));
         let ok = matches!(run, Ok(Ok(_)));
         let end = match (first, ok) {
             (true, true) => Ok(()),

@@ -49,6 +49,8 @@
 //! - `write_probe`: one row that the checks of writability change.
 //! - `removal_guard`, `removal_window` and the partial index `desired_pending_exits` (since
 //!   version 5): the mass-removal guard (see `holds`).
+//! - `snapshot_floors` (since version 6): per audience, the time of its newest snapshot,
+//!   before which live changes are superseded (see `floors`).
 
 mod accept;
 mod checkpoint;
@@ -56,6 +58,7 @@ pub(crate) mod counts;
 mod drift;
 pub mod engine;
 mod export;
+mod floors;
 mod group;
 mod holds;
 mod import;
@@ -101,6 +104,8 @@ struct Writer {
     epoch: u64,
     /// Recent group transactions whose commit failed, with the error.
     failed: VecDeque<(u64, String)>,
+    /// The audiences' snapshot floors, as accept needs them (see `floors`).
+    floors: floors::FloorCache,
 }
 
 /// The SQLite store. Cheap to share behind an `Arc`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::checkpoint::{BUSY_TIMEOUT, Checkpointer, WAL_RESTART_FRAMES};
+use super::floors::FloorCache;
 use super::integrity::{self, QuickCheck, WriteHealth, open_error};
 use super::schema::SCHEMA_VERSION;
 use super::{SqliteStore, Writer, engine};
@@ -126,12 +127,14 @@ impl SqliteStore {
             Some(_) => {}
         }
         // The one connection serves reads as an in-memory database's writer does.
-        Ok(Self::assemble(conn, None, None, QuickCheck::Skipped))
+        let floors = FloorCache::default();
+        Ok(Self::assemble(conn, floors, None, None, QuickCheck::Skipped))
     }
 
     /// The store over its writing connection, its read connection and its checkpointer.
     fn assemble(
         conn: Connection,
+        floors: FloorCache,
         reader: Option<Mutex<Connection>>,
         checkpointer: Option<Checkpointer>,
         checked: QuickCheck,
@@ -143,6 +146,7 @@ impl SqliteStore {
                 ops: 0,
                 epoch: 0,
                 failed: VecDeque::new(),
+                floors,
             }),
             committed: Condvar::new(),
             queued: AtomicUsize::new(0),
@@ -201,6 +205,7 @@ impl SqliteStore {
             _ => QuickCheck::Skipped,
         };
         Self::create_or_migrate(&mut conn, &location)?;
+        let floors = FloorCache::load(&conn)?;
         if file.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(engine(OP))?;
@@ -226,7 +231,7 @@ impl SqliteStore {
                 Some(Mutex::new(r))
             }
         };
-        Ok(Self::assemble(conn, reader, checkpointer, checked))
+        Ok(Self::assemble(conn, floors, reader, checkpointer, checked))
     }
 
     /// A pragma's value as text (`journal_mode`, `synchronous`, ...), for diagnostics.

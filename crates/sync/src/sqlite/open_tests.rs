@@ -409,3 +409,89 @@ fn failed_tries_are_recorded_by_key_lookups_not_scans() {
     assert!(!counts.contains("SCAN desired"), "{counts}");
     assert!(!counts.contains("SCAN c"), "{counts}");
 }
+
+/// A snapshot of `emails` for audience `vip` of destination `d` at `time_ms`, applied.
+fn apply_snapshot_of(s: &SqliteStore, time_ms: i64, id: &str, emails: &[&str]) {
+    use crate::snapshot::{Feed, Policy, SnapshotSpec, StagedRow};
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let rows = emails
+        .iter()
+        .zip(2..)
+        .map(|(e, line)| StagedRow {
+            email: (*e).into(),
+            user_id: String::new(),
+            data_fields: None,
+            line,
+        })
+        .collect();
+    tx.try_send(Feed::Rows(rows)).expect("rows");
+    tx.try_send(Feed::End {
+        bad_rows: 0,
+        diff: None,
+    })
+    .expect("end");
+    let spec = SnapshotSpec {
+        destination: "d".into(),
+        audience_key: "vip".into(),
+        time_ms,
+        received_ms: time_ms,
+        message_id: id.into(),
+        settings: ChangeSettings::default(),
+        policy: Policy::default(),
+    };
+    let diff = s.apply_snapshot(&spec, &mut rx).expect("snapshot");
+    assert!(diff.refused.is_none(), "{diff:?}");
+}
+
+fn older_event(id: &str, email: &str, time_ms: i64) -> NewEvent {
+    NewEvent {
+        destination: "d".into(),
+        message_id: id.into(),
+        received_ms: time_ms + 1_000,
+        content: EventContent::Changes(vec![MembershipChange {
+            audience_key: "vip".into(),
+            list_id: None,
+            identity: Identity::new(Some(email), None),
+            member: true,
+            data_fields: None,
+            settings: ChangeSettings::default(),
+            time_ms: Some(time_ms),
+        }]),
+        ignored_settings: Vec::new(),
+    }
+}
+
+#[test]
+fn a_version_5_database_gets_the_snapshot_floors_and_keeps_them_across_opens() {
+    let t = Dir::new("v5");
+    let s = SqliteStore::open(t.db()).expect("create");
+    s.accept(&[older_event("before", "a@x.io", 500)])
+        .expect("accept");
+    drop(s);
+    // Version 5 is version 6 without the floors' table.
+    let c = Connection::open(t.db()).expect("open");
+    c.execute_batch("DROP TABLE snapshot_floors; UPDATE schema_version SET version = 5;")
+        .expect("back to version 5");
+    drop(c);
+
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), 6);
+    assert!(s.event_status("d", "before").expect("read").is_some());
+    apply_snapshot_of(&s, 1_000, "snapshot-1", &["a@x.io"]);
+    drop(s);
+
+    // Reopened: the floor is read at open, and an older event for a key the snapshot never
+    // named is superseded by it.
+    let s = SqliteStore::open(t.db()).expect("reopen");
+    let r = s
+        .accept(&[older_event("late", "b@x.io", 999)])
+        .expect("accept");
+    assert!(
+        matches!(&r[0], Receipt::Accepted { changes, .. } if changes == &[Applied::Stale]),
+        "{r:?}"
+    );
+    let st = s.event_status("d", "late").expect("read").expect("logged");
+    assert_eq!(st.audiences[0].status, StatusKind::Superseded);
+    let why = st.audiences[0].reason.as_deref().unwrap_or("");
+    assert!(why.contains("\"snapshot-1\"") && why.contains("1970-01-01T00:00:01.000Z"), "{why}");
+}

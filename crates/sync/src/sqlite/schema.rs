@@ -4,11 +4,11 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine, holds, leases};
+use super::{SqliteStore, counts, engine, floors, holds, leases};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -96,7 +96,10 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(leases::SCHEMA)?;
     // Version 5: the mass-removal guard (holds and its window); the migration from 4 is
     // creating these tables.
-    tx.execute_batch(holds::SCHEMA)
+    tx.execute_batch(holds::SCHEMA)?;
+    // Version 6: the snapshot floors; the migration from 5 is creating the table (empty: no
+    // snapshot applied before it raised a floor).
+    tx.execute_batch(floors::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

@@ -7,7 +7,8 @@
 //! open), the staging file is attached and, in one transaction, diffed against the
 //! audience's desired rows in SQL; the entries and exits are collected in a table of the
 //! staging file (its rowid is the change's part), the policy decides, and the changes are
-//! written as the changes of one new event (seq), or the transaction is rolled back.
+//! written as the changes of one new event (seq) with the audience's snapshot floor raised
+//! (`floors`), or the transaction is rolled back.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, params};
 
 use super::counts::Delta;
-use super::{SqliteStore, counts, engine, identity_of, to_i64, to_u64};
+use super::{SqliteStore, counts, engine, floors, identity_of, to_i64, to_u64};
 use crate::snapshot::{
-    BAD_KEPT, DiffOp, DiffRow, DiffSink, Feed, FeedReceiver, Figures, SAMPLE, SnapshotDiff,
+    BAD_KEPT, DiffOp, DiffRow, DiffSink, Feed, FeedReceiver, Figures, Floor, SAMPLE, SnapshotDiff,
     SnapshotSpec, StagedRow,
 };
 use crate::store::{Identity, StatusKind, StoreError};
@@ -165,15 +166,18 @@ impl SqliteStore {
             .execute_batch(begin)
             .map_err(engine(OP))
             .and_then(|()| diff_and_write(&w.conn, spec, &mut staged));
+        // Committed when the floor was raised: also a snapshot with nothing to change.
         let result = match result {
-            Ok(diff) if diff.applied => match w.conn.execute_batch("COMMIT") {
+            Ok((diff, Some(floor))) => match w.conn.execute_batch("COMMIT") {
                 Ok(()) => {
+                    w.floors.set(&spec.destination, &spec.audience_key, floor);
                     self.after_commit(&mut w);
                     Ok(diff)
                 }
                 Err(e) => Err(engine(OP)(e)),
             },
-            other => other,
+            Ok((diff, None)) => Ok(diff),
+            Err(e) => Err(e),
         };
         if !w.conn.is_autocommit() {
             let _ = w.conn.execute_batch("ROLLBACK");
@@ -198,12 +202,13 @@ impl SqliteStore {
 }
 
 /// The diff of the staged rows against the audience, checked, and written unless it must not
-/// be (the caller commits when `applied`).
+/// be, with the audience's snapshot floor raised; the caller commits when there is a floor
+/// (not a dry run, not refused), and keeps it.
 fn diff_and_write(
     tx: &Connection,
     spec: &SnapshotSpec,
     staged: &mut Staged,
-) -> Result<SnapshotDiff, StoreError> {
+) -> Result<(SnapshotDiff, Option<Floor>), StoreError> {
     let (dest, key, t) = (&spec.destination, &spec.audience_key, spec.time_ms);
     let mut diff = SnapshotDiff {
         members: staged.members,
@@ -265,8 +270,22 @@ fn diff_and_write(
         current_members: diff.current_members,
         removes: diff.removes,
     });
-    if spec.policy.dry_run || diff.refused.is_some() || diff.adds + diff.removes == 0 {
-        return Ok(diff);
+    if spec.policy.dry_run || diff.refused.is_some() {
+        return Ok((diff, None));
+    }
+    // The snapshot is the whole audience as of its time, also when it changes nothing: live
+    // changes older than it are superseded from now on.
+    let floor = floors::raise(
+        tx,
+        OP,
+        dest,
+        key,
+        t,
+        &spec.message_id,
+        spec.received_ms,
+    )?;
+    if diff.adds + diff.removes == 0 {
+        return Ok((diff, Some(floor)));
     }
     let seq = write_changes(tx, spec)?;
     if diff.removes > 0 {
@@ -284,7 +303,7 @@ fn diff_and_write(
     }
     diff.seq = Some(seq);
     diff.applied = true;
-    Ok(diff)
+    Ok((diff, Some(floor)))
 }
 
 /// Staged identities that are desired members already (`?3` unused).

@@ -1,0 +1,154 @@
+//! The snapshot floors in SQLite (see [`crate::snapshot::Floor`]): one row per audience that
+//! had a snapshot applied (schema version 6), written in the snapshot's transaction, and a
+//! cache of them in the writer (`Writer::floors`) for the accept path.
+//!
+//! **The cache.** Accept runs holding the writer; it asks the cache for the floor of each
+//! audience it touches. The cache is loaded at open, and a snapshot applied through this
+//! store updates it after its commit, still holding the writer. Another process on the same
+//! file (several instances) can apply a snapshot too: `PRAGMA data_version` of the writer's
+//! connection changes whenever another connection commits, so accept reads it once per batch
+//! (no table read) and, when it changed, empties the cache; an audience missing from it is
+//! then looked up once (one primary-key lookup) and kept, also when it has no floor. With one
+//! process, a batch costs one pragma and hash lookups.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::engine;
+use crate::snapshot::Floor;
+use crate::store::StoreError;
+
+/// The table of schema version 6.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS snapshot_floors (
+    destination TEXT NOT NULL,
+    list_key TEXT NOT NULL,
+    floor_ms INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (destination, list_key)
+) WITHOUT ROWID;
+";
+
+/// The floors known to the writer, valid while the database's `data_version` (as the writer's
+/// connection sees it) is `version`.
+#[derive(Debug, Default)]
+pub(super) struct FloorCache {
+    version: Option<i64>,
+    /// Per (destination, audience): its floor, or `None` when it has none.
+    floors: HashMap<(String, String), Option<Floor>>,
+}
+
+fn data_version(conn: &Connection, op: &'static str) -> Result<i64, StoreError> {
+    conn.prepare_cached("PRAGMA data_version")
+        .map_err(engine(op))?
+        .query_row([], |r| r.get(0))
+        .map_err(engine(op))
+}
+
+fn read(
+    conn: &Connection,
+    op: &'static str,
+    destination: &str,
+    list_key: &str,
+) -> Result<Option<Floor>, StoreError> {
+    conn.prepare_cached(
+        "SELECT floor_ms, message_id FROM snapshot_floors
+         WHERE destination = ?1 AND list_key = ?2",
+    )
+    .map_err(engine(op))?
+    .query_row(params![destination, list_key], |r| {
+        Ok(Floor {
+            time_ms: r.get(0)?,
+            message_id: r.get(1)?,
+        })
+    })
+    .optional()
+    .map_err(engine(op))
+}
+
+impl FloorCache {
+    /// Every floor stored, read at open.
+    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        let version = data_version(conn, OP)?;
+        let mut stmt = conn
+            .prepare("SELECT destination, list_key, floor_ms, message_id FROM snapshot_floors")
+            .map_err(engine(OP))?;
+        let floors = stmt
+            .query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?),
+                    Some(Floor {
+                        time_ms: r.get(2)?,
+                        message_id: r.get(3)?,
+                    }),
+                ))
+            })
+            .map_err(engine(OP))?
+            .collect::<Result<_, _>>()
+            .map_err(engine(OP))?;
+        Ok(Self {
+            version: Some(version),
+            floors,
+        })
+    }
+
+    /// Called once per accepted batch, in its transaction: forgets what another process may
+    /// have changed since the cache was filled.
+    pub(super) fn check(&mut self, conn: &Connection, op: &'static str) -> Result<(), StoreError> {
+        let now = data_version(conn, op)?;
+        if self.version != Some(now) {
+            self.floors.clear();
+            self.version = Some(now);
+        }
+        Ok(())
+    }
+
+    /// The floor of an audience (after [`FloorCache::check`] in the same transaction).
+    pub(super) fn get(
+        &mut self,
+        conn: &Connection,
+        op: &'static str,
+        destination: &str,
+        list_key: &str,
+    ) -> Result<Option<&Floor>, StoreError> {
+        let k = (destination.to_string(), list_key.to_string());
+        if !self.floors.contains_key(&k) {
+            let f = read(conn, op, destination, list_key)?;
+            self.floors.insert(k.clone(), f);
+        }
+        Ok(self.floors.get(&k).and_then(Option::as_ref))
+    }
+
+    /// A snapshot committed by this store raised an audience's floor to `floor`.
+    pub(super) fn set(&mut self, destination: &str, list_key: &str, floor: Floor) {
+        self.floors
+            .insert((destination.to_string(), list_key.to_string()), Some(floor));
+    }
+}
+
+/// Raises the floor of the snapshot's audience in its transaction; returns the floor now
+/// stored (for the cache, once committed).
+pub(super) fn raise(
+    tx: &Connection,
+    op: &'static str,
+    destination: &str,
+    list_key: &str,
+    time_ms: i64,
+    message_id: &str,
+    now_ms: i64,
+) -> Result<Floor, StoreError> {
+    let old = read(tx, op, destination, list_key)?;
+    let floor = Floor::raised(old, time_ms, message_id);
+    tx.execute(
+        "INSERT INTO main.snapshot_floors (destination, list_key, floor_ms, message_id, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (destination, list_key) DO UPDATE SET floor_ms = excluded.floor_ms,
+           message_id = excluded.message_id, updated_ms = excluded.updated_ms",
+        params![destination, list_key, floor.time_ms, floor.message_id, now_ms],
+    )
+    .map_err(engine(op))?;
+    Ok(floor)
+}
