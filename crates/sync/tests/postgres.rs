@@ -283,7 +283,8 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     drop(store);
     schema
         .execute(
-            "DROP TABLE leases, instances, rate_cuts, rate_slots, removal_guard, removal_window;
+            "DROP TABLE leases, instances, rate_cuts, rate_slots, removal_guard, removal_window,
+               snapshot_floors;
              DROP INDEX desired_pending_exits;
              UPDATE schema_version SET version = 1",
         )
@@ -319,6 +320,50 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
              THEN RAISE EXCEPTION 'not one row at the current version'; END IF; END $$"
         ))
         .expect("one version row, the current one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_database_gets_the_snapshot_floors() {
+    // Version 3 is the current schema without version 4's `snapshot_floors`.
+    let schema = PgSchema::create("upgrade-floors");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
+    store
+        .accept(vec![event("old-1", "a@x.co", true, 1)])
+        .await
+        .expect("accept");
+    drop(store);
+    schema
+        .execute("DROP TABLE snapshot_floors; UPDATE schema_version SET version = 3")
+        .expect("back to version 3");
+    let err = open(&schema, Access::ReadOnly)
+        .await
+        .expect_err("an older schema");
+    assert!(err.to_string().contains("version 3"), "{err}");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("upgrade"));
+    assert!(
+        store
+            .event_status(D, "old-1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    // The table is there, empty: no audience has a floor, so an old event still applies.
+    let r = store
+        .accept(vec![event("old-2", "b@x.co", true, 2)])
+        .await
+        .expect("accept");
+    assert!(
+        matches!(&r[0], Receipt::Accepted { changes, .. } if changes == &[sync::Applied::Current]),
+        "{r:?}"
+    );
+    drop(store);
+    schema
+        .execute(&format!(
+            "DO $$ BEGIN IF (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
+               OR {SCHEMA_VERSION} <> 4 OR to_regclass('snapshot_floors') IS NULL
+             THEN RAISE EXCEPTION 'not upgraded to version 4'; END IF; END $$"
+        ))
+        .expect("version 4, with the floors' table");
 }
 
 /// The statements of accept and delivery look keys up through the indexes, also when the

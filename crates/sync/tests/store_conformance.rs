@@ -1623,6 +1623,13 @@ macro_rules! conformance {
                 .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key() {
+                snapshot_cases::a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_dry_run_a_refusal_and_a_cancelled_feed_write_nothing() {
                 snapshot_cases::a_dry_run_a_refusal_and_a_cancelled_feed_write_nothing(&$harness)
                     .await

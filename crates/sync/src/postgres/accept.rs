@@ -1,8 +1,8 @@
 //! Accepting a batch of events in one transaction, in a fixed number of statements whatever
 //! its size (arrays through `UNNEST`): seqs allocated in arrival order, new events logged
 //! (a messageId already stored, by this or another instance, makes a duplicate), the keys'
-//! desired rows locked in key order and decided on (`decide`), then written, with the
-//! events' statuses and the figures.
+//! desired rows locked in key order and, with the audiences' snapshot floors (`floors`),
+//! decided on (`decide`), then written, with the events' statuses and the figures.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -272,8 +272,18 @@ async fn apply_changes(
         .collect();
     keys.sort();
     keys.dedup();
-    let stored = lock_keys(tx, &keys).await?;
-    let mut decided = decide(&changes, &stored);
+    let mut audiences: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.destination, c.change.audience_key.as_str()))
+        .collect();
+    audiences.sort_unstable();
+    audiences.dedup();
+    // Both reads go out together (the driver pipelines them): no round trip for the floors.
+    let (stored, floors) = tokio::try_join!(
+        lock_keys(tx, &keys),
+        super::floors::read(tx, OP, &audiences)
+    )?;
+    let mut decided = decide(&changes, &stored, &floors);
     insert_new_keys(tx, &changes, &decided.winners).await?;
     update_stored_keys(tx, &changes, &decided.winners).await?;
     supersede(tx, &decided.supersede, &mut decided.deltas).await?;

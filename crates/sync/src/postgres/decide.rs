@@ -4,8 +4,10 @@
 //! what changes in the figures. Pure: no I/O, so the same rules as the SQLite engine
 //! (`crate::sqlite::accept`) are checked here without a database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use super::floors::Audience;
+use crate::snapshot::Floor;
 use crate::sqlite::counts::Deltas;
 use crate::store::{Applied, MembershipChange, StatusKind, Version};
 
@@ -119,8 +121,13 @@ struct Current {
     from_batch: Option<usize>,
 }
 
-/// Decides a batch: `changes` in arrival order, `stored` the locked rows of their keys.
-pub(super) fn decide(changes: &[NewChange<'_>], stored: &BTreeMap<Key, Stored>) -> Decisions {
+/// Decides a batch: `changes` in arrival order, `stored` the locked rows of their keys,
+/// `floors` the snapshot floors of their audiences.
+pub(super) fn decide(
+    changes: &[NewChange<'_>],
+    stored: &BTreeMap<Key, Stored>,
+    floors: &HashMap<Audience, Floor>,
+) -> Decisions {
     let mut out = Decisions::default();
     let mut current: BTreeMap<Key, Current> = BTreeMap::new();
     for (i, nc) in changes.iter().enumerate() {
@@ -146,6 +153,19 @@ pub(super) fn decide(changes: &[NewChange<'_>], stored: &BTreeMap<Key, Stored>) 
             out.statuses.push(row);
             continue;
         };
+        // Older than the audience's newest snapshot: that snapshot replaced it, whatever the
+        // key (`floors` holds the batch's audiences that have one: a few).
+        if let Some(why) = floors
+            .iter()
+            .find(|((d, k), _)| *d == key.0 && *k == key.1)
+            .and_then(|(_, f)| f.supersedes(c, nc.received_ms))
+        {
+            row.status = StatusKind::Superseded;
+            row.reason = Some(why);
+            out.applied.push(Applied::Stale);
+            out.statuses.push(row);
+            continue;
+        }
         if !current.contains_key(&key)
             && let Some(s) = stored.get(&key)
         {
@@ -274,7 +294,7 @@ mod tests {
             change("aud", "x@y.z", true, Some(15)),
         );
         let changes = [nc(0, 1, "m1", &a), nc(1, 2, "m2", &b), nc(2, 3, "m3", &c)];
-        let d = decide(&changes, &BTreeMap::new());
+        let d = decide(&changes, &BTreeMap::new(), &HashMap::new());
         assert_eq!(
             d.applied,
             vec![Applied::Current, Applied::Current, Applied::Stale]
@@ -309,7 +329,7 @@ mod tests {
             )])
         };
         let c = change("aud", "x@y.z", true, Some(10));
-        let d = decide(&[nc(0, 2, "new", &c)], &stored(20));
+        let d = decide(&[nc(0, 2, "new", &c)], &stored(20), &HashMap::new());
         assert_eq!(d.applied, vec![Applied::Stale]);
         assert!(d.supersede.is_empty() && d.winners.is_empty());
         assert!(
@@ -319,7 +339,7 @@ mod tests {
                 .unwrap_or("")
                 .contains("\"old\"")
         );
-        let d = decide(&[nc(0, 2, "new", &c)], &stored(5));
+        let d = decide(&[nc(0, 2, "new", &c)], &stored(5), &HashMap::new());
         assert_eq!(d.applied, vec![Applied::Current]);
         assert_eq!(d.supersede.len(), 1);
         assert_eq!(
@@ -329,5 +349,51 @@ mod tests {
                 stored: true
             }
         );
+    }
+
+    #[test]
+    fn a_change_older_than_the_audiences_snapshot_is_superseded_whatever_its_key() {
+        let floors = HashMap::from([(
+            ("d".to_string(), "aud".to_string()),
+            Floor {
+                time_ms: 100,
+                message_id: "snapshot-1".into(),
+            },
+        )]);
+        let (old, same, newer, other) = (
+            change("aud", "x@y.z", true, Some(99)),
+            change("aud", "x@y.z", true, Some(100)),
+            change("aud", "w@y.z", false, Some(101)),
+            change("other", "x@y.z", true, Some(1)),
+        );
+        let changes = [
+            nc(0, 1, "old", &old),
+            nc(1, 2, "same", &same),
+            nc(2, 3, "newer", &newer),
+            nc(3, 4, "other", &other),
+        ];
+        let d = decide(&changes, &BTreeMap::new(), &floors);
+        assert_eq!(
+            d.applied,
+            vec![
+                Applied::Stale,
+                Applied::Current,
+                Applied::Current,
+                Applied::Current
+            ]
+        );
+        assert_eq!(d.statuses[0].status, StatusKind::Superseded);
+        let why = d.statuses[0].reason.as_deref().unwrap_or("");
+        assert!(why.contains("\"snapshot-1\""), "{why}");
+        assert_eq!(d.winners.len(), 3);
+        let delta = d
+            .deltas
+            .sorted()
+            .into_iter()
+            .find(|(_, k, _)| *k == "aud")
+            .map(|(_, _, d)| *d)
+            .expect("aud");
+        let superseded = delta.events[crate::sqlite::counts::index(StatusKind::Superseded)];
+        assert_eq!((delta.keys, superseded), (2, 1));
     }
 }

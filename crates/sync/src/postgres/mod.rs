@@ -24,7 +24,8 @@
 //! nothing behind.
 //!
 //! The parts: `schema` (tables, versions, migrations), `accept` (with its pure decisions in
-//! `decide`, and the desired rows' writes in `desired`), `outcomes` (outcomes and failed tries, decided in `settle`), `pending`,
+//! `decide`, and the desired rows' writes in `desired`; the snapshot floors it checks in
+//! `floors`), `outcomes` (outcomes and failed tries, decided in `settle`), `pending`,
 //! `registry` (lists, destination state, write probe), `reports`, `counts` (the figures per
 //! audience), `retention` (pruning the event log), `export` and `import` (`store copy`: a
 //! snapshot read in batches, and batches written back), `engine` (the async seam).
@@ -36,6 +37,7 @@ mod desired;
 mod drift;
 mod engine;
 mod export;
+mod floors;
 mod holds;
 mod import;
 mod leases;

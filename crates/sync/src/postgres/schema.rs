@@ -17,17 +17,18 @@
 //!   `counts`); `destination_state`; `write_probe`.
 //!
 //! Version 2: the coordination tables (see `leases`). Version 3: the mass-removal guard's
-//! tables and the partial index on pending exits (see `holds`).
+//! tables and the partial index on pending exits (see `holds`). Version 4: the snapshot
+//! floors (see `floors`).
 
 use deadpool_postgres::Object;
 
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps from an empty database: step `i` brings the schema to version `i + 1`.
-const STEPS: &[&str] = &[V1, super::leases::V2, super::holds::V3];
+const STEPS: &[&str] = &[V1, super::leases::V2, super::holds::V3, super::floors::V4];
 
 const V1: &str = r#"
 CREATE SEQUENCE event_seq;

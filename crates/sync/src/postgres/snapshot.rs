@@ -1,11 +1,12 @@
 //! Applying a full audience snapshot (`crate::snapshot`) in PostgreSQL: one transaction. The
 //! rows are staged in a temporary table (dropped at its end) in batches through `UNNEST`, the
-//! first row of an identity counting; then `desired` is locked against writers (`SHARE ROW
-//! EXCLUSIVE`: readers go on, other instances' accepts and outcomes wait for the commit, so
-//! that the diff and what it writes see one state), the diff is computed in SQL into a second
+//! first row of an identity counting; then `events` and `desired` are locked against writers
+//! (`SHARE ROW EXCLUSIVE`: readers go on, other instances' accepts and outcomes wait for the
+//! commit, so that the diff and what it writes see one state, and a batch accepted after it
+//! sees its floor), the diff is computed in SQL into a second
 //! temporary table (its serial is the change's part), the policy decides, and the changes are
-//! written as the changes of one new event, or the transaction is rolled back. A dry run
-//! takes no lock.
+//! written as the changes of one new event with the audience's snapshot floor raised
+//! (`floors`), or the transaction is rolled back. A dry run takes no lock.
 
 use std::collections::HashSet;
 
@@ -93,12 +94,15 @@ impl PostgresStore {
         .await
         .map_err(pg(OP))?;
         if !spec.policy.dry_run {
-            tx.batch_execute("LOCK TABLE desired IN SHARE ROW EXCLUSIVE MODE")
+            // `events` first, as accept inserts its events before it reads the floors and
+            // writes `desired`: a batch either commits before the diff or waits for the
+            // snapshot and then sees its floor (see `floors`).
+            tx.batch_execute("LOCK TABLE events, desired IN SHARE ROW EXCLUSIVE MODE")
                 .await
                 .map_err(pg(OP))?;
         }
-        let diff = diff_and_write(&tx, spec, &mut staged).await?;
-        if diff.applied {
+        let (diff, raised) = diff_and_write(&tx, spec, &mut staged).await?;
+        if raised {
             tx.commit().await.map_err(pg(OP))?;
         } else {
             tx.rollback().await.map_err(pg(OP))?;
@@ -157,11 +161,13 @@ const UNCHANGED: &str = "FROM snap_stage s JOIN desired d
      ON d.destination = $1 AND d.list_key = $2 AND d.email = s.email AND d.user_id = s.user_id
      WHERE d.member AND $3::int8 IS NOT NULL";
 
+/// The diff, checked, and written unless it must not be, with the audience's snapshot floor
+/// raised; the caller commits when the floor was raised (not a dry run, not refused).
 async fn diff_and_write(
     tx: &Transaction<'_>,
     spec: &SnapshotSpec,
     staged: &mut Staged,
-) -> Result<SnapshotDiff, StoreError> {
+) -> Result<(SnapshotDiff, bool), StoreError> {
     let (dest, key, t) = (
         spec.destination.as_str(),
         spec.audience_key.as_str(),
@@ -254,8 +260,23 @@ async fn diff_and_write(
         current_members: diff.current_members,
         removes: diff.removes,
     });
-    if spec.policy.dry_run || diff.refused.is_some() || diff.adds + diff.removes == 0 {
-        return Ok(diff);
+    if spec.policy.dry_run || diff.refused.is_some() {
+        return Ok((diff, false));
+    }
+    // The snapshot is the whole audience as of its time, also when it changes nothing: live
+    // changes older than it are superseded from now on.
+    super::floors::raise(
+        tx,
+        OP,
+        dest,
+        key,
+        t,
+        &spec.message_id,
+        spec.received_ms,
+    )
+    .await?;
+    if diff.adds + diff.removes == 0 {
+        return Ok((diff, true));
     }
     let seq = write_changes(tx, spec).await?;
     if diff.removes > 0 {
@@ -277,7 +298,7 @@ async fn diff_and_write(
     }
     diff.seq = Some(seq);
     diff.applied = true;
-    Ok(diff)
+    Ok((diff, true))
 }
 
 /// Every entry, exit and kept newer change into `sink`, in pages (no cursor needed: the

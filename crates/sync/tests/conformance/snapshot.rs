@@ -380,3 +380,99 @@ pub async fn repeated_and_bad_rows_are_counted_with_their_lines(h: &dyn Harness)
     );
     assert_eq!(members(&desired(&s).await), ["a@x.io", "b@x.io"]);
 }
+
+/// The reason of `message_id`'s (only) change.
+async fn reason(s: &Store, message_id: &str) -> String {
+    status(s, message_id)
+        .await
+        .into_iter()
+        .next()
+        .and_then(|(_, r)| r)
+        .unwrap_or_default()
+}
+
+pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
+    h: &dyn Harness,
+) {
+    let s = h.open("snapshot-floor");
+    // A second instance on the same database: it accepted for the audience before the
+    // snapshot (so it knows it had no floor), and must see the floor the first one raises.
+    let other = h.open("snapshot-floor");
+    let t = NOW;
+    accept1(
+        &s,
+        event("kept-enter", vec![change(A, "kept@x.io", true, Some(t - 100))]),
+    )
+    .await;
+    accept1(
+        &other,
+        event("gone-enter", vec![change(A, "gone@x.io", true, Some(t - 100))]),
+    )
+    .await;
+    let policy = Policy {
+        allow_mass_removal: true,
+        ..Policy::default()
+    };
+    let r = snap(&s, t, "snap-floor", "email\nkept@x.io\n", policy).await;
+    // kept@ was a member already and stays one: the snapshot writes nothing for it.
+    assert_eq!((r.diff.adds, r.diff.removes, r.diff.unchanged), (0, 1, 1));
+    let before = desired(&s).await;
+    assert_eq!(members(&before), ["kept@x.io"]);
+
+    // Older than the snapshot, arriving after it: (a) a key it kept, (b) a key it never named
+    // (and which was never desired), on either instance. Both superseded, nothing changes.
+    for (store, msg, email, member) in [
+        (&s, "late-kept-exit", "kept@x.io", false),
+        (&other, "late-absent-enter", "absent@x.io", true),
+        (&other, "late-kept-exit-2", "kept@x.io", false),
+        (&s, "late-absent-enter-2", "absent@x.io", true),
+    ] {
+        let r = accept1(store, event(msg, vec![change(A, email, member, Some(t - 1))])).await;
+        assert!(
+            matches!(&r, Receipt::Accepted { changes, .. } if changes == &[Applied::Stale]),
+            "{msg}: {r:?}"
+        );
+        assert_eq!(kinds(&s, msg).await, [StatusKind::Superseded], "{msg}");
+        let why = reason(&s, msg).await;
+        assert!(
+            why.contains("\"snap-floor\"") && why.contains("2023-11-14T22:13:20.000Z"),
+            "{msg}: {why}"
+        );
+    }
+    assert_eq!(desired(&s).await, before);
+    // Another audience has no floor: an old event applies there.
+    let r = accept1(
+        &s,
+        event("other-aud", vec![change("no_snapshot", "a@x.io", true, Some(1))]),
+    )
+    .await;
+    assert!(
+        matches!(&r, Receipt::Accepted { changes, .. } if changes == &[Applied::Current]),
+        "{r:?}"
+    );
+
+    // A snapshot older than the floor does not lower it.
+    snap(&other, t - 50, "snap-older", "email\nkept@x.io\n", policy).await;
+    accept1(
+        &s,
+        event("late-30", vec![change(A, "absent@x.io", true, Some(t - 30))]),
+    )
+    .await;
+    assert_eq!(kinds(&s, "late-30").await, [StatusKind::Superseded]);
+
+    // Newer than the snapshot: it applies, on either instance.
+    accept1(
+        &other,
+        event("newer-absent", vec![change(A, "absent@x.io", true, Some(t + 1))]),
+    )
+    .await;
+    accept1(
+        &s,
+        event("newer-kept", vec![change(A, "kept@x.io", false, Some(t + 1))]),
+    )
+    .await;
+    assert_eq!(kinds(&s, "newer-absent").await, [StatusKind::Accepted]);
+    assert_eq!(kinds(&s, "newer-kept").await, [StatusKind::Accepted]);
+    assert_eq!(members(&desired(&s).await), ["absent@x.io"]);
+    figures_agree(&s).await;
+}
