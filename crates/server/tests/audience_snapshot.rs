@@ -1,7 +1,8 @@
 //! `PUT /v1/audiences/{destination}/{audience}/members` as a warehouse job calls it: admin
 //! auth; a snapshot fills a list and the next makes exactly its changes; a dry run writes
 //! nothing; emptying the list is refused (409, with the numbers) unless overridden; bad input
-//! gets a 4xx naming the parameter or the line; a body cut off midway applies nothing. On
+//! gets a 4xx naming the parameter or the line; a body cut off midway applies nothing; a live
+//! event older than the snapshot, arriving after it, is superseded by it whatever its key. On
 //! SQLite and on PostgreSQL.
 
 mod support;
@@ -10,7 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::Harness;
+use serde_json::json;
+use support::{Harness, track};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "s3cret-admin";
@@ -200,4 +202,71 @@ async fn a_body_cut_off_midway_applies_nothing() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     converge(&h, &emails(0..1000)).await;
+}
+
+/// The snapshot at 10:00 names k (kept: a member already) and m; events of 09:59 sent after
+/// it, for k (an exit) and for a (never a member, not in the snapshot), are superseded by it
+/// and leave the list as it is; an event of 10:01 for a applies.
+async fn older_events_lose_to_the_snapshot(h: &Harness) {
+    let path = "/v1/audiences/prod/wh/members?as_of=2026-11-29T10:00:00Z";
+    let (s, r) = put(h, path, "email,userId\nk@example.com,uk\n".into(), None).await;
+    assert_eq!(s, 200, "{r}");
+    converge(h, &BTreeSet::from(["k@example.com".to_string()])).await;
+    let body = "email,userId\nk@example.com,uk\nm@example.com,um\n".to_string();
+    let (s, r) = put(h, path, body, None).await;
+    assert_eq!(
+        (s, r["adds"].as_u64(), r["unchanged"].as_u64()),
+        (200, Some(1), Some(1)),
+        "{r}"
+    );
+    let want: BTreeSet<String> = ["k@example.com", "m@example.com"].map(String::from).into();
+    converge(h, &want).await;
+
+    let old = "2026-11-29T09:59:59.000Z";
+    let batch = json!({"batch": [
+        track("old-k-exit", "uk", "k@example.com", "wh", false, old),
+        track("old-a-enter", "ua", "a@example.com", "wh", true, old),
+    ]});
+    let (s, r) = h.post("/v1/batch", &batch).await;
+    assert_eq!(s, 200, "{r}");
+    for id in ["old-k-exit", "old-a-enter"] {
+        let ev = h.wait_final(id).await;
+        let a = &ev["audiences"][0];
+        assert_eq!(a["status"], "superseded", "{id}: {ev}");
+        let why = a["reason"].as_str().unwrap_or("");
+        assert!(
+            why.contains("snapshot")
+                && why.contains("2026-11-29T10:00:00.000Z")
+                && why.contains("older (2026-11-29T09:59:59.000Z)"),
+            "{id}: {why}"
+        );
+    }
+    assert_eq!(h.list("wh").unwrap_or_default(), want);
+    // Newer than the snapshot: it applies. The list then holds it and nothing of the older
+    // events (k stays, as the snapshot says).
+    let (s, _) = h
+        .post(
+            "/v1/batch",
+            &json!({"batch": [track("new-a-enter", "ua", "a@example.com", "wh", true, "2026-11-29T10:00:01.000Z")]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ev = h.wait_final("new-a-enter").await;
+    assert_eq!(ev["audiences"][0]["status"], "delivered", "{ev}");
+    let want: BTreeSet<String> = ["a@example.com", "k@example.com", "m@example.com"]
+        .map(String::from)
+        .into();
+    converge(h, &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_event_after_a_snapshot_is_superseded_by_it() {
+    let h = Harness::start("").await;
+    older_events_lose_to_the_snapshot(&h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_event_after_a_snapshot_is_superseded_by_it_on_postgresql() {
+    let h = Harness::start_postgres(Default::default(), "").await;
+    older_events_lose_to_the_snapshot(&h).await;
 }

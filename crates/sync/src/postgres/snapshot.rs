@@ -265,16 +265,7 @@ async fn diff_and_write(
     }
     // The snapshot is the whole audience as of its time, also when it changes nothing: live
     // changes older than it are superseded from now on.
-    super::floors::raise(
-        tx,
-        OP,
-        dest,
-        key,
-        t,
-        &spec.message_id,
-        spec.received_ms,
-    )
-    .await?;
+    super::floors::raise(tx, OP, dest, key, t, &spec.message_id, spec.received_ms).await?;
     if diff.adds + diff.removes == 0 {
         return Ok((diff, true));
     }

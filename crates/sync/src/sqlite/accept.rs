@@ -190,9 +190,7 @@ impl SqliteStore {
         }
         // Older than the audience's newest snapshot: that snapshot replaced it, whatever the
         // key (see `crate::snapshot::Floor`).
-        if let Some(floor) = st
-            .floors
-            .get(tx, OP, &ev.destination, &c.audience_key)?
+        if let Some(floor) = st.floors.get(tx, OP, &ev.destination, &c.audience_key)?
             && let Some(why) = floor.supersedes(c, ev.received_ms)
         {
             return Ok((StatusKind::Superseded, Some(why), Applied::Stale));

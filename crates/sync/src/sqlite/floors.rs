@@ -147,7 +147,13 @@ pub(super) fn raise(
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (destination, list_key) DO UPDATE SET floor_ms = excluded.floor_ms,
            message_id = excluded.message_id, updated_ms = excluded.updated_ms",
-        params![destination, list_key, floor.time_ms, floor.message_id, now_ms],
+        params![
+            destination,
+            list_key,
+            floor.time_ms,
+            floor.message_id,
+            now_ms
+        ],
     )
     .map_err(engine(op))?;
     Ok(floor)

@@ -128,7 +128,13 @@ impl SqliteStore {
         }
         // The one connection serves reads as an in-memory database's writer does.
         let floors = FloorCache::default();
-        Ok(Self::assemble(conn, floors, None, None, QuickCheck::Skipped))
+        Ok(Self::assemble(
+            conn,
+            floors,
+            None,
+            None,
+            QuickCheck::Skipped,
+        ))
     }
 
     /// The store over its writing connection, its read connection and its checkpointer.

@@ -493,5 +493,8 @@ fn a_version_5_database_gets_the_snapshot_floors_and_keeps_them_across_opens() {
     let st = s.event_status("d", "late").expect("read").expect("logged");
     assert_eq!(st.audiences[0].status, StatusKind::Superseded);
     let why = st.audiences[0].reason.as_deref().unwrap_or("");
-    assert!(why.contains("\"snapshot-1\"") && why.contains("1970-01-01T00:00:01.000Z"), "{why}");
+    assert!(
+        why.contains("\"snapshot-1\"") && why.contains("1970-01-01T00:00:01.000Z"),
+        "{why}"
+    );
 }

@@ -275,15 +275,7 @@ fn diff_and_write(
     }
     // The snapshot is the whole audience as of its time, also when it changes nothing: live
     // changes older than it are superseded from now on.
-    let floor = floors::raise(
-        tx,
-        OP,
-        dest,
-        key,
-        t,
-        &spec.message_id,
-        spec.received_ms,
-    )?;
+    let floor = floors::raise(tx, OP, dest, key, t, &spec.message_id, spec.received_ms)?;
     if diff.adds + diff.removes == 0 {
         return Ok((diff, Some(floor)));
     }

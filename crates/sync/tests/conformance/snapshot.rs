@@ -391,9 +391,7 @@ async fn reason(s: &Store, message_id: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
-    h: &dyn Harness,
-) {
+pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(h: &dyn Harness) {
     let s = h.open("snapshot-floor");
     // A second instance on the same database: it accepted for the audience before the
     // snapshot (so it knows it had no floor), and must see the floor the first one raises.
@@ -401,12 +399,18 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
     let t = NOW;
     accept1(
         &s,
-        event("kept-enter", vec![change(A, "kept@x.io", true, Some(t - 100))]),
+        event(
+            "kept-enter",
+            vec![change(A, "kept@x.io", true, Some(t - 100))],
+        ),
     )
     .await;
     accept1(
         &other,
-        event("gone-enter", vec![change(A, "gone@x.io", true, Some(t - 100))]),
+        event(
+            "gone-enter",
+            vec![change(A, "gone@x.io", true, Some(t - 100))],
+        ),
     )
     .await;
     let policy = Policy {
@@ -427,7 +431,11 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
         (&other, "late-kept-exit-2", "kept@x.io", false),
         (&s, "late-absent-enter-2", "absent@x.io", true),
     ] {
-        let r = accept1(store, event(msg, vec![change(A, email, member, Some(t - 1))])).await;
+        let r = accept1(
+            store,
+            event(msg, vec![change(A, email, member, Some(t - 1))]),
+        )
+        .await;
         assert!(
             matches!(&r, Receipt::Accepted { changes, .. } if changes == &[Applied::Stale]),
             "{msg}: {r:?}"
@@ -443,7 +451,10 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
     // Another audience has no floor: an old event applies there.
     let r = accept1(
         &s,
-        event("other-aud", vec![change("no_snapshot", "a@x.io", true, Some(1))]),
+        event(
+            "other-aud",
+            vec![change("no_snapshot", "a@x.io", true, Some(1))],
+        ),
     )
     .await;
     assert!(
@@ -455,7 +466,10 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
     snap(&other, t - 50, "snap-older", "email\nkept@x.io\n", policy).await;
     accept1(
         &s,
-        event("late-30", vec![change(A, "absent@x.io", true, Some(t - 30))]),
+        event(
+            "late-30",
+            vec![change(A, "absent@x.io", true, Some(t - 30))],
+        ),
     )
     .await;
     assert_eq!(kinds(&s, "late-30").await, [StatusKind::Superseded]);
@@ -463,12 +477,18 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
     // Newer than the snapshot: it applies, on either instance.
     accept1(
         &other,
-        event("newer-absent", vec![change(A, "absent@x.io", true, Some(t + 1))]),
+        event(
+            "newer-absent",
+            vec![change(A, "absent@x.io", true, Some(t + 1))],
+        ),
     )
     .await;
     accept1(
         &s,
-        event("newer-kept", vec![change(A, "kept@x.io", false, Some(t + 1))]),
+        event(
+            "newer-kept",
+            vec![change(A, "kept@x.io", false, Some(t + 1))],
+        ),
     )
     .await;
     assert_eq!(kinds(&s, "newer-absent").await, [StatusKind::Accepted]);
