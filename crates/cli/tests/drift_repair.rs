@@ -167,6 +167,47 @@ async fn drift_found_and_repaired(postgres: Option<String>) {
     );
     assert_eq!(until_list(&emu, &set(&audience)).await, list_id);
     assert_eq!(lists(&emu, "vip").len(), 1, "one list per audience");
+    // The service's status shows that verify: when, with repair, what it found and did.
+    let st: Value = http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .text()
+        .await
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .expect("status json");
+    let vip = st["destinations"][0]["audiences"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["audience"] == "vip"))
+        .unwrap_or_else(|| panic!("vip in {st}"));
+    let last = &vip["lastVerify"];
+    assert_eq!(
+        (
+            &last["repair"],
+            &last["inSync"],
+            &last["missing"],
+            &last["extra"],
+            &last["reopened"],
+            &last["unsubscribes"],
+            &last["error"]
+        ),
+        (
+            &json!(true),
+            &json!(false),
+            &json!(2),
+            &json!(2),
+            &json!(3),
+            &json!(1),
+            &Value::Null
+        ),
+        "{vip}"
+    );
+    assert!(
+        last["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{last}"
+    );
 
     let o = verify(&cfg, &[]);
     assert!(
@@ -176,6 +217,19 @@ async fn drift_found_and_repaired(postgres: Option<String>) {
         text(&o.stderr)
     );
     assert!(text(&o.stdout).contains("in sync"), "{}", text(&o.stdout));
+    // `status` shows the last one: in sync now.
+    let o = std::process::Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run status");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out} {}", text(&o.stderr));
+    assert!(
+        out.lines().any(|l| l.contains("last verify of vip:")
+            && l.contains("in sync (4 in Iterable, 4 acknowledged)")),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -273,6 +327,24 @@ async fn a_scheduled_verify_repairs_drift_and_reports_it_in_the_metrics() {
         ),
         "{metrics}"
     );
+    // The scheduled verify is the audience's last verify in the status, with repair.
+    let st: Value = http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .text()
+        .await
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .expect("status json");
+    let last = &st["destinations"][0]["audiences"][0]["lastVerify"];
+    assert_eq!(
+        (&last["repair"], &last["error"]),
+        (&json!(true), &Value::Null),
+        "{st}"
+    );
+    assert!(last["atMs"].as_i64().is_some_and(|t| t > 0), "{st}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

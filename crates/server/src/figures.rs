@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync::{DestinationState, EventCounts, ListCounts, RemovalHold, Store};
+use sync::{DestinationState, EventCounts, ListCounts, RemovalHold, Store, VerifyRecord};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -25,6 +25,8 @@ pub struct Figures {
     pub stored_state: Option<DestinationState>,
     /// Audiences whose removals the mass-removal guard holds.
     pub holds: Vec<RemovalHold>,
+    /// The last `audience verify` of each audience that had one.
+    pub verifies: Vec<VerifyRecord>,
 }
 
 /// The last snapshot and when it was read.
@@ -75,11 +77,13 @@ pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, Str
             .await
             .map_err(|e| e.to_string())?;
         let holds = store.removal_holds(n).await.map_err(|e| e.to_string())?;
+        let verifies = store.last_verifies(n).await.map_err(|e| e.to_string())?;
         out.push(Figures {
             lists,
             events,
             stored_state,
             holds,
+            verifies,
         });
     }
     Ok(out)

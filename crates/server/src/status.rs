@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 pub use sync::DestinationState;
 use sync::{
     AudienceStatus, EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store,
-    StoreError,
+    StoreError, VerifyRecord,
 };
 
 use crate::app::AppState;
@@ -58,6 +58,26 @@ pub struct DestinationStatus {
     pub events: EventCounts,
     /// Audiences whose removals the mass-removal guard holds.
     pub holds: Vec<RemovalHold>,
+    /// The last `audience verify` of each audience that had one.
+    pub verifies: Vec<VerifyRecord>,
+}
+
+/// The last verify of an audience as JSON: when, what it found (or why it failed).
+pub fn verify_json(v: &VerifyRecord) -> Value {
+    json!({
+        "at": format_timestamp_ms(v.ran_ms),
+        "atMs": v.ran_ms,
+        "repair": v.repair,
+        "inSync": v.in_sync(),
+        "error": v.error,
+        "inIterable": v.in_iterable,
+        "acknowledged": v.acknowledged,
+        "missing": v.missing,
+        "extra": v.extra,
+        "reopened": v.reopened,
+        "unsubscribes": v.unsubscribes,
+        "summary": v.describe(),
+    })
 }
 
 /// A hold as JSON: since when, how many removals wait, and the numbers that tripped it.
@@ -91,6 +111,7 @@ impl DestinationStatus {
                 events: store.event_counts(name).await?,
                 stored_state: None,
                 holds: store.removal_holds(name).await?,
+                verifies: store.last_verifies(name).await?,
             },
         ))
     }
@@ -109,6 +130,7 @@ impl DestinationStatus {
             lists: figures.lists,
             events: figures.events,
             holds: figures.holds,
+            verifies: figures.verifies,
         }
     }
 
@@ -127,6 +149,11 @@ impl DestinationStatus {
     /// Since when it is paused or degraded (epoch ms).
     pub fn since_ms(&self) -> Option<i64> {
         self.state.as_ref().and_then(DestinationState::since_ms)
+    }
+
+    /// The last verify of an audience, if it had one.
+    pub fn last_verify(&self, audience: &str) -> Option<&VerifyRecord> {
+        self.verifies.iter().find(|v| v.audience_key == audience)
     }
 
     /// The hold of an audience, if its removals are held.
@@ -157,6 +184,7 @@ impl DestinationStatus {
                 "oldestPendingMs": l.oldest_pending_ms,
                 "lastDeliveryMs": l.last_delivery_ms,
                 "removalHold": self.hold(&l.audience_key).map(hold_json),
+                "lastVerify": self.last_verify(&l.audience_key).map(verify_json),
             })).collect::<Vec<_>>(),
             "heldAudiences": self.holds.iter().map(|h| h.audience_key.as_str()).collect::<Vec<_>>(),
         })
@@ -237,6 +265,16 @@ pub fn status_text(destinations: &[DestinationStatus], now_ms: i64) -> String {
                 l.rejected,
                 l.last_delivery_ms
                     .map_or("-".into(), |t| relative_time(t, now_ms))
+            );
+        }
+        for v in &d.verifies {
+            let _ = writeln!(
+                out,
+                "  last verify of {}{}: {}, {}",
+                v.audience_key,
+                if v.repair { " (with repair)" } else { "" },
+                time_text(v.ran_ms, now_ms),
+                v.describe()
             );
         }
         for h in &d.holds {
@@ -419,6 +457,7 @@ mod tests {
                 events: EventCounts::default(),
                 stored_state: None,
                 holds: Vec::new(),
+                verifies: Vec::new(),
             },
         );
         let v = paused.to_json();
@@ -442,6 +481,7 @@ mod tests {
                 events: EventCounts::default(),
                 stored_state: None,
                 holds: Vec::new(),
+                verifies: Vec::new(),
             },
         );
         let v = disabled.to_json();

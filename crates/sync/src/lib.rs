@@ -32,5 +32,5 @@ pub use store::{
     EventCounts, EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts,
     MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded,
     RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
-    TableCounts, Version,
+    TableCounts, VerifyRecord, Version,
 };

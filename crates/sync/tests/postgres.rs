@@ -284,7 +284,7 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
     schema
         .execute(
             "DROP TABLE leases, instances, rate_cuts, rate_slots, removal_guard, removal_window,
-               snapshot_floors;
+               snapshot_floors, last_verify;
              DROP INDEX desired_pending_exits;
              UPDATE schema_version SET version = 1",
         )
@@ -323,8 +323,9 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_3_database_gets_the_snapshot_floors() {
-    // Version 3 is the current schema without version 4's `snapshot_floors`.
+async fn a_version_3_database_gets_the_snapshot_floors_and_the_last_verifies() {
+    // Version 3 is the current schema without version 4's `snapshot_floors` and
+    // `last_verify`.
     let schema = PgSchema::create("upgrade-floors");
     let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
     store
@@ -333,7 +334,7 @@ async fn a_version_3_database_gets_the_snapshot_floors() {
         .expect("accept");
     drop(store);
     schema
-        .execute("DROP TABLE snapshot_floors; UPDATE schema_version SET version = 3")
+        .execute("DROP TABLE snapshot_floors, last_verify; UPDATE schema_version SET version = 3")
         .expect("back to version 3");
     let err = open(&schema, Access::ReadOnly)
         .await
@@ -361,6 +362,7 @@ async fn a_version_3_database_gets_the_snapshot_floors() {
         .execute(&format!(
             "DO $$ BEGIN IF (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
                OR {SCHEMA_VERSION} <> 4 OR to_regclass('snapshot_floors') IS NULL
+               OR to_regclass('last_verify') IS NULL
              THEN RAISE EXCEPTION 'not upgraded to version 4'; END IF; END $$"
         ))
         .expect("version 4, with the floors' table");

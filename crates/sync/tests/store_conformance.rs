@@ -1651,6 +1651,10 @@ macro_rules! conformance {
                 .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_last_verify_of_each_audience_is_kept_and_replaced() {
+                drift_cases::the_last_verify_of_each_audience_is_kept_and_replaced(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_replaced_list_gets_the_whole_membership_once() {
                 drift_cases::a_replaced_list_gets_the_whole_membership_once(&$harness).await
             }

@@ -25,7 +25,7 @@ use iterable::client::{Client, IterableError, UserLines};
 
 use crate::store::{
     AudienceKey, ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Store,
-    StoreError,
+    StoreError, VerifyRecord,
 };
 use lines::LineSet;
 pub use walk::DriftCounts;
@@ -172,8 +172,41 @@ impl UserLines for Reading<'_, '_> {
 }
 
 /// Reads the live list of `opts.audience`, compares it with the store, and with
-/// `opts.repair` stores the corrections. `progress` is called a few times a second.
+/// `opts.repair` stores the corrections. `progress` is called a few times a second. What it
+/// found, or why it stopped, is kept as the audience's last verify
+/// ([`crate::Store::record_verify`], shown by `status`), unless the audience has no list or
+/// the store failed.
 pub async fn verify(
+    store: &Store,
+    client: &Client,
+    opts: &VerifyOptions,
+    progress: ProgressFn<'_>,
+) -> Result<VerifyReport, VerifyError> {
+    let r = verify_list(store, client, opts, progress).await;
+    let mut record = VerifyRecord {
+        audience_key: opts.audience.clone(),
+        ran_ms: opts.now_ms,
+        repair: opts.repair,
+        ..VerifyRecord::default()
+    };
+    match &r {
+        Ok(report) => {
+            let c = &report.counts;
+            record.in_iterable = c.in_iterable;
+            record.acknowledged = c.acknowledged;
+            record.missing = c.missing;
+            record.extra = c.extra;
+            record.reopened = report.reopened;
+            record.unsubscribes = report.unsubscribes;
+        }
+        Err(VerifyError::NoList { .. } | VerifyError::Store(_)) => return r,
+        Err(e) => record.error = Some(e.to_string()),
+    }
+    store.record_verify(&opts.destination, &record).await?;
+    r
+}
+
+async fn verify_list(
     store: &Store,
     client: &Client,
     opts: &VerifyOptions,

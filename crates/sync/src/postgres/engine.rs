@@ -9,6 +9,7 @@ use crate::store::{
     AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
+    VerifyRecord,
 };
 
 impl Store {
@@ -343,6 +344,18 @@ impl Engine for PostgresStore {
             destination,
             audience_key,
         ))
+    }
+
+    fn record_verify<'a>(
+        &'a self,
+        destination: &'a str,
+        record: &'a VerifyRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(PostgresStore::record_verify(self, destination, record))
+    }
+
+    fn last_verifies<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<VerifyRecord>> {
+        Box::pin(PostgresStore::last_verifies(self, destination))
     }
 
     fn resolve_hold<'a>(

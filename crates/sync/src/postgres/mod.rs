@@ -49,6 +49,7 @@ mod retention;
 mod schema;
 mod settle;
 mod snapshot;
+mod verifies;
 
 use std::sync::Mutex;
 use std::time::Duration;

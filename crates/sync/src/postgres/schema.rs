@@ -18,7 +18,7 @@
 //!
 //! Version 2: the coordination tables (see `leases`). Version 3: the mass-removal guard's
 //! tables and the partial index on pending exits (see `holds`). Version 4: the snapshot
-//! floors (see `floors`).
+//! floors (see `floors`) and the last verify of each audience (see `verifies`).
 
 use deadpool_postgres::Object;
 
@@ -28,7 +28,12 @@ use crate::store::StoreError;
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps from an empty database: step `i` brings the schema to version `i + 1`.
-const STEPS: &[&str] = &[V1, super::leases::V2, super::holds::V3, super::floors::V4];
+const STEPS: &[&[&str]] = &[
+    &[V1],
+    &[super::leases::V2],
+    &[super::holds::V3],
+    &[super::floors::V4, super::verifies::V4],
+];
 
 const V1: &str = r#"
 CREATE SEQUENCE event_seq;
@@ -196,13 +201,15 @@ pub(super) async fn create_or_migrate_to(
         for (i, step) in STEPS.iter().enumerate() {
             let version = i as i64 + 1;
             if version > from && version <= target {
-                client.batch_execute(step).await.map_err(|e| {
-                    open_error(
-                        location,
-                        &format!("migration to version {version}"),
-                        super::pg_text(&e),
-                    )
-                })?;
+                for part in *step {
+                    client.batch_execute(part).await.map_err(|e| {
+                        open_error(
+                            location,
+                            &format!("migration to version {version}"),
+                            super::pg_text(&e),
+                        )
+                    })?;
+                }
             }
         }
         let now = from.max(target);

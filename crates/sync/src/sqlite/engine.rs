@@ -13,7 +13,7 @@ use crate::store::{
     AudienceKey, CopyBatch, DestinationState, Engine, EventCounts, EventRecord, Export,
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreError, StoreFuture,
-    TableCounts,
+    TableCounts, VerifyRecord,
 };
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
@@ -384,6 +384,20 @@ impl Engine for SqliteEngine {
         self.run("last_hold_decision", move |db| {
             db.last_hold_decision(&d, &a)
         })
+    }
+
+    fn record_verify<'a>(
+        &'a self,
+        destination: &'a str,
+        record: &'a VerifyRecord,
+    ) -> StoreFuture<'a, ()> {
+        let (d, r) = (destination.to_string(), record.clone());
+        self.run("record_verify", move |db| db.record_verify(&d, &r))
+    }
+
+    fn last_verifies<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<VerifyRecord>> {
+        let d = destination.to_string();
+        self.run("last_verifies", move |db| db.last_verifies(&d))
     }
 
     fn resolve_hold<'a>(

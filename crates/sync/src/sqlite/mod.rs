@@ -29,7 +29,7 @@
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
 //! batches, and batches written back), `engine` (the async seam).
 //!
-//! Schema (version 3; older databases are migrated on open):
+//! Schema (version 6; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
@@ -50,7 +50,8 @@
 //! - `removal_guard`, `removal_window` and the partial index `desired_pending_exits` (since
 //!   version 5): the mass-removal guard (see `holds`).
 //! - `snapshot_floors` (since version 6): per audience, the time of its newest snapshot,
-//!   before which live changes are superseded (see `floors`).
+//!   before which live changes are superseded (see `floors`); `last_verify` (since version
+//!   6): per audience, what its last `audience verify` found (see `verifies`).
 
 mod accept;
 mod checkpoint;
@@ -73,6 +74,7 @@ mod reports;
 mod retention;
 mod schema;
 mod snapshot;
+mod verifies;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;

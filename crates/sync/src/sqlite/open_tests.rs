@@ -468,9 +468,11 @@ fn a_version_5_database_gets_the_snapshot_floors_and_keeps_them_across_opens() {
     s.accept(&[older_event("before", "a@x.io", 500)])
         .expect("accept");
     drop(s);
-    // Version 5 is version 6 without the floors' table.
+    // Version 5 is version 6 without the floors' and the last verifies' tables.
     let c = Connection::open(t.db()).expect("open");
-    c.execute_batch("DROP TABLE snapshot_floors; UPDATE schema_version SET version = 5;")
+    c.execute_batch(
+        "DROP TABLE snapshot_floors; DROP TABLE last_verify; UPDATE schema_version SET version = 5;",
+    )
         .expect("back to version 5");
     drop(c);
 

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine, floors, holds, leases};
+use super::{SqliteStore, counts, engine, floors, holds, leases, verifies};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
@@ -97,9 +97,11 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     // Version 5: the mass-removal guard (holds and its window); the migration from 4 is
     // creating these tables.
     tx.execute_batch(holds::SCHEMA)?;
-    // Version 6: the snapshot floors; the migration from 5 is creating the table (empty: no
-    // snapshot applied before it raised a floor).
-    tx.execute_batch(floors::SCHEMA)
+    // Version 6: the snapshot floors and the last verify of each audience; the migration
+    // from 5 is creating these tables (empty: no snapshot applied before raised a floor, no
+    // verify before was kept).
+    tx.execute_batch(floors::SCHEMA)?;
+    tx.execute_batch(verifies::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

@@ -16,6 +16,7 @@ use super::rows::{
 };
 use super::state::DestinationState;
 use super::transfer::{CopyBatch, Export, TableCounts};
+use super::verifies::VerifyRecord;
 use crate::snapshot::{FeedReceiver, SnapshotDiff, SnapshotSpec};
 
 /// What every engine operation returns: a future of the operation's result, `Send` so that
@@ -296,6 +297,17 @@ pub trait Engine: Send + Sync + 'static {
         destination: &'a str,
         audience_key: &'a str,
     ) -> StoreFuture<'a, Option<(String, i64)>>;
+
+    /// Keeps `record` as the last `audience verify` of its audience (replacing the one
+    /// before), for `status`.
+    fn record_verify<'a>(
+        &'a self,
+        destination: &'a str,
+        record: &'a VerifyRecord,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The last verify of each audience of `destination` that had one, by audience key.
+    fn last_verifies<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Vec<VerifyRecord>>;
 
     /// An operator's decision on an audience's held removals (see [`HoldAction`]), in one
     /// transaction: the hold ends, and the window starts afresh. `actor` (who or what

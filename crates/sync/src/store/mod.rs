@@ -22,7 +22,9 @@
 //! - **seq**: the arrival sequence the store gives each new event (strictly increasing, never
 //!   reused, survives restarts). A change's [`Version`] is (event time, seq).
 //! - **desired**: the latest change per key by version. An older change arriving late is
-//!   *stale*: it is logged as skipped and changes nothing.
+//!   *stale*: it is logged as skipped and changes nothing. A change older than the last
+//!   snapshot of its audience (its *snapshot floor*, see [`crate::snapshot::Floor`]) is
+//!   logged as superseded by that snapshot and changes nothing either, whatever its key.
 //! - **acknowledged**: the last version Iterable confirmed for the key.
 //! - **pending**: the desired version is neither acknowledged nor settled otherwise (rejected by
 //!   Iterable, or superseded by the reconciler) and its next attempt is due.
@@ -35,6 +37,7 @@ pub mod holds;
 mod rows;
 mod state;
 pub(crate) mod transfer;
+mod verifies;
 
 pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
@@ -54,3 +57,4 @@ pub use transfer::{
     Acknowledged, CopyBatch, DesiredEntry, Export, KeyState, ListEntry, LoggedChange, LoggedEvent,
     StoredState, TableCounts,
 };
+pub use verifies::VerifyRecord;

@@ -210,3 +210,51 @@ pub async fn a_replaced_list_gets_the_whole_membership_once(h: &dyn Harness) {
     );
     assert_eq!(s.list_id(D, "vip").await.expect("list_id"), Some(9));
 }
+
+pub async fn the_last_verify_of_each_audience_is_kept_and_replaced(h: &dyn Harness) {
+    let s = h.open("last-verify");
+    assert!(s.last_verifies(D).await.expect("none yet").is_empty());
+    let first = sync::VerifyRecord {
+        audience_key: "vip".into(),
+        ran_ms: NOW,
+        repair: true,
+        error: None,
+        in_iterable: 10,
+        acknowledged: 11,
+        missing: 2,
+        extra: 1,
+        reopened: 2,
+        unsubscribes: 1,
+    };
+    let failed = sync::VerifyRecord {
+        audience_key: "churn".into(),
+        ran_ms: NOW + 5,
+        error: Some("cannot read the list from Iterable: HTTP 401".into()),
+        ..sync::VerifyRecord::default()
+    };
+    s.record_verify(D, &first).await.expect("record");
+    s.record_verify(D, &failed).await.expect("record");
+    s.record_verify("other", &first).await.expect("record");
+    assert_eq!(
+        s.last_verifies(D).await.expect("read"),
+        [failed.clone(), first.clone()]
+    );
+    // The next verify of an audience replaces its record; a second instance reads it too.
+    let again = sync::VerifyRecord {
+        ran_ms: NOW + 60_000,
+        repair: false,
+        missing: 0,
+        extra: 0,
+        reopened: 0,
+        unsubscribes: 0,
+        ..first.clone()
+    };
+    s.record_verify(D, &again).await.expect("record");
+    let other = h.open("last-verify");
+    assert_eq!(
+        other.last_verifies(D).await.expect("read"),
+        [failed, again.clone()]
+    );
+    assert!(again.in_sync());
+    assert_eq!(other.last_verifies("other").await.expect("read"), [first]);
+}
