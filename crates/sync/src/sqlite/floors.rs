@@ -36,8 +36,9 @@ CREATE TABLE IF NOT EXISTS snapshot_floors (
 #[derive(Debug, Default)]
 pub(super) struct FloorCache {
     version: Option<i64>,
-    /// Per (destination, audience): its floor, or `None` when it has none.
-    floors: HashMap<(String, String), Option<Floor>>,
+    /// Per destination and audience: its floor, or `None` when it has none (nested, so that
+    /// a lookup borrows the names rather than allocating a key).
+    floors: HashMap<String, HashMap<String, Option<Floor>>>,
 }
 
 fn data_version(conn: &Connection, op: &'static str) -> Result<i64, StoreError> {
@@ -76,23 +77,27 @@ impl FloorCache {
         let mut stmt = conn
             .prepare("SELECT destination, list_key, floor_ms, message_id FROM snapshot_floors")
             .map_err(engine(OP))?;
-        let floors = stmt
+        let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    (r.get(0)?, r.get(1)?),
-                    Some(Floor {
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    Floor {
                         time_ms: r.get(2)?,
                         message_id: r.get(3)?,
-                    }),
+                    },
                 ))
             })
-            .map_err(engine(OP))?
-            .collect::<Result<_, _>>()
             .map_err(engine(OP))?;
-        Ok(Self {
+        let mut cache = Self {
             version: Some(version),
-            floors,
-        })
+            floors: HashMap::new(),
+        };
+        for row in rows {
+            let (destination, list_key, floor) = row.map_err(engine(OP))?;
+            cache.set(&destination, &list_key, floor);
+        }
+        Ok(cache)
     }
 
     /// Called once per accepted batch, in its transaction: forgets what another process may
@@ -114,18 +119,31 @@ impl FloorCache {
         destination: &str,
         list_key: &str,
     ) -> Result<Option<&Floor>, StoreError> {
-        let k = (destination.to_string(), list_key.to_string());
-        if !self.floors.contains_key(&k) {
+        let known = self
+            .floors
+            .get(destination)
+            .is_some_and(|per| per.contains_key(list_key));
+        if !known {
             let f = read(conn, op, destination, list_key)?;
-            self.floors.insert(k.clone(), f);
+            self.put(destination, list_key, f);
         }
-        Ok(self.floors.get(&k).and_then(Option::as_ref))
+        Ok(self
+            .floors
+            .get(destination)
+            .and_then(|per| per.get(list_key))
+            .and_then(Option::as_ref))
     }
 
     /// A snapshot committed by this store raised an audience's floor to `floor`.
     pub(super) fn set(&mut self, destination: &str, list_key: &str, floor: Floor) {
+        self.put(destination, list_key, Some(floor));
+    }
+
+    fn put(&mut self, destination: &str, list_key: &str, floor: Option<Floor>) {
         self.floors
-            .insert((destination.to_string(), list_key.to_string()), Some(floor));
+            .entry(destination.to_string())
+            .or_default()
+            .insert(list_key.to_string(), floor);
     }
 }
 
