@@ -27,6 +27,7 @@
 //! - **pending**: the desired version is neither acknowledged nor settled otherwise (rejected by
 //!   Iterable, or superseded by the reconciler) and its next attempt is due.
 
+pub mod admin;
 mod coordination;
 mod engine;
 mod error;
@@ -37,6 +38,9 @@ mod state;
 pub(crate) mod transfer;
 
 pub(crate) use coordination::slots_after;
+pub use admin::{
+    MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserQuery, UserState, VersionEvent,
+};
 pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;
