@@ -1645,7 +1645,10 @@ macro_rules! conformance {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_user_is_found_in_every_audience_with_the_events_that_set_it() {
-                admin_cases::a_user_is_found_in_every_audience_with_the_events_that_set_it(&$harness).await
+                admin_cases::a_user_is_found_in_every_audience_with_the_events_that_set_it(
+                    &$harness,
+                )
+                .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_operator_pause_is_kept_until_resumed() {

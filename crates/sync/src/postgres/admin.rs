@@ -102,7 +102,14 @@ impl PostgresStore {
         let rows = client
             .query(
                 &stmt,
-                &[&destination, &audience_key, &email, &user_id, &filter, &limit],
+                &[
+                    &destination,
+                    &audience_key,
+                    &email,
+                    &user_id,
+                    &filter,
+                    &limit,
+                ],
             )
             .await
             .map_err(pg(OP))?;
@@ -172,8 +179,10 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(pg(OP))?;
-            let (seqs, parts): (Vec<i64>, Vec<i32>) =
-                rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, i32>(1))).unzip();
+            let (seqs, parts): (Vec<i64>, Vec<i32>) = rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i32>(1)))
+                .unzip();
             let logged = tx
                 .execute(
                     "UPDATE event_audiences e SET status = 'pending', reason = $3,

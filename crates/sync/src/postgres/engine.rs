@@ -182,7 +182,10 @@ impl Engine for PostgresStore {
         Box::pin(PostgresStore::user_states(self, query, limit))
     }
 
-    fn operator_pause<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Option<OperatorPause>> {
+    fn operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<OperatorPause>> {
         Box::pin(PostgresStore::operator_pause(self, destination))
     }
 

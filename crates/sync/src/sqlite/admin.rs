@@ -173,9 +173,11 @@ impl SqliteStore {
                             .optional()
                             .map_err(engine(OP))?;
                         if let Some((seq, part)) = row
-                            && !found.iter().any(|(e, u, _, _): &(String, String, i64, i64)| {
-                                e == email && u == user_id
-                            })
+                            && !found
+                                .iter()
+                                .any(|(e, u, _, _): &(String, String, i64, i64)| {
+                                    e == email && u == user_id
+                                })
                         {
                             found.push((email.to_string(), user_id.to_string(), seq, part));
                         }

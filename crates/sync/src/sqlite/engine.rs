@@ -238,7 +238,10 @@ impl Engine for SqliteEngine {
         self.run("user_states", move |db| db.user_states(&query, limit))
     }
 
-    fn operator_pause<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Option<OperatorPause>> {
+    fn operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<OperatorPause>> {
         let d = destination.to_string();
         self.run("operator_pause", move |db| db.operator_pause(&d))
     }

@@ -361,7 +361,8 @@ pub trait Engine: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<UserState>>;
 
     /// The operator's pause of `destination`, if one is in force.
-    fn operator_pause<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, Option<OperatorPause>>;
+    fn operator_pause<'a>(&'a self, destination: &'a str)
+    -> StoreFuture<'a, Option<OperatorPause>>;
 
     /// Pauses `destination` for every instance (`Some`), or ends the operator's pause
     /// (`None`). Returns whether anything changed.

@@ -37,10 +37,10 @@ mod rows;
 mod state;
 pub(crate) mod transfer;
 
-pub(crate) use coordination::slots_after;
 pub use admin::{
     MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserQuery, UserState, VersionEvent,
 };
+pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
 pub use error::StoreError;

@@ -48,7 +48,13 @@ async fn assert_counts_match(s: &Store) {
 pub async fn rejected_keys_are_paged_and_filtered(h: &dyn Harness) {
     let s = h.open("admin-rejected");
     let emails = ["a@x.co", "Bob@y.co", "c@x.co", "d@x.co", "e@y.co"];
-    joined(&s, "vip", &emails, &["a@x.co", "Bob@y.co", "c@x.co", "e@y.co"]).await;
+    joined(
+        &s,
+        "vip",
+        &emails,
+        &["a@x.co", "Bob@y.co", "c@x.co", "e@y.co"],
+    )
+    .await;
     joined(&s, "other", &["a@x.co"], &["a@x.co"]).await;
 
     // Pages of two, in key order, only the audience's rejected keys.
@@ -114,7 +120,10 @@ pub async fn rejected_keys_are_sent_again_one_or_all(h: &dyn Harness) {
     assert_eq!(pending[0].attempts, 0);
     assert_eq!(
         status(&s, "vip-b@x.co").await,
-        [(StatusKind::Pending, Some(sync::store::RETRIED_REASON.into()))],
+        [(
+            StatusKind::Pending,
+            Some(sync::store::RETRIED_REASON.into())
+        )],
         "the event shows it is pending again"
     );
     assert_counts_match(&s).await;
@@ -129,7 +138,10 @@ pub async fn rejected_keys_are_sent_again_one_or_all(h: &dyn Harness) {
     assert_eq!(n, 2);
     assert_counts_match(&s).await;
     assert_eq!(
-        s.pending(D, "vip", NOW + 6, 10).await.expect("pending").len(),
+        s.pending(D, "vip", NOW + 6, 10)
+            .await
+            .expect("pending")
+            .len(),
         3
     );
     assert!(
@@ -138,7 +150,12 @@ pub async fn rejected_keys_are_sent_again_one_or_all(h: &dyn Harness) {
             .expect("rejected")
             .is_empty()
     );
-    assert_eq!(s.retry_rejected(D, "vip", None, NOW + 7).await.expect("again"), 0);
+    assert_eq!(
+        s.retry_rejected(D, "vip", None, NOW + 7)
+            .await
+            .expect("again"),
+        0
+    );
 
     // Delivered this time: the key is a member, the event delivered.
     let r = s.pending(D, "vip", NOW + 8, 10).await.expect("pending");
@@ -152,7 +169,10 @@ pub async fn rejected_keys_are_sent_again_one_or_all(h: &dyn Harness) {
     assert_eq!(kinds(&s, "vip-a@x.co").await, [StatusKind::Delivered]);
     assert_counts_match(&s).await;
     let counts = s.list_counts(D).await.expect("counts");
-    assert_eq!((counts[0].members, counts[0].pending, counts[0].rejected), (4, 0, 0));
+    assert_eq!(
+        (counts[0].members, counts[0].pending, counts[0].rejected),
+        (4, 0, 0)
+    );
 }
 
 pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &dyn Harness) {
@@ -160,7 +180,11 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
     joined(&s, "vip", &["jane@x.co", "joe@x.co"], &[]).await;
     joined(&s, "beta", &["jane@x.co"], &["jane@x.co"]).await;
     // jane leaves vip, not delivered yet.
-    accept1(&s, event("leave", vec![change("vip", "jane@x.co", false, Some(50))])).await;
+    accept1(
+        &s,
+        event("leave", vec![change("vip", "jane@x.co", false, Some(50))]),
+    )
+    .await;
 
     let found = s
         .user_states(&UserQuery::Email("jane@x.co".into()), 100)
@@ -168,7 +192,10 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
         .expect("user");
     assert_eq!(found.len(), 2, "{found:?}");
     let (beta, vip) = (&found[0], &found[1]);
-    assert_eq!((beta.audience_key.as_str(), vip.audience_key.as_str()), ("beta", "vip"));
+    assert_eq!(
+        (beta.audience_key.as_str(), vip.audience_key.as_str()),
+        ("beta", "vip")
+    );
     assert_eq!(beta.state, "rejected");
     assert_eq!(beta.reason.as_deref(), Some("invalidEmails"));
     assert_eq!(beta.desired.message_id.as_deref(), Some("beta-jane@x.co"));
@@ -179,7 +206,7 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
     assert_eq!(vip.desired.message_id.as_deref(), Some("leave"));
     assert_eq!(vip.desired.time_ms, Some(50));
     assert_eq!(vip.desired.received_ms, Some(NOW));
-    assert_eq!(vip.next_attempt_ms.is_some(), true);
+    assert!(vip.next_attempt_ms.is_some());
     assert_eq!(vip.ack_member, Some(true));
     let ack = vip.acknowledged.as_ref().expect("acknowledged");
     assert_eq!(ack.message_id.as_deref(), Some("vip-jane@x.co"));
@@ -192,7 +219,10 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
         UserQuery::Email(String::new()),
         UserQuery::UserId("jane@x.co".into()),
     ] {
-        assert!(s.user_states(&q, 100).await.expect("lookup").is_empty(), "{q:?}");
+        assert!(
+            s.user_states(&q, 100).await.expect("lookup").is_empty(),
+            "{q:?}"
+        );
     }
     assert_eq!(
         s.user_states(&UserQuery::Email("jane@x.co".into()), 1)
