@@ -5,6 +5,7 @@
 //! Segment's code ([`compare`], whose Node side
 //! [`segment`] runs).
 
+pub mod admin;
 pub mod compare;
 pub mod end_to_end;
 pub mod ingestion;
