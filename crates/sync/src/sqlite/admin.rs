@@ -13,7 +13,9 @@ use crate::store::{
 
 /// The indexes and table of the admin API. Every statement is idempotent and runs at each
 /// open (schema version 5 and later): a separate step, so that it can be given a version
-/// number of its own when the schema versions are next renumbered.
+/// number of its own when the schema versions are next renumbered. The reads name their index
+/// (`INDEXED BY`): the planner would otherwise walk an audience's primary key, every key of
+/// it, to find the few rejected ones.
 pub(super) const SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
@@ -90,7 +92,7 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT d.email, d.user_id, d.member, d.reason, d.seq, d.accepted_ms, e.updated_ms
-                 FROM desired d
+                 FROM desired d INDEXED BY desired_rejected
                  LEFT JOIN event_audiences e ON e.seq = d.seq AND e.part = d.part
                  WHERE d.destination = ?1 AND d.list_key = ?2 AND d.state = 'rejected'
                    AND (d.email, d.user_id) > (?3, ?4)
@@ -143,7 +145,7 @@ impl SqliteStore {
                 None => {
                     let mut all = tx
                         .prepare_cached(
-                            "SELECT email, user_id, seq, part FROM desired
+                            "SELECT email, user_id, seq, part FROM desired INDEXED BY desired_rejected
                              WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected'
                              ORDER BY email, user_id",
                         )
@@ -237,9 +239,9 @@ impl SqliteStore {
     ) -> Result<Vec<UserState>, StoreError> {
         const OP: &str = "user_states";
         let limit = to_i64(OP, limit as u64)?;
-        let (column, value) = match query {
-            UserQuery::Email(e) => ("email", e),
-            UserQuery::UserId(u) => ("user_id", u),
+        let (column, index, value) = match query {
+            UserQuery::Email(e) => ("email", "desired_by_email", e),
+            UserQuery::UserId(u) => ("user_id", "desired_by_user_id", u),
         };
         if value.is_empty() {
             return Ok(Vec::new());
@@ -247,7 +249,7 @@ impl SqliteStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM desired d
+                "SELECT {USER_COLUMNS} FROM desired d INDEXED BY {index}
                  LEFT JOIN events e ON e.seq = d.seq
                  LEFT JOIN events a ON a.seq = d.ack_seq
                  WHERE d.{column} = ?1 AND d.{column} <> ''
