@@ -196,6 +196,7 @@ async fn views_show_the_numbers_and_a_rejected_user_is_retried_once_fixed() {
     assert_eq!(ua["desiredBy"]["messageId"], "m-bob");
     assert_eq!(ua["acknowledgedBy"]["messageId"], "m-bob");
     assert_eq!(ua["acknowledgedMember"], true);
+    assert!(u["nextAfter"].is_null(), "one audience, one page: {u}");
     let u = get(&h, "/v1/admin/users?userId=gone").await;
     assert_eq!(u["audiences"][0]["state"], "rejected");
 

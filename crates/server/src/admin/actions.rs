@@ -9,7 +9,7 @@ use iterable::client::{ErrorKind, IterableError};
 use iterable::errors::ErrorClass;
 use sync::drift::{VerifyOptions, verify as verify_audience};
 use sync::store::MAX_ADMIN_ROWS;
-use sync::{HoldAction, Identity, OperatorPause, Reconciler, UserQuery};
+use sync::{HoldAction, Identity, OperatorPause, Reconciler, UserKey, UserQuery};
 
 use super::AdminError;
 use super::read::{pause_view, runtime, state_view};
@@ -275,17 +275,34 @@ async fn rejected_keys_of(
         (None, Some(u)) => UserQuery::UserId(u.clone()),
         (None, None) => return Err(AdminError::bad("email", "give email or userId, or all")),
     };
-    let found = state.store.user_states(&query, MAX_ADMIN_ROWS).await?;
-    Ok(found
-        .into_iter()
-        .filter(|u| {
-            u.destination == destination
-                && u.audience_key == audience
-                && u.state == "rejected"
-                && (id.user_id.is_none() || u.identity.user_id == id.user_id)
-        })
-        .map(|u| u.identity)
-        .collect())
+    // Page through the user's keys (bounded by the audiences the user is in).
+    let mut keys = Vec::new();
+    let mut after: Option<UserKey> = None;
+    loop {
+        let page = state
+            .store
+            .user_states(&query, after.as_ref(), MAX_ADMIN_ROWS)
+            .await?;
+        let last = page.len() < MAX_ADMIN_ROWS;
+        after = page.last().map(|u| UserKey {
+            destination: u.destination.clone(),
+            audience_key: u.audience_key.clone(),
+            identity: u.identity.clone(),
+        });
+        keys.extend(
+            page.into_iter()
+                .filter(|u| {
+                    u.destination == destination
+                        && u.audience_key == audience
+                        && u.state == "rejected"
+                        && (id.user_id.is_none() || u.identity.user_id == id.user_id)
+                })
+                .map(|u| u.identity),
+        );
+        if last {
+            return Ok(keys);
+        }
+    }
 }
 
 fn describe(id: &Identity) -> String {

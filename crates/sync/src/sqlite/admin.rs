@@ -7,8 +7,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::counts::{self, Delta};
 use super::{SqliteStore, engine, identity_of, key_part, to_i64, to_u64};
 use crate::store::{
-    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserQuery,
-    UserState, VersionEvent,
+    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserKey,
+    UserQuery, UserState, VersionEvent,
 };
 
 /// The indexes and table of the admin API. Every statement is idempotent and runs at each
@@ -235,6 +235,7 @@ impl SqliteStore {
     pub fn user_states(
         &self,
         query: &UserQuery,
+        after: Option<&UserKey>,
         limit: usize,
     ) -> Result<Vec<UserState>, StoreError> {
         const OP: &str = "user_states";
@@ -253,11 +254,20 @@ impl SqliteStore {
                  LEFT JOIN events e ON e.seq = d.seq
                  LEFT JOIN events a ON a.seq = d.ack_seq
                  WHERE d.{column} = ?1 AND d.{column} <> ''
-                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT ?2"
+                   AND (d.destination, d.list_key, d.email, d.user_id) > (?2, ?3, ?4, ?5)
+                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT ?6"
             ))
             .map_err(engine(OP))?;
+        let (d, a, e, u) = after.map_or(("", "", "", ""), |k| {
+            (
+                k.destination.as_str(),
+                k.audience_key.as_str(),
+                key_part(&k.identity.email),
+                key_part(&k.identity.user_id),
+            )
+        });
         let rows = stmt
-            .query_map(params![value, limit], user_state)
+            .query_map(params![value, d, a, e, u, limit], user_state)
             .map_err(engine(OP))?;
         let mut out = Vec::new();
         for row in rows {
