@@ -74,6 +74,45 @@ fn user_state(r: &Row<'_>) -> rusqlite::Result<(UserState, i64, Option<i64>)> {
     Ok((u, r.get(6)?, ack_seq))
 }
 
+/// Every rejected key of one audience pending again, in two statements (nothing of them is
+/// held in memory): their events' rows first, while the keys still say which they are.
+fn retry_all(
+    tx: &rusqlite::Connection,
+    destination: &str,
+    audience_key: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    const OP: &str = "retry_rejected";
+    let logged = tx
+        .execute(
+            "UPDATE event_audiences SET status = 'pending', reason = ?3, next_attempt_ms = ?4,
+               updated_ms = ?4
+             WHERE status = 'rejected' AND (seq, part) IN (
+               SELECT seq, part FROM desired INDEXED BY desired_rejected
+               WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected')",
+            params![destination, audience_key, RETRIED_REASON, now_ms],
+        )
+        .map_err(engine(OP))?;
+    let retried = tx
+        .execute(
+            "UPDATE desired SET state = 'pending', reason = ?3, attempts = 0,
+               next_attempt_ms = ?4
+             WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected'",
+            params![destination, audience_key, RETRIED_REASON, now_ms],
+        )
+        .map_err(engine(OP))?;
+    let (n, events) = (retried as i64, logged as i64);
+    let mut d = Delta {
+        rejected: -n,
+        pending: n,
+        ..Delta::default()
+    };
+    d.event(StatusKind::Rejected, -events);
+    d.event(StatusKind::Pending, events);
+    counts::apply(tx, OP, destination, audience_key, &d)?;
+    Ok(retried)
+}
+
 impl SqliteStore {
     pub fn rejected_keys(
         &self,
@@ -141,52 +180,16 @@ impl SqliteStore {
     ) -> Result<usize, StoreError> {
         const OP: &str = "retry_rejected";
         self.write(OP, |tx| {
-            let targets: Vec<(String, String, i64, i64)> = match keys {
-                None => {
-                    let mut all = tx
-                        .prepare_cached(
-                            "SELECT email, user_id, seq, part FROM desired INDEXED BY desired_rejected
-                             WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected'
-                             ORDER BY email, user_id",
-                        )
-                        .map_err(engine(OP))?;
-                    let rows = all
-                        .query_map(params![destination, audience_key], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .map_err(engine(OP))?;
-                    rows.collect::<Result<Vec<_>, _>>().map_err(engine(OP))?
-                }
-                Some(keys) => {
-                    let mut one = tx
-                        .prepare_cached(
-                            "SELECT seq, part FROM desired
-                             WHERE destination = ?1 AND list_key = ?2 AND email = ?3
-                               AND user_id = ?4 AND state = 'rejected'",
-                        )
-                        .map_err(engine(OP))?;
-                    let mut found = Vec::new();
-                    for k in keys {
-                        let (email, user_id) = (key_part(&k.email), key_part(&k.user_id));
-                        let row: Option<(i64, i64)> = one
-                            .query_row(params![destination, audience_key, email, user_id], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })
-                            .optional()
-                            .map_err(engine(OP))?;
-                        if let Some((seq, part)) = row
-                            && !found
-                                .iter()
-                                .any(|(e, u, _, _): &(String, String, i64, i64)| {
-                                    e == email && u == user_id
-                                })
-                        {
-                            found.push((email.to_string(), user_id.to_string(), seq, part));
-                        }
-                    }
-                    found
-                }
+            let Some(keys) = keys else {
+                return retry_all(tx, destination, audience_key, now_ms);
             };
+            let mut one = tx
+                .prepare_cached(
+                    "SELECT seq, part FROM desired
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3
+                       AND user_id = ?4 AND state = 'rejected'",
+                )
+                .map_err(engine(OP))?;
             let mut key = tx
                 .prepare_cached(
                     "UPDATE desired SET state = 'pending', reason = ?5, attempts = 0,
@@ -204,20 +207,25 @@ impl SqliteStore {
                 .map_err(engine(OP))?;
             let mut d = Delta::default();
             let mut retried = 0;
-            for (email, user_id, seq, part) in &targets {
-                let n = key
-                    .execute(params![
-                        destination,
-                        audience_key,
-                        email,
-                        user_id,
-                        RETRIED_REASON,
-                        now_ms
-                    ])
+            for k in keys {
+                let (email, user_id) = (key_part(&k.email), key_part(&k.user_id));
+                let row: Option<(i64, i64)> = one
+                    .query_row(params![destination, audience_key, email, user_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
                     .map_err(engine(OP))?;
-                if n == 0 {
-                    continue;
-                }
+                // A key given twice is rejected no more the second time.
+                let Some((seq, part)) = row else { continue };
+                key.execute(params![
+                    destination,
+                    audience_key,
+                    email,
+                    user_id,
+                    RETRIED_REASON,
+                    now_ms
+                ])
+                .map_err(engine(OP))?;
                 d.state_moved("rejected", "pending");
                 retried += 1;
                 let logged = log
