@@ -30,8 +30,8 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 11] = [
-    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "compare",
+pub const PARTS: [&str; 12] = [
+    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "compare", "admin",
 ];
 /// Instances of the multi-instance parts (c-pg3, d-pg3).
 pub const INSTANCES: usize = 3;
@@ -192,6 +192,14 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members
         );
         verify::run(setup, args.members, report).await?;
+    }
+    if args.wants("admin") {
+        eprintln!(
+            "(admin) the admin API's views with {} events over {} audiences stored ...",
+            args.members,
+            crate::parts::admin::ADMIN_AUDIENCES
+        );
+        crate::parts::admin::run(setup, args.members, report).await?;
     }
     if args.wants("compare") {
         eprintln!(

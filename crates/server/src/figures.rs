@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync::{DestinationState, EventCounts, ListCounts, RemovalHold, Store, VerifyRecord};
+use sync::{
+    DestinationState, EventCounts, ListCounts, OperatorPause, RemovalHold, Store, VerifyRecord,
+};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -27,6 +29,8 @@ pub struct Figures {
     pub holds: Vec<RemovalHold>,
     /// The last `audience verify` of each audience that had one.
     pub verifies: Vec<VerifyRecord>,
+    /// The operator's pause, when one is in force (see `crate::admin::actions`).
+    pub operator_pause: Option<OperatorPause>,
 }
 
 /// The last snapshot and when it was read.
@@ -78,12 +82,14 @@ pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, Str
             .map_err(|e| e.to_string())?;
         let holds = store.removal_holds(n).await.map_err(|e| e.to_string())?;
         let verifies = store.last_verifies(n).await.map_err(|e| e.to_string())?;
+        let operator_pause = store.operator_pause(n).await.map_err(|e| e.to_string())?;
         out.push(Figures {
             lists,
             events,
             stored_state,
             holds,
             verifies,
+            operator_pause,
         });
     }
     Ok(out)

@@ -11,40 +11,16 @@ use segment::event::format_timestamp_ms;
 use serde_json::{Value, json};
 pub use sync::DestinationState;
 use sync::{
-    AudienceStatus, EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store,
-    StoreError, VerifyRecord,
+    EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store, StoreError, VerifyRecord,
 };
 
 use crate::app::AppState;
 use crate::figures::Figures;
 use crate::http::json_reply;
 
-/// One audience status as JSON.
-pub fn audience_json(a: &AudienceStatus) -> Value {
-    json!({
-        "audience": a.audience_key,
-        "email": a.identity.email,
-        "userId": a.identity.user_id,
-        "member": a.member,
-        "eventTimeMs": a.time_ms,
-        "status": a.status.as_str(),
-        "reason": a.reason,
-        "attempts": a.attempts,
-        "nextAttemptMs": a.next_attempt_ms,
-        "updatedMs": a.updated_ms,
-    })
-}
-
-/// One logged event as JSON.
+/// One logged event as JSON (the admin API's [`crate::admin::views::EventView`]).
 pub fn event_json(r: &EventRecord) -> Value {
-    json!({
-        "destination": r.destination,
-        "messageId": r.message_id,
-        "seq": r.seq,
-        "receivedMs": r.received_ms,
-        "audiences": r.audiences.iter().map(audience_json).collect::<Vec<_>>(),
-        "ignoredSettings": r.ignored_settings,
-    })
+    serde_json::to_value(crate::admin::read::event_view(r)).unwrap_or(Value::Null)
 }
 
 /// Where one destination stands.
@@ -112,6 +88,7 @@ impl DestinationStatus {
                 stored_state: None,
                 holds: store.removal_holds(name).await?,
                 verifies: store.last_verifies(name).await?,
+                operator_pause: None,
             },
         ))
     }
@@ -458,6 +435,7 @@ mod tests {
                 stored_state: None,
                 holds: Vec::new(),
                 verifies: Vec::new(),
+                operator_pause: None,
             },
         );
         let v = paused.to_json();
@@ -482,6 +460,7 @@ mod tests {
                 stored_state: None,
                 holds: Vec::new(),
                 verifies: Vec::new(),
+                operator_pause: None,
             },
         );
         let v = disabled.to_json();

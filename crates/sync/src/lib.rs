@@ -34,3 +34,4 @@ pub use store::{
     RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
     TableCounts, VerifyRecord, Version,
 };
+pub use store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState, VersionEvent};

@@ -17,11 +17,41 @@ use super::auth::{Admin, Peer};
 use super::params::query_param;
 use super::reply::{Reply, json_reply};
 
-pub(crate) async fn release(_: Admin, State(state): State<Arc<AppState>>, parts: Parts) -> Reply {
+#[utoipa::path(post, path = "/v1/holds/release", tag = "admin (earlier)",
+    params(
+        ("destination" = String, Query, description = "The destination's name"),
+        ("audience" = String, Query, description = "The audience key"),
+    ),
+    responses(
+        (status = 200, description = "Sends the removals the mass-removal guard holds", body = Object),
+        (status = 400, description = "destination or audience missing"),
+        (status = 404, description = "No such destination, or the removals are not held"),
+    ))]
+pub(crate) async fn release(
+    admin: Admin,
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+) -> Reply {
+    tracing::info!(who = %admin.who, what = "release-hold", "admin action");
     decide(&state, &parts.uri, peer(&parts), HoldAction::Release).await
 }
 
-pub(crate) async fn discard(_: Admin, State(state): State<Arc<AppState>>, parts: Parts) -> Reply {
+#[utoipa::path(post, path = "/v1/holds/discard", tag = "admin (earlier)",
+    params(
+        ("destination" = String, Query, description = "The destination's name"),
+        ("audience" = String, Query, description = "The audience key"),
+    ),
+    responses(
+        (status = 200, description = "Drops the held removals; the users stay on the list", body = Object),
+        (status = 400, description = "destination or audience missing"),
+        (status = 404, description = "No such destination, or the removals are not held"),
+    ))]
+pub(crate) async fn discard(
+    admin: Admin,
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+) -> Reply {
+    tracing::info!(who = %admin.who, what = "discard-hold", "admin action");
     decide(&state, &parts.uri, peer(&parts), HoldAction::Discard).await
 }
 

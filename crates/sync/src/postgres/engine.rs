@@ -11,6 +11,7 @@ use crate::store::{
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
     VerifyRecord,
 };
+use crate::store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState};
 
 impl Store {
     /// A store over a PostgreSQL database.
@@ -138,6 +139,64 @@ impl Engine for PostgresStore {
             after,
             limit,
         ))
+    }
+
+    fn rejected_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        filter: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<RejectedKey>> {
+        Box::pin(PostgresStore::rejected_keys(
+            self,
+            destination,
+            audience_key,
+            after,
+            filter,
+            limit,
+        ))
+    }
+
+    fn retry_rejected<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: Option<&'a [Identity]>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::retry_rejected(
+            self,
+            destination,
+            audience_key,
+            keys,
+            now_ms,
+        ))
+    }
+
+    fn user_states<'a>(
+        &'a self,
+        query: &'a UserQuery,
+        after: Option<&'a UserKey>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserState>> {
+        Box::pin(PostgresStore::user_states(self, query, after, limit))
+    }
+
+    fn operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<OperatorPause>> {
+        Box::pin(PostgresStore::operator_pause(self, destination))
+    }
+
+    fn set_operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+        pause: Option<&'a OperatorPause>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(PostgresStore::set_operator_pause(self, destination, pause))
     }
 
     fn reopen_keys<'a>(

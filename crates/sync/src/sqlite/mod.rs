@@ -54,6 +54,7 @@
 //!   6): per audience, what its last `audience verify` found (see `verifies`).
 
 mod accept;
+mod admin;
 mod checkpoint;
 pub(crate) mod counts;
 mod drift;

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine, floors, holds, leases, verifies};
+use super::{SqliteStore, admin, counts, engine, floors, holds, leases, verifies};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
@@ -101,7 +101,10 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     // from 5 is creating these tables (empty: no snapshot applied before raised a floor, no
     // verify before was kept).
     tx.execute_batch(floors::SCHEMA)?;
-    tx.execute_batch(verifies::SCHEMA)
+    tx.execute_batch(verifies::SCHEMA)?;
+    // The admin API's indexes and the operator's pause: idempotent, at every open (a step of
+    // its own, to be numbered when the schema versions next move).
+    tx.execute_batch(admin::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

@@ -29,6 +29,7 @@
 //! - **pending**: the desired version is neither acknowledged nor settled otherwise (rejected by
 //!   Iterable, or superseded by the reconciler) and its next attempt is due.
 
+pub mod admin;
 mod coordination;
 mod engine;
 mod error;
@@ -39,6 +40,10 @@ mod state;
 pub(crate) mod transfer;
 mod verifies;
 
+pub use admin::{
+    MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserKey, UserQuery, UserState,
+    VersionEvent,
+};
 pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};
