@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+mod console;
 pub mod figures;
 pub mod holds;
 pub mod http;

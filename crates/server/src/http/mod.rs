@@ -36,5 +36,7 @@ mod webhook;
 
 pub use audience::MAX_RUNNING as MAX_SNAPSHOTS;
 pub use pace::Pace;
+pub(crate) use auth::Peer;
+pub(crate) use params::query_param;
 pub(crate) use reply::json_reply;
 pub use serve::{serve, serve_metrics};

@@ -39,6 +39,7 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get_only(metrics::admin_metrics))
         .route("/healthz", get_only(health::healthz))
+        .merge(crate::console::router(state.clone()))
         .route("/readyz", get_only(health::readyz))
         .fallback(not_found)
         .layer(from_fn(close_if_body_left))
