@@ -1,0 +1,196 @@
+//! The console's shell over real HTTP: sign-in with the admin token (wrong refused, limited;
+//! right gives an HttpOnly, SameSite=Strict session cookie), pages only with a session, CSRF
+//! tokens on forms, sign-out, the security headers, and the loopback rule without a token.
+
+mod support;
+
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response};
+use support::Harness;
+
+const TOKEN: &str = "console-test-token-0123456789";
+
+fn client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn sign_in(h: &Harness, c: &Client, token: &str) -> Response {
+    c.post(h.url("/console/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2Fconsole%2Flookup"))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// The session cookie's `name=value` from a sign-in answer.
+fn cookie_of(r: &Response) -> String {
+    header(r, "set-cookie")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).expect("csrf field") + 19;
+    page[at..at + 64].to_string()
+}
+
+#[tokio::test]
+async fn sign_in_sessions_csrf_and_headers() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let c = client();
+
+    let r = c.get(h.url("/console")).send().await.expect("send");
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), "/console/signin?next=%2Fconsole");
+
+    let r = c.get(h.url("/console/signin")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "content-security-policy").starts_with("default-src 'none'"));
+    assert!(header(&r, "content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&r, "referrer-policy"), "no-referrer");
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    let page = r.text().await.expect("body");
+    assert!(page.contains(r#"type="password" name="token""#), "{page}");
+
+    let r = sign_in(&h, &c, "wrong").await;
+    assert_eq!(r.status(), 401);
+    assert!(header(&r, "set-cookie").is_empty());
+    assert!(r.text().await.expect("body").contains("The admin token is wrong."));
+
+    let r = sign_in(&h, &c, TOKEN).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), "/console/lookup");
+    let set = header(&r, "set-cookie").to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let cookie = cookie_of(&r);
+
+    let r = c
+        .get(h.url("/console"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    let page = r.text().await.expect("body");
+    assert!(page.contains("prod"), "{page}");
+    let csrf = csrf_of(&page);
+
+    // A stylesheet and a script of its own, nothing from elsewhere.
+    let r = c.get(h.url("/console/assets/console.css")).send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "content-type").starts_with("text/css"));
+    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+
+    // Sign-out needs the token of the session.
+    for body in [String::new(), "csrf=0000".into(), format!("csrf={}", "a".repeat(64))] {
+        let r = c
+            .post(h.url("/console/signout"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 403, "{body}");
+    }
+    let r = c
+        .post(h.url("/console/signout"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+    assert!(header(&r, "set-cookie").contains("Max-Age=0"));
+    let r = c
+        .get(h.url("/console"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303, "the session ended");
+
+    // Behind a TLS proxy the cookie is Secure.
+    let r = c
+        .post(h.url("/console/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .expect("send");
+    assert!(header(&r, "set-cookie").contains("; Secure"));
+
+    // A made-up cookie is no session.
+    let r = c
+        .get(h.url("/console/lookup"))
+        .header("cookie", format!("il_console={}", "0".repeat(64)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn wrong_tokens_are_limited() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let c = client();
+    for i in 0..5 {
+        assert_eq!(sign_in(&h, &c, "guess").await.status(), 401, "try {i}");
+    }
+    let r = sign_in(&h, &c, TOKEN).await;
+    assert_eq!(r.status(), 429, "even the right token waits");
+    assert!(header(&r, "retry-after").parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)));
+}
+
+#[tokio::test]
+async fn without_a_token_loopback_signs_in_with_the_button() {
+    let h = Harness::start("").await;
+    let c = client();
+    let page = c
+        .get(h.url("/console/signin"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("No admin_token is configured"), "{page}");
+    assert!(!page.contains(r#"name="token""#), "{page}");
+    let r = c
+        .post(h.url("/console/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("next=%2Fconsole")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+    let r = c
+        .get(h.url("/console"))
+        .header("cookie", cookie_of(&r))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
