@@ -67,6 +67,10 @@ pub struct AppState {
     pub pace: crate::http::Pace,
     /// Snapshots (`PUT /v1/audiences/.../members`) applied at once; more are answered 429.
     pub snapshots: tokio::sync::Semaphore,
+    /// The last hour per minute of each destination and audience (this instance's memory).
+    pub history: crate::admin::history::History,
+    /// The last WARN and ERROR log events of this process.
+    pub warnings: Arc<crate::admin::warnings::WarningLog>,
 }
 
 impl AppState {
@@ -360,6 +364,8 @@ impl RunningService {
             figures: Snapshot::new(figures::MAX_AGE),
             pace: crate::http::Pace::default(),
             snapshots: tokio::sync::Semaphore::new(crate::http::MAX_SNAPSHOTS),
+            history: crate::admin::history::History::default(),
+            warnings: crate::admin::warnings::global(),
         });
         let (tx, rx) = watch::channel(false);
         let mut reconcilers = Vec::new();
@@ -388,6 +394,11 @@ impl RunningService {
             }
         }
         let store_watch = tokio::spawn(watch_store(state.store.clone(), rx.clone()));
+        // The admin views' per-minute series (this instance's memory).
+        reconcilers.push(tokio::spawn(crate::admin::history::run(
+            state.clone(),
+            rx.clone(),
+        )));
         let retention = state.config.storage_retention.map(|period| {
             tokio::spawn(sync::retention::run(
                 state.store.clone(),

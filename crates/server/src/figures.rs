@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync::{DestinationState, EventCounts, ListCounts, RemovalHold, Store};
+use sync::{DestinationState, EventCounts, ListCounts, OperatorPause, RemovalHold, Store};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -25,6 +25,8 @@ pub struct Figures {
     pub stored_state: Option<DestinationState>,
     /// Audiences whose removals the mass-removal guard holds.
     pub holds: Vec<RemovalHold>,
+    /// The operator's pause, when one is in force (see `crate::admin::actions`).
+    pub operator_pause: Option<OperatorPause>,
 }
 
 /// The last snapshot and when it was read.
@@ -75,11 +77,13 @@ pub async fn read(store: &Store, names: Vec<String>) -> Result<Vec<Figures>, Str
             .await
             .map_err(|e| e.to_string())?;
         let holds = store.removal_holds(n).await.map_err(|e| e.to_string())?;
+        let operator_pause = store.operator_pause(n).await.map_err(|e| e.to_string())?;
         out.push(Figures {
             lists,
             events,
             stored_state,
             holds,
+            operator_pause,
         });
     }
     Ok(out)

@@ -1,6 +1,7 @@
 //! The iterable-lists service: configuration, Segment-compatible ingestion, the admin and
 //! metrics endpoints, and the wiring that runs stores and reconcilers behind them.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 mod console;

@@ -89,24 +89,35 @@ pub fn filter(directives: Option<&str>) -> Result<EnvFilter, LogError> {
     EnvFilter::try_new(text).map_err(|e| LogError::Filter(format!("{text:?}: {e}")))
 }
 
-/// Sends the process's events to stderr in `format`, filtered by [`FILTER_ENV`]. Once per
-/// process.
+/// Sends the process's events to stderr in `format`, filtered by [`FILTER_ENV`], and keeps
+/// the last WARN and ERROR events for the admin overview ([`crate::admin::warnings::global`]).
+/// Once per process.
 pub fn install(format: LogFormat) -> Result<(), LogError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let directives = std::env::var("RUST_LOG").ok();
     let filter = filter(directives.as_deref())?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
-    };
-    installed.map_err(|e| LogError::Installed(e.to_string()))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(crate::admin::warnings::global().layer())
+        .try_init()
+        .map_err(|e| LogError::Installed(e.to_string()))
 }
 
 #[cfg(test)]

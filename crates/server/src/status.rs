@@ -10,41 +10,15 @@ use hyper::Response;
 use segment::event::format_timestamp_ms;
 use serde_json::{Value, json};
 pub use sync::DestinationState;
-use sync::{
-    AudienceStatus, EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store,
-    StoreError,
-};
+use sync::{EventCounts, EventRecord, ListCounts, RemovalHold, StatusKind, Store, StoreError};
 
 use crate::app::AppState;
 use crate::figures::Figures;
 use crate::http::json_reply;
 
-/// One audience status as JSON.
-pub fn audience_json(a: &AudienceStatus) -> Value {
-    json!({
-        "audience": a.audience_key,
-        "email": a.identity.email,
-        "userId": a.identity.user_id,
-        "member": a.member,
-        "eventTimeMs": a.time_ms,
-        "status": a.status.as_str(),
-        "reason": a.reason,
-        "attempts": a.attempts,
-        "nextAttemptMs": a.next_attempt_ms,
-        "updatedMs": a.updated_ms,
-    })
-}
-
-/// One logged event as JSON.
+/// One logged event as JSON (the admin API's [`crate::admin::views::EventView`]).
 pub fn event_json(r: &EventRecord) -> Value {
-    json!({
-        "destination": r.destination,
-        "messageId": r.message_id,
-        "seq": r.seq,
-        "receivedMs": r.received_ms,
-        "audiences": r.audiences.iter().map(audience_json).collect::<Vec<_>>(),
-        "ignoredSettings": r.ignored_settings,
-    })
+    serde_json::to_value(crate::admin::read::event_view(r)).unwrap_or(Value::Null)
 }
 
 /// Where one destination stands.
@@ -91,6 +65,7 @@ impl DestinationStatus {
                 events: store.event_counts(name).await?,
                 stored_state: None,
                 holds: store.removal_holds(name).await?,
+                operator_pause: None,
             },
         ))
     }
@@ -419,6 +394,7 @@ mod tests {
                 events: EventCounts::default(),
                 stored_state: None,
                 holds: Vec::new(),
+                operator_pause: None,
             },
         );
         let v = paused.to_json();
@@ -442,6 +418,7 @@ mod tests {
                 events: EventCounts::default(),
                 stored_state: None,
                 holds: Vec::new(),
+                operator_pause: None,
             },
         );
         let v = disabled.to_json();

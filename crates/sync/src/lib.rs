@@ -34,3 +34,4 @@ pub use store::{
     RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
     TableCounts, Version,
 };
+pub use store::{OperatorPause, RejectedKey, UserQuery, UserState, VersionEvent};

@@ -1584,6 +1584,9 @@ mod hold_cases;
 #[path = "conformance/drift.rs"]
 mod drift_cases;
 
+#[path = "conformance/admin.rs"]
+mod admin_cases;
+
 #[path = "conformance/snapshot.rs"]
 mod snapshot_cases;
 
@@ -1632,6 +1635,25 @@ macro_rules! conformance {
                 snapshot_cases::repeated_and_bad_rows_are_counted_with_their_lines(&$harness).await
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rejected_keys_are_paged_and_filtered() {
+                admin_cases::rejected_keys_are_paged_and_filtered(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rejected_keys_are_sent_again_one_or_all() {
+                admin_cases::rejected_keys_are_sent_again_one_or_all(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_user_is_found_in_every_audience_with_the_events_that_set_it() {
+                admin_cases::a_user_is_found_in_every_audience_with_the_events_that_set_it(
+                    &$harness,
+                )
+                .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_operator_pause_is_kept_until_resumed() {
+                admin_cases::the_operator_pause_is_kept_until_resumed(&$harness).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn audience_keys_are_read_in_key_order_by_pages() {
                 drift_cases::audience_keys_are_read_in_key_order_by_pages(&$harness).await

@@ -10,6 +10,7 @@ use crate::store::{
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
 };
+use crate::store::{OperatorPause, RejectedKey, UserQuery, UserState};
 
 impl Store {
     /// A store over a PostgreSQL database.
@@ -137,6 +138,63 @@ impl Engine for PostgresStore {
             after,
             limit,
         ))
+    }
+
+    fn rejected_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        filter: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<RejectedKey>> {
+        Box::pin(PostgresStore::rejected_keys(
+            self,
+            destination,
+            audience_key,
+            after,
+            filter,
+            limit,
+        ))
+    }
+
+    fn retry_rejected<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: Option<&'a [Identity]>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        Box::pin(PostgresStore::retry_rejected(
+            self,
+            destination,
+            audience_key,
+            keys,
+            now_ms,
+        ))
+    }
+
+    fn user_states<'a>(
+        &'a self,
+        query: &'a UserQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserState>> {
+        Box::pin(PostgresStore::user_states(self, query, limit))
+    }
+
+    fn operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<OperatorPause>> {
+        Box::pin(PostgresStore::operator_pause(self, destination))
+    }
+
+    fn set_operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+        pause: Option<&'a OperatorPause>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(PostgresStore::set_operator_pause(self, destination, pause))
     }
 
     fn reopen_keys<'a>(

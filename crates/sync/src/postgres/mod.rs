@@ -30,6 +30,7 @@
 //! snapshot read in batches, and batches written back), `engine` (the async seam).
 
 mod accept;
+mod admin;
 mod counts;
 mod decide;
 mod desired;

@@ -204,6 +204,14 @@ pub(super) async fn create_or_migrate_to(
                 })?;
             }
         }
+        // The admin API's indexes and table: idempotent, after the numbered steps (a step of
+        // its own, to be numbered when the schema versions next move).
+        if target >= SCHEMA_VERSION {
+            client
+                .batch_execute(super::admin::SCHEMA)
+                .await
+                .map_err(err("admin indexes"))?;
+        }
         let now = from.max(target);
         client
             .execute("DELETE FROM schema_version", &[])

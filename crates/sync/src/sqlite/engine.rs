@@ -15,6 +15,7 @@ use crate::store::{
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreError, StoreFuture,
     TableCounts,
 };
+use crate::store::{OperatorPause, RejectedKey, UserQuery, UserState};
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
 #[derive(Debug)]
@@ -189,6 +190,70 @@ impl Engine for SqliteEngine {
         );
         self.run("reopen_keys", move |db| {
             db.reopen_keys(&d, &a, &keys, &reason, now_ms)
+        })
+    }
+
+    fn rejected_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        filter: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<RejectedKey>> {
+        let (d, a, after, filter) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            after.cloned(),
+            filter.map(str::to_string),
+        );
+        self.run("rejected_keys", move |db| {
+            db.rejected_keys(&d, &a, after.as_ref(), filter.as_deref(), limit)
+        })
+    }
+
+    fn retry_rejected<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: Option<&'a [Identity]>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize> {
+        let (d, a, keys) = (
+            destination.to_string(),
+            audience_key.to_string(),
+            keys.map(<[Identity]>::to_vec),
+        );
+        self.run("retry_rejected", move |db| {
+            db.retry_rejected(&d, &a, keys.as_deref(), now_ms)
+        })
+    }
+
+    fn user_states<'a>(
+        &'a self,
+        query: &'a UserQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserState>> {
+        let query = query.clone();
+        self.run("user_states", move |db| db.user_states(&query, limit))
+    }
+
+    fn operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+    ) -> StoreFuture<'a, Option<OperatorPause>> {
+        let d = destination.to_string();
+        self.run("operator_pause", move |db| db.operator_pause(&d))
+    }
+
+    fn set_operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+        pause: Option<&'a OperatorPause>,
+    ) -> StoreFuture<'a, bool> {
+        let (d, pause) = (destination.to_string(), pause.cloned());
+        self.run("set_operator_pause", move |db| {
+            db.set_operator_pause(&d, pause.as_ref())
         })
     }
 

@@ -51,6 +51,7 @@
 //!   version 5): the mass-removal guard (see `holds`).
 
 mod accept;
+mod admin;
 mod checkpoint;
 pub(crate) mod counts;
 mod drift;

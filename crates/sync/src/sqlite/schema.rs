@@ -4,7 +4,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, counts, engine, holds, leases};
+use super::{SqliteStore, admin, counts, engine, holds, leases};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads.
@@ -96,7 +96,10 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(leases::SCHEMA)?;
     // Version 5: the mass-removal guard (holds and its window); the migration from 4 is
     // creating these tables.
-    tx.execute_batch(holds::SCHEMA)
+    tx.execute_batch(holds::SCHEMA)?;
+    // The admin API's indexes and the operator's pause: idempotent, at every open (a step of
+    // its own, to be numbered when the schema versions next move).
+    tx.execute_batch(admin::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use super::admin::{OperatorPause, RejectedKey, UserQuery, UserState};
 use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
 use super::holds::{GuardVerdict, HoldAction, RemovalHold, RemovalPolicy};
@@ -323,4 +324,51 @@ pub trait Engine: Send + Sync + 'static {
         spec: &'a SnapshotSpec,
         feed: FeedReceiver,
     ) -> StoreFuture<'a, SnapshotDiff>;
+
+    /// Up to `limit` rejected keys of one audience after `after` (from the first when
+    /// `None`), in key order (as [`Engine::audience_keys`]), whose email or userId contains
+    /// `filter` (ASCII letters compared without case; every key when `None`). Reads an index
+    /// of the rejected keys only: the cost grows with the audience's rejected keys at most.
+    fn rejected_keys<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        after: Option<&'a Identity>,
+        filter: Option<&'a str>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<RejectedKey>>;
+
+    /// Sends rejected keys of one audience again (`keys`, or every rejected key when `None`),
+    /// in one transaction: each key whose desired version is rejected becomes pending, due at
+    /// `now_ms`, with no failed attempt, and its event's row shows `pending` with
+    /// [`super::RETRIED_REASON`]; what Iterable acknowledged stays. Other keys are left alone.
+    /// Returns how many keys it made pending.
+    fn retry_rejected<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        keys: Option<&'a [Identity]>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, usize>;
+
+    /// Every key, in every destination and audience, whose email (or userId) is exactly the
+    /// query's, with its desired and acknowledged state and the events that set them; at most
+    /// `limit` rows, by destination, audience and key. An indexed lookup.
+    fn user_states<'a>(
+        &'a self,
+        query: &'a UserQuery,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<UserState>>;
+
+    /// The operator's pause of `destination`, if one is in force.
+    fn operator_pause<'a>(&'a self, destination: &'a str)
+    -> StoreFuture<'a, Option<OperatorPause>>;
+
+    /// Pauses `destination` for every instance (`Some`), or ends the operator's pause
+    /// (`None`). Returns whether anything changed.
+    fn set_operator_pause<'a>(
+        &'a self,
+        destination: &'a str,
+        pause: Option<&'a OperatorPause>,
+    ) -> StoreFuture<'a, bool>;
 }

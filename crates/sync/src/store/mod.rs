@@ -27,6 +27,7 @@
 //! - **pending**: the desired version is neither acknowledged nor settled otherwise (rejected by
 //!   Iterable, or superseded by the reconciler) and its next attempt is due.
 
+pub mod admin;
 mod coordination;
 mod engine;
 mod error;
@@ -36,6 +37,9 @@ mod rows;
 mod state;
 pub(crate) mod transfer;
 
+pub use admin::{
+    MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserQuery, UserState, VersionEvent,
+};
 pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};
 pub use engine::{Engine, StoreFuture};

@@ -1,0 +1,289 @@
+//! What the admin API reads and changes beyond the figures, as in the SQLite engine
+//! (`crate::sqlite::admin`): rejected keys by pages, a user's keys in every audience, rejected
+//! keys sent again, and the operator's pause.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{PostgresStore, counts, identity_of, key_part, pg, to_i64, to_u64, write_tx};
+use crate::sqlite::counts::Deltas;
+use crate::store::{
+    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserQuery,
+    UserState, VersionEvent,
+};
+
+/// The indexes and table of the admin API, idempotent, run with every migration at open (after
+/// the numbered steps): a step of its own, so that it can be given a version number when the
+/// schema versions are next renumbered.
+pub(super) const SCHEMA: &str = "
+CREATE INDEX IF NOT EXISTS desired_rejected
+    ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
+CREATE INDEX IF NOT EXISTS desired_by_email ON desired (email) WHERE email <> '';
+CREATE INDEX IF NOT EXISTS desired_by_user_id ON desired (user_id) WHERE user_id <> '';
+CREATE TABLE IF NOT EXISTS operator_pauses (
+    destination TEXT COLLATE \"C\" PRIMARY KEY,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    since_ms BIGINT NOT NULL
+);
+";
+
+const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.user_id, d.member,
+     d.seq, d.time_ms, e.message_id, e.received_ms, d.state, d.reason, d.attempts,
+     d.next_attempt_ms, d.ack_member, d.ack_seq, d.ack_time_ms, a.message_id, a.received_ms,
+     d.ack_ms";
+
+fn user_state(op: &'static str, r: &Row) -> Result<UserState, StoreError> {
+    let state: String = r.get(10);
+    let attempts: i64 = r.get(12);
+    let next: i64 = r.get(13);
+    let ack_seq: Option<i64> = r.get(15);
+    let acknowledged = match ack_seq {
+        Some(s) => Some(VersionEvent {
+            seq: to_u64(op, s)?,
+            time_ms: r.get(16),
+            message_id: r.get(17),
+            received_ms: r.get(18),
+        }),
+        None => None,
+    };
+    Ok(UserState {
+        destination: r.get(0),
+        audience_key: r.get(1),
+        list_id: r.get(2),
+        identity: identity_of(r.get(3), r.get(4)),
+        member: r.get(5),
+        desired: VersionEvent {
+            seq: to_u64(op, r.get(6))?,
+            time_ms: r.get(7),
+            message_id: r.get(8),
+            received_ms: r.get(9),
+        },
+        next_attempt_ms: (state == "pending").then_some(next),
+        state,
+        reason: r.get(11),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        ack_member: r.get(14),
+        acknowledged,
+        ack_ms: r.get(19),
+    })
+}
+
+impl PostgresStore {
+    pub async fn rejected_keys(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        after: Option<&Identity>,
+        filter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RejectedKey>, StoreError> {
+        const OP: &str = "rejected_keys";
+        let limit = to_i64(OP, limit as u64)?;
+        let (email, user_id) =
+            after.map_or(("", ""), |a| (key_part(&a.email), key_part(&a.user_id)));
+        let filter = filter.unwrap_or("").to_ascii_lowercase();
+        let client = self.client(OP).await?;
+        // `lower` of PostgreSQL also folds non-ASCII letters, SQLite's does not: the filter
+        // is documented for ASCII letters.
+        let stmt = client
+            .prepare_cached(
+                "SELECT d.email, d.user_id, d.member, d.reason, d.seq, d.accepted_ms, e.updated_ms
+                 FROM desired d
+                 LEFT JOIN event_audiences e ON e.seq = d.seq AND e.part = d.part
+                 WHERE d.destination = $1 AND d.list_key = $2 AND d.state = 'rejected'
+                   AND (d.email, d.user_id) > ($3, $4)
+                   AND ($5 = '' OR strpos(lower(d.email), $5) > 0
+                        OR strpos(lower(d.user_id), $5) > 0)
+                 ORDER BY d.email, d.user_id LIMIT $6",
+            )
+            .await
+            .map_err(pg(OP))?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &destination,
+                    &audience_key,
+                    &email,
+                    &user_id,
+                    &filter,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(pg(OP))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RejectedKey {
+                    identity: identity_of(r.get(0), r.get(1)),
+                    member: r.get(2),
+                    reason: r.get(3),
+                    seq: to_u64(OP, r.get(4))?,
+                    accepted_ms: r.get(5),
+                    rejected_ms: r.get(6),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn retry_rejected(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        keys: Option<&[Identity]>,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        const OP: &str = "retry_rejected";
+        let (all, emails, user_ids) = match keys {
+            None => (true, Vec::new(), Vec::new()),
+            Some(keys) => {
+                let mut sorted: Vec<(&str, &str)> = keys
+                    .iter()
+                    .map(|k| (key_part(&k.email), key_part(&k.user_id)))
+                    .collect();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let (e, u): (Vec<&str>, Vec<&str>) = sorted.into_iter().unzip();
+                (false, e, u)
+            }
+        };
+        // The rows are locked in key order (as every writer of `desired` does), then changed
+        // in one statement; their events' rows in a second.
+        let sql = "WITH old AS (
+               SELECT d.email, d.user_id FROM desired d
+               WHERE d.destination = $1 AND d.list_key = $2 AND d.state = 'rejected'
+                 AND ($3 OR (d.email, d.user_id) IN
+                      (SELECT * FROM UNNEST($4::text[], $5::text[])))
+               ORDER BY d.email, d.user_id
+               FOR UPDATE OF d)
+             UPDATE desired d SET state = 'pending', reason = $6, attempts = 0,
+               next_attempt_ms = $7
+             FROM old
+             WHERE d.destination = $1 AND d.list_key = $2 AND d.email = old.email
+               AND d.user_id = old.user_id
+             RETURNING d.seq, d.part";
+        write_tx!(self, OP, |tx| {
+            let rows = tx
+                .query(
+                    sql,
+                    &[
+                        &destination,
+                        &audience_key,
+                        &all,
+                        &emails,
+                        &user_ids,
+                        &RETRIED_REASON,
+                        &now_ms,
+                    ],
+                )
+                .await
+                .map_err(pg(OP))?;
+            let (seqs, parts): (Vec<i64>, Vec<i32>) = rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i32>(1)))
+                .unzip();
+            let logged = tx
+                .execute(
+                    "UPDATE event_audiences e SET status = 'pending', reason = $3,
+                       next_attempt_ms = $4, updated_ms = $4
+                     FROM UNNEST($1::bigint[], $2::int[]) AS k(seq, part)
+                     WHERE e.seq = k.seq AND e.part = k.part AND e.status = 'rejected'",
+                    &[&seqs, &parts, &RETRIED_REASON, &now_ms],
+                )
+                .await
+                .map_err(pg(OP))?;
+            let mut deltas = Deltas::default();
+            let d = deltas.of(destination, audience_key);
+            for _ in &rows {
+                d.state_moved("rejected", "pending");
+            }
+            for _ in 0..logged {
+                d.event_moved(StatusKind::Rejected, StatusKind::Pending);
+            }
+            counts::apply(&tx, OP, &deltas).await?;
+            rows.len()
+        })
+    }
+
+    pub async fn user_states(
+        &self,
+        query: &UserQuery,
+        limit: usize,
+    ) -> Result<Vec<UserState>, StoreError> {
+        const OP: &str = "user_states";
+        let limit = to_i64(OP, limit as u64)?;
+        let (column, value) = match query {
+            UserQuery::Email(e) => ("email", e),
+            UserQuery::UserId(u) => ("user_id", u),
+        };
+        if value.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client(OP).await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM desired d
+                 LEFT JOIN events e ON e.seq = d.seq
+                 LEFT JOIN events a ON a.seq = d.ack_seq
+                 WHERE d.{column} = $1 AND d.{column} <> ''
+                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $2"
+            ))
+            .await
+            .map_err(pg(OP))?;
+        let rows = client
+            .query(&stmt, &[value, &limit])
+            .await
+            .map_err(pg(OP))?;
+        rows.iter().map(|r| user_state(OP, r)).collect()
+    }
+
+    pub async fn operator_pause(
+        &self,
+        destination: &str,
+    ) -> Result<Option<OperatorPause>, StoreError> {
+        const OP: &str = "operator_pause";
+        let client = self.client(OP).await?;
+        let row = client
+            .query_opt(
+                "SELECT actor, reason, since_ms FROM operator_pauses WHERE destination = $1",
+                &[&destination],
+            )
+            .await
+            .map_err(pg(OP))?;
+        Ok(row.map(|r| OperatorPause {
+            actor: r.get(0),
+            reason: r.get(1),
+            since_ms: r.get(2),
+        }))
+    }
+
+    pub async fn set_operator_pause(
+        &self,
+        destination: &str,
+        pause: Option<&OperatorPause>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "set_operator_pause";
+        write_tx!(self, OP, |tx| {
+            let n = match pause {
+                Some(p) => {
+                    tx.execute(
+                        "INSERT INTO operator_pauses (destination, actor, reason, since_ms)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (destination) DO NOTHING",
+                        &[&destination, &p.actor, &p.reason, &p.since_ms],
+                    )
+                    .await
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM operator_pauses WHERE destination = $1",
+                        &[&destination],
+                    )
+                    .await
+                }
+            }
+            .map_err(pg(OP))?;
+            n > 0
+        })
+    }
+}
