@@ -46,7 +46,11 @@ pub(crate) fn line_chart(title: &str, series: &[Series<'_>]) -> Markup {
                     span class=(format!("key s{}", i % 4)) { (s.name) }
                     " "
                 }
-                span.peak { "peak " (super::format::short(max)) }
+                @if series.iter().all(|s| s.points.is_empty()) {
+                    span.empty { "no samples yet (one a minute)" }
+                } @else {
+                    span.peak { "peak " (super::format::short(max)) }
+                }
             }
         }
     }

@@ -20,6 +20,16 @@ where
     let console = Arc::new(Console::new(app));
     Router::new()
         .route("/console", get(pages::overview::get))
+        .route("/console/lookup", get(pages::lookup::get))
+        .route("/console/destinations/{destination}", get(pages::destination::get))
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}",
+            get(pages::audience::get),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/rejected.csv",
+            get(pages::export::rejected_csv),
+        )
         .route("/console/signin", get(signin::form).post(signin::submit))
         .route("/console/signout", post(signin::signout))
         .route("/console/assets/console.css", get(assets::css))
