@@ -194,3 +194,93 @@ async fn without_a_token_loopback_signs_in_with_the_button() {
         .expect("send");
     assert_eq!(r.status(), 200);
 }
+
+async fn signed_in(h: &Harness, c: &Client) -> String {
+    let r = sign_in(h, c, TOKEN).await;
+    assert_eq!(r.status(), 303);
+    cookie_of(&r)
+}
+
+async fn page(h: &Harness, c: &Client, cookie: &str, path: &str) -> (u16, String) {
+    let r = c
+        .get(h.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("send");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+async fn post_form(h: &Harness, c: &Client, cookie: &str, path: &str, body: &str) -> Response {
+    c.post(h.url(path))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send")
+}
+
+fn form_value(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn a_snapshot_is_previewed_then_applied() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let c = client();
+    let (s, _) = h
+        .post(
+            "/v1/batch",
+            &serde_json::json!({"batch": [
+                support::identify("m1", "u1", Some("jane@example.com"), "vip", true),
+                support::identify("m2", "u2", Some("bob@example.com"), "vip", true),
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    h.wait_list("vip", &["bob@example.com", "jane@example.com"]).await;
+    let cookie = signed_in(&h, &c).await;
+    let audience = "/console/destinations/prod/audiences/vip";
+    let (status, html) = page(&h, &c, &cookie, audience).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Preview (dry run)"), "{html}");
+    let csrf = csrf_of(&html);
+    let members = form_value("email\njane@example.com\nnew@example.com\n");
+
+    // Without the token: refused, nothing read.
+    let r = post_form(&h, &c, &cookie, &format!("{audience}/snapshot"), &format!("mode=apply&members={members}")).await;
+    assert_eq!(r.status(), 403);
+
+    // The preview says what would change and changes nothing.
+    let r = post_form(
+        &h,
+        &c,
+        &cookie,
+        &format!("{audience}/snapshot"),
+        &format!("csrf={csrf}&mode=preview&members={members}"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("body");
+    assert!(html.contains(r#"data-adds="1""#), "{html}");
+    assert!(html.contains(r#"data-removes="1""#), "{html}");
+    assert!(html.contains("Apply this snapshot"), "{html}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(h.list("vip").map(|l| l.len()), Some(2), "a preview applies nothing");
+
+    // Apply: back to the audience page with the outcome, and the list follows.
+    let r = post_form(
+        &h,
+        &c,
+        &cookie,
+        &format!("{audience}/snapshot"),
+        &format!("csrf={csrf}&mode=apply&members={members}"),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), audience);
+    let (_, html) = page(&h, &c, &cookie, audience).await;
+    assert!(html.contains("Snapshot applied: 1 to add, 1 to remove"), "{html}");
+    h.wait_list("vip", &["jane@example.com", "new@example.com"]).await;
+}

@@ -160,7 +160,7 @@ async fn an_operator_in_a_browser() {
     )
     .await;
     h.wait_list("vip", &["bob@example.com", "jane@example.com"]).await;
-    let ghost_event = h.wait_final("m-ghost").await;
+    let ghost_event = h.wait_final_as(Some(TOKEN), "m-ghost").await;
     assert_eq!(ghost_event["audiences"][0]["status"], "rejected", "{ghost_event}");
 
     // Sign-in: a wrong token is refused, the right one lets in.

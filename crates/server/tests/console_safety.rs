@@ -59,9 +59,9 @@ async fn hostile_values_are_escaped_on_every_page() {
     let (s, v) = h.post("/v1/batch", &json!({ "batch": events })).await;
     assert_eq!(s, 200, "{v}");
     for i in 0..2 {
-        h.wait_final(&format!("ok-{i}")).await;
+        h.wait_final_as(Some(TOKEN), &format!("ok-{i}")).await;
     }
-    let refused = h.wait_final(&enc(&format!("{IMG}-0"))).await;
+    let refused = h.wait_final_as(Some(TOKEN), &enc(&format!("{IMG}-0"))).await;
     assert_eq!(refused["audiences"][0]["status"], "rejected", "{refused}");
 
     // Sign in, and pause with a hostile reason.

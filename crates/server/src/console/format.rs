@@ -1,8 +1,17 @@
 //! Numbers, durations and times as the console shows them: `1,234,567`, `3.2k/min`, `4 min`,
-//! and times through [`crate::status`]'s `time_text`/`relative_time` (ISO 8601 in UTC with
-//! how long ago).
+//! times through [`crate::status`]'s `relative_time` ("3 min ago", ISO 8601 in UTC past two
+//! days), and long text clipped.
 
-pub(crate) use crate::status::{relative_time, time_text};
+pub(crate) use crate::status::relative_time;
+
+/// `text` cut to at most `max` characters, with an ellipsis when cut (log messages and
+/// field values can be long; a page stays small).
+pub(crate) fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
 
 /// An integer with thousands separators: `1234567` → `1,234,567`.
 pub(crate) fn count(n: impl Into<i128>) -> String {
@@ -81,6 +90,13 @@ mod tests {
         assert_eq!(short(45_000.0), "45k");
         assert_eq!(short(5_600_000.0), "5.6M");
         assert_eq!(short(f64::NAN), "–");
+    }
+
+    #[test]
+    fn clipping() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc…");
+        assert_eq!(clip("ééé", 2), "éé…");
     }
 
     #[test]

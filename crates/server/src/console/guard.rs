@@ -27,13 +27,18 @@ pub(crate) struct Operator {
     pub id: String,
     pub session: SessionView,
     pub peer: IpAddr,
+    /// The admin token's id (never the token), or `loopback` when none is configured.
+    pub actor: String,
 }
 
 impl Operator {
-    /// Who did it, for the action log: the session's label and the client's address (never
-    /// the session id).
+    /// Who did it, for the action log: the token's id, the session's label and the client's
+    /// address (never the token or the session id).
     pub(crate) fn who(&self) -> String {
-        format!("console session {} from {}", self.session.label, self.peer)
+        format!(
+            "{} (console session {} from {})",
+            self.actor, self.session.label, self.peer
+        )
     }
 
     /// `Err(403 page)` unless the form carries this session's CSRF token.
@@ -102,6 +107,10 @@ impl FromRequestParts<Arc<Console>> for Operator {
                 id: id.to_owned(),
                 session,
                 peer,
+                actor: match &console.app.config.admin_token {
+                    Some(t) => crate::admin::token_id(t.expose()),
+                    None => crate::admin::LOOPBACK.to_string(),
+                },
             }),
             None if parts.method == Method::GET => {
                 let next = parts

@@ -76,20 +76,25 @@ fn decode(raw: &str) -> String {
 /// Why a form body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FormError {
-    #[error("the form is larger than {MAX_FORM} bytes")]
-    TooLarge,
+    #[error("the form is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("the form could not be read: {0}")]
     Read(String),
 }
 
 /// Reads a form body of at most [`MAX_FORM`] bytes.
 pub(crate) async fn read_form(body: Body) -> Result<Form, FormError> {
-    let bytes = Limited::new(body, MAX_FORM)
+    read_form_limited(body, MAX_FORM).await
+}
+
+/// Reads a form body of at most `limit` bytes.
+pub(crate) async fn read_form_limited(body: Body, limit: usize) -> Result<Form, FormError> {
+    let bytes = Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                FormError::TooLarge
+                FormError::TooLarge(limit)
             } else {
                 FormError::Read(e.to_string())
             }

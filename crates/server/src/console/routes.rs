@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 
 use super::respond::security_headers;
+use super::pages::actions;
 use super::{Console, assets, pages, signin};
 
 /// The console's routes, for the main router to merge.
@@ -29,6 +30,36 @@ where
         .route(
             "/console/destinations/{destination}/audiences/{audience}/rejected.csv",
             get(pages::export::rejected_csv),
+        )
+        .route("/console/destinations/{destination}/pause", post(actions::pause))
+        .route("/console/destinations/{destination}/resume", post(actions::resume))
+        .route(
+            "/console/destinations/{destination}/check-key",
+            post(actions::check_key),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/retry",
+            post(actions::retry),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/hold/release",
+            post(actions::hold_release),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/hold/discard",
+            post(actions::hold_discard),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/verify",
+            post(actions::verify_only),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/repair",
+            post(actions::repair),
+        )
+        .route(
+            "/console/destinations/{destination}/audiences/{audience}/snapshot",
+            post(pages::snapshot::post),
         )
         .route("/console/signin", get(signin::form).post(signin::submit))
         .route("/console/signout", post(signin::signout))

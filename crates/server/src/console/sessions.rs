@@ -214,7 +214,7 @@ mod tests {
         let s = Sessions::default();
         let (id, _) = s.create(0).expect("random");
         assert!(s.find(&id, IDLE_MS - 1, false).is_some());
-        assert!(s.find(&id, 2 * IDLE_MS - 1, false).is_some());
+        assert!(s.find(&id, 2 * IDLE_MS - 2, false).is_some());
         assert!(s.find(&id, 3 * IDLE_MS, false).is_none(), "idle");
         let (id, _) = s.create(0).expect("random");
         let mut t = 0;

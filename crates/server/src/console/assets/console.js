@@ -1,7 +1,6 @@
 // The operator console's script: served from the binary at /console/assets/console.js. The
-// console works without it; it only asks before the actions that change data marked with
-// data-confirm, and reloads the pages that ask for it (data-refresh, seconds) while the
-// operator is not typing in a field.
+// console works without it; it only asks before the actions marked with data-confirm, and
+// reads a snapshot file into the upload field.
 "use strict";
 document.addEventListener("submit", function (e) {
   var form = e.target;
@@ -10,14 +9,17 @@ document.addEventListener("submit", function (e) {
     e.preventDefault();
   }
 });
+// A snapshot file chosen on the audience page is read into the members field (with
+// JavaScript off, paste the members instead).
 (function () {
-  var main = document.querySelector("main[data-refresh]");
-  if (!main) return;
-  var seconds = parseInt(main.getAttribute("data-refresh"), 10);
-  if (!(seconds >= 5)) return;
-  setInterval(function () {
-    var a = document.activeElement;
-    if (a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT")) return;
-    window.location.reload();
-  }, seconds * 1000);
+  var file = document.getElementById("snapshot-file");
+  var field = document.getElementById("snapshot-members");
+  if (!file || !field || !window.FileReader) return;
+  file.addEventListener("change", function () {
+    var f = file.files && file.files[0];
+    if (!f) return;
+    var reader = new FileReader();
+    reader.onload = function () { field.value = String(reader.result); };
+    reader.readAsText(f);
+  });
 })();

@@ -88,6 +88,8 @@ pub(crate) fn render(v: &AudienceView, r: &RejectedPage, s: &SessionView) -> Mar
         }
         h2 { "Rejected users" }
         (rejected_users(v, r, &href, s))
+        h2 { "Upload a full snapshot" }
+        (super::snapshot::form(&v.destination, &a.audience_key, s))
     };
     page(
         &a.audience_key,

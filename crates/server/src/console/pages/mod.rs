@@ -8,6 +8,7 @@ pub(crate) mod destination;
 pub(crate) mod export;
 pub(crate) mod lookup;
 pub(crate) mod overview;
+pub(crate) mod snapshot;
 mod widgets;
 
 use axum::response::Response;

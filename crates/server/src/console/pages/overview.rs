@@ -12,7 +12,7 @@ use crate::admin::views::{DestinationSummary, Overview, Warning};
 
 use super::super::Console;
 use super::super::chart::{Series, line_chart};
-use super::super::format::{count, relative_time};
+use super::super::format::{clip, count, relative_time};
 use super::super::guard::Operator;
 use super::super::layout::{Nav, page};
 use super::super::respond::html;
@@ -82,9 +82,9 @@ fn warnings(ws: &[Warning], now_ms: i64) -> Markup {
                     li {
                         span class=(if w.level == "ERROR" { "state error" } else { "state paused" }) { (w.level) }
                         " " span.muted { (relative_time(w.at_ms, now_ms)) " · " (w.target) }
-                        " " (w.message)
-                        @for f in &w.fields {
-                            " " span.muted { (f.name) "=" } (f.value)
+                        " " (clip(&w.message, 300))
+                        @for f in w.fields.iter().take(8) {
+                            " " span.muted { (f.name) "=" } (clip(&f.value, 200))
                         }
                     }
                 }
