@@ -293,6 +293,14 @@ impl RunningEmulator {
         inspect::seed(&self.shared, req)
     }
 
+    /// Lifts a GDPR forget of these identifiers in every project (as Iterable's support can):
+    /// later writes of them are taken again. The forgotten profile stays deleted.
+    pub fn unforget(&self, email: Option<&str>, user_id: Option<&str>) {
+        for p in &self.shared.projects {
+            lock(p).unforget(email, user_id);
+        }
+    }
+
     /// Replaces the fault settings.
     pub fn set_faults(&self, faults: Faults) -> Result<(), ConfigError> {
         faults.validate()?;

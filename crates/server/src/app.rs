@@ -71,6 +71,8 @@ pub struct AppState {
     pub history: crate::admin::history::History,
     /// The last WARN and ERROR log events of this process.
     pub warnings: Arc<crate::admin::warnings::WarningLog>,
+    /// Verifies of an audience against its live list run by an operator: one at a time.
+    pub verifies: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -366,6 +368,7 @@ impl RunningService {
             snapshots: tokio::sync::Semaphore::new(crate::http::MAX_SNAPSHOTS),
             history: crate::admin::history::History::default(),
             warnings: crate::admin::warnings::global(),
+            verifies: tokio::sync::Semaphore::new(1),
         });
         let (tx, rx) = watch::channel(false);
         let mut reconcilers = Vec::new();

@@ -232,4 +232,14 @@ impl Project {
             self.forgotten_user_ids.insert(u.to_string());
         }
     }
+
+    /// Lifts a forget: later writes of these identifiers are taken again.
+    pub fn unforget(&mut self, email: Option<&str>, user_id: Option<&str>) {
+        if let Some(e) = email {
+            self.forgotten_emails.remove(normalize_email(e).as_ref());
+        }
+        if let Some(u) = user_id {
+            self.forgotten_user_ids.remove(u);
+        }
+    }
 }

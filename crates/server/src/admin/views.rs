@@ -415,3 +415,57 @@ pub struct ErrorBody {
     /// The query or body field at fault, when one is.
     pub field: Option<String>,
 }
+
+/// What an admin action did.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    /// `pause`, `resume`, `retry-rejected`, `release-hold` or `discard-hold`.
+    pub action: String,
+    pub destination: String,
+    pub audience: Option<String>,
+    /// How many users or removals it moved, for the actions that move some.
+    pub count: Option<u64>,
+    /// What happened, in words.
+    pub message: String,
+    /// The destination's state afterwards, as this instance sees it.
+    pub state: StateView,
+    pub operator_pause: Option<OperatorPauseView>,
+}
+
+/// What a check of a destination's API key found (`GET /api/lists` with it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCheck {
+    pub destination: String,
+    /// Whether Iterable took the key.
+    pub ok: bool,
+    /// The project's lists, when it did.
+    pub lists: Option<u64>,
+    /// Of those, the static ones.
+    pub static_lists: Option<u64>,
+    /// What was found and, on failure, what to fix.
+    pub message: String,
+}
+
+/// What a verify of an audience against its live list found, and repaired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResult {
+    pub destination: String,
+    pub audience: String,
+    pub list_id: i64,
+    pub in_sync: bool,
+    /// Acknowledged members missing from the list.
+    pub missing: u64,
+    /// Identifiers in the list that the store does not have as members.
+    pub extra: u64,
+    pub missing_samples: Vec<String>,
+    pub extra_samples: Vec<String>,
+    /// Whether the corrections were stored (the service then sends them).
+    pub repaired: bool,
+    /// Keys made pending again (repair only).
+    pub reopened: u64,
+    /// Unsubscribes stored for identifiers unknown to the store (repair only).
+    pub unsubscribes: u64,
+}

@@ -33,6 +33,24 @@ use super::reply::{Reply, body_handled, closing, error_reply, json_reply};
 pub const MAX_RUNNING: usize = 2;
 
 /// The handler.
+#[utoipa::path(put, path = "/v1/audiences/{destination}/{audience}/members", tag = "admin (earlier)",
+    params(
+        ("destination" = String, Path, description = "The destination's name"),
+        ("audience" = String, Path, description = "The audience key"),
+        ("dry_run" = Option<bool>, Query, description = "Report the changes without making them"),
+        ("allow_mass_removal" = Option<bool>, Query, description = "Apply even past the removal guard"),
+        ("max_bad_ratio" = Option<f64>, Query, description = "Share of bad rows tolerated, 0 to 1"),
+        ("as_of" = Option<String>, Query, description = "The snapshot's time: epoch ms or ISO 8601"),
+        ("format" = Option<String>, Query, description = "csv or ndjson (default from Content-Type)"),
+    ),
+    request_body(content = String, description = "The audience's members, CSV or NDJSON (gzip recognised)", content_type = "text/csv"),
+    responses(
+        (status = 200, description = "The report: applied, dry run, or nothing to change", body = Object),
+        (status = 400, description = "A bad parameter, or the line that stops the reading"),
+        (status = 404, description = "No such destination"),
+        (status = 409, description = "Refused (mass removal, too many bad rows), with the report", body = Object),
+        (status = 429, description = "Too many snapshots at once"),
+    ))]
 pub(crate) async fn put_members(
     _: Admin,
     State(state): State<Arc<AppState>>,

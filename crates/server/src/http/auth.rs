@@ -18,8 +18,12 @@ use super::reply::{Reply, error_reply};
 pub(crate) struct Peer(pub SocketAddr);
 
 /// Proof that a request may use the admin endpoints; its rejection is the 401 or 403 reply.
+/// `who` names the caller in the log of admin actions: the token's id
+/// ([`crate::admin::token_id`], never the token), or `loopback` when no token is configured.
 #[derive(Debug)]
-pub(crate) struct Admin;
+pub(crate) struct Admin {
+    pub who: String,
+}
 
 impl FromRequestParts<Arc<AppState>> for Admin {
     type Rejection = Reply;
@@ -39,13 +43,17 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         match &state.config.admin_token {
-            None if loopback => Ok(Admin),
+            None if loopback => Ok(Admin {
+                who: crate::admin::LOOPBACK.to_string(),
+            }),
             None => Err(error_reply(
                 403,
                 "admin endpoints answer only local clients unless admin_token is configured",
             )),
             Some(token) => match bearer_token(authorization) {
-                Some(g) if token.matches(g.as_bytes()) => Ok(Admin),
+                Some(g) if token.matches(g.as_bytes()) => Ok(Admin {
+                    who: crate::admin::token_id(token.expose()),
+                }),
                 Some(_) => Err(challenge(error_reply(401, "the admin token is wrong"))),
                 None => Err(challenge(error_reply(
                     401,

@@ -17,12 +17,42 @@ use super::auth::{Admin, Peer};
 use super::params::query_param;
 use super::reply::{Reply, json_reply};
 
-pub(crate) async fn release(_: Admin, State(state): State<Arc<AppState>>, parts: Parts) -> Reply {
-    decide(&state, &parts.uri, peer(&parts), HoldAction::Release).await
+#[utoipa::path(post, path = "/v1/holds/release", tag = "admin (earlier)",
+    params(
+        ("destination" = String, Query, description = "The destination's name"),
+        ("audience" = String, Query, description = "The audience key"),
+    ),
+    responses(
+        (status = 200, description = "Sends the removals the mass-removal guard holds", body = Object),
+        (status = 400, description = "destination or audience missing"),
+        (status = 404, description = "No such destination, or the removals are not held"),
+    ))]
+pub(crate) async fn release(
+    admin: Admin,
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+) -> Reply {
+    let who = format!("{}, client {}", admin.who, peer(&parts));
+    decide(&state, &parts.uri, who, HoldAction::Release).await
 }
 
-pub(crate) async fn discard(_: Admin, State(state): State<Arc<AppState>>, parts: Parts) -> Reply {
-    decide(&state, &parts.uri, peer(&parts), HoldAction::Discard).await
+#[utoipa::path(post, path = "/v1/holds/discard", tag = "admin (earlier)",
+    params(
+        ("destination" = String, Query, description = "The destination's name"),
+        ("audience" = String, Query, description = "The audience key"),
+    ),
+    responses(
+        (status = 200, description = "Drops the held removals; the users stay on the list", body = Object),
+        (status = 400, description = "destination or audience missing"),
+        (status = 404, description = "No such destination, or the removals are not held"),
+    ))]
+pub(crate) async fn discard(
+    admin: Admin,
+    State(state): State<Arc<AppState>>,
+    parts: Parts,
+) -> Reply {
+    let who = format!("{}, client {}", admin.who, peer(&parts));
+    decide(&state, &parts.uri, who, HoldAction::Discard).await
 }
 
 fn peer(parts: &Parts) -> String {
@@ -49,7 +79,7 @@ async fn decide(state: &AppState, uri: &Uri, peer: String, action: HoldAction) -
     let Some(d) = state.destination(&destination) else {
         return refuse(404, HoldError::UnknownDestination(destination).to_string());
     };
-    let actor = format!("the admin API (client {peer})");
+    let actor = format!("the admin API ({peer})");
     match resolve(
         &state.store,
         &destination,

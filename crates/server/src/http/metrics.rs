@@ -14,6 +14,11 @@ use super::auth::Admin;
 use super::reply::{Reply, busy, reply};
 
 /// `GET /metrics` on the main address.
+#[utoipa::path(get, path = "/metrics", tag = "admin (earlier)",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 503, description = "Too many requests at once"),
+    ))]
 pub(crate) async fn admin_metrics(_: Admin, State(state): State<Arc<AppState>>) -> Reply {
     metrics_reply(&state).await
 }

@@ -7,6 +7,8 @@
 //! - `router`: the routes of the main and the metrics address, and the state they share;
 //! - `ingestion`: the tracking API and webhook endpoints (`webhook`: whose webhook it is);
 //! - `admin`: `/v1/events/{messageId}` and `/v1/status`, behind `auth`'s `Admin` extractor;
+//! - `admin_api`: the JSON admin API `/v1/admin/...` and the list of every admin route;
+//!   `openapi`: its OpenAPI 3.1 document, `GET /v1/openapi.json` (public);
 //! - `audience`: `PUT /v1/audiences/{destination}/{audience}/members`, a full snapshot (admin);
 //! - `health`: `/healthz` and `/readyz`; `metrics`: `/metrics`;
 //! - `pace`: `/metrics` and `/v1/status` answered at most 20 times a second in all;
@@ -20,12 +22,14 @@
 
 mod access_log;
 mod admin;
+mod admin_api;
 mod audience;
 mod auth;
 mod health;
 mod holds;
 mod ingestion;
 mod metrics;
+mod openapi;
 mod pace;
 mod params;
 mod reply;
@@ -34,7 +38,9 @@ mod router;
 mod serve;
 mod webhook;
 
+pub use admin_api::route_table as admin_route_table;
 pub use audience::MAX_RUNNING as MAX_SNAPSHOTS;
+pub use openapi::document as openapi_document;
 pub use pace::Pace;
 pub(crate) use auth::Peer;
 pub(crate) use params::query_param;

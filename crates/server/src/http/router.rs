@@ -6,19 +6,24 @@ use std::sync::Arc;
 use axum::Router;
 use axum::handler::Handler;
 use axum::middleware::from_fn;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::app::AppState;
 
 use super::access_log::access_log;
 use super::reply::{close_if_body_left, metrics_get_only, metrics_not_found, not_found, post_only};
-use super::{admin, audience, health, holds, ingestion, metrics};
+use super::{admin_api, health, ingestion, metrics};
 
 /// Every endpoint of the main address. Paths are matched with their leading and trailing
 /// slashes trimmed (see [`super::serve`]); a path not served is a 404, and another method
 /// than the endpoint's is a 405 on the ingestion paths, a 404 elsewhere (`HEAD` included).
 pub(crate) fn main_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    // Every admin route, from the one list the OpenAPI document is checked against.
+    for r in admin_api::routes() {
+        router = router.route(r.path, r.handler);
+    }
+    router
         .route("/v1/batch", post(ingestion::batch).fallback(post_only))
         .route(
             "/v1/identify",
@@ -29,15 +34,7 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
             "/v1/webhook/{destination}",
             post(ingestion::webhook).fallback(post_only),
         )
-        .route("/v1/events/{message_id}", get_only(admin::event))
-        .route("/v1/status", get_only(admin::status))
-        .route("/v1/holds/release", post_admin(holds::release))
-        .route("/v1/holds/discard", post_admin(holds::discard))
-        .route(
-            "/v1/audiences/{destination}/{audience}/members",
-            put(audience::put_members).fallback(not_found),
-        )
-        .route("/metrics", get_only(metrics::admin_metrics))
+        .route("/v1/openapi.json", get_only(admin_api::openapi_json))
         .route("/healthz", get_only(health::healthz))
         .merge(crate::console::router(state.clone()))
         .route("/readyz", get_only(health::readyz))
@@ -70,13 +67,4 @@ where
     T: 'static,
 {
     get(handler).head(not_found).fallback(not_found)
-}
-
-/// A `POST` admin endpoint: any other method is answered as a path not served.
-fn post_admin<H, T>(handler: H) -> MethodRouter<Arc<AppState>>
-where
-    H: Handler<T, Arc<AppState>>,
-    T: 'static,
-{
-    post(handler).fallback(not_found)
 }

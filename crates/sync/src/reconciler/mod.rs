@@ -53,6 +53,7 @@ mod dispatcher;
 mod guard;
 mod job;
 mod notices;
+mod operator;
 mod pause;
 mod plan;
 mod reachability;
@@ -289,6 +290,7 @@ impl Reconciler {
                 looping: AtomicBool::new(false),
                 replacing: Default::default(),
                 announced_holds: Mutex::new(Default::default()),
+                operator_paused: AtomicBool::new(false),
             }),
         }
     }

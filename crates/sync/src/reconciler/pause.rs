@@ -7,13 +7,10 @@
 use std::sync::atomic::Ordering;
 
 use iterable::client::IterableError;
-use iterable::errors::ErrorClass;
-use iterable::limiter::Endpoint;
 
 use super::DestinationState;
 use super::reachability;
 use super::shared::{Inner, lock};
-use crate::metrics::StatusClass;
 
 impl Inner {
     /// Paused, else degraded, else running.
@@ -175,28 +172,8 @@ impl Inner {
         }
     }
 
-    /// Tries the key with a cheap call; resumes when it works.
+    /// Tries the key with a cheap call; resumes when it works (see `operator::check_key`).
     pub async fn probe(&self) -> bool {
-        match self.client.get_lists().await {
-            Ok(_) => {
-                self.metrics
-                    .request(Endpoint::GetLists, StatusClass::Success);
-                self.note_answer();
-                self.resume();
-                true
-            }
-            Err(e) => {
-                self.metrics
-                    .request(Endpoint::GetLists, StatusClass::of_error(&e));
-                self.note_failure(&e);
-                if e.class == ErrorClass::Authentication {
-                    let mut s = lock(&self.state);
-                    if let DestinationState::Paused { reason, .. } = &mut *s {
-                        *reason = e.to_string();
-                    }
-                }
-                false
-            }
-        }
+        self.check_key().await.is_ok()
     }
 }

@@ -28,6 +28,7 @@ impl Running {
     /// Takes up the stored state: a pause holds, and the key is tried at once.
     pub async fn start(inner: Arc<Inner>) -> Self {
         let stored = inner.restore_state().await;
+        inner.follow_operator_pause().await;
         // Counted among the project's instances before the first request.
         if let Err(e) = inner.coordinate(true).await {
             tracing::warn!(
@@ -64,6 +65,10 @@ impl Running {
             self.coordinate().await;
             inner.announce_degraded();
             inner.store_state(&mut self.stored).await;
+            if inner.operator_paused() {
+                // Nothing new while an operator's pause holds; requests in flight finish.
+                return;
+            }
             let t = Instant::now();
             if self.store_wait.is_some_and(|w| t < w) {
                 // A store failure: wait a little before the next attempt.
@@ -105,6 +110,7 @@ impl Running {
             self.log("coordinating with other instances", &e);
         }
         if inner.ticked() != before {
+            inner.follow_operator_pause().await;
             let was_paused = inner.is_paused();
             inner.follow_stored_state(&mut self.stored).await;
             if was_paused && !inner.is_paused() {
@@ -127,7 +133,10 @@ impl Running {
         let inner = self.inner.clone();
         let t = Instant::now();
         // While paused only the probe is due; after a store failure, only its wait.
-        let wake = match (inner.is_paused(), self.store_wait) {
+        let wake = match (
+            inner.is_paused() || inner.operator_paused(),
+            self.store_wait,
+        ) {
             (true, _) => *self.next_probe.get_or_insert(t + inner.cfg.probe_interval),
             (false, Some(w)) if w > Instant::now() => w,
             _ => self.d.next_wake(self.refresh_wanted, self.poll),

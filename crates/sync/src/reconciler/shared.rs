@@ -59,6 +59,8 @@ pub(super) struct Inner {
     pub replacing: super::recreate::Replacing,
     /// Holds of the mass-removal guard already logged by this process (audience, since).
     pub announced_holds: Mutex<std::collections::HashSet<(String, i64)>>,
+    /// An operator's pause holds the destination (see `operator`).
+    pub operator_paused: AtomicBool,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.
