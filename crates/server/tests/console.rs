@@ -246,7 +246,11 @@ async fn a_snapshot_is_previewed_then_applied() {
     assert_eq!(status, 200);
     assert!(html.contains("Preview (dry run)"), "{html}");
     let csrf = csrf_of(&html);
-    let members = form_value("email\njane@example.com\nnew@example.com\n");
+    // Bob leaves (half the audience: more than the guard allows, so the operator says so).
+    let members = format!(
+        "{}&allow_mass_removal=true",
+        form_value("email,userId\njane@example.com,u1\nnew@example.com,u3\n")
+    );
 
     // Without the token: refused, nothing read.
     let r = post_form(&h, &c, &cookie, &format!("{audience}/snapshot"), &format!("mode=apply&members={members}")).await;
