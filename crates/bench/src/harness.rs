@@ -14,9 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::parts::{
-    compare, console, end_to_end, ingestion, plan, rate_limit, snapshot, verify,
-};
+use crate::parts::{compare, console, end_to_end, ingestion, plan, rate_limit, snapshot, verify};
 use crate::product;
 use crate::report::Report;
 
@@ -34,8 +32,7 @@ pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
 pub const PARTS: [&str; 12] = [
-    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "console",
-    "compare",
+    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "console", "compare",
 ];
 /// Audiences and events of (console), and how many times each page is fetched.
 pub const CONSOLE_AUDIENCES: usize = 1000;

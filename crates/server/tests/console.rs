@@ -71,7 +71,12 @@ async fn sign_in_sessions_csrf_and_headers() {
     let r = sign_in(&h, &c, "wrong").await;
     assert_eq!(r.status(), 401);
     assert!(header(&r, "set-cookie").is_empty());
-    assert!(r.text().await.expect("body").contains("The admin token is wrong."));
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("The admin token is wrong.")
+    );
 
     let r = sign_in(&h, &c, TOKEN).await;
     assert_eq!(r.status(), 303);
@@ -96,13 +101,24 @@ async fn sign_in_sessions_csrf_and_headers() {
     let csrf = csrf_of(&page);
 
     // A stylesheet and a script of its own, nothing from elsewhere.
-    let r = c.get(h.url("/console/assets/console.css")).send().await.expect("send");
+    let r = c
+        .get(h.url("/console/assets/console.css"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200);
     assert!(header(&r, "content-type").starts_with("text/css"));
-    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
 
     // Sign-out needs the token of the session.
-    for body in [String::new(), "csrf=0000".into(), format!("csrf={}", "a".repeat(64))] {
+    for body in [
+        String::new(),
+        "csrf=0000".into(),
+        format!("csrf={}", "a".repeat(64)),
+    ] {
         let r = c
             .post(h.url("/console/signout"))
             .header("cookie", &cookie)
@@ -161,7 +177,11 @@ async fn wrong_tokens_are_limited() {
     }
     let r = sign_in(&h, &c, TOKEN).await;
     assert_eq!(r.status(), 429, "even the right token waits");
-    assert!(header(&r, "retry-after").parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)));
+    assert!(
+        header(&r, "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| (1..=60).contains(&s))
+    );
 }
 
 #[tokio::test]
@@ -239,7 +259,8 @@ async fn a_snapshot_is_previewed_then_applied() {
         )
         .await;
     assert_eq!(s, 200);
-    h.wait_list("vip", &["bob@example.com", "jane@example.com"]).await;
+    h.wait_list("vip", &["bob@example.com", "jane@example.com"])
+        .await;
     let cookie = signed_in(&h, &c).await;
     let audience = "/console/destinations/prod/audiences/vip";
     let (status, html) = page(&h, &c, &cookie, audience).await;
@@ -253,7 +274,14 @@ async fn a_snapshot_is_previewed_then_applied() {
     );
 
     // Without the token: refused, nothing read.
-    let r = post_form(&h, &c, &cookie, &format!("{audience}/snapshot"), &format!("mode=apply&members={members}")).await;
+    let r = post_form(
+        &h,
+        &c,
+        &cookie,
+        &format!("{audience}/snapshot"),
+        &format!("mode=apply&members={members}"),
+    )
+    .await;
     assert_eq!(r.status(), 403);
 
     // The preview says what would change and changes nothing.
@@ -271,7 +299,11 @@ async fn a_snapshot_is_previewed_then_applied() {
     assert!(html.contains(r#"data-removes="1""#), "{html}");
     assert!(html.contains("Apply this snapshot"), "{html}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(h.list("vip").map(|l| l.len()), Some(2), "a preview applies nothing");
+    assert_eq!(
+        h.list("vip").map(|l| l.len()),
+        Some(2),
+        "a preview applies nothing"
+    );
 
     // Apply: back to the audience page with the outcome, and the list follows.
     let r = post_form(
@@ -285,6 +317,10 @@ async fn a_snapshot_is_previewed_then_applied() {
     assert_eq!(r.status(), 303);
     assert_eq!(header(&r, "location"), audience);
     let (_, html) = page(&h, &c, &cookie, audience).await;
-    assert!(html.contains("Snapshot applied: 1 to add, 1 to remove"), "{html}");
-    h.wait_list("vip", &["jane@example.com", "new@example.com"]).await;
+    assert!(
+        html.contains("Snapshot applied: 1 to add, 1 to remove"),
+        "{html}"
+    );
+    h.wait_list("vip", &["jane@example.com", "new@example.com"])
+        .await;
 }

@@ -26,7 +26,10 @@ fn client() -> Client {
 /// Fails when `html` holds either payload unescaped; true when it holds one escaped.
 fn check(path: &str, html: &str) -> bool {
     for raw in ["<script>alert(1)</script>", "<img src=x", "\"><img"] {
-        assert!(!html.contains(raw), "{path} holds {raw:?} unescaped:\n{html}");
+        assert!(
+            !html.contains(raw),
+            "{path} holds {raw:?} unescaped:\n{html}"
+        );
     }
     html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains("&lt;img src=x")
 }
@@ -61,7 +64,9 @@ async fn hostile_values_are_escaped_on_every_page() {
     for i in 0..2 {
         h.wait_final_as(Some(TOKEN), &format!("ok-{i}")).await;
     }
-    let refused = h.wait_final_as(Some(TOKEN), &enc(&format!("{IMG}-0"))).await;
+    let refused = h
+        .wait_final_as(Some(TOKEN), &enc(&format!("{IMG}-0")))
+        .await;
     assert_eq!(refused["audiences"][0]["status"], "rejected", "{refused}");
 
     // Sign in, and pause with a hostile reason.
@@ -97,7 +102,10 @@ async fn hostile_values_are_escaped_on_every_page() {
         "/console/destinations/prod".into(),
         format!("/console/lookup?messageId={}", enc(&format!("{IMG}-0"))),
         format!("/console/lookup?messageId={}", enc(&format!("{SCRIPT}-1"))),
-        format!("/console/lookup?email={}", enc(&format!("{IMG}0@example.com"))),
+        format!(
+            "/console/lookup?email={}",
+            enc(&format!("{IMG}0@example.com"))
+        ),
         format!("/console/lookup?userId={}", enc(&format!("{SCRIPT}1"))),
         format!("/console/lookup?email={}&userId=x", enc(SCRIPT)),
         format!("/console/lookup?messageId={}", enc(IMG)),

@@ -44,11 +44,19 @@ pub fn ensure_installed() -> Result<(), String> {
         expect_success(run(cmd, INSTALL_TIMEOUT, &what, HOW)?, &what)
     };
     apt(&["update"])?;
-    apt(&["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"])?;
+    apt(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ])?;
     if present() {
         Ok(())
     } else {
-        Err(format!("apt-get installed the packages but {CHROMIUM} or {CHROMEDRIVER} is still missing; {HOW}"))
+        Err(format!(
+            "apt-get installed the packages but {CHROMIUM} or {CHROMEDRIVER} is still missing; {HOW}"
+        ))
     }
 }
 

@@ -63,7 +63,9 @@ async fn wait_settled(http: &reqwest::Client, url: &str, limit: Duration) -> Res
         let pending: Option<u64> = v["destinations"][0]["audiences"]
             .as_array()
             .map(|a| a.iter().filter_map(|x| x["pending"].as_u64()).sum());
-        let audiences = v["destinations"][0]["audiences"].as_array().map_or(0, Vec::len);
+        let audiences = v["destinations"][0]["audiences"]
+            .as_array()
+            .map_or(0, Vec::len);
         if pending == Some(0) && audiences > 0 {
             return Ok(());
         }
@@ -126,13 +128,22 @@ pub async fn run(
             "destination, a later page",
             "/console/destinations/bench?after=console_0499".into(),
         ),
-        ("audience", format!("/console/destinations/bench/audiences/{aud}")),
+        (
+            "audience",
+            format!("/console/destinations/bench/audiences/{aud}"),
+        ),
         (
             "audience, rejected filtered",
             format!("/console/destinations/bench/audiences/{aud}?filter=c0m"),
         ),
-        ("lookup, user by email", format!("/console/lookup?email=u{user}@example.com")),
-        ("lookup, user by userId", format!("/console/lookup?userId=u{user}")),
+        (
+            "lookup, user by email",
+            format!("/console/lookup?email=u{user}@example.com"),
+        ),
+        (
+            "lookup, user by userId",
+            format!("/console/lookup?userId=u{user}"),
+        ),
         (
             "lookup, event",
             format!("/console/lookup?messageId=c{}", user * audiences + mid),

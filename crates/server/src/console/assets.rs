@@ -23,7 +23,10 @@ pub(crate) async fn js() -> Response {
 /// An asset may be cached for an hour (it changes only with the binary); they hold no data.
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
-        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "private, max-age=3600")],
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "private, max-age=3600"),
+        ],
         body,
     )
         .into_response()

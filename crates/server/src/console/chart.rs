@@ -30,7 +30,11 @@ pub(crate) fn line_chart(title: &str, series: &[Series<'_>]) -> Markup {
             format!("{} (now {})", s.name, super::format::short(last))
         })
         .collect();
-    let label = format!("{title}: {}; peak {}", legend.join(", "), super::format::short(max));
+    let label = format!(
+        "{title}: {}; peak {}",
+        legend.join(", "),
+        super::format::short(max)
+    );
     html! {
         figure.chart {
             svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
@@ -59,11 +63,7 @@ pub(crate) fn line_chart(title: &str, series: &[Series<'_>]) -> Markup {
 /// The `points` attribute of a series: spread over the width, scaled to `max`.
 fn points(values: &[f64], max: f64) -> String {
     let n = values.len();
-    let step = if n > 1 {
-        WIDTH / (n - 1) as f64
-    } else {
-        0.0
-    };
+    let step = if n > 1 { WIDTH / (n - 1) as f64 } else { 0.0 };
     let scale = if max > 0.0 {
         (HEIGHT - 2.0 * PAD) / max
     } else {
@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn points_are_scaled_to_the_largest_value() {
-        assert_eq!(points(&[0.0, 2.0, 4.0], 4.0), "0.0,46.0 120.0,24.0 240.0,2.0");
+        assert_eq!(
+            points(&[0.0, 2.0, 4.0], 4.0),
+            "0.0,46.0 120.0,24.0 240.0,2.0"
+        );
         assert_eq!(points(&[], 0.0), "");
         assert_eq!(points(&[3.0], 0.0), "0.0,46.0");
         assert_eq!(points(&[f64::NAN, -1.0], 1.0), "0.0,46.0 240.0,46.0");

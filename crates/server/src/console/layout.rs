@@ -151,8 +151,14 @@ mod tests {
             }),
         };
         let html = page("<i>", Nav::Overview, Some(&s), &[], html! {}).into_string();
-        assert!(html.contains("&lt;i&gt;") && !html.contains("<i>"), "{html}");
-        assert!(html.contains("&lt;b&gt;") && !html.contains("<b>"), "{html}");
+        assert!(
+            html.contains("&lt;i&gt;") && !html.contains("<i>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;b&gt;") && !html.contains("<b>"),
+            "{html}"
+        );
         assert!(html.contains(r#"name="csrf" value="tok""#), "{html}");
     }
 }

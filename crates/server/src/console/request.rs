@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; il_console=abc ; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; il_console=abc ; b=2"),
+        );
         assert_eq!(session_cookie(&h), Some("abc"));
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("x=1"));

@@ -50,8 +50,9 @@ pub(crate) fn set_cookie(r: &mut Response, id: Option<&str>, secure: bool) {
         None => ("", 0),
     };
     let secure = if secure { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE_NAME}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let cookie = format!(
+        "{COOKIE_NAME}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().append(SET_COOKIE, v);
     }

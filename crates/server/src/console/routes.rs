@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 
 use crate::app::AppState;
 
-use super::respond::security_headers;
 use super::pages::actions;
+use super::respond::security_headers;
 use super::{Console, assets, pages, signin};
 
 /// The console's routes, for the main router to merge.
@@ -22,7 +22,10 @@ where
     Router::new()
         .route("/console", get(pages::overview::get))
         .route("/console/lookup", get(pages::lookup::get))
-        .route("/console/destinations/{destination}", get(pages::destination::get))
+        .route(
+            "/console/destinations/{destination}",
+            get(pages::destination::get),
+        )
         .route(
             "/console/destinations/{destination}/audiences/{audience}",
             get(pages::audience::get),
@@ -31,8 +34,14 @@ where
             "/console/destinations/{destination}/audiences/{audience}/rejected.csv",
             get(pages::export::rejected_csv),
         )
-        .route("/console/destinations/{destination}/pause", post(actions::pause))
-        .route("/console/destinations/{destination}/resume", post(actions::resume))
+        .route(
+            "/console/destinations/{destination}/pause",
+            post(actions::pause),
+        )
+        .route(
+            "/console/destinations/{destination}/resume",
+            post(actions::resume),
+        )
         .route(
             "/console/destinations/{destination}/check-key",
             post(actions::check_key),
@@ -65,7 +74,10 @@ where
         .route("/console/signout", post(signin::signout))
         .route("/console/assets/console.css", get(assets::css))
         .route("/console/assets/console.js", get(assets::js))
-        .route("/console/{*rest}", get(pages::not_found).post(pages::not_found))
+        .route(
+            "/console/{*rest}",
+            get(pages::not_found).post(pages::not_found),
+        )
         .layer(from_fn(security_headers))
         .with_state(console)
 }

@@ -174,10 +174,12 @@ fn key_of(id: &str) -> [u8; 32] {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Two strings compared in time that depends only on their lengths (CSRF tokens).
@@ -235,7 +237,10 @@ mod tests {
             s.create(3 + i as i64).expect("random");
         }
         assert_eq!(s.len(), MAX_SESSIONS);
-        assert!(s.find(&second, 1000, false).is_none(), "least recently used");
+        assert!(
+            s.find(&second, 1000, false).is_none(),
+            "least recently used"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub(crate) async fn form(State(console): State<Arc<Console>>, req: Request) -> R
     }
     let next = crate::http::query_param(parts.uri.query(), "next");
     let now = console.app.now_ms();
-    if session_cookie(&parts.headers).is_some_and(|id| console.sessions.find(id, now, false).is_some())
+    if session_cookie(&parts.headers)
+        .is_some_and(|id| console.sessions.find(id, now, false).is_some())
     {
         return redirect(safe_next(next.as_deref()));
     }
@@ -55,8 +56,7 @@ pub(crate) async fn submit(State(console): State<Arc<Console>>, req: Request) ->
                 None,
             ),
         );
-        r.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(wait));
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
         return r;
     }
     let form = match read_form(body).await {
@@ -158,9 +158,19 @@ mod tests {
 
     #[test]
     fn only_console_paths_are_followed() {
-        assert_eq!(safe_next(Some("/console/lookup?q=a")), "/console/lookup?q=a");
+        assert_eq!(
+            safe_next(Some("/console/lookup?q=a")),
+            "/console/lookup?q=a"
+        );
         assert_eq!(safe_next(Some("/console")), "/console");
-        for bad in ["//evil.example", "/console//evil", "https://x", "/v1/status", "/console\\x", "/consolex"] {
+        for bad in [
+            "//evil.example",
+            "/console//evil",
+            "https://x",
+            "/v1/status",
+            "/console\\x",
+            "/consolex",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/console", "{bad}");
         }
         assert_eq!(safe_next(None), "/console");

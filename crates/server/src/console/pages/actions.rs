@@ -129,7 +129,10 @@ pub(crate) async fn retry(
         } else {
             let (email, user_id) = (field("email"), field("userId"));
             if email.is_none() && user_id.is_none() {
-                return Err(AdminError::bad("email", "give the rejected user's email or userId"));
+                return Err(AdminError::bad(
+                    "email",
+                    "give the rejected user's email or userId",
+                ));
             }
             RetryTarget::Key(Identity { email, user_id })
         };

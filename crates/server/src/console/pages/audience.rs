@@ -9,8 +9,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::admin::views::{AudienceView, HoldView, RejectedPage};
 use crate::admin::params::RejectedParams;
+use crate::admin::views::{AudienceView, HoldView, RejectedPage};
 
 use super::super::Console;
 use super::super::chart::{Series, line_chart};

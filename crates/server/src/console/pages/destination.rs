@@ -8,8 +8,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::admin::views::{AudienceRow, DestinationView, SettingsView};
 use crate::admin::params::PageParams;
+use crate::admin::views::{AudienceRow, DestinationView, SettingsView};
 
 use super::super::Console;
 use super::super::format::{count, duration_ms, maybe_time};

@@ -8,9 +8,9 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use maud::{Markup, html};
 
-use crate::admin::views::{EventLookup, EventRef, EventView, UserAudience, UserLookup};
 use crate::admin::AdminError;
 use crate::admin::params::{EventParams, UserParams};
+use crate::admin::views::{EventLookup, EventRef, EventView, UserAudience, UserLookup};
 use crate::http::query_param;
 
 use super::super::Console;
@@ -19,8 +19,8 @@ use super::super::guard::Operator;
 use super::super::layout::{Nav, page};
 use super::super::respond::html;
 use super::super::sessions::SessionView;
-use super::widgets::{audience_href, event_href, identity};
 use super::admin_error;
+use super::widgets::{audience_href, event_href, identity};
 
 /// What the lookup page was asked.
 #[derive(Debug, Default)]
@@ -61,7 +61,9 @@ pub(crate) async fn get(
             email: asked.email.clone(),
             user_id: asked.user_id.clone(),
         };
-        crate::admin::read::user(app, &params).await.map(Found::User)
+        crate::admin::read::user(app, &params)
+            .await
+            .map(Found::User)
     } else {
         Ok(Found::Nothing)
     };

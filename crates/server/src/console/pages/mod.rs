@@ -28,7 +28,11 @@ pub(crate) const PAGE_ROWS: usize = 100;
 pub(crate) async fn not_found(op: Operator) -> Response {
     html(
         404,
-        message_page("Not found", "There is no such console page.", Some(&op.session)),
+        message_page(
+            "Not found",
+            "There is no such console page.",
+            Some(&op.session),
+        ),
     )
 }
 

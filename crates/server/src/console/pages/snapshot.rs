@@ -111,12 +111,19 @@ pub(crate) async fn post(
             return html(400, message_page("Bad snapshot", &text, Some(&op.session)));
         }
         Err(e) => {
-            return html(500, message_page("Error", &e.to_string(), Some(&op.session)));
+            return html(
+                500,
+                message_page("Error", &e.to_string(), Some(&op.session)),
+            );
         }
     };
     tracing::info!(
         who,
-        what = if apply { "snapshot" } else { "snapshot dry run" },
+        what = if apply {
+            "snapshot"
+        } else {
+            "snapshot dry run"
+        },
         destination,
         audience,
         adds = report.diff.adds,
@@ -146,7 +153,14 @@ pub(crate) async fn post(
     }
     html(
         200,
-        preview(&destination, &audience, &report, &members, allow_mass_removal, &op.session),
+        preview(
+            &destination,
+            &audience,
+            &report,
+            &members,
+            allow_mass_removal,
+            &op.session,
+        ),
     )
 }
 
