@@ -2,7 +2,7 @@
 //! in with the admin token); without one it is sent to the sign-in page. With no `admin_token`
 //! configured, only loopback clients may sign in (the rule of the admin API's `Admin`), and
 //! other clients get a 403 everywhere. State-changing forms also need the session's CSRF token
-//! ([`Operator::check_csrf`]).
+//! ([`Operator::csrf_ok`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -41,12 +41,10 @@ impl Operator {
         )
     }
 
-    /// `Err(403 page)` unless the form carries this session's CSRF token.
-    pub(crate) fn check_csrf(&self, form: &Form) -> Result<(), Response> {
-        match form.get("csrf") {
-            Some(t) if same_secret(t, &self.session.csrf) => Ok(()),
-            _ => Err(forbidden_csrf()),
-        }
+    /// Whether the form carries this session's CSRF token (else answer [`forbidden_csrf`]).
+    pub(crate) fn csrf_ok(&self, form: &Form) -> bool {
+        form.get("csrf")
+            .is_some_and(|t| same_secret(t, &self.session.csrf))
     }
 }
 
@@ -74,19 +72,22 @@ pub(crate) fn peer_of(parts: &Parts) -> IpAddr {
         })
 }
 
-/// `Err(403 page)` when no `admin_token` is configured and the client is not on loopback.
-pub(crate) fn reachable(console: &Console, peer: IpAddr) -> Result<(), Response> {
-    if console.app.config.admin_token.is_none() && !peer.is_loopback() {
-        return Err(html(
-            403,
-            message_page(
-                "Forbidden",
-                "The console answers only local clients unless admin_token is configured.",
-                None,
-            ),
-        ));
-    }
-    Ok(())
+/// Whether the console answers `peer`: not when no `admin_token` is configured and the client
+/// is not on loopback (else answer [`forbidden_remote`]).
+pub(crate) fn reachable(console: &Console, peer: IpAddr) -> bool {
+    console.app.config.admin_token.is_some() || peer.is_loopback()
+}
+
+/// The 403 of a remote client when no `admin_token` is configured.
+pub(crate) fn forbidden_remote() -> Response {
+    html(
+        403,
+        message_page(
+            "Forbidden",
+            "The console answers only local clients unless admin_token is configured.",
+            None,
+        ),
+    )
 }
 
 impl FromRequestParts<Arc<Console>> for Operator {
@@ -97,7 +98,9 @@ impl FromRequestParts<Arc<Console>> for Operator {
         console: &Arc<Console>,
     ) -> Result<Self, Self::Rejection> {
         let peer = peer_of(parts);
-        reachable(console, peer)?;
+        if !reachable(console, peer) {
+            return Err(forbidden_remote());
+        }
         let now = console.app.now_ms();
         let take_flash = parts.method == Method::GET;
         let found = session_cookie(&parts.headers)

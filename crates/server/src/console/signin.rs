@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use maud::html;
 
 use super::Console;
-use super::guard::{Operator, peer_of, reachable};
+use super::guard::{Operator, forbidden_csrf, forbidden_remote, peer_of, reachable};
 use super::layout::{Nav, message_page, page};
 use super::request::{over_tls, read_form, session_cookie};
 use super::respond::{html, redirect, set_cookie};
@@ -26,8 +26,8 @@ const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(300);
 pub(crate) async fn form(State(console): State<Arc<Console>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let peer = peer_of(&parts);
-    if let Err(r) = reachable(&console, peer) {
-        return r;
+    if !reachable(&console, peer) {
+        return forbidden_remote();
     }
     let next = crate::http::query_param(parts.uri.query(), "next");
     let now = console.app.now_ms();
@@ -43,8 +43,8 @@ pub(crate) async fn form(State(console): State<Arc<Console>>, req: Request) -> R
 pub(crate) async fn submit(State(console): State<Arc<Console>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let peer = peer_of(&parts);
-    if let Err(r) = reachable(&console, peer) {
-        return r;
+    if !reachable(&console, peer) {
+        return forbidden_remote();
     }
     let now = console.app.now_ms();
     if let Err(wait) = console.throttle.check(peer, now) {
@@ -99,8 +99,8 @@ pub(crate) async fn signout(
         Ok(f) => f,
         Err(e) => return html(400, message_page("Bad request", &e.to_string(), None)),
     };
-    if let Err(r) = op.check_csrf(&form) {
-        return r;
+    if !op.csrf_ok(&form) {
+        return forbidden_csrf();
     }
     console.sessions.remove(&op.id);
     tracing::info!(target: "console", session = %op.session.label, peer = %op.peer, "console sign-out");

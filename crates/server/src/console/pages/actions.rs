@@ -15,7 +15,7 @@ use crate::app::AppState;
 use sync::{HoldAction, Identity};
 
 use super::super::Console;
-use super::super::guard::Operator;
+use super::super::guard::{Operator, forbidden_csrf};
 use super::super::layout::message_page;
 use super::super::request::{Form, read_form};
 use super::super::respond::{html, redirect};
@@ -44,8 +44,8 @@ where
             );
         }
     };
-    if let Err(r) = op.check_csrf(&form) {
-        return r;
+    if !op.csrf_ok(&form) {
+        return forbidden_csrf();
     }
     let flash = match action(console.app.clone(), op.who(), form).await {
         Ok(text) => Flash { ok: true, text },

@@ -19,7 +19,7 @@ use crate::snapshot::{SnapshotOptions, snapshot_spec};
 
 use super::super::Console;
 use super::super::format::count;
-use super::super::guard::Operator;
+use super::super::guard::{Operator, forbidden_csrf};
 use super::super::layout::{Nav, csrf_field, message_page, page};
 use super::super::request::read_form_limited;
 use super::super::respond::{html, redirect};
@@ -67,8 +67,8 @@ pub(crate) async fn post(
             );
         }
     };
-    if let Err(r) = op.check_csrf(&form) {
-        return r;
+    if !op.csrf_ok(&form) {
+        return forbidden_csrf();
     }
     let app = &console.app;
     let Some(d) = app.destination(&destination) else {
