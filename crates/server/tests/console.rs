@@ -324,3 +324,73 @@ async fn a_snapshot_is_previewed_then_applied() {
     h.wait_list("vip", &["jane@example.com", "new@example.com"])
         .await;
 }
+
+#[tokio::test]
+async fn actions_need_the_session_and_its_csrf_token() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let c = client();
+    let cookie = signed_in(&h, &c).await;
+    let other = signed_in(&h, &c).await;
+    let (_, html) = page(&h, &c, &other, "/console/destinations/prod").await;
+    let other_csrf = csrf_of(&html);
+    let pause = "/console/destinations/prod/pause";
+
+    // No session: to the sign-in page. Another session's token, or none: 403.
+    let r = post_form(&h, &c, "x=1", pause, &format!("csrf={other_csrf}")).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), "/console/signin");
+    for body in [String::new(), format!("csrf={other_csrf}&reason=x")] {
+        let r = post_form(&h, &c, &cookie, pause, &body).await;
+        assert_eq!(r.status(), 403, "{body}");
+    }
+    let (_, html) = page(&h, &c, &cookie, "/console/destinations/prod").await;
+    assert!(!html.contains("operator-pause"), "not paused: {html}");
+
+    // With its own token: done, back to the page, said once.
+    let csrf = csrf_of(&html);
+    let r = post_form(
+        &h,
+        &c,
+        &cookie,
+        pause,
+        &format!("csrf={csrf}&reason=deploy"),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), "/console/destinations/prod");
+    let (_, html) = page(&h, &c, &cookie, "/console/destinations/prod").await;
+    assert!(html.contains("flash ok"), "{html}");
+    assert!(
+        html.contains("operator-pause") && html.contains("deploy"),
+        "{html}"
+    );
+    let (_, html) = page(&h, &c, &cookie, "/console/destinations/prod").await;
+    assert!(!html.contains("flash ok"), "the message is shown once");
+
+    // An action on what does not exist: said in the flash, not a crash.
+    let r = post_form(
+        &h,
+        &c,
+        &cookie,
+        "/console/destinations/prod/audiences/none/retry",
+        &format!("csrf={csrf}&all=1"),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, html) = page(&h, &c, &cookie, "/console/destinations/prod/audiences/none").await;
+    assert!(
+        html.contains("flash error") || html.contains("Not found"),
+        "{html}"
+    );
+
+    // The rejected users' CSV, and an unknown page.
+    let r = c
+        .get(h.url("/console/destinations/prod/audiences/none/rejected.csv"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
+    let (status, _) = page(&h, &c, &cookie, "/console/nothing/here").await;
+    assert_eq!(status, 404);
+}

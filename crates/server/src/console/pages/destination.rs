@@ -34,10 +34,17 @@ pub(crate) async fn get(
         },
         Err(e) => return admin_error(&e, &op.session),
     };
-    match crate::admin::read::destination(&console.app, &name, &params).await {
-        Ok(v) => html(200, render(&v, &op.session)),
-        Err(e) => admin_error(&e, &op.session),
+    let app = &console.app;
+    let mut v = match crate::admin::read::destination(app, &name, &params).await {
+        Ok(v) => v,
+        Err(e) => return admin_error(&e, &op.session),
+    };
+    // The view's pause comes from the figures, up to a second old; the page an operator lands
+    // on after pausing or resuming shows the store's pause as it is now (one row).
+    if let Ok(pause) = app.store.operator_pause(&name).await {
+        v.operator_pause = pause.as_ref().map(crate::admin::read::pause_view);
     }
+    html(200, render(&v, &op.session))
 }
 
 pub(crate) fn render(v: &DestinationView, s: &SessionView) -> Markup {
