@@ -1,5 +1,6 @@
 //! The routes of the two addresses, and the state their handlers share ([`AppState`]): every
-//! endpoint on the main address, `GET /metrics` alone on `metrics_listen`.
+//! endpoint on the main address (the operator console's `/console` pages from
+//! [`crate::console`]), `GET /metrics` alone on `metrics_listen`.
 
 use std::sync::Arc;
 
