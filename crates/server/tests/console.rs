@@ -394,3 +394,40 @@ async fn actions_need_the_session_and_its_csrf_token() {
     let (status, _) = page(&h, &c, &cookie, "/console/nothing/here").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_user_in_many_audiences_is_shown_a_page_at_a_time() {
+    let h = Harness::start_top(&format!("admin_token = \"{TOKEN}\""), "").await;
+    let c = client();
+    let events: Vec<serde_json::Value> = (0..101)
+        .map(|i| {
+            support::identify(
+                &format!("m{i}"),
+                "u-many",
+                Some("many@example.com"),
+                &format!("aud_{i:03}"),
+                true,
+            )
+        })
+        .collect();
+    let (s, v) = h
+        .post("/v1/batch", &serde_json::json!({ "batch": events }))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let cookie = signed_in(&h, &c).await;
+    let (status, html) = page(&h, &c, &cookie, "/console/lookup?userId=u-many").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("In 101 audiences; rows 1 to 100 shown."),
+        "{html}"
+    );
+    assert_eq!(html.matches("<tr data-audience=").count(), 100);
+    assert!(
+        html.contains(r#"href="/console/lookup?userId=u-many&amp;from=100""#),
+        "{html}"
+    );
+    let (_, html) = page(&h, &c, &cookie, "/console/lookup?userId=u-many&from=100").await;
+    assert_eq!(html.matches("<tr data-audience=").count(), 1, "{html}");
+    assert!(html.contains(r#"data-audience="aud_100""#), "{html}");
+    assert!(!html.contains("Next 100"), "{html}");
+}

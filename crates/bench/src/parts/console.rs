@@ -120,7 +120,8 @@ pub async fn run(
 
     let mid = audiences / 2;
     let aud = format!("console_{mid:04}");
-    let user = 500;
+    // A user in every audience whose email Iterable took.
+    let user = 501;
     let pages: Vec<(&str, String)> = vec![
         ("overview", "/console".into()),
         ("destination", "/console/destinations/bench".into()),
