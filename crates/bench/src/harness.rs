@@ -31,8 +31,9 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 12] = [
+pub const PARTS: [&str; 13] = [
     "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "console", "compare",
+    "admin",
 ];
 /// Audiences and events of (console), and how many times each page is fetched.
 pub const CONSOLE_AUDIENCES: usize = 1000;
@@ -210,6 +211,14 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             report,
         )
         .await?;
+    }
+    if args.wants("admin") {
+        eprintln!(
+            "(admin) the admin API's views with {} events over {} audiences stored ...",
+            args.members,
+            crate::parts::admin::ADMIN_AUDIENCES
+        );
+        crate::parts::admin::run(setup, args.members, report).await?;
     }
     if args.wants("compare") {
         eprintln!(

@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
     /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, snapshot, verify,
-    /// console, compare.
+    /// console, compare, admin.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -27,7 +27,8 @@ struct Cli {
     /// Events of (a) and (c).
     #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1000..))]
     events: u32,
-    /// Members of the big audience of (b), (d), (e) and (verify), and rows of the snapshot.
+    /// Members of the big audience of (b), (d), (e) and (verify), rows of the snapshot, and
+    /// events of (admin).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
     members: u32,
     /// The emulator's subscribe limit in (d), requests per second.

@@ -196,6 +196,7 @@ async fn views_show_the_numbers_and_a_rejected_user_is_retried_once_fixed() {
     assert_eq!(ua["desiredBy"]["messageId"], "m-bob");
     assert_eq!(ua["acknowledgedBy"]["messageId"], "m-bob");
     assert_eq!(ua["acknowledgedMember"], true);
+    assert!(u["nextAfter"].is_null(), "one audience, one page: {u}");
     let u = get(&h, "/v1/admin/users?userId=gone").await;
     assert_eq!(u["audiences"][0]["state"], "rejected");
 
@@ -293,6 +294,99 @@ async fn a_paused_destination_sends_nothing_until_resumed() {
     let k = post(&h, "/v1/admin/destinations/prod/check-key").await;
     assert_eq!(k["ok"], true, "{k}");
     assert_eq!(k["lists"], 1, "{k}");
+
+    // Verify against the live list: in sync; a member removed by hand is found missing, and
+    // the repair sends it again.
+    let v = post(&h, &format!("{AUD}/verify")).await;
+    assert_eq!(
+        (&v["inSync"], &v["missing"]),
+        (&json!(true), &json!(0)),
+        "{v}"
+    );
+    let list = h
+        .emu
+        .state(false)
+        .into_iter()
+        .flat_map(|p| p.lists)
+        .find(|l| l.name == VIP)
+        .expect("list")
+        .id;
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/api/lists/unsubscribe", h.emu.url()))
+        .header("Api-Key", KEY)
+        .header("Content-Type", "application/json")
+        .body(json!({"listId": list, "subscribers": [{"email": "bob@example.com"}]}).to_string())
+        .send()
+        .await
+        .expect("unsubscribe by hand");
+    assert!(r.status().is_success());
+    h.wait_list(VIP, &["ann@example.com"]).await;
+    let v = post(&h, &format!("{AUD}/verify?repair=true")).await;
+    assert_eq!(
+        (&v["missing"], &v["reopened"]),
+        (&json!(1), &json!(1)),
+        "{v}"
+    );
+    h.wait_list(VIP, &["ann@example.com", "bob@example.com"])
+        .await;
+    let a = get(&h, AUD).await;
+    assert_eq!(a["lastVerify"]["missing"], 1, "{a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_shows_as_a_pause_with_its_reason() {
+    let emu = emulator(iterable_emulator::Faults::default()).await;
+    let dir = temp_dir("admin-401");
+    let config = format!(
+        "admin_token = \"{TOKEN}\"\n{}",
+        config_text(&dir.join("db.sqlite"), &emu.url(), "")
+    )
+    .replace(KEY, "ffffffffffffffffffffffffffffffff");
+    let cfg = server::Config::parse(&config, &|_| None).expect("config");
+    let svc = server::RunningService::start(cfg).await.expect("service");
+    let h = Harness {
+        emu,
+        svc: Some(svc),
+        dir,
+        http: http(),
+        config,
+        pg: None,
+    };
+    ingest(
+        &h,
+        vec![identify("k1", "ann", Some("ann@example.com"), VIP, true)],
+    )
+    .await;
+    let o = wait_for(&h, "/v1/admin/overview", |v| {
+        v["destinations"][0]["state"]["state"] == "paused"
+    })
+    .await;
+    let state = &o["destinations"][0]["state"];
+    assert!(
+        state["reason"].as_str().is_some_and(|r| r.contains("401")),
+        "{state}"
+    );
+    assert!(state["sinceMs"].is_i64());
+    assert!(
+        o["destinations"][0]["errors"][0]["count"].as_u64() >= Some(1),
+        "{o}"
+    );
+    // Resume checks the key now: still refused, still paused, and it says so.
+    let r = post(&h, "/v1/admin/destinations/prod/resume").await;
+    assert_eq!(r["state"]["state"], "paused", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("still refuses")),
+        "{r}"
+    );
+    let k = post(&h, "/v1/admin/destinations/prod/check-key").await;
+    assert_eq!(k["ok"], false);
+    assert!(
+        k["message"].as_str().is_some_and(|m| m.contains("refused")),
+        "{k}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,11 +71,36 @@ async fn every_view_shows_what_was_ingested_and_delivered() {
         .expect("audience");
     assert_eq!(a.audience.members, 3);
 
+    // A sample of the minute (what the sampler task records every minute): the counters'
+    // growth per destination, the figures per audience.
+    server::admin::history::sample(&state).await;
+    let o = read::overview(&state).await.expect("overview");
+    let d = &o.destinations[0];
+    assert_eq!(
+        (
+            d.ingested_per_minute.len(),
+            d.ingested_per_minute[0].value,
+            d.delivered_per_minute[0].value
+        ),
+        (1, 3, 3)
+    );
+    server::admin::history::sample(&state).await;
+    let o = read::overview(&state).await.expect("overview");
+    assert_eq!(
+        o.destinations[0].ingested_per_minute[1].value, 0,
+        "nothing new"
+    );
+    let a = read::audience(&state, "prod", "vip_users")
+        .await
+        .expect("audience");
+    assert_eq!(a.series.len(), 2);
+    assert_eq!((a.series[1].members, a.series[1].pending), (3, 0));
+
     let u = read::user(
         &state,
         &UserParams {
             email: Some("USER1@example.com".into()),
-            user_id: None,
+            ..UserParams::default()
         },
     )
     .await

@@ -34,4 +34,4 @@ pub use store::{
     RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
     TableCounts, Version,
 };
-pub use store::{OperatorPause, RejectedKey, UserQuery, UserState, VersionEvent};
+pub use store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState, VersionEvent};

@@ -1,10 +1,13 @@
 //! The measures, one file per part of BENCHMARKS.md: (a) [`plan`], (b) and (e) [`ingestion`]
 //! (memory is read during the ingestion run, with its changes pending), (c) [`end_to_end`],
 //! (d) [`rate_limit`], (snapshot) [`snapshot`] (a full audience snapshot applied by `audience
-//! sync`), (console) the operator console's pages with a big store ([`console`]), (verify) [`verify`] (`audience verify` of a big list), and the comparison with
+//! sync`), (verify) [`verify`] (`audience verify` of a big list), (admin) [`admin`] (the admin
+//! API's views on a big store), (console) [`console`] (the operator console's pages on a big
+//! store), and the comparison with
 //! Segment's code ([`compare`], whose Node side
 //! [`segment`] runs).
 
+pub mod admin;
 pub mod compare;
 pub mod console;
 pub mod end_to_end;

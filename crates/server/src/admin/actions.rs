@@ -9,7 +9,7 @@ use iterable::client::{ErrorKind, IterableError};
 use iterable::errors::ErrorClass;
 use sync::drift::{VerifyOptions, verify as verify_audience};
 use sync::store::MAX_ADMIN_ROWS;
-use sync::{HoldAction, Identity, OperatorPause, Reconciler, UserQuery};
+use sync::{HoldAction, Identity, OperatorPause, Reconciler, UserKey, UserQuery};
 
 use super::AdminError;
 use super::read::{pause_view, runtime, state_view};
@@ -275,17 +275,34 @@ async fn rejected_keys_of(
         (None, Some(u)) => UserQuery::UserId(u.clone()),
         (None, None) => return Err(AdminError::bad("email", "give email or userId, or all")),
     };
-    let found = state.store.user_states(&query, MAX_ADMIN_ROWS).await?;
-    Ok(found
-        .into_iter()
-        .filter(|u| {
-            u.destination == destination
-                && u.audience_key == audience
-                && u.state == "rejected"
-                && (id.user_id.is_none() || u.identity.user_id == id.user_id)
-        })
-        .map(|u| u.identity)
-        .collect())
+    // Page through the user's keys (bounded by the audiences the user is in).
+    let mut keys = Vec::new();
+    let mut after: Option<UserKey> = None;
+    loop {
+        let page = state
+            .store
+            .user_states(&query, after.as_ref(), MAX_ADMIN_ROWS)
+            .await?;
+        let last = page.len() < MAX_ADMIN_ROWS;
+        after = page.last().map(|u| UserKey {
+            destination: u.destination.clone(),
+            audience_key: u.audience_key.clone(),
+            identity: u.identity.clone(),
+        });
+        keys.extend(
+            page.into_iter()
+                .filter(|u| {
+                    u.destination == destination
+                        && u.audience_key == audience
+                        && u.state == "rejected"
+                        && (id.user_id.is_none() || u.identity.user_id == id.user_id)
+                })
+                .map(|u| u.identity),
+        );
+        if last {
+            return Ok(keys);
+        }
+    }
 }
 
 fn describe(id: &Identity) -> String {
@@ -419,4 +436,99 @@ pub async fn verify(
         reopened: report.reopened,
         unsubscribes: report.unsubscribes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::*;
+    use crate::{Config, RunningService};
+
+    /// The info events with a `what` field, as (who, what, destination).
+    #[derive(Clone, Default)]
+    struct Actions(Arc<Mutex<Vec<(String, String, String)>>>);
+
+    #[derive(Default)]
+    struct Fields(Vec<(String, String)>);
+
+    impl Visit for Fields {
+        fn record_str(&mut self, f: &Field, v: &str) {
+            self.0.push((f.name().into(), v.into()));
+        }
+        fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+            self.0.push((f.name().into(), format!("{v:?}")));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Actions {
+        fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut f = Fields::default();
+            e.record(&mut f);
+            let get = |n: &str| {
+                f.0.iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if *e.metadata().level() == tracing::Level::INFO && !get("what").is_empty() {
+                self.0
+                    .lock()
+                    .expect("lock")
+                    .push((get("who"), get("what"), get("destination")));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_action_is_logged_with_who_and_what() {
+        let actions = Actions::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(actions.clone()));
+        let cfg = Config::parse(
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite::memory:\"\n\
+             [[destination]]\nname = \"prod\"\n\
+             api_key = \"0123456789abcdef0123456789abcdef\"\n\
+             base_url = \"http://127.0.0.1:9\"\nwrite_keys = [\"wk_test\"]\n",
+            &|_| None,
+        )
+        .expect("config");
+        let svc = RunningService::start(cfg).await.expect("service");
+        let state = svc.state();
+        let who = crate::admin::token_id("the-admin-token");
+        assert_eq!(who.len(), 8);
+        assert!(!who.contains("admin"));
+        let r = pause(state, &who, "prod", Some("  ")).await.expect("pause");
+        assert_eq!(
+            r.operator_pause.as_ref().map(|p| p.reason.as_str()),
+            Some(DEFAULT_PAUSE_REASON)
+        );
+        resume(state, "loopback", "prod").await.expect("resume");
+        let e = retry_rejected(state, &who, "prod", "vip", &RetryTarget::All)
+            .await
+            .expect("retry");
+        assert_eq!(e.count, Some(0));
+        let long = "x".repeat(MAX_REASON_CHARS + 1);
+        let e = pause(state, &who, "prod", Some(&long))
+            .await
+            .expect_err("too long");
+        assert_eq!(e.body().field.as_deref(), Some("reason"));
+        assert_eq!(
+            pause(state, &who, "nope", None).await.expect_err("unknown"),
+            AdminError::UnknownDestination("nope".into())
+        );
+        let logged = actions.0.lock().expect("lock").clone();
+        assert_eq!(
+            logged,
+            [
+                (who.clone(), "pause".into(), "prod".into()),
+                ("loopback".into(), "resume".into(), "prod".into()),
+                (who, "retry-rejected".into(), "prod".into()),
+            ]
+        );
+    }
 }

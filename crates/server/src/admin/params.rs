@@ -89,7 +89,7 @@ impl RejectedParams {
     }
 }
 
-/// Whom to look up: exactly one of `email` and `userId`.
+/// Whom to look up: exactly one of `email` and `userId`; a page of the audiences they are in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, IntoParams)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct UserParams {
@@ -97,6 +97,10 @@ pub struct UserParams {
     pub email: Option<String>,
     /// The exact userId.
     pub user_id: Option<String>,
+    /// Where the page starts: the `nextAfter` of the page before (opaque).
+    pub after: Option<String>,
+    /// Rows per page, 1 to 500 (default 100).
+    pub limit: Option<usize>,
 }
 
 impl UserParams {
@@ -104,6 +108,8 @@ impl UserParams {
         Ok(Self {
             email: non_empty(query_param(query, "email")),
             user_id: non_empty(query_param(query, "userId")),
+            after: non_empty(query_param(query, "after")),
+            limit: limit_of(query)?,
         })
     }
 }
@@ -150,7 +156,9 @@ mod tests {
             UserParams::from_query(Some("userId=u+1&email=")),
             Ok(UserParams {
                 email: None,
-                user_id: Some("u 1".into())
+                user_id: Some("u 1".into()),
+                after: None,
+                limit: None,
             })
         );
     }

@@ -14,10 +14,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use iterable::limiter::Endpoint;
 use sync::metrics::StatusClass;
-use sync::store::MAX_ADMIN_ROWS;
 use sync::{
     DestinationMetrics, EventRecord, Identity, ListCounts, OperatorPause, RejectedKey, RemovalHold,
-    UserQuery, UserState,
+    UserKey, UserQuery, UserState,
 };
 use tokio::sync::mpsc;
 
@@ -578,9 +577,40 @@ fn user_audience(u: UserState) -> UserAudience {
     }
 }
 
-/// `GET /v1/admin/users?email=|userId=`: the user in every destination and audience (at most
-/// [`MAX_ADMIN_ROWS`] of them), through the store's index of emails and userIds.
+/// The cursor of a page of a user's audiences: destination, audience, email and userId of
+/// the last row, each base64url, joined by dots.
+pub fn user_cursor_of(k: &UserKey) -> String {
+    let part = |v: &str| URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.{}",
+        part(&k.destination),
+        part(&k.audience_key),
+        cursor_of(&k.identity)
+    )
+}
+
+/// The key of a cursor of [`user_cursor_of`].
+pub fn parse_user_cursor(field: &str, cursor: &str) -> Result<UserKey, AdminError> {
+    let bad = || AdminError::bad(field, "is not a cursor this service gave (use nextAfter)");
+    let mut parts = cursor.splitn(3, '.');
+    let (Some(d), Some(a), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let text = |p: &str| -> Result<String, AdminError> {
+        let bytes = URL_SAFE_NO_PAD.decode(p).map_err(|_| bad())?;
+        String::from_utf8(bytes).map_err(|_| bad())
+    };
+    Ok(UserKey {
+        destination: text(d)?,
+        audience_key: text(a)?,
+        identity: parse_cursor(field, rest)?,
+    })
+}
+
+/// `GET /v1/admin/users?email=|userId=`: a page of the user's audiences, in every destination,
+/// through the store's index of emails and userIds.
 pub async fn user(state: &AppState, params: &UserParams) -> Result<UserLookup, AdminError> {
+    let limit = checked_limit(params.limit)?;
     let query = match (&params.email, &params.user_id) {
         (Some(_), Some(_)) => {
             return Err(AdminError::bad("email", "give email or userId, not both"));
@@ -599,16 +629,35 @@ pub async fn user(state: &AppState, params: &UserParams) -> Result<UserLookup, A
             format!("is longer than {MAX_ID_BYTES} bytes"),
         ));
     }
-    let mut found = state.store.user_states(&query, MAX_ADMIN_ROWS + 1).await?;
-    let truncated = found.len() > MAX_ADMIN_ROWS;
-    found.truncate(MAX_ADMIN_ROWS);
+    let after = match &params.after {
+        Some(c) => Some(parse_user_cursor("after", c)?),
+        None => None,
+    };
+    // One row more than the page tells whether there is a next page.
+    let mut found = state
+        .store
+        .user_states(&query, after.as_ref(), limit + 1)
+        .await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_after = more
+        .then(|| {
+            found.last().map(|u| {
+                user_cursor_of(&UserKey {
+                    destination: u.destination.clone(),
+                    audience_key: u.audience_key.clone(),
+                    identity: u.identity.clone(),
+                })
+            })
+        })
+        .flatten();
     // Only configured destinations (a store may hold a removed one's rows).
     found.retain(|u| state.by_name.contains_key(&u.destination));
     Ok(UserLookup {
         email: params.email.clone(),
         user_id: params.user_id.clone(),
         audiences: found.into_iter().map(user_audience).collect(),
-        truncated,
+        next_after,
     })
 }
 
@@ -693,6 +742,13 @@ mod tests {
         ] {
             assert_eq!(parse_cursor("after", &cursor_of(&id)), Ok(id));
         }
+        let k = UserKey {
+            destination: "prod".into(),
+            audience_key: "a.b/c".into(),
+            identity: Identity::new(Some("j@x.co"), Some("u.1")),
+        };
+        assert_eq!(parse_user_cursor("after", &user_cursor_of(&k)), Ok(k));
+        assert!(parse_user_cursor("after", "cHJvZA").is_err());
         for bad in ["", "abc", "!!.x", "_w.x"] {
             let e = parse_cursor("after", bad).expect_err(bad);
             assert_eq!(e.body().field.as_deref(), Some("after"), "{bad}");

@@ -346,15 +346,16 @@ pub struct UserAudience {
     pub last_answer_ms: Option<i64>,
 }
 
-/// `GET /v1/admin/users?email=|userId=`.
+/// `GET /v1/admin/users?email=|userId=`: a page of the audiences the user is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserLookup {
     pub email: Option<String>,
     pub user_id: Option<String>,
+    /// By destination, audience and key.
     pub audiences: Vec<UserAudience>,
-    /// More audiences matched than a lookup returns.
-    pub truncated: bool,
+    /// Pass as `after` for the next page; `None` on the last one.
+    pub next_after: Option<String>,
 }
 
 /// An event's status in one audience (the JSON of `GET /v1/events/{messageId}` too).

@@ -423,3 +423,65 @@ pub(crate) async fn openapi_json() -> Reply {
         std::sync::LazyLock::new(|| super::openapi::document().to_json().unwrap_or_default());
     reply(200, "application/json", DOC.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use hyper::Request;
+    use tower::ServiceExt;
+
+    use super::super::auth::Peer;
+    use super::super::router::main_router;
+    use crate::{Config, RunningService};
+
+    /// Without `admin_token`, the admin API answers loopback clients only: a client from
+    /// another address gets 403 (tested through the router, with the peer address the
+    /// listener would have put on the request).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_token_only_loopback_clients_are_answered() {
+        let cfg = Config::parse(
+            "listen = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite::memory:\"\n\
+             [[destination]]\nname = \"prod\"\nenabled = false\n\
+             api_key = \"0123456789abcdef0123456789abcdef\"\n\
+             base_url = \"http://127.0.0.1:9\"\nwrite_keys = [\"wk_test\"]\n",
+            &|_| None,
+        )
+        .expect("config");
+        let svc = RunningService::start(cfg).await.expect("service");
+        let router = main_router(svc.state().clone());
+        for (peer, path, want) in [
+            ("10.1.2.3:4444", "/v1/admin/overview", 403),
+            ("[2001:db8::1]:4444", "/v1/admin/destinations/prod", 403),
+            ("10.1.2.3:4444", "/v1/status", 403),
+            ("127.0.0.1:4444", "/v1/admin/overview", 200),
+            (
+                "[::ffff:127.0.0.1]:4444",
+                "/v1/admin/destinations/prod",
+                200,
+            ),
+            ("[::1]:4444", "/v1/admin/overview", 200),
+        ] {
+            let mut req = Request::get(path).body(Body::empty()).expect("request");
+            req.extensions_mut()
+                .insert(Peer(peer.parse().expect("address")));
+            let r = router.clone().oneshot(req).await.expect("answer");
+            assert_eq!(r.status().as_u16(), want, "{peer} {path}");
+        }
+        let mut req = Request::post("/v1/admin/destinations/prod/pause")
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut()
+            .insert(Peer("10.1.2.3:4444".parse().expect("address")));
+        let r = router.clone().oneshot(req).await.expect("answer");
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(
+            svc.state()
+                .store
+                .operator_pause("prod")
+                .await
+                .expect("read"),
+            None,
+            "a refused call changes nothing"
+        );
+    }
+}

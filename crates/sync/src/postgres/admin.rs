@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 use super::{PostgresStore, counts, identity_of, key_part, pg, to_i64, to_u64, write_tx};
 use crate::sqlite::counts::Deltas;
 use crate::store::{
-    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserQuery,
-    UserState, VersionEvent,
+    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserKey,
+    UserQuery, UserState, VersionEvent,
 };
 
 /// The indexes and table of the admin API, idempotent, run with every migration at open (after
@@ -209,6 +209,7 @@ impl PostgresStore {
     pub async fn user_states(
         &self,
         query: &UserQuery,
+        after: Option<&UserKey>,
         limit: usize,
     ) -> Result<Vec<UserState>, StoreError> {
         const OP: &str = "user_states";
@@ -227,12 +228,21 @@ impl PostgresStore {
                  LEFT JOIN events e ON e.seq = d.seq
                  LEFT JOIN events a ON a.seq = d.ack_seq
                  WHERE d.{column} = $1 AND d.{column} <> ''
-                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $2"
+                   AND (d.destination, d.list_key, d.email, d.user_id) > ($2, $3, $4, $5)
+                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $6"
             ))
             .await
             .map_err(pg(OP))?;
+        let (d, a, e, u) = after.map_or(("", "", "", ""), |k| {
+            (
+                k.destination.as_str(),
+                k.audience_key.as_str(),
+                key_part(&k.identity.email),
+                key_part(&k.identity.user_id),
+            )
+        });
         let rows = client
-            .query(&stmt, &[value, &limit])
+            .query(&stmt, &[value, &d, &a, &e, &u, &limit])
             .await
             .map_err(pg(OP))?;
         rows.iter().map(|r| user_state(OP, r)).collect()

@@ -10,7 +10,7 @@ use crate::store::{
     GuardVerdict, HoldAction, Identity, Lease, ListCounts, NewEvent, OutcomeRow, PendingRow,
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreFuture, TableCounts,
 };
-use crate::store::{OperatorPause, RejectedKey, UserQuery, UserState};
+use crate::store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState};
 
 impl Store {
     /// A store over a PostgreSQL database.
@@ -177,9 +177,10 @@ impl Engine for PostgresStore {
     fn user_states<'a>(
         &'a self,
         query: &'a UserQuery,
+        after: Option<&'a UserKey>,
         limit: usize,
     ) -> StoreFuture<'a, Vec<UserState>> {
-        Box::pin(PostgresStore::user_states(self, query, limit))
+        Box::pin(PostgresStore::user_states(self, query, after, limit))
     }
 
     fn operator_pause<'a>(

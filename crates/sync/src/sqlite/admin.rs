@@ -7,13 +7,15 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::counts::{self, Delta};
 use super::{SqliteStore, engine, identity_of, key_part, to_i64, to_u64};
 use crate::store::{
-    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserQuery,
-    UserState, VersionEvent,
+    Identity, OperatorPause, RETRIED_REASON, RejectedKey, StatusKind, StoreError, UserKey,
+    UserQuery, UserState, VersionEvent,
 };
 
 /// The indexes and table of the admin API. Every statement is idempotent and runs at each
 /// open (schema version 5 and later): a separate step, so that it can be given a version
-/// number of its own when the schema versions are next renumbered.
+/// number of its own when the schema versions are next renumbered. The reads name their index
+/// (`INDEXED BY`): the planner would otherwise walk an audience's primary key, every key of
+/// it, to find the few rejected ones.
 pub(super) const SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
@@ -72,6 +74,45 @@ fn user_state(r: &Row<'_>) -> rusqlite::Result<(UserState, i64, Option<i64>)> {
     Ok((u, r.get(6)?, ack_seq))
 }
 
+/// Every rejected key of one audience pending again, in two statements (nothing of them is
+/// held in memory): their events' rows first, while the keys still say which they are.
+fn retry_all(
+    tx: &rusqlite::Connection,
+    destination: &str,
+    audience_key: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    const OP: &str = "retry_rejected";
+    let logged = tx
+        .execute(
+            "UPDATE event_audiences SET status = 'pending', reason = ?3, next_attempt_ms = ?4,
+               updated_ms = ?4
+             WHERE status = 'rejected' AND (seq, part) IN (
+               SELECT seq, part FROM desired INDEXED BY desired_rejected
+               WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected')",
+            params![destination, audience_key, RETRIED_REASON, now_ms],
+        )
+        .map_err(engine(OP))?;
+    let retried = tx
+        .execute(
+            "UPDATE desired SET state = 'pending', reason = ?3, attempts = 0,
+               next_attempt_ms = ?4
+             WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected'",
+            params![destination, audience_key, RETRIED_REASON, now_ms],
+        )
+        .map_err(engine(OP))?;
+    let (n, events) = (retried as i64, logged as i64);
+    let mut d = Delta {
+        rejected: -n,
+        pending: n,
+        ..Delta::default()
+    };
+    d.event(StatusKind::Rejected, -events);
+    d.event(StatusKind::Pending, events);
+    counts::apply(tx, OP, destination, audience_key, &d)?;
+    Ok(retried)
+}
+
 impl SqliteStore {
     pub fn rejected_keys(
         &self,
@@ -90,7 +131,7 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT d.email, d.user_id, d.member, d.reason, d.seq, d.accepted_ms, e.updated_ms
-                 FROM desired d
+                 FROM desired d INDEXED BY desired_rejected
                  LEFT JOIN event_audiences e ON e.seq = d.seq AND e.part = d.part
                  WHERE d.destination = ?1 AND d.list_key = ?2 AND d.state = 'rejected'
                    AND (d.email, d.user_id) > (?3, ?4)
@@ -139,52 +180,16 @@ impl SqliteStore {
     ) -> Result<usize, StoreError> {
         const OP: &str = "retry_rejected";
         self.write(OP, |tx| {
-            let targets: Vec<(String, String, i64, i64)> = match keys {
-                None => {
-                    let mut all = tx
-                        .prepare_cached(
-                            "SELECT email, user_id, seq, part FROM desired
-                             WHERE destination = ?1 AND list_key = ?2 AND state = 'rejected'
-                             ORDER BY email, user_id",
-                        )
-                        .map_err(engine(OP))?;
-                    let rows = all
-                        .query_map(params![destination, audience_key], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                        })
-                        .map_err(engine(OP))?;
-                    rows.collect::<Result<Vec<_>, _>>().map_err(engine(OP))?
-                }
-                Some(keys) => {
-                    let mut one = tx
-                        .prepare_cached(
-                            "SELECT seq, part FROM desired
-                             WHERE destination = ?1 AND list_key = ?2 AND email = ?3
-                               AND user_id = ?4 AND state = 'rejected'",
-                        )
-                        .map_err(engine(OP))?;
-                    let mut found = Vec::new();
-                    for k in keys {
-                        let (email, user_id) = (key_part(&k.email), key_part(&k.user_id));
-                        let row: Option<(i64, i64)> = one
-                            .query_row(params![destination, audience_key, email, user_id], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
-                            })
-                            .optional()
-                            .map_err(engine(OP))?;
-                        if let Some((seq, part)) = row
-                            && !found
-                                .iter()
-                                .any(|(e, u, _, _): &(String, String, i64, i64)| {
-                                    e == email && u == user_id
-                                })
-                        {
-                            found.push((email.to_string(), user_id.to_string(), seq, part));
-                        }
-                    }
-                    found
-                }
+            let Some(keys) = keys else {
+                return retry_all(tx, destination, audience_key, now_ms);
             };
+            let mut one = tx
+                .prepare_cached(
+                    "SELECT seq, part FROM desired
+                     WHERE destination = ?1 AND list_key = ?2 AND email = ?3
+                       AND user_id = ?4 AND state = 'rejected'",
+                )
+                .map_err(engine(OP))?;
             let mut key = tx
                 .prepare_cached(
                     "UPDATE desired SET state = 'pending', reason = ?5, attempts = 0,
@@ -202,20 +207,25 @@ impl SqliteStore {
                 .map_err(engine(OP))?;
             let mut d = Delta::default();
             let mut retried = 0;
-            for (email, user_id, seq, part) in &targets {
-                let n = key
-                    .execute(params![
-                        destination,
-                        audience_key,
-                        email,
-                        user_id,
-                        RETRIED_REASON,
-                        now_ms
-                    ])
+            for k in keys {
+                let (email, user_id) = (key_part(&k.email), key_part(&k.user_id));
+                let row: Option<(i64, i64)> = one
+                    .query_row(params![destination, audience_key, email, user_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
                     .map_err(engine(OP))?;
-                if n == 0 {
-                    continue;
-                }
+                // A key given twice is rejected no more the second time.
+                let Some((seq, part)) = row else { continue };
+                key.execute(params![
+                    destination,
+                    audience_key,
+                    email,
+                    user_id,
+                    RETRIED_REASON,
+                    now_ms
+                ])
+                .map_err(engine(OP))?;
                 d.state_moved("rejected", "pending");
                 retried += 1;
                 let logged = log
@@ -233,13 +243,14 @@ impl SqliteStore {
     pub fn user_states(
         &self,
         query: &UserQuery,
+        after: Option<&UserKey>,
         limit: usize,
     ) -> Result<Vec<UserState>, StoreError> {
         const OP: &str = "user_states";
         let limit = to_i64(OP, limit as u64)?;
-        let (column, value) = match query {
-            UserQuery::Email(e) => ("email", e),
-            UserQuery::UserId(u) => ("user_id", u),
+        let (column, index, value) = match query {
+            UserQuery::Email(e) => ("email", "desired_by_email", e),
+            UserQuery::UserId(u) => ("user_id", "desired_by_user_id", u),
         };
         if value.is_empty() {
             return Ok(Vec::new());
@@ -247,15 +258,24 @@ impl SqliteStore {
         let conn = self.lock();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM desired d
+                "SELECT {USER_COLUMNS} FROM desired d INDEXED BY {index}
                  LEFT JOIN events e ON e.seq = d.seq
                  LEFT JOIN events a ON a.seq = d.ack_seq
                  WHERE d.{column} = ?1 AND d.{column} <> ''
-                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT ?2"
+                   AND (d.destination, d.list_key, d.email, d.user_id) > (?2, ?3, ?4, ?5)
+                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT ?6"
             ))
             .map_err(engine(OP))?;
+        let (d, a, e, u) = after.map_or(("", "", "", ""), |k| {
+            (
+                k.destination.as_str(),
+                k.audience_key.as_str(),
+                key_part(&k.identity.email),
+                key_part(&k.identity.user_id),
+            )
+        });
         let rows = stmt
-            .query_map(params![value, limit], user_state)
+            .query_map(params![value, d, a, e, u, limit], user_state)
             .map_err(engine(OP))?;
         let mut out = Vec::new();
         for row in rows {

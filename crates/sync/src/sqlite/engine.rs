@@ -15,7 +15,7 @@ use crate::store::{
     RateCut, Receipt, Recorded, RemovalHold, RemovalPolicy, Seq, Store, StoreError, StoreFuture,
     TableCounts,
 };
-use crate::store::{OperatorPause, RejectedKey, UserQuery, UserState};
+use crate::store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState};
 
 /// A shared [`SqliteStore`] as an engine of [`Store`], with its ingestion queue.
 #[derive(Debug)]
@@ -232,10 +232,13 @@ impl Engine for SqliteEngine {
     fn user_states<'a>(
         &'a self,
         query: &'a UserQuery,
+        after: Option<&'a UserKey>,
         limit: usize,
     ) -> StoreFuture<'a, Vec<UserState>> {
-        let query = query.clone();
-        self.run("user_states", move |db| db.user_states(&query, limit))
+        let (query, after) = (query.clone(), after.cloned());
+        self.run("user_states", move |db| {
+            db.user_states(&query, after.as_ref(), limit)
+        })
     }
 
     fn operator_pause<'a>(

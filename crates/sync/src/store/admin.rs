@@ -28,6 +28,14 @@ pub enum UserQuery {
     UserId(String),
 }
 
+/// Where a page of [`super::Engine::user_states`] starts: after this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKey {
+    pub destination: String,
+    pub audience_key: String,
+    pub identity: Identity,
+}
+
 /// The event behind a version of a key, as far as the log still has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionEvent {

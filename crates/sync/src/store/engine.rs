@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use super::admin::{OperatorPause, RejectedKey, UserQuery, UserState};
+use super::admin::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState};
 use super::coordination::{Lease, RateCut};
 use super::error::StoreError;
 use super::holds::{GuardVerdict, HoldAction, RemovalHold, RemovalPolicy};
@@ -351,12 +351,14 @@ pub trait Engine: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreFuture<'a, usize>;
 
-    /// Every key, in every destination and audience, whose email (or userId) is exactly the
-    /// query's, with its desired and acknowledged state and the events that set them; at most
-    /// `limit` rows, by destination, audience and key. An indexed lookup.
+    /// The keys, in every destination and audience, whose email (or userId) is exactly the
+    /// query's, with their desired and acknowledged state and the events that set them: up to
+    /// `limit` after `after` (from the first when `None`), by destination, audience and key.
+    /// An indexed lookup.
     fn user_states<'a>(
         &'a self,
         query: &'a UserQuery,
+        after: Option<&'a UserKey>,
         limit: usize,
     ) -> StoreFuture<'a, Vec<UserState>>;
 

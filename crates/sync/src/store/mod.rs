@@ -38,7 +38,8 @@ mod state;
 pub(crate) mod transfer;
 
 pub use admin::{
-    MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserQuery, UserState, VersionEvent,
+    MAX_ADMIN_ROWS, OperatorPause, RETRIED_REASON, RejectedKey, UserKey, UserQuery, UserState,
+    VersionEvent,
 };
 pub(crate) use coordination::slots_after;
 pub use coordination::{Lease, RateCut};

@@ -2,7 +2,7 @@
 //! filter, rejected keys sent again (one or all, the figures equal to a recount after), a
 //! user's keys in every audience with the events that set them, and the operator's pause.
 
-use sync::{OperatorPause, UserQuery};
+use sync::{OperatorPause, UserKey, UserQuery};
 
 use super::*;
 
@@ -187,7 +187,7 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
     .await;
 
     let found = s
-        .user_states(&UserQuery::Email("jane@x.co".into()), 100)
+        .user_states(&UserQuery::Email("jane@x.co".into()), None, 100)
         .await
         .expect("user");
     assert_eq!(found.len(), 2, "{found:?}");
@@ -220,16 +220,35 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
         UserQuery::UserId("jane@x.co".into()),
     ] {
         assert!(
-            s.user_states(&q, 100).await.expect("lookup").is_empty(),
+            s.user_states(&q, None, 100)
+                .await
+                .expect("lookup")
+                .is_empty(),
             "{q:?}"
         );
     }
-    assert_eq!(
-        s.user_states(&UserQuery::Email("jane@x.co".into()), 1)
+    // Pages of one, by destination, audience and key.
+    let q = UserQuery::Email("jane@x.co".into());
+    let first = s.user_states(&q, None, 1).await.expect("page 1");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].audience_key, "beta");
+    let after = UserKey {
+        destination: first[0].destination.clone(),
+        audience_key: first[0].audience_key.clone(),
+        identity: first[0].identity.clone(),
+    };
+    let second = s.user_states(&q, Some(&after), 1).await.expect("page 2");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].audience_key, "vip");
+    let after = UserKey {
+        audience_key: "vip".into(),
+        ..after
+    };
+    assert!(
+        s.user_states(&q, Some(&after), 1)
             .await
-            .expect("limited")
-            .len(),
-        1
+            .expect("page 3")
+            .is_empty()
     );
 }
 
