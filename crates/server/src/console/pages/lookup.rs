@@ -1,6 +1,6 @@
-//! Lookup: a user by email or userId (in every audience: the membership the service wants and
-//! the event that set it, what Iterable acknowledged and its event, the delivery state), and an
-//! event by messageId (what became of it in each audience).
+//! Lookup: a user by email or userId (in every audience, 100 a page: the membership the service
+//! wants and the event that set it, what Iterable acknowledged and its event, the delivery
+//! state), and an event by messageId (what became of it in each audience).
 
 use std::sync::Arc;
 
@@ -14,12 +14,12 @@ use crate::admin::views::{EventLookup, EventRef, EventView, UserAudience, UserLo
 use crate::http::query_param;
 
 use super::super::Console;
-use super::super::format::{count, maybe_time, relative_time};
+use super::super::format::{maybe_time, relative_time};
 use super::super::guard::Operator;
 use super::super::layout::{Nav, page};
 use super::super::respond::html;
 use super::super::sessions::SessionView;
-use super::widgets::{audience_href, event_href, identity, user_href};
+use super::widgets::{audience_href, event_href, identity, next_page, user_href};
 use super::{PAGE_ROWS, admin_error};
 
 /// What the lookup page was asked.
@@ -28,8 +28,8 @@ pub(crate) struct Asked {
     pub email: Option<String>,
     pub user_id: Option<String>,
     pub message_id: Option<String>,
-    /// The first row of the user's audiences shown (`from`, a page of [`PAGE_ROWS`]).
-    pub from: usize,
+    /// Where the page of the user's audiences starts (the `nextAfter` of the page before).
+    pub after: Option<String>,
 }
 
 /// What it found.
@@ -52,9 +52,7 @@ pub(crate) async fn get(
         email: param("email"),
         user_id: param("userId"),
         message_id: param("messageId"),
-        from: param("from")
-            .and_then(|f| f.trim().parse().ok())
-            .unwrap_or(0),
+        after: param("after"),
     };
     let app = &console.app;
     let found = if let Some(id) = &asked.message_id {
@@ -65,6 +63,8 @@ pub(crate) async fn get(
         let params = UserParams {
             email: asked.email.clone(),
             user_id: asked.user_id.clone(),
+            after: asked.after.clone(),
+            limit: Some(PAGE_ROWS),
         };
         crate::admin::read::user(app, &params)
             .await
@@ -98,7 +98,7 @@ pub(crate) fn render(asked: &Asked, found: &Found, now_ms: i64, s: &SessionView)
         }
         @match found {
             Found::Nothing => p.muted { "Look up a user by email or userId, or an event by its messageId." },
-            Found::User(u) => (user(u, asked.from, now_ms)),
+            Found::User(u) => (user(u, now_ms)),
             Found::Event(e) => (event(e, asked.message_id.as_deref().unwrap_or_default(), now_ms)),
             Found::Refused(why) => p.flash.error role="alert" { (why) },
         }
@@ -124,32 +124,21 @@ fn membership(m: Option<bool>) -> &'static str {
     }
 }
 
-fn user(u: &UserLookup, from: usize, now_ms: i64) -> Markup {
-    let total = u.audiences.len();
-    let from = from.min(total.saturating_sub(1) / PAGE_ROWS * PAGE_ROWS);
-    let shown = &u.audiences[from.min(total)..(from + PAGE_ROWS).min(total)];
-    let more = (from + PAGE_ROWS < total).then(|| {
-        let mut href = user_href(u.email.as_deref(), u.user_id.as_deref());
-        href.push_str(&format!("&from={}", from + PAGE_ROWS));
-        href
-    });
+fn user(u: &UserLookup, now_ms: i64) -> Markup {
     html! {
         h2 { "User " (identity(u.email.as_deref(), u.user_id.as_deref())) }
         @if u.audiences.is_empty() {
             p.muted.none { "No audience has this user." }
         } @else {
-            p.muted { "In " (count(total as u64)) " audiences"
-                @if total > PAGE_ROWS { "; rows " (from + 1) " to " (from + shown.len()) " shown" } "." }
             table.user {
                 thead { tr {
                     th { "Audience" } th { "Identity" } th { "Wanted" } th { "Set by" }
                     th { "Iterable has" } th { "Acknowledged by" } th { "State" } th { "Last answer" }
                 } }
-                tbody { @for a in shown { (user_row(a, now_ms)) } }
+                tbody { @for a in &u.audiences { (user_row(a, now_ms)) } }
             }
-            @if let Some(href) = more { div.pager { a.next href=(href) { "Next " (PAGE_ROWS) " →" } } }
-            @if u.truncated { p.muted { "More audiences matched than a lookup shows." } }
         }
+        (next_page(&user_href(u.email.as_deref(), u.user_id.as_deref()), u.next_after.as_deref(), u.audiences.len()))
     }
 }
 
