@@ -4,7 +4,8 @@
 //! Measures: (a) parse, map and plan per core; (b) HTTP ingestion into durable SQLite; (c) end
 //! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
 //! with 1,000,000 pending changes; (snapshot) a 1,000,000-row audience snapshot diffed and
-//! stored by `audience sync`; (verify) `audience verify` of a 1,000,000-member list; and the
+//! stored by `audience sync`; (console) the operator console's pages over 1,000 audiences and
+//! 1,000,000 events; (verify) `audience verify` of a 1,000,000-member list; and the
 //! comparison with `@segment/action-destinations`
 //! (`bench/segment`, run with Node) on the same events and the same emulator.
 
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::parts::{compare, end_to_end, ingestion, plan, rate_limit, snapshot, verify};
+use crate::parts::{compare, console, end_to_end, ingestion, plan, rate_limit, snapshot, verify};
 use crate::product;
 use crate::report::Report;
 
@@ -30,9 +31,14 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 12] = [
-    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "compare", "admin",
+pub const PARTS: [&str; 13] = [
+    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "console", "compare",
+    "admin",
 ];
+/// Audiences and events of (console), and how many times each page is fetched.
+pub const CONSOLE_AUDIENCES: usize = 1000;
+pub const CONSOLE_EVENTS: usize = 1_000_000;
+pub const CONSOLE_FETCHES: usize = 50;
 /// Instances of the multi-instance parts (c-pg3, d-pg3).
 pub const INSTANCES: usize = 3;
 
@@ -192,6 +198,19 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members
         );
         verify::run(setup, args.members, report).await?;
+    }
+    if args.wants("console") {
+        eprintln!(
+            "(console) the console's pages with {CONSOLE_EVENTS} events over {CONSOLE_AUDIENCES} audiences ..."
+        );
+        console::run(
+            setup,
+            CONSOLE_EVENTS,
+            CONSOLE_AUDIENCES,
+            CONSOLE_FETCHES,
+            report,
+        )
+        .await?;
     }
     if args.wants("admin") {
         eprintln!(

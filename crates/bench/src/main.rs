@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
     /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, snapshot, verify,
-    /// compare, admin.
+    /// console, compare, admin.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.

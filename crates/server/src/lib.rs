@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+mod console;
 pub mod figures;
 pub mod holds;
 pub mod http;

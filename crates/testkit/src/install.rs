@@ -116,10 +116,10 @@ pub fn npm_ci(
 
 /// A lock file created with `create_new`, so that test processes sharing the cache (as under
 /// cargo-nextest) install one at a time. A lock left by a process that died is taken over.
-struct InstallLock(PathBuf);
+pub(crate) struct InstallLock(PathBuf);
 
 impl InstallLock {
-    fn acquire(path: &Path) -> Result<InstallLock, String> {
+    pub(crate) fn acquire(path: &Path) -> Result<InstallLock, String> {
         let deadline = Instant::now() + INSTALL_TIMEOUT + Duration::from_secs(60);
         loop {
             match fs::OpenOptions::new()

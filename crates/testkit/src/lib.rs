@@ -3,6 +3,8 @@
 //! into a cache, and running child processes with a deadline. Every failure is a message that
 //! says what is missing.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod install;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -2,12 +2,14 @@
 //! (memory is read during the ingestion run, with its changes pending), (c) [`end_to_end`],
 //! (d) [`rate_limit`], (snapshot) [`snapshot`] (a full audience snapshot applied by `audience
 //! sync`), (verify) [`verify`] (`audience verify` of a big list), (admin) [`admin`] (the admin
-//! API's views on a big store), and the comparison with
+//! API's views on a big store), (console) [`console`] (the operator console's pages on a big
+//! store), and the comparison with
 //! Segment's code ([`compare`], whose Node side
 //! [`segment`] runs).
 
 pub mod admin;
 pub mod compare;
+pub mod console;
 pub mod end_to_end;
 pub mod ingestion;
 pub mod plan;

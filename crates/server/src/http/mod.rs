@@ -40,6 +40,7 @@ mod webhook;
 
 pub use admin_api::route_table as admin_route_table;
 pub use audience::MAX_RUNNING as MAX_SNAPSHOTS;
+pub(crate) use auth::Peer;
 pub use openapi::document as openapi_document;
 pub use pace::Pace;
 pub(crate) use params::query_param;

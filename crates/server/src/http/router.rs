@@ -1,5 +1,6 @@
 //! The routes of the two addresses, and the state their handlers share ([`AppState`]): every
-//! endpoint on the main address, `GET /metrics` alone on `metrics_listen`.
+//! endpoint on the main address (the operator console's `/console` pages from
+//! [`crate::console`]), `GET /metrics` alone on `metrics_listen`.
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub(crate) fn main_router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/openapi.json", get_only(admin_api::openapi_json))
         .route("/healthz", get_only(health::healthz))
+        .merge(crate::console::router(state.clone()))
         .route("/readyz", get_only(health::readyz))
         .fallback(not_found)
         .layer(from_fn(close_if_body_left))

@@ -224,15 +224,31 @@ impl Harness {
 
     /// The event's status JSON from the admin endpoint.
     pub async fn event(&self, message_id: &str) -> (u16, Value) {
-        let (s, t) = self.get(&format!("/v1/events/{message_id}")).await;
+        self.event_as(None, message_id).await
+    }
+
+    /// [`Harness::event`] with the admin token, when the service has one.
+    pub async fn event_as(&self, token: Option<&str>, message_id: &str) -> (u16, Value) {
+        let mut req = self.http.get(self.url(&format!("/v1/events/{message_id}")));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("send");
+        let s = r.status().as_u16();
+        let t = r.text().await.expect("body");
         (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
     }
 
     /// Waits until the event has a final status in every audience; returns its JSON.
     pub async fn wait_final(&self, message_id: &str) -> Value {
+        self.wait_final_as(None, message_id).await
+    }
+
+    /// [`Harness::wait_final`] with the admin token, when the service has one.
+    pub async fn wait_final_as(&self, token: Option<&str>, message_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (s, v) = self.event(message_id).await;
+            let (s, v) = self.event_as(token, message_id).await;
             let done = s == 200
                 && v["events"][0]["audiences"].as_array().is_some_and(|a| {
                     a.iter()
