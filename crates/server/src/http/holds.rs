@@ -32,8 +32,8 @@ pub(crate) async fn release(
     State(state): State<Arc<AppState>>,
     parts: Parts,
 ) -> Reply {
-    let who = format!("{}, client {}", admin.who, peer(&parts));
-    decide(&state, &parts.uri, who, HoldAction::Release).await
+    tracing::info!(who = %admin.who, what = "release-hold", "admin action");
+    decide(&state, &parts.uri, peer(&parts), HoldAction::Release).await
 }
 
 #[utoipa::path(post, path = "/v1/holds/discard", tag = "admin (earlier)",
@@ -51,8 +51,8 @@ pub(crate) async fn discard(
     State(state): State<Arc<AppState>>,
     parts: Parts,
 ) -> Reply {
-    let who = format!("{}, client {}", admin.who, peer(&parts));
-    decide(&state, &parts.uri, who, HoldAction::Discard).await
+    tracing::info!(who = %admin.who, what = "discard-hold", "admin action");
+    decide(&state, &parts.uri, peer(&parts), HoldAction::Discard).await
 }
 
 fn peer(parts: &Parts) -> String {
@@ -79,7 +79,7 @@ async fn decide(state: &AppState, uri: &Uri, peer: String, action: HoldAction) -
     let Some(d) = state.destination(&destination) else {
         return refuse(404, HoldError::UnknownDestination(destination).to_string());
     };
-    let actor = format!("the admin API ({peer})");
+    let actor = format!("the admin API (client {peer})");
     match resolve(
         &state.store,
         &destination,

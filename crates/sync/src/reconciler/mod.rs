@@ -291,6 +291,7 @@ impl Reconciler {
                 replacing: Default::default(),
                 announced_holds: Mutex::new(Default::default()),
                 operator_paused: AtomicBool::new(false),
+                operator_checked: Mutex::new(None),
             }),
         }
     }

@@ -1,9 +1,12 @@
 //! What an operator does to a running reconciler: pause it (nothing new is sent while the
-//! store holds an operator's pause of the destination, on every instance: each reads it at
-//! its coordination tick; this instance at once), resume it, and check the API key now (a
-//! destination paused by a refused key resumes when the check works).
+//! store holds an operator's pause of the destination, on every instance: each reads it at its
+//! coordination tick, at most once a second; this instance at once), resume it, and check the
+//! API key now (a destination paused by a refused key resumes when the check works).
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use iterable::client::IterableError;
 use iterable::errors::ErrorClass;
@@ -14,6 +17,9 @@ use super::Reconciler;
 use super::shared::{Inner, lock};
 use crate::DestinationState;
 use crate::metrics::StatusClass;
+
+/// How often an instance reads the operator's pause from the store, at most.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 impl Inner {
     /// Whether an operator's pause holds the destination (as last read or set).
@@ -41,9 +47,18 @@ impl Inner {
         }
     }
 
-    /// Reads the operator's pause from the store (another instance may have set or ended
-    /// it); a failed read leaves the flag as it was.
+    /// Reads the operator's pause from the store (another instance may have set or ended it),
+    /// at most once per [`FOLLOW_EVERY`] (the coordination may tick ten times a second); a
+    /// failed read leaves the flag as it was.
     pub async fn follow_operator_pause(&self) {
+        {
+            let mut last = lock(&self.operator_checked);
+            let now = Instant::now();
+            if last.is_some_and(|t| now < t + FOLLOW_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
         match self.store.operator_pause(&self.cfg.destination).await {
             Ok(p) => self.set_operator_paused(p.is_some()),
             Err(e) => tracing::warn!(

@@ -61,6 +61,8 @@ pub(super) struct Inner {
     pub announced_holds: Mutex<std::collections::HashSet<(String, i64)>>,
     /// An operator's pause holds the destination (see `operator`).
     pub operator_paused: AtomicBool,
+    /// When the operator's pause was last read from the store.
+    pub operator_checked: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A list resolution's result: the resumes counted when it started, and the list or error.
