@@ -83,13 +83,40 @@ async fn text(c: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Clicks a link or a form's button and waits for the page it leads to: every click in
+/// this test navigates, and WebDriver's click may return before a form's submission has
+/// replaced the page (the next `find` would then read the old one).
 async fn click(c: &Client, css: &str) {
+    let old = c.find(Locator::Css("html")).await.expect("the page's html");
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .click()
         .await
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The old document's element goes stale once the new page replaced it.
+    while old.tag_name().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "click {css}: the page did not change"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    loop {
+        let ready = c
+            .execute("return document.readyState", Vec::new())
+            .await
+            .ok();
+        if ready.as_ref().and_then(Value::as_str) == Some("complete") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "click {css}: the page did not load"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 async fn fill(c: &Client, css: &str, value: &str) {
