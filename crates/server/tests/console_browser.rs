@@ -40,7 +40,12 @@ async fn start() -> Harness {
     let extra = refused_destination().replace("BASE", &emu.url());
     let config = format!(
         "admin_token = \"{TOKEN}\"\n{}\n{extra}\n[destination.delivery]\nlinger_ms = 20\n",
-        support::config_text(&dir.join("db.sqlite"), &emu.url(), "")
+        support::config_text(
+            &dir.join("db.sqlite"),
+            &emu.url(),
+            // The mass-removal guard watches this small audience too.
+            "max_removal_ratio = 0.5\nremoval_guard_min_members = 1",
+        )
     );
     let cfg = server::Config::parse(&config, &|_| None).expect("config");
     let svc = server::RunningService::start(cfg).await.expect("service");
@@ -119,6 +124,35 @@ async fn click(c: &Client, css: &str) {
     }
 }
 
+/// Clicks a button that asks first (`data-confirm`), checks the question holds `question`,
+/// accepts it, and waits for a flash message holding `flash`.
+async fn confirm_click(c: &Client, css: &str, question: &str, flash: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let asked = c.get_alert_text().await.expect("the action asks first");
+    assert!(asked.contains(question), "{asked}");
+    c.accept_alert().await.expect("accept");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = match c.find(Locator::Css(".flash.ok")).await {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if !got.is_empty() && got.contains(flash) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css}: no flash holding {flash:?}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn fill(c: &Client, css: &str, value: &str) {
     let el = c
         .find(Locator::Css(css))
@@ -147,6 +181,20 @@ async fn wait_text(c: &Client, url: &str, css: &str, want: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A change made by hand in the emulated Iterable project, through its API.
+async fn by_hand(h: &Harness, path: &str, list_id: i64, email: &str) {
+    let r = h
+        .http
+        .post(format!("{}/api/lists/{path}", h.emu.url()))
+        .header("Api-Key", support::KEY)
+        .header("Content-Type", "application/json")
+        .body(json!({"listId": list_id, "subscribers": [{"email": email}]}).to_string())
+        .send()
+        .await
+        .expect("by hand");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
 }
 
 async fn post_as(h: &Harness, write_key: &str, body: &Value) {
@@ -341,6 +389,89 @@ async fn an_operator_in_a_browser() {
         ],
     )
     .await;
+
+    // Drift made by hand in Iterable (a member removed, a stranger added) is found by Verify
+    // and mended by Repair, which asks first.
+    let list_id = h
+        .emu
+        .state(false)
+        .into_iter()
+        .flat_map(|p| p.lists)
+        .find(|l| l.name == "vip")
+        .expect("the vip list")
+        .id;
+    by_hand(&h, "unsubscribe", list_id, "jane@example.com").await;
+    by_hand(&h, "subscribe", list_id, "zed@example.com").await;
+    click(c, "form.action[action$='/verify'] button").await;
+    let flash = text(c, ".flash.ok").await;
+    assert!(flash.contains("1 missing, 1 extra"), "{flash}");
+    confirm_click(
+        c,
+        "form.action[action$='/repair'] button",
+        "missing members",
+        "Repaired",
+    )
+    .await;
+    let verified = text(c, "main").await;
+    assert!(verified.contains("Last verified"), "{verified}");
+    h.wait_list(
+        "vip",
+        &[
+            "bob@example.com",
+            "carol@example.com",
+            "ghost@example.com",
+            "jane@example.com",
+        ],
+    )
+    .await;
+
+    // A storm of exits (three of the four members) is held by the mass-removal guard: the
+    // page shows the hold, the list keeps its members; Release sends the removals.
+    let exits: Vec<Value> = ["bob", "carol", "ghost"]
+        .iter()
+        .map(|n| {
+            identify(
+                &format!("m-{n}-leaves"),
+                &format!("u-{n}"),
+                Some(&format!("{n}@example.com")),
+                "vip",
+                false,
+            )
+        })
+        .collect();
+    let (s, _) = h.post("/v1/batch", &json!({ "batch": exits })).await;
+    assert_eq!(s, 200);
+    wait_text(
+        c,
+        &format!("{base}/console/destinations/prod/audiences/vip"),
+        "section.hold",
+        "Held removals",
+    )
+    .await;
+    assert_eq!(
+        c.find(Locator::Css("section.hold [data-held]"))
+            .await
+            .expect("held count")
+            .attr("data-held")
+            .await
+            .expect("attr")
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        h.list("vip").map(|l| l.len()),
+        Some(4),
+        "nothing removed while held"
+    );
+    shot(c, &shots, "audience-hold").await;
+    confirm_click(
+        c,
+        "form.action[action$='/hold/release'] button",
+        "held removals",
+        "",
+    )
+    .await;
+    h.wait_list("vip", &["jane@example.com"]).await;
 
     // Check the refused destination's key from its page: still refused, said so.
     c.goto(&format!("{base}/console/destinations/refused"))

@@ -319,7 +319,19 @@ pub async fn audience(
         .last_hold_decision(destination, audience)
         .await?
         .map(|(decision, at_ms)| HoldDecisionView { decision, at_ms });
-    let last_verify = d
+    // The store keeps every instance's last verify (the figures may be a second old); this
+    // instance's own, just run, may be newer.
+    let stored = f
+        .verifies
+        .iter()
+        .find(|v| v.audience_key == audience)
+        .map(|v| VerifyView {
+            missing: v.missing,
+            extra: v.extra,
+            verified_ms: v.ran_ms,
+            error: v.error.clone(),
+        });
+    let here = d
         .metrics
         .drift()
         .into_iter()
@@ -328,7 +340,13 @@ pub async fn audience(
             missing: v.missing,
             extra: v.extra,
             verified_ms: v.verified_ms,
+            error: None,
         });
+    let last_verify = match (stored, here) {
+        (Some(s), Some(h)) if h.verified_ms > s.verified_ms => Some(h),
+        (Some(s), _) => Some(s),
+        (None, h) => h,
+    };
     Ok(AudienceView {
         now_ms,
         destination: destination.to_string(),

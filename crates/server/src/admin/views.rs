@@ -248,14 +248,17 @@ pub struct AudiencePoint {
 
 /// What the last verify of an audience against its live list found (this instance's
 /// scheduled verify, or an operator's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyView {
     /// Acknowledged members missing from the list.
     pub missing: u64,
     /// Identifiers in the list that the store does not have as members.
     pub extra: u64,
+    /// When it ran (epoch ms).
     pub verified_ms: i64,
+    /// Why it stopped before the end (its figures are then 0).
+    pub error: Option<String>,
 }
 
 /// The last operator decision on an audience's held removals.

@@ -77,10 +77,13 @@ pub(crate) fn render(v: &AudienceView, r: &RejectedPage, s: &SessionView) -> Mar
         }
         h2 { "Verify against the live list" }
         @match &v.last_verify {
-            Some(vv) => p { "Last verified " (relative_time(vv.verified_ms, v.now_ms)) ": "
-                span data-missing=(vv.missing) { (count(vv.missing)) " missing" } ", "
-                span data-extra=(vv.extra) { (count(vv.extra)) " extra" } },
-            None => p.muted { "Not verified since this instance started." },
+            Some(vv) => @match &vv.error {
+                Some(e) => p { "Last verify " (relative_time(vv.verified_ms, v.now_ms)) " failed: " (e) },
+                None => p { "Last verified " (relative_time(vv.verified_ms, v.now_ms)) ": "
+                    span data-missing=(vv.missing) { (count(vv.missing)) " missing" } ", "
+                    span data-extra=(vv.extra) { (count(vv.extra)) " extra" } },
+            },
+            None => p.muted { "Never verified." },
         }
         div.actions {
             (action_button(s, &format!("{href}/verify"), "Verify", &[], None))
