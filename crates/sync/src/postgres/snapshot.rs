@@ -97,9 +97,7 @@ impl PostgresStore {
             // `events` first, as accept inserts its events before it reads the floors and
             // writes `desired`: a batch either commits before the diff or waits for the
             // snapshot and then sees its floor (see `floors`).
-            tx.batch_execute("LOCK TABLE events, desired IN SHARE ROW EXCLUSIVE MODE")
-                .await
-                .map_err(pg(OP))?;
+            lock_for_apply(&tx).await?;
         }
         let (diff, raised) = diff_and_write(&tx, spec, &mut staged).await?;
         if raised {
@@ -114,6 +112,46 @@ impl PostgresStore {
             })?;
         }
         Ok(diff)
+    }
+}
+
+/// Takes the write locks of the apply. Waiting for `desired` while holding `events`, the
+/// snapshot can be chosen as a deadlock's victim (seen once under a loaded CI run); the staged
+/// rows are kept: the lock alone is taken again, under a savepoint, a few times.
+async fn lock_for_apply(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    const TRIES: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        tx.batch_execute("SAVEPOINT snapshot_lock")
+            .await
+            .map_err(pg(OP))?;
+        match tx
+            .batch_execute("LOCK TABLE events, desired IN SHARE ROW EXCLUSIVE MODE")
+            .await
+        {
+            Ok(()) => {
+                return tx
+                    .batch_execute("RELEASE SAVEPOINT snapshot_lock")
+                    .await
+                    .map_err(pg(OP));
+            }
+            Err(e)
+                if attempt < TRIES
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
+                tracing::info!(
+                    attempt,
+                    "a snapshot's table locks met a deadlock; taking them again"
+                );
+                tx.batch_execute("ROLLBACK TO SAVEPOINT snapshot_lock")
+                    .await
+                    .map_err(pg(OP))?;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(pg(OP)(e)),
+        }
     }
 }
 
