@@ -431,3 +431,83 @@ async fn key_lookups_use_the_indexes_whatever_the_statistics_say() {
         }
     }
 }
+
+/// A snapshot waiting for `desired` while it holds `events` can be a deadlock's victim (seen
+/// once in a loaded CI run); it takes its locks again instead of failing. Here another session
+/// holds `desired` and then asks for `events` while the snapshot waits: a cycle, which the
+/// snapshot's session finds first (its `deadlock_timeout` is the server's 1 s, the other's 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
+    use std::io::Cursor;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sync::snapshot::{Format, Policy, Progress, SnapshotSpec, run_snapshot};
+
+    let schema = PgSchema::create("snapshot_deadlock");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("open"));
+    let (other, conn) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    other
+        .batch_execute(
+            "SET deadlock_timeout = '5s'; BEGIN; LOCK TABLE desired IN ROW EXCLUSIVE MODE",
+        )
+        .await
+        .expect("the other session holds desired");
+
+    let snapshot = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let spec = SnapshotSpec {
+                destination: D.into(),
+                audience_key: "locked".into(),
+                time_ms: 1_000,
+                received_ms: 1_000,
+                message_id: "snapshot-deadlock".into(),
+                settings: ChangeSettings::default(),
+                policy: Policy::default(),
+            };
+            run_snapshot(
+                &store,
+                spec,
+                Cursor::new(b"email\na@x.co\nb@x.co\n".to_vec()),
+                Format::Csv,
+                None,
+                Arc::new(Progress::default()),
+                Arc::new(AtomicBool::new(false)),
+            )
+            .await
+        }
+    });
+    // Until the snapshot, holding `events`, waits for `desired`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = other
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'desired'::regclass",
+                &[],
+            )
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never waited for desired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other
+        .batch_execute("LOCK TABLE events IN ROW EXCLUSIVE MODE; COMMIT")
+        .await
+        .expect("the other session gets events once the snapshot gave way");
+    let report = snapshot
+        .await
+        .expect("join")
+        .expect("the snapshot applied after taking its locks again");
+    assert_eq!(report.diff.adds, 2, "{report:?}");
+}
