@@ -64,6 +64,8 @@ pub struct ActionMapping {
     source: Value,
     /// `traitsOrProperties` is left at its default.
     default_tp: bool,
+    /// The whole mapping is the default: [`crate::fast`] reads it straight from the event.
+    compiled_default: bool,
 }
 
 impl ActionMapping {
@@ -91,11 +93,20 @@ impl ActionMapping {
         }
         let default_tp =
             source.get("traitsOrProperties") == default_mapping().get("traitsOrProperties");
+        let compiled_default = source == default_mapping();
         Ok(Self {
             mapping: Mapping::compile(&source)?,
             source,
             default_tp,
+            compiled_default,
         })
+    }
+
+    /// The same mapping with the compiled default path off, so that every event goes through
+    /// the general evaluator: for tests and measurements that compare the two.
+    pub fn general(mut self) -> Self {
+        self.compiled_default = false;
+        self
     }
 
     /// Maps and validates one event. With the default `traitsOrProperties`, a track event
@@ -103,6 +114,11 @@ impl ActionMapping {
     /// empty `traits` instead and turned the entry into an exit, V31); identify events read
     /// `traits` as in Segment.
     pub fn payload<'a>(&'a self, event: &'a Value) -> Result<SyncPayload<'a>, String> {
+        if self.compiled_default
+            && let Some(payload) = crate::fast::default_payload(event)
+        {
+            return Ok(payload);
+        }
         let resolved = self.mapping.resolve(event).map_err(|e| e.to_string())?;
         let mut payload = SyncPayload::from_resolved(resolved)?;
         if self.default_tp
@@ -112,6 +128,12 @@ impl ActionMapping {
             payload.traits_or_properties = Cow::Borrowed(props);
         }
         Ok(payload)
+    }
+
+    /// Whether [`ActionMapping::payload`] reads this event's fields straight from it (the
+    /// default mapping on an event of the common shapes) rather than through the evaluator.
+    pub fn reads_directly(&self, event: &Value) -> bool {
+        self.compiled_default && crate::fast::default_payload(event).is_some()
     }
 
     /// The mapping as JSON, defaults included.

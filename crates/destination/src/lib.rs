@@ -6,6 +6,7 @@
 
 pub mod audience;
 pub mod classify;
+mod fast;
 pub mod fields;
 pub mod plan;
 pub mod prepare;

@@ -200,24 +200,34 @@ fn options(c: &Change) -> Options {
     }
 }
 
-fn row_json(c: &Change, project_type: ProjectType) -> Vec<u8> {
+/// Writes one subscriber's JSON into `out` (cleared first), from the change's borrowed strings:
+/// the buffer is reused from row to row, so a row costs no allocation once it has grown.
+fn write_row(out: &mut Vec<u8>, c: &Change, project_type: ProjectType) {
+    out.clear();
     let email = c.email.as_deref().map(Cow::Borrowed);
     let user_id = c.user_id.as_deref().map(Cow::Borrowed);
-    let result = if c.member {
-        serde_json::to_vec(&Subscriber {
-            email,
-            user_id,
-            prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
-            data_fields: c
-                .data_fields
-                .as_ref()
-                .filter(|d| !d.is_empty())
-                .map(Cow::Borrowed),
-        })
+    let written = if c.member {
+        serde_json::to_writer(
+            &mut *out,
+            &Subscriber {
+                email,
+                user_id,
+                prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
+                data_fields: c
+                    .data_fields
+                    .as_ref()
+                    .filter(|d| !d.is_empty())
+                    .map(Cow::Borrowed),
+            },
+        )
     } else {
-        serde_json::to_vec(&Unsubscriber { email, user_id })
+        serde_json::to_writer(&mut *out, &Unsubscriber { email, user_id })
     };
-    result.unwrap_or_default()
+    // Writing into a `Vec` fails only for a map key that is not a string, which a
+    // `Map<String, Value>` cannot hold.
+    if written.is_err() {
+        out.clear();
+    }
 }
 
 fn body_head(list: &ListRef) -> Vec<u8> {
@@ -334,8 +344,9 @@ impl Packer {
         };
         let max_bytes = self.limits.max_bytes;
         let mut current: Option<PlannedRequest> = None;
+        let mut row = Vec::with_capacity(256);
         for (src, c) in rows {
-            let row = row_json(c, self.project_type);
+            write_row(&mut row, c, self.project_type);
             if overhead + row.len() > max_bytes {
                 self.oversized.push(Oversized {
                     source: src,

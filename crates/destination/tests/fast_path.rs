@@ -1,0 +1,221 @@
+//! The compiled default mapping against the general evaluator: on random events, of Engage's
+//! shapes and of shapes that need coercions or give errors, both paths plan the same
+//! requests, byte for byte, and the same outcome for every event, with the same messages.
+
+use destination::{ActionMapping, Limits, Planner, ProjectType};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+/// A value of one of the kinds a field can be sent with, weighted towards strings.
+fn field_value(strings: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        6 => proptest::sample::select(strings).prop_map(|s| Some(json!(s))),
+        2 => Just(None),
+        1 => Just(Some(Value::Null)),
+        1 => Just(Some(json!(""))),
+        1 => (0i64..100).prop_map(|n| Some(json!(n))),
+        1 => Just(Some(json!(1.5))),
+        1 => any::<bool>().prop_map(|b| Some(json!(b))),
+        1 => proptest::sample::select(strings).prop_map(|s| Some(json!([s]))),
+        1 => Just(Some(json!(["a@x.com", "b@x.com"]))),
+        1 => Just(Some(json!({"a": 1}))),
+    ]
+}
+
+const EMAILS: &[&str] = &["ann@x.com", "BOB@X.COM", "cy@x.com", " ann@x.com", "é@x.com"];
+const USER_IDS: &[&str] = &["u1", "u2", "u3", "42"];
+const KEYS: &[&str] = &["vip", "churn_risk", "a.b", "vip "];
+const AUDIENCE_IDS: &[&str] = &["101", "202", " 303 ", "0x10", "abc", "   "];
+const FLAGS: &[&str] = &["true", "false", "yes"];
+
+/// A membership flag: mostly booleans, sometimes strings or other kinds.
+fn flag() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        6 => any::<bool>().prop_map(|b| Some(json!(b))),
+        2 => field_value(FLAGS),
+    ]
+}
+
+/// An object of traits or properties, or something else in its place.
+fn members() -> impl Strategy<Value = Option<Value>> {
+    let object = (
+        field_value(EMAILS),
+        proptest::sample::select(KEYS),
+        flag(),
+        proptest::option::of("[a-z]{0,6}"),
+    )
+        .prop_map(|(email, key, flag, extra)| {
+            let mut m = Map::new();
+            if let Some(e) = email {
+                m.insert("email".into(), e);
+            }
+            if let Some(f) = flag {
+                m.insert(key.to_string(), f);
+            }
+            if let Some(x) = extra {
+                m.insert("plan".into(), json!(x));
+            }
+            Some(Value::Object(m))
+        });
+    prop_oneof![
+        6 => object,
+        2 => Just(None),
+        1 => Just(Some(Value::Null)),
+        1 => Just(Some(json!({}))),
+        1 => Just(Some(json!("traits"))),
+    ]
+}
+
+fn personas() -> impl Strategy<Value = Option<Value>> {
+    let object = (
+        field_value(KEYS),
+        field_value(AUDIENCE_IDS),
+        proptest::option::of(proptest::sample::select(&["audience", "computed_trait"][..])),
+        proptest::option::weighted(
+            0.2,
+            prop_oneof![
+                Just(json!({"updateExistingUsersOnly": true})),
+                Just(json!({"campaignId": 77, "channelUnsubscribe": "yes"})),
+                Just(json!("settings")),
+            ],
+        ),
+    )
+        .prop_map(|(key, id, class, settings)| {
+            let mut m = Map::new();
+            for (name, v) in [
+                ("computation_key", key),
+                ("external_audience_id", id),
+                ("computation_class", class.map(|c| json!(c))),
+                ("audience_settings", settings),
+            ] {
+                if let Some(v) = v {
+                    m.insert(name.into(), v);
+                }
+            }
+            Some(Value::Object(m))
+        });
+    prop_oneof![8 => object, 1 => Just(None), 1 => Just(Some(json!([1])))]
+}
+
+fn event() -> impl Strategy<Value = Value> {
+    (
+        (
+            proptest::sample::select(&["identify", "track", "track", "page", ""][..]),
+            field_value(USER_IDS),
+            members(),
+            members(),
+        ),
+        (
+            field_value(EMAILS),
+            personas(),
+            proptest::option::weighted(0.7, 0u8..10),
+            proptest::option::weighted(0.3, proptest::sample::select(&["m1", "m2", "m3"][..])),
+            proptest::option::weighted(
+                0.2,
+                proptest::sample::select(&["Audience Entered", "new"][..]),
+            ),
+        ),
+    )
+        .prop_map(
+            |((ty, user_id, traits, properties), (ctx_email, personas, second, id, name))| {
+                let mut e = Map::new();
+                e.insert("type".into(), json!(ty));
+                let fields = [
+                    ("userId", user_id),
+                    ("traits", traits),
+                    ("properties", properties),
+                    ("messageId", id.map(|i| json!(i))),
+                    ("event", name.map(|n| json!(n))),
+                    (
+                        "timestamp",
+                        second.map(|s| json!(format!("2026-01-01T00:00:0{s}Z"))),
+                    ),
+                ];
+                for (name, v) in fields {
+                    if let Some(v) = v {
+                        e.insert(name.into(), v);
+                    }
+                }
+                let mut context = Map::new();
+                if let Some(email) = ctx_email {
+                    context.insert("traits".into(), json!({ "email": email }));
+                }
+                if let Some(p) = personas {
+                    context.insert("personas".into(), p);
+                }
+                e.insert("context".into(), Value::Object(context));
+                Value::Object(e)
+            },
+        )
+}
+
+fn planners(project_type: ProjectType) -> (Planner, Planner) {
+    let fast = ActionMapping::new(None).expect("the default mapping compiles");
+    let general = fast.clone().general();
+    let mut a = Planner::new(project_type, fast);
+    let mut b = Planner::new(project_type, general);
+    // Small requests, so that packing and splitting are exercised too.
+    let limits = Limits {
+        max_rows: 3,
+        max_bytes: 400,
+    };
+    a.limits = limits;
+    b.limits = limits;
+    (a, b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn fast_and_general_paths_plan_the_same_bytes(
+        events in proptest::collection::vec(event(), 1..40),
+        user_id_project in any::<bool>(),
+    ) {
+        let project_type = if user_id_project { ProjectType::UserId } else { ProjectType::Hybrid };
+        let (fast, general) = planners(project_type);
+        let a = fast.plan(events.clone());
+        let b = general.plan(events);
+        prop_assert_eq!(a.events, b.events);
+        prop_assert_eq!(a.requests.len(), b.requests.len());
+        for (x, y) in a.requests.iter().zip(&b.requests) {
+            prop_assert_eq!(
+                String::from_utf8_lossy(&x.body),
+                String::from_utf8_lossy(&y.body)
+            );
+            prop_assert_eq!(x, y);
+        }
+    }
+}
+
+/// The fast path is the one taken for Engage's own shapes: its planner gives the same plan as
+/// the general one, and the mapping reports it reads them without the evaluator.
+#[test]
+fn engage_events_take_the_fast_path() {
+    let mapping = ActionMapping::new(None).expect("the default mapping compiles");
+    let events = [
+        json!({"type": "identify", "userId": "u1", "traits": {"vip": true, "email": "a@x.com"},
+               "context": {"personas": {"computation_key": "vip", "external_audience_id": "12"}}}),
+        json!({"type": "track", "userId": "u1", "event": "Audience Entered",
+               "properties": {"audience_key": "vip", "vip": true},
+               "context": {"traits": {"email": "a@x.com"},
+                           "personas": {"computation_key": "vip"}}}),
+    ];
+    for e in &events {
+        assert!(mapping.reads_directly(e), "{e}");
+    }
+    for e in [
+        json!({"type": "identify", "userId": 42, "traits": {"vip": true},
+               "context": {"personas": {"computation_key": "vip"}}}),
+        json!({"type": "identify", "traits": {"vip": true, "email": ["a@x.com"]},
+               "context": {"personas": {"computation_key": "vip"}}}),
+        json!({"type": "identify", "traits": {"vip": true},
+               "context": {"personas": {"computation_key": ""}}}),
+    ] {
+        assert!(!mapping.reads_directly(&e), "{e}");
+    }
+    assert!(!mapping.clone().general().reads_directly(&events[0]));
+    let custom = ActionMapping::new(Some(&json!({"dataFields": {"plan": {"@path": "$.traits.plan"}}})))
+        .expect("compiles");
+    assert!(!custom.reads_directly(&events[0]));
+}
