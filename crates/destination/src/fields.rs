@@ -136,6 +136,11 @@ impl ActionMapping {
         self.compiled_default && crate::fast::default_payload(event).is_some()
     }
 
+    /// The whole mapping is the default, and its fast path is on.
+    pub(crate) fn is_default(&self) -> bool {
+        self.compiled_default
+    }
+
     /// The mapping as JSON, defaults included.
     pub fn source(&self) -> &Value {
         &self.source

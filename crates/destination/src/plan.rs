@@ -15,6 +15,7 @@ use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
 use serde_json::{Map, Value};
 
 use crate::audience::{AudienceSettings, IgnoredSetting};
+use crate::fast;
 use crate::fields::{ActionMapping, SyncPayload};
 use crate::prepare::{Prepared, prepare};
 use crate::settings::ProjectType;
@@ -489,19 +490,60 @@ impl Planner {
         self.plan_inputs(events.into_iter().map(Ok).collect())
     }
 
+    /// Prepares one event from its JSON text: on the fast path (a typed view borrowed from the
+    /// text, no JSON tree) when the mapping is the default and the event is of the common
+    /// shapes, else parsed and prepared as [`Planner::prepare`] does. The same result either
+    /// way; `Err` when the text is not JSON.
+    pub fn prepare_text(&self, text: &str, seq: u64) -> Result<Prepared, String> {
+        match fast::read_text(self, text, seq) {
+            fast::ReadText::Fast { prepared, .. } => Ok(prepared),
+            fast::ReadText::General(value) => Ok(self.prepare(value, seq)),
+            fast::ReadText::Malformed(reason) => Err(reason),
+        }
+    }
+
+    /// Plans a batch of events given as JSON texts, one per event, as [`Planner::plan`] plans
+    /// them parsed; each text is read as [`Planner::prepare_text`] reads it, and one that is
+    /// not JSON is rejected with the parser's message.
+    pub fn plan_texts(&self, texts: &[&str]) -> Plan {
+        self.plan_each(texts.len(), |i| {
+            match fast::read_text(self, texts[i], i as u64) {
+                fast::ReadText::Fast {
+                    message_id,
+                    prepared,
+                } => (message_id, Pending::Ready(prepared)),
+                fast::ReadText::General(value) => (message_id_of(&value), Pending::Event(value)),
+                fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
+            }
+        })
+    }
+
     /// Plans a batch of events in arrival order, some of which ingestion may have refused
     /// already. An event whose `messageId` ([`message_id_of`]) an earlier input had is a
     /// [`EventStatus::Duplicate`]; events without one are each their own event.
     pub fn plan_inputs(&self, inputs: Vec<Result<Value, Refused>>) -> Plan {
-        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(inputs.len());
+        let mut inputs: Vec<Option<Result<Value, Refused>>> =
+            inputs.into_iter().map(Some).collect();
+        self.plan_each(inputs.len(), |i| match inputs[i].take() {
+            Some(Ok(e)) => (message_id_of(&e), Pending::Event(e)),
+            Some(Err(r)) => (r.message_id, Pending::Refused(r.reason)),
+            None => (None, Pending::Refused("the event was read twice".into())),
+        })
+    }
+
+    /// The planner's core: `read(i)` gives the i-th input's `messageId` and what it is; a
+    /// duplicate is not prepared.
+    fn plan_each(
+        &self,
+        n: usize,
+        mut read: impl FnMut(usize) -> (Option<String>, Pending),
+    ) -> Plan {
+        let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(n);
         let mut changes: Vec<Change> = Vec::new();
         let mut change_event: Vec<usize> = Vec::new();
         let mut first_with_id: HashMap<String, usize> = HashMap::new();
-        for (i, input) in inputs.into_iter().enumerate() {
-            let message_id = match &input {
-                Ok(e) => message_id_of(e),
-                Err(r) => r.message_id.clone(),
-            };
+        for i in 0..n {
+            let (message_id, input) = read(i);
             let mut outcome = EventOutcome {
                 index: i,
                 status: EventStatus::Rejected,
@@ -525,16 +567,20 @@ impl Planner {
                     }
                 }
             }
-            let (status, message) = match input.map(|e| self.prepare(e, i as u64)) {
-                Err(r) => (EventStatus::Rejected, Some(r.reason)),
-                Ok(Prepared::Change { change, ignored }) => {
+            let prepared = match input {
+                Pending::Ready(p) => p,
+                Pending::Event(e) => self.prepare(e, i as u64),
+                Pending::Refused(reason) => Prepared::Rejected(reason),
+            };
+            let (status, message) = match prepared {
+                Prepared::Change { change, ignored } => {
                     changes.push(*change);
                     change_event.push(i);
                     outcome.ignored_settings = ignored;
                     (EventStatus::Planned, None)
                 }
-                Ok(Prepared::Rejected(m)) => (EventStatus::Rejected, Some(m)),
-                Ok(Prepared::Skipped(m)) => (EventStatus::Skipped, Some(m)),
+                Prepared::Rejected(m) => (EventStatus::Rejected, Some(m)),
+                Prepared::Skipped(m) => (EventStatus::Skipped, Some(m)),
             };
             outcome.status = status;
             outcome.message = message;
@@ -564,6 +610,16 @@ impl Planner {
             events: outcomes,
         }
     }
+}
+
+/// One input of [`Planner::plan_each`], as read.
+enum Pending {
+    /// Already prepared (the fast path).
+    Ready(Prepared),
+    /// Parsed, to prepare.
+    Event(Value),
+    /// Refused before preparing: why.
+    Refused(String),
 }
 
 impl PlannedRequest {

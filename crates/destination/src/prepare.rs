@@ -6,9 +6,10 @@
 use iterable_api::types::ListRef;
 use segment::event::{Event, EventType};
 use segment::membership::{Membership, MembershipContext, MembershipError, resolve_membership};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::audience::{AudienceSettings, IgnoredSetting};
+use crate::fast::member;
 use crate::plan::{Change, Planner};
 use crate::settings::ProjectType;
 
@@ -59,52 +60,82 @@ pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
         Ok(p) => p,
         Err(m) => return Prepared::Rejected(m),
     };
-    let list = match payload.audience_id.as_deref() {
-        None => ListRef::for_audience(&payload.audience_key),
+    let raw_settings = event
+        .personas()
+        .and_then(|p| member(p.as_map(), "audience_settings"));
+    let ctx = MembershipContext::of_event(&event, planner.retl);
+    let value = member(&payload.traits_or_properties, &payload.audience_key);
+    let fields = Fields {
+        email: payload.email,
+        user_id: payload.user_id,
+        data_fields: payload.data_fields,
+        audience_key: payload.audience_key,
+        audience_id: payload.audience_id,
+    };
+    finish(planner, fields, raw_settings, value, &ctx, time_ms, seq)
+}
+
+/// The mapped fields of an event that [`finish`] turns into a change.
+pub(crate) struct Fields {
+    pub(crate) email: Option<String>,
+    pub(crate) user_id: Option<String>,
+    pub(crate) data_fields: Option<Map<String, Value>>,
+    pub(crate) audience_key: String,
+    pub(crate) audience_id: Option<String>,
+}
+
+/// The checks after mapping, shared by the general path and the text path ([`crate::fast`]):
+/// the list, the identifiers the project needs, the audience settings and the membership.
+pub(crate) fn finish(
+    planner: &Planner,
+    f: Fields,
+    raw_settings: Option<&Value>,
+    membership_value: Option<&Value>,
+    ctx: &MembershipContext<'_>,
+    time_ms: Option<i64>,
+    seq: u64,
+) -> Prepared {
+    let list = match f.audience_id.as_deref() {
+        None => ListRef::for_audience(&f.audience_key),
         Some(id) => match parse_list_id(id) {
             Some(n) => ListRef::Id(n),
             None => return Prepared::Rejected("Invalid or missing Segment Audience ID".into()),
         },
     };
     match planner.project_type {
-        ProjectType::UserId if payload.user_id.is_none() => {
+        ProjectType::UserId if f.user_id.is_none() => {
             return Prepared::Rejected(
                 "User ID is required when Iterable Project Type = User ID".into(),
             );
         }
-        _ if payload.user_id.is_none() && payload.email.is_none() => {
+        _ if f.user_id.is_none() && f.email.is_none() => {
             return Prepared::Rejected(
                 "Either User ID or Email is required when Iterable Project Type = Hybrid".into(),
             );
         }
         _ => {}
     }
-    let raw_settings = event
-        .personas()
-        .and_then(|p| p.as_map().get("audience_settings"));
     let (settings, ignored) = AudienceSettings::read(raw_settings);
-    let ctx = MembershipContext::of_event(&event, planner.retl);
-    let value = payload.traits_or_properties.get(&payload.audience_key);
-    let member = match resolve_membership(value, &ctx) {
+    let member = match resolve_membership(membership_value, ctx) {
         Ok(Membership::Add) => true,
         Ok(Membership::Remove) => false,
         Err(e @ MembershipError::RetlNotSynced { .. }) => return Prepared::Skipped(e.to_string()),
-        Err(e) => return Prepared::Rejected(format!("audience {:?}: {e}", payload.audience_key)),
+        Err(e) => return Prepared::Rejected(format!("audience {:?}: {e}", f.audience_key)),
     };
     let change = Box::new(Change {
-        audience_key: payload.audience_key,
+        audience_key: f.audience_key,
         list,
         // As the service stores it (and Iterable does): one spelling per user.
-        email: payload.email.map(|e| {
+        email: f.email.map(|e| {
             if e.is_ascii() && !e.bytes().any(|b| b.is_ascii_uppercase()) {
                 e
             } else {
                 e.to_lowercase()
             }
         }),
-        user_id: payload.user_id,
+        user_id: f.user_id,
         member,
-        data_fields: payload.data_fields,
+        data_fields: f.data_fields,
         settings,
         time_ms,
         seq,

@@ -22,7 +22,13 @@ fn field_value(strings: &'static [&'static str]) -> impl Strategy<Value = Option
     ]
 }
 
-const EMAILS: &[&str] = &["ann@x.com", "BOB@X.COM", "cy@x.com", " ann@x.com", "é@x.com"];
+const EMAILS: &[&str] = &[
+    "ann@x.com",
+    "BOB@X.COM",
+    "cy@x.com",
+    " ann@x.com",
+    "é@x.com",
+];
 const USER_IDS: &[&str] = &["u1", "u2", "u3", "42"];
 const KEYS: &[&str] = &["vip", "churn_risk", "a.b", "vip "];
 const AUDIENCE_IDS: &[&str] = &["101", "202", " 303 ", "0x10", "abc", "   "];
@@ -70,7 +76,9 @@ fn personas() -> impl Strategy<Value = Option<Value>> {
     let object = (
         field_value(KEYS),
         field_value(AUDIENCE_IDS),
-        proptest::option::of(proptest::sample::select(&["audience", "computed_trait"][..])),
+        proptest::option::of(proptest::sample::select(
+            &["audience", "computed_trait"][..],
+        )),
         proptest::option::weighted(
             0.2,
             prop_oneof![
@@ -188,6 +196,61 @@ proptest! {
     }
 }
 
+/// An event's text, as a client might write it: compact, with escapes, or with a member
+/// written twice (the last one counts).
+fn text_of(event: &Value, form: u8) -> String {
+    let text = event.to_string();
+    match form {
+        0 => text.replace('@', "\\u0040").replace("u1", "\\u0075\\u0031"),
+        1 => text.replacen('{', r#"{"traits": 5, "#, 1),
+        2 => format!(r#"{},"userId":"late","type":"track"}}"#, &text[..text.len() - 1]),
+        3 => text.replacen('{', r#"{"context": ["x"], "#, 1),
+        4 => text.replace(':', " : "),
+        5 => text.replace(r#""traits":{""#, r#""traits":{"email":"dup@x.com","vip":"no",""#),
+        _ => text,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn texts_plan_as_parsed_events_do(
+        events in proptest::collection::vec((event(), 0u8..10), 1..40),
+        user_id_project in any::<bool>(),
+    ) {
+        let project_type = if user_id_project { ProjectType::UserId } else { ProjectType::Hybrid };
+        let (fast, general) = planners(project_type);
+        let texts: Vec<String> = events.iter().map(|(e, form)| text_of(e, *form)).collect();
+        let parsed: Vec<Value> = texts
+            .iter()
+            .map(|t| serde_json::from_str(t).expect("the texts are JSON"))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let a = fast.plan_texts(&refs);
+        let b = general.plan(parsed);
+        prop_assert_eq!(a.events, b.events);
+        prop_assert_eq!(a.requests.len(), b.requests.len());
+        for (x, y) in a.requests.iter().zip(&b.requests) {
+            prop_assert_eq!(
+                String::from_utf8_lossy(&x.body),
+                String::from_utf8_lossy(&y.body)
+            );
+            prop_assert_eq!(x, y);
+        }
+    }
+}
+
+#[test]
+fn a_text_that_is_not_json_is_rejected_with_the_parsers_message() {
+    let (fast, _) = planners(ProjectType::Hybrid);
+    let plan = fast.plan_texts(&[r#"{"type": "identify""#]);
+    assert_eq!(plan.events[0].status, destination::EventStatus::Rejected);
+    let message = plan.events[0].message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("malformed JSON: EOF while parsing"), "{message}");
+    assert!(plan.requests.is_empty());
+}
+
 /// The fast path is the one taken for Engage's own shapes: its planner gives the same plan as
 /// the general one, and the mapping reports it reads them without the evaluator.
 #[test]
@@ -215,7 +278,9 @@ fn engage_events_take_the_fast_path() {
         assert!(!mapping.reads_directly(&e), "{e}");
     }
     assert!(!mapping.clone().general().reads_directly(&events[0]));
-    let custom = ActionMapping::new(Some(&json!({"dataFields": {"plan": {"@path": "$.traits.plan"}}})))
-        .expect("compiles");
+    let custom = ActionMapping::new(Some(
+        &json!({"dataFields": {"plan": {"@path": "$.traits.plan"}}}),
+    ))
+    .expect("compiles");
     assert!(!custom.reads_directly(&events[0]));
 }

@@ -2,9 +2,10 @@
 //! (each event names its list in `external_audience_id`, as Engage sends them), each side
 //! against its own fresh emulator with the same list ids.
 //!
-//! - Ours, like for like: the destination logic and the Iterable client on one thread, fed
-//!   already-parsed events in batches of 1,000 of one audience (as Segment's framework hands
-//!   its action parsed events, batched per audience). CPU of that thread only.
+//! - Ours, like for like: the destination logic and the Iterable client on one thread, fed the
+//!   events' JSON text in batches of 1,000 of one audience (Segment's framework hands its action
+//!   events already parsed, batched per audience; ours also parses them). CPU of that thread
+//!   only.
 //! - Segment's: `@segment/action-destinations` run with Node ([`super::segment`]).
 //! - Ours, the whole service (HTTP ingestion, durable store, delivery), shown for scale.
 
@@ -144,17 +145,17 @@ fn report_ours_and_segment(report: &mut Report, n: usize, ours: &Ours, seg: &Val
     report.target("at least 20×", ratio >= 20.0);
 }
 
-/// Our side, like for like: batches of 1,000 parsed events of one audience each, through the
-/// pipeline on a thread of its own.
+/// Our side, like for like: batches of 1,000 events of one audience each, as JSON texts,
+/// through the pipeline on a thread of its own.
 async fn ours_like_for_like(events: &[Value], emu: &RunningEmulator) -> Result<Ours> {
     let url = emu.url();
-    let mut by_audience: Vec<Vec<Value>> = vec![Vec::new(); AUDIENCES];
+    let mut by_audience: Vec<Vec<String>> = vec![Vec::new(); AUDIENCES];
     for (i, e) in events.iter().enumerate() {
-        by_audience[i % AUDIENCES].push(e.clone());
+        by_audience[i % AUDIENCES].push(e.to_string());
     }
-    let batches: Vec<Vec<Value>> = by_audience
+    let batches: Vec<Vec<String>> = by_audience
         .into_iter()
-        .flat_map(|a| a.chunks(1000).map(<[Value]>::to_vec).collect::<Vec<_>>())
+        .flat_map(|a| a.chunks(1000).map(<[String]>::to_vec).collect::<Vec<_>>())
         .collect();
     let (wall_s, thread_cpu_s, requests) =
         tokio::task::spawn_blocking(move || our_pipeline(batches, &url)).await??;
@@ -166,10 +167,10 @@ async fn ours_like_for_like(events: &[Value], emu: &RunningEmulator) -> Result<O
     })
 }
 
-/// Our destination pipeline on one thread (its own Tokio runtime): map and plan each batch of
-/// already-parsed events, send every request to the emulator and read the answers. Wall time,
-/// CPU of that thread only, and the requests sent.
-fn our_pipeline(batches: Vec<Vec<Value>>, base_url: &str) -> Result<(f64, f64, usize)> {
+/// Our destination pipeline on one thread (its own Tokio runtime): parse, map and plan each
+/// batch of event texts (the fast path of [`Planner::plan_texts`]), send every request to the
+/// emulator and read the answers. Wall time, CPU of that thread only, and the requests sent.
+fn our_pipeline(batches: Vec<Vec<String>>, base_url: &str) -> Result<(f64, f64, usize)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -179,7 +180,8 @@ fn our_pipeline(batches: Vec<Vec<Value>>, base_url: &str) -> Result<(f64, f64, u
     let mut requests = 0;
     rt.block_on(async {
         for batch in batches {
-            let plan = planner.plan(batch);
+            let texts: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let plan = planner.plan_texts(&texts);
             for r in plan.requests {
                 let body = Bytes::from(r.body);
                 let resp = match r.op {

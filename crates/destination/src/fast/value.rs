@@ -1,12 +1,6 @@
-//! The default mapping, compiled: the action's fields read straight from the event's members,
-//! borrowed, with no mapping evaluator, no resolved JSON tree and no copy of `traits`.
-//!
-//! It covers the common case only: every field the default mapping reads is absent, `null`
-//! where a fallback needs no coercion, or of the type the action expects (strings, objects).
-//! For anything else (a number or an array where a string is expected, an empty audience key,
-//! no traits or properties at all) it answers `None`, and the general evaluator decides, with
-//! Segment's messages. The property test `tests/fast_path.rs` checks that both give the same
-//! requests and outcomes on random events.
+//! The default mapping over a parsed event: the action's fields read straight from the
+//! event's members, borrowed, with no mapping evaluator, no resolved JSON tree and no copy of
+//! `traits` (see the module above for what it covers).
 
 use std::borrow::Cow;
 
@@ -16,12 +10,25 @@ use crate::fields::SyncPayload;
 
 /// A member of `object` that is present and not `null`: what the mapping's `exists` tests.
 fn present<'a>(object: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a Value> {
-    object?.get(key).filter(|v| !v.is_null())
+    member(object?, key).filter(|v| !v.is_null())
+}
+
+/// `object[key]`. An event's objects hold a few members: comparing their keys is cheaper than
+/// hashing `key` with the map's SipHash, and finds the same member (keys are unique).
+pub(crate) fn member<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if object.len() <= 12 {
+        object
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    } else {
+        object.get(key)
+    }
 }
 
 /// An object member, or `None` when it is absent or `null`. `Err` when it is something else
 /// (the general path reports it).
-fn object<'a>(value: Option<&'a Value>) -> Result<Option<&'a Map<String, Value>>, ()> {
+fn object(value: Option<&Value>) -> Result<Option<&Map<String, Value>>, ()> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
@@ -47,15 +54,15 @@ pub(crate) fn default_payload(event: &Value) -> Option<SyncPayload<'_>> {
 
 fn read(event: &Value) -> Result<SyncPayload<'_>, ()> {
     let raw = event.as_object().ok_or(())?;
-    let track = match raw.get("type") {
+    let track = match member(raw, "type") {
         Some(Value::String(t)) => t == "track",
         _ => return Err(()),
     };
-    let traits = object(raw.get("traits"))?;
-    let properties = object(raw.get("properties"))?;
-    let context = object(raw.get("context"))?;
-    let context_traits = object(context.and_then(|c| c.get("traits")))?;
-    let personas = object(context.and_then(|c| c.get("personas")))?;
+    let traits = object(member(raw, "traits"))?;
+    let properties = object(member(raw, "properties"))?;
+    let context = object(member(raw, "context"))?;
+    let context_traits = object(context.and_then(|c| member(c, "traits")))?;
+    let personas = object(context.and_then(|c| member(c, "personas")))?;
 
     // email: traits.email if it exists, else properties.email if it exists, else
     // context.traits.email.
@@ -64,7 +71,7 @@ fn read(event: &Value) -> Result<SyncPayload<'_>, ()> {
         None => present(properties, "email").or_else(|| present(context_traits, "email")),
     };
     let email = string(email)?;
-    let user_id = string(raw.get("userId"))?;
+    let user_id = string(member(raw, "userId"))?;
 
     // traitsOrProperties: traits if they exist, else properties; a track event with a
     // properties object reads it whatever traits hold (the default's fix, V31).
@@ -74,11 +81,11 @@ fn read(event: &Value) -> Result<SyncPayload<'_>, ()> {
         (None, Some(p)) => p,
         (None, None) => return Err(()),
     };
-    let audience_key = match personas.and_then(|p| p.get("computation_key")) {
+    let audience_key = match personas.and_then(|p| member(p, "computation_key")) {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
         _ => return Err(()),
     };
-    let audience_id = match personas.and_then(|p| p.get("external_audience_id")) {
+    let audience_id = match personas.and_then(|p| member(p, "external_audience_id")) {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) if id.trim().is_empty() => None,
         Some(Value::String(id)) => Some(id.clone()),
