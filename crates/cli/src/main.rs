@@ -304,7 +304,10 @@ fn plan(settings: &Path, mapping: Option<&Path>, events: &Path, opts: PlanOption
     let inputs = items
         .into_iter()
         .map(|item| match item {
-            Item::Event { event, .. } => Ok(event),
+            Item::Event { event, .. } => event.into_value().map_err(|e| Refused {
+                message_id: None,
+                reason: format!("malformed JSON: {e}"),
+            }),
             Item::Invalid {
                 message_id, reason, ..
             } => Err(Refused { message_id, reason }),

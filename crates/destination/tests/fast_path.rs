@@ -203,10 +203,16 @@ fn text_of(event: &Value, form: u8) -> String {
     match form {
         0 => text.replace('@', "\\u0040").replace("u1", "\\u0075\\u0031"),
         1 => text.replacen('{', r#"{"traits": 5, "#, 1),
-        2 => format!(r#"{},"userId":"late","type":"track"}}"#, &text[..text.len() - 1]),
+        2 => format!(
+            r#"{},"userId":"late","type":"track"}}"#,
+            &text[..text.len() - 1]
+        ),
         3 => text.replacen('{', r#"{"context": ["x"], "#, 1),
         4 => text.replace(':', " : "),
-        5 => text.replace(r#""traits":{""#, r#""traits":{"email":"dup@x.com","vip":"no",""#),
+        5 => text.replace(
+            r#""traits":{""#,
+            r#""traits":{"email":"dup@x.com","vip":"no",""#,
+        ),
         _ => text,
     }
 }
@@ -247,7 +253,10 @@ fn a_text_that_is_not_json_is_rejected_with_the_parsers_message() {
     let plan = fast.plan_texts(&[r#"{"type": "identify""#]);
     assert_eq!(plan.events[0].status, destination::EventStatus::Rejected);
     let message = plan.events[0].message.as_deref().unwrap_or_default();
-    assert!(message.starts_with("malformed JSON: EOF while parsing"), "{message}");
+    assert!(
+        message.starts_with("malformed JSON: EOF while parsing"),
+        "{message}"
+    );
     assert!(plan.requests.is_empty());
 }
 

@@ -1,5 +1,5 @@
 //! From parsed ingestion items to store rows: each event goes through the destination's
-//! planner (mapping, validation, membership) and becomes changes, a rejection or a skip; the
+//! planner (mapping, validation, membership; from the event's text on the fast path) and becomes changes, a rejection or a skip; the
 //! audience settings it carried that could not be used are logged with it (each is left unset
 //! for the event, so the audience's configured value, if any, applies).
 
@@ -8,7 +8,7 @@ use destination::prepare::Prepared;
 use sync::{EventContent, MembershipChange, NewEvent};
 
 use crate::config::DestinationConfig;
-use crate::ingest::Item;
+use crate::ingest::{EventBody, Item};
 
 /// What the intake needs of one destination.
 pub struct Intake<'a> {
@@ -23,7 +23,15 @@ impl Intake<'_> {
         let mut ignored_settings = Vec::new();
         let (message_id, content) = match item {
             Item::Event { message_id, event } => {
-                let content = match self.planner.prepare(event, 0) {
+                let prepared = match event {
+                    EventBody::Json(event) => self.planner.prepare(event, 0),
+                    // Checked JSON already; the reason is only there to lose nothing.
+                    EventBody::Text(text) => self
+                        .planner
+                        .prepare_text(&text, 0)
+                        .unwrap_or_else(Prepared::Rejected),
+                };
+                let content = match prepared {
                     Prepared::Change { change, ignored } => {
                         let mut m = MembershipChange::from_change(&change);
                         m.settings = self

@@ -9,7 +9,7 @@ use super::IngestLimits;
 use super::compact::compact_len;
 use super::error::cut;
 use super::message_id::{Seen, read_message_id, synthesize_message_id};
-use super::parsed::Item;
+use super::parsed::{EventBody, Item};
 
 /// The per-request settings of [`read_item`].
 pub(super) struct Rules<'a> {
@@ -117,7 +117,10 @@ pub(super) fn read_item<'t>(
             message_id
         }
     };
-    Item::Event { message_id, event }
+    Item::Event {
+        message_id,
+        event: EventBody::Json(event),
+    }
 }
 
 fn check_type(map: &mut Map<String, Value>, at: At, rules: &Rules<'_>) -> Result<(), String> {
@@ -335,17 +338,17 @@ mod tests {
         });
         let parsed = parse(CallKind::Batch, &body).expect("batch");
         assert_eq!(parsed.sent_at.as_deref(), Some("2024-05-01T00:00:00.000Z"));
-        let events: Vec<&Value> = parsed.items.iter().map(event).collect();
+        let events: Vec<Value> = parsed.items.iter().map(event).collect();
         assert_eq!(
             events[0],
-            &json!({"type": "identify", "messageId": "m0",
+            json!({"type": "identify", "messageId": "m0",
                 "context": {"ip": "shared", "library": {"name": "py"}, "traits": {"b": 2}},
                 "integrations": {"All": true, "Iterable": true}})
         );
         // The event's own keys win, shallowly: its `context.traits` is kept whole.
         assert_eq!(
             events[1],
-            &json!({"type": "identify", "messageId": "m1",
+            json!({"type": "identify", "messageId": "m1",
                 "context": {"ip": "own", "traits": {"a": 1}, "library": {"name": "py"}},
                 "integrations": {"All": false, "Iterable": true}})
         );

@@ -8,6 +8,8 @@
 //! - `signature`: what a webhook's `X-Signature` signs ([`verify_signature`]);
 //! - `parse`: the body of each endpoint, refused as a whole or read event by event
 //!   ([`parse_tracking`], [`parse_webhook`], [`read_events`]), into `parsed`'s [`Parsed`];
+//!   - `batch_text`: the fast path of `/v1/batch`, the body split into its events' texts with
+//!     no JSON tree, for the common case;
 //!   - `json`: the body as JSON, with `json_text`'s repair of lone surrogates and the written
 //!     text of numeric ids;
 //!   - `event_checks`: one event's checks, into an [`Item`]; `message_id`: its id, read or
@@ -15,6 +17,7 @@
 //! - `error`: why a request is refused, and the answer that says so ([`IngestError`]).
 
 mod basic_auth;
+mod batch_text;
 mod compact;
 mod decode;
 mod error;
@@ -36,7 +39,7 @@ pub use decode::decode_body;
 pub use error::IngestError;
 pub use message_id::{MAX_MESSAGE_ID_CHARS, SYNTHETIC_MESSAGE_ID_PREFIX};
 pub use parse::{parse_tracking, parse_webhook, read_events};
-pub use parsed::{Item, Parsed};
+pub use parsed::{EventBody, Item, Parsed};
 pub use signature::{Signed, verify_signature};
 
 /// Segment's size limits, configurable under `[ingest]`.

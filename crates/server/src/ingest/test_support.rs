@@ -22,13 +22,14 @@ pub(super) fn batch_of(events: Vec<Value>) -> Parsed {
 pub(super) fn reason(item: &Item) -> &str {
     match item {
         Item::Invalid { reason, .. } => reason,
-        Item::Event { event, .. } => panic!("expected an invalid item, got {event}"),
+        Item::Event { event, .. } => panic!("expected an invalid item, got {event:?}"),
     }
 }
 
-pub(super) fn event(item: &Item) -> &Value {
+/// The event of an item, as JSON (parsed from its text on the batch's fast path).
+pub(super) fn event(item: &Item) -> Value {
     match item {
-        Item::Event { event, .. } => event,
+        Item::Event { event, .. } => event.to_value().expect("an event's text is JSON"),
         Item::Invalid { reason, .. } => panic!("expected an event, got invalid: {reason}"),
     }
 }

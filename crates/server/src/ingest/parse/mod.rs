@@ -4,6 +4,7 @@
 use segment::event::JsonKind;
 use serde_json::{Map, Value};
 
+use super::batch_text::read_batch;
 use super::error::IngestError;
 use super::event_checks::{At, Rules, read_item};
 use super::json::{parse_json, parse_object};
@@ -152,6 +153,14 @@ pub fn read_events(
 
 fn parse_batch(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError> {
     check_size(body, CallKind::Batch.max_body_bytes(limits))?;
+    if let Some(parsed) = read_batch(body, limits) {
+        return Ok(parsed);
+    }
+    parse_batch_tree(body, limits)
+}
+
+/// `/v1/batch` read as a JSON tree: the general path, for what [`read_batch`] leaves to it.
+pub(super) fn parse_batch_tree(body: &[u8], limits: &IngestLimits) -> Result<Parsed, IngestError> {
     let (text, mut top) = parse_object(body)?;
     let write_key = take_write_key(&mut top)?;
     let sent_at = top.get("sentAt").and_then(Value::as_str).map(str::to_owned);

@@ -236,7 +236,7 @@ fn write_keys_are_taken_out_of_events() {
     assert_eq!(call.sent_at.as_deref(), Some("s"));
     assert_eq!(
         event(&call.items[0]),
-        &json!({"event": "x", "sentAt": "s", "type": "track",
+        json!({"event": "x", "sentAt": "s", "type": "track",
             "messageId": call.items[0].message_id()})
     );
 
