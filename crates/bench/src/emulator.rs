@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use iterable::client::{ApiKey, Client, ClientConfig};
+use iterable::limiter::{Endpoint, Limit};
 use iterable_emulator::config::LimitValue;
 use iterable_emulator::{Emulator, EmulatorConfig, ProjectConfig, ProjectType, RunningEmulator};
 
@@ -37,6 +38,20 @@ pub async fn emulator(subscribe_limit: Option<u32>) -> Result<RunningEmulator> {
 /// An Iterable client of the emulator's project.
 pub fn client(base_url: &str) -> Result<Client> {
     Client::new(ClientConfig::new(base_url, ApiKey::new(KEY))).map_err(|e| anyhow!("{e}"))
+}
+
+/// An Iterable client of the emulator's project that sends subscribe and unsubscribe calls
+/// as soon as it is asked, as Segment's action does. The client's default for these calls is
+/// adaptive (start at 20 requests/s, double every second until a 429): right for an unknown
+/// Iterable project, but a one-at-a-time sender of 100 requests then spends most of a
+/// two-second run waiting for its own limiter.
+pub fn unlimited_client(base_url: &str) -> Result<Client> {
+    let mut config = ClientConfig::new(base_url, ApiKey::new(KEY));
+    config.limits.insert(Endpoint::Subscribe, Limit::Unlimited);
+    config
+        .limits
+        .insert(Endpoint::Unsubscribe, Limit::Unlimited);
+    Client::new(config).map_err(|e| anyhow!("{e}"))
 }
 
 /// A fresh emulator with the lists of the bench audiences already created, as Segment's

@@ -42,6 +42,48 @@ pub fn audiences() -> Vec<Audience> {
         .collect()
 }
 
+/// The batch body of events `first..first + count` of a [`spread_events`] load over `lists`,
+/// written straight as text (what `bodies` makes of the same events, without building a
+/// `Value` per event): the sustained load makes its millions of bodies as it sends them.
+pub fn spread_body(first: usize, count: usize, lists: &[Audience]) -> String {
+    let mut body = String::with_capacity(count * 420 + 16);
+    body.push_str("{\"batch\":[");
+    for i in first..first + count {
+        if i > first {
+            body.push(',');
+        }
+        let (aud, id) = &lists[i % lists.len()];
+        push_engage_event(&mut body, i, aud, i / lists.len(), *id);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// [`engage_event`] as JSON text. The audience name and ids are plain ASCII (no escapes).
+fn push_engage_event(
+    out: &mut String,
+    i: usize,
+    audience: &str,
+    user: usize,
+    list_id: Option<i64>,
+) {
+    use std::fmt::Write;
+    let external = list_id
+        .map(|id| format!(",\"external_audience_id\":\"{id}\""))
+        .unwrap_or_default();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{{\"type\":\"identify\",\"messageId\":\"b{i}\",\"userId\":\"u{user}\",\
+         \"timestamp\":\"2026-11-29T10:00:00.000Z\",\
+         \"traits\":{{\"email\":\"u{user}@example.com\",\"{audience}\":true}},\
+         \"context\":{{\"personas\":{{\"computation_key\":\"{audience}\",\
+         \"computation_class\":\"audience\",\"computation_id\":\"aud_{audience}\",\
+         \"namespace\":\"spa_bench\",\"space_id\":\"spa_bench\"{external}}},\
+         \"library\":{{\"name\":\"analytics-python\",\"version\":\"2.3.3\"}}}}}}"
+    );
+}
+
 /// Segment tracking API batch bodies of `BATCH` events.
 pub fn bodies(events: &[Value]) -> Vec<String> {
     events
@@ -60,4 +102,26 @@ pub fn big_bodies(n: usize, offset: usize) -> Vec<String> {
             json!({"batch": events}).to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_body_holds_the_events_of_spread_events() {
+        let mut lists = audiences();
+        lists[3].1 = Some(4242);
+        let events = spread_events(2 * BATCH, &lists);
+        let body: Value = serde_json::from_str(&spread_body(BATCH, BATCH, &lists)).expect("JSON");
+        let batch = body["batch"].as_array().expect("batch");
+        assert_eq!(batch.len(), BATCH);
+        for (got, want) in batch.iter().zip(&events[BATCH..]) {
+            assert_eq!(got, want);
+        }
+        assert_eq!(
+            batch[3]["context"]["personas"]["external_audience_id"],
+            "4242"
+        );
+    }
 }

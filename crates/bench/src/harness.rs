@@ -2,7 +2,9 @@
 //! selected, in order, then the table and the JSON file.
 //!
 //! Measures: (a) parse, map and plan per core; (b) HTTP ingestion into durable SQLite; (c) end
-//! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit; (e) peak RSS
+//! to end, (c-pg) the same on PostgreSQL; (d) a 1,000,000-member audience against the emulator's rate limit,
+//! (d-fast) the same with every limit off; (sustained) (c)'s load for minutes, memory and
+//! latency over time; (e) peak RSS
 //! with 1,000,000 pending changes; (snapshot) a 1,000,000-row audience snapshot diffed and
 //! stored by `audience sync`; (console) the operator console's pages over 1,000 audiences and
 //! 1,000,000 events; (verify) `audience verify` of a 1,000,000-member list; and the
@@ -31,8 +33,21 @@ pub const SENDERS: usize = 8;
 pub const AUDIENCES: usize = 20;
 
 /// The parts `--only` names.
-pub const PARTS: [&str; 13] = [
-    "a", "b", "c", "c-pg", "c-pg3", "d", "d-pg3", "e", "snapshot", "verify", "console", "compare",
+pub const PARTS: [&str; 15] = [
+    "a",
+    "b",
+    "c",
+    "c-pg",
+    "c-pg3",
+    "d",
+    "d-fast",
+    "d-pg3",
+    "e",
+    "sustained",
+    "snapshot",
+    "verify",
+    "console",
+    "compare",
     "admin",
 ];
 /// Audiences and events of (console), and how many times each page is fetched.
@@ -52,8 +67,10 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     /// Events of (a) and (c).
     pub events: usize,
-    /// Members of the big audience of (b), (d) and (e).
+    /// Members of the big audience of (b), (d), (d-fast) and (e).
     pub members: usize,
+    /// Events of (sustained).
+    pub sustained_events: usize,
     /// The emulator's subscribe limit in (d), requests per second.
     pub rate: u32,
     /// Events of the comparison.
@@ -169,6 +186,20 @@ async fn service_parts(setup: &Setup, args: &BenchArgs, report: &mut Report) -> 
             args.members, args.rate
         );
         rate_limit::run(setup, args.members, args.rate, report).await?;
+    }
+    if args.wants("d-fast") {
+        eprintln!(
+            "(d-fast) a {}-member audience with rate limits off ...",
+            args.members
+        );
+        crate::parts::unlimited::run(setup, args.members, report).await?;
+    }
+    if args.wants("sustained") {
+        eprintln!(
+            "(sustained) {} events over {AUDIENCES} audiences: memory and latency over time ...",
+            args.sustained_events
+        );
+        crate::parts::sustained::run(setup, args.sustained_events, report).await?;
     }
     if args.wants("snapshot") {
         eprintln!(

@@ -19,28 +19,39 @@ pub async fn send_all(url: &str, bodies: Arc<Vec<String>>) -> Result<Duration> {
 /// [`send_all`] spread over several instances: batch `b` goes to `urls[b % urls.len()]`, as
 /// a load balancer taking turns would send it.
 pub async fn send_spread(urls: &[String], bodies: Arc<Vec<String>>) -> Result<Duration> {
+    let count = bodies.len();
+    send_made(urls, count, move |b| bodies[b].clone()).await
+}
+
+/// Posts `count` batches to `/v1/batch` from `SENDERS` concurrent senders, batch `b` made by
+/// `body(b)` when its turn comes and sent to `urls[b % urls.len()]`; the time it took.
+pub async fn send_made<F>(urls: &[String], count: usize, body: F) -> Result<Duration>
+where
+    F: Fn(usize) -> String + Send + Sync + 'static,
+{
     if urls.is_empty() {
         bail!("no instance to send to");
     }
     let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
+    let body = Arc::new(body);
     let http = reqwest::Client::builder().build()?;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..SENDERS {
-        let (bodies, next, http, urls) = (bodies.clone(), next.clone(), http.clone(), urls.clone());
+        let (body, next, http, urls) = (body.clone(), next.clone(), http.clone(), urls.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(b) else {
+                if b >= count {
                     return Ok::<(), anyhow::Error>(());
-                };
+                }
                 let url = &urls[b % urls.len()];
                 let r = http
                     .post(format!("{url}/v1/batch"))
                     .basic_auth(WRITE_KEY, Some(""))
                     .header("Content-Type", "application/json")
-                    .body(body.clone())
+                    .body(body(b))
                     .send()
                     .await?;
                 if !r.status().is_success() {

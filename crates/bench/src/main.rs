@@ -7,18 +7,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use iterable_lists_bench::{BenchArgs, DEFAULT_POSTGRES, PARTS, run};
 
-/// The same allocator as the `iterable-lists` binary, so that the parts measured in this
-/// process (parse, map and plan; our side of the comparison) run as they would in the service.
+/// The same allocator as the `iterable-lists` binary, with the same settings (`main` applies
+/// them), so that the parts measured in this process (parse, map and plan; our side of the
+/// comparison) run as they would in the service.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 /// Run the benchmarks of BENCHMARKS.md: ingestion, end to end, a 1,000,000-member audience
 /// against the rate limit, memory, and the comparison with Segment's code.
 #[derive(Debug, Parser)]
 #[command(name = "iterable-lists-bench", version)]
 struct Cli {
-    /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-pg3, e, snapshot, verify,
-    /// console, compare, admin.
+    /// Only these parts (repeatable): a, b, c, c-pg, c-pg3, d, d-fast, d-pg3, e, sustained,
+    /// snapshot, verify, console, compare, admin.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     only: Vec<String>,
     /// Also write the results as JSON to this file.
@@ -27,10 +28,14 @@ struct Cli {
     /// Events of (a) and (c).
     #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1000..))]
     events: u32,
-    /// Members of the big audience of (b), (d), (e) and (verify), rows of the snapshot, and
-    /// events of (admin).
+    /// Members of the big audience of (b), (d), (d-fast), (e) and (verify), rows of the
+    /// snapshot, and events of (admin).
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
     members: u32,
+    /// Events of (sustained): part (c)'s load, long enough to judge memory and latency over
+    /// time.
+    #[arg(long, value_name = "N", default_value_t = 3_000_000, value_parser = clap::value_parser!(u32).range(1000..))]
+    sustained_events: u32,
     /// The emulator's subscribe limit in (d), requests per second.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rate: u32,
@@ -57,12 +62,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     let args = BenchArgs {
         only: cli.only,
         json: cli.json,
         events: cli.events as usize,
         members: cli.members as usize,
+        sustained_events: cli.sustained_events as usize,
         rate: cli.rate,
         compare_events: cli.compare_events as usize,
         node_dir: cli.node_dir,

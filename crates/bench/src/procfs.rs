@@ -19,6 +19,35 @@ fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// What a process has used so far: user and system CPU seconds, and minor page faults (a
+/// page touched for the first time since the allocator got it, or gave it back).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub user_s: f64,
+    pub system_s: f64,
+    pub minor_faults: u64,
+}
+
+/// [`Usage`] of process `pid`.
+pub fn usage(pid: u32) -> Result<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    usage_of(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))
+}
+
+/// [`Usage`] of a `/proc/.../stat` line.
+fn usage_of(stat: &str) -> Option<Usage> {
+    let rest = stat.rsplit_once(')').map(|(_, r)| r)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    // minflt is field 10, utime and stime 14 and 15 (clock ticks of 1/100 s).
+    Some(Usage {
+        user_s: num(11)? as f64 / 100.0,
+        system_s: num(12)? as f64 / 100.0,
+        minor_faults: num(7)?,
+    })
+}
+
 /// CPU seconds (user + system) of every live process whose command name is `comm` and whose
 /// command line (a PostgreSQL backend shows its user, database and client there) has a
 /// word equal to `word`. A process that exits between two reads takes its time with it, so a
@@ -58,6 +87,42 @@ pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("no {field} in /proc/{pid}/status"))
 }
 
+/// The resident memory of a process at one moment, in kB (`/proc/PID/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident {
+    /// `VmRSS`: all resident pages.
+    pub rss: u64,
+    /// `RssAnon`: the heap (allocator arenas, stacks).
+    pub anon: u64,
+    /// `RssFile`: mapped files (the binary, and SQLite's file when memory-mapped).
+    pub file: u64,
+    /// `VmHWM`: the peak of `VmRSS` since the process started.
+    pub peak: u64,
+}
+
+/// The resident memory of process `pid` now.
+pub fn resident(pid: u32) -> Result<Resident> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    resident_of(&s).ok_or_else(|| anyhow!("incomplete /proc/{pid}/status"))
+}
+
+/// [`Resident`] of the text of a `/proc/PID/status`.
+fn resident_of(status: &str) -> Option<Resident> {
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some(Resident {
+        rss: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+        peak: field("VmHWM:")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,11 +134,38 @@ mod tests {
         assert_eq!(stat_cpu_seconds(stat), Some(3.75));
         assert_eq!(stat_cpu_seconds("4242 (short) S 1"), None);
         assert_eq!(stat_cpu_seconds("no parenthesis"), None);
+        assert_eq!(
+            usage_of(stat),
+            Some(Usage {
+                user_s: 2.5,
+                system_s: 1.25,
+                minor_faults: 300
+            })
+        );
+        assert_eq!(usage_of("4242 (short) S 1"), None);
     }
 
     #[test]
     fn this_process_has_a_peak_resident_set() {
         assert!(status_kib(std::process::id(), "VmHWM:").is_ok_and(|k| k > 0));
         assert!(status_kib(std::process::id(), "NoSuchField:").is_err());
+    }
+
+    #[test]
+    fn resident_memory_is_read_by_field_name() {
+        let status = "Name:\tx\nVmHWM:\t  5000 kB\nVmRSS:\t  4000 kB\nRssAnon:\t 3000 kB\n\
+                      RssFile:\t 900 kB\nRssShmem:\t 100 kB\n";
+        assert_eq!(
+            resident_of(status),
+            Some(Resident {
+                rss: 4000,
+                anon: 3000,
+                file: 900,
+                peak: 5000
+            })
+        );
+        assert_eq!(resident_of("VmRSS:\t 4000 kB\n"), None);
+        let me = resident(std::process::id()).expect("own status");
+        assert!(me.rss > 0 && me.peak >= me.rss, "{me:?}");
     }
 }

@@ -15,12 +15,23 @@ fn the_bench_measures_every_part_at_a_small_size() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("results.json");
     let args = BenchArgs {
-        only: ["a", "b", "c", "c-pg", "d", "snapshot", "verify"]
-            .map(String::from)
-            .to_vec(),
+        only: [
+            "a",
+            "b",
+            "c",
+            "c-pg",
+            "d",
+            "d-fast",
+            "sustained",
+            "snapshot",
+            "verify",
+        ]
+        .map(String::from)
+        .to_vec(),
         json: Some(json.clone()),
         events: 2000,
         members: 3000,
+        sustained_events: 4000,
         rate: 50,
         compare_events: 100_000,
         node_dir: PathBuf::from("bench/segment"),
@@ -40,7 +51,18 @@ fn the_bench_measures_every_part_at_a_small_size() {
             .any(|r| r["measure"] == "peak RSS of the service with 3000 pending changes"),
         "{v}"
     );
-    for id in ["a", "b", "c", "c-pg", "d", "e", "snapshot", "verify"] {
+    for id in [
+        "a",
+        "b",
+        "c",
+        "c-pg",
+        "d",
+        "d-fast",
+        "e",
+        "sustained",
+        "snapshot",
+        "verify",
+    ] {
         let row = rows
             .iter()
             .find(|r| r["id"] == id)
@@ -58,6 +80,14 @@ fn the_bench_measures_every_part_at_a_small_size() {
         "{v}"
     );
     assert_eq!(v["details"]["snapshot"]["runs"][1]["removes"], 300);
+    assert_eq!(v["details"]["sustained"]["events"], 4000);
+    assert!(
+        v["details"]["sustained"]["latency_windows"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["details"]["d-fast"]["members"], 3000);
     assert_eq!(v["details"]["c"]["pollers"], 2);
     assert!(
         v["details"]["c"]["polls"].as_u64().is_some_and(|n| n > 0),

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::end_to_end::UNLIMITED;
 use super::segment;
-use crate::emulator::{client, emulator_with_lists, members, wait_members};
+use crate::emulator::{emulator_with_lists, members, unlimited_client, wait_members};
 use crate::events::{bodies, spread_events};
 use crate::harness::{AUDIENCES, KEY, Setup};
 use crate::load::send_all;
@@ -175,7 +175,7 @@ fn our_pipeline(batches: Vec<Vec<String>>, base_url: &str) -> Result<(f64, f64, 
         .enable_all()
         .build()?;
     let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None)?);
-    let client = client(base_url)?;
+    let client = unlimited_client(base_url)?;
     let (t, c) = (Instant::now(), cpu_seconds("thread-self")?);
     let mut requests = 0;
     rt.block_on(async {

@@ -223,7 +223,7 @@ fn latencies(db: &Path) -> Result<Vec<f64>> {
 }
 
 /// The `q` quantile of sorted values (nearest rank); 0 for none.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

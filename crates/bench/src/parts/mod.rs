@@ -1,6 +1,7 @@
 //! The measures, one file per part of BENCHMARKS.md: (a) [`plan`], (b) and (e) [`ingestion`]
 //! (memory is read during the ingestion run, with its changes pending), (c) [`end_to_end`],
-//! (d) [`rate_limit`], (snapshot) [`snapshot`] (a full audience snapshot applied by `audience
+//! (d) [`rate_limit`], (d-fast) [`unlimited`] (the same audience with every limit off),
+//! (sustained) [`sustained`] (part (c)'s load for minutes: memory and latency over time), (snapshot) [`snapshot`] (a full audience snapshot applied by `audience
 //! sync`), (verify) [`verify`] (`audience verify` of a big list), (admin) [`admin`] (the admin
 //! API's views on a big store), (console) [`console`] (the operator console's pages on a big
 //! store), and the comparison with
@@ -16,4 +17,6 @@ pub mod plan;
 pub mod rate_limit;
 mod segment;
 pub mod snapshot;
+pub mod sustained;
+pub mod unlimited;
 pub mod verify;
