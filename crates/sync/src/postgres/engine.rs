@@ -25,20 +25,25 @@ impl Engine for PostgresStore {
         Box::pin(PostgresStore::accept(self, batch))
     }
 
-    fn pending<'a>(
+    fn pending_except<'a>(
         &'a self,
         destination: &'a str,
         audience_key: &'a str,
         now_ms: i64,
         limit: usize,
+        in_flight: Vec<Seq>,
     ) -> StoreFuture<'a, Vec<PendingRow>> {
-        Box::pin(PostgresStore::pending(
-            self,
-            destination,
-            audience_key,
-            now_ms,
-            limit,
-        ))
+        Box::pin(async move {
+            PostgresStore::pending_except(
+                self,
+                destination,
+                audience_key,
+                now_ms,
+                limit,
+                &in_flight,
+            )
+            .await
+        })
     }
 
     fn pending_audiences<'a>(

@@ -7,14 +7,27 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use super::shared::lock;
-use crate::store::{Identity, PendingRow};
+use crate::store::{Identity, PendingRow, Seq};
 
 /// Users (by email and by userId) of one audience with a request in flight. Hashes, not
 /// strings: a collision only delays a row until the other request is done.
 #[derive(Debug, Default)]
 pub(super) struct Keys {
     ids: HashMap<u64, u32>,
+    /// The seqs of the rows in flight (a count each: two rows of one event may be), which
+    /// the next read of the audience leaves out ([`Keys::seqs_in_flight`]).
+    seqs: HashMap<u64, u32>,
     pub(super) rows: usize,
+}
+
+impl Keys {
+    /// The seqs of the rows in flight, ascending: the store leaves them out of a read
+    /// instead of returning them to be skipped here.
+    pub(super) fn seqs_in_flight(&self) -> Vec<Seq> {
+        let mut seqs: Vec<Seq> = self.seqs.keys().copied().collect();
+        seqs.sort_unstable();
+        seqs
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,7 +59,8 @@ pub(super) type InFlight = Arc<Mutex<InFlightTable>>;
 pub(super) struct Claim {
     table: InFlight,
     audience: String,
-    hashes: Vec<Option<[Option<u64>; 2]>>,
+    /// Per row taken: its user's hashes and its seq (`None` once split off).
+    hashes: Vec<Option<([Option<u64>; 2], Seq)>>,
 }
 
 impl Claim {
@@ -84,13 +98,14 @@ impl Claim {
                 blocked += 1;
                 continue;
             }
-            hashes.push(Some(h));
+            hashes.push(Some((h, row.version.seq)));
             taken.push(row);
         }
-        for h in hashes.iter().flatten() {
+        for (h, seq) in hashes.iter().flatten() {
             for x in h.iter().flatten() {
                 *keys.ids.entry(*x).or_default() += 1;
             }
+            *keys.seqs.entry(*seq).or_default() += 1;
             keys.rows += 1;
         }
         if keys.rows == 0 {
@@ -127,18 +142,29 @@ impl Drop for Claim {
     fn drop(&mut self) {
         let mut t = lock(&self.table);
         if let Some(r) = t.released.get_mut(&self.audience) {
-            r.extend(self.hashes.iter().flatten().flatten().flatten().copied());
+            r.extend(
+                self.hashes
+                    .iter()
+                    .flatten()
+                    .flat_map(|(h, _)| h.iter().flatten().copied()),
+            );
         }
         let Some(keys) = t.audiences.get_mut(&self.audience) else {
             return;
         };
-        for h in self.hashes.iter().flatten() {
+        for (h, seq) in self.hashes.iter().flatten() {
             for x in h.iter().flatten() {
                 if let Some(n) = keys.ids.get_mut(x) {
                     *n -= 1;
                     if *n == 0 {
                         keys.ids.remove(x);
                     }
+                }
+            }
+            if let Some(n) = keys.seqs.get_mut(seq) {
+                *n -= 1;
+                if *n == 0 {
+                    keys.seqs.remove(seq);
                 }
             }
             keys.rows = keys.rows.saturating_sub(1);
@@ -168,6 +194,50 @@ mod tests {
             attempts: 0,
             last_error: None,
         }
+    }
+
+    fn row_at(email: &str, seq: u64) -> PendingRow {
+        let mut r = row(email, None);
+        r.version.seq = seq;
+        r
+    }
+
+    fn seqs(table: &InFlight, audience: &str) -> Vec<Seq> {
+        lock(table)
+            .audiences
+            .get(audience)
+            .map_or_else(Vec::new, Keys::seqs_in_flight)
+    }
+
+    #[test]
+    fn the_seqs_in_flight_follow_the_claims() {
+        let table: InFlight = Arc::default();
+        let (mut c1, _, _) = Claim::take(
+            &table,
+            "a",
+            vec![
+                row_at("a@x.co", 7),
+                row_at("b@x.co", 3),
+                row_at("c@x.co", 7),
+            ],
+            10,
+        );
+        // A row left out (its user busy) is not in flight.
+        let (c2, got, blocked) = Claim::take(
+            &table,
+            "a",
+            vec![row_at("a@x.co", 9), row_at("d@x.co", 5)],
+            10,
+        );
+        assert_eq!((got.len(), blocked), (1, 1));
+        assert_eq!(seqs(&table, "a"), vec![3, 5, 7]);
+        // Seq 7 stays in flight while one of its two rows is.
+        drop(c1.split([0]));
+        assert_eq!(seqs(&table, "a"), vec![3, 5, 7]);
+        drop(c1);
+        assert_eq!(seqs(&table, "a"), vec![5]);
+        drop(c2);
+        assert!(seqs(&table, "a").is_empty());
     }
 
     #[test]

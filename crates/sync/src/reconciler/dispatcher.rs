@@ -196,16 +196,18 @@ impl Dispatcher {
         let batch = cfg.batch();
         let free = inner.slots.available_permits().max(1);
         let want = free * batch;
-        let busy = lock(&inner.in_flight)
+        // The rows in flight are left out of the read (they are still pending in the store
+        // until their outcome is recorded): only new rows are read and decoded.
+        let in_flight = lock(&inner.in_flight)
             .audiences
             .get(audience)
-            .map_or(0, |k| k.rows);
-        let limit = want + busy;
+            .map_or_else(Vec::new, |k| k.seqs_in_flight());
+        let busy = !in_flight.is_empty();
         let now = self.now();
         Claim::begin_read(&inner.in_flight, audience);
         let rows = inner
             .store
-            .pending(&cfg.destination, audience, now, limit)
+            .pending_except(&cfg.destination, audience, now, want, in_flight)
             .await;
         let rows = match rows {
             Ok(rows) => rows,
@@ -216,7 +218,9 @@ impl Dispatcher {
         };
         let fetched = rows.len();
         let (claim, rows, blocked) = Claim::take(&inner.in_flight, audience, rows, want);
-        let exhausted = fetched < limit && blocked == 0;
+        // While requests of the audience are in flight, more may come due (a retry), so it is
+        // looked at again, as when their rows were read and skipped here.
+        let exhausted = fetched < want && blocked == 0 && !busy;
         if rows.is_empty() {
             self.lingering.remove(audience);
             return Ok((

@@ -73,15 +73,18 @@ impl Engine for SqliteEngine {
         Box::pin(self.ingest.accept(&self.db, batch))
     }
 
-    fn pending<'a>(
+    fn pending_except<'a>(
         &'a self,
         destination: &'a str,
         audience_key: &'a str,
         now_ms: i64,
         limit: usize,
+        in_flight: Vec<Seq>,
     ) -> StoreFuture<'a, Vec<PendingRow>> {
         let (d, a) = (destination.to_string(), audience_key.to_string());
-        self.run("pending", move |db| db.pending(&d, &a, now_ms, limit))
+        self.run("pending", move |db| {
+            db.pending_except(&d, &a, now_ms, limit, &in_flight)
+        })
     }
 
     fn pending_audiences<'a>(

@@ -5,7 +5,7 @@ use rusqlite::params;
 use serde_json::{Map, Value};
 
 use super::{SqliteStore, engine, identity_of, to_i64, version};
-use crate::store::{ChangeSettings, PendingRow, StoreError};
+use crate::store::{ChangeSettings, PendingRow, Seq, StoreError};
 
 impl SqliteStore {
     pub fn pending(
@@ -15,44 +15,68 @@ impl SqliteStore {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<PendingRow>, StoreError> {
+        self.pending_except(destination, audience_key, now_ms, limit, &[])
+    }
+
+    /// The due rows of an audience, oldest first, leaving out those whose seq is in
+    /// `in_flight` (ascending). The rows in flight are mostly the audience's oldest pending
+    /// ones (rows are taken in seq order): a walk over the keys of the partial index (no table
+    /// row read) finds the first pending seq not in flight, and the read starts there. A row
+    /// in flight past it is checked before it is decoded.
+    pub fn pending_except(
+        &self,
+        destination: &str,
+        audience_key: &str,
+        now_ms: i64,
+        limit: usize,
+        in_flight: &[Seq],
+    ) -> Result<Vec<PendingRow>, StoreError> {
         const OP: &str = "pending";
-        let limit = to_i64(OP, limit as u64)?;
+        let read = to_i64(OP, limit.saturating_add(in_flight.len()) as u64)?;
         let conn = self.lock();
+        let Some(start) = first_not_in_flight(&conn, destination, audience_key, in_flight)? else {
+            return Ok(Vec::new());
+        };
         let mut stmt = conn
             .prepare_cached(
-                "SELECT list_id, email, user_id, member, data_fields,
-                 update_existing_users_only, channel_unsubscribe, campaign_id, time_ms, seq,
+                "SELECT seq, list_id, email, user_id, member, data_fields,
+                 update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
                  accepted_ms, attempts, reason
                  FROM desired
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-                   AND next_attempt_ms <= ?3
+                   AND next_attempt_ms <= ?3 AND seq >= ?5
                  ORDER BY seq LIMIT ?4",
             )
             .map_err(engine(OP))?;
-        let mut out = Vec::with_capacity(limit.clamp(0, 8192) as usize);
-        let rows = stmt
-            .query_map(params![destination, audience_key, now_ms, limit], |r| {
-                Ok(RawPending {
-                    list_id: r.get(0)?,
-                    email: r.get(1)?,
-                    user_id: r.get(2)?,
-                    member: r.get(3)?,
-                    data_fields: r.get(4)?,
-                    settings: ChangeSettings {
-                        update_existing_users_only: r.get(5)?,
-                        channel_unsubscribe: r.get(6)?,
-                        campaign_id: r.get(7)?,
-                    },
-                    time_ms: r.get(8)?,
-                    seq: r.get(9)?,
-                    accepted_ms: r.get(10)?,
-                    attempts: r.get(11)?,
-                    reason: r.get(12)?,
-                })
-            })
+        let mut out = Vec::with_capacity(limit.min(8192));
+        let mut rows = stmt
+            .query(params![destination, audience_key, now_ms, read, start])
             .map_err(engine(OP))?;
-        for r in rows {
-            out.push(r.map_err(engine(OP))?.into_row(audience_key)?);
+        while out.len() < limit
+            && let Some(r) = rows.next().map_err(engine(OP))?
+        {
+            let seq: i64 = r.get(0).map_err(engine(OP))?;
+            if u64::try_from(seq).is_ok_and(|s| in_flight.binary_search(&s).is_ok()) {
+                continue;
+            }
+            let raw = RawPending {
+                seq,
+                list_id: r.get(1).map_err(engine(OP))?,
+                email: r.get(2).map_err(engine(OP))?,
+                user_id: r.get(3).map_err(engine(OP))?,
+                member: r.get(4).map_err(engine(OP))?,
+                data_fields: r.get(5).map_err(engine(OP))?,
+                settings: ChangeSettings {
+                    update_existing_users_only: r.get(6).map_err(engine(OP))?,
+                    channel_unsubscribe: r.get(7).map_err(engine(OP))?,
+                    campaign_id: r.get(8).map_err(engine(OP))?,
+                },
+                time_ms: r.get(9).map_err(engine(OP))?,
+                accepted_ms: r.get(10).map_err(engine(OP))?,
+                attempts: r.get(11).map_err(engine(OP))?,
+                reason: r.get(12).map_err(engine(OP))?,
+            };
+            out.push(raw.into_row(audience_key)?);
         }
         Ok(out)
     }
@@ -89,6 +113,37 @@ impl SqliteStore {
             .collect::<Result<Vec<String>, _>>()
             .map_err(engine(OP))
     }
+}
+
+/// The key-only walk of [`SqliteStore::pending_except`]: the partial index read alone (it
+/// holds the seq), without the table.
+pub(super) const PENDING_SEQS: &str = "SELECT seq FROM desired INDEXED BY desired_pending
+     WHERE destination = ?1 AND list_key = ?2 AND state = 'pending' ORDER BY seq";
+
+/// The lowest seq of the audience's pending rows that is not in `in_flight` (every pending row
+/// below it is in flight), or `None` when every pending row is in flight; `Some(i64::MIN)`
+/// when nothing is in flight.
+fn first_not_in_flight(
+    conn: &rusqlite::Connection,
+    destination: &str,
+    audience_key: &str,
+    in_flight: &[Seq],
+) -> Result<Option<i64>, StoreError> {
+    const OP: &str = "pending";
+    if in_flight.is_empty() {
+        return Ok(Some(i64::MIN));
+    }
+    let mut stmt = conn.prepare_cached(PENDING_SEQS).map_err(engine(OP))?;
+    let mut seqs = stmt
+        .query(params![destination, audience_key])
+        .map_err(engine(OP))?;
+    while let Some(r) = seqs.next().map_err(engine(OP))? {
+        let seq: i64 = r.get(0).map_err(engine(OP))?;
+        if !u64::try_from(seq).is_ok_and(|s| in_flight.binary_search(&s).is_ok()) {
+            return Ok(Some(seq));
+        }
+    }
+    Ok(None)
 }
 
 /// Columns of a pending row as stored.

@@ -470,6 +470,25 @@ fn the_pending_query_uses_the_partial_index() {
 }
 
 #[test]
+fn the_walk_past_the_rows_in_flight_reads_the_partial_index_alone() {
+    let s = SqliteStore::open(":memory:").unwrap();
+    let conn = s.lock();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::pending::PENDING_SEQS
+        ))
+        .unwrap()
+        .query_map(["d", "k"], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let text = plan.join("\n");
+    assert!(text.contains("COVERING INDEX desired_pending"), "{text}");
+    assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
+}
+
+#[test]
 fn due_audiences_are_those_with_a_due_pending_row() {
     let s = SqliteStore::open(":memory:").unwrap();
     run_sql(

@@ -43,6 +43,22 @@ pub trait Engine: Send + Sync + 'static {
         audience_key: &'a str,
         now_ms: i64,
         limit: usize,
+    ) -> StoreFuture<'a, Vec<PendingRow>> {
+        self.pending_except(destination, audience_key, now_ms, limit, Vec::new())
+    }
+
+    /// [`Engine::pending`], leaving out the keys whose desired version's seq is in
+    /// `in_flight` (ascending): the rows the reconciler has in flight, which it would only
+    /// skip. `limit` counts the rows returned. A key whose seq is in `in_flight` by chance
+    /// (another change of an event in flight, in the same audience) is only left for a later
+    /// read, once that seq is no longer in flight.
+    fn pending_except<'a>(
+        &'a self,
+        destination: &'a str,
+        audience_key: &'a str,
+        now_ms: i64,
+        limit: usize,
+        in_flight: Vec<Seq>,
     ) -> StoreFuture<'a, Vec<PendingRow>>;
 
     /// Audiences of `destination` with at least one key due at `now_ms`.
