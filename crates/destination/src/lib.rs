@@ -6,7 +6,7 @@
 
 pub mod audience;
 pub mod classify;
-mod fast;
+pub mod fast;
 pub mod fields;
 pub mod plan;
 pub mod prepare;

@@ -247,6 +247,42 @@ proptest! {
     }
 }
 
+/// Members the fast path skips unread are still checked as a JSON tree checks them: a number
+/// out of f64's range, nesting past serde_json's limit or a lone surrogate makes the text
+/// malformed on both paths.
+#[test]
+fn texts_a_json_tree_refuses_are_refused() {
+    let (fast, _) = planners(ProjectType::Hybrid);
+    let base = r#"{"type":"identify","userId":"u","messageId":"m","traits":{"vip":true},"context":{"personas":{"computation_key":"vip"}},"x":X}"#;
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for (x, why) in [
+        ("1e400", "number out of range"),
+        (deep.as_str(), "recursion limit exceeded"),
+        (r#""\ud800""#, "a lone surrogate"),
+    ] {
+        let text = base.replace('X', x);
+        let tree = serde_json::from_str::<Value>(&text).expect_err(why);
+        let message = fast.prepare_text(&text, 0).expect_err(why);
+        assert_eq!(message, format!("malformed JSON: {tree}"), "{why}");
+        let plan = fast.plan_texts(&[&text]);
+        assert_eq!(
+            plan.events[0].status,
+            destination::EventStatus::Rejected,
+            "{why}"
+        );
+    }
+    // Written plainly, the same members are read on the fast path.
+    for x in ["1.5", "12345678901234567890", r#""\u00e9""#, "[[1]]"] {
+        let text = base.replace('X', x);
+        let prepared = fast.prepare_text(&text, 0).expect("JSON");
+        assert!(
+            matches!(prepared, destination::Prepared::Change { .. }),
+            "{x}: {prepared:?}"
+        );
+        assert!(destination::fast::skippable(text.as_bytes()), "{x}");
+    }
+}
+
 #[test]
 fn a_text_that_is_not_json_is_rejected_with_the_parsers_message() {
     let (fast, _) = planners(ProjectType::Hybrid);

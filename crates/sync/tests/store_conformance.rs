@@ -459,6 +459,33 @@ mod cases {
         let plain = s.pending(D, "vip", NOW, 10).await.expect("pending");
         assert_eq!(all, plain);
         assert_eq!(all.len(), 4);
+
+        // One event with two changes of the audience: both rows share its seq. With that seq
+        // in flight, a later row is still read (the walk counts distinct seqs).
+        let s2 = h.open("pending_except_shared_seq");
+        let s2 = &s2;
+        let shared = accept1(
+            s2,
+            event(
+                "g0",
+                vec![
+                    change("vip", "a@x.co", true, Some(1)),
+                    change("vip", "b@x.co", true, Some(1)),
+                ],
+            ),
+        )
+        .await
+        .seq();
+        accept1(
+            s2,
+            event("g1", vec![change("vip", "c@x.co", true, Some(1))]),
+        )
+        .await;
+        let rows = s2
+            .pending_except(D, "vip", NOW, 10, vec![shared])
+            .await
+            .expect("pending");
+        assert_eq!(emails(&rows), ["c@x.co"]);
     }
 
     pub async fn delivered_only_if_unchanged_since_planning(h: &dyn Harness) {

@@ -344,10 +344,67 @@ pub(crate) enum ReadText {
     Malformed(String),
 }
 
+/// How deep a text read on the fast path may nest (a JSON tree refuses 128 levels).
+const MAX_DEPTH: usize = 64;
+/// The most digits in a row a number read on the fast path may have.
+const MAX_DIGITS: usize = 20;
+
+/// Whether a JSON text's members can be skipped unread and the text still be refused exactly
+/// when a JSON tree refuses it. serde skips members without their tree's checks, so the text
+/// must have no number written with an exponent or more than 20 digits (a tree refuses those
+/// beyond f64's range), no nesting deeper than 64 (a tree refuses 128) and no UTF-16
+/// surrogate escape (a lone one is an error in a tree; ingestion repairs it). Strings are
+/// stepped over; everything else is left to the parse.
+pub fn skippable(text: &[u8]) -> bool {
+    let (mut i, mut depth, mut digits) = (0usize, 0usize, 0usize);
+    while let Some(&c) = text.get(i) {
+        i += 1;
+        match c {
+            b'"' => {
+                digits = 0;
+                while let Some(&c) = text.get(i) {
+                    i += 1;
+                    match c {
+                        b'"' => break,
+                        b'\\' => {
+                            let escape = text.get(i).copied();
+                            i += 1;
+                            if escape == Some(b'u') && matches!(text.get(i), Some(b'd' | b'D')) {
+                                return false;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                digits = 0;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                digits = 0;
+            }
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits > MAX_DIGITS {
+                    return false;
+                }
+            }
+            b'e' | b'E' if digits > 0 => return false,
+            _ => digits = 0,
+        }
+    }
+    true
+}
+
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path.
 pub(crate) fn read_text(planner: &Planner, text: &str, seq: u64) -> ReadText {
-    if planner.mapping.is_default() {
+    if planner.mapping.is_default() && skippable(text.as_bytes()) {
         if let Ok(event) = serde_json::from_str::<TextEvent<'_>>(text) {
             if let Some(prepared) = event.prepare(planner, seq) {
                 return ReadText::Fast {

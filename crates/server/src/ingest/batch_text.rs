@@ -25,6 +25,12 @@ const MAX_COMPACT_GROWTH: usize = 5;
 
 /// The batch body read on the fast path, or `None` when the general path must read it.
 pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
+    // Members are skipped unread below: only a text whose skipping refuses what a JSON tree
+    // refuses (see `skippable`: no exponent or very long numbers, no deep nesting, no
+    // surrogate escapes) is read here.
+    if !destination::fast::skippable(body) {
+        return None;
+    }
     let text = std::str::from_utf8(body).ok()?;
     let top = split_top(text)?;
     if top.events.len() > limits.max_batch_events {
@@ -178,18 +184,13 @@ impl Scanner<'_> {
         }
     }
 
-    /// Past a string whose opening quote was just read. A UTF-16 surrogate escape (`\ud83d`)
-    /// ends the fast path: a lone one is repaired by the general path.
+    /// Past a string whose opening quote was just read.
     fn skip_string(&mut self) -> Option<()> {
         loop {
             match self.next()? {
                 b'"' => return Some(()),
                 b'\\' => {
-                    let surrogate =
-                        self.next()? == b'u' && matches!(self.peek(), Some(b'd' | b'D'));
-                    if surrogate {
-                        return None;
-                    }
+                    self.next()?;
                 }
                 _ => {}
             }
@@ -375,6 +376,12 @@ mod tests {
         for (name, f) in cases {
             assert!(with(f).is_none(), "{name}");
         }
+        let deep = format!(
+            r#"{{"batch": [{{"type": "identify", "messageId": "m", "x": {}{}}}]}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(read_batch(deep.as_bytes(), &limits).is_none());
         for text in [
             r#"{"batch": [], "batch": []}"#,
             r#"{"bat\u0063h": []}"#,
@@ -382,6 +389,9 @@ mod tests {
             r#"{"batch": [{"type": "identify", "messageId": "m"}]} x"#,
             r#"{"batch": [{"type": "identify", "messageId": "m"},]}"#,
             r#"{"batch": [], "x": tru}"#,
+            r#"{"batch": [{"type": "identify", "messageId": "m", "x": 1e400}]}"#,
+            r#"{"x": 1e400, "batch": [{"type": "identify", "messageId": "m"}]}"#,
+            r#"{"batch": [{"type": "identify", "messageId": "m", "x": 123456789012345678901}]}"#,
         ] {
             assert!(read_batch(text.as_bytes(), &limits).is_none(), "{text}");
         }

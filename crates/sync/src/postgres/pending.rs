@@ -10,7 +10,7 @@ impl PostgresStore {
     /// The due rows of an audience, oldest first, leaving out those whose seq is in
     /// `in_flight` (ascending). The rows in flight are mostly the audience's oldest pending
     /// ones: the statement first walks the partial index for the lowest pending seq not in
-    /// flight (the first `in_flight.len() + 1` pending seqs, less the seqs in flight: a hashed
+    /// flight (the first `in_flight.len() + 1` distinct pending seqs, less the seqs in flight: a hashed
     /// set difference, not a search of the array per row), and reads from there. A row in
     /// flight past it is left out here, before it is decoded.
     pub async fn pending_except(
@@ -38,7 +38,7 @@ impl PostgresStore {
                  WHERE destination = $1 AND list_key = $2 AND state = 'pending'
                    AND next_attempt_ms <= $3
                    AND seq >= COALESCE((SELECT MIN(w.seq) FROM (
-                       (SELECT seq FROM desired
+                       (SELECT DISTINCT seq FROM desired
                         WHERE destination = $1 AND list_key = $2 AND state = 'pending'
                         ORDER BY seq LIMIT $6)
                        EXCEPT SELECT UNNEST($5::int8[])) AS w(seq)),
