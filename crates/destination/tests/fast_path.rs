@@ -272,14 +272,18 @@ fn texts_a_json_tree_refuses_are_refused() {
         );
     }
     // Written plainly, the same members are read on the fast path.
-    for x in ["1.5", "12345678901234567890", r#""\u00e9""#, "[[1]]"] {
+    for x in [
+        "1.5e3",
+        "12345678901234567890123",
+        r#""\u00e9 \ud83d\ude00""#,
+        "[[1]]",
+    ] {
         let text = base.replace('X', x);
         let prepared = fast.prepare_text(&text, 0).expect("JSON");
         assert!(
             matches!(prepared, destination::Prepared::Change { .. }),
             "{x}: {prepared:?}"
         );
-        assert!(destination::fast::skippable(text.as_bytes()), "{x}");
     }
 }
 

@@ -11,7 +11,7 @@ use std::fmt;
 
 use segment::event::{ComputationClass, EventType, parse_timestamp_ms};
 use segment::membership::MembershipContext;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::plan::Planner;
@@ -83,11 +83,11 @@ impl<'de> Deserialize<'de> for Member<'de> {
                 Ok(Member::Other)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                while seq.next_element::<Skip>()?.is_some() {}
                 Ok(Member::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while map.next_entry::<Skip, Skip>()?.is_some() {}
                 Ok(Member::Other)
             }
         }
@@ -137,7 +137,7 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 /// A view of an object with the listed members, each `Option<T>` (absent or `null` is `None`),
-/// the last of a repeated member winning; other members are skipped. Only an object is read:
+/// the last of a repeated member winning; other members are skipped ([`Skip`]). Only an object is read:
 /// an array in its place is an error (serde's derived structs would read it by position).
 macro_rules! view {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty = $key:literal,)* }) => {
@@ -165,7 +165,7 @@ macro_rules! view {
                             match key.0.as_ref() {
                                 $($key => out.$field = map.next_value()?,)*
                                 _ => {
-                                    map.next_value::<IgnoredAny>()?;
+                                    map.next_value::<Skip>()?;
                                 }
                             }
                         }
@@ -187,7 +187,7 @@ view! {
         computation_key: Text<'a> = "computation_key",
         namespace: Text<'a> = "namespace",
         space_id: Text<'a> = "space_id",
-        audience_settings: IgnoredAny = "audience_settings",
+        audience_settings: Skip = "audience_settings",
     }
 }
 
@@ -344,67 +344,59 @@ pub(crate) enum ReadText {
     Malformed(String),
 }
 
-/// How deep a text read on the fast path may nest (a JSON tree refuses 128 levels).
-const MAX_DEPTH: usize = 64;
-/// The most digits in a row a number read on the fast path may have.
-const MAX_DIGITS: usize = 20;
+/// A JSON value read and dropped, with every check a JSON tree makes (numbers within f64's
+/// range, serde_json's nesting limit, no lone surrogate in a string) but nothing built: strings
+/// are borrowed, numbers read into registers. serde's `IgnoredAny` skips without those checks,
+/// so a text it accepts could be one a JSON tree refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skip;
 
-/// Whether a JSON text's members can be skipped unread and the text still be refused exactly
-/// when a JSON tree refuses it. serde skips members without their tree's checks, so the text
-/// must have no number written with an exponent or more than 20 digits (a tree refuses those
-/// beyond f64's range), no nesting deeper than 64 (a tree refuses 128) and no UTF-16
-/// surrogate escape (a lone one is an error in a tree; ingestion repairs it). Strings are
-/// stepped over; everything else is left to the parse.
-pub fn skippable(text: &[u8]) -> bool {
-    let (mut i, mut depth, mut digits) = (0usize, 0usize, 0usize);
-    while let Some(&c) = text.get(i) {
-        i += 1;
-        match c {
-            b'"' => {
-                digits = 0;
-                while let Some(&c) = text.get(i) {
-                    i += 1;
-                    match c {
-                        b'"' => break,
-                        b'\\' => {
-                            let escape = text.get(i).copied();
-                            i += 1;
-                            if escape == Some(b'u') && matches!(text.get(i), Some(b'd' | b'D')) {
-                                return false;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Skip;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
             }
-            b'{' | b'[' => {
-                depth += 1;
-                digits = 0;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
             }
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                digits = 0;
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
             }
-            b'0'..=b'9' => {
-                digits += 1;
-                if digits > MAX_DIGITS {
-                    return false;
-                }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
             }
-            b'e' | b'E' if digits > 0 => return false,
-            _ => digits = 0,
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_entry::<Skip, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
         }
+        d.deserialize_any(V)
     }
-    true
 }
 
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path.
 pub(crate) fn read_text(planner: &Planner, text: &str, seq: u64) -> ReadText {
-    if planner.mapping.is_default() && skippable(text.as_bytes()) {
+    if planner.mapping.is_default() {
         if let Ok(event) = serde_json::from_str::<TextEvent<'_>>(text) {
             if let Some(prepared) = event.prepare(planner, seq) {
                 return ReadText::Fast {
