@@ -9,8 +9,8 @@
 //! Both cover the common case only: every member the default mapping and the event checks read
 //! is absent, `null` where that means absent, or of the type the action expects (strings,
 //! objects, booleans for the membership flag). For anything else (a number or an array where a
-//! string is expected, an empty audience key, audience settings, a timestamp that does not
-//! parse, a duplicated member) they give up, and the general path decides, with Segment's
+//! string is expected, an empty audience key, a timestamp that does not parse, a member
+//! repeated with a value of another type) they give up, and the general path decides, with Segment's
 //! messages. The property test `tests/fast_path.rs` checks that all paths plan the same bytes
 //! and the same outcomes on random events.
 

@@ -187,7 +187,7 @@ view! {
         computation_key: Text<'a> = "computation_key",
         namespace: Text<'a> = "namespace",
         space_id: Text<'a> = "space_id",
-        audience_settings: Skip = "audience_settings",
+        audience_settings: Value = "audience_settings",
     }
 }
 
@@ -273,9 +273,6 @@ impl TextEvent<'_> {
         let time_ms = self.time_ms().ok()?;
         let context = self.context.as_ref();
         let personas = context.and_then(|c| c.personas.as_ref());
-        if personas.is_some_and(|p| p.audience_settings.is_some()) {
-            return None;
-        }
         let context_traits = context.and_then(|c| c.traits.as_ref());
         let (traits, properties) = (self.traits.as_ref(), self.properties.as_ref());
         let email = match traits.and_then(|t| t.present("email")) {
@@ -319,10 +316,11 @@ impl TextEvent<'_> {
             audience_key,
             audience_id,
         };
+        let settings = personas.and_then(|p| p.audience_settings.as_ref());
         Some(finish(
             planner,
             fields,
-            None,
+            settings,
             value.as_ref(),
             &ctx,
             time_ms,
