@@ -2,7 +2,7 @@
 //! shapes and of shapes that need coercions or give errors, both paths plan the same
 //! requests, byte for byte, and the same outcome for every event, with the same messages.
 
-use destination::{ActionMapping, Limits, Planner, ProjectType};
+use destination::{ActionMapping, Limits, Plan, Planner, ProjectType};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -172,6 +172,20 @@ fn planners(project_type: ProjectType) -> (Planner, Planner) {
     (a, b)
 }
 
+/// The same outcomes, and the same requests byte for byte (bodies shown as text on failure).
+fn same_plans(a: Plan, b: Plan) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.events, b.events);
+    prop_assert_eq!(a.requests.len(), b.requests.len());
+    for (x, y) in a.requests.iter().zip(&b.requests) {
+        prop_assert_eq!(
+            String::from_utf8_lossy(&x.body),
+            String::from_utf8_lossy(&y.body)
+        );
+        prop_assert_eq!(x, y);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -184,15 +198,7 @@ proptest! {
         let (fast, general) = planners(project_type);
         let a = fast.plan(events.clone());
         let b = general.plan(events);
-        prop_assert_eq!(a.events, b.events);
-        prop_assert_eq!(a.requests.len(), b.requests.len());
-        for (x, y) in a.requests.iter().zip(&b.requests) {
-            prop_assert_eq!(
-                String::from_utf8_lossy(&x.body),
-                String::from_utf8_lossy(&y.body)
-            );
-            prop_assert_eq!(x, y);
-        }
+        same_plans(a, b)?;
     }
 }
 
@@ -235,15 +241,7 @@ proptest! {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let a = fast.plan_texts(&refs);
         let b = general.plan(parsed);
-        prop_assert_eq!(a.events, b.events);
-        prop_assert_eq!(a.requests.len(), b.requests.len());
-        for (x, y) in a.requests.iter().zip(&b.requests) {
-            prop_assert_eq!(
-                String::from_utf8_lossy(&x.body),
-                String::from_utf8_lossy(&y.body)
-            );
-            prop_assert_eq!(x, y);
-        }
+        same_plans(a, b)?;
     }
 }
 

@@ -17,6 +17,6 @@
 mod text;
 mod value;
 
-pub use text::Skip;
 pub(crate) use text::{ReadText, read_text};
+pub use text::{Skip, Text};
 pub(crate) use value::{default_payload, member};

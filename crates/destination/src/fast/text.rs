@@ -19,7 +19,7 @@ use crate::prepare::{Fields, Prepared, finish};
 
 /// A string, borrowed from the text when it holds no escape.
 #[derive(Debug, Clone, PartialEq)]
-struct Text<'a>(Cow<'a, str>);
+pub struct Text<'a>(pub Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

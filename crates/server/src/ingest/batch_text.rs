@@ -14,8 +14,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use destination::fast::Skip;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use destination::fast::{Skip, Text};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::IngestLimits;
@@ -263,28 +263,6 @@ struct Head<'a> {
     write_key: bool,
 }
 
-/// A string borrowed from the text when it holds no escape.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(s.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 impl<'de> Deserialize<'de> for Head<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -295,11 +273,11 @@ impl<'de> Deserialize<'de> for Head<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut head = Head::default();
-                while let Some(key) = map.next_key::<Str<'de>>()? {
+                while let Some(key) = map.next_key::<Text<'de>>()? {
                     match key.0.as_ref() {
-                        "type" => head.event_type = map.next_value::<Option<Str>>()?.map(|s| s.0),
+                        "type" => head.event_type = map.next_value::<Option<Text>>()?.map(|s| s.0),
                         "messageId" => {
-                            head.message_id = map.next_value::<Option<Str>>()?.map(|s| s.0);
+                            head.message_id = map.next_value::<Option<Text>>()?.map(|s| s.0);
                         }
                         "writeKey" => {
                             map.next_value::<Skip>()?;
