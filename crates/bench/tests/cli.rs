@@ -35,10 +35,23 @@ fn part_a_alone_writes_its_row_and_builds_no_service() {
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("valid JSON");
     let rows = v["results"].as_array().expect("results");
-    assert_eq!(rows.len(), 1, "{v}");
-    assert_eq!(rows[0]["id"], "a");
-    assert!(rows[0]["value"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    // The fast path, then the general path beside it.
+    assert_eq!(rows.len(), 2, "{v}");
+    for row in rows {
+        assert_eq!(row["id"], "a");
+        assert!(row["value"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    }
+    assert!(
+        rows[1]["measure"]
+            .as_str()
+            .is_some_and(|m| m.contains("general path")),
+        "{v}"
+    );
     assert_eq!(v["details"]["a"]["events"], 1000);
+    assert!(
+        v["details"]["a"]["general"]["wall_s"].as_f64().is_some(),
+        "{v}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
