@@ -506,44 +506,43 @@ impl Planner {
     /// them parsed; each text is read as [`Planner::prepare_text`] reads it, and one that is
     /// not JSON is rejected with the parser's message.
     pub fn plan_texts(&self, texts: &[&str]) -> Plan {
-        self.plan_each(texts.len(), |i| {
-            match fast::read_text(self, texts[i], i as u64) {
-                fast::ReadText::Fast {
-                    message_id,
-                    prepared,
-                } => (message_id, Pending::Ready(prepared)),
-                fast::ReadText::General(value) => (message_id_of(&value), Pending::Event(value)),
-                fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
-            }
-        })
+        let inputs =
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| match fast::read_text(self, text, i as u64) {
+                    fast::ReadText::Fast {
+                        message_id,
+                        prepared,
+                    } => (message_id, Pending::Ready(prepared)),
+                    fast::ReadText::General(value) => {
+                        (message_id_of(&value), Pending::Event(value))
+                    }
+                    fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
+                });
+        self.plan_each(texts.len(), inputs)
     }
 
     /// Plans a batch of events in arrival order, some of which ingestion may have refused
     /// already. An event whose `messageId` ([`message_id_of`]) an earlier input had is a
     /// [`EventStatus::Duplicate`]; events without one are each their own event.
     pub fn plan_inputs(&self, inputs: Vec<Result<Value, Refused>>) -> Plan {
-        let mut inputs: Vec<Option<Result<Value, Refused>>> =
-            inputs.into_iter().map(Some).collect();
-        self.plan_each(inputs.len(), |i| match inputs[i].take() {
-            Some(Ok(e)) => (message_id_of(&e), Pending::Event(e)),
-            Some(Err(r)) => (r.message_id, Pending::Refused(r.reason)),
-            None => (None, Pending::Refused("the event was read twice".into())),
-        })
+        let n = inputs.len();
+        let inputs = inputs.into_iter().map(|input| match input {
+            Ok(e) => (message_id_of(&e), Pending::Event(e)),
+            Err(r) => (r.message_id, Pending::Refused(r.reason)),
+        });
+        self.plan_each(n, inputs)
     }
 
-    /// The planner's core: `read(i)` gives the i-th input's `messageId` and what it is; a
-    /// duplicate is not prepared.
-    fn plan_each(
-        &self,
-        n: usize,
-        mut read: impl FnMut(usize) -> (Option<String>, Pending),
-    ) -> Plan {
+    /// The planner's core: each of the `n` inputs, in order, with its `messageId` and what it
+    /// is; a duplicate is not prepared.
+    fn plan_each(&self, n: usize, inputs: impl Iterator<Item = (Option<String>, Pending)>) -> Plan {
         let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(n);
         let mut changes: Vec<Change> = Vec::new();
         let mut change_event: Vec<usize> = Vec::new();
         let mut first_with_id: HashMap<String, usize> = HashMap::new();
-        for i in 0..n {
-            let (message_id, input) = read(i);
+        for (i, (message_id, input)) in inputs.enumerate() {
             let mut outcome = EventOutcome {
                 index: i,
                 status: EventStatus::Rejected,
