@@ -74,6 +74,7 @@ mod registry;
 mod reports;
 mod retention;
 mod schema;
+mod settle_direct;
 mod snapshot;
 mod verifies;
 
@@ -186,12 +187,11 @@ struct Current {
     state: String,
     ack_time_ms: Option<i64>,
     ack_seq: Option<i64>,
-    member: bool,
     ack_member: Option<bool>,
 }
 
-const CURRENT: &str = "SELECT seq, part, time_ms, state, ack_time_ms, ack_seq, member,
-     ack_member FROM desired
+const CURRENT: &str = "SELECT seq, part, time_ms, state, ack_time_ms, ack_seq, ack_member
+     FROM desired
      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4";
 
 fn current(
@@ -216,8 +216,7 @@ fn current(
                 state: r.get(3)?,
                 ack_time_ms: r.get(4)?,
                 ack_seq: r.get(5)?,
-                member: r.get(6)?,
-                ack_member: r.get(7)?,
+                ack_member: r.get(6)?,
             })
         },
     )

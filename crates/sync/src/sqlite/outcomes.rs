@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::counts::{self, Delta};
+use super::settle_direct::DirectSettle;
 use super::{CURRENT, Current, SqliteStore, current, engine, key_part, status_of, to_i64, version};
 use crate::store::{Identity, Outcome, OutcomeRow, Recorded, Seq, StatusKind, StoreError};
 
@@ -43,6 +44,7 @@ impl SqliteStore {
         }
         self.write(OP, |tx| {
             let mut st = OutcomeStatements::prepare(tx)?;
+            let mut direct = DirectSettle::prepare(tx)?;
             let mut d = Delta::default();
             let at = Recording {
                 destination,
@@ -51,7 +53,11 @@ impl SqliteStore {
             };
             let mut out = Vec::with_capacity(outcomes.len());
             for o in outcomes {
-                out.push(Self::record_one(&mut st, &mut d, &at, o)?);
+                if direct.settle(&mut d, destination, audience_key, now_ms, o)? {
+                    out.push(Recorded::Applied);
+                } else {
+                    out.push(Self::record_one(&mut st, &mut d, &at, o)?);
+                }
             }
             counts::apply(tx, OP, destination, audience_key, &d)?;
             Ok(out)
@@ -119,82 +125,10 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// The common case of [`SqliteStore::record_one`]: the planned version is still the
-    /// desired one and still pending, and Iterable took (`kind` delivered) or refused it. Its
-    /// event is accepted, or pending after a failed try.
-    fn settle_planned(
-        st: &mut OutcomeStatements<'_>,
-        d: &mut Delta,
-        at: &Recording<'_>,
-        id: &Identity,
-        row: &Current,
-        (kind, reason): (StatusKind, Option<&str>),
-    ) -> Result<(), StoreError> {
-        const OP: &str = "record_outcomes";
-        let Recording {
-            destination,
-            audience_key,
-            now_ms,
-        } = *at;
-        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
-        let seq = row.seq;
-        st.settle_current
-            .execute(params![
-                destination,
-                audience_key,
-                email,
-                user_id,
-                kind.as_str(),
-                reason,
-                now_ms
-            ])
-            .map_err(engine(OP))?;
-        d.state_moved("pending", kind.as_str());
-        if kind == StatusKind::Delivered {
-            d.ack_moved(row.ack_member, row.member);
-            d.delivered_at(now_ms);
-        }
-        for from in [StatusKind::Accepted, StatusKind::Pending] {
-            let moved = st
-                .move_status
-                .execute(params![
-                    seq,
-                    row.part,
-                    kind.as_str(),
-                    reason,
-                    now_ms,
-                    from.as_str()
-                ])
-                .map_err(engine(OP))?;
-            if moved == 1 {
-                d.event_moved(from, kind);
-                return Ok(());
-            }
-        }
-        // The event had another status (not seen in practice): set it all the same.
-        let was: Option<String> = st
-            .status_of
-            .query_row(params![seq, row.part], |r| r.get(0))
-            .optional()
-            .map_err(engine(OP))?;
-        if let Some(was) = was {
-            d.event_moved(status_of(OP, &was)?, kind);
-            st.set_status
-                .execute(params![
-                    seq,
-                    row.part,
-                    kind.as_str(),
-                    reason,
-                    None::<i64>,
-                    now_ms
-                ])
-                .map_err(engine(OP))?;
-        }
-        Ok(())
-    }
-
-    /// Records one outcome of [`Store::record_outcomes`]. The key's desired row is read first:
-    /// it decides, and tells what changes in the audience's figures (`d`).
+    /// Records one outcome of [`Store::record_outcomes`] that [`DirectSettle`] did not: a retry,
+    /// a supersession, or an outcome for a version that is no longer the key's desired one or
+    /// no longer pending. The key's desired row is read first: it decides, and tells what
+    /// changes in the audience's figures (`d`).
     fn record_one(
         st: &mut OutcomeStatements<'_>,
         d: &mut Delta,
@@ -214,18 +148,6 @@ impl SqliteStore {
             return Ok(Recorded::Unknown);
         };
         let unchanged = row.seq == seq;
-        let settled = match &o.outcome {
-            Outcome::Delivered => Some((StatusKind::Delivered, None)),
-            Outcome::Rejected { reason } => Some((StatusKind::Rejected, Some(reason.as_str()))),
-            Outcome::Retry { .. } | Outcome::Superseded { .. } => None,
-        };
-        if let Some((kind, reason)) = settled
-            && unchanged
-            && row.state == "pending"
-        {
-            Self::settle_planned(st, d, at, id, &row, (kind, reason))?;
-            return Ok(Recorded::Applied);
-        }
         let event: Option<(i64, Option<bool>, Option<i64>, String)> = st
             .planned
             .query_row(params![seq, audience_key, email, user_id], |r| {
@@ -381,12 +303,9 @@ struct Recording<'a> {
 struct OutcomeStatements<'c> {
     get: rusqlite::CachedStatement<'c>,
     planned: rusqlite::CachedStatement<'c>,
-    status_of: rusqlite::CachedStatement<'c>,
     set_status: rusqlite::CachedStatement<'c>,
-    move_status: rusqlite::CachedStatement<'c>,
     ack: rusqlite::CachedStatement<'c>,
     settle: rusqlite::CachedStatement<'c>,
-    settle_current: rusqlite::CachedStatement<'c>,
 }
 
 impl<'c> OutcomeStatements<'c> {
@@ -396,14 +315,9 @@ impl<'c> OutcomeStatements<'c> {
             get: p(CURRENT)?,
             planned: p("SELECT part, member, time_ms, status FROM event_audiences
                  WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
-            status_of: p("SELECT status FROM event_audiences WHERE seq = ?1 AND part = ?2")?,
             set_status: p(
                 "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
                  updated_ms = ?6 WHERE seq = ?1 AND part = ?2",
-            )?,
-            move_status: p(
-                "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = NULL,
-                 updated_ms = ?5 WHERE seq = ?1 AND part = ?2 AND status = ?6",
             )?,
             ack: p(
                 "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
@@ -414,17 +328,6 @@ impl<'c> OutcomeStatements<'c> {
                  attempts = attempts + ?7, tries = MAX(tries, attempts + ?7),
                  next_attempt_ms = ?8
                  WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
-            // No RETURNING, and no UPDATE by a key prefix: either makes SQLite open a
-            // statement journal per row. The acknowledged version is never newer than the
-            // desired one, so a delivery of the desired version always moves it.
-            settle_current: p(
-                "UPDATE desired SET state = ?5, reason = ?6, next_attempt_ms = 0,
-                 ack_member = CASE WHEN ?5 = 'delivered' THEN member ELSE ack_member END,
-                 ack_time_ms = CASE WHEN ?5 = 'delivered' THEN time_ms ELSE ack_time_ms END,
-                 ack_seq = CASE WHEN ?5 = 'delivered' THEN seq ELSE ack_seq END,
-                 ack_ms = CASE WHEN ?5 = 'delivered' THEN ?7 ELSE ack_ms END
-                 WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4",
-            )?,
         })
     }
 }
