@@ -169,20 +169,16 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
             }
         }
     }
-    let mut best: HashMap<usize, usize> = HashMap::with_capacity(changes.len());
+    // The newest change of each group, by its root (an index into `changes`): the group's
+    // first change is its root, so it is seen before any other of the group.
+    let mut best: Vec<usize> = (0..changes.len()).collect();
     for (i, c) in changes.iter().enumerate() {
         let r = ids.root(i);
-        let e = best.entry(r).or_insert(i);
-        if c.version() > changes[*e].version() {
-            *e = i;
+        if c.version() > changes[best[r]].version() {
+            best[r] = i;
         }
     }
-    (0..changes.len())
-        .map(|i| {
-            let r = ids.root(i);
-            best.get(&r).copied().unwrap_or(i)
-        })
-        .collect()
+    (0..changes.len()).map(|i| best[ids.root(i)]).collect()
 }
 
 /// The options that split requests: subscribe takes `updateExistingUsersOnly`; unsubscribe
@@ -268,23 +264,18 @@ pub fn build_requests(
     project_type: ProjectType,
     limits: Limits,
 ) -> (Vec<PlannedRequest>, Vec<Oversized>) {
-    let Groups {
-        list_order,
-        mut options_order,
-        mut rows,
-    } = Groups::of(changes);
+    let Groups { lists, mut rows } = Groups::of(changes);
     let mut packer = Packer {
         project_type,
         limits,
         requests: Vec::new(),
         oversized: Vec::new(),
     };
-    for list in list_order {
-        let mut order = options_order.remove(list).unwrap_or_default();
+    for (list, mut order) in lists {
         // Subscribe before unsubscribe; otherwise first-seen.
-        order.sort_by_key(|o| matches!(o, Options::Unsubscribe(..)));
-        for opts in order {
-            let group = rows.remove(&(list, opts)).unwrap_or_default();
+        order.sort_by_key(|(o, _)| matches!(o, Options::Unsubscribe(..)));
+        for (opts, group) in order {
+            let group = rows.get_mut(group).map(std::mem::take).unwrap_or_default();
             packer.pack(list, opts, group);
         }
     }
@@ -293,34 +284,58 @@ pub fn build_requests(
 
 /// Changes grouped by list, then by option set, with the first-seen order of both.
 struct Groups<'c> {
-    list_order: Vec<&'c ListRef>,
-    options_order: HashMap<&'c ListRef, Vec<Options>>,
-    rows: HashMap<(&'c ListRef, Options), Vec<(usize, &'c Change)>>,
+    /// Each list, with its option sets, each with the index of its group in `rows`.
+    lists: Vec<(&'c ListRef, Vec<(Options, usize)>)>,
+    rows: Vec<Vec<(usize, &'c Change)>>,
 }
 
 impl<'c> Groups<'c> {
     fn of(changes: &[(usize, &'c Change)]) -> Self {
         let mut groups = Groups {
-            list_order: Vec::new(),
-            options_order: HashMap::new(),
-            rows: HashMap::new(),
+            lists: Vec::new(),
+            rows: Vec::new(),
         };
+        let mut list_index: HashMap<&'c ListRef, usize> = HashMap::new();
+        // The group of the previous change: a batch's changes mostly share list and options,
+        // so most changes find their group without a lookup.
+        let mut last: Option<(&'c ListRef, Options, usize)> = None;
         for &(src, c) in changes {
             let opts = options(c);
-            if !groups.options_order.contains_key(&c.list) {
-                groups.list_order.push(&c.list);
+            let group = match last {
+                Some((list, o, group)) if o == opts && *list == c.list => group,
+                _ => {
+                    let group = groups.group(&mut list_index, &c.list, opts);
+                    last = Some((&c.list, opts, group));
+                    group
+                }
+            };
+            if let Some(rows) = groups.rows.get_mut(group) {
+                rows.push((src, c));
             }
-            let order = groups.options_order.entry(&c.list).or_default();
-            if !order.contains(&opts) {
-                order.push(opts);
-            }
-            groups
-                .rows
-                .entry((&c.list, opts))
-                .or_default()
-                .push((src, c));
         }
         groups
+    }
+
+    /// The index of the group of `list` and `opts`, added (last of its list) when new.
+    fn group(
+        &mut self,
+        list_index: &mut HashMap<&'c ListRef, usize>,
+        list: &'c ListRef,
+        opts: Options,
+    ) -> usize {
+        let li = *list_index.entry(list).or_insert_with(|| {
+            self.lists.push((list, Vec::new()));
+            self.lists.len() - 1
+        });
+        let order = &mut self.lists[li].1;
+        match order.iter().find(|(o, _)| *o == opts) {
+            Some(&(_, group)) => group,
+            None => {
+                self.rows.push(Vec::new());
+                order.push((opts, self.rows.len() - 1));
+                self.rows.len() - 1
+            }
+        }
     }
 }
 
@@ -516,7 +531,7 @@ impl Planner {
                         prepared,
                     } => (message_id, Pending::Ready(prepared)),
                     fast::ReadText::General(value) => {
-                        (message_id_of(&value), Pending::Event(value))
+                        (message_id_of(&value).map(Cow::Owned), Pending::Event(value))
                     }
                     fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
                 });
@@ -529,19 +544,23 @@ impl Planner {
     pub fn plan_inputs(&self, inputs: Vec<Result<Value, Refused>>) -> Plan {
         let n = inputs.len();
         let inputs = inputs.into_iter().map(|input| match input {
-            Ok(e) => (message_id_of(&e), Pending::Event(e)),
-            Err(r) => (r.message_id, Pending::Refused(r.reason)),
+            Ok(e) => (message_id_of(&e).map(Cow::Owned), Pending::Event(e)),
+            Err(r) => (r.message_id.map(Cow::Owned), Pending::Refused(r.reason)),
         });
         self.plan_each(n, inputs)
     }
 
-    /// The planner's core: each of the `n` inputs, in order, with its `messageId` and what it
-    /// is; a duplicate is not prepared.
-    fn plan_each(&self, n: usize, inputs: impl Iterator<Item = (Option<String>, Pending)>) -> Plan {
+    /// The planner's core: each of the `n` inputs, in order, with its `messageId` (borrowed
+    /// from the event's text when it can be) and what it is; a duplicate is not prepared.
+    fn plan_each<'t>(
+        &self,
+        n: usize,
+        inputs: impl Iterator<Item = (Option<Cow<'t, str>>, Pending)>,
+    ) -> Plan {
         let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(n);
-        let mut changes: Vec<Change> = Vec::new();
-        let mut change_event: Vec<usize> = Vec::new();
-        let mut first_with_id: HashMap<String, usize> = HashMap::new();
+        let mut changes: Vec<Change> = Vec::with_capacity(n);
+        let mut change_event: Vec<usize> = Vec::with_capacity(n);
+        let mut first_with_id: HashMap<Cow<'t, str>, usize> = HashMap::with_capacity(n);
         for (i, (message_id, input)) in inputs.enumerate() {
             let mut outcome = EventOutcome {
                 index: i,

@@ -232,10 +232,14 @@ fn member_string(m: Option<&Member<'_>>) -> Result<Option<String>, ()> {
     }
 }
 
-impl TextEvent<'_> {
-    /// The event's `messageId` as the planner keys it (a non-empty string).
-    fn message_id(&self) -> Option<String> {
-        non_empty(self.message_id.as_ref())
+impl<'a> TextEvent<'a> {
+    /// The event's `messageId` as the planner keys it (a non-empty string), taken out of the
+    /// view: borrowed from the text unless it holds escapes.
+    fn take_message_id(&mut self) -> Option<Cow<'a, str>> {
+        self.message_id
+            .take()
+            .map(|t| t.0)
+            .filter(|id| !id.is_empty())
     }
 
     /// The event time: the first of the four time fields present, parsed. `Err` when it does
@@ -292,8 +296,8 @@ impl TextEvent<'_> {
         let audience_id = personas?
             .external_audience_id
             .as_ref()
-            .filter(|id| !id.0.trim().is_empty())
-            .map(|id| id.0.clone().into_owned());
+            .map(|id| id.0.as_ref())
+            .filter(|id| !id.trim().is_empty());
         let value = match tp.get(&audience_key) {
             None => None,
             Some(Member::Str(s)) => Some(Value::String(s.0.clone().into_owned())),
@@ -330,10 +334,10 @@ impl TextEvent<'_> {
 }
 
 /// One event's text, read for the planner.
-pub(crate) enum ReadText {
-    /// Prepared on the fast path; its `messageId`.
+pub(crate) enum ReadText<'a> {
+    /// Prepared on the fast path; its `messageId`, borrowed from the text when it can be.
     Fast {
-        message_id: Option<String>,
+        message_id: Option<Cow<'a, str>>,
         prepared: Prepared,
     },
     /// Parsed into JSON for the general path.
@@ -393,12 +397,12 @@ impl<'de> Deserialize<'de> for Skip {
 
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path.
-pub(crate) fn read_text(planner: &Planner, text: &str, seq: u64) -> ReadText {
+pub(crate) fn read_text<'a>(planner: &Planner, text: &'a str, seq: u64) -> ReadText<'a> {
     if planner.mapping.is_default() {
-        if let Ok(event) = serde_json::from_str::<TextEvent<'_>>(text) {
+        if let Ok(mut event) = serde_json::from_str::<TextEvent<'a>>(text) {
             if let Some(prepared) = event.prepare(planner, seq) {
                 return ReadText::Fast {
-                    message_id: event.message_id(),
+                    message_id: event.take_message_id(),
                     prepared,
                 };
             }
