@@ -11,10 +11,11 @@ use std::borrow::Cow;
 
 use hashbrown::HashMap;
 
-use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
+use iterable_api::types::ListRef;
 use serde_json::{Map, Value};
 
 use crate::audience::{AudienceSettings, IgnoredSetting};
+use crate::body::{Options, body_head, body_tail, options, write_row};
 use crate::fast;
 use crate::fields::{ActionMapping, SyncPayload};
 use crate::prepare::{Prepared, prepare};
@@ -179,80 +180,6 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
         }
     }
     (0..changes.len()).map(|i| best[ids.root(i)]).collect()
-}
-
-/// The options that split requests: subscribe takes `updateExistingUsersOnly`; unsubscribe
-/// takes `campaignId` and `channelUnsubscribe`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Options {
-    Subscribe(Option<bool>),
-    Unsubscribe(Option<i64>, Option<bool>),
-}
-
-fn options(c: &Change) -> Options {
-    if c.member {
-        Options::Subscribe(c.settings.update_existing_users_only)
-    } else {
-        Options::Unsubscribe(c.settings.campaign_id, c.settings.channel_unsubscribe)
-    }
-}
-
-/// Writes one subscriber's JSON into `out` (cleared first), from the change's borrowed strings:
-/// the buffer is reused from row to row, so a row costs no allocation once it has grown.
-fn write_row(out: &mut Vec<u8>, c: &Change, project_type: ProjectType) {
-    out.clear();
-    let email = c.email.as_deref().map(Cow::Borrowed);
-    let user_id = c.user_id.as_deref().map(Cow::Borrowed);
-    let written = if c.member {
-        serde_json::to_writer(
-            &mut *out,
-            &Subscriber {
-                email,
-                user_id,
-                prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
-                data_fields: c
-                    .data_fields
-                    .as_ref()
-                    .filter(|d| !d.is_empty())
-                    .map(Cow::Borrowed),
-            },
-        )
-    } else {
-        serde_json::to_writer(&mut *out, &Unsubscriber { email, user_id })
-    };
-    // Writing into a `Vec` fails only for a map key that is not a string, which a
-    // `Map<String, Value>` cannot hold.
-    if written.is_err() {
-        out.clear();
-    }
-}
-
-fn body_head(list: &ListRef) -> Vec<u8> {
-    let mut b = b"{\"listId\":".to_vec();
-    b.extend(serde_json::to_vec(list).unwrap_or_default());
-    b.extend_from_slice(b",\"subscribers\":[");
-    b
-}
-
-fn body_tail(opts: Options) -> Vec<u8> {
-    let mut t = b"]".to_vec();
-    match opts {
-        Options::Subscribe(u) => {
-            if let Some(u) = u {
-                t.extend(format!(",\"updateExistingUsersOnly\":{u}").bytes());
-            }
-        }
-        Options::Unsubscribe(campaign, channel) => {
-            if let Some(id) = campaign {
-                t.extend(format!(",\"campaignId\":{id}").bytes());
-            }
-            if let Some(ch) = channel {
-                t.extend(format!(",\"channelUnsubscribe\":{ch}").bytes());
-            }
-        }
-    }
-    t.push(b'}');
-    t
 }
 
 /// Builds requests for the given changes (each identity should appear once per list: pass
