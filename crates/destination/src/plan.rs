@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use iterable_api::types::ListRef;
 use serde_json::{Map, Value};
@@ -151,21 +152,21 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
     let mut by_email: HashMap<(&ListRef, Cow<'_, str>), usize> =
         HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
+        // One hash and one probe per key: the entry, found or made.
         if let Some(u) = c.user_id.as_deref() {
-            match by_uid.get(&(&c.list, u)) {
-                Some(&j) => ids.join(i, j),
-                None => {
-                    by_uid.insert((&c.list, u), i);
+            match by_uid.entry((&c.list, u)) {
+                Entry::Occupied(first) => ids.join(i, *first.get()),
+                Entry::Vacant(v) => {
+                    v.insert(i);
                 }
             }
         }
         let email_identifies = project_type == ProjectType::Hybrid || c.user_id.is_none();
         if let (Some(e), true) = (c.email.as_deref(), email_identifies) {
-            let key = (&c.list, lowercase(e));
-            match by_email.get(&key) {
-                Some(&j) => ids.join(i, j),
-                None => {
-                    by_email.insert(key, i);
+            match by_email.entry((&c.list, lowercase(e))) {
+                Entry::Occupied(first) => ids.join(i, *first.get()),
+                Entry::Vacant(v) => {
+                    v.insert(i);
                 }
             }
         }
@@ -497,7 +498,7 @@ impl Planner {
             };
             if let Some(id) = message_id {
                 match first_with_id.entry(id) {
-                    hashbrown::hash_map::Entry::Occupied(first) => {
+                    Entry::Occupied(first) => {
                         outcome.status = EventStatus::Duplicate;
                         outcome.message = Some(format!(
                             "messageId {:?} was already seen on event {}: ignored",
@@ -507,7 +508,7 @@ impl Planner {
                         outcomes.push(outcome);
                         continue;
                     }
-                    hashbrown::hash_map::Entry::Vacant(v) => {
+                    Entry::Vacant(v) => {
                         v.insert(i);
                     }
                 }
