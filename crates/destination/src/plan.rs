@@ -192,10 +192,29 @@ pub fn build_requests(
     project_type: ProjectType,
     limits: Limits,
 ) -> (Vec<PlannedRequest>, Vec<Oversized>) {
+    pack_requests(changes, project_type, limits, RowIds::Copied)
+}
+
+/// Whether a planned row gets a copy of its change's email and userId, or is left without
+/// them, for a caller that owns the changes to move them in ([`Planner::plan_each`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowIds {
+    Copied,
+    Left,
+}
+
+/// [`build_requests`], with the rows' identifiers as `ids` says.
+fn pack_requests(
+    changes: &[(usize, &Change)],
+    project_type: ProjectType,
+    limits: Limits,
+    ids: RowIds,
+) -> (Vec<PlannedRequest>, Vec<Oversized>) {
     let Groups { lists, mut rows } = Groups::of(changes);
     let mut packer = Packer {
         project_type,
         limits,
+        ids,
         requests: Vec::new(),
         oversized: Vec::new(),
     };
@@ -271,6 +290,7 @@ impl<'c> Groups<'c> {
 struct Packer {
     project_type: ProjectType,
     limits: Limits,
+    ids: RowIds,
     requests: Vec<PlannedRequest>,
     oversized: Vec<Oversized>,
 }
@@ -319,7 +339,7 @@ impl Packer {
                 });
             }
             if let Some(r) = current.as_mut() {
-                push_row(r, src, c, &row);
+                push_row(r, src, c, &row, self.ids);
             }
         }
         if let Some(done) = current.take() {
@@ -335,15 +355,19 @@ impl Packer {
 }
 
 /// Appends one subscriber's JSON to the request's body and records where it came from.
-fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8]) {
+fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8], ids: RowIds) {
     if !r.rows.is_empty() {
         r.body.push(b',');
     }
     r.body.extend_from_slice(row);
+    let (email, user_id) = match ids {
+        RowIds::Copied => (c.email.clone(), c.user_id.clone()),
+        RowIds::Left => (None, None),
+    };
     r.rows.push(PlannedRow {
         source,
-        email: c.email.clone(),
-        user_id: c.user_id.clone(),
+        email,
+        user_id,
     });
 }
 
@@ -532,12 +556,29 @@ impl Planner {
             outcome.message = message;
             outcomes.push(outcome);
         }
+        let requests = self.requests_of(changes, &change_event, &mut outcomes);
+        Plan {
+            requests,
+            events: outcomes,
+        }
+    }
+
+    /// The requests of a batch's changes (`change_event`: the event of each change): each
+    /// identity collapsed to its newest change, the others marked superseded in `outcomes`,
+    /// and rows that fit in no request marked rejected.
+    fn requests_of(
+        &self,
+        mut changes: Vec<Change>,
+        change_event: &[usize],
+        outcomes: &mut [EventOutcome],
+    ) -> Vec<PlannedRequest> {
         let winners = collapse(&changes, self.project_type);
-        let mut survivors: Vec<(usize, &Change)> = Vec::new();
+        // Packed by change index: each row's source becomes its event below.
+        let mut survivors: Vec<(usize, &Change)> = Vec::with_capacity(changes.len());
         for (ci, &w) in winners.iter().enumerate() {
             let ev = change_event[ci];
             if w == ci {
-                survivors.push((ev, &changes[ci]));
+                survivors.push((ci, &changes[ci]));
             } else {
                 outcomes[ev].status = EventStatus::Superseded;
                 outcomes[ev].message = Some(format!(
@@ -546,15 +587,21 @@ impl Planner {
                 ));
             }
         }
-        let (requests, oversized) = build_requests(&survivors, self.project_type, self.limits);
+        let (mut requests, oversized) =
+            pack_requests(&survivors, self.project_type, self.limits, RowIds::Left);
         for o in oversized {
-            outcomes[o.source].status = EventStatus::Rejected;
-            outcomes[o.source].message = Some(o.message);
+            let ev = change_event[o.source];
+            outcomes[ev].status = EventStatus::Rejected;
+            outcomes[ev].message = Some(o.message);
         }
-        Plan {
-            requests,
-            events: outcomes,
+        // Each row's identifiers move in from its change, whose bytes are written already.
+        for row in requests.iter_mut().flat_map(|r| r.rows.iter_mut()) {
+            let c = &mut changes[row.source];
+            row.email = c.email.take();
+            row.user_id = c.user_id.take();
+            row.source = change_event[row.source];
         }
+        requests
     }
 }
 
