@@ -5,6 +5,7 @@
 //! fixes its weaknesses; the README lists each deliberate difference.
 
 pub mod audience;
+mod body;
 pub mod classify;
 pub mod fast;
 pub mod fields;

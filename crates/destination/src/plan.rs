@@ -10,11 +10,14 @@
 use std::borrow::Cow;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
-use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
+use iterable_api::types::ListRef;
 use serde_json::{Map, Value};
 
 use crate::audience::{AudienceSettings, IgnoredSetting};
+pub use crate::body::build_requests;
+use crate::body::{RowIds, pack_requests};
 use crate::fast;
 use crate::fields::{ActionMapping, SyncPayload};
 use crate::prepare::{Prepared, prepare};
@@ -150,258 +153,35 @@ pub fn collapse(changes: &[Change], project_type: ProjectType) -> Vec<usize> {
     let mut by_email: HashMap<(&ListRef, Cow<'_, str>), usize> =
         HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
+        // One hash and one probe per key: the entry, found or made.
         if let Some(u) = c.user_id.as_deref() {
-            match by_uid.get(&(&c.list, u)) {
-                Some(&j) => ids.join(i, j),
-                None => {
-                    by_uid.insert((&c.list, u), i);
+            match by_uid.entry((&c.list, u)) {
+                Entry::Occupied(first) => ids.join(i, *first.get()),
+                Entry::Vacant(v) => {
+                    v.insert(i);
                 }
             }
         }
         let email_identifies = project_type == ProjectType::Hybrid || c.user_id.is_none();
         if let (Some(e), true) = (c.email.as_deref(), email_identifies) {
-            let key = (&c.list, lowercase(e));
-            match by_email.get(&key) {
-                Some(&j) => ids.join(i, j),
-                None => {
-                    by_email.insert(key, i);
+            match by_email.entry((&c.list, lowercase(e))) {
+                Entry::Occupied(first) => ids.join(i, *first.get()),
+                Entry::Vacant(v) => {
+                    v.insert(i);
                 }
             }
         }
     }
-    let mut best: HashMap<usize, usize> = HashMap::with_capacity(changes.len());
+    // The newest change of each group, by its root (an index into `changes`): the group's
+    // first change is its root, so it is seen before any other of the group.
+    let mut best: Vec<usize> = (0..changes.len()).collect();
     for (i, c) in changes.iter().enumerate() {
         let r = ids.root(i);
-        let e = best.entry(r).or_insert(i);
-        if c.version() > changes[*e].version() {
-            *e = i;
+        if c.version() > changes[best[r]].version() {
+            best[r] = i;
         }
     }
-    (0..changes.len())
-        .map(|i| {
-            let r = ids.root(i);
-            best.get(&r).copied().unwrap_or(i)
-        })
-        .collect()
-}
-
-/// The options that split requests: subscribe takes `updateExistingUsersOnly`; unsubscribe
-/// takes `campaignId` and `channelUnsubscribe`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Options {
-    Subscribe(Option<bool>),
-    Unsubscribe(Option<i64>, Option<bool>),
-}
-
-fn options(c: &Change) -> Options {
-    if c.member {
-        Options::Subscribe(c.settings.update_existing_users_only)
-    } else {
-        Options::Unsubscribe(c.settings.campaign_id, c.settings.channel_unsubscribe)
-    }
-}
-
-/// Writes one subscriber's JSON into `out` (cleared first), from the change's borrowed strings:
-/// the buffer is reused from row to row, so a row costs no allocation once it has grown.
-fn write_row(out: &mut Vec<u8>, c: &Change, project_type: ProjectType) {
-    out.clear();
-    let email = c.email.as_deref().map(Cow::Borrowed);
-    let user_id = c.user_id.as_deref().map(Cow::Borrowed);
-    let written = if c.member {
-        serde_json::to_writer(
-            &mut *out,
-            &Subscriber {
-                email,
-                user_id,
-                prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
-                data_fields: c
-                    .data_fields
-                    .as_ref()
-                    .filter(|d| !d.is_empty())
-                    .map(Cow::Borrowed),
-            },
-        )
-    } else {
-        serde_json::to_writer(&mut *out, &Unsubscriber { email, user_id })
-    };
-    // Writing into a `Vec` fails only for a map key that is not a string, which a
-    // `Map<String, Value>` cannot hold.
-    if written.is_err() {
-        out.clear();
-    }
-}
-
-fn body_head(list: &ListRef) -> Vec<u8> {
-    let mut b = b"{\"listId\":".to_vec();
-    b.extend(serde_json::to_vec(list).unwrap_or_default());
-    b.extend_from_slice(b",\"subscribers\":[");
-    b
-}
-
-fn body_tail(opts: Options) -> Vec<u8> {
-    let mut t = b"]".to_vec();
-    match opts {
-        Options::Subscribe(u) => {
-            if let Some(u) = u {
-                t.extend(format!(",\"updateExistingUsersOnly\":{u}").bytes());
-            }
-        }
-        Options::Unsubscribe(campaign, channel) => {
-            if let Some(id) = campaign {
-                t.extend(format!(",\"campaignId\":{id}").bytes());
-            }
-            if let Some(ch) = channel {
-                t.extend(format!(",\"channelUnsubscribe\":{ch}").bytes());
-            }
-        }
-    }
-    t.push(b'}');
-    t
-}
-
-/// Builds requests for the given changes (each identity should appear once per list: pass
-/// the winners of [`collapse`]). Lists keep their first-seen order; within a list, subscribe
-/// groups come before unsubscribe groups; rows keep input order. Each request holds at most
-/// `limits.max_rows` rows and `limits.max_bytes` bytes of body.
-pub fn build_requests(
-    changes: &[(usize, &Change)],
-    project_type: ProjectType,
-    limits: Limits,
-) -> (Vec<PlannedRequest>, Vec<Oversized>) {
-    let Groups {
-        list_order,
-        mut options_order,
-        mut rows,
-    } = Groups::of(changes);
-    let mut packer = Packer {
-        project_type,
-        limits,
-        requests: Vec::new(),
-        oversized: Vec::new(),
-    };
-    for list in list_order {
-        let mut order = options_order.remove(list).unwrap_or_default();
-        // Subscribe before unsubscribe; otherwise first-seen.
-        order.sort_by_key(|o| matches!(o, Options::Unsubscribe(..)));
-        for opts in order {
-            let group = rows.remove(&(list, opts)).unwrap_or_default();
-            packer.pack(list, opts, group);
-        }
-    }
-    (packer.requests, packer.oversized)
-}
-
-/// Changes grouped by list, then by option set, with the first-seen order of both.
-struct Groups<'c> {
-    list_order: Vec<&'c ListRef>,
-    options_order: HashMap<&'c ListRef, Vec<Options>>,
-    rows: HashMap<(&'c ListRef, Options), Vec<(usize, &'c Change)>>,
-}
-
-impl<'c> Groups<'c> {
-    fn of(changes: &[(usize, &'c Change)]) -> Self {
-        let mut groups = Groups {
-            list_order: Vec::new(),
-            options_order: HashMap::new(),
-            rows: HashMap::new(),
-        };
-        for &(src, c) in changes {
-            let opts = options(c);
-            if !groups.options_order.contains_key(&c.list) {
-                groups.list_order.push(&c.list);
-            }
-            let order = groups.options_order.entry(&c.list).or_default();
-            if !order.contains(&opts) {
-                order.push(opts);
-            }
-            groups
-                .rows
-                .entry((&c.list, opts))
-                .or_default()
-                .push((src, c));
-        }
-        groups
-    }
-}
-
-/// Packs groups of rows into requests within the limits, and sets aside rows that fit in none.
-struct Packer {
-    project_type: ProjectType,
-    limits: Limits,
-    requests: Vec<PlannedRequest>,
-    oversized: Vec<Oversized>,
-}
-
-impl Packer {
-    /// One group (one list, one option set): its rows in order, a new request whenever the
-    /// current one is full.
-    fn pack(&mut self, list: &ListRef, opts: Options, rows: Vec<(usize, &Change)>) {
-        let head = body_head(list);
-        let tail = body_tail(opts);
-        let overhead = head.len() + tail.len();
-        let op = match opts {
-            Options::Subscribe(_) => Operation::Subscribe,
-            Options::Unsubscribe(..) => Operation::Unsubscribe,
-        };
-        let max_bytes = self.limits.max_bytes;
-        let mut current: Option<PlannedRequest> = None;
-        let mut row = Vec::with_capacity(256);
-        for (src, c) in rows {
-            write_row(&mut row, c, self.project_type);
-            if overhead + row.len() > max_bytes {
-                self.oversized.push(Oversized {
-                    source: src,
-                    message: format!(
-                        "the subscriber is {} bytes of JSON, more than fits in a request of at most {} bytes",
-                        row.len(),
-                        max_bytes
-                    ),
-                });
-                continue;
-            }
-            let fits = current.as_ref().is_some_and(|r| {
-                r.rows.len() < self.limits.max_rows
-                    && r.body.len() + 1 + row.len() + tail.len() <= max_bytes
-            });
-            if !fits {
-                if let Some(done) = current.take() {
-                    self.finish(done, &tail);
-                }
-                current = Some(PlannedRequest {
-                    op,
-                    list: list.clone(),
-                    audience_key: c.audience_key.clone(),
-                    body: head.clone(),
-                    rows: Vec::new(),
-                });
-            }
-            if let Some(r) = current.as_mut() {
-                push_row(r, src, c, &row);
-            }
-        }
-        if let Some(done) = current.take() {
-            self.finish(done, &tail);
-        }
-    }
-
-    /// Closes the body of a full (or last) request and keeps it.
-    fn finish(&mut self, mut done: PlannedRequest, tail: &[u8]) {
-        done.body.extend_from_slice(tail);
-        self.requests.push(done);
-    }
-}
-
-/// Appends one subscriber's JSON to the request's body and records where it came from.
-fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8]) {
-    if !r.rows.is_empty() {
-        r.body.push(b',');
-    }
-    r.body.extend_from_slice(row);
-    r.rows.push(PlannedRow {
-        source,
-        email: c.email.clone(),
-        user_id: c.user_id.clone(),
-    });
+    (0..changes.len()).map(|i| best[ids.root(i)]).collect()
 }
 
 /// What became of one input event.
@@ -516,7 +296,7 @@ impl Planner {
                         prepared,
                     } => (message_id, Pending::Ready(prepared)),
                     fast::ReadText::General(value) => {
-                        (message_id_of(&value), Pending::Event(value))
+                        (message_id_of(&value).map(Cow::Owned), Pending::Event(value))
                     }
                     fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
                 });
@@ -529,19 +309,23 @@ impl Planner {
     pub fn plan_inputs(&self, inputs: Vec<Result<Value, Refused>>) -> Plan {
         let n = inputs.len();
         let inputs = inputs.into_iter().map(|input| match input {
-            Ok(e) => (message_id_of(&e), Pending::Event(e)),
-            Err(r) => (r.message_id, Pending::Refused(r.reason)),
+            Ok(e) => (message_id_of(&e).map(Cow::Owned), Pending::Event(e)),
+            Err(r) => (r.message_id.map(Cow::Owned), Pending::Refused(r.reason)),
         });
         self.plan_each(n, inputs)
     }
 
-    /// The planner's core: each of the `n` inputs, in order, with its `messageId` and what it
-    /// is; a duplicate is not prepared.
-    fn plan_each(&self, n: usize, inputs: impl Iterator<Item = (Option<String>, Pending)>) -> Plan {
+    /// The planner's core: each of the `n` inputs, in order, with its `messageId` (borrowed
+    /// from the event's text when it can be) and what it is; a duplicate is not prepared.
+    fn plan_each<'t>(
+        &self,
+        n: usize,
+        inputs: impl Iterator<Item = (Option<Cow<'t, str>>, Pending)>,
+    ) -> Plan {
         let mut outcomes: Vec<EventOutcome> = Vec::with_capacity(n);
-        let mut changes: Vec<Change> = Vec::new();
-        let mut change_event: Vec<usize> = Vec::new();
-        let mut first_with_id: HashMap<String, usize> = HashMap::new();
+        let mut changes: Vec<Change> = Vec::with_capacity(n);
+        let mut change_event: Vec<usize> = Vec::with_capacity(n);
+        let mut first_with_id: HashMap<Cow<'t, str>, usize> = HashMap::with_capacity(n);
         for (i, (message_id, input)) in inputs.enumerate() {
             let mut outcome = EventOutcome {
                 index: i,
@@ -551,7 +335,7 @@ impl Planner {
             };
             if let Some(id) = message_id {
                 match first_with_id.entry(id) {
-                    hashbrown::hash_map::Entry::Occupied(first) => {
+                    Entry::Occupied(first) => {
                         outcome.status = EventStatus::Duplicate;
                         outcome.message = Some(format!(
                             "messageId {:?} was already seen on event {}: ignored",
@@ -561,7 +345,7 @@ impl Planner {
                         outcomes.push(outcome);
                         continue;
                     }
-                    hashbrown::hash_map::Entry::Vacant(v) => {
+                    Entry::Vacant(v) => {
                         v.insert(i);
                     }
                 }
@@ -585,12 +369,29 @@ impl Planner {
             outcome.message = message;
             outcomes.push(outcome);
         }
+        let requests = self.requests_of(changes, &change_event, &mut outcomes);
+        Plan {
+            requests,
+            events: outcomes,
+        }
+    }
+
+    /// The requests of a batch's changes (`change_event`: the event of each change): each
+    /// identity collapsed to its newest change, the others marked superseded in `outcomes`,
+    /// and rows that fit in no request marked rejected.
+    fn requests_of(
+        &self,
+        mut changes: Vec<Change>,
+        change_event: &[usize],
+        outcomes: &mut [EventOutcome],
+    ) -> Vec<PlannedRequest> {
         let winners = collapse(&changes, self.project_type);
-        let mut survivors: Vec<(usize, &Change)> = Vec::new();
+        // Packed by change index: each row's source becomes its event below.
+        let mut survivors: Vec<(usize, &Change)> = Vec::with_capacity(changes.len());
         for (ci, &w) in winners.iter().enumerate() {
             let ev = change_event[ci];
             if w == ci {
-                survivors.push((ev, &changes[ci]));
+                survivors.push((ci, &changes[ci]));
             } else {
                 outcomes[ev].status = EventStatus::Superseded;
                 outcomes[ev].message = Some(format!(
@@ -599,15 +400,21 @@ impl Planner {
                 ));
             }
         }
-        let (requests, oversized) = build_requests(&survivors, self.project_type, self.limits);
+        let (mut requests, oversized) =
+            pack_requests(&survivors, self.project_type, self.limits, RowIds::Left);
         for o in oversized {
-            outcomes[o.source].status = EventStatus::Rejected;
-            outcomes[o.source].message = Some(o.message);
+            let ev = change_event[o.source];
+            outcomes[ev].status = EventStatus::Rejected;
+            outcomes[ev].message = Some(o.message);
         }
-        Plan {
-            requests,
-            events: outcomes,
+        // Each row's identifiers move in from its change, whose bytes are written already.
+        for row in requests.iter_mut().flat_map(|r| r.rows.iter_mut()) {
+            let c = &mut changes[row.source];
+            row.email = c.email.take();
+            row.user_id = c.user_id.take();
+            row.source = change_event[row.source];
         }
+        requests
     }
 }
 

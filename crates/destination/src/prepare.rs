@@ -70,32 +70,33 @@ pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
         user_id: payload.user_id,
         data_fields: payload.data_fields,
         audience_key: payload.audience_key,
-        audience_id: payload.audience_id,
+        audience_id: payload.audience_id.as_deref(),
     };
     finish(planner, fields, raw_settings, value, &ctx, time_ms, seq)
 }
 
-/// The mapped fields of an event that [`finish`] turns into a change.
-pub(crate) struct Fields {
+/// The mapped fields of an event that [`finish`] turns into a change. The audience id is only
+/// read (as the list id), so it stays borrowed from the payload or the event's text.
+pub(crate) struct Fields<'a> {
     pub(crate) email: Option<String>,
     pub(crate) user_id: Option<String>,
     pub(crate) data_fields: Option<Map<String, Value>>,
     pub(crate) audience_key: String,
-    pub(crate) audience_id: Option<String>,
+    pub(crate) audience_id: Option<&'a str>,
 }
 
 /// The checks after mapping, shared by the general path and the text path ([`crate::fast`]):
 /// the list, the identifiers the project needs, the audience settings and the membership.
 pub(crate) fn finish(
     planner: &Planner,
-    f: Fields,
+    f: Fields<'_>,
     raw_settings: Option<&Value>,
     membership_value: Option<&Value>,
     ctx: &MembershipContext<'_>,
     time_ms: Option<i64>,
     seq: u64,
 ) -> Prepared {
-    let list = match f.audience_id.as_deref() {
+    let list = match f.audience_id {
         None => ListRef::for_audience(&f.audience_key),
         Some(id) => match parse_list_id(id) {
             Some(n) => ListRef::Id(n),

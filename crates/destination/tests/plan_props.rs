@@ -1,5 +1,6 @@
 //! Property tests of the planner's invariants: one status per event, each identity at most
-//! once per list, no request over the limits, and lists ending as latest-event-wins says.
+//! once per list, no request over the limits, rows naming the ids their JSON holds, and lists
+//! ending as latest-event-wins says.
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,6 +104,11 @@ proptest! {
             let body: Value = serde_json::from_slice(&r.body).expect("body is JSON");
             prop_assert_eq!(body["subscribers"].as_array().map(Vec::len), Some(r.rows.len()));
             let list = body["listId"].as_i64().expect("numeric list");
+            // Each row names the ids its subscriber's JSON holds.
+            for (row, sub) in r.rows.iter().zip(body["subscribers"].as_array().into_iter().flatten()) {
+                prop_assert_eq!(row.email.as_deref(), sub["email"].as_str());
+                prop_assert_eq!(row.user_id.as_deref(), sub["userId"].as_str());
+            }
             for row in &r.rows {
                 let person = events[row.source].person;
                 // Each identity at most once per list per plan.

@@ -26,7 +26,7 @@ use crate::emulator::{emulator_with_lists, members, unlimited_client, wait_membe
 use crate::events::{bodies, spread_events};
 use crate::harness::{AUDIENCES, KEY, Setup};
 use crate::load::send_all;
-use crate::procfs::cpu_seconds;
+use crate::procfs::{cpu_seconds, thread_cpu_seconds};
 use crate::report::Report;
 use crate::service::Service;
 
@@ -176,7 +176,7 @@ fn our_pipeline(batches: Vec<Vec<String>>, base_url: &str) -> Result<(f64, f64, 
         .build()?;
     let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None)?);
     let client = unlimited_client(base_url)?;
-    let (t, c) = (Instant::now(), cpu_seconds("thread-self")?);
+    let (t, c) = (Instant::now(), thread_cpu_seconds()?);
     let mut requests = 0;
     rt.block_on(async {
         for batch in batches {
@@ -197,7 +197,7 @@ fn our_pipeline(batches: Vec<Vec<String>>, base_url: &str) -> Result<(f64, f64, 
     })?;
     Ok((
         t.elapsed().as_secs_f64(),
-        cpu_seconds("thread-self")? - c,
+        thread_cpu_seconds()? - c,
         requests,
     ))
 }

@@ -8,10 +8,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use segment::event::{ComputationClass, EventType, parse_timestamp_ms};
 use segment::membership::MembershipContext;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::plan::Planner;
@@ -40,6 +41,62 @@ impl<'de> Deserialize<'de> for Text<'de> {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+/// A member of a view ([`view!`]) read as `Option<Self>`: absent or `null` is `None`.
+trait Nullable<'de>: Sized {
+    fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error>;
+}
+
+/// A string or `null`, read in one step (the parser looks at the value's first byte once,
+/// where `Option<Text>` would look for `null` first, then for a string); anything else is an
+/// error, as it is for `Option<Text>`.
+impl<'de> Nullable<'de> for Text<'de> {
+    fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Text<'de>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Some(Text(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Some(Text(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Some(Text(Cow::Owned(s))))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The views, their member lists and `audience_settings`: as `Option<T>` reads them.
+macro_rules! nullable_as_option {
+    ($($ty:ty),*) => {
+        $(impl<'de> Nullable<'de> for $ty {
+            fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
+                Option::<Self>::deserialize(d)
+            }
+        })*
+    };
+}
+
+nullable_as_option!(Members<'de>, Personas<'de>, Context<'de>, Value);
+
+/// Reads a view's member with [`Nullable::nullable`].
+struct NullableSeed<T>(PhantomData<T>);
+
+impl<'de, T: Nullable<'de>> DeserializeSeed<'de> for NullableSeed<T> {
+    type Value = Option<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        T::nullable(d)
     }
 }
 
@@ -136,7 +193,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// A view of an object with the listed members, each `Option<T>` (absent or `null` is `None`),
+/// A view of an object with the listed members, each `Option<T>` (absent or `null` is `None`,
+/// read with [`Nullable`]),
 /// the last of a repeated member winning; other members are skipped ([`Skip`]). Only an object is read:
 /// an array in its place is an error (serde's derived structs would read it by position).
 macro_rules! view {
@@ -163,7 +221,9 @@ macro_rules! view {
                         let mut out = $name::default();
                         while let Some(key) = map.next_key::<Text<'de>>()? {
                             match key.0.as_ref() {
-                                $($key => out.$field = map.next_value()?,)*
+                                $($key => {
+                                    out.$field = map.next_value_seed(NullableSeed(PhantomData))?
+                                })*
                                 _ => {
                                     map.next_value::<Skip>()?;
                                 }
@@ -232,10 +292,14 @@ fn member_string(m: Option<&Member<'_>>) -> Result<Option<String>, ()> {
     }
 }
 
-impl TextEvent<'_> {
-    /// The event's `messageId` as the planner keys it (a non-empty string).
-    fn message_id(&self) -> Option<String> {
-        non_empty(self.message_id.as_ref())
+impl<'a> TextEvent<'a> {
+    /// The event's `messageId` as the planner keys it (a non-empty string), taken out of the
+    /// view: borrowed from the text unless it holds escapes.
+    fn take_message_id(&mut self) -> Option<Cow<'a, str>> {
+        self.message_id
+            .take()
+            .map(|t| t.0)
+            .filter(|id| !id.is_empty())
     }
 
     /// The event time: the first of the four time fields present, parsed. `Err` when it does
@@ -292,8 +356,8 @@ impl TextEvent<'_> {
         let audience_id = personas?
             .external_audience_id
             .as_ref()
-            .filter(|id| !id.0.trim().is_empty())
-            .map(|id| id.0.clone().into_owned());
+            .map(|id| id.0.as_ref())
+            .filter(|id| !id.trim().is_empty());
         let value = match tp.get(&audience_key) {
             None => None,
             Some(Member::Str(s)) => Some(Value::String(s.0.clone().into_owned())),
@@ -330,10 +394,10 @@ impl TextEvent<'_> {
 }
 
 /// One event's text, read for the planner.
-pub(crate) enum ReadText {
-    /// Prepared on the fast path; its `messageId`.
+pub(crate) enum ReadText<'a> {
+    /// Prepared on the fast path; its `messageId`, borrowed from the text when it can be.
     Fast {
-        message_id: Option<String>,
+        message_id: Option<Cow<'a, str>>,
         prepared: Prepared,
     },
     /// Parsed into JSON for the general path.
@@ -393,12 +457,12 @@ impl<'de> Deserialize<'de> for Skip {
 
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path.
-pub(crate) fn read_text(planner: &Planner, text: &str, seq: u64) -> ReadText {
+pub(crate) fn read_text<'a>(planner: &Planner, text: &'a str, seq: u64) -> ReadText<'a> {
     if planner.mapping.is_default() {
-        if let Ok(event) = serde_json::from_str::<TextEvent<'_>>(text) {
+        if let Ok(mut event) = serde_json::from_str::<TextEvent<'a>>(text) {
             if let Some(prepared) = event.prepare(planner, seq) {
                 return ReadText::Fast {
-                    message_id: event.message_id(),
+                    message_id: event.take_message_id(),
                     prepared,
                 };
             }

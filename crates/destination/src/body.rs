@@ -1,0 +1,386 @@
+//! The requests of a plan: changes grouped by list and options, packed into requests within
+//! the size limits, and the bytes of each body: its head (the list), one row per change, its
+//! tail (the options), as Iterable's `/api/lists/subscribe` and `/api/lists/unsubscribe` take
+//! them.
+
+use std::borrow::Cow;
+
+use hashbrown::HashMap;
+use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
+
+use crate::plan::{Change, Limits, Operation, Oversized, PlannedRequest, PlannedRow};
+use crate::settings::ProjectType;
+
+/// The options that split requests: subscribe takes `updateExistingUsersOnly`; unsubscribe
+/// takes `campaignId` and `channelUnsubscribe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Options {
+    Subscribe(Option<bool>),
+    Unsubscribe(Option<i64>, Option<bool>),
+}
+
+pub(crate) fn options(c: &Change) -> Options {
+    if c.member {
+        Options::Subscribe(c.settings.update_existing_users_only)
+    } else {
+        Options::Unsubscribe(c.settings.campaign_id, c.settings.channel_unsubscribe)
+    }
+}
+
+/// Writes one row's JSON into `out` (cleared first), from the change's borrowed strings: the
+/// buffer is reused from row to row, so a row costs no allocation once it has grown. The
+/// bytes are those of [`Subscriber`] (subscribe) or [`Unsubscriber`] (unsubscribe) serialized
+/// by serde_json; a row without data fields (the default mapping's) is written directly.
+pub(crate) fn write_row(out: &mut Vec<u8>, c: &Change, project_type: ProjectType) {
+    out.clear();
+    let data_fields = c.data_fields.as_ref().filter(|d| !d.is_empty());
+    let written = match data_fields {
+        None => write_plain_row(out, c, project_type),
+        Some(d) => {
+            let email = c.email.as_deref().map(Cow::Borrowed);
+            let user_id = c.user_id.as_deref().map(Cow::Borrowed);
+            if c.member {
+                serde_json::to_writer(
+                    &mut *out,
+                    &Subscriber {
+                        email,
+                        user_id,
+                        prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
+                        data_fields: Some(Cow::Borrowed(d)),
+                    },
+                )
+            } else {
+                serde_json::to_writer(&mut *out, &Unsubscriber { email, user_id })
+            }
+        }
+    };
+    // Writing into a `Vec` fails only for a map key that is not a string, which a
+    // `Map<String, Value>` cannot hold.
+    if written.is_err() {
+        out.clear();
+    }
+}
+
+/// A row without data fields, member by member as the derived `Serialize` of [`Subscriber`]
+/// and [`Unsubscriber`] writes it: `email`, `userId`, then (subscribe, userId-based projects)
+/// `preferUserId`; absent members left out; strings escaped by serde_json.
+fn write_plain_row(
+    out: &mut Vec<u8>,
+    c: &Change,
+    project_type: ProjectType,
+) -> Result<(), serde_json::Error> {
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in [(&b"\"email\":"[..], &c.email), (b"\"userId\":", &c.user_id)] {
+        if let Some(v) = value {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(key);
+            serde_json::to_writer(&mut *out, v.as_str())?;
+        }
+    }
+    if c.member && project_type == ProjectType::UserId {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"preferUserId\":true");
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+pub(crate) fn body_head(list: &ListRef) -> Vec<u8> {
+    let mut b = b"{\"listId\":".to_vec();
+    b.extend(serde_json::to_vec(list).unwrap_or_default());
+    b.extend_from_slice(b",\"subscribers\":[");
+    b
+}
+
+pub(crate) fn body_tail(opts: Options) -> Vec<u8> {
+    let mut t = b"]".to_vec();
+    match opts {
+        Options::Subscribe(u) => {
+            if let Some(u) = u {
+                t.extend(format!(",\"updateExistingUsersOnly\":{u}").bytes());
+            }
+        }
+        Options::Unsubscribe(campaign, channel) => {
+            if let Some(id) = campaign {
+                t.extend(format!(",\"campaignId\":{id}").bytes());
+            }
+            if let Some(ch) = channel {
+                t.extend(format!(",\"channelUnsubscribe\":{ch}").bytes());
+            }
+        }
+    }
+    t.push(b'}');
+    t
+}
+
+/// Builds requests for the given changes (each identity should appear once per list: pass
+/// the winners of [`crate::plan::collapse`]). Lists keep their first-seen order; within a
+/// list, subscribe groups come before unsubscribe groups; rows keep input order. Each request
+/// holds at most `limits.max_rows` rows and `limits.max_bytes` bytes of body.
+pub fn build_requests(
+    changes: &[(usize, &Change)],
+    project_type: ProjectType,
+    limits: Limits,
+) -> (Vec<PlannedRequest>, Vec<Oversized>) {
+    pack_requests(changes, project_type, limits, RowIds::Copied)
+}
+
+/// Whether a planned row gets a copy of its change's email and userId, or is left without
+/// them, for a caller that owns the changes to move them in (the planner's core, behind
+/// [`crate::plan::Planner::plan_texts`] and the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowIds {
+    Copied,
+    Left,
+}
+
+/// [`build_requests`], with the rows' identifiers as `ids` says.
+pub(crate) fn pack_requests(
+    changes: &[(usize, &Change)],
+    project_type: ProjectType,
+    limits: Limits,
+    ids: RowIds,
+) -> (Vec<PlannedRequest>, Vec<Oversized>) {
+    let Groups { lists, mut rows } = Groups::of(changes);
+    let mut packer = Packer {
+        project_type,
+        limits,
+        ids,
+        requests: Vec::new(),
+        oversized: Vec::new(),
+    };
+    for (list, mut order) in lists {
+        // Subscribe before unsubscribe; otherwise first-seen.
+        order.sort_by_key(|(o, _)| matches!(o, Options::Unsubscribe(..)));
+        for (opts, group) in order {
+            let group = rows.get_mut(group).map(std::mem::take).unwrap_or_default();
+            packer.pack(list, opts, group);
+        }
+    }
+    (packer.requests, packer.oversized)
+}
+
+/// Changes grouped by list, then by option set, with the first-seen order of both.
+struct Groups<'c> {
+    /// Each list, with its option sets, each with the index of its group in `rows`.
+    lists: Vec<(&'c ListRef, Vec<(Options, usize)>)>,
+    rows: Vec<Vec<(usize, &'c Change)>>,
+}
+
+impl<'c> Groups<'c> {
+    fn of(changes: &[(usize, &'c Change)]) -> Self {
+        let mut groups = Groups {
+            lists: Vec::new(),
+            rows: Vec::new(),
+        };
+        let mut list_index: HashMap<&'c ListRef, usize> = HashMap::new();
+        // The group of the previous change: a batch's changes mostly share list and options,
+        // so most changes find their group without a lookup.
+        let mut last: Option<(&'c ListRef, Options, usize)> = None;
+        for &(src, c) in changes {
+            let opts = options(c);
+            let group = match last {
+                Some((list, o, group)) if o == opts && *list == c.list => group,
+                _ => {
+                    let group = groups.group(&mut list_index, &c.list, opts);
+                    last = Some((&c.list, opts, group));
+                    group
+                }
+            };
+            if let Some(rows) = groups.rows.get_mut(group) {
+                rows.push((src, c));
+            }
+        }
+        groups
+    }
+
+    /// The index of the group of `list` and `opts`, added (last of its list) when new.
+    fn group(
+        &mut self,
+        list_index: &mut HashMap<&'c ListRef, usize>,
+        list: &'c ListRef,
+        opts: Options,
+    ) -> usize {
+        let li = *list_index.entry(list).or_insert_with(|| {
+            self.lists.push((list, Vec::new()));
+            self.lists.len() - 1
+        });
+        let order = &mut self.lists[li].1;
+        match order.iter().find(|(o, _)| *o == opts) {
+            Some(&(_, group)) => group,
+            None => {
+                self.rows.push(Vec::new());
+                order.push((opts, self.rows.len() - 1));
+                self.rows.len() - 1
+            }
+        }
+    }
+}
+
+/// Packs groups of rows into requests within the limits, and sets aside rows that fit in none.
+struct Packer {
+    project_type: ProjectType,
+    limits: Limits,
+    ids: RowIds,
+    requests: Vec<PlannedRequest>,
+    oversized: Vec<Oversized>,
+}
+
+impl Packer {
+    /// One group (one list, one option set): its rows in order, a new request whenever the
+    /// current one is full.
+    fn pack(&mut self, list: &ListRef, opts: Options, rows: Vec<(usize, &Change)>) {
+        let head = body_head(list);
+        let tail = body_tail(opts);
+        let overhead = head.len() + tail.len();
+        let op = match opts {
+            Options::Subscribe(_) => Operation::Subscribe,
+            Options::Unsubscribe(..) => Operation::Unsubscribe,
+        };
+        let max_bytes = self.limits.max_bytes;
+        let mut current: Option<PlannedRequest> = None;
+        let mut row = Vec::with_capacity(256);
+        for (src, c) in rows {
+            write_row(&mut row, c, self.project_type);
+            if overhead + row.len() > max_bytes {
+                self.oversized.push(Oversized {
+                    source: src,
+                    message: format!(
+                        "the subscriber is {} bytes of JSON, more than fits in a request of at most {} bytes",
+                        row.len(),
+                        max_bytes
+                    ),
+                });
+                continue;
+            }
+            let fits = current.as_ref().is_some_and(|r| {
+                r.rows.len() < self.limits.max_rows
+                    && r.body.len() + 1 + row.len() + tail.len() <= max_bytes
+            });
+            if !fits {
+                if let Some(done) = current.take() {
+                    self.finish(done, &tail);
+                }
+                current = Some(PlannedRequest {
+                    op,
+                    list: list.clone(),
+                    audience_key: c.audience_key.clone(),
+                    body: head.clone(),
+                    rows: Vec::new(),
+                });
+            }
+            if let Some(r) = current.as_mut() {
+                push_row(r, src, c, &row, self.ids);
+            }
+        }
+        if let Some(done) = current.take() {
+            self.finish(done, &tail);
+        }
+    }
+
+    /// Closes the body of a full (or last) request and keeps it.
+    fn finish(&mut self, mut done: PlannedRequest, tail: &[u8]) {
+        done.body.extend_from_slice(tail);
+        self.requests.push(done);
+    }
+}
+
+/// Appends one subscriber's JSON to the request's body and records where it came from.
+fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8], ids: RowIds) {
+    if !r.rows.is_empty() {
+        r.body.push(b',');
+    }
+    r.body.extend_from_slice(row);
+    let (email, user_id) = match ids {
+        RowIds::Copied => (c.email.clone(), c.user_id.clone()),
+        RowIds::Left => (None, None),
+    };
+    r.rows.push(PlannedRow {
+        source,
+        email,
+        user_id,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audience::AudienceSettings;
+
+    fn change(email: Option<&str>, user_id: Option<&str>, member: bool) -> Change {
+        Change {
+            audience_key: "vip".into(),
+            list: ListRef::Id(7),
+            email: email.map(str::to_owned),
+            user_id: user_id.map(str::to_owned),
+            member,
+            data_fields: None,
+            settings: AudienceSettings::default(),
+            time_ms: None,
+            seq: 0,
+        }
+    }
+
+    /// What serde_json makes of the row's type: the bytes a row must have.
+    fn serialized(c: &Change, project_type: ProjectType) -> Vec<u8> {
+        let email = c.email.as_deref().map(Cow::Borrowed);
+        let user_id = c.user_id.as_deref().map(Cow::Borrowed);
+        let data_fields = c
+            .data_fields
+            .as_ref()
+            .filter(|d| !d.is_empty())
+            .map(Cow::Borrowed);
+        let row = if c.member {
+            serde_json::to_vec(&Subscriber {
+                email,
+                user_id,
+                prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
+                data_fields,
+            })
+        } else {
+            serde_json::to_vec(&Unsubscriber { email, user_id })
+        };
+        row.expect("a row serializes")
+    }
+
+    #[test]
+    fn rows_are_written_as_serde_json_serializes_their_type() {
+        let strings = [
+            None,
+            Some(""),
+            Some("a@x.com"),
+            Some("u\"1\\2"),
+            Some("tab\there\nline\u{1}\u{7f}"),
+            Some("é✓😀"),
+        ];
+        let mut out = Vec::new();
+        for project_type in [ProjectType::Hybrid, ProjectType::UserId] {
+            for email in strings {
+                for user_id in strings {
+                    for member in [true, false] {
+                        let mut c = change(email, user_id, member);
+                        for data_fields in [None, Some(serde_json::Map::new()), {
+                            let mut m = serde_json::Map::new();
+                            m.insert("plan".into(), "gold".into());
+                            Some(m)
+                        }] {
+                            c.data_fields = data_fields;
+                            write_row(&mut out, &c, project_type);
+                            assert_eq!(
+                                String::from_utf8_lossy(&out),
+                                String::from_utf8_lossy(&serialized(&c, project_type)),
+                                "{c:?} {project_type:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
