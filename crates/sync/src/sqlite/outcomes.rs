@@ -148,13 +148,18 @@ impl SqliteStore {
             return Ok(Recorded::Unknown);
         };
         let unchanged = row.seq == seq;
-        let event: Option<(i64, Option<bool>, Option<i64>, String)> = st
-            .planned
-            .query_row(params![seq, audience_key, email, user_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-            .map_err(engine(OP))?;
+        let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+        // The planned event's row: by its part when the key still points at it (one search,
+        // whatever the number of rows under that seq: a snapshot writes all its keys under
+        // one), else by its key among the rows of its seq.
+        let event: Option<(i64, Option<bool>, Option<i64>, String)> = if unchanged {
+            st.planned_part.query_row(params![seq, row.part], read)
+        } else {
+            st.planned
+                .query_row(params![seq, audience_key, email, user_id], read)
+        }
+        .optional()
+        .map_err(engine(OP))?;
         let Some((part, member, time_ms, was)) = event else {
             return Ok(Recorded::Unknown);
         };
@@ -303,6 +308,7 @@ struct Recording<'a> {
 struct OutcomeStatements<'c> {
     get: rusqlite::CachedStatement<'c>,
     planned: rusqlite::CachedStatement<'c>,
+    planned_part: rusqlite::CachedStatement<'c>,
     set_status: rusqlite::CachedStatement<'c>,
     ack: rusqlite::CachedStatement<'c>,
     settle: rusqlite::CachedStatement<'c>,
@@ -315,6 +321,8 @@ impl<'c> OutcomeStatements<'c> {
             get: p(CURRENT)?,
             planned: p("SELECT part, member, time_ms, status FROM event_audiences
                  WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
+            planned_part: p("SELECT part, member, time_ms, status FROM event_audiences
+                 WHERE seq = ?1 AND part = ?2")?,
             set_status: p(
                 "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
                  updated_ms = ?6 WHERE seq = ?1 AND part = ?2",

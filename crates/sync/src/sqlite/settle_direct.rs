@@ -2,13 +2,14 @@
 //! version that was planned, and that version is still the key's desired one and pending.
 //!
 //! `record_outcomes` used to read each key's desired row, decide, then update it: two searches
-//! of `desired`'s primary key (four text columns) per outcome. Here the update itself checks
-//! what the read was for (the planned seq, still pending), so a delivery or a rejection costs
-//! one search. What the audience's figures need of the old row is how the acknowledged
-//! membership moves (`members` counts acknowledged members): each delivery statement is one of
-//! three, each matching only rows whose move is known ([`ACK_MOVES`]), tried in turn, the one
-//! that matched last first (a request's rows tend to move alike). When none matches, nothing was
-//! written and the caller records the outcome the general way (`record_one`).
+//! of `desired`'s primary key (four text columns) per outcome, with the row decoded between
+//! them. Here the update itself checks what the read was for (the planned seq, still pending).
+//! What the audience's figures need of the old row is how the acknowledged membership moves
+//! (`members` counts acknowledged members): each delivery statement is one of three, each
+//! matching only rows whose move is known ([`ACK_MOVES`]), tried in turn, the one that matched
+//! last first (a request's rows tend to move alike). The event's row is then found by the part
+//! the key points at. When no statement matches, nothing was written and the caller records
+//! the outcome the general way (`record_one`).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
@@ -30,54 +31,72 @@ const ACK_MOVES: [(&str, i64); 3] = [
 const PLANNED_AND_PENDING: &str = "WHERE destination = ?1 AND list_key = ?2 AND email = ?3
      AND user_id = ?4 AND seq = ?5 AND state = 'pending'";
 
+/// The part of the planned event, read from the key's row just settled (its page is in the
+/// cache): the event's row is then found by its primary key, whatever the number of rows under
+/// its seq (a snapshot writes all its keys under one seq), and it is the very row the key
+/// points at (an event may name a key twice; the naming that did not count is another part).
+const PLANNED_PART: &str = "SELECT part FROM desired WHERE destination = ?1 AND list_key = ?2
+     AND email = ?3 AND user_id = ?4 AND seq = ?5";
+
 /// The statements of the direct settle, prepared once per `record_outcomes` call.
 pub(super) struct DirectSettle<'c> {
     deliver: [CachedStatement<'c>; 3],
     /// Which of `deliver` matched last: tried first.
     last: usize,
     reject: CachedStatement<'c>,
-    /// The planned event's status, moved from the one given (`?5`): the event is found by its
-    /// seq and key (an event names a key once in an audience; a second naming is skipped and
-    /// never accepted or pending).
+    /// The planned event's status, moved from the one given (`?6`).
     move_event: CachedStatement<'c>,
-    /// The planned event's part and status (not accepted or pending: rare).
+    /// The planned event's part and status, when it was neither accepted nor pending (rare).
     event: CachedStatement<'c>,
     set_event: CachedStatement<'c>,
 }
 
+/// A delivery of the planned, pending version whose acknowledged membership moves as `cond`
+/// says ([`ACK_MOVES`]).
+fn deliver_sql(cond: &str) -> String {
+    format!(
+        "UPDATE desired SET state = 'delivered', reason = NULL, next_attempt_ms = 0,
+         ack_member = member, ack_time_ms = time_ms, ack_seq = seq, ack_ms = ?6
+         {PLANNED_AND_PENDING} AND {cond}"
+    )
+}
+
+fn reject_sql() -> String {
+    format!(
+        "UPDATE desired SET state = 'rejected', reason = ?6, next_attempt_ms = 0
+         {PLANNED_AND_PENDING}"
+    )
+}
+
+fn move_event_sql() -> String {
+    format!(
+        "UPDATE event_audiences SET status = ?7, reason = ?8, next_attempt_ms = NULL,
+         updated_ms = ?9
+         WHERE seq = ?5 AND part = ({PLANNED_PART}) AND status = ?6"
+    )
+}
+
+fn event_sql() -> String {
+    format!("SELECT part, status FROM event_audiences WHERE seq = ?5 AND part = ({PLANNED_PART})")
+}
+
+const SET_EVENT: &str = "UPDATE event_audiences SET status = ?3, reason = ?4,
+     next_attempt_ms = NULL, updated_ms = ?5 WHERE seq = ?1 AND part = ?2";
+
 impl<'c> DirectSettle<'c> {
     pub(super) fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine(OP));
-        let deliver = |cond: &str| {
-            p(&format!(
-                "UPDATE desired SET state = 'delivered', reason = NULL, next_attempt_ms = 0,
-                 ack_member = member, ack_time_ms = time_ms, ack_seq = seq, ack_ms = ?6
-                 {PLANNED_AND_PENDING} AND {cond}"
-            ))
-        };
         Ok(Self {
             deliver: [
-                deliver(ACK_MOVES[0].0)?,
-                deliver(ACK_MOVES[1].0)?,
-                deliver(ACK_MOVES[2].0)?,
+                p(&deliver_sql(ACK_MOVES[0].0))?,
+                p(&deliver_sql(ACK_MOVES[1].0))?,
+                p(&deliver_sql(ACK_MOVES[2].0))?,
             ],
             last: 0,
-            reject: p(&format!(
-                "UPDATE desired SET state = 'rejected', reason = ?6, next_attempt_ms = 0
-                 {PLANNED_AND_PENDING}"
-            ))?,
-            move_event: p(
-                "UPDATE event_audiences SET status = ?6, reason = ?7, next_attempt_ms = NULL,
-                 updated_ms = ?8
-                 WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4
-                   AND status = ?5",
-            )?,
-            event: p("SELECT part, status FROM event_audiences
-                 WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
-            set_event: p(
-                "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = NULL,
-                 updated_ms = ?5 WHERE seq = ?1 AND part = ?2",
-            )?,
+            reject: p(&reject_sql())?,
+            move_event: p(&move_event_sql())?,
+            event: p(&event_sql())?,
+            set_event: p(SET_EVENT)?,
         })
     }
 
@@ -145,7 +164,7 @@ impl<'c> DirectSettle<'c> {
     fn log_event(
         &mut self,
         d: &mut Delta,
-        (_, lk, em, ui, se): (&str, &str, &str, &str, i64),
+        (de, lk, em, ui, se): (&str, &str, &str, &str, i64),
         kind: StatusKind,
         reason: Option<&str>,
         now_ms: i64,
@@ -154,27 +173,26 @@ impl<'c> DirectSettle<'c> {
             let moved = self
                 .move_event
                 .execute(params![
-                    se,
+                    de,
                     lk,
                     em,
                     ui,
+                    se,
                     from.as_str(),
                     kind.as_str(),
                     reason,
                     now_ms
                 ])
                 .map_err(engine(OP))?;
-            if moved > 0 {
-                let moved = i64::try_from(moved).unwrap_or(i64::MAX);
-                d.event(from, -moved);
-                d.event(kind, moved);
+            if moved == 1 {
+                d.event_moved(from, kind);
                 return Ok(());
             }
         }
         // The event had another status (not seen in practice): set it all the same.
         let was: Option<(i64, String)> = self
             .event
-            .query_row(params![se, lk, em, ui], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![de, lk, em, ui, se], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(engine(OP))?;
         if let Some((part, was)) = was {
@@ -184,5 +202,109 @@ impl<'c> DirectSettle<'c> {
                 .map_err(engine(OP))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::store::{
+        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Receipt,
+    };
+
+    fn change(time_ms: i64) -> MembershipChange {
+        MembershipChange {
+            audience_key: "vip".into(),
+            list_id: None,
+            identity: Identity::new(Some("a@x.co"), None),
+            member: true,
+            data_fields: None,
+            settings: ChangeSettings::default(),
+            time_ms: Some(time_ms),
+        }
+    }
+
+    fn event(id: &str, changes: Vec<MembershipChange>) -> NewEvent {
+        NewEvent {
+            destination: "d".into(),
+            message_id: id.into(),
+            received_ms: 1_000,
+            content: EventContent::Changes(changes),
+            ignored_settings: Vec::new(),
+        }
+    }
+
+    /// An event that names a key twice, the first naming stale and the second the key's
+    /// desired version: a delivery settles the second, never the first, also when the key was
+    /// set pending again at the same version (as drift repair does) and delivered twice.
+    #[test]
+    fn a_delivery_settles_the_naming_the_key_points_at() {
+        let s = SqliteStore::open(":memory:").expect("open");
+        s.accept(&[event("m1", vec![change(200)])]).expect("accept");
+        let r = s
+            .accept(&[event("m2", vec![change(100), change(300)])])
+            .expect("accept");
+        let Some(Receipt::Accepted { seq, .. }) = r.first() else {
+            panic!("{r:?}");
+        };
+        let delivered = OutcomeRow {
+            identity: Identity::new(Some("a@x.co"), None),
+            seq: *seq,
+            outcome: Outcome::Delivered,
+        };
+        let statuses = || {
+            let e = s.event_status("d", "m2").expect("status").expect("known");
+            e.audiences.iter().map(|a| a.status).collect::<Vec<_>>()
+        };
+        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Accepted]);
+        s.record_outcomes("d", "vip", 2_000, std::slice::from_ref(&delivered))
+            .expect("record");
+        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Delivered]);
+        s.lock_writer()
+            .conn
+            .execute("UPDATE desired SET state = 'pending'", [])
+            .expect("reopen");
+        s.record_outcomes("d", "vip", 3_000, &[delivered])
+            .expect("record");
+        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Delivered]);
+    }
+
+    /// Every statement finds its rows by whole primary keys: an event's row by (seq, part),
+    /// never among the rows of its seq (a snapshot writes a million keys under one seq, and a
+    /// walk of them per outcome made a snapshot's delivery quadratic).
+    #[test]
+    fn each_outcome_is_settled_by_key_lookups_not_scans() {
+        let s = SqliteStore::open(":memory:").expect("open");
+        let conn = s.lock();
+        let mut all: Vec<String> = ACK_MOVES.iter().map(|(c, _)| deliver_sql(c)).collect();
+        all.extend([
+            reject_sql(),
+            move_event_sql(),
+            event_sql(),
+            SET_EVENT.to_string(),
+        ]);
+        for sql in all {
+            let mut st = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain");
+            let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+            let plan = st
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("rows")
+                .join("\n");
+            for line in plan.lines() {
+                assert!(!line.starts_with("SCAN"), "{sql}\n{plan}");
+                if line.contains("SEARCH desired") {
+                    assert!(line.contains("user_id=?"), "the whole key: {sql}\n{plan}");
+                }
+                if line.contains("SEARCH event_audiences") {
+                    assert!(line.contains("part=?"), "(seq, part): {sql}\n{plan}");
+                }
+            }
+            assert!(plan.contains("SEARCH"), "{sql}\n{plan}");
+        }
     }
 }
