@@ -30,6 +30,11 @@ pub(super) const MARK_TRIED_EVENTS: &str =
         WHERE d.state = 'pending')
        AND status = ?7";
 
+/// An event's status in one audience (`?1` seq, `?2` part) set to `?3`, with its reason, next
+/// attempt and time.
+pub(super) const SET_STATUS: &str = "UPDATE event_audiences SET status = ?3, reason = ?4,
+     next_attempt_ms = ?5, updated_ms = ?6 WHERE seq = ?1 AND part = ?2";
+
 impl SqliteStore {
     pub fn record_outcomes(
         &self,
@@ -323,10 +328,7 @@ impl<'c> OutcomeStatements<'c> {
                  WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
             planned_part: p("SELECT part, member, time_ms, status FROM event_audiences
                  WHERE seq = ?1 AND part = ?2")?,
-            set_status: p(
-                "UPDATE event_audiences SET status = ?3, reason = ?4, next_attempt_ms = ?5,
-                 updated_ms = ?6 WHERE seq = ?1 AND part = ?2",
-            )?,
+            set_status: p(SET_STATUS)?,
             ack: p(
                 "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
                  ack_ms = ?8

@@ -14,6 +14,7 @@
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::counts::Delta;
+use super::outcomes::SET_STATUS;
 use super::{engine, key_part, status_of, to_i64};
 use crate::store::{Outcome, OutcomeRow, StatusKind, StoreError};
 
@@ -80,9 +81,6 @@ fn event_sql() -> String {
     format!("SELECT part, status FROM event_audiences WHERE seq = ?5 AND part = ({PLANNED_PART})")
 }
 
-const SET_EVENT: &str = "UPDATE event_audiences SET status = ?3, reason = ?4,
-     next_attempt_ms = NULL, updated_ms = ?5 WHERE seq = ?1 AND part = ?2";
-
 impl<'c> DirectSettle<'c> {
     pub(super) fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine(OP));
@@ -96,7 +94,7 @@ impl<'c> DirectSettle<'c> {
             reject: p(&reject_sql())?,
             move_event: p(&move_event_sql())?,
             event: p(&event_sql())?,
-            set_event: p(SET_EVENT)?,
+            set_event: p(SET_STATUS)?,
         })
     }
 
@@ -198,7 +196,14 @@ impl<'c> DirectSettle<'c> {
         if let Some((part, was)) = was {
             d.event_moved(status_of(OP, &was)?, kind);
             self.set_event
-                .execute(params![se, part, kind.as_str(), reason, now_ms])
+                .execute(params![
+                    se,
+                    part,
+                    kind.as_str(),
+                    reason,
+                    None::<i64>,
+                    now_ms
+                ])
                 .map_err(engine(OP))?;
         }
         Ok(())
@@ -282,7 +287,7 @@ mod tests {
             reject_sql(),
             move_event_sql(),
             event_sql(),
-            SET_EVENT.to_string(),
+            SET_STATUS.to_string(),
         ]);
         for sql in all {
             let mut st = conn
