@@ -361,11 +361,54 @@ async fn a_version_3_database_gets_the_snapshot_floors_and_the_last_verifies() {
     schema
         .execute(&format!(
             "DO $$ BEGIN IF (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
-               OR {SCHEMA_VERSION} <> 4 OR to_regclass('snapshot_floors') IS NULL
+               OR {SCHEMA_VERSION} < 4 OR to_regclass('snapshot_floors') IS NULL
                OR to_regclass('last_verify') IS NULL
              THEN RAISE EXCEPTION 'not upgraded to version 4'; END IF; END $$"
         ))
-        .expect("version 4, with the floors' table");
+        .expect("the current version, with the floors' table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_database_loses_the_email_index_and_still_finds_users_by_email() {
+    // Version 4 had the admin API's indexes unnumbered, one of them on emails.
+    let schema = PgSchema::create("upgrade-admin");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
+    store
+        .accept(vec![
+            event("jane", "jane@x.co", true, 1),
+            event("joe", "joe@x.co", true, 1),
+        ])
+        .await
+        .expect("accept");
+    drop(store);
+    schema
+        .execute(
+            "CREATE INDEX desired_by_email ON desired (email) WHERE email <> '';
+             UPDATE schema_version SET version = 4",
+        )
+        .expect("back to version 4");
+    let err = open(&schema, Access::ReadOnly)
+        .await
+        .expect_err("an older schema");
+    assert!(err.to_string().contains("version 4"), "{err}");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("upgrade"));
+    let found = store
+        .user_states(&sync::UserQuery::Email("jane@x.co".into()), None, 10)
+        .await
+        .expect("by email");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].desired.message_id.as_deref(), Some("jane"));
+    drop(store);
+    schema
+        .execute(&format!(
+            "DO $$ BEGIN IF (SELECT MAX(version) FROM schema_version) <> {SCHEMA_VERSION}
+               OR to_regclass('desired_by_email') IS NOT NULL
+               OR to_regclass('desired_by_user_id') IS NULL
+               OR to_regclass('desired_rejected') IS NULL
+               OR to_regclass('operator_pauses') IS NULL
+             THEN RAISE EXCEPTION 'not upgraded'; END IF; END $$"
+        ))
+        .expect("the current version, without the index on emails");
 }
 
 /// The statements of accept and delivery look keys up through the indexes, also when the

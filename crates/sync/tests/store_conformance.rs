@@ -1746,6 +1746,10 @@ macro_rules! conformance {
                 .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_page_size_finds_a_users_keys_in_key_order() {
+                admin_cases::every_page_size_finds_a_users_keys_in_key_order(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_operator_pause_is_kept_until_resumed() {
                 admin_cases::the_operator_pause_is_kept_until_resumed(&$harness).await
             }

@@ -12,26 +12,58 @@ use crate::store::{
     UserQuery, UserState, VersionEvent,
 };
 
-/// The indexes and table of the admin API, idempotent, run with every migration at open (after
-/// the numbered steps): a step of its own, so that it can be given a version number when the
-/// schema versions are next renumbered.
-pub(super) const SCHEMA: &str = "
+/// Schema version 5: the indexes and table of the admin API (created after the numbered steps
+/// at every open by versions 3 and 4, unnumbered then; idempotent, so that such a database
+/// keeps what it has). A user is found by userId through `desired_by_user_id`, and by email
+/// through the primary key, one seek per audience ([`email_states_sql`]): the index on emails that
+/// those versions created cost every new key one more index insert, for a lookup the admin
+/// API makes now and then, and goes.
+pub(super) const V5: &str = r#"
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
-CREATE INDEX IF NOT EXISTS desired_by_email ON desired (email) WHERE email <> '';
 CREATE INDEX IF NOT EXISTS desired_by_user_id ON desired (user_id) WHERE user_id <> '';
 CREATE TABLE IF NOT EXISTS operator_pauses (
-    destination TEXT COLLATE \"C\" PRIMARY KEY,
+    destination TEXT COLLATE "C" PRIMARY KEY,
     actor TEXT NOT NULL,
     reason TEXT NOT NULL,
     since_ms BIGINT NOT NULL
 );
-";
+DROP INDEX IF EXISTS desired_by_email;
+"#;
 
 const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.user_id, d.member,
      d.seq, d.time_ms, e.message_id, e.received_ms, d.state, d.reason, d.attempts,
      d.next_attempt_ms, d.ack_member, d.ack_seq, d.ack_time_ms, a.message_id, a.received_ms,
      d.ack_ms";
+
+/// A user's keys by email (`$1`) after the key `($2, $3, $4, $5)`, at most `$6`: the audiences
+/// with keys are walked on the primary key (`aud`: one seek each, the next after the last), and
+/// in each, the email's keys are one seek on the key's prefix (`LATERAL`: joined plainly, the
+/// planner may read the key from the after-key on and filter the email, every key). The cost grows with the number
+/// of audiences, not of keys.
+fn email_states_sql() -> String {
+    format!(
+        "WITH RECURSIVE aud AS (
+       (SELECT destination, list_key FROM desired
+        WHERE (destination, list_key) >= ($2, $3)
+        ORDER BY destination, list_key LIMIT 1)
+       UNION ALL
+       SELECT n.destination, n.list_key FROM aud CROSS JOIN LATERAL (
+         SELECT destination, list_key FROM desired
+         WHERE (destination, list_key) > (aud.destination, aud.list_key)
+         ORDER BY destination, list_key LIMIT 1) n
+     )
+     SELECT {USER_COLUMNS} FROM aud
+     CROSS JOIN LATERAL (
+       SELECT * FROM desired k
+       WHERE k.destination = aud.destination AND k.list_key = aud.list_key AND k.email = $1
+         AND (k.destination, k.list_key, k.email, k.user_id) > ($2, $3, $4, $5)
+       ORDER BY k.user_id LIMIT $6) d
+     LEFT JOIN events e ON e.seq = d.seq
+     LEFT JOIN events a ON a.seq = d.ack_seq
+     ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $6"
+    )
+}
 
 fn user_state(op: &'static str, r: &Row) -> Result<UserState, StoreError> {
     let state: String = r.get(10);
@@ -214,25 +246,25 @@ impl PostgresStore {
     ) -> Result<Vec<UserState>, StoreError> {
         const OP: &str = "user_states";
         let limit = to_i64(OP, limit as u64)?;
-        let (column, value) = match query {
-            UserQuery::Email(e) => ("email", e),
-            UserQuery::UserId(u) => ("user_id", u),
+        let (sql, value) = match query {
+            UserQuery::Email(e) => (email_states_sql(), e),
+            UserQuery::UserId(u) => (
+                format!(
+                    "SELECT {USER_COLUMNS} FROM desired d
+                     LEFT JOIN events e ON e.seq = d.seq
+                     LEFT JOIN events a ON a.seq = d.ack_seq
+                     WHERE d.user_id = $1 AND d.user_id <> ''
+                       AND (d.destination, d.list_key, d.email, d.user_id) > ($2, $3, $4, $5)
+                     ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $6"
+                ),
+                u,
+            ),
         };
         if value.is_empty() {
             return Ok(Vec::new());
         }
         let client = self.client(OP).await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM desired d
-                 LEFT JOIN events e ON e.seq = d.seq
-                 LEFT JOIN events a ON a.seq = d.ack_seq
-                 WHERE d.{column} = $1 AND d.{column} <> ''
-                   AND (d.destination, d.list_key, d.email, d.user_id) > ($2, $3, $4, $5)
-                 ORDER BY d.destination, d.list_key, d.email, d.user_id LIMIT $6"
-            ))
-            .await
-            .map_err(pg(OP))?;
+        let stmt = client.prepare_cached(&sql).await.map_err(pg(OP))?;
         let (d, a, e, u) = after.map_or(("", "", "", ""), |k| {
             (
                 k.destination.as_str(),
@@ -295,5 +327,50 @@ impl PostgresStore {
             .map_err(pg(OP))?;
             n > 0
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::Access;
+    use testkit::postgres::PgSchema;
+
+    /// The plan of a lookup by email, with sequential scans priced out (so that any left
+    /// would have no other way): every read of `desired` is an index scan on its key, the
+    /// walk's steps by the row value of (destination, audience), the email's keys by the
+    /// key's prefix. (Joined without `LATERAL`, the planner read every key after the
+    /// after-key and filtered the email: this test failed on it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_by_email_reads_desired_by_its_key_only() {
+        let schema = PgSchema::create("admin_email_plan");
+        let store = PostgresStore::open(&schema.url(), 2, Access::ReadWrite)
+            .await
+            .expect("open");
+        let client = store.client("test").await.expect("client");
+        client
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .expect("set");
+        let rows = client
+            .query(
+                &format!("EXPLAIN {}", email_states_sql()),
+                &[&"a@x.co", &"", &"", &"", &"", &10i64],
+            )
+            .await
+            .expect("explain");
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(
+            plan.contains(
+                "(destination = aud.destination) AND (list_key = aud.list_key) AND (email = "
+            ),
+            "the email's keys sought in each audience: {plan}"
+        );
+        assert!(
+            plan.contains("Index Cond: (ROW(destination, list_key) > ROW(aud_1.destination"),
+            "the next audience sought after the last: {plan}"
+        );
     }
 }

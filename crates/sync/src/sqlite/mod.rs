@@ -29,7 +29,7 @@
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
 //! batches, and batches written back), `engine` (the async seam).
 //!
-//! Schema (version 6; older databases are migrated on open):
+//! Schema (version 7; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
@@ -52,6 +52,9 @@
 //! - `snapshot_floors` (since version 6): per audience, the time of its newest snapshot,
 //!   before which live changes are superseded (see `floors`); `last_verify` (since version
 //!   6): per audience, what its last `audience verify` found (see `verifies`).
+//! - the admin API's partial indexes on `desired` (rejected keys; userIds) and
+//!   `operator_pauses` (version 7; created unnumbered at every open by versions 5 and 6, with
+//!   an index on emails that version 7 drops: see `admin`).
 
 mod accept;
 mod admin;

@@ -477,7 +477,7 @@ fn a_version_5_database_gets_the_snapshot_floors_and_keeps_them_across_opens() {
     drop(c);
 
     let s = SqliteStore::open(t.db()).expect("migrated");
-    assert_eq!(s.schema_version().expect("version"), 6);
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
     assert!(s.event_status("d", "before").expect("read").is_some());
     apply_snapshot_of(&s, 1_000, "snapshot-1", &["a@x.io"]);
     drop(s);
@@ -498,5 +498,70 @@ fn a_version_5_database_gets_the_snapshot_floors_and_keeps_them_across_opens() {
     assert!(
         why.contains("\"snapshot-1\"") && why.contains("1970-01-01T00:00:01.000Z"),
         "{why}"
+    );
+}
+
+/// The names of the database's indexes on `desired`.
+fn desired_indexes(path: &std::path::Path) -> Vec<String> {
+    let c = Connection::open(path).expect("open");
+    let mut st = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'desired'
+                  ORDER BY name",
+        )
+        .expect("prepare");
+    st.query_map([], |r| r.get(0))
+        .expect("indexes")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn a_version_6_database_loses_the_email_index_and_still_finds_users_by_email() {
+    let t = Dir::new("v6");
+    let s = SqliteStore::open(t.db()).expect("create");
+    let mut ev = older_event("jane", "jane@x.io", 500);
+    if let EventContent::Changes(c) = &mut ev.content {
+        let mut other = c[0].clone();
+        other.audience_key = "beta".into();
+        other.identity = Identity::new(Some("jane@x.io"), Some("u1"));
+        c.push(other);
+    }
+    s.accept(&[ev, older_event("joe", "joe@x.io", 500)])
+        .expect("accept");
+    drop(s);
+    // Version 6 is version 7 with an index on emails.
+    let c = Connection::open(t.db()).expect("open");
+    c.execute_batch(
+        "CREATE INDEX desired_by_email ON desired (email) WHERE email <> '';
+         UPDATE schema_version SET version = 6;",
+    )
+    .expect("back to version 6");
+    drop(c);
+    assert!(desired_indexes(&t.db()).contains(&"desired_by_email".to_string()));
+
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    let found = s
+        .user_states(&UserQuery::Email("jane@x.io".into()), None, 10)
+        .expect("by email");
+    let keys: Vec<_> = found
+        .iter()
+        .map(|u| (u.audience_key.as_str(), u.identity.user_id.as_deref()))
+        .collect();
+    assert_eq!(keys, [("beta", Some("u1")), ("vip", None)]);
+    let by_id = s
+        .user_states(&UserQuery::UserId("u1".into()), None, 10)
+        .expect("by userId");
+    assert_eq!(by_id.len(), 1);
+    drop(s);
+    assert_eq!(
+        desired_indexes(&t.db()),
+        [
+            "desired_by_user_id",
+            "desired_pending",
+            "desired_pending_exits",
+            "desired_rejected"
+        ]
     );
 }

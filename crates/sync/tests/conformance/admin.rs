@@ -252,6 +252,82 @@ pub async fn a_user_is_found_in_every_audience_with_the_events_that_set_it(h: &d
     );
 }
 
+/// A user's keys by email across destinations and audiences, some audiences without the
+/// user, one with the email under several userIds: every page size gives the same keys, in
+/// key order, as the whole list; a page may end inside an audience.
+pub async fn every_page_size_finds_a_users_keys_in_key_order(h: &dyn Harness) {
+    let s = h.open("admin-user-pages");
+    let keyed = |aud: &str, email: &str, user_id: Option<&str>| {
+        let mut c = change(aud, email, true, Some(1));
+        c.identity = Identity::new(Some(email), user_id);
+        c
+    };
+    let mut expected = Vec::new();
+    let mut n = 0;
+    for (destination, audience, user_ids) in [
+        ("a-first", "zeta", vec![None]),
+        (D, "a0", vec![None, Some("u1"), Some("u2")]),
+        (D, "a1", vec![]),
+        (D, "a2", vec![Some("u9")]),
+        (D, "a3", vec![]),
+        ("z-last", "a0", vec![None]),
+    ] {
+        // Another user in every audience, before and after this one in key order.
+        for other in ["aa@x.co", "zz@x.co"] {
+            n += 1;
+            let mut e = event(&format!("other-{n}"), vec![keyed(audience, other, None)]);
+            e.destination = destination.into();
+            accept1(&s, e).await;
+        }
+        for user_id in user_ids {
+            n += 1;
+            let mut e = event(
+                &format!("jane-{n}"),
+                vec![keyed(audience, "jane@x.co", user_id)],
+            );
+            e.destination = destination.into();
+            accept1(&s, e).await;
+            expected.push((
+                destination.to_string(),
+                audience.to_string(),
+                user_id.map(str::to_string),
+            ));
+        }
+    }
+    let q = UserQuery::Email("jane@x.co".into());
+    let key = |u: &sync::UserState| {
+        (
+            u.destination.clone(),
+            u.audience_key.clone(),
+            u.identity.user_id.clone(),
+        )
+    };
+    let all: Vec<_> = s
+        .user_states(&q, None, 100)
+        .await
+        .expect("all")
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(all, expected);
+    for size in 1..=expected.len() {
+        let mut got = Vec::new();
+        let mut after: Option<UserKey> = None;
+        loop {
+            let page = s.user_states(&q, after.as_ref(), size).await.expect("page");
+            assert!(page.len() <= size);
+            let Some(last) = page.last() else { break };
+            after = Some(UserKey {
+                destination: last.destination.clone(),
+                audience_key: last.audience_key.clone(),
+                identity: last.identity.clone(),
+            });
+            got.extend(page.iter().map(key));
+        }
+        assert_eq!(got, expected, "pages of {size}");
+    }
+}
+
 pub async fn the_operator_pause_is_kept_until_resumed(h: &dyn Harness) {
     let s = h.open("admin-pause");
     assert_eq!(s.operator_pause(D).await.expect("none"), None);
