@@ -1123,6 +1123,83 @@ mod cases {
             kinds(s, "mixed").await,
             [StatusKind::Skipped, StatusKind::Delivered]
         );
+
+        // An event that names a key twice: the first naming counts, and the outcome is its.
+        let seq = accept1(
+            s,
+            event(
+                "twice",
+                vec![
+                    change("twice", "a@x.co", true, Some(1)),
+                    change("twice", "a@x.co", false, Some(1)),
+                ],
+            ),
+        )
+        .await
+        .seq();
+        assert_eq!(
+            kinds(s, "twice").await,
+            [StatusKind::Accepted, StatusKind::Skipped]
+        );
+        let r = s
+            .record_outcomes(
+                D,
+                "twice",
+                NOW,
+                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
+            )
+            .await
+            .expect("record");
+        assert_eq!(r, [Recorded::Applied]);
+        assert_eq!(
+            kinds(s, "twice").await,
+            [StatusKind::Delivered, StatusKind::Skipped]
+        );
+        let c = s.event_counts(D).await.expect("counts");
+        assert_eq!((c.accepted, c.skipped), (0, 2));
+
+        // The same, the key changed meanwhile: the delivery still counts for the naming that
+        // was planned (the current one, not the stale first).
+        accept1(
+            s,
+            event("now-2", vec![change("late-2", "a@x.co", true, Some(100))]),
+        )
+        .await;
+        let seq = accept1(
+            s,
+            event(
+                "mixed-2",
+                vec![
+                    change("late-2", "a@x.co", false, Some(50)),
+                    change("late-2", "a@x.co", false, Some(200)),
+                ],
+            ),
+        )
+        .await
+        .seq();
+        accept1(
+            s,
+            event("newer-2", vec![change("late-2", "a@x.co", true, Some(300))]),
+        )
+        .await;
+        assert_eq!(
+            kinds(s, "mixed-2").await,
+            [StatusKind::Skipped, StatusKind::Superseded]
+        );
+        let r = s
+            .record_outcomes(
+                D,
+                "late-2",
+                NOW,
+                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
+            )
+            .await
+            .expect("record");
+        assert_eq!(r, [Recorded::ChangedMeanwhile]);
+        assert_eq!(
+            kinds(s, "mixed-2").await,
+            [StatusKind::Skipped, StatusKind::Delivered]
+        );
     }
 
     pub async fn the_registry_keeps_the_first_writer(h: &dyn Harness) {

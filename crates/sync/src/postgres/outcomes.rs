@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
 
-use super::settle::{Book, EventRow, Ident, KeyRow};
+use super::settle::{Book, EventRow, Ident, KeyRow, event_lookups};
 use super::{PostgresStore, counts, key_part, pg, status_of, to_i64, write_tx};
 use crate::sqlite::counts::Deltas;
 use crate::store::{Identity, OutcomeRow, Recorded, Seq, StatusKind, StoreError};
@@ -186,28 +186,52 @@ async fn record_in(
             },
         );
     }
-    // The planned events (and the keys' current ones) in this audience.
-    let mut ev_seq: Vec<i64> = seqs.to_vec();
-    ev_seq.extend(book.keys.values().map(|k| k.seq));
-    ev_seq.sort_unstable();
-    ev_seq.dedup();
+    // The planned events: by (seq, part) when the key still points at them, else by key
+    // among their seq's rows (see `settle::event_lookups`).
+    let lookups = event_lookups(outcomes, seqs, &book.keys);
+    let columns = "ea.seq, ea.part, ea.email, ea.user_id, ea.member, ea.time_ms, ea.status,
+        ea.reason, ea.next_attempt_ms, ea.updated_ms";
     let stmt = tx
-        .prepare_cached(
-            "SELECT seq, part, email, user_id, member, time_ms, status, reason,
-               next_attempt_ms, updated_ms
-             FROM event_audiences WHERE seq = ANY($1::int8[]) AND list_key = $2",
-        )
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM event_audiences ea
+             JOIN UNNEST($1::int8[], $2::int4[]) AS u(se, pa) ON ea.seq = u.se AND ea.part = u.pa
+             WHERE ea.list_key = $3"
+        ))
         .await
         .map_err(pg(OP))?;
-    for r in tx
-        .query(&stmt, &[&ev_seq, &audience_key])
+    let (seq, part): (Vec<i64>, Vec<i32>) = lookups.by_part.iter().copied().unzip();
+    let mut rows = tx
+        .query(&stmt, &[&seq, &part, &audience_key])
         .await
-        .map_err(pg(OP))?
-    {
+        .map_err(pg(OP))?;
+    if !lookups.by_key.is_empty() {
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM event_audiences ea
+                 JOIN UNNEST($1::int8[], $2::text[], $3::text[]) AS u(se, em, ui)
+                   ON ea.seq = u.se AND ea.email = u.em AND ea.user_id = u.ui
+                 WHERE ea.list_key = $4
+                 ORDER BY ea.seq, ea.status = 'skipped', ea.part"
+            ))
+            .await
+            .map_err(pg(OP))?;
+        let seq: Vec<i64> = lookups.by_key.iter().map(|k| k.0).collect();
+        let email: Vec<&str> = lookups.by_key.iter().map(|k| k.1).collect();
+        let user: Vec<&str> = lookups.by_key.iter().map(|k| k.2).collect();
+        rows.extend(
+            tx.query(&stmt, &[&seq, &email, &user, &audience_key])
+                .await
+                .map_err(pg(OP))?,
+        );
+    }
+    for r in rows {
         let status: String = r.get(6);
-        book.events.insert(
-            (r.get(0), r.get(2), r.get(3)),
-            EventRow {
+        // The first row of a key wins: the naming that counted when an event names a key
+        // more than once (the by-part rows come first; of the by-key ones, the others were
+        // skipped, so they come after).
+        book.events
+            .entry((r.get(0), r.get(2), r.get(3)))
+            .or_insert(EventRow {
                 part: r.get(1),
                 member: r.get(4),
                 time_ms: r.get(5),
@@ -216,8 +240,7 @@ async fn record_in(
                 next_attempt_ms: r.get(8),
                 updated_ms: r.get(9),
                 dirty: false,
-            },
-        );
+            });
     }
     let mut deltas = Deltas::default();
     let d = deltas.of(destination, audience_key);

@@ -196,6 +196,47 @@ impl Book {
     }
 }
 
+/// How the planned events of one call are read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct EventLookups<'a> {
+    /// (seq, part) of the planned events of keys that still point at them, and of nothing
+    /// else: one index search each, whatever the number of rows under the seq (a snapshot
+    /// writes all its keys under one seq).
+    pub by_part: Vec<(i64, i32)>,
+    /// (seq, email, userId) of the planned events of keys that changed meanwhile: their part
+    /// is not known, so they are found among their seq's rows (rare: a key that changed while
+    /// its request was in flight).
+    pub by_key: Vec<(i64, &'a str, &'a str)>,
+}
+
+/// Which event rows the outcomes need, and how to find each (see [`EventLookups`]). `seqs`
+/// are the outcomes' seqs; `keys` the keys' rows as locked. An outcome for an unknown key
+/// needs none.
+pub(super) fn event_lookups<'a>(
+    outcomes: &'a [OutcomeRow],
+    seqs: &[i64],
+    keys: &HashMap<Ident, KeyRow>,
+) -> EventLookups<'a> {
+    let mut out = EventLookups::default();
+    for (o, &seq) in outcomes.iter().zip(seqs) {
+        let email = o.identity.email.as_deref().unwrap_or("");
+        let user_id = o.identity.user_id.as_deref().unwrap_or("");
+        let Some(k) = keys.get(&(email.to_string(), user_id.to_string())) else {
+            continue;
+        };
+        if k.seq == seq {
+            out.by_part.push((seq, k.part));
+        } else {
+            out.by_key.push((seq, email, user_id));
+        }
+    }
+    out.by_part.sort_unstable();
+    out.by_part.dedup();
+    out.by_key.sort_unstable();
+    out.by_key.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +324,44 @@ mod tests {
             Recorded::Unknown
         );
         assert_eq!(d, Delta::default());
+    }
+
+    /// The planned event of a key that still points at it is read by (seq, part), the key's
+    /// part (not the first naming of the key under that seq); a key that changed meanwhile
+    /// is searched by key; an unknown key needs nothing. (Reading every row of the outcomes'
+    /// seqs made a snapshot's delivery quadratic: all its keys share one seq.)
+    #[test]
+    fn planned_events_are_read_by_part_unless_the_key_changed() {
+        let mut b = book("pending");
+        // A snapshot's key (seq 9), at part 41,000 of it.
+        b.keys.insert(
+            ("s@x.co".into(), "u1".into()),
+            KeyRow {
+                seq: 9,
+                part: 41_000,
+                ..b.keys[&("a@x.co".to_string(), String::new())].clone()
+            },
+        );
+        let at = |email: &str, user_id: Option<&str>, seq: u64| OutcomeRow {
+            identity: Identity::new(Some(email), user_id),
+            seq,
+            outcome: Outcome::Delivered,
+        };
+        let outcomes = [
+            at("s@x.co", Some("u1"), 9),
+            at("a@x.co", None, 7),
+            at("a@x.co", None, 7),
+            at("a@x.co", None, 5),
+            at("nobody@x.co", None, 9),
+        ];
+        let seqs: Vec<i64> = outcomes.iter().map(|o| o.seq as i64).collect();
+        let got = event_lookups(&outcomes, &seqs, &b.keys);
+        assert_eq!(
+            got,
+            EventLookups {
+                by_part: vec![(7, 0), (9, 41_000)],
+                by_key: vec![(5, "a@x.co", "")],
+            }
+        );
     }
 }

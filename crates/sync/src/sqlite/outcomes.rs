@@ -324,8 +324,11 @@ impl<'c> OutcomeStatements<'c> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("record_outcomes"));
         Ok(Self {
             get: p(CURRENT)?,
+            // The naming that counted when the event names the key more than once: the
+            // others were skipped.
             planned: p("SELECT part, member, time_ms, status FROM event_audiences
-                 WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4")?,
+                 WHERE seq = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4
+                 ORDER BY status = 'skipped', part LIMIT 1")?,
             planned_part: p("SELECT part, member, time_ms, status FROM event_audiences
                  WHERE seq = ?1 AND part = ?2")?,
             set_status: p(SET_STATUS)?,
