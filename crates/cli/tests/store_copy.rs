@@ -116,6 +116,7 @@ async fn make_source(path: &Path, n: usize) {
         .map(|(i, row)| OutcomeRow {
             identity: row.identity,
             seq: row.version.seq,
+            part: Some(row.part),
             outcome: if i == 0 {
                 Outcome::Rejected {
                     reason: "invalidEmails".into(),

@@ -111,6 +111,7 @@ mod tests {
             .map(|(i, r)| OutcomeRow {
                 identity: Identity::new(Some(&format!("u{i}@x.co")), None),
                 seq: r.seq(),
+                part: None,
                 outcome: Outcome::Delivered,
             })
             .collect();

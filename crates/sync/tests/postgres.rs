@@ -133,6 +133,7 @@ async fn deliver_pending(store: &Store, limit: usize) {
         .map(|r| OutcomeRow {
             identity: r.identity.clone(),
             seq: r.version.seq,
+            part: Some(r.part),
             outcome: Outcome::Delivered,
         })
         .collect();

@@ -168,6 +168,7 @@ fn outcome_row(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
     OutcomeRow {
         identity,
         seq,
+        part: None,
         outcome,
     }
 }
@@ -176,6 +177,7 @@ fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
     OutcomeRow {
         identity,
         seq,
+        part: None,
         outcome,
     }
 }
@@ -1158,48 +1160,69 @@ mod cases {
         let c = s.event_counts(D).await.expect("counts");
         assert_eq!((c.accepted, c.skipped), (0, 2));
 
-        // The same, the key changed meanwhile: the delivery still counts for the naming that
-        // was planned (the current one, not the stale first).
-        accept1(
-            s,
-            event("now-2", vec![change("late-2", "a@x.co", true, Some(100))]),
-        )
-        .await;
-        let seq = accept1(
-            s,
-            event(
-                "mixed-2",
-                vec![
-                    change("late-2", "a@x.co", false, Some(50)),
-                    change("late-2", "a@x.co", false, Some(200)),
-                ],
-            ),
-        )
-        .await
-        .seq();
-        accept1(
-            s,
-            event("newer-2", vec![change("late-2", "a@x.co", true, Some(300))]),
-        )
-        .await;
+        // The same, the keys changed meanwhile: the delivery still counts for the naming that
+        // was planned (the current one, not the stale first), whether the outcome gives its
+        // part (a, as the reconciler does) or not (b).
+        let both = |prefix: &str, t: Option<i64>, member: bool| {
+            ["a@x.co", "b@x.co"]
+                .iter()
+                .map(|e| change(&format!("{prefix}-2"), e, member, t))
+                .collect::<Vec<_>>()
+        };
+        accept1(s, event("now-2", both("late", Some(100), true))).await;
+        let mut changes = Vec::new();
+        for e in ["a@x.co", "b@x.co"] {
+            changes.push(change("late-2", e, false, Some(50)));
+            changes.push(change("late-2", e, false, Some(200)));
+        }
+        let seq = accept1(s, event("mixed-2", changes)).await.seq();
+        let planned = s.pending(D, "late-2", NOW, 10).await.expect("pending");
+        let part_of = |email: &str| {
+            planned
+                .iter()
+                .find(|r| r.identity == id(email))
+                .map(|r| r.part)
+        };
+        assert_eq!((part_of("a@x.co"), part_of("b@x.co")), (Some(1), Some(3)));
+        accept1(s, event("newer-2", both("late", Some(300), true))).await;
         assert_eq!(
             kinds(s, "mixed-2").await,
-            [StatusKind::Skipped, StatusKind::Superseded]
+            [
+                StatusKind::Skipped,
+                StatusKind::Superseded,
+                StatusKind::Skipped,
+                StatusKind::Superseded
+            ]
         );
+        let mut given = outcome(id("a@x.co"), seq, Outcome::Delivered);
+        given.part = part_of("a@x.co");
         let r = s
             .record_outcomes(
                 D,
                 "late-2",
                 NOW,
-                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
+                vec![given, outcome(id("b@x.co"), seq, Outcome::Delivered)],
             )
             .await
             .expect("record");
-        assert_eq!(r, [Recorded::ChangedMeanwhile]);
+        assert_eq!(r, [Recorded::ChangedMeanwhile, Recorded::ChangedMeanwhile]);
         assert_eq!(
             kinds(s, "mixed-2").await,
-            [StatusKind::Skipped, StatusKind::Delivered]
+            [
+                StatusKind::Skipped,
+                StatusKind::Delivered,
+                StatusKind::Skipped,
+                StatusKind::Delivered
+            ]
         );
+        // A part that is not the key's finds nothing: the outcome is unknown.
+        let mut wrong = outcome(id("a@x.co"), seq, Outcome::Delivered);
+        wrong.part = part_of("b@x.co");
+        let r = s
+            .record_outcomes(D, "late-2", NOW, vec![wrong])
+            .await
+            .expect("record");
+        assert_eq!(r, [Recorded::Unknown]);
     }
 
     pub async fn the_registry_keeps_the_first_writer(h: &dyn Harness) {

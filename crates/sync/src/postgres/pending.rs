@@ -33,7 +33,7 @@ impl PostgresStore {
             .prepare_cached(
                 "SELECT seq, list_id, email, user_id, member, data_fields,
                  update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
-                 accepted_ms, attempts, reason
+                 accepted_ms, attempts, reason, part
                  FROM desired
                  WHERE destination = $1 AND list_key = $2 AND state = 'pending'
                    AND next_attempt_ms <= $3
@@ -73,6 +73,7 @@ impl PostgresStore {
                     )?),
                 };
                 let attempts: i64 = r.get(11);
+                let part: i32 = r.get(13);
                 Ok(PendingRow {
                     audience_key: audience_key.to_string(),
                     list_id: r.get(1),
@@ -85,6 +86,10 @@ impl PostgresStore {
                         campaign_id: r.get(8),
                     },
                     version: version(OP, r.get(9), seq)?,
+                    part: u32::try_from(part).map_err(|_| StoreError::Corrupt {
+                        op: OP,
+                        message: format!("part {part} of seq {seq} out of range"),
+                    })?,
                     accepted_ms: r.get(10),
                     attempts: u32::try_from(attempts).map_err(|_| StoreError::Corrupt {
                         op: OP,

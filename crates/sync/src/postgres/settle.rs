@@ -199,13 +199,14 @@ impl Book {
 /// How the planned events of one call are read.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct EventLookups<'a> {
-    /// (seq, part) of the planned events of keys that still point at them, and of nothing
-    /// else: one index search each, whatever the number of rows under the seq (a snapshot
+    /// (seq, part) of the planned events of keys that still point at them, or given by the
+    /// outcome: one index search each, whatever the number of rows under the seq (a snapshot
     /// writes all its keys under one seq).
     pub by_part: Vec<(i64, i32)>,
-    /// (seq, email, userId) of the planned events of keys that changed meanwhile: their part
-    /// is not known, so they are found among their seq's rows (rare: a key that changed while
-    /// its request was in flight).
+    /// (seq, email, userId) of the planned events of keys that changed meanwhile, when the
+    /// outcome does not give the part: found among their seq's rows (rare: a key that changed
+    /// while its request was in flight, and an outcome from a caller that did not keep the
+    /// part).
     pub by_key: Vec<(i64, &'a str, &'a str)>,
 }
 
@@ -224,10 +225,13 @@ pub(super) fn event_lookups<'a>(
         let Some(k) = keys.get(&(email.to_string(), user_id.to_string())) else {
             continue;
         };
-        if k.seq == seq {
-            out.by_part.push((seq, k.part));
-        } else {
-            out.by_key.push((seq, email, user_id));
+        // A row found by a part the outcome gives is keyed by its own identity in the book,
+        // so a part that is not this key's finds nothing (`Recorded::Unknown`).
+        let given = o.part.and_then(|p| i32::try_from(p).ok());
+        match given {
+            _ if k.seq == seq => out.by_part.push((seq, k.part)),
+            Some(part) => out.by_part.push((seq, part)),
+            None => out.by_key.push((seq, email, user_id)),
         }
     }
     out.by_part.sort_unstable();
@@ -283,6 +287,7 @@ mod tests {
         OutcomeRow {
             identity: Identity::new(Some("a@x.co"), None),
             seq: 7,
+            part: None,
             outcome,
         }
     }
@@ -327,8 +332,9 @@ mod tests {
     }
 
     /// The planned event of a key that still points at it is read by (seq, part), the key's
-    /// part (not the first naming of the key under that seq); a key that changed meanwhile
-    /// is searched by key; an unknown key needs nothing. (Reading every row of the outcomes'
+    /// part (not the first naming of the key under that seq, nor a part the outcome gives); a
+    /// key that changed meanwhile by the part the outcome gives, else searched by key; an
+    /// unknown key needs nothing. (Reading every row of the outcomes'
     /// seqs made a snapshot's delivery quadratic: all its keys share one seq.)
     #[test]
     fn planned_events_are_read_by_part_unless_the_key_changed() {
@@ -342,24 +348,26 @@ mod tests {
                 ..b.keys[&("a@x.co".to_string(), String::new())].clone()
             },
         );
-        let at = |email: &str, user_id: Option<&str>, seq: u64| OutcomeRow {
+        let at = |email: &str, user_id: Option<&str>, seq: u64, part: Option<u32>| OutcomeRow {
             identity: Identity::new(Some(email), user_id),
             seq,
+            part,
             outcome: Outcome::Delivered,
         };
         let outcomes = [
-            at("s@x.co", Some("u1"), 9),
-            at("a@x.co", None, 7),
-            at("a@x.co", None, 7),
-            at("a@x.co", None, 5),
-            at("nobody@x.co", None, 9),
+            at("s@x.co", Some("u1"), 9, None),
+            at("a@x.co", None, 7, Some(3)),
+            at("a@x.co", None, 7, None),
+            at("a@x.co", None, 5, None),
+            at("a@x.co", None, 4, Some(2)),
+            at("nobody@x.co", None, 9, Some(1)),
         ];
         let seqs: Vec<i64> = outcomes.iter().map(|o| o.seq as i64).collect();
         let got = event_lookups(&outcomes, &seqs, &b.keys);
         assert_eq!(
             got,
             EventLookups {
-                by_part: vec![(7, 0), (9, 41_000)],
+                by_part: vec![(4, 2), (7, 0), (9, 41_000)],
                 by_key: vec![(5, "a@x.co", "")],
             }
         );

@@ -190,6 +190,7 @@ mod tests {
                 time_ms: None,
                 seq: 1,
             },
+            part: 0,
             accepted_ms: 0,
             attempts: 0,
             last_error: None,

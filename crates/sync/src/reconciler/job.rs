@@ -26,6 +26,8 @@ use crate::store::{Identity, Outcome, OutcomeRow};
 pub(super) struct JobRow {
     pub identity: Identity,
     pub seq: u64,
+    /// The change's part in its event (see [`crate::PendingRow::part`]).
+    pub part: u32,
     pub accepted_ms: i64,
     pub attempts: u32,
     pub change: Change,
@@ -277,6 +279,7 @@ impl Job {
             OutcomeRow {
                 identity: r.identity.clone(),
                 seq: r.seq,
+                part: Some(r.part),
                 outcome,
             },
             r.accepted_ms,

@@ -37,6 +37,7 @@ fn early_row(r: &PendingRow, outcome: Outcome) -> (OutcomeRow, i64) {
         OutcomeRow {
             identity: r.identity.clone(),
             seq: r.version.seq,
+            part: Some(r.part),
             outcome,
         },
         r.accepted_ms,
@@ -276,6 +277,7 @@ impl Dispatcher {
                 job_rows.push(JobRow {
                     identity: row.identity,
                     seq: row.version.seq,
+                    part: row.part,
                     accepted_ms: row.accepted_ms,
                     attempts: row.attempts,
                     change,

@@ -163,6 +163,7 @@ fn a_version_2_database_is_migrated_and_its_counts_computed_once() {
         &[OutcomeRow {
             identity: Identity::new(Some("e@x.co"), None),
             seq: e_seq,
+            part: None,
             outcome: Outcome::Delivered,
         }],
     )
@@ -360,6 +361,7 @@ fn failed_writes_set_the_health_flag_and_a_committed_one_clears_it() {
     let bad = OutcomeRow {
         identity: Identity::new(Some("a@x.co"), None),
         seq: u64::MAX,
+        part: None,
         outcome: Outcome::Delivered,
     };
     let refused = s.record_outcomes("d", "k", 1, &[bad]);

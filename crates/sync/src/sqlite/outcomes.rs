@@ -30,6 +30,11 @@ pub(super) const MARK_TRIED_EVENTS: &str =
         WHERE d.state = 'pending')
        AND status = ?7";
 
+/// The planned event's row by the part the outcome gives (`?1` seq, `?2` part), if it is the
+/// key's (`?3` audience, `?4` email, `?5` userId).
+pub(super) const PLANNED_EXACT: &str = "SELECT part, member, time_ms, status FROM event_audiences
+     WHERE seq = ?1 AND part = ?2 AND list_key = ?3 AND email = ?4 AND user_id = ?5";
+
 /// An event's status in one audience (`?1` seq, `?2` part) set to `?3`, with its reason, next
 /// attempt and time.
 pub(super) const SET_STATUS: &str = "UPDATE event_audiences SET status = ?3, reason = ?4,
@@ -154,11 +159,15 @@ impl SqliteStore {
         };
         let unchanged = row.seq == seq;
         let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
-        // The planned event's row: by its part when the key still points at it (one search,
-        // whatever the number of rows under that seq: a snapshot writes all its keys under
-        // one), else by its key among the rows of its seq.
+        // The planned event's row: by its part when the key still points at it, or when the
+        // outcome gives it (one search, whatever the number of rows under that seq: a
+        // snapshot writes all its keys under one; the row must be this key's), else by its
+        // key among the rows of its seq.
         let event: Option<(i64, Option<bool>, Option<i64>, String)> = if unchanged {
             st.planned_part.query_row(params![seq, row.part], read)
+        } else if let Some(part) = o.part {
+            st.planned_exact
+                .query_row(params![seq, part, audience_key, email, user_id], read)
         } else {
             st.planned
                 .query_row(params![seq, audience_key, email, user_id], read)
@@ -313,6 +322,7 @@ struct Recording<'a> {
 struct OutcomeStatements<'c> {
     get: rusqlite::CachedStatement<'c>,
     planned: rusqlite::CachedStatement<'c>,
+    planned_exact: rusqlite::CachedStatement<'c>,
     planned_part: rusqlite::CachedStatement<'c>,
     set_status: rusqlite::CachedStatement<'c>,
     ack: rusqlite::CachedStatement<'c>,
@@ -331,6 +341,7 @@ impl<'c> OutcomeStatements<'c> {
                  ORDER BY status = 'skipped', part LIMIT 1")?,
             planned_part: p("SELECT part, member, time_ms, status FROM event_audiences
                  WHERE seq = ?1 AND part = ?2")?,
+            planned_exact: p(PLANNED_EXACT)?,
             set_status: p(SET_STATUS)?,
             ack: p(
                 "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,

@@ -41,7 +41,7 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT seq, list_id, email, user_id, member, data_fields,
                  update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
-                 accepted_ms, attempts, reason
+                 accepted_ms, attempts, reason, part
                  FROM desired
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
                    AND next_attempt_ms <= ?3 AND seq >= ?5
@@ -75,6 +75,7 @@ impl SqliteStore {
                 accepted_ms: r.get(10).map_err(engine(OP))?,
                 attempts: r.get(11).map_err(engine(OP))?,
                 reason: r.get(12).map_err(engine(OP))?,
+                part: r.get(13).map_err(engine(OP))?,
             };
             out.push(raw.into_row(audience_key)?);
         }
@@ -159,6 +160,7 @@ struct RawPending {
     accepted_ms: i64,
     attempts: i64,
     reason: Option<String>,
+    part: i64,
 }
 
 impl RawPending {
@@ -182,6 +184,10 @@ impl RawPending {
             data_fields,
             settings: self.settings,
             version: version(OP, self.time_ms, self.seq)?,
+            part: u32::try_from(self.part).map_err(|_| StoreError::Corrupt {
+                op: OP,
+                message: format!("part {} of seq {} out of range", self.part, self.seq),
+            })?,
             accepted_ms: self.accepted_ms,
             attempts: u32::try_from(self.attempts).map_err(|_| StoreError::Corrupt {
                 op: OP,

@@ -212,6 +212,7 @@ impl<'c> DirectSettle<'c> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::outcomes::PLANNED_EXACT;
     use super::*;
     use crate::sqlite::SqliteStore;
     use crate::store::{
@@ -256,6 +257,7 @@ mod tests {
         let delivered = OutcomeRow {
             identity: Identity::new(Some("a@x.co"), None),
             seq: *seq,
+            part: None,
             outcome: Outcome::Delivered,
         };
         let statuses = || {
@@ -288,6 +290,7 @@ mod tests {
             move_event_sql(),
             event_sql(),
             SET_STATUS.to_string(),
+            PLANNED_EXACT.to_string(),
         ]);
         for sql in all {
             let mut st = conn

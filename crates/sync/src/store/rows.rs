@@ -132,6 +132,9 @@ pub struct PendingRow {
     pub settings: ChangeSettings,
     /// The desired version; pass its `seq` back in [`OutcomeRow::seq`].
     pub version: Version,
+    /// Which change of its event set it (the event's row in this audience); pass it back in
+    /// [`OutcomeRow::part`].
+    pub part: u32,
     /// When the event that set it was received.
     pub accepted_ms: i64,
     /// Failed attempts at this version so far.
@@ -162,6 +165,11 @@ pub struct OutcomeRow {
     pub identity: Identity,
     /// The `version.seq` of the [`PendingRow`] that was planned.
     pub seq: Seq,
+    /// The `part` of that [`PendingRow`]: the planned event's row is then found by (seq,
+    /// part), and must be this key's. `None` when it is not known: it is then searched among
+    /// the rows of its seq by key (a walk of every row of a snapshot, whose keys share one seq,
+    /// when the key has changed meanwhile).
+    pub part: Option<u32>,
     pub outcome: Outcome,
 }
 
