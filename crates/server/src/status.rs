@@ -312,6 +312,13 @@ pub fn event_text(r: &EventRecord, now_ms: i64) -> String {
         }
         out.push('\n');
     }
+    if r.more_audiences {
+        let _ = writeln!(
+            out,
+            "  ... and more: only its first {} audience rows are shown",
+            r.audiences.len()
+        );
+    }
     for ig in &r.ignored_settings {
         let _ = writeln!(
             out,
@@ -500,5 +507,40 @@ mod tests {
         for (ms, now) in [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, 0)] {
             assert!(time_text(ms, now).contains('T'), "{ms} {now}");
         }
+    }
+
+    /// An event that names more audiences than are read (a snapshot) says so, in the text of
+    /// `events show` and in the JSON of the event lookups.
+    #[test]
+    fn an_event_with_more_audiences_says_so() {
+        let a = sync::AudienceStatus {
+            audience_key: "vip".into(),
+            identity: sync::Identity::new(Some("a@x.co"), None),
+            member: Some(true),
+            time_ms: None,
+            status: StatusKind::Delivered,
+            reason: None,
+            next_attempt_ms: None,
+            attempts: 0,
+            updated_ms: 0,
+        };
+        let mut r = EventRecord {
+            seq: 1,
+            destination: "prod".into(),
+            message_id: "snapshot-1".into(),
+            received_ms: 0,
+            audiences: vec![a.clone(), a],
+            more_audiences: false,
+            ignored_settings: Vec::new(),
+        };
+        assert!(!event_text(&r, 0).contains("and more"));
+        assert_eq!(event_json(&r)["moreAudiences"], false);
+        r.more_audiences = true;
+        let text = event_text(&r, 0);
+        assert!(
+            text.contains("... and more: only its first 2 audience rows are shown"),
+            "{text}"
+        );
+        assert_eq!(event_json(&r)["moreAudiences"], true);
     }
 }

@@ -28,10 +28,10 @@ pub use reconciler::{
 };
 pub use sqlite::SqliteStore;
 pub use store::{
-    Applied, AudienceKey, AudienceStatus, ChangeSettings, CopyBatch, Engine, EventContent,
-    EventCounts, EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease, ListCounts,
-    MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RateCut, Receipt, Recorded,
-    RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError, StoreFuture,
-    TableCounts, VerifyRecord, Version,
+    Applied, AudienceKey, AudienceStatus, ChangeSettings, CopyBatch, EVENT_AUDIENCES_SHOWN, Engine,
+    EventContent, EventCounts, EventRecord, Export, GuardVerdict, HoldAction, Identity, Lease,
+    ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RateCut, Receipt,
+    Recorded, RemovalFigures, RemovalHold, RemovalPolicy, Seq, StatusKind, Store, StoreError,
+    StoreFuture, TableCounts, VerifyRecord, Version,
 };
 pub use store::{OperatorPause, RejectedKey, UserKey, UserQuery, UserState, VersionEvent};

@@ -1225,6 +1225,44 @@ mod cases {
         assert_eq!(r, [Recorded::Unknown]);
     }
 
+    /// An event's story lists its first audience rows only, and says when there are more: a
+    /// snapshot names each key of its audience, and reading them all answered a lookup of
+    /// its messageId with every one of them (200,000 rows in 0.4 s on SQLite, 1 s on
+    /// PostgreSQL, and a response of that size).
+    pub async fn an_event_shows_its_first_audiences_and_says_there_are_more(h: &dyn Harness) {
+        let s = h.open("event-cap");
+        let s = &s;
+        let named = |n: usize| {
+            (0..n)
+                .map(|i| change("big", &format!("u{i}@x.co"), true, Some(1)))
+                .collect::<Vec<_>>()
+        };
+        accept1(s, event("all-shown", named(sync::EVENT_AUDIENCES_SHOWN))).await;
+        accept1(s, event("more", named(sync::EVENT_AUDIENCES_SHOWN + 1))).await;
+        let all = s
+            .event_status(D, "all-shown")
+            .await
+            .expect("read")
+            .expect("logged");
+        assert_eq!(all.audiences.len(), sync::EVENT_AUDIENCES_SHOWN);
+        assert!(!all.more_audiences);
+        let more = s
+            .event_status(D, "more")
+            .await
+            .expect("read")
+            .expect("logged");
+        assert_eq!(more.audiences.len(), sync::EVENT_AUDIENCES_SHOWN);
+        assert!(more.more_audiences);
+        // In the order of its changes (the second event's changes superseded the first's).
+        let emails: Vec<_> = more
+            .audiences
+            .iter()
+            .take(3)
+            .map(|a| a.identity.email.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(emails, ["u0@x.co", "u1@x.co", "u2@x.co"]);
+    }
+
     pub async fn the_registry_keeps_the_first_writer(h: &dyn Harness) {
         let s = h.open("registry");
         assert_eq!(s.list_id(D, "vip").await.expect("get"), None);
@@ -1937,6 +1975,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn everything_survives_close_and_reopen() {
                 cases::everything_survives_close_and_reopen(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_event_shows_its_first_audiences_and_says_there_are_more() {
+                cases::an_event_shows_its_first_audiences_and_says_there_are_more(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn each_change_of_an_event_gets_its_own_outcome() {

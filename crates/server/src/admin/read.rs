@@ -583,6 +583,7 @@ pub fn event_view(r: &EventRecord) -> EventView {
                 updated_ms: a.updated_ms,
             })
             .collect(),
+        more_audiences: r.more_audiences,
         ignored_settings: r
             .ignored_settings
             .iter()

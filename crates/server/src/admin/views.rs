@@ -397,7 +397,10 @@ pub struct EventView {
     pub message_id: String,
     pub seq: u64,
     pub received_ms: i64,
+    /// Its status in each audience it named, in the order of its changes: the first 1,000.
     pub audiences: Vec<AudienceStatusView>,
+    /// It names more audiences than are listed (a snapshot names each key of its audience).
+    pub more_audiences: bool,
     pub ignored_settings: Vec<IgnoredSettingView>,
 }
 

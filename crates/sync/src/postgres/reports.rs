@@ -4,7 +4,10 @@ use deadpool_postgres::GenericClient;
 use destination::{IgnoredSetting, SettingName};
 
 use super::{PostgresStore, counts, identity_of, pg, status_of, to_u64};
-use crate::store::{AudienceStatus, EventCounts, EventRecord, ListCounts, StoreError};
+use crate::store::{
+    AudienceStatus, EVENT_AUDIENCES_READ, EVENT_AUDIENCES_SHOWN, EventCounts, EventRecord,
+    ListCounts, StoreError,
+};
 
 impl PostgresStore {
     pub async fn event_status(
@@ -32,16 +35,17 @@ impl PostgresStore {
                  (SELECT d.tries FROM desired d WHERE d.destination = $2
                     AND d.list_key = ea.list_key AND d.email = ea.email
                     AND d.user_id = ea.user_id AND d.seq = ea.seq AND d.part = ea.part)
-                 FROM event_audiences ea WHERE ea.seq = $1 ORDER BY ea.part",
+                 FROM event_audiences ea WHERE ea.seq = $1 ORDER BY ea.part LIMIT $3",
             )
             .await
             .map_err(pg(OP))?;
         let rows = client
-            .query(&stmt, &[&seq, &destination])
+            .query(&stmt, &[&seq, &destination, &EVENT_AUDIENCES_READ])
             .await
             .map_err(pg(OP))?;
+        let more_audiences = rows.len() > EVENT_AUDIENCES_SHOWN;
         let mut audiences = Vec::with_capacity(rows.len());
-        for r in rows {
+        for r in rows.iter().take(EVENT_AUDIENCES_SHOWN) {
             let status: String = r.get(5);
             let tries: Option<i64> = r.get(9);
             let tries = tries.unwrap_or(0);
@@ -87,6 +91,7 @@ impl PostgresStore {
             message_id: message_id.to_string(),
             received_ms,
             audiences,
+            more_audiences,
             ignored_settings,
         }))
     }

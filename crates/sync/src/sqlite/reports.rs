@@ -5,7 +5,10 @@ use destination::{IgnoredSetting, SettingName};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, counts, engine, identity_of, status_of, to_u64};
-use crate::store::{AudienceStatus, EventCounts, EventRecord, ListCounts, StatusKind, StoreError};
+use crate::store::{
+    AudienceStatus, EVENT_AUDIENCES_READ, EVENT_AUDIENCES_SHOWN, EventCounts, EventRecord,
+    ListCounts, StatusKind, StoreError,
+};
 
 impl SqliteStore {
     pub fn event_status(
@@ -33,12 +36,12 @@ impl SqliteStore {
                  (SELECT d.tries FROM desired d WHERE d.destination = ?2
                     AND d.list_key = ea.list_key AND d.email = ea.email
                     AND d.user_id = ea.user_id AND d.seq = ea.seq AND d.part = ea.part)
-                 FROM event_audiences ea WHERE ea.seq = ?1 ORDER BY ea.part",
+                 FROM event_audiences ea WHERE ea.seq = ?1 ORDER BY ea.part LIMIT ?3",
             )
             .map_err(engine(OP))?;
         // The status as stored, parsed below.
         let raw = stmt
-            .query_map(params![seq, destination], |r| {
+            .query_map(params![seq, destination, EVENT_AUDIENCES_READ], |r| {
                 let status: String = r.get(5)?;
                 let tries: Option<i64> = r.get(9)?;
                 Ok((
@@ -60,8 +63,10 @@ impl SqliteStore {
             .map_err(engine(OP))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(engine(OP))?;
+        let more_audiences = raw.len() > EVENT_AUDIENCES_SHOWN;
         let audiences = raw
             .into_iter()
+            .take(EVENT_AUDIENCES_SHOWN)
             .map(|(mut a, status, tries)| {
                 a.status = status_of(OP, &status)?;
                 a.attempts = u32::try_from(tries).map_err(|_| StoreError::Corrupt {
@@ -78,6 +83,7 @@ impl SqliteStore {
             message_id: message_id.to_string(),
             received_ms,
             audiences,
+            more_audiences,
             ignored_settings,
         }))
     }

@@ -52,10 +52,11 @@ pub use handle::Store;
 pub use holds::{
     GuardVerdict, HELD_MS, HELD_REASON, HoldAction, RemovalFigures, RemovalHold, RemovalPolicy,
 };
+pub(crate) use rows::EVENT_AUDIENCES_READ;
 pub use rows::{
-    Applied, AudienceKey, AudienceStatus, ChangeSettings, EventContent, EventCounts, EventRecord,
-    Identity, ListCounts, MembershipChange, NewEvent, Outcome, OutcomeRow, PendingRow, RECREATED,
-    Receipt, Recorded, Seq, StatusKind, Version,
+    Applied, AudienceKey, AudienceStatus, ChangeSettings, EVENT_AUDIENCES_SHOWN, EventContent,
+    EventCounts, EventRecord, Identity, ListCounts, MembershipChange, NewEvent, Outcome,
+    OutcomeRow, PendingRow, RECREATED, Receipt, Recorded, Seq, StatusKind, Version,
 };
 pub use state::DestinationState;
 pub use transfer::{

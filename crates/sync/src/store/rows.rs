@@ -259,10 +259,21 @@ pub struct EventRecord {
     pub destination: String,
     pub message_id: String,
     pub received_ms: i64,
+    /// Its status in each audience it named, in the order of its changes: the first
+    /// [`EVENT_AUDIENCES_SHOWN`] only.
     pub audiences: Vec<AudienceStatus>,
+    /// The event names more audiences than `audiences` holds (a snapshot names each key of
+    /// its audience, millions of them: their rows are not all read).
+    pub more_audiences: bool,
     /// Audience settings of the event that were ignored, with their values and reasons.
     pub ignored_settings: Vec<IgnoredSetting>,
 }
+
+/// How many of an event's audience rows [`crate::Store::event_status`] returns at most.
+pub const EVENT_AUDIENCES_SHOWN: usize = 1000;
+
+/// The rows of an event's audiences read: one more than shown, to know whether there are more.
+pub(crate) const EVENT_AUDIENCES_READ: i64 = EVENT_AUDIENCES_SHOWN as i64 + 1;
 
 /// Per-audience gauges of one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

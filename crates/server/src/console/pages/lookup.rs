@@ -202,6 +202,9 @@ fn event_view(ev: &EventView, now_ms: i64) -> Markup {
                     }
                 }
             }
+            @if ev.more_audiences {
+                p.muted.more { "Only its first " (ev.audiences.len()) " audience rows are shown: it names more (a snapshot names each key of its audience)." }
+            }
             @if !ev.ignored_settings.is_empty() {
                 h2 { "Ignored audience settings" }
                 ul { @for i in &ev.ignored_settings { li { code { (i.setting) } " = " code { (i.value) } ": " (i.reason) } } }
