@@ -412,6 +412,41 @@ async fn a_version_4_database_loses_the_email_index_and_still_finds_users_by_ema
         .expect("the current version, without the index on emails");
 }
 
+/// A new schema's migration drops an index on emails of its own only: another deployment's,
+/// in a schema further down the `search_path`, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_leaves_another_schemas_email_index_alone() {
+    let other = PgSchema::create("other-deployment");
+    other
+        .execute(
+            "CREATE TABLE desired (email TEXT);
+             CREATE INDEX desired_by_email ON desired (email)",
+        )
+        .expect("the other deployment");
+    let schema = PgSchema::create("new-deployment");
+    let sep = if schema.base_url().contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{sep}options=-c%20search_path%3D{}%2C{}",
+        schema.base_url(),
+        schema.name(),
+        other.name()
+    );
+    let store = PostgresStore::open(&url, 2, Access::ReadWrite)
+        .await
+        .expect("create");
+    drop(store);
+    other
+        .execute(
+            "DO $$ BEGIN IF to_regclass(current_schema() || '.desired_by_email') IS NULL
+             THEN RAISE EXCEPTION 'dropped'; END IF; END $$",
+        )
+        .expect("the other deployment's index is still there");
+}
+
 /// The statements of accept and delivery look keys up through the indexes, also when the
 /// planner's statistics are far behind the tables (here: analyzed nearly empty, autovacuum
 /// off, then 5,000 keys accepted and delivered). Planned from such statistics, they used to
@@ -480,7 +515,8 @@ async fn key_lookups_use_the_indexes_whatever_the_statistics_say() {
 /// share one seq, and recording a batch of outcomes used to read every row of the outcomes'
 /// seqs in the audience: the whole snapshot per batch, so that delivering it was quadratic
 /// (200,000 keys: 330 ms per batch of 1,000, 67 s in all, against 27 ms and 6 s now). Here
-/// 3,000 keys in 30 batches of 100: about 3,000 event rows fetched, against 90,000 before.
+/// 3,000 keys in 30 batches of 100: 6,000 event rows fetched (a read and an update of each),
+/// against 93,000 before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshots_delivery_reads_each_outcomes_event_row_alone() {
     use std::io::Cursor;
@@ -537,7 +573,7 @@ async fn a_snapshots_delivery_reads_each_outcomes_event_row_alone() {
            IF e.n_tup_upd < {KEYS} THEN
              RAISE EXCEPTION 'not reported yet: % updates', e.n_tup_upd;
            END IF;
-           IF e.idx_tup_fetch > {KEYS} * 2 THEN
+           IF e.idx_tup_fetch > {KEYS} * 3 THEN
              RAISE EXCEPTION 'READ TOO MANY: % event rows fetched for % outcomes',
                e.idx_tup_fetch, {KEYS};
            END IF;

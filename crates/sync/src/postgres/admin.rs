@@ -17,7 +17,8 @@ use crate::store::{
 /// keeps what it has). A user is found by userId through `desired_by_user_id`, and by email
 /// through the primary key, one seek per audience ([`email_states_sql`]): the index on emails that
 /// those versions created cost every new key one more index insert, for a lookup the admin
-/// API makes now and then, and goes.
+/// API makes now and then, and goes: from this schema only (`current_schema()`), never from
+/// another deployment's further down the `search_path`.
 pub(super) const V5: &str = r#"
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
@@ -28,7 +29,11 @@ CREATE TABLE IF NOT EXISTS operator_pauses (
     reason TEXT NOT NULL,
     since_ms BIGINT NOT NULL
 );
-DROP INDEX IF EXISTS desired_by_email;
+DO $$ BEGIN
+  IF to_regclass(format('%I.desired_by_email', current_schema())) IS NOT NULL THEN
+    EXECUTE format('DROP INDEX %I.desired_by_email', current_schema());
+  END IF;
+END $$;
 "#;
 
 const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.user_id, d.member,

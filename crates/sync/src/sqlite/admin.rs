@@ -497,4 +497,54 @@ mod tests {
             );
         }
     }
+
+    /// Each step of the walk over the audiences is a seek that reads one key, not a walk
+    /// over the keys of the audiences it passes (the query plans read the same for both):
+    /// counted in the VM's steps, against 300 keys per audience.
+    #[test]
+    fn each_step_of_the_walk_reads_one_key() {
+        use crate::store::{ChangeSettings, EventContent, Identity, MembershipChange, NewEvent};
+        let s = SqliteStore::open(":memory:").expect("open");
+        let mut n = 0;
+        for destination in ["d1", "d2"] {
+            for audience in ["a1", "a2", "a3"] {
+                let batch: Vec<NewEvent> = (0..300)
+                    .map(|i| {
+                        n += 1;
+                        NewEvent {
+                            destination: destination.into(),
+                            message_id: format!("m{n}"),
+                            received_ms: 1,
+                            content: EventContent::Changes(vec![MembershipChange {
+                                audience_key: audience.into(),
+                                list_id: None,
+                                identity: Identity::new(Some(&format!("u{i}@x.co")), None),
+                                member: true,
+                                data_fields: None,
+                                settings: ChangeSettings::default(),
+                                time_ms: Some(1),
+                            }]),
+                            ignored_settings: Vec::new(),
+                        }
+                    })
+                    .collect();
+                s.accept(&batch).expect("accept");
+            }
+        }
+        let conn = s.lock();
+        for (sql, args, want) in [
+            (AUDIENCE_FROM, vec!["d1", "a2"], Some("a2")),
+            (AUDIENCE_AFTER, vec!["d1", "a1"], Some("a2")),
+            (AUDIENCE_AFTER, vec!["d1", "a3"], None),
+            (DESTINATION_AFTER, vec!["d1"], Some("d2")),
+        ] {
+            let mut st = conn.prepare(sql).expect("prepare");
+            let got: Option<String> = st
+                .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))
+                .expect("step");
+            assert_eq!(got.as_deref(), want, "{sql} {args:?}");
+            let steps = st.get_status(rusqlite::StatementStatus::VmStep);
+            assert!(steps < 60, "{steps} VM steps: {sql} {args:?}");
+        }
+    }
 }

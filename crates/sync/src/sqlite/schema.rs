@@ -165,6 +165,9 @@ impl SqliteStore {
                     tx.execute_batch(admin::V7_DROP)
                         .map_err(err("migration to version 7"))?;
                 }
+                // What a migration dropped is made again: the one to 2 rebuilds `desired`, and
+                // the indexes `create_tables` made on the old table above went with it.
+                create_tables(&tx).map_err(err("schema"))?;
             }
         }
         tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
