@@ -42,21 +42,31 @@ const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.use
      d.ack_ms";
 
 /// A user's keys by email (`$1`) after the key `($2, $3, $4, $5)`, at most `$6`: the audiences
-/// with keys are walked on the primary key (`aud`: one seek each, the next after the last), and
+/// with keys are walked on the primary key (`aud`: one seek each, the next after the last,
+/// counting the user's keys met so far, until they fill the page), and
 /// in each, the email's keys are one seek on the key's prefix (`LATERAL`: joined plainly, the
 /// planner may read the key from the after-key on and filter the email, every key). The cost grows with the number
 /// of audiences, not of keys.
 fn email_states_sql() -> String {
     format!(
         "WITH RECURSIVE aud AS (
-       (SELECT destination, list_key FROM desired
-        WHERE (destination, list_key) >= ($2, $3)
-        ORDER BY destination, list_key LIMIT 1)
+       SELECT f.destination, f.list_key,
+         (SELECT count(*) FROM desired k
+          WHERE k.destination = f.destination AND k.list_key = f.list_key AND k.email = $1
+            AND (k.destination, k.list_key, k.email, k.user_id) > ($2, $3, $4, $5)) AS found
+       FROM (SELECT destination, list_key FROM desired
+             WHERE (destination, list_key) >= ($2, $3)
+             ORDER BY destination, list_key LIMIT 1) f
        UNION ALL
-       SELECT n.destination, n.list_key FROM aud CROSS JOIN LATERAL (
+       SELECT n.destination, n.list_key,
+         aud.found + (SELECT count(*) FROM desired k
+                      WHERE k.destination = n.destination AND k.list_key = n.list_key
+                        AND k.email = $1)
+       FROM aud CROSS JOIN LATERAL (
          SELECT destination, list_key FROM desired
          WHERE (destination, list_key) > (aud.destination, aud.list_key)
          ORDER BY destination, list_key LIMIT 1) n
+       WHERE aud.found < $6
      )
      SELECT {USER_COLUMNS} FROM aud
      CROSS JOIN LATERAL (
@@ -377,5 +387,51 @@ mod tests {
             plan.contains("Index Cond: (ROW(destination, list_key) > ROW(aud_1.destination"),
             "the next audience sought after the last: {plan}"
         );
+    }
+
+    /// The walk over the audiences stops once the user's keys fill the page: a page of 2 of a
+    /// user in 50 audiences walks 2 of them (the recursion's rows, read from `EXPLAIN
+    /// ANALYZE`), not all 50 for a sort that keeps 2.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_by_email_walks_only_the_audiences_its_page_needs() {
+        use crate::store::{ChangeSettings, EventContent, Identity, MembershipChange, NewEvent};
+        let schema = PgSchema::create("admin_email_walk");
+        let store = PostgresStore::open(&schema.url(), 2, Access::ReadWrite)
+            .await
+            .expect("open");
+        let events: Vec<NewEvent> = (0..50)
+            .map(|a| NewEvent {
+                destination: "d".into(),
+                message_id: format!("m{a}"),
+                received_ms: 1,
+                content: EventContent::Changes(vec![MembershipChange {
+                    audience_key: format!("a{a:02}"),
+                    list_id: None,
+                    identity: Identity::new(Some("jane@x.co"), None),
+                    member: true,
+                    data_fields: None,
+                    settings: ChangeSettings::default(),
+                    time_ms: Some(1),
+                }]),
+                ignored_settings: Vec::new(),
+            })
+            .collect();
+        store.accept(events).await.expect("accept");
+        let client = store.client("test").await.expect("client");
+        let rows = client
+            .query(
+                &format!("EXPLAIN ANALYZE {}", email_states_sql()),
+                &[&"jane@x.co", &"", &"", &"", &"", &2i64],
+            )
+            .await
+            .expect("explain");
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let walked = plan
+            .iter()
+            .find(|l| l.contains("Recursive Union"))
+            .and_then(|l| l.split("rows=").nth(2))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok());
+        assert_eq!(walked, Some(2), "{}", plan.join("\n"));
     }
 }
