@@ -182,6 +182,18 @@ fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
     }
 }
 
+/// Records the delivery of `email`'s change at `seq` in `audience`, the part not given.
+async fn delivered(s: &Store, audience: &str, email: &str, seq: u64) -> Vec<Recorded> {
+    s.record_outcomes(
+        D,
+        audience,
+        NOW,
+        vec![outcome(id(email), seq, Outcome::Delivered)],
+    )
+    .await
+    .expect("record")
+}
+
 mod cases {
     use super::*;
 
@@ -1111,15 +1123,7 @@ mod cases {
             kinds(s, "mixed").await,
             [StatusKind::Skipped, StatusKind::Accepted]
         );
-        let r = s
-            .record_outcomes(
-                D,
-                "late",
-                NOW,
-                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
-            )
-            .await
-            .expect("record");
+        let r = delivered(s, "late", "a@x.co", seq).await;
         assert_eq!(r, [Recorded::Applied]);
         assert_eq!(
             kinds(s, "mixed").await,
@@ -1143,15 +1147,7 @@ mod cases {
             kinds(s, "twice").await,
             [StatusKind::Accepted, StatusKind::Skipped]
         );
-        let r = s
-            .record_outcomes(
-                D,
-                "twice",
-                NOW,
-                vec![outcome(id("a@x.co"), seq, Outcome::Delivered)],
-            )
-            .await
-            .expect("record");
+        let r = delivered(s, "twice", "a@x.co", seq).await;
         assert_eq!(r, [Recorded::Applied]);
         assert_eq!(
             kinds(s, "twice").await,

@@ -394,26 +394,14 @@ mod tests {
     /// ANALYZE`), not all 50 for a sort that keeps 2.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lookup_by_email_walks_only_the_audiences_its_page_needs() {
-        use crate::store::{ChangeSettings, EventContent, Identity, MembershipChange, NewEvent};
         let schema = PgSchema::create("admin_email_walk");
         let store = PostgresStore::open(&schema.url(), 2, Access::ReadWrite)
             .await
             .expect("open");
-        let events: Vec<NewEvent> = (0..50)
-            .map(|a| NewEvent {
-                destination: "d".into(),
-                message_id: format!("m{a}"),
-                received_ms: 1,
-                content: EventContent::Changes(vec![MembershipChange {
-                    audience_key: format!("a{a:02}"),
-                    list_id: None,
-                    identity: Identity::new(Some("jane@x.co"), None),
-                    member: true,
-                    data_fields: None,
-                    settings: ChangeSettings::default(),
-                    time_ms: Some(1),
-                }]),
-                ignored_settings: Vec::new(),
+        let events = (0..50)
+            .map(|a| {
+                let (id, audience) = (format!("m{a}"), format!("a{a:02}"));
+                crate::store::joining_event("d", &id, &audience, "jane@x.co")
             })
             .collect();
         store.accept(events).await.expect("accept");

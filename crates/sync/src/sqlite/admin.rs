@@ -451,19 +451,8 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::query_plan;
     use super::*;
-
-    fn plan(conn: &Connection, sql: &str) -> String {
-        let mut st = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
-        st.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
-            .expect("plan")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows")
-            .join("\n")
-    }
 
     /// The plans of a lookup by email: each step of the walk over the audiences is a seek on
     /// the primary key, and so are the email's keys in each; nothing is scanned or sorted.
@@ -489,7 +478,7 @@ mod tests {
                 "SEARCH desired USING PRIMARY KEY (destination>?)",
             ),
         ] {
-            let plan = plan(&conn, &sql);
+            let plan = query_plan(&conn, &sql);
             assert!(plan.contains(search), "{sql}\n{plan}");
             assert!(
                 !plan.contains("SCAN") && !plan.contains("TEMP B-TREE"),
@@ -503,29 +492,15 @@ mod tests {
     /// counted in the VM's steps, against 300 keys per audience.
     #[test]
     fn each_step_of_the_walk_reads_one_key() {
-        use crate::store::{ChangeSettings, EventContent, Identity, MembershipChange, NewEvent};
         let s = SqliteStore::open(":memory:").expect("open");
         let mut n = 0;
         for destination in ["d1", "d2"] {
             for audience in ["a1", "a2", "a3"] {
-                let batch: Vec<NewEvent> = (0..300)
+                let batch: Vec<_> = (0..300)
                     .map(|i| {
                         n += 1;
-                        NewEvent {
-                            destination: destination.into(),
-                            message_id: format!("m{n}"),
-                            received_ms: 1,
-                            content: EventContent::Changes(vec![MembershipChange {
-                                audience_key: audience.into(),
-                                list_id: None,
-                                identity: Identity::new(Some(&format!("u{i}@x.co")), None),
-                                member: true,
-                                data_fields: None,
-                                settings: ChangeSettings::default(),
-                                time_ms: Some(1),
-                            }]),
-                            ignored_settings: Vec::new(),
-                        }
+                        let (id, email) = (format!("m{n}"), format!("u{i}@x.co"));
+                        crate::store::joining_event(destination, &id, audience, &email)
                     })
                     .collect();
                 s.accept(&batch).expect("accept");

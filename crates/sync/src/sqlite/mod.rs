@@ -237,5 +237,19 @@ fn version(op: &'static str, time_ms: Option<i64>, seq: i64) -> Result<Version, 
 #[cfg(test)]
 mod open_tests;
 
+/// The query plan of `sql` (`EXPLAIN QUERY PLAN`, its parameters NULL), one line a step.
+#[cfg(test)]
+fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
+    let mut st = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+    st.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+        .expect("plan")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows")
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests;

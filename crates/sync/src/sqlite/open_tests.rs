@@ -392,17 +392,7 @@ fn failed_writes_set_the_health_flag_and_a_committed_one_clears_it() {
 fn failed_tries_are_recorded_by_key_lookups_not_scans() {
     let s = SqliteStore::open(":memory:").expect("open");
     let conn = s.lock();
-    let plan = |sql: &str| -> String {
-        let mut st = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
-        st.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
-            .expect("plan")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows")
-            .join("\n")
-    };
+    let plan = |sql: &str| query_plan(&conn, sql);
     // Whatever the planner thinks of the tables' sizes, each key is found by its primary
     // key: nothing reads an audience's rows one by one.
     for sql in [MARK_TRIES, MARK_TRIED_EVENTS] {

@@ -293,16 +293,7 @@ mod tests {
             PLANNED_EXACT.to_string(),
         ]);
         for sql in all {
-            let mut st = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .expect("explain");
-            let nulls = vec![rusqlite::types::Null; st.parameter_count()];
-            let plan = st
-                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
-                .expect("plan")
-                .collect::<Result<Vec<_>, _>>()
-                .expect("rows")
-                .join("\n");
+            let plan = super::super::query_plan(&conn, &sql);
             for line in plan.lines() {
                 assert!(!line.starts_with("SCAN"), "{sql}\n{plan}");
                 if line.contains("SEARCH desired") {

@@ -473,17 +473,7 @@ fn the_pending_query_uses_the_partial_index() {
 fn the_walk_past_the_rows_in_flight_reads_the_partial_index_alone() {
     let s = SqliteStore::open(":memory:").unwrap();
     let conn = s.lock();
-    let plan: Vec<String> = conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            super::pending::PENDING_SEQS
-        ))
-        .unwrap()
-        .query_map(["d", "k"], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let text = plan.join("\n");
+    let text = super::query_plan(&conn, super::pending::PENDING_SEQS);
     assert!(text.contains("COVERING INDEX desired_pending"), "{text}");
     assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
 }

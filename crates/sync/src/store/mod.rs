@@ -64,3 +64,28 @@ pub use transfer::{
     StoredState, TableCounts,
 };
 pub use verifies::VerifyRecord;
+
+/// An event that joins one user (by email) to one audience, for the engines' unit tests.
+#[cfg(test)]
+pub(crate) fn joining_event(
+    destination: &str,
+    message_id: &str,
+    audience_key: &str,
+    email: &str,
+) -> NewEvent {
+    NewEvent {
+        destination: destination.into(),
+        message_id: message_id.into(),
+        received_ms: 1,
+        content: EventContent::Changes(vec![MembershipChange {
+            audience_key: audience_key.into(),
+            list_id: None,
+            identity: Identity::new(Some(email), None),
+            member: true,
+            data_fields: None,
+            settings: ChangeSettings::default(),
+            time_ms: Some(1),
+        }]),
+        ignored_settings: Vec::new(),
+    }
+}
