@@ -15,10 +15,10 @@ use crate::store::{
 /// Schema version 5: the indexes and table of the admin API (created after the numbered steps
 /// at every open by versions 3 and 4, unnumbered then; idempotent, so that such a database
 /// keeps what it has). A user is found by userId through `desired_by_user_id`, and by email
-/// through the primary key, one seek per audience ([`email_states_sql`]): the index on emails that
-/// those versions created cost every new key one more index insert, for a lookup the admin
-/// API makes now and then, and goes: from this schema only (`current_schema()`), never from
-/// another deployment's further down the `search_path`.
+/// through the primary key, one seek per audience ([`email_states_sql`]): the index on emails
+/// that those versions created cost every new key one more index insert, for a lookup the
+/// admin API makes now and then, and goes: from this schema only (`current_schema()`), never
+/// from another deployment's further down the `search_path`.
 pub(super) const V5: &str = r#"
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
@@ -43,10 +43,10 @@ const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.use
 
 /// A user's keys by email (`$1`) after the key `($2, $3, $4, $5)`, at most `$6`: the audiences
 /// with keys are walked on the primary key (`aud`: one seek each, the next after the last,
-/// counting the user's keys met so far, until they fill the page), and
-/// in each, the email's keys are one seek on the key's prefix (`LATERAL`: joined plainly, the
-/// planner may read the key from the after-key on and filter the email, every key). The cost grows with the number
-/// of audiences, not of keys.
+/// counting the user's keys met so far, until they fill the page), and in each, the email's
+/// keys are one seek on the key's prefix (`LATERAL`: joined plainly, the planner may read the
+/// keys from the after-key on and filter the email, every key). The cost grows with the
+/// number of audiences, not of keys.
 fn email_states_sql() -> String {
     format!(
         "WITH RECURSIVE aud AS (
