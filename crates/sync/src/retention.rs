@@ -64,28 +64,15 @@ mod tests {
 
     use super::*;
     use crate::sqlite::SqliteStore;
-    use crate::store::{
-        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Outcome, OutcomeRow,
-    };
+    use crate::store::{Identity, NewEvent, Outcome, OutcomeRow};
 
     const DAY_MS: i64 = 86_400_000;
     const T0: i64 = 1_700_000_000_000;
 
     fn event(id: &str, email: &str, received_ms: i64) -> NewEvent {
         NewEvent {
-            destination: "d".into(),
-            message_id: id.into(),
             received_ms,
-            content: EventContent::Changes(vec![MembershipChange {
-                audience_key: "vip".into(),
-                list_id: None,
-                identity: Identity::new(Some(email), None),
-                member: true,
-                data_fields: None,
-                settings: ChangeSettings::default(),
-                time_ms: Some(1),
-            }]),
-            ignored_settings: Vec::new(),
+            ..crate::store::joining_event("d", id, "vip", email)
         }
     }
 

@@ -323,25 +323,44 @@ async fn a_version_1_database_is_upgraded_with_its_rows() {
         .expect("one version row, the current one");
 }
 
+/// A current schema given `events`, taken back to `version` by `back` (SQL), refused by a
+/// read-only open that names the version, and upgraded by a read-write one.
+async fn upgraded_from(
+    schema: &PgSchema,
+    events: Vec<NewEvent>,
+    version: i64,
+    back: &str,
+) -> Store {
+    let store = Store::postgres(open(schema, Access::ReadWrite).await.expect("create"));
+    store.accept(events).await.expect("accept");
+    drop(store);
+    schema
+        .execute(&format!(
+            "{back}; UPDATE schema_version SET version = {version}"
+        ))
+        .expect("back to the older version");
+    let err = open(schema, Access::ReadOnly)
+        .await
+        .expect_err("an older schema");
+    assert!(
+        err.to_string().contains(&format!("version {version}")),
+        "{err}"
+    );
+    Store::postgres(open(schema, Access::ReadWrite).await.expect("upgrade"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_3_database_gets_the_snapshot_floors_and_the_last_verifies() {
     // Version 3 is the current schema without version 4's `snapshot_floors` and
     // `last_verify`.
     let schema = PgSchema::create("upgrade-floors");
-    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
-    store
-        .accept(vec![event("old-1", "a@x.co", true, 1)])
-        .await
-        .expect("accept");
-    drop(store);
-    schema
-        .execute("DROP TABLE snapshot_floors, last_verify; UPDATE schema_version SET version = 3")
-        .expect("back to version 3");
-    let err = open(&schema, Access::ReadOnly)
-        .await
-        .expect_err("an older schema");
-    assert!(err.to_string().contains("version 3"), "{err}");
-    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("upgrade"));
+    let store = upgraded_from(
+        &schema,
+        vec![event("old-1", "a@x.co", true, 1)],
+        3,
+        "DROP TABLE snapshot_floors, last_verify",
+    )
+    .await;
     assert!(
         store
             .event_status(D, "old-1")
@@ -373,26 +392,16 @@ async fn a_version_3_database_gets_the_snapshot_floors_and_the_last_verifies() {
 async fn a_version_4_database_loses_the_email_index_and_still_finds_users_by_email() {
     // Version 4 had the admin API's indexes unnumbered, one of them on emails.
     let schema = PgSchema::create("upgrade-admin");
-    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("create"));
-    store
-        .accept(vec![
+    let store = upgraded_from(
+        &schema,
+        vec![
             event("jane", "jane@x.co", true, 1),
             event("joe", "joe@x.co", true, 1),
-        ])
-        .await
-        .expect("accept");
-    drop(store);
-    schema
-        .execute(
-            "CREATE INDEX desired_by_email ON desired (email) WHERE email <> '';
-             UPDATE schema_version SET version = 4",
-        )
-        .expect("back to version 4");
-    let err = open(&schema, Access::ReadOnly)
-        .await
-        .expect_err("an older schema");
-    assert!(err.to_string().contains("version 4"), "{err}");
-    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("upgrade"));
+        ],
+        4,
+        "CREATE INDEX desired_by_email ON desired (email) WHERE email <> ''",
+    )
+    .await;
     let found = store
         .user_states(&sync::UserQuery::Email("jane@x.co".into()), None, 10)
         .await

@@ -86,13 +86,7 @@ impl<'c> Audiences<'c> {
         destination: &str,
         list_key: &str,
     ) -> rusqlite::Result<Option<(String, String)>> {
-        let l: Option<String> = self
-            .from
-            .query_row(params![destination, list_key], |r| r.get(0))?;
-        match l {
-            Some(l) => Ok(Some((destination.to_string(), l))),
-            None => self.first_of_next_destination(destination),
-        }
+        self.step(true, destination, list_key)
     }
 
     /// The audience with keys after `(destination, list_key)`.
@@ -101,9 +95,19 @@ impl<'c> Audiences<'c> {
         destination: &str,
         list_key: &str,
     ) -> rusqlite::Result<Option<(String, String)>> {
-        let l: Option<String> = self
-            .next
-            .query_row(params![destination, list_key], |r| r.get(0))?;
+        self.step(false, destination, list_key)
+    }
+
+    /// The next audience of `destination` from `list_key` (`at`: that one included), else the
+    /// first of the next destination.
+    fn step(
+        &mut self,
+        at: bool,
+        destination: &str,
+        list_key: &str,
+    ) -> rusqlite::Result<Option<(String, String)>> {
+        let stmt = if at { &mut self.from } else { &mut self.next };
+        let l: Option<String> = stmt.query_row(params![destination, list_key], |r| r.get(0))?;
         match l {
             Some(l) => Ok(Some((destination.to_string(), l))),
             None => self.first_of_next_destination(destination),

@@ -165,9 +165,6 @@ impl SqliteStore {
                     tx.execute_batch(admin::V7_DROP)
                         .map_err(err("migration to version 7"))?;
                 }
-                // What a migration dropped is made again: the one to 2 rebuilds `desired`, and
-                // the indexes `create_tables` made on the old table above went with it.
-                create_tables(&tx).map_err(err("schema"))?;
             }
         }
         tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
@@ -179,12 +176,21 @@ impl SqliteStore {
     }
 
     /// Version 2 clusters `desired` by its key (WITHOUT ROWID): one B-tree instead of a table
-    /// and its key index. Same columns, so the rows are copied as they are.
+    /// and its key index. Same columns, so the rows are copied as they are. The old table's
+    /// indexes (`create_tables` has just made the later versions' ones on it) are dropped
+    /// first, so that their names are free for the new table's.
     pub(super) fn migrate_to_2(tx: &Connection) -> rusqlite::Result<()> {
-        tx.execute_batch(
-            "ALTER TABLE desired RENAME TO desired_v1;
-             DROP INDEX desired_pending;",
-        )?;
+        tx.execute_batch("ALTER TABLE desired RENAME TO desired_v1")?;
+        let indexes: Vec<String> = tx
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'desired_v1' AND sql IS NOT NULL",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for name in indexes {
+            tx.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+        }
         create_tables(tx)?;
         tx.execute_batch(&format!(
             "INSERT INTO desired ({DESIRED_V2_COLUMNS}) SELECT {DESIRED_V2_COLUMNS} FROM desired_v1;
