@@ -1,6 +1,8 @@
 //! The fast path of the default mapping: the action's fields read straight from the event,
 //! borrowed, with no mapping evaluator and no resolved JSON tree.
 //!
+//! - `cursor`: a one-pass JSON reader over a text, which accepts only what a JSON tree accepts
+//!   (the server's `/v1/batch` fast path reads bodies with it too);
 //! - `value`: over an event already parsed into JSON (what [`crate::ActionMapping::payload`]
 //!   does first when the mapping is the default);
 //! - `text`: from the event's JSON text into a typed, borrowed view, with no JSON tree at all
@@ -14,9 +16,10 @@
 //! messages. The property test `tests/fast_path.rs` checks that all paths plan the same bytes
 //! and the same outcomes on random events.
 
+mod cursor;
 mod text;
 mod value;
 
+pub use cursor::Cursor;
 pub(crate) use text::{ReadText, read_text};
-pub use text::{Skip, Text};
 pub(crate) use value::{default_payload, member};

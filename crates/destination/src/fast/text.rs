@@ -1,102 +1,60 @@
-//! An event read from its JSON text into a typed, borrowed view: strings borrowed from the
-//! text (copied only when they hold escapes), members the action does not read skipped without
-//! being built, and the default mapping applied to the view.
+//! An event read from its JSON text into a typed, borrowed view, in one pass of the
+//! [`Cursor`]: strings borrowed from the text (copied only when they hold escapes), members the
+//! action does not read checked and skipped without being built, and the default mapping
+//! applied to the view.
 //!
 //! Each view only accepts JSON objects (never arrays in their place), and a member that appears
 //! twice keeps its last value, as a parsed event does. What the view cannot decide exactly as
 //! the general path would, it gives up on ([`TextEvent::prepare`] returns `None`).
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
 use segment::event::{ComputationClass, EventType, parse_timestamp_ms};
 use segment::membership::MembershipContext;
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::cursor::Cursor;
 use crate::plan::Planner;
 use crate::prepare::{Fields, Prepared, finish};
 
 /// A string, borrowed from the text when it holds no escape.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Text<'a>(pub Cow<'a, str>);
+struct Text<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(s)))
-            }
+/// A member of a view ([`view!`]): read from the cursor, `None` when the text is not JSON or the
+/// value is of a kind the view does not take (the general path decides then).
+trait Read<'a>: Sized {
+    fn read(c: &mut Cursor<'a>) -> Option<Self>;
+
+    /// The value, or `null` (read as `Some(None)`).
+    fn nullable(c: &mut Cursor<'a>) -> Option<Option<Self>> {
+        if c.null()? {
+            return Some(None);
         }
-        d.deserialize_str(V)
+        Self::read(c).map(Some)
+    }
+
+    /// [`Read::nullable`] into `slot` (the views fill theirs in place, with no copy).
+    fn nullable_into(c: &mut Cursor<'a>, slot: &mut Option<Self>) -> Option<()> {
+        *slot = Self::nullable(c)?;
+        Some(())
     }
 }
 
-/// A member of a view ([`view!`]) read as `Option<Self>`: absent or `null` is `None`.
-trait Nullable<'de>: Sized {
-    fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error>;
-}
+impl<'a> Read<'a> for Text<'a> {
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        c.string().map(Text)
+    }
 
-/// A string or `null`, read in one step (the parser looks at the value's first byte once,
-/// where `Option<Text>` would look for `null` first, then for a string); anything else is an
-/// error, as it is for `Option<Text>`.
-impl<'de> Nullable<'de> for Text<'de> {
-    fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Option<Text<'de>>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or null")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Some(Text(Cow::Borrowed(s))))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Some(Text(Cow::Owned(s.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Some(Text(Cow::Owned(s))))
-            }
-        }
-        d.deserialize_any(V)
+    fn nullable(c: &mut Cursor<'a>) -> Option<Option<Self>> {
+        c.string_or_null().map(|s| s.map(Text))
     }
 }
 
-/// The views, their member lists and `audience_settings`: as `Option<T>` reads them.
-macro_rules! nullable_as_option {
-    ($($ty:ty),*) => {
-        $(impl<'de> Nullable<'de> for $ty {
-            fn nullable<D: Deserializer<'de>>(d: D) -> Result<Option<Self>, D::Error> {
-                Option::<Self>::deserialize(d)
-            }
-        })*
-    };
-}
-
-nullable_as_option!(Members<'de>, Personas<'de>, Context<'de>, Value);
-
-/// Reads a view's member with [`Nullable::nullable`].
-struct NullableSeed<T>(PhantomData<T>);
-
-impl<'de, T: Nullable<'de>> DeserializeSeed<'de> for NullableSeed<T> {
-    type Value = Option<T>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-        T::nullable(d)
+/// `audience_settings`: kept as a JSON tree, as the general path reads it.
+impl<'a> Read<'a> for Value {
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        serde_json::from_str(c.value_text()?).ok()
     }
 }
 
@@ -110,45 +68,17 @@ enum Member<'a> {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Member<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Member<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
+impl<'a> Read<'a> for Member<'a> {
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        Some(match c.peek()? {
+            b'"' => Member::Str(Text::read(c)?),
+            b't' | b'f' => Member::Bool(c.boolean()?),
+            b'n' => c.null()?.then_some(Member::Null)?,
+            _ => {
+                c.skip()?;
+                Member::Other
             }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Member::Str(Text(Cow::Borrowed(s))))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Member::Str(Text(Cow::Owned(s.to_owned()))))
-            }
-            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
-                Ok(Member::Bool(b))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Member::Null)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Member::Other)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Member::Other)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Member::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<Skip>()?.is_some() {}
-                Ok(Member::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<Skip, Skip>()?.is_some() {}
-                Ok(Member::Other)
-            }
-        }
-        d.deserialize_any(V)
+        })
     }
 }
 
@@ -172,31 +102,20 @@ impl<'a> Members<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    let value = map.next_value::<Member<'de>>()?;
-                    out.push((key, value));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
+impl<'a> Read<'a> for Members<'a> {
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        let mut out = Vec::with_capacity(4);
+        c.object(|c, key| {
+            out.push((Text(key), Member::read(c)?));
+            Some(())
+        })?;
+        Some(Members(out))
     }
 }
 
-/// A view of an object with the listed members, each `Option<T>` (absent or `null` is `None`,
-/// read with [`Nullable`]),
-/// the last of a repeated member winning; other members are skipped ([`Skip`]). Only an object is read:
-/// an array in its place is an error (serde's derived structs would read it by position).
+/// A view of an object with the listed members, each `Option<T>` (absent or `null` is `None`),
+/// the last of a repeated member winning; other members are skipped, checked as they are. Only
+/// an object is read: anything else in its place gives up.
 macro_rules! view {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty = $key:literal,)* }) => {
         $(#[$doc])*
@@ -206,33 +125,32 @@ macro_rules! view {
             _text: std::marker::PhantomData<&'a str>,
         }
 
-        impl<'de> Deserialize<'de> for $name<'de> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $name<'de>;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("an object")
+        impl<'a> $name<'a> {
+            /// Fills `out`, which is empty, from the object at the cursor.
+            fn fill(c: &mut Cursor<'a>, out: &mut Self) -> Option<()> {
+                c.object(|c, key| {
+                    match key.as_ref() {
+                        $($key => Read::nullable_into(c, &mut out.$field)?,)*
+                        _ => c.skip()?,
                     }
-                    fn visit_map<A: MapAccess<'de>>(
-                        self,
-                        mut map: A,
-                    ) -> Result<Self::Value, A::Error> {
-                        let mut out = $name::default();
-                        while let Some(key) = map.next_key::<Text<'de>>()? {
-                            match key.0.as_ref() {
-                                $($key => {
-                                    out.$field = map.next_value_seed(NullableSeed(PhantomData))?
-                                })*
-                                _ => {
-                                    map.next_value::<Skip>()?;
-                                }
-                            }
-                        }
-                        Ok(out)
-                    }
+                    Some(())
+                })
+            }
+        }
+
+        impl<'a> Read<'a> for $name<'a> {
+            fn read(c: &mut Cursor<'a>) -> Option<Self> {
+                let mut out = $name::default();
+                Self::fill(c, &mut out)?;
+                Some(out)
+            }
+
+            fn nullable_into(c: &mut Cursor<'a>, slot: &mut Option<Self>) -> Option<()> {
+                if c.null()? {
+                    *slot = None;
+                    return Some(());
                 }
-                d.deserialize_map(V)
+                Self::fill(c, slot.insert($name::default()))
             }
         }
     };
@@ -393,6 +311,18 @@ impl<'a> TextEvent<'a> {
     }
 }
 
+impl<'a> TextEvent<'a> {
+    /// The event's whole text read into the view: `None` when it is not JSON, or when the view
+    /// gives up on it.
+    fn whole(text: &'a str) -> Option<Self> {
+        let mut c = Cursor::new(text);
+        let mut event = Self::default();
+        Self::fill(&mut c, &mut event)?;
+        c.end()?;
+        Some(event)
+    }
+}
+
 /// One event's text, read for the planner.
 pub(crate) enum ReadText<'a> {
     /// Prepared on the fast path; its `messageId`, borrowed from the text when it can be.
@@ -406,60 +336,11 @@ pub(crate) enum ReadText<'a> {
     Malformed(String),
 }
 
-/// A JSON value read and dropped, with every check a JSON tree makes (numbers within f64's
-/// range, serde_json's nesting limit, no lone surrogate in a string) but nothing built: strings
-/// are borrowed, numbers read into registers. serde's `IgnoredAny` skips without those checks,
-/// so a text it accepts could be one a JSON tree refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Skip;
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Skip;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-                Ok(Skip)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-                while seq.next_element::<Skip>()?.is_some() {}
-                Ok(Skip)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-                while map.next_entry::<Skip, Skip>()?.is_some() {}
-                Ok(Skip)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path.
 pub(crate) fn read_text<'a>(planner: &Planner, text: &'a str, seq: u64) -> ReadText<'a> {
     if planner.mapping.is_default() {
-        if let Ok(mut event) = serde_json::from_str::<TextEvent<'a>>(text) {
+        if let Some(mut event) = TextEvent::whole(text) {
             if let Some(prepared) = event.prepare(planner, seq) {
                 return ReadText::Fast {
                     message_id: event.take_message_id(),

@@ -2,8 +2,9 @@
 //! built. Each event is checked from a typed view borrowed from its text (an object, a `type`,
 //! a usable `messageId`, no `writeKey`) and kept as text, for the destination's own typed read.
 //!
-//! Members it does not read are skipped with the checks a JSON tree makes
-//! ([`destination::fast::Skip`]), so it refuses what the tree refuses. It takes the common case
+//! The body is read in one pass with the destination's JSON cursor
+//! ([`destination::fast::Cursor`]), which checks every value as a JSON tree would and refuses
+//! what the tree refuses. It takes the common case
 //! only: a UTF-8 body nested at most 64 levels, whose top-level keys are written without
 //! escapes and appear once, no batch-level `context` or `integrations` to merge, and events
 //! that need nothing changed (no `messageId` to synthesize or to turn from a number, no
@@ -12,10 +13,8 @@
 //! its repairs and its messages. `props` checks that both read random bodies the same way.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use destination::fast::{Skip, Text};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use destination::fast::Cursor;
 use serde_json::Value;
 
 use super::IngestLimits;
@@ -25,10 +24,6 @@ use super::parsed::{EventBody, Item, Parsed};
 /// How much longer than its text an event's compact JSON can be: a number such as `1e15` is
 /// written back as `1000000000000000.0` (4.5 times longer); strings and whitespace only shrink.
 const MAX_COMPACT_GROWTH: usize = 5;
-
-/// How deep a value may nest on the fast path: the body and its batch add two levels, and a
-/// JSON tree of the body refuses 128.
-const MAX_DEPTH: usize = 64;
 
 /// The batch body read on the fast path, or `None` when the general path must read it.
 pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
@@ -50,11 +45,10 @@ pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
         Some(Err(_)) => return None,
     };
     let mut items = Vec::with_capacity(top.events.len());
-    for event in top.events {
+    for (event, head) in top.events {
         if event.len() * MAX_COMPACT_GROWTH > limits.max_event_bytes {
             return None;
         }
-        let head: Head<'_> = serde_json::from_str(event).ok()?;
         if head.write_key || head.event_type.is_none_or(|t| t.is_empty()) {
             return None;
         }
@@ -74,184 +68,64 @@ pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
     })
 }
 
-/// The top level of a batch body: its events' texts and the texts of `writeKey` and `sentAt`.
+/// The top level of a batch body: its events' texts with what the checks read of them, and
+/// the texts of `writeKey` and `sentAt`.
 #[derive(Default)]
 struct Top<'a> {
-    events: Vec<&'a str>,
+    events: Vec<(&'a str, Head<'a>)>,
     write_key: Option<&'a str>,
     sent_at: Option<&'a str>,
 }
 
-/// Splits the body's top-level object. Every piece of text it does not hand on is checked to be
-/// JSON here; each event's text is checked when it is read.
+/// Reads the body's top-level object, every value checked. Its keys must be written without
+/// escapes and appear once.
 fn split_top(text: &str) -> Option<Top<'_>> {
-    let mut s = Scanner {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     let mut top = Top::default();
     let mut keys: Vec<&str> = Vec::new();
     let mut batch = false;
-    s.ws();
-    s.expect(b'{')?;
-    s.ws();
-    if s.peek() == Some(b'}') {
-        return None; // no batch: the general path says so
-    }
-    loop {
-        s.ws();
-        let key = s.plain_key(text)?;
+    c.object(|c, key| {
+        let Cow::Borrowed(key) = key else {
+            return None;
+        };
         if keys.contains(&key) {
             return None;
         }
         keys.push(key);
-        s.ws();
-        s.expect(b':')?;
-        s.ws();
         match key {
             "batch" => {
-                top.events = s.array_items(text)?;
+                top.events = events(c)?;
                 batch = true;
             }
-            _ => {
-                let value = s.value(text)?;
-                match key {
-                    "writeKey" => top.write_key = Some(value),
-                    "sentAt" => top.sent_at = Some(value),
-                    "context" | "integrations" => {
-                        // Shared members to merge into every event: the general path's work.
-                        match serde_json::from_str::<Value>(value).ok()? {
-                            Value::Null => {}
-                            Value::Object(m) if m.is_empty() => {}
-                            _ => return None,
-                        }
-                    }
-                    _ => {
-                        serde_json::from_str::<Skip>(value).ok()?;
-                    }
+            "writeKey" => top.write_key = Some(c.value_text()?),
+            "sentAt" => top.sent_at = Some(c.value_text()?),
+            // Shared members to merge into every event are the general path's work: only
+            // `null` or `{}` here.
+            "context" | "integrations" => {
+                if !c.null()? {
+                    c.object(|_, _| None)?;
                 }
             }
+            _ => c.skip()?,
         }
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    s.ws();
-    (batch && s.i == s.b.len()).then_some(top)
+        Some(())
+    })?;
+    c.end()?;
+    // No batch: the general path says so.
+    batch.then_some(top)
 }
 
-/// A cursor over the body's bytes. It only finds where values start and end; the values
-/// themselves are checked by serde_json.
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek()?;
-        self.i += 1;
-        Some(c)
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Option<()> {
-        (self.next()? == c).then_some(())
-    }
-
-    /// A key written without escapes.
-    fn plain_key<'t>(&mut self, text: &'t str) -> Option<&'t str> {
-        self.expect(b'"')?;
-        let start = self.i;
-        loop {
-            match self.next()? {
-                b'"' => return text.get(start..self.i - 1),
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => {}
-            }
-        }
-    }
-
-    /// Past a string whose opening quote was just read.
-    fn skip_string(&mut self) -> Option<()> {
-        loop {
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => {
-                    self.next()?;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// The text of the value that starts here.
-    fn value<'t>(&mut self, text: &'t str) -> Option<&'t str> {
-        let start = self.i;
-        match self.next()? {
-            b'"' => self.skip_string()?,
-            b'{' | b'[' => {
-                let mut depth = 1usize;
-                while depth > 0 {
-                    match self.next()? {
-                        b'"' => self.skip_string()?,
-                        b'{' | b'[' => {
-                            depth += 1;
-                            // The JSON tree of the whole body refuses 128 levels in all.
-                            if depth > MAX_DEPTH {
-                                return None;
-                            }
-                        }
-                        b'}' | b']' => depth -= 1,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-                ) {
-                    self.i += 1;
-                }
-            }
-        }
-        text.get(start..self.i)
-    }
-
-    /// The texts of an array's items.
-    fn array_items<'t>(&mut self, text: &'t str) -> Option<Vec<&'t str>> {
-        self.expect(b'[')?;
-        let mut items = Vec::new();
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Some(items);
-        }
-        loop {
-            self.ws();
-            items.push(self.value(text)?);
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b']' => return Some(items),
-                _ => return None,
-            }
-        }
-    }
+/// The batch's events: each one's text and head.
+fn events<'a>(c: &mut Cursor<'a>) -> Option<Vec<(&'a str, Head<'a>)>> {
+    let mut events = Vec::new();
+    c.array(|c| {
+        c.peek()?;
+        let start = c.offset();
+        let head = Head::read(c)?;
+        events.push((c.since(start)?, head));
+        Some(())
+    })?;
+    Some(events)
 }
 
 /// What the batch's checks read of one event: an object with these members (the last of a
@@ -263,35 +137,23 @@ struct Head<'a> {
     write_key: bool,
 }
 
-impl<'de> Deserialize<'de> for Head<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Head<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut head = Head::default();
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    match key.0.as_ref() {
-                        "type" => head.event_type = map.next_value::<Option<Text>>()?.map(|s| s.0),
-                        "messageId" => {
-                            head.message_id = map.next_value::<Option<Text>>()?.map(|s| s.0);
-                        }
-                        "writeKey" => {
-                            map.next_value::<Skip>()?;
-                            head.write_key = true;
-                        }
-                        _ => {
-                            map.next_value::<Skip>()?;
-                        }
-                    }
+impl<'a> Head<'a> {
+    /// The event object at the cursor, every member checked.
+    fn read(c: &mut Cursor<'a>) -> Option<Self> {
+        let mut head = Head::default();
+        c.object(|c, key| {
+            match key.as_ref() {
+                "type" => head.event_type = c.string_or_null()?,
+                "messageId" => head.message_id = c.string_or_null()?,
+                "writeKey" => {
+                    c.skip()?;
+                    head.write_key = true;
                 }
-                Ok(head)
+                _ => c.skip()?,
             }
-        }
-        d.deserialize_map(V)
+            Some(())
+        })?;
+        Some(head)
     }
 }
 
