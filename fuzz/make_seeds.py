@@ -5,7 +5,7 @@ scenario, the example configuration and the configuration tests' TOML. Run it fr
 (`python3 fuzz/make_seeds.py`) after changing those fixtures; it replaces the seed files.
 
 Each target reads its input as its fuzz_targets/*.rs file says: a mode byte first for
-`tracking` and `mapping`, length-prefixed secret and signature for `webhook`, TOML text for
+`tracking` and `mapping`, the text alone for `json_cursor`, length-prefixed secret and signature for `webhook`, TOML text for
 `config`.
 """
 
@@ -25,6 +25,14 @@ PER_TARGET = 40
 def read(path):
     with open(os.path.join(ROOT, path), encoding="utf-8") as f:
         return f.read()
+
+
+def sources(directory):
+    """The Rust files under `directory`, in a stable order."""
+    found = []
+    for root, _, files in os.walk(os.path.join(ROOT, directory)):
+        found += [os.path.relpath(os.path.join(root, f), ROOT) for f in files if f.endswith(".rs")]
+    return sorted(found)
 
 
 def json_literals(path):
@@ -78,9 +86,9 @@ def is_event(value):
 
 
 def tracking_and_webhook():
-    literals = json_literals("crates/server/src/ingest.rs") + json_literals(
-        "crates/server/tests/ingest.rs"
-    )
+    literals = []
+    for path in sources("crates/server/src/ingest") + ["crates/server/tests/ingest.rs"]:
+        literals += json_literals(path)
     events = [v for v in literals if is_event(v)]
     batches = [v for v in literals if isinstance(v, dict) and "batch" in v]
     scenario = json.loads(read("crates/server/tests/sdk/scenario.json"))["steps"]
@@ -123,6 +131,19 @@ def tracking_and_webhook():
         tracking.append(bytes([mode]) + dumps(event))
     for n, data in enumerate(tracking[:PER_TARGET]):
         write("tracking", "%02d" % n, data)
+
+    # json_cursor: the same texts without the mode byte (not gzip), and numbers and escapes at
+    # the edges of what the cursor reads.
+    texts = [body for mode, body in raw if mode & 12 == 0]
+    texts += [dumps(batch) for batch in batches] + [dumps(event) for event in events]
+    texts += [
+        b'[0, -0, 1.5, -2.25e3, 1E-5, 2e+10, 1e300, 1e-300, 0e5, 1e400, 01, 1., -]',
+        b'"\\u00e9\\ud83d\\ude00 \\" \\/ \\b\\f\\n\\r\\t"',
+        b'{"a": 1, "a": [true, false, null], "": {}}',
+        b'[' * 64 + b']' * 64,
+    ]
+    for n, data in enumerate(texts[:PER_TARGET]):
+        write("json_cursor", "%02d" % n, data)
 
     webhook = []
     secret = b"s3cret"
@@ -200,7 +221,8 @@ def config():
     seeds = [read("crates/server/examples-config/iterable-lists.toml")]
     readme = read("README.md")
     seeds += re.findall(r"```toml\n(.*?)```", readme, re.S)
-    seeds += toml_literals("crates/server/src/config.rs")
+    for path in sources("crates/server/src/config"):
+        seeds += toml_literals(path)
     unique = []
     for s in seeds:
         if s not in unique:
