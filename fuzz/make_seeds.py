@@ -2,11 +2,12 @@
 """Writes the committed seed corpus of the fuzz targets into fuzz/seeds/<target>/, from the
 test fixtures: the JSON literals (`json!(...)`) of the ingestion and mapping tests, the SDK
 scenario, the example configuration and the configuration tests' TOML. Run it from anywhere
-(`python3 fuzz/make_seeds.py`) after changing those fixtures; it replaces the seed files.
+(`python3 fuzz/make_seeds.py`) after changing those fixtures; it replaces the seed files, but
+keeps the crash reproducers committed by hand (`regression-*`).
 
 Each target reads its input as its fuzz_targets/*.rs file says: a mode byte first for
-`tracking` and `mapping`, the text alone for `json_cursor`, length-prefixed secret and signature for `webhook`, TOML text for
-`config`.
+`tracking` and `mapping`, the text alone for `json_cursor`, length-prefixed secret and
+signature for `webhook`, TOML text for `config`.
 """
 
 import gzip
@@ -15,7 +16,6 @@ import hmac
 import json
 import os
 import re
-import shutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = os.path.join(ROOT, "fuzz", "seeds")
@@ -119,7 +119,7 @@ def tracking_and_webhook():
         (16, b'{"batch": [{"type": "identify"}, {"type": "identify"}, {"type": "identify"}, {"type": "identify"}]}'),
         (0, sdk_batch),
         (4, sdk_batch),
-        (8, gzip.compress(sdk_batch)),
+        (8, gzip.compress(sdk_batch, mtime=0)),
     ]
     tracking = []
     for mode, body in raw:
@@ -134,14 +134,14 @@ def tracking_and_webhook():
 
     # json_cursor: the same texts without the mode byte (not gzip), and numbers and escapes at
     # the edges of what the cursor reads.
-    texts = [body for mode, body in raw if mode & 12 == 0]
-    texts += [dumps(batch) for batch in batches] + [dumps(event) for event in events]
-    texts += [
+    texts = [
         b'[0, -0, 1.5, -2.25e3, 1E-5, 2e+10, 1e300, 1e-300, 0e5, 1e400, 01, 1., -]',
         b'"\\u00e9\\ud83d\\ude00 \\" \\/ \\b\\f\\n\\r\\t"',
         b'{"a": 1, "a": [true, false, null], "": {}}',
         b'[' * 64 + b']' * 64,
     ]
+    texts += [body for mode, body in raw if mode & 12 == 0]
+    texts += [dumps(batch) for batch in batches] + [dumps(event) for event in events]
     for n, data in enumerate(texts[:PER_TARGET]):
         write("json_cursor", "%02d" % n, data)
 
@@ -235,7 +235,11 @@ def config():
 
 
 if __name__ == "__main__":
-    shutil.rmtree(SEEDS, ignore_errors=True)
+    # Crash reproducers kept by hand (`regression-*`) stay; the generated seeds are replaced.
+    for target in os.listdir(SEEDS) if os.path.isdir(SEEDS) else []:
+        for name in os.listdir(os.path.join(SEEDS, target)):
+            if not name.startswith("regression-"):
+                os.remove(os.path.join(SEEDS, target, name))
     tracking_and_webhook()
     mapping()
     config()

@@ -219,6 +219,13 @@ fn text_of(event: &Value, form: u8) -> String {
             r#""traits":{""#,
             r#""traits":{"email":"dup@x.com","vip":"no",""#,
         ),
+        // A `context` that the event's own (when it has one) replaces whole, not member by
+        // member.
+        6 => text.replacen(
+            '{',
+            r#"{"context": {"personas": {"computation_key": "vip", "external_audience_id": "101"}, "traits": {"email": "early@x.com"}}, "#,
+            1,
+        ),
         _ => text,
     }
 }

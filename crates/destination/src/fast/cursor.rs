@@ -10,7 +10,7 @@
 //! - a `\u` escape of a UTF-16 surrogate that is not part of a well-formed pair;
 //! - a number whose value could be near the ends of `f64`'s range (serde_json refuses
 //!   what overflows): more than 300 integer digits, or an exponent giving zero, or a magnitude
-//!   over 1e300 or under 1e-300.
+//!   of 1e300 or over, or under 1e-300.
 //!
 //! Every reader returns `None` on text it does not accept; the cursor is then left somewhere
 //! inside the text and is not to be used again.

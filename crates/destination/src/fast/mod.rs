@@ -5,10 +5,10 @@
 //!   (the server's `/v1/batch` fast path reads bodies with it too);
 //! - `value`: over an event already parsed into JSON (what [`crate::ActionMapping::payload`]
 //!   does first when the mapping is the default);
-//! - `text`: from the event's JSON text into a typed, borrowed view, with no JSON tree at all
-//!   ([`crate::Planner::prepare_text`], [`crate::Planner::plan_texts`]).
+//! - `text`: from the event's JSON text into a typed, borrowed view, with no JSON tree but for
+//!   `audience_settings` ([`crate::Planner::prepare_text`], [`crate::Planner::plan_texts`]).
 //!
-//! Both cover the common case only: every member the default mapping and the event checks read
+//! The two views (`value`, `text`) cover the common case only: every member the default mapping and the event checks read
 //! is absent, `null` where that means absent, or of the type the action expects (strings,
 //! objects, booleans for the membership flag). For anything else (a number or an array where a
 //! string is expected, an empty audience key, a timestamp that does not parse, a member

@@ -77,21 +77,27 @@ struct Top<'a> {
     sent_at: Option<&'a str>,
 }
 
+/// The top-level keys the general path reads (it ignores the others).
+const READ_KEYS: [&str; 5] = ["batch", "writeKey", "sentAt", "context", "integrations"];
+
 /// Reads the body's top-level object, every value checked. Its keys must be written without
-/// escapes and appear once.
+/// escapes, and those of [`READ_KEYS`] appear once (a JSON tree keeps the last of a repeated
+/// key; other keys are skipped, repeated or not, in time linear in their number).
 fn split_top(text: &str) -> Option<Top<'_>> {
     let mut c = Cursor::new(text);
     let mut top = Top::default();
-    let mut keys: Vec<&str> = Vec::new();
+    let mut seen = [false; READ_KEYS.len()];
     let mut batch = false;
     c.object(|c, key| {
         let Cow::Borrowed(key) = key else {
             return None;
         };
-        if keys.contains(&key) {
-            return None;
+        let read = READ_KEYS.iter().position(|read| *read == key);
+        if let Some(seen) = read.and_then(|k| seen.get_mut(k)) {
+            if std::mem::replace(seen, true) {
+                return None;
+            }
         }
-        keys.push(key);
         match key {
             "batch" => {
                 top.events = events(c)?;
@@ -250,8 +256,12 @@ mod tests {
             "]".repeat(200)
         );
         assert!(read_batch(deep.as_bytes(), &limits).is_none());
+        let repeated_other =
+            r#"{"x": 1, "x": [2], "batch": [{"type": "identify", "messageId": "m"}]}"#;
+        assert!(read_batch(repeated_other.as_bytes(), &limits).is_some());
         for text in [
             r#"{"batch": [], "batch": []}"#,
+            r#"{"writeKey": "a", "batch": [], "writeKey": "b"}"#,
             r#"{"bat\u0063h": []}"#,
             r#"{"batch": [{"type": "identify", "messageId": "m", "x": "\ud83d"}]}"#,
             r#"{"batch": [{"type": "identify", "messageId": "m"}]} x"#,
