@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::{Map, Value};
+
 /// How deep values may nest, counted from the cursor's start: at most this many objects and
 /// arrays open at once.
 pub const MAX_DEPTH: usize = 64;
@@ -303,41 +305,36 @@ impl<'a> Cursor<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        self.enter()?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-        } else {
-            loop {
-                let key = self.string()?;
-                self.eat(b':')?;
-                member(self, key)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        self.depth -= 1;
-        Some(())
+        self.items(b'{', b'}', |c| {
+            let key = c.string()?;
+            c.eat(b':')?;
+            member(c, key)
+        })
     }
 
     /// An array: `item` is called with the cursor before each item, and must read it.
-    pub fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
+    pub fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.items(b'[', b']', item)
+    }
+
+    /// The items between `open` and `close`, separated by commas, each read by `item`.
+    #[inline]
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
         self.enter()?;
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
         } else {
             loop {
                 item(self)?;
                 match self.peek()? {
                     b',' => self.i += 1,
-                    b']' => {
+                    c if c == close => {
                         self.i += 1;
                         break;
                     }
@@ -360,6 +357,34 @@ impl<'a> Cursor<'a> {
             b'n' => self.literal("null"),
             _ => self.number(),
         }
+    }
+
+    /// The next value as a JSON tree, read with the readers above (a number's text converted
+    /// by serde_json). The fast paths never build one; the tests and the `json_cursor` fuzz
+    /// target compare it with serde_json's own tree of the same text.
+    pub fn tree(&mut self) -> Option<Value> {
+        Some(match self.peek()? {
+            b'"' => Value::String(self.string()?.into_owned()),
+            b'{' => {
+                let mut members = Map::new();
+                self.object(|c, key| {
+                    members.insert(key.into_owned(), c.tree()?);
+                    Some(())
+                })?;
+                Value::Object(members)
+            }
+            b'[' => {
+                let mut items = Vec::new();
+                self.array(|c| {
+                    items.push(c.tree()?);
+                    Some(())
+                })?;
+                Value::Array(items)
+            }
+            b'n' => self.null()?.then_some(Value::Null)?,
+            b't' | b'f' => Value::Bool(self.boolean()?),
+            _ => serde_json::from_str(self.value_text()?).ok()?,
+        })
     }
 
     /// Past the next value; its text.

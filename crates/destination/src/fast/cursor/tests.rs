@@ -2,42 +2,16 @@
 //! same strings and values; on the tree's own output it gives up only where it says it does.
 
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::*;
 
-/// The whole text read into a JSON tree with the cursor's readers (numbers by serde_json
-/// from the text the cursor checked).
+/// The whole text read into a JSON tree with the cursor's readers.
 fn tree(text: &str) -> Option<Value> {
     let mut c = Cursor::new(text);
-    let v = value(&mut c)?;
+    let v = c.tree()?;
     c.end()?;
     Some(v)
-}
-
-fn value(c: &mut Cursor<'_>) -> Option<Value> {
-    Some(match c.peek()? {
-        b'"' => Value::String(c.string()?.into_owned()),
-        b'{' => {
-            let mut m = Map::new();
-            c.object(|c, k| {
-                m.insert(k.into_owned(), value(c)?);
-                Some(())
-            })?;
-            Value::Object(m)
-        }
-        b'[' => {
-            let mut items = Vec::new();
-            c.array(|c| {
-                items.push(value(c)?);
-                Some(())
-            })?;
-            Value::Array(items)
-        }
-        b'n' => c.null()?.then_some(Value::Null)?,
-        b't' | b'f' => Value::Bool(c.boolean()?),
-        _ => serde_json::from_str(c.value_text()?).expect("a number the cursor read"),
-    })
 }
 
 /// `text` is read as the tree reads it, or given up on; never accepted where the tree refuses.
