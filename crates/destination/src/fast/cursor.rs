@@ -360,8 +360,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next value as a JSON tree, read with the readers above (a number's text converted
-    /// by serde_json). The fast paths never build one; the tests and the `json_cursor` fuzz
-    /// target compare it with serde_json's own tree of the same text.
+    /// by serde_json), in the same pass that checks it. The fast paths build one only for the
+    /// few small values they keep whole (`audience_settings`, a batch's `writeKey` and
+    /// `sentAt`); the tests and the `json_cursor` fuzz target compare it with serde_json's own
+    /// tree of the same text.
     pub fn tree(&mut self) -> Option<Value> {
         Some(match self.peek()? {
             b'"' => Value::String(self.string()?.into_owned()),

@@ -54,7 +54,7 @@ impl<'a> Read<'a> for Text<'a> {
 /// `audience_settings`: kept as a JSON tree, as the general path reads it.
 impl<'a> Read<'a> for Value {
     fn read(c: &mut Cursor<'a>) -> Option<Self> {
-        serde_json::from_str(c.value_text()?).ok()
+        c.tree()
     }
 }
 

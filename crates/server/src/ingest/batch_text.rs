@@ -32,17 +32,14 @@ pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
     if top.events.len() > limits.max_batch_events {
         return None;
     }
-    let write_key = match top.write_key.map(serde_json::from_str::<Value>) {
-        None => None,
-        Some(Ok(Value::Null)) => None,
-        Some(Ok(Value::String(key))) => (!key.is_empty()).then_some(key),
+    let write_key = match top.write_key {
+        None | Some(Value::Null) => None,
+        Some(Value::String(key)) => (!key.is_empty()).then_some(key),
         Some(_) => return None,
     };
-    let sent_at = match top.sent_at.map(serde_json::from_str::<Value>) {
-        None => None,
-        Some(Ok(Value::String(s))) => Some(s),
-        Some(Ok(_)) => None,
-        Some(Err(_)) => return None,
+    let sent_at = match top.sent_at {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
     };
     let mut items = Vec::with_capacity(top.events.len());
     for (event, head) in top.events {
@@ -69,12 +66,12 @@ pub(super) fn read_batch(body: &[u8], limits: &IngestLimits) -> Option<Parsed> {
 }
 
 /// The top level of a batch body: its events' texts with what the checks read of them, and
-/// the texts of `writeKey` and `sentAt`.
+/// the values of `writeKey` and `sentAt`.
 #[derive(Default)]
 struct Top<'a> {
     events: Vec<(&'a str, Head<'a>)>,
-    write_key: Option<&'a str>,
-    sent_at: Option<&'a str>,
+    write_key: Option<Value>,
+    sent_at: Option<Value>,
 }
 
 /// The top-level keys the general path reads (it ignores the others).
@@ -103,8 +100,8 @@ fn split_top(text: &str) -> Option<Top<'_>> {
                 top.events = events(c)?;
                 batch = true;
             }
-            "writeKey" => top.write_key = Some(c.value_text()?),
-            "sentAt" => top.sent_at = Some(c.value_text()?),
+            "writeKey" => top.write_key = Some(c.tree()?),
+            "sentAt" => top.sent_at = Some(c.tree()?),
             // Shared members to merge into every event are the general path's work: only
             // `null` or `{}` here.
             "context" | "integrations" => {

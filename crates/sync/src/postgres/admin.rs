@@ -351,6 +351,24 @@ mod tests {
     use crate::postgres::Access;
     use testkit::postgres::PgSchema;
 
+    /// The plan's lines of `explain` (`EXPLAIN`, or `EXPLAIN ANALYZE` to run it) of the lookup
+    /// of `email`'s keys, a first page of `limit`.
+    async fn email_lookup_plan(
+        client: &deadpool_postgres::Object,
+        explain: &str,
+        email: &str,
+        limit: i64,
+    ) -> Vec<String> {
+        let rows = client
+            .query(
+                &format!("{explain} {}", email_states_sql()),
+                &[&email, &"", &"", &"", &"", &limit],
+            )
+            .await
+            .expect("explain");
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
     /// The plan of a lookup by email, with sequential scans priced out (so that any left
     /// would have no other way): every read of `desired` is an index scan on its key, the
     /// walk's steps by the row value of (destination, audience), the email's keys by the
@@ -367,15 +385,9 @@ mod tests {
             .batch_execute("SET enable_seqscan = off")
             .await
             .expect("set");
-        let rows = client
-            .query(
-                &format!("EXPLAIN {}", email_states_sql()),
-                &[&"a@x.co", &"", &"", &"", &"", &10i64],
-            )
+        let plan = email_lookup_plan(&client, "EXPLAIN", "a@x.co", 10)
             .await
-            .expect("explain");
-        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let plan = plan.join("\n");
+            .join("\n");
         assert!(!plan.contains("Seq Scan"), "{plan}");
         assert!(
             plan.contains(
@@ -406,14 +418,7 @@ mod tests {
             .collect();
         store.accept(events).await.expect("accept");
         let client = store.client("test").await.expect("client");
-        let rows = client
-            .query(
-                &format!("EXPLAIN ANALYZE {}", email_states_sql()),
-                &[&"jane@x.co", &"", &"", &"", &"", &2i64],
-            )
-            .await
-            .expect("explain");
-        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let plan = email_lookup_plan(&client, "EXPLAIN ANALYZE", "jane@x.co", 2).await;
         let walked = plan
             .iter()
             .find(|l| l.contains("Recursive Union"))
