@@ -680,3 +680,117 @@ async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
         .expect("the snapshot applied after taking its locks again");
     assert_eq!(report.diff.adds, 2, "{report:?}");
 }
+
+/// A transaction that locks a desired row (`SELECT ... FOR UPDATE`, as outcomes do) and then
+/// writes it must not deadlock with a snapshot changing that row. The snapshot used to lock the
+/// tables in `SHARE ROW EXCLUSIVE` mode, which let the row lock in, then wait for the row while
+/// the other waited for the table: a deadlock after the locks, which failed the snapshot (a 500
+/// in a CI run). Here the other session finds a snapshot in line before its write, writes,
+/// commits, and the snapshot then applies whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies() {
+    use std::io::Cursor;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sync::snapshot::{Format, Policy, Progress, SnapshotReport, SnapshotSpec, run_snapshot};
+
+    async fn snap(store: &Store, time_ms: i64, id: &str, csv: &'static str) -> SnapshotReport {
+        let spec = SnapshotSpec {
+            destination: D.into(),
+            audience_key: "rowlock".into(),
+            time_ms,
+            received_ms: time_ms,
+            message_id: id.into(),
+            settings: ChangeSettings::default(),
+            policy: Policy {
+                max_removal_ratio: 1.0,
+                ..Policy::default()
+            },
+        };
+        run_snapshot(
+            store,
+            spec,
+            Cursor::new(csv.as_bytes().to_vec()),
+            Format::Csv,
+            None,
+            Arc::new(Progress::default()),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("snapshot {id}: {e}"))
+    }
+
+    let schema = PgSchema::create("snapshot_row_lock");
+    let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("open"));
+    assert_eq!(
+        snap(&store, 1_000, "s1", "email\na@x.co\nb@x.co\n")
+            .await
+            .diff
+            .adds,
+        2
+    );
+
+    let (other, conn) = tokio_postgres::connect(&schema.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let row = "destination = $1 AND list_key = 'rowlock' AND email = 'a@x.co'";
+    other
+        .batch_execute("SET deadlock_timeout = '5s'; BEGIN")
+        .await
+        .expect("begin");
+    let locked = other
+        .query(
+            &format!("SELECT seq FROM desired WHERE {row} FOR UPDATE"),
+            &[&D],
+        )
+        .await
+        .expect("the other session locks a@x.co's desired row");
+    assert_eq!(locked.len(), 1);
+
+    // The second snapshot removes a@x.co.
+    let snapshot = tokio::spawn({
+        let store = store.clone();
+        async move { snap(&store, 2_000, "s2", "email\nb@x.co\nc@x.co\n").await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = other
+            .query_one("SELECT COUNT(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never waited for the other session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other
+        .execute(
+            &format!("UPDATE desired SET tries = tries + 1 WHERE {row}"),
+            &[&D],
+        )
+        .await
+        .expect("the other session writes the row it locked");
+    other.batch_execute("COMMIT").await.expect("commit");
+    let report = snapshot.await.expect("join");
+    assert_eq!(
+        (report.diff.adds, report.diff.removes),
+        (1, 1),
+        "{report:?}"
+    );
+    let state: String = other
+        .query_one(&format!("SELECT state FROM desired WHERE {row}"), &[&D])
+        .await
+        .expect("a@x.co's row")
+        .get(0);
+    assert_eq!(
+        state, "pending",
+        "the snapshot's removal is what a@x.co waits for"
+    );
+}

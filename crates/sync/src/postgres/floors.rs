@@ -7,9 +7,9 @@
 //! lookup per audience), sent together with the read of the batch's stored keys, so that it
 //! adds no round trip. A cache kept per instance would need a read to be validated anyway.
 //!
-//! **No race with a snapshot.** The snapshot locks `events` (and then `desired`) in `SHARE ROW
-//! EXCLUSIVE` mode before it diffs; accept inserts its events (`ROW EXCLUSIVE` on `events`)
-//! before it reads the floors. So either the batch's events are in first and the snapshot,
+//! **No race with a snapshot.** The snapshot locks `events` (then the other tables it writes)
+//! in `EXCLUSIVE` mode before it diffs; accept inserts its events (`ROW EXCLUSIVE` on
+//! `events`) before it reads the floors. So either the batch's events are in first and the snapshot,
 //! waiting for their commit, sees their changes and replaces them, or the batch waits for
 //! the snapshot's commit and then reads its floor (each statement of a `READ COMMITTED`
 //! transaction sees what was committed before it began).

@@ -1,12 +1,12 @@
 //! Applying a full audience snapshot (`crate::snapshot`) in PostgreSQL: one transaction. The
 //! rows are staged in a temporary table (dropped at its end) in batches through `UNNEST`, the
-//! first row of an identity counting; then `events` and `desired` are locked against writers
-//! (`SHARE ROW EXCLUSIVE`: readers go on, other instances' accepts and outcomes wait for the
-//! commit, so that the diff and what it writes see one state, and a batch accepted after it
-//! sees its floor), the diff is computed in SQL into a second
-//! temporary table (its serial is the change's part), the policy decides, and the changes are
-//! written as the changes of one new event with the audience's snapshot floor raised
-//! (`floors`), or the transaction is rolled back. A dry run takes no lock.
+//! first row of an identity counting; then every table the apply writes is locked against
+//! writers and row lockers (`EXCLUSIVE`, see [`APPLY_LOCK`]: plain readers go on, other
+//! instances' accepts, outcomes and holds wait for the commit, so that the diff and what it
+//! writes see one state, and a batch accepted after it sees its floor), the diff is computed
+//! in SQL into a second temporary table (its serial is the change's part), the policy decides,
+//! and the changes are written as the changes of one new event with the audience's snapshot
+//! floor raised (`floors`), or the transaction is rolled back. A dry run takes no lock.
 
 use std::collections::HashSet;
 
@@ -95,7 +95,7 @@ impl PostgresStore {
         .map_err(pg(OP))?;
         if !spec.policy.dry_run {
             // `events` first, as accept inserts its events before it reads the floors and
-            // writes `desired`: a batch either commits before the diff or waits for the
+            // writes the rest: a batch either commits before the diff or waits for the
             // snapshot and then sees its floor (see `floors`).
             lock_for_apply(&tx).await?;
         }
@@ -115,9 +115,21 @@ impl PostgresStore {
     }
 }
 
-/// Takes the write locks of the apply. Waiting for `desired` while holding `events`, the
-/// snapshot can be chosen as a deadlock's victim (seen once under a loaded CI run); the staged
-/// rows are kept: the lock alone is taken again, under a savepoint, a few times.
+/// The apply's table locks: every table it writes, taken at once before the diff.
+///
+/// `EXCLUSIVE` rather than `SHARE ROW EXCLUSIVE`: the weaker mode let another transaction lock
+/// rows with `SELECT ... FOR UPDATE` (outcomes lock their keys' desired rows so, and a hold's
+/// discard its event rows) and then wait for the table to write them, while the snapshot
+/// waited for those rows: a deadlock after the lock, which the snapshot could lose (a 500 on
+/// its request, seen once in CI). Once these are held, no other transaction holds or can take
+/// a row lock in a table the apply writes, so nothing after the lock waits on anyone.
+const APPLY_LOCK: &str = "LOCK TABLE events, desired, event_audiences, removal_guard, \
+                          snapshot_floors, audience_counts IN EXCLUSIVE MODE";
+
+/// Takes the write locks of the apply ([`APPLY_LOCK`]). Waiting for one table while holding
+/// another, the snapshot can be chosen as a deadlock's victim (seen once under a loaded CI
+/// run); the staged rows are kept: the locks alone are taken again, under a savepoint (which
+/// gives back those it got), a few times.
 async fn lock_for_apply(tx: &Transaction<'_>) -> Result<(), StoreError> {
     const TRIES: u32 = 5;
     let mut attempt = 0;
@@ -126,10 +138,7 @@ async fn lock_for_apply(tx: &Transaction<'_>) -> Result<(), StoreError> {
         tx.batch_execute("SAVEPOINT snapshot_lock")
             .await
             .map_err(pg(OP))?;
-        match tx
-            .batch_execute("LOCK TABLE events, desired IN SHARE ROW EXCLUSIVE MODE")
-            .await
-        {
+        match tx.batch_execute(APPLY_LOCK).await {
             Ok(()) => {
                 return tx
                     .batch_execute("RELEASE SAVEPOINT snapshot_lock")
