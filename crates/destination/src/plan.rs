@@ -275,7 +275,7 @@ impl Planner {
     /// shapes, else parsed and prepared as [`Planner::prepare`] does. The same result either
     /// way; `Err` when the text is not JSON.
     pub fn prepare_text(&self, text: &str, seq: u64) -> Result<Prepared, String> {
-        match fast::read_text(self, text, seq) {
+        match fast::read_text(self, text, seq, &mut fast::ContextMemo::default()) {
             fast::ReadText::Fast { prepared, .. } => Ok(prepared),
             fast::ReadText::General(value) => Ok(self.prepare(value, seq)),
             fast::ReadText::Malformed(reason) => Err(reason),
@@ -286,20 +286,19 @@ impl Planner {
     /// them parsed; each text is read as [`Planner::prepare_text`] reads it, and one that is
     /// not JSON is rejected with the parser's message.
     pub fn plan_texts(&self, texts: &[&str]) -> Plan {
-        let inputs =
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, text)| match fast::read_text(self, text, i as u64) {
-                    fast::ReadText::Fast {
-                        message_id,
-                        prepared,
-                    } => (message_id, Pending::Ready(prepared)),
-                    fast::ReadText::General(value) => {
-                        (message_id_of(&value).map(Cow::Owned), Pending::Event(value))
-                    }
-                    fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
-                });
+        let mut memo = fast::ContextMemo::default();
+        let inputs = texts.iter().enumerate().map(|(i, text)| {
+            match fast::read_text(self, text, i as u64, &mut memo) {
+                fast::ReadText::Fast {
+                    message_id,
+                    prepared,
+                } => (message_id, Pending::Ready(prepared)),
+                fast::ReadText::General(value) => {
+                    (message_id_of(&value).map(Cow::Owned), Pending::Event(value))
+                }
+                fast::ReadText::Malformed(reason) => (None, Pending::Refused(reason)),
+            }
+        });
         self.plan_each(texts.len(), inputs)
     }
 

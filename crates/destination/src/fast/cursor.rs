@@ -121,6 +121,22 @@ impl<'a> Cursor<'a> {
         (self.peek()? == want).then(|| self.i += 1)
     }
 
+    /// Past `text`, if the text at the cursor starts with it (no whitespace skipped first).
+    /// The caller knows what `text` is: a whole value read before, say (an object or `null`
+    /// text that starts the rest is that value, as an object ends at its closing brace).
+    #[inline]
+    pub fn eat_text(&mut self, text: &str) -> bool {
+        let hit = self
+            .text
+            .as_bytes()
+            .get(self.i..)
+            .is_some_and(|rest| rest.starts_with(text.as_bytes()));
+        if hit {
+            self.i += text.len();
+        }
+        hit
+    }
+
     /// Nothing but whitespace left: the end of a whole text.
     pub fn end(&mut self) -> Option<()> {
         self.peek().is_none().then_some(())

@@ -21,5 +21,5 @@ mod text;
 mod value;
 
 pub use cursor::Cursor;
-pub(crate) use text::{ReadText, read_text};
+pub(crate) use text::{ContextMemo, ReadText, read_text};
 pub(crate) use value::{default_payload, member};

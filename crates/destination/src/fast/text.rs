@@ -117,24 +117,37 @@ impl<'a> Read<'a> for Members<'a> {
 /// the last of a repeated member winning; other members are skipped, checked as they are. Only
 /// an object is read: anything else in its place gives up.
 macro_rules! view {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty = $key:literal,)* }) => {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty = $key:literal,)* }
+     $(also { $($(#[$xdoc:meta])* $xfield:ident: $xty:ty,)* })?) => {
         $(#[$doc])*
         #[derive(Debug, Default)]
         struct $name<'a> {
             $($field: Option<$ty>,)*
+            $($($(#[$xdoc])* $xfield: $xty,)*)?
             _text: std::marker::PhantomData<&'a str>,
         }
 
         impl<'a> $name<'a> {
             /// Fills `out`, which is empty, from the object at the cursor.
+            #[allow(dead_code)]
             fn fill(c: &mut Cursor<'a>, out: &mut Self) -> Option<()> {
                 c.object(|c, key| {
-                    match key.as_ref() {
-                        $($key => Read::nullable_into(c, &mut out.$field)?,)*
-                        _ => c.skip()?,
+                    if !Self::member(c, out, &key)? {
+                        c.skip()?;
                     }
                     Some(())
                 })
+            }
+
+            /// Reads the value at the cursor into `out` if `key` is one of the view's members
+            /// (`Some(true)`); `Some(false)`, with nothing read, if it is not.
+            #[inline]
+            fn member(c: &mut Cursor<'a>, out: &mut Self, key: &str) -> Option<bool> {
+                match key {
+                    $($key => Read::nullable_into(c, &mut out.$field)?,)*
+                    _ => return Some(false),
+                }
+                Some(true)
             }
         }
 
@@ -187,12 +200,31 @@ view! {
         event: Text<'a> = "event",
         traits: Members<'a> = "traits",
         properties: Members<'a> = "properties",
-        context: Context<'a> = "context",
         timestamp: Text<'a> = "timestamp",
         original_timestamp: Text<'a> = "originalTimestamp",
         sent_at: Text<'a> = "sentAt",
         received_at: Text<'a> = "receivedAt",
     }
+    also {
+        /// `context`, read from this event's text (see [`TextEvent::read_context`]).
+        context: Option<Context<'a>>,
+        /// The text `context` was read from, to be remembered for the next event.
+        context_text: Option<&'a str>,
+        /// `context` is the [`ContextMemo`]'s: its text is the one remembered.
+        context_remembered: bool,
+    }
+}
+
+/// The last `context` read in a batch of texts: its text and its view. The events of one
+/// audience in a batch (as Engage sends them, and as the comparison's batches are) carry
+/// byte-identical contexts: the personas of the audience, the library. An event whose
+/// `context` text is the same takes the remembered view instead of reading it again. The same
+/// bytes read at the same depth are the same value, and an object (or `null`) that starts the
+/// rest of the text is that value whole, as an object ends at its closing brace.
+#[derive(Default)]
+pub(crate) struct ContextMemo<'a> {
+    text: &'a str,
+    view: Option<Context<'a>>,
 }
 
 /// A string field as the action reads it when no coercion is needed: `None` when empty.
@@ -237,8 +269,33 @@ impl<'a> TextEvent<'a> {
         }
     }
 
+    /// `context`: the remembered one when its text is the same, else read (and its text kept).
+    fn read_context(&mut self, c: &mut Cursor<'a>, memo: &ContextMemo<'a>) -> Option<()> {
+        c.peek()?;
+        if !memo.text.is_empty() && c.eat_text(memo.text) {
+            self.context = None;
+            self.context_text = None;
+            self.context_remembered = true;
+            return Some(());
+        }
+        let start = c.offset();
+        Read::nullable_into(c, &mut self.context)?;
+        self.context_text = c.since(start);
+        self.context_remembered = false;
+        Some(())
+    }
+
+    /// The event's `context`: its own, or the remembered one.
+    fn context<'m>(&'m self, memo: &'m ContextMemo<'a>) -> Option<&'m Context<'a>> {
+        if self.context_remembered {
+            memo.view.as_ref()
+        } else {
+            self.context.as_ref()
+        }
+    }
+
     /// What the general path makes of this event, or `None` when it has to decide.
-    fn prepare(&self, planner: &Planner, seq: u64) -> Option<Prepared> {
+    fn prepare(&self, planner: &Planner, seq: u64, memo: &ContextMemo<'a>) -> Option<Prepared> {
         let event_type = EventType::parse(
             self.event_type
                 .as_ref()
@@ -253,7 +310,7 @@ impl<'a> TextEvent<'a> {
             )));
         }
         let time_ms = self.time_ms().ok()?;
-        let context = self.context.as_ref();
+        let context = self.context(memo);
         let personas = context.and_then(|c| c.personas.as_ref());
         let context_traits = context.and_then(|c| c.traits.as_ref());
         let (traits, properties) = (self.traits.as_ref(), self.properties.as_ref());
@@ -314,10 +371,18 @@ impl<'a> TextEvent<'a> {
 impl<'a> TextEvent<'a> {
     /// The event's whole text read into the view: `None` when it is not JSON, or when the view
     /// gives up on it.
-    fn whole(text: &'a str) -> Option<Self> {
+    fn whole(text: &'a str, memo: &ContextMemo<'a>) -> Option<Self> {
         let mut c = Cursor::new(text);
         let mut event = Self::default();
-        Self::fill(&mut c, &mut event)?;
+        c.object(|c, key| {
+            if key == "context" {
+                event.read_context(c, memo)
+            } else if Self::member(c, &mut event, &key)? {
+                Some(())
+            } else {
+                c.skip()
+            }
+        })?;
         c.end()?;
         Some(event)
     }
@@ -337,11 +402,22 @@ pub(crate) enum ReadText<'a> {
 }
 
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
-/// is of the common shapes, else parsed into JSON for the general path.
-pub(crate) fn read_text<'a>(planner: &Planner, text: &'a str, seq: u64) -> ReadText<'a> {
+/// is of the common shapes, else parsed into JSON for the general path. `memo` carries the
+/// last `context` read from one text of a batch to the next.
+pub(crate) fn read_text<'a>(
+    planner: &Planner,
+    text: &'a str,
+    seq: u64,
+    memo: &mut ContextMemo<'a>,
+) -> ReadText<'a> {
     if planner.mapping.is_default() {
-        if let Some(mut event) = TextEvent::whole(text) {
-            if let Some(prepared) = event.prepare(planner, seq) {
+        if let Some(mut event) = TextEvent::whole(text, memo) {
+            let prepared = event.prepare(planner, seq, memo);
+            if let Some(text) = event.context_text.take() {
+                memo.text = text;
+                memo.view = event.context.take();
+            }
+            if let Some(prepared) = prepared {
                 return ReadText::Fast {
                     message_id: event.take_message_id(),
                     prepared,
@@ -352,5 +428,37 @@ pub(crate) fn read_text<'a>(planner: &Planner, text: &'a str, seq: u64) -> ReadT
     match serde_json::from_str::<Value>(text) {
         Ok(value) => ReadText::General(value),
         Err(e) => ReadText::Malformed(format!("malformed JSON: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The second of two events with the same context text takes the remembered view; an
+    /// event whose context differs reads its own, which is then remembered.
+    #[test]
+    fn a_context_seen_just_before_is_not_read_again() {
+        let a = r#"{"personas":{"computation_key":"vip"},"library":{"name":"x"}}"#;
+        let b = r#"{"personas":{"computation_key":"vip"},"library":{"name":"y"}}"#;
+        let event = |ctx: &str| format!(r#"{{"type":"identify","context":{ctx}}}"#);
+        let (first, second, third) = (event(a), event(a), event(b));
+        let mut memo = ContextMemo::default();
+        let e = TextEvent::whole(&first, &memo).expect("read");
+        assert!(!e.context_remembered);
+        assert_eq!(e.context_text, Some(a));
+        memo.text = a;
+        memo.view = e.context;
+        let e = TextEvent::whole(&second, &memo).expect("read");
+        assert!(e.context_remembered);
+        assert!(e.context.is_none() && e.context_text.is_none());
+        let key = e.context(&memo).and_then(|c| c.personas.as_ref());
+        assert_eq!(
+            key.and_then(|p| p.computation_key.as_ref()),
+            Some(&Text("vip".into()))
+        );
+        let e = TextEvent::whole(&third, &memo).expect("read");
+        assert!(!e.context_remembered);
+        assert_eq!(e.context_text, Some(b));
     }
 }
