@@ -246,7 +246,9 @@ impl Packer {
         let max_bytes = self.limits.max_bytes;
         let mut current: Option<PlannedRequest> = None;
         let mut row = Vec::with_capacity(256);
+        let mut left = rows.len();
         for (src, c) in rows {
+            left -= 1;
             write_row(&mut row, c, self.project_type);
             if overhead + row.len() > max_bytes {
                 self.oversized.push(Oversized {
@@ -267,12 +269,18 @@ impl Packer {
                 if let Some(done) = current.take() {
                     self.finish(done, &tail);
                 }
+                // Room for this row and the rest of the group, if they are as long as it
+                // (within the limits): the body then seldom grows by copying itself.
+                let rows = (left + 1).min(self.limits.max_rows);
+                let room = (overhead + rows * (row.len() + 1)).min(max_bytes);
+                let mut body = Vec::with_capacity(room);
+                body.extend_from_slice(&head);
                 current = Some(PlannedRequest {
                     op,
                     list: list.clone(),
                     audience_key: c.audience_key.clone(),
-                    body: head.clone(),
-                    rows: Vec::new(),
+                    body,
+                    rows: Vec::with_capacity(rows),
                 });
             }
             if let Some(r) = current.as_mut() {
