@@ -282,6 +282,24 @@ impl Planner {
         }
     }
 
+    /// Prepares the events of one batch from their JSON texts, in order, each as
+    /// [`Planner::prepare_text`] prepares it; a `context` text that repeats the previous
+    /// event's is read once (the events of one audience in a batch carry the same).
+    pub fn prepare_texts<'t>(
+        &self,
+        texts: impl IntoIterator<Item = &'t str>,
+    ) -> Vec<Result<Prepared, String>> {
+        let mut memo = fast::ContextMemo::default();
+        texts
+            .into_iter()
+            .map(|text| match fast::read_text(self, text, 0, &mut memo) {
+                fast::ReadText::Fast { prepared, .. } => Ok(prepared),
+                fast::ReadText::General(value) => Ok(self.prepare(value, 0)),
+                fast::ReadText::Malformed(reason) => Err(reason),
+            })
+            .collect()
+    }
+
     /// Plans a batch of events given as JSON texts, one per event, as [`Planner::plan`] plans
     /// them parsed; each text is read as [`Planner::prepare_text`] reads it, and one that is
     /// not JSON is rejected with the parser's message.

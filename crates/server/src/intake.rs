@@ -17,16 +17,57 @@ pub struct Intake<'a> {
 }
 
 impl Intake<'_> {
-    /// One store row per item. `fallback_id` names items that carried no usable messageId
-    /// (invalid ones), so they are still logged and can be found.
-    pub fn to_new_event(&self, item: Item, received_ms: i64, fallback_id: &str) -> NewEvent {
+    /// One store row per item, in order. `fallback_id` names items that carried no usable
+    /// messageId (invalid ones), so they are still logged and can be found. The events given
+    /// as text are read as one batch ([`Planner::prepare_texts`]).
+    pub fn to_new_events(
+        &self,
+        items: Vec<Item>,
+        received_ms: i64,
+        fallback_id: &str,
+    ) -> Vec<NewEvent> {
+        let texts = items.iter().filter_map(|item| match item {
+            Item::Event {
+                event: EventBody::Text(text),
+                ..
+            } => Some(text.as_str()),
+            _ => None,
+        });
+        let mut from_texts = self.planner.prepare_texts(texts).into_iter();
+        items
+            .into_iter()
+            .map(|item| {
+                let prepared = match &item {
+                    Item::Event {
+                        event: EventBody::Text(_),
+                        ..
+                    } => from_texts.next(),
+                    _ => None,
+                };
+                self.to_new_event(item, prepared, received_ms, fallback_id)
+            })
+            .collect()
+    }
+
+    /// One store row for an item; `from_text` is what the planner made of its text, if it
+    /// came as text.
+    fn to_new_event(
+        &self,
+        item: Item,
+        from_text: Option<Result<Prepared, String>>,
+        received_ms: i64,
+        fallback_id: &str,
+    ) -> NewEvent {
         let mut ignored_settings = Vec::new();
         let (message_id, content) = match item {
             Item::Event { message_id, event } => {
-                let prepared = match event {
-                    EventBody::Json(event) => self.planner.prepare(event, 0),
+                let prepared = match (event, from_text) {
+                    (EventBody::Json(event), _) => self.planner.prepare(event, 0),
                     // Checked JSON already; the reason is only there to lose nothing.
-                    EventBody::Text(text) => self
+                    (EventBody::Text(_), Some(from_text)) => {
+                        from_text.unwrap_or_else(Prepared::Rejected)
+                    }
+                    (EventBody::Text(text), None) => self
                         .planner
                         .prepare_text(&text, 0)
                         .unwrap_or_else(Prepared::Rejected),

@@ -14,7 +14,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HeaderName,
 use sync::{EventContent, NewEvent, Receipt};
 
 use crate::app::{AppState, DestinationRuntime};
-use crate::ingest::{self, CallKind, IngestError, Item, Parsed};
+use crate::ingest::{self, CallKind, IngestError, Parsed};
 use crate::intake::Intake;
 
 use super::params::last_segment;
@@ -194,11 +194,7 @@ async fn store_items(state: &AppState, dest: &DestinationRuntime, parsed: Parsed
         config: &dest.config,
         planner: &dest.planner,
     };
-    let events: Vec<NewEvent> = parsed
-        .items
-        .into_iter()
-        .map(|item: Item| intake.to_new_event(item, now, &fallback))
-        .collect();
+    let events: Vec<NewEvent> = intake.to_new_events(parsed.items, now, &fallback);
     if events.is_empty() {
         return reply(200, "application/json", ingest::success_body());
     }
