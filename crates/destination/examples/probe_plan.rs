@@ -34,11 +34,18 @@ fn main() {
         let (a, id) = &auds[i % 20];
         by[i % 20].push(engage_event(i, a, i / 20, *id).to_string());
     }
+    let mixed = std::env::args().nth(2).is_some();
+    if mixed {
+        // Part (a)/(c)'s shape: batches of 500 with the 20 audiences interleaved.
+        let all: Vec<String> = (0..n).map(|i| { let (a, id) = &auds[i % 20]; engage_event(i, a, i / 20, *id).to_string() }).collect();
+        by = all.chunks(500).map(|c| c.to_vec()).collect();
+    }
     let planner = Planner::new(ProjectType::Hybrid, ActionMapping::new(None).unwrap());
     let mut total = 0usize;
     let t = std::time::Instant::now();
     for a in &by {
         for chunk in a.chunks(1000) {
+            let _ = mixed;
             let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let plan = planner.plan_texts(&texts);
             for r in &plan.requests {

@@ -235,16 +235,19 @@ proptest! {
 
     #[test]
     fn texts_plan_as_parsed_events_do(
-        mut events in proptest::collection::vec((event(), 0u8..10, any::<bool>()), 1..40),
+        mut events in proptest::collection::vec(
+            (event(), 0u8..10, proptest::option::of(0usize..4)),
+            1..40,
+        ),
         user_id_project in any::<bool>(),
     ) {
         let project_type = if user_id_project { ProjectType::UserId } else { ProjectType::Hybrid };
         let (fast, general) = planners(project_type);
-        // Half the events carry the previous event's context, as the events of one audience
-        // in a batch do (the planner remembers the last context text it read).
+        // Half the events carry the context of one of the four events before them, as the
+        // events of a few audiences in a batch do (the planner remembers the contexts it read).
         for i in 1..events.len() {
-            if events[i].2 {
-                let previous = events[i - 1].0.get("context").cloned();
+            if let Some(back) = events[i].2.filter(|back| *back < i) {
+                let previous = events[i - 1 - back].0.get("context").cloned();
                 if let (Some(ctx), Some(e)) = (previous, events[i].0.as_object_mut()) {
                     e.insert("context".into(), ctx);
                 }

@@ -210,21 +210,62 @@ view! {
         context: Option<Context<'a>>,
         /// The text `context` was read from, to be remembered for the next event.
         context_text: Option<&'a str>,
-        /// `context` is the [`ContextMemo`]'s: its text is the one remembered.
-        context_remembered: bool,
+        /// `context` is the one the [`ContextMemo`] keeps in this slot.
+        context_remembered: Option<usize>,
     }
 }
 
-/// The last `context` read in a batch of texts: its text and its view. The events of one
-/// audience in a batch (as Engage sends them, and as the comparison's batches are) carry
-/// byte-identical contexts: the personas of the audience, the library. An event whose
-/// `context` text is the same takes the remembered view instead of reading it again. The same
-/// bytes read at the same depth are the same value, and an object (or `null`) that starts the
-/// rest of the text is that value whole, as an object ends at its closing brace.
+/// The last contexts read in a batch of texts: each one's text and view. The events of one
+/// audience carry byte-identical contexts (the personas of the audience, the library), and a
+/// batch holds a few audiences' events, interleaved or in runs. An event whose `context` text
+/// is one of these takes its view instead of reading it again. The same bytes read at the same
+/// depth are the same value, and an object (or `null`) that starts the rest of the text is
+/// that value whole, as an object ends at its closing brace.
+///
+/// A lookup compares the text with each kept one (a mismatch mostly ends within a few bytes);
+/// a batch whose lookups mostly miss stops looking after [`MEMO_TRIAL`] of them.
 #[derive(Default)]
 pub(crate) struct ContextMemo<'a> {
-    text: &'a str,
-    view: Option<Context<'a>>,
+    slots: Vec<(&'a str, Option<Context<'a>>)>,
+    /// The slot to replace next once all are taken (the oldest).
+    next: usize,
+    hits: usize,
+    misses: usize,
+}
+
+/// Contexts kept at once: more than the audiences a batch usually mixes.
+const MEMO_SLOTS: usize = 32;
+/// Lookups after which a batch that missed more than it hit stops looking.
+const MEMO_TRIAL: usize = 2 * MEMO_SLOTS;
+
+impl<'a> ContextMemo<'a> {
+    /// The slot whose text is at the cursor, the cursor moved past it.
+    fn find(&mut self, c: &mut Cursor<'a>) -> Option<usize> {
+        if self.slots.is_empty()
+            || (self.hits + self.misses >= MEMO_TRIAL && self.misses > self.hits)
+        {
+            return None;
+        }
+        let found = self.slots.iter().position(|(text, _)| c.eat_text(text));
+        match found {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        found
+    }
+
+    /// Keeps a context read from `text`, in place of the oldest when all slots are taken.
+    fn keep(&mut self, text: &'a str, view: Option<Context<'a>>) {
+        if text.is_empty() {
+            return;
+        }
+        if self.slots.len() < MEMO_SLOTS {
+            self.slots.push((text, view));
+        } else if let Some(slot) = self.slots.get_mut(self.next) {
+            *slot = (text, view);
+            self.next = (self.next + 1) % MEMO_SLOTS;
+        }
+    }
 }
 
 /// A string field as the action reads it when no coercion is needed: `None` when empty.
@@ -269,28 +310,27 @@ impl<'a> TextEvent<'a> {
         }
     }
 
-    /// `context`: the remembered one when its text is the same, else read (and its text kept).
-    fn read_context(&mut self, c: &mut Cursor<'a>, memo: &ContextMemo<'a>) -> Option<()> {
+    /// `context`: a remembered one when its text is the same, else read (and its text kept).
+    fn read_context(&mut self, c: &mut Cursor<'a>, memo: &mut ContextMemo<'a>) -> Option<()> {
         c.peek()?;
-        if !memo.text.is_empty() && c.eat_text(memo.text) {
+        if let Some(slot) = memo.find(c) {
             self.context = None;
             self.context_text = None;
-            self.context_remembered = true;
+            self.context_remembered = Some(slot);
             return Some(());
         }
         let start = c.offset();
         Read::nullable_into(c, &mut self.context)?;
         self.context_text = c.since(start);
-        self.context_remembered = false;
+        self.context_remembered = None;
         Some(())
     }
 
     /// The event's `context`: its own, or the remembered one.
     fn context<'m>(&'m self, memo: &'m ContextMemo<'a>) -> Option<&'m Context<'a>> {
-        if self.context_remembered {
-            memo.view.as_ref()
-        } else {
-            self.context.as_ref()
+        match self.context_remembered {
+            Some(slot) => memo.slots.get(slot).and_then(|(_, view)| view.as_ref()),
+            None => self.context.as_ref(),
         }
     }
 
@@ -371,7 +411,7 @@ impl<'a> TextEvent<'a> {
 impl<'a> TextEvent<'a> {
     /// The event's whole text read into the view: `None` when it is not JSON, or when the view
     /// gives up on it.
-    fn whole(text: &'a str, memo: &ContextMemo<'a>) -> Option<Self> {
+    fn whole(text: &'a str, memo: &mut ContextMemo<'a>) -> Option<Self> {
         let mut c = Cursor::new(text);
         let mut event = Self::default();
         c.object(|c, key| {
@@ -414,8 +454,7 @@ pub(crate) fn read_text<'a>(
         if let Some(mut event) = TextEvent::whole(text, memo) {
             let prepared = event.prepare(planner, seq, memo);
             if let Some(text) = event.context_text.take() {
-                memo.text = text;
-                memo.view = event.context.take();
+                memo.keep(text, event.context.take());
             }
             if let Some(prepared) = prepared {
                 return ReadText::Fast {
@@ -435,30 +474,63 @@ pub(crate) fn read_text<'a>(
 mod tests {
     use super::*;
 
-    /// The second of two events with the same context text takes the remembered view; an
-    /// event whose context differs reads its own, which is then remembered.
+    /// An event whose context text is one read before in the batch takes the remembered view;
+    /// an event whose context differs reads its own, which is then remembered too.
     #[test]
-    fn a_context_seen_just_before_is_not_read_again() {
+    fn a_context_seen_before_is_not_read_again() {
         let a = r#"{"personas":{"computation_key":"vip"},"library":{"name":"x"}}"#;
         let b = r#"{"personas":{"computation_key":"vip"},"library":{"name":"y"}}"#;
         let event = |ctx: &str| format!(r#"{{"type":"identify","context":{ctx}}}"#);
-        let (first, second, third) = (event(a), event(a), event(b));
+        let texts = [
+            event(a),
+            event(b),
+            event(a),
+            event(b),
+            event(&format!("{a} ")),
+        ];
         let mut memo = ContextMemo::default();
-        let e = TextEvent::whole(&first, &memo).expect("read");
-        assert!(!e.context_remembered);
-        assert_eq!(e.context_text, Some(a));
-        memo.text = a;
-        memo.view = e.context;
-        let e = TextEvent::whole(&second, &memo).expect("read");
-        assert!(e.context_remembered);
-        assert!(e.context.is_none() && e.context_text.is_none());
-        let key = e.context(&memo).and_then(|c| c.personas.as_ref());
+        let mut seen = Vec::new();
+        for text in &texts {
+            let mut e = TextEvent::whole(text, &mut memo).expect("read");
+            let key = e
+                .context(&memo)
+                .and_then(|c| c.personas.as_ref())
+                .and_then(|p| p.computation_key.as_ref())
+                .map(|k| k.0.to_string());
+            seen.push((e.context_remembered, e.context_text, key));
+            if let Some(text) = e.context_text.take() {
+                memo.keep(text, e.context.take());
+            }
+        }
+        let vip = Some("vip".to_string());
         assert_eq!(
-            key.and_then(|p| p.computation_key.as_ref()),
-            Some(&Text("vip".into()))
+            seen,
+            [
+                (None, Some(a), vip.clone()),
+                (None, Some(b), vip.clone()),
+                (Some(0), None, vip.clone()),
+                (Some(1), None, vip.clone()),
+                (Some(0), None, vip.clone()),
+            ]
         );
-        let e = TextEvent::whole(&third, &memo).expect("read");
-        assert!(!e.context_remembered);
-        assert_eq!(e.context_text, Some(b));
+    }
+
+    /// A batch whose contexts all differ stops looking them up after a trial, and keeps
+    /// at most [`MEMO_SLOTS`] of them.
+    #[test]
+    fn a_batch_of_distinct_contexts_stops_looking() {
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!(r#"{{"type":"identify","context":{{"ip":"10.0.0.{i}"}}}}"#))
+            .collect();
+        let mut memo = ContextMemo::default();
+        for text in &texts {
+            let mut e = TextEvent::whole(text, &mut memo).expect("read");
+            assert_eq!(e.context_remembered, None);
+            if let Some(text) = e.context_text.take() {
+                memo.keep(text, e.context.take());
+            }
+        }
+        assert_eq!(memo.slots.len(), MEMO_SLOTS);
+        assert_eq!((memo.hits, memo.misses), (0, MEMO_TRIAL));
     }
 }
