@@ -651,25 +651,12 @@ async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
         }
     });
     // Until the snapshot, holding `events`, waits for `desired`.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = other
-            .query_one(
-                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'desired'::regclass",
-                &[],
-            )
-            .await
-            .expect("pg_locks")
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the snapshot never waited for desired"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_a_lock_is_awaited(
+        &other,
+        "AND relation = 'desired'::regclass",
+        "the snapshot never waited for desired",
+    )
+    .await;
     other
         .batch_execute("LOCK TABLE events IN ROW EXCLUSIVE MODE; COMMIT")
         .await
@@ -754,22 +741,12 @@ async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies
         let store = store.clone();
         async move { snap(&store, 2_000, "s2", "email\nb@x.co\nc@x.co\n").await }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = other
-            .query_one("SELECT COUNT(*) FROM pg_locks WHERE NOT granted", &[])
-            .await
-            .expect("pg_locks")
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the snapshot never waited for the other session"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_a_lock_is_awaited(
+        &other,
+        "",
+        "the snapshot never waited for the other session",
+    )
+    .await;
     other
         .execute(
             &format!("UPDATE desired SET tries = tries + 1 WHERE {row}"),
@@ -793,4 +770,25 @@ async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies
         state, "pending",
         "the snapshot's removal is what a@x.co waits for"
     );
+}
+
+/// Waits (up to 30 s) until some session waits for a lock, among those `filter` (SQL after
+/// `WHERE NOT granted`) keeps; panics with `never` after that.
+async fn until_a_lock_is_awaited(client: &tokio_postgres::Client, filter: &str, never: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM pg_locks WHERE NOT granted {filter}"),
+                &[],
+            )
+            .await
+            .expect("pg_locks")
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{never}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
