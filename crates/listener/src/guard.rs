@@ -5,7 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -67,17 +67,37 @@ impl Tracker {
     pub async fn changed(&self) {
         self.changed.notified().await;
     }
+
+    /// The server closed its side; true when the connection is to linger
+    /// ([`Track::on_close`]).
+    fn on_close(&self, now: Instant) -> bool {
+        let linger = self.lock().on_close(now);
+        if linger {
+            self.changed.notify_one();
+        }
+        linger
+    }
 }
 
-/// A connection's socket, reporting its reads and blocked writes.
+/// A connection's socket, reporting its reads and blocked writes; its shutdown lingers when a
+/// request body was left unread ([`Track::on_close`]).
 pub(crate) struct GuardedIo<IO> {
     inner: IO,
     tracker: Arc<Tracker>,
+    /// The server's side is shut down, and what the client still sends is dropped.
+    lingering: bool,
 }
+
+/// Reads dropped per poll while lingering, before yielding to other tasks.
+const DISCARD_READS: usize = 16;
 
 impl<IO> GuardedIo<IO> {
     pub fn new(inner: IO, tracker: Arc<Tracker>) -> Self {
-        Self { inner, tracker }
+        Self {
+            inner,
+            tracker,
+            lingering: false,
+        }
     }
 
     fn wrote<T>(&self, r: &Poll<io::Result<T>>) {
@@ -102,7 +122,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for GuardedIo<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for GuardedIo<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -133,8 +153,37 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for GuardedIo<IO> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
+    /// Shuts the server's side down (the client reads the end of the answer), then, when the
+    /// request's body was left unread, reads and drops what the client still sends until it
+    /// closes its side (or the connection's supervisor gives up, see [`Track::deadline`]):
+    /// closing a socket with unread bytes would reset the connection under a client still
+    /// sending, before it read the answer.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.lingering {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            if !this.tracker.on_close(Instant::now()) {
+                return Poll::Ready(Ok(()));
+            }
+            this.lingering = true;
+        }
+        let mut scratch = [0u8; 8192];
+        for _ in 0..DISCARD_READS {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => {
+                    let now = Instant::now();
+                    this.tracker.update(|t| {
+                        t.on_discarded(now);
+                        false
+                    });
+                }
+                // The client closed its side (or reset the connection): nothing is lost now.
+                Ok(()) | Err(_) => return Poll::Ready(Ok(())),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

@@ -15,6 +15,10 @@ use std::time::Duration;
 /// - leaves a response unread (no byte written) for `write_timeout`.
 ///
 /// While a handler works on a request (storing it, say), no timeout applies.
+///
+/// A connection closed after an answer that left the request's body unread (refused by its
+/// declared size, say) lingers: what the client still sends is read and dropped until it
+/// closes its side, for at most [`LINGER_TIMEOUT`] without a byte and [`LINGER_TIME`] in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time to send a full request header. Default 10 s.
@@ -31,6 +35,17 @@ pub struct Limits {
     /// ([`default_max_connections`]).
     pub max_connections: Option<usize>,
 }
+
+/// The longest a lingering connection waits for the client's next bytes (or its close).
+///
+/// Closing a socket with unread bytes resets the connection, and a client still sending its
+/// body then fails on its next write, before it reads the answer that says why (HTTP clients
+/// report a broken pipe, not the `400`). So the answer is followed by the server's half of the
+/// close, and the rest of the body is read and dropped until the client closes its half.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a connection lingers in all, however steadily the client keeps sending.
+pub const LINGER_TIME: Duration = Duration::from_secs(30);
 
 impl Default for Limits {
     fn default() -> Self {

@@ -358,7 +358,13 @@ async fn run_connection<IO, H, Fut, B, E>(
 {
     let t = tracker.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        t.lock().on_request();
+        {
+            let mut track = t.lock();
+            track.on_request();
+            if !req.body().is_end_stream() {
+                track.on_request_body();
+            }
+        }
         let t = t.clone();
         let fut = handler(req.map(|b| Body::new(b, t.clone())));
         async move {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::limits::Limits;
+use crate::limits::{LINGER_TIME, LINGER_TIMEOUT, Limits};
 
 /// Where a connection is in its request cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,11 @@ pub(crate) enum Phase {
         bytes: u64,
         waiting: Option<Instant>,
     },
+    /// Answered and closed on the server's side (since `since`), the request's body left
+    /// unread: what the client still sends is read and dropped until it closes its side, so
+    /// that it is not reset while sending (and loses the answer); the last bytes came at
+    /// `last`.
+    Lingering { since: Instant, last: Instant },
 }
 
 /// How readily a connection is closed to make room for a new one: the lowest first, then the
@@ -33,7 +38,7 @@ pub(crate) enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Evictable {
     /// Waiting for its first request, or stalled inside a header: it has sent nothing useful
-    /// yet, and nothing of a request is lost.
+    /// yet, and nothing of a request is lost. Or answered and lingering: nothing is lost either.
     Unproven(Instant),
     /// Kept alive after a response, waiting for the next request: its client reconnects.
     KeptAlive(Instant),
@@ -50,6 +55,8 @@ pub(crate) struct Track {
     write_blocked: Option<Instant>,
     /// Closed to make room for another connection.
     evicted: bool,
+    /// The current request has a body that has not been read to its end.
+    body_left: bool,
 }
 
 impl Track {
@@ -62,6 +69,7 @@ impl Track {
             },
             write_blocked: None,
             evicted: false,
+            body_left: false,
         }
     }
 
@@ -85,6 +93,12 @@ impl Track {
     /// A complete request header was read and its handler called.
     pub fn on_request(&mut self) {
         self.phase = Phase::Working;
+        self.body_left = false;
+    }
+
+    /// The request being handled has a body (until [`Track::on_body_end`]).
+    pub fn on_request_body(&mut self) {
+        self.body_left = true;
     }
 
     /// The handler waits for body bytes that have not arrived. True when the deadline changed.
@@ -127,8 +141,30 @@ impl Track {
 
     /// The body ended (or failed): the handler works on.
     pub fn on_body_end(&mut self) {
+        self.body_left = false;
         if matches!(self.phase, Phase::Body { .. }) {
             self.phase = Phase::Working;
+        }
+    }
+
+    /// The server closed its side of the connection after an answer. True when the request's
+    /// body was left unread: the connection lingers (see [`Phase::Lingering`]), and its
+    /// deadline changed.
+    pub fn on_close(&mut self, now: Instant) -> bool {
+        if !self.body_left {
+            return false;
+        }
+        self.phase = Phase::Lingering {
+            since: now,
+            last: now,
+        };
+        true
+    }
+
+    /// Bytes arrived while lingering, and were dropped.
+    pub fn on_discarded(&mut self, now: Instant) {
+        if let Phase::Lingering { last, .. } = &mut self.phase {
+            *last = now;
         }
     }
 
@@ -188,6 +224,15 @@ impl Track {
                 .checked_add(limits.body_grace)
                 .and_then(|t| t.checked_add(time_for(bytes, limits.body_min_rate))),
             Phase::Body { waiting: None, .. } => None,
+            Phase::Lingering { since, last } => {
+                match (
+                    since.checked_add(LINGER_TIME),
+                    last.checked_add(LINGER_TIMEOUT),
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         };
         let write = self
             .write_blocked
@@ -207,9 +252,9 @@ impl Track {
     /// nothing waits on the client.
     pub fn evictable(&self) -> Option<Evictable> {
         match self.phase {
-            Phase::Waiting { since, first: true } | Phase::Header { since } => {
-                Some(Evictable::Unproven(since))
-            }
+            Phase::Waiting { since, first: true }
+            | Phase::Header { since }
+            | Phase::Lingering { since, .. } => Some(Evictable::Unproven(since)),
             Phase::Waiting {
                 since,
                 first: false,
@@ -400,6 +445,33 @@ mod tests {
         assert!(!e.expired(t0, &limits()));
         e.evict();
         assert!(e.is_evicted() && e.expired(t0, &limits()));
+    }
+
+    #[test]
+    fn a_close_lingers_only_after_a_body_left_unread() {
+        let t0 = Instant::now();
+        let mut t = Track::new(t0);
+        // No body, or a body read to its end: the close is at once.
+        t.on_request();
+        assert!(!t.on_close(t0));
+        t.on_request();
+        t.on_request_body();
+        t.on_body_data(t0, 10);
+        t.on_body_end();
+        assert!(!t.on_close(t0));
+        // A body left unread: the connection lingers, first to give way.
+        t.on_request();
+        t.on_request_body();
+        t.on_response(t0 + s(1));
+        assert!(t.on_close(t0 + s(1)));
+        assert_eq!(t.evictable(), Some(Evictable::Unproven(t0 + s(1))));
+        assert_eq!(t.deadline(&limits()), Some(t0 + s(1) + LINGER_TIMEOUT));
+        // Bytes keep it for LINGER_TIMEOUT more, up to LINGER_TIME in all.
+        t.on_discarded(t0 + s(4));
+        assert_eq!(t.deadline(&limits()), Some(t0 + s(4) + LINGER_TIMEOUT));
+        t.on_discarded(t0 + s(1) + LINGER_TIME);
+        assert_eq!(t.deadline(&limits()), Some(t0 + s(1) + LINGER_TIME));
+        assert!(t.expired(t0 + s(1) + LINGER_TIME, &limits()));
     }
 
     #[test]

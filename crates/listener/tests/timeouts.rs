@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response};
-use listener::{Body, Limits, serve_connection};
+use listener::{Body, LINGER_TIME, LINGER_TIMEOUT, Limits, serve_connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,7 +25,9 @@ fn limits() -> Limits {
     }
 }
 
-/// Reads the body; `GET /work` works for 300 s first; `GET /big` answers 1 MB.
+/// Reads the body; `GET /work` works for 300 s first; `GET /big` answers 1 MB; `/refuse`
+/// answers `400` and `Connection: close` without reading the body (as a body refused by its
+/// declared size is).
 async fn handler(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     if path == "/work" {
@@ -33,6 +35,15 @@ async fn handler(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible
     }
     if path == "/big" {
         return Ok(Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20]))));
+    }
+    if path == "/refuse" {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"refused")));
+        *r.status_mut() = hyper::StatusCode::BAD_REQUEST;
+        r.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return Ok(r);
     }
     let text = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(c) => format!("got {}", c.to_bytes().len()),
@@ -212,4 +223,69 @@ async fn shutdown_answers_the_request_in_progress_then_closes() {
     let answer = read_to_close(&mut c).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     closed(task).await;
+}
+
+/// A body refused unread: the header of a 1 MB POST to `/refuse`.
+const REFUSED_HEAD: &[u8] = b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+
+#[tokio::test(start_paused = true)]
+async fn a_client_still_sending_a_refused_body_can_finish_and_gets_a_clean_close() {
+    let (mut c, task, _tx) = connect(limits());
+    c.write_all(REFUSED_HEAD).await.expect("write");
+    let answer = read_response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("refused"), "{answer}");
+    let t0 = Instant::now();
+    // The whole body, 16 times what the pipe holds, after the answer: the server reads and
+    // drops it (closing its end instead would fail these writes with a broken pipe, as a
+    // reset does on a socket).
+    for _ in 0..100 {
+        c.write_all(&[b'a'; 10_000])
+            .await
+            .expect("write after the answer");
+    }
+    c.shutdown().await.expect("client's close");
+    // Then the end of the stream, not an error, and nothing more.
+    assert_eq!(read_to_close(&mut c).await, "");
+    assert_eq!(closed(task).await, t0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lingering_ends_when_the_client_stops_sending_or_sends_for_too_long() {
+    // Silent after the answer (its side left open): closed LINGER_TIMEOUT after its last bytes.
+    let (mut c, task, _tx) = connect(limits());
+    c.write_all(REFUSED_HEAD).await.expect("write");
+    let answer = read_response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.write_all(&[b'a'; 1000]).await.expect("write");
+    let last = Instant::now();
+    assert_eq!(closed(task).await - last, LINGER_TIMEOUT);
+
+    // Dripping a byte a second keeps it for LINGER_TIME at most.
+    let (mut c, task, _tx) = connect(limits());
+    c.write_all(REFUSED_HEAD).await.expect("write");
+    let answer = read_response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let since = Instant::now();
+    for _ in 0..100 {
+        if task.is_finished() || c.write_all(b"a").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(closed(task).await - since, LINGER_TIME);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_read_to_its_end_does_not_linger() {
+    let (mut c, task, _tx) = connect(limits());
+    c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .expect("write");
+    let t0 = Instant::now();
+    // The client keeps its side open: the server closes at once all the same.
+    assert!(read_to_close(&mut c).await.ends_with("got 3"));
+    assert_eq!(closed(task).await, t0);
 }
