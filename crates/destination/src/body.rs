@@ -223,6 +223,9 @@ impl<'c> Groups<'c> {
     }
 }
 
+/// The most a request's body reserves up front; a bigger one grows as rows are added.
+const RESERVED_BODY: usize = 256 * 1024;
+
 /// Packs groups of rows into requests within the limits, and sets aside rows that fit in none.
 struct Packer {
     project_type: ProjectType,
@@ -270,9 +273,12 @@ impl Packer {
                     self.finish(done, &tail);
                 }
                 // Room for this row and the rest of the group, if they are as long as it
-                // (within the limits): the body then seldom grows by copying itself.
+                // (within the limits and [`RESERVED_BODY`]): the body then seldom grows by
+                // copying itself, and a long first row does not reserve a huge body.
                 let rows = (left + 1).min(self.limits.max_rows);
-                let room = (overhead + rows * (row.len() + 1)).min(max_bytes);
+                let room = (overhead + rows * (row.len() + 1))
+                    .min(max_bytes)
+                    .min(RESERVED_BODY);
                 let mut body = Vec::with_capacity(room);
                 body.extend_from_slice(&head);
                 current = Some(PlannedRequest {

@@ -283,8 +283,8 @@ impl Planner {
     }
 
     /// Prepares the events of one batch from their JSON texts, in order, each as
-    /// [`Planner::prepare_text`] prepares it; a `context` text that repeats the previous
-    /// event's is read once (the events of one audience in a batch carry the same).
+    /// [`Planner::prepare_text`] prepares it; a `context` text that repeats one of the last
+    /// 32 read in the batch is not read again (the events of one audience carry the same).
     pub fn prepare_texts<'t>(
         &self,
         texts: impl IntoIterator<Item = &'t str>,

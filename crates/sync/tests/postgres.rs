@@ -741,9 +741,18 @@ async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies
         let store = store.clone();
         async move { snap(&store, 2_000, "s2", "email\nb@x.co\nc@x.co\n").await }
     });
+    // A session waiting for `other` itself (tests run in parallel on one server).
+    let pid: i32 = other
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let blocked = format!(
+        "AND pid IN (SELECT pid FROM pg_stat_activity WHERE {pid} = ANY(pg_blocking_pids(pid)))"
+    );
     until_a_lock_is_awaited(
         &other,
-        "",
+        &blocked,
         "the snapshot never waited for the other session",
     )
     .await;

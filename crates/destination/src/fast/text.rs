@@ -443,7 +443,7 @@ pub(crate) enum ReadText<'a> {
 
 /// Reads one event's JSON text: on the fast path when the mapping is the default and the event
 /// is of the common shapes, else parsed into JSON for the general path. `memo` carries the
-/// last `context` read from one text of a batch to the next.
+/// contexts read from one text of a batch to the next ([`ContextMemo`]).
 pub(crate) fn read_text<'a>(
     planner: &Planner,
     text: &'a str,

@@ -18,6 +18,13 @@ impl PostgresStore {
             return Ok(0);
         }
         write_tx!(self, OP, |tx| {
+            // `events` before `event_audiences`, the order in which accept writes them and a
+            // snapshot locks them (`ROW EXCLUSIVE` does not wait for accepts): deleting from
+            // `event_audiences` first and then waiting for `events` behind a snapshot holding it
+            // and waiting for `event_audiences` was a deadlock.
+            tx.batch_execute("LOCK TABLE events IN ROW EXCLUSIVE MODE")
+                .await
+                .map_err(pg(OP))?;
             // Events arrive in seq order (about): the first one received at or after the
             // moment bounds the scan, found by walking the oldest events that are left.
             let bound: i64 = tx

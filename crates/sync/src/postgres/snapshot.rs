@@ -115,7 +115,11 @@ impl PostgresStore {
     }
 }
 
-/// The apply's table locks: every table it writes, taken at once before the diff.
+/// The apply's table locks: every table it writes, taken at once before the diff, in the order
+/// the other writers take them: `removal_guard` first (a guard's hold or discard locks its row,
+/// then writes `desired` and `event_audiences`; nothing takes it after another of these), then
+/// `events`, `desired`, `event_audiences` (accept's order; retention locks `events` before it
+/// deletes from `event_audiences`), `audience_counts` last (every writer's last).
 ///
 /// `EXCLUSIVE` rather than `SHARE ROW EXCLUSIVE`: the weaker mode let another transaction lock
 /// rows with `SELECT ... FOR UPDATE` (outcomes lock their keys' desired rows so, and a hold's
@@ -123,7 +127,7 @@ impl PostgresStore {
 /// waited for those rows: a deadlock after the lock, which the snapshot could lose (a 500 on
 /// its request, seen once in CI). Once these are held, no other transaction holds or can take
 /// a row lock in a table the apply writes, so nothing after the lock waits on anyone.
-const APPLY_LOCK: &str = "LOCK TABLE events, desired, event_audiences, removal_guard, \
+const APPLY_LOCK: &str = "LOCK TABLE removal_guard, events, desired, event_audiences, \
                           snapshot_floors, audience_counts IN EXCLUSIVE MODE";
 
 /// Takes the write locks of the apply ([`APPLY_LOCK`]). Waiting for one table while holding
