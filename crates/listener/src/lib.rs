@@ -7,7 +7,8 @@
 //!   average of `body_min_rate` bytes per second after `body_grace`, and a response the client
 //!   does not read is dropped after `write_timeout`. A connection closed after an answer that
 //!   left the request's body unread lingers, reading and dropping the rest until the client
-//!   closes its side ([`LINGER_TIMEOUT`], [`LINGER_TIME`]), so that the client, still sending,
+//!   closes its side ([`LINGER_TIMEOUT`], [`LINGER_TIME`]; [`LINGER_ON_SHUTDOWN`] once the
+//!   server shuts down), so that the client, still sending,
 //!   is not reset before it reads the answer.
 //! - **A connection cap** ([`Connections`]): at the cap, a new connection closes another, the
 //!   oldest of the first kind there is: one that has not sent a request yet (or is stalled in a
@@ -32,7 +33,7 @@ mod track;
 pub use every::LOG_INTERVAL;
 pub use guard::Body;
 pub use limits::{
-    LINGER_TIME, LINGER_TIMEOUT, Limits, MAX_DERIVED_CONNECTIONS, RESERVED_FILES,
-    default_max_connections, open_file_limit, raise_open_file_limit,
+    LINGER_ON_SHUTDOWN, LINGER_TIME, LINGER_TIMEOUT, Limits, MAX_DERIVED_CONNECTIONS,
+    RESERVED_FILES, default_max_connections, open_file_limit, raise_open_file_limit,
 };
 pub use serve::{Connections, serve, serve_connection};

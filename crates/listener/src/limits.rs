@@ -47,6 +47,10 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a connection lingers in all, however steadily the client keeps sending.
 pub const LINGER_TIME: Duration = Duration::from_secs(30);
 
+/// The longest a connection lingers once the server shuts down, so that a client still sending
+/// cannot hold up the shutdown.
+pub const LINGER_ON_SHUTDOWN: Duration = Duration::from_secs(1);
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

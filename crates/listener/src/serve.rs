@@ -403,6 +403,7 @@ async fn run_connection<IO, H, Fut, B, E>(
             }
             _ = shutdown.changed(), if !draining => {
                 draining = true;
+                tracker.lock().on_drain(Instant::now());
                 conn.as_mut().graceful_shutdown();
             }
         }

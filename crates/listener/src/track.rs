@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::limits::{LINGER_TIME, LINGER_TIMEOUT, Limits};
+use crate::limits::{LINGER_ON_SHUTDOWN, LINGER_TIME, LINGER_TIMEOUT, Limits};
 
 /// Where a connection is in its request cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub(crate) struct Track {
     evicted: bool,
     /// The current request has a body that has not been read to its end.
     body_left: bool,
+    /// The server began to shut down (at): a lingering connection gives up sooner.
+    draining: Option<Instant>,
 }
 
 impl Track {
@@ -70,6 +72,7 @@ impl Track {
             write_blocked: None,
             evicted: false,
             body_left: false,
+            draining: None,
         }
     }
 
@@ -162,6 +165,11 @@ impl Track {
     }
 
     /// Bytes arrived while lingering, and were dropped.
+    /// The server began to shut down: from now, lingering lasts at most [`LINGER_ON_SHUTDOWN`].
+    pub fn on_drain(&mut self, now: Instant) {
+        self.draining.get_or_insert(now);
+    }
+
     pub fn on_discarded(&mut self, now: Instant) {
         if let Phase::Lingering { last, .. } = &mut self.phase {
             *last = now;
@@ -224,15 +232,15 @@ impl Track {
                 .checked_add(limits.body_grace)
                 .and_then(|t| t.checked_add(time_for(bytes, limits.body_min_rate))),
             Phase::Body { waiting: None, .. } => None,
-            Phase::Lingering { since, last } => {
-                match (
-                    since.checked_add(LINGER_TIME),
-                    last.checked_add(LINGER_TIMEOUT),
-                ) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            Phase::Lingering { since, last } => [
+                since.checked_add(LINGER_TIME),
+                last.checked_add(LINGER_TIMEOUT),
+                self.draining
+                    .and_then(|t| t.checked_add(LINGER_ON_SHUTDOWN)),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
         };
         let write = self
             .write_blocked
@@ -472,6 +480,15 @@ mod tests {
         t.on_discarded(t0 + s(1) + LINGER_TIME);
         assert_eq!(t.deadline(&limits()), Some(t0 + s(1) + LINGER_TIME));
         assert!(t.expired(t0 + s(1) + LINGER_TIME, &limits()));
+        // Once the server shuts down, lingering ends within LINGER_ON_SHUTDOWN.
+        let mut t = Track::new(t0);
+        t.on_request();
+        t.on_request_body();
+        t.on_response(t0);
+        assert!(t.on_close(t0));
+        t.on_drain(t0 + s(2));
+        t.on_discarded(t0 + s(2));
+        assert_eq!(t.deadline(&limits()), Some(t0 + s(2) + LINGER_ON_SHUTDOWN));
     }
 
     #[test]
