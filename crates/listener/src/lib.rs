@@ -8,8 +8,8 @@
 //!   does not read is dropped after `write_timeout`. A connection closed after an answer that
 //!   left the request's body unread lingers, reading and dropping the rest until the client
 //!   closes its side ([`LINGER_TIMEOUT`], [`LINGER_TIME`]; [`LINGER_ON_SHUTDOWN`] once the
-//!   server shuts down), so that the client, still sending,
-//!   is not reset before it reads the answer.
+//!   server shuts down), so that the client, still sending, is not reset before it reads the
+//!   answer.
 //! - **A connection cap** ([`Connections`]): at the cap, a new connection closes another, the
 //!   oldest of the first kind there is: one that has not sent a request yet (or is stalled in a
 //!   header), one kept alive between requests, one stalled in a body or on an unread response.
