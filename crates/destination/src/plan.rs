@@ -275,7 +275,17 @@ impl Planner {
     /// shapes, else parsed and prepared as [`Planner::prepare`] does. The same result either
     /// way; `Err` when the text is not JSON.
     pub fn prepare_text(&self, text: &str, seq: u64) -> Result<Prepared, String> {
-        match fast::read_text(self, text, seq, &mut fast::ContextMemo::default()) {
+        self.prepare_read(text, seq, &mut fast::ContextMemo::default())
+    }
+
+    /// [`Planner::prepare_text`] with the contexts read before in the batch.
+    fn prepare_read<'t>(
+        &self,
+        text: &'t str,
+        seq: u64,
+        memo: &mut fast::ContextMemo<'t>,
+    ) -> Result<Prepared, String> {
+        match fast::read_text(self, text, seq, memo) {
             fast::ReadText::Fast { prepared, .. } => Ok(prepared),
             fast::ReadText::General(value) => Ok(self.prepare(value, seq)),
             fast::ReadText::Malformed(reason) => Err(reason),
@@ -292,11 +302,7 @@ impl Planner {
         let mut memo = fast::ContextMemo::default();
         texts
             .into_iter()
-            .map(|text| match fast::read_text(self, text, 0, &mut memo) {
-                fast::ReadText::Fast { prepared, .. } => Ok(prepared),
-                fast::ReadText::General(value) => Ok(self.prepare(value, 0)),
-                fast::ReadText::Malformed(reason) => Err(reason),
-            })
+            .map(|text| self.prepare_read(text, 0, &mut memo))
             .collect()
     }
 

@@ -228,12 +228,23 @@ async fn shutdown_answers_the_request_in_progress_then_closes() {
 /// A body refused unread: the header of a 1 MB POST to `/refuse`.
 const REFUSED_HEAD: &[u8] = b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
 
-#[tokio::test(start_paused = true)]
-async fn a_client_still_sending_a_refused_body_can_finish_and_gets_a_clean_close() {
-    let (mut c, task, _tx) = connect(limits());
+/// A connection whose request, [`REFUSED_HEAD`], was answered `400`; the answer.
+async fn refused() -> (
+    DuplexStream,
+    JoinHandle<Instant>,
+    watch::Sender<bool>,
+    String,
+) {
+    let (mut c, task, tx) = connect(limits());
     c.write_all(REFUSED_HEAD).await.expect("write");
     let answer = read_response(&mut c).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    (c, task, tx, answer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_still_sending_a_refused_body_can_finish_and_gets_a_clean_close() {
+    let (mut c, task, _tx, answer) = refused().await;
     assert!(answer.contains("connection: close"), "{answer}");
     assert!(answer.ends_with("refused"), "{answer}");
     let t0 = Instant::now();
@@ -254,20 +265,14 @@ async fn a_client_still_sending_a_refused_body_can_finish_and_gets_a_clean_close
 #[tokio::test(start_paused = true)]
 async fn lingering_ends_when_the_client_stops_sending_or_sends_for_too_long() {
     // Silent after the answer (its side left open): closed LINGER_TIMEOUT after its last bytes.
-    let (mut c, task, _tx) = connect(limits());
-    c.write_all(REFUSED_HEAD).await.expect("write");
-    let answer = read_response(&mut c).await;
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (mut c, task, _tx, _) = refused().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     c.write_all(&[b'a'; 1000]).await.expect("write");
     let last = Instant::now();
     assert_eq!(closed(task).await - last, LINGER_TIMEOUT);
 
     // Dripping a byte a second keeps it for LINGER_TIME at most.
-    let (mut c, task, _tx) = connect(limits());
-    c.write_all(REFUSED_HEAD).await.expect("write");
-    let answer = read_response(&mut c).await;
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (mut c, task, _tx, _) = refused().await;
     let since = Instant::now();
     for _ in 0..100 {
         if task.is_finished() || c.write_all(b"a").await.is_err() {

@@ -26,25 +26,15 @@ impl Intake<'_> {
         received_ms: i64,
         fallback_id: &str,
     ) -> Vec<NewEvent> {
-        let texts = items.iter().filter_map(|item| match item {
-            Item::Event {
-                event: EventBody::Text(text),
-                ..
-            } => Some(text.as_str()),
-            _ => None,
-        });
-        let mut from_texts = self.planner.prepare_texts(texts).into_iter();
+        let mut from_texts = self
+            .planner
+            .prepare_texts(items.iter().filter_map(Item::text))
+            .into_iter();
         items
             .into_iter()
             .map(|item| {
-                let prepared = match &item {
-                    Item::Event {
-                        event: EventBody::Text(_),
-                        ..
-                    } => from_texts.next(),
-                    _ => None,
-                };
-                self.to_new_event(item, prepared, received_ms, fallback_id)
+                let from_text = item.text().and_then(|_| from_texts.next());
+                self.to_new_event(item, from_text, received_ms, fallback_id)
             })
             .collect()
     }
@@ -61,15 +51,11 @@ impl Intake<'_> {
         let mut ignored_settings = Vec::new();
         let (message_id, content) = match item {
             Item::Event { message_id, event } => {
-                let prepared = match (event, from_text) {
-                    (EventBody::Json(event), _) => self.planner.prepare(event, 0),
+                let prepared = match event {
+                    EventBody::Json(event) => self.planner.prepare(event, 0),
                     // Checked JSON already; the reason is only there to lose nothing.
-                    (EventBody::Text(_), Some(from_text)) => {
-                        from_text.unwrap_or_else(Prepared::Rejected)
-                    }
-                    (EventBody::Text(text), None) => self
-                        .planner
-                        .prepare_text(&text, 0)
+                    EventBody::Text(text) => from_text
+                        .unwrap_or_else(|| self.planner.prepare_text(&text, 0))
                         .unwrap_or_else(Prepared::Rejected),
                 };
                 let content = match prepared {

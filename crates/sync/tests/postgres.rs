@@ -528,11 +528,7 @@ async fn key_lookups_use_the_indexes_whatever_the_statistics_say() {
 /// against 93,000 before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshots_delivery_reads_each_outcomes_event_row_alone() {
-    use std::io::Cursor;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    use sync::snapshot::{Format, Policy, Progress, SnapshotSpec, run_snapshot};
+    use sync::snapshot::{Policy, SnapshotSpec};
 
     const KEYS: usize = 3_000;
     let schema = PgSchema::create("snapshot_outcomes");
@@ -550,17 +546,7 @@ async fn a_snapshots_delivery_reads_each_outcomes_event_row_alone() {
         settings: ChangeSettings::default(),
         policy: Policy::default(),
     };
-    let report = run_snapshot(
-        &store,
-        spec,
-        Cursor::new(csv.into_bytes()),
-        Format::Csv,
-        None,
-        Arc::new(Progress::default()),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .expect("snapshot");
+    let report = apply_csv(&store, spec, csv).await.expect("snapshot");
     assert_eq!(report.diff.adds, KEYS as u64, "{report:?}");
     schema
         .execute("SELECT pg_stat_reset_single_table_counters('event_audiences'::regclass)")
@@ -607,11 +593,7 @@ async fn a_snapshots_delivery_reads_each_outcomes_event_row_alone() {
 /// snapshot's session finds first (its `deadlock_timeout` is the server's 1 s, the other's 5 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
-    use std::io::Cursor;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    use sync::snapshot::{Format, Policy, Progress, SnapshotSpec, run_snapshot};
+    use sync::snapshot::{Policy, SnapshotSpec};
 
     let schema = PgSchema::create("snapshot_deadlock");
     let store = Store::postgres(open(&schema, Access::ReadWrite).await.expect("open"));
@@ -638,16 +620,7 @@ async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
                 settings: ChangeSettings::default(),
                 policy: Policy::default(),
             };
-            run_snapshot(
-                &store,
-                spec,
-                Cursor::new(b"email\na@x.co\nb@x.co\n".to_vec()),
-                Format::Csv,
-                None,
-                Arc::new(Progress::default()),
-                Arc::new(AtomicBool::new(false)),
-            )
-            .await
+            apply_csv(&store, spec, "email\na@x.co\nb@x.co\n").await
         }
     });
     // Until the snapshot, holding `events`, waits for `desired`.
@@ -676,11 +649,7 @@ async fn a_snapshot_chosen_as_a_deadlock_victim_takes_its_locks_again() {
 /// commits, and the snapshot then applies whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies() {
-    use std::io::Cursor;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    use sync::snapshot::{Format, Policy, Progress, SnapshotReport, SnapshotSpec, run_snapshot};
+    use sync::snapshot::{Policy, SnapshotReport, SnapshotSpec};
 
     async fn snap(store: &Store, time_ms: i64, id: &str, csv: &'static str) -> SnapshotReport {
         let spec = SnapshotSpec {
@@ -695,17 +664,9 @@ async fn a_row_locked_before_a_snapshot_is_written_and_the_snapshot_then_applies
                 ..Policy::default()
             },
         };
-        run_snapshot(
-            store,
-            spec,
-            Cursor::new(csv.as_bytes().to_vec()),
-            Format::Csv,
-            None,
-            Arc::new(Progress::default()),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("snapshot {id}: {e}"))
+        apply_csv(store, spec, csv)
+            .await
+            .unwrap_or_else(|e| panic!("snapshot {id}: {e}"))
     }
 
     let schema = PgSchema::create("snapshot_row_lock");
@@ -800,4 +761,27 @@ async fn until_a_lock_is_awaited(client: &tokio_postgres::Client, filter: &str, 
         assert!(std::time::Instant::now() < deadline, "{never}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A CSV snapshot applied through `run_snapshot` (no diff file, never cancelled).
+async fn apply_csv(
+    store: &Store,
+    spec: sync::snapshot::SnapshotSpec,
+    csv: impl Into<Vec<u8>>,
+) -> Result<sync::snapshot::SnapshotReport, sync::snapshot::RunError> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sync::snapshot::{Format, Progress, run_snapshot};
+
+    run_snapshot(
+        store,
+        spec,
+        std::io::Cursor::new(csv.into()),
+        Format::Csv,
+        None,
+        Arc::new(Progress::default()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
 }

@@ -63,6 +63,17 @@ impl Item {
             Item::Invalid { message_id, .. } => message_id.as_deref(),
         }
     }
+
+    /// The event's text, when it came as text ([`EventBody::Text`]).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Item::Event {
+                event: EventBody::Text(text),
+                ..
+            } => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// An event of an [`Item::Event`]: parsed into JSON, or, on the fast path of `/v1/batch`, its
