@@ -26,6 +26,9 @@ const MS_PER_DAY: i64 = 86_400_000;
 
 /// Parses an ISO-8601 / RFC 3339 timestamp (syntax in the module docs) into epoch milliseconds.
 pub fn parse_timestamp_ms(text: &str) -> Result<i64, TimestampError> {
+    if let Some(ms) = canonical_ms(text.as_bytes()) {
+        return Ok(ms);
+    }
     if text.is_empty() {
         return Err(TimestampError::Empty);
     }
@@ -48,6 +51,50 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, TimestampError> {
         return Err(TimestampError::Trailing { at: cursor.at });
     }
     Ok(days * MS_PER_DAY + time_ms - offset_minutes * MS_PER_MINUTE)
+}
+
+/// The form every Segment library sends (JavaScript's `toISOString`, UTC with milliseconds:
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`), read at fixed positions; `None` for any other text, which the
+/// general reader then reads or refuses (a leap second, a lowercase `t` or `z`, an offset, a
+/// date out of range all go there). Same value as the general reader: a property test below.
+fn canonical_ms(text: &[u8]) -> Option<i64> {
+    let b: &[u8; 24] = text.try_into().ok()?;
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if b[23] != b'Z' || separators.iter().any(|&(at, sep)| b[at] != sep) {
+        return None;
+    }
+    let digit = |at: usize| {
+        let d = b[at].wrapping_sub(b'0');
+        (d < 10).then_some(u32::from(d))
+    };
+    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    let millis = digit(20)? * 100 + two(21)?;
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    Some(
+        days_from_civil(i64::from(year), month, day) * MS_PER_DAY
+            + i64::from(hour) * 3_600_000
+            + i64::from(minute) * MS_PER_MINUTE
+            + i64::from(second) * 1_000
+            + i64::from(millis),
+    )
 }
 
 /// `YYYY-MM-DD`, as days since 1970-01-01.
@@ -213,5 +260,81 @@ fn check_range(part: &'static str, value: u32, min: u32, max: u32) -> Result<(),
         Ok(())
     } else {
         Err(TimestampError::OutOfRange { part, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The general reader alone, for comparison with the fast path.
+    fn general(text: &str) -> Result<i64, TimestampError> {
+        let mut with_offset = text.to_string();
+        // `+00:00` is the same instant as `Z` and never takes the fast path.
+        if with_offset.ends_with('Z') {
+            with_offset.pop();
+            with_offset.push_str("+00:00");
+        }
+        parse_timestamp_ms(&with_offset)
+    }
+
+    #[test]
+    fn the_canonical_form_is_read_at_fixed_positions_and_other_forms_are_left_alone() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("2026-11-29T10:00:00.000Z", Some(1_795_946_400_000)),
+            ("1970-01-01T00:00:00.000Z", Some(0)),
+            ("0000-01-01T00:00:00.000Z", Some(-62_167_219_200_000)),
+            ("2024-02-29T23:59:59.999Z", Some(1_709_251_199_999)),
+            ("2023-02-29T00:00:00.000Z", None),
+            ("2026-11-29T10:00:60.000Z", None),
+            ("2026-11-29t10:00:00.000Z", None),
+            ("2026-11-29T10:00:00.000z", None),
+            ("2026-11-29T10:00:00.000+", None),
+            ("2026-11-29T10:00:00.0000Z", None),
+            ("2026-11-29T24:00:00.000Z", None),
+            ("2026-13-29T10:00:00.000Z", None),
+            ("2026-11-29T10:60:00.000Z", None),
+            ("2026-11-00T10:00:00.000Z", None),
+            ("2026-11-29T10:00:00,000Z", None),
+            ("2026-11-29T1a:00:00.000Z", None),
+            ("2026-11-29 10:00:00.000Z", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(canonical_ms(text.as_bytes()), *want, "{text}");
+            if let Some(ms) = want {
+                assert_eq!(general(text), Ok(*ms), "{text}");
+            }
+        }
+    }
+
+    proptest! {
+        /// Any instant of years 0–9999, as `toISOString` writes it: the fast path reads it,
+        /// and reads the value the general reader reads.
+        #[test]
+        fn the_fast_path_reads_what_the_general_reader_reads(
+            ms in -62_167_219_200_000i64..253_402_300_800_000,
+        ) {
+            let text = format_timestamp_ms(ms);
+            prop_assert_eq!(canonical_ms(text.as_bytes()), Some(ms));
+            prop_assert_eq!(general(&text), Ok(ms));
+        }
+
+        /// A canonical text with one byte changed: the fast path refuses it, or reads what the
+        /// general reader reads.
+        #[test]
+        fn an_edited_text_is_refused_or_read_the_same(
+            ms in -62_167_219_200_000i64..253_402_300_800_000,
+            at in 0usize..24,
+            byte in prop::sample::select(b"0123456789-:.TtZz+ x".to_vec()),
+        ) {
+            let mut bytes = format_timestamp_ms(ms).into_bytes();
+            bytes[at] = byte;
+            let text = String::from_utf8(bytes).expect("ASCII");
+            if let Some(fast) = canonical_ms(text.as_bytes()) {
+                prop_assert_eq!(general(&text), Ok(fast), "{}", text);
+            }
+        }
     }
 }
