@@ -1,6 +1,7 @@
 //! The memory allocator of the `iterable-lists` binary and of the benchmark harness (which
-//! runs the planner as the service does): mimalloc, with the settings [`configure`] applies
-//! at the start of `main`.
+//! runs the planner as the service does): mimalloc ([`Allocator`]: plain blocks where their
+//! alignment is enough, `global.rs`), with the settings [`configure`] applies at the start of
+//! `main`.
 //!
 //! Why these settings (BENCHMARKS.md, "Sustained load and memory"): with mimalloc's defaults
 //! the service's resident memory (RSS) grew for as long as load lasted, to about 400 MiB after
@@ -24,6 +25,9 @@
 
 use std::ffi::{c_int, c_long};
 
+mod global;
+
+pub use global::Allocator;
 pub use mimalloc::MiMalloc;
 
 /// How long a freed page stays resident before mimalloc returns it to the OS, milliseconds.
@@ -76,7 +80,7 @@ mod tests {
     use super::*;
 
     #[global_allocator]
-    static GLOBAL: MiMalloc = MiMalloc;
+    static GLOBAL: Allocator = Allocator;
 
     #[test]
     fn the_option_numbers_are_those_of_the_linked_mimalloc() {

@@ -11,7 +11,7 @@ use iterable_lists_bench::{BenchArgs, DEFAULT_POSTGRES, PARTS, run};
 /// them), so that the parts measured in this process (parse, map and plan; our side of the
 /// comparison) run as they would in the service.
 #[global_allocator]
-static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
+static GLOBAL: allocator::Allocator = allocator::Allocator;
 
 /// Run the benchmarks of BENCHMARKS.md: ingestion, end to end, a 1,000,000-member audience
 /// against the rate limit, memory, and the comparison with Segment's code.

@@ -34,7 +34,7 @@ use server::logs::LogFormat;
 /// Its settings (no transparent huge pages, a short purge delay: `allocator::configure`) keep
 /// a long-running service's memory near what it uses.
 #[global_allocator]
-static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
+static GLOBAL: allocator::Allocator = allocator::Allocator;
 
 /// Keeps Iterable static lists in sync with Segment audiences.
 #[derive(Debug, Parser)]
