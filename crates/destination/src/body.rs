@@ -3,10 +3,8 @@
 //! tail (the options), as Iterable's `/api/lists/subscribe` and `/api/lists/unsubscribe` take
 //! them.
 
-use std::borrow::Cow;
-
 use hashbrown::HashMap;
-use iterable_api::types::{ListRef, Subscriber, Unsubscriber};
+use iterable_api::types::ListRef;
 
 use crate::plan::{Change, Limits, Operation, Oversized, PlannedRequest, PlannedRow};
 use crate::settings::ProjectType;
@@ -29,66 +27,76 @@ pub(crate) fn options(c: &Change) -> Options {
 
 /// Writes one row's JSON into `out` (cleared first), from the change's borrowed strings: the
 /// buffer is reused from row to row, so a row costs no allocation once it has grown. The
-/// bytes are those of [`Subscriber`] (subscribe) or [`Unsubscriber`] (unsubscribe) serialized
-/// by serde_json; a row without data fields (the default mapping's) is written directly.
+/// bytes are those of `Subscriber` (subscribe) or `Unsubscriber` (unsubscribe) of
+/// `iterable_api::types` serialized by serde_json, member by member as their derived
+/// `Serialize` writes them: `email`, `userId`, then (subscribe) `preferUserId` for
+/// userId-based projects and `dataFields` when there are any; absent members left out.
+/// Strings without a byte to escape are copied as they are (found eight bytes at a time),
+/// others escaped by serde_json; numbers, booleans, `null` and arrays are written by
+/// serde_json (a unit test and a property test compare the bytes with serde_json's).
 pub(crate) fn write_row(out: &mut Vec<u8>, c: &Change, project_type: ProjectType) {
     out.clear();
-    let data_fields = c.data_fields.as_ref().filter(|d| !d.is_empty());
-    let written = match data_fields {
-        None => write_plain_row(out, c, project_type),
-        Some(d) => {
-            let email = c.email.as_deref().map(Cow::Borrowed);
-            let user_id = c.user_id.as_deref().map(Cow::Borrowed);
-            if c.member {
-                serde_json::to_writer(
-                    &mut *out,
-                    &Subscriber {
-                        email,
-                        user_id,
-                        prefer_user_id: (project_type == ProjectType::UserId).then_some(true),
-                        data_fields: Some(Cow::Borrowed(d)),
-                    },
-                )
-            } else {
-                serde_json::to_writer(&mut *out, &Unsubscriber { email, user_id })
-            }
-        }
-    };
-    // Writing into a `Vec` fails only for a map key that is not a string, which a
-    // `Map<String, Value>` cannot hold.
-    if written.is_err() {
-        out.clear();
-    }
-}
-
-/// A row without data fields, member by member as the derived `Serialize` of [`Subscriber`]
-/// and [`Unsubscriber`] writes it: `email`, `userId`, then (subscribe, userId-based projects)
-/// `preferUserId`; absent members left out; strings escaped by serde_json.
-fn write_plain_row(
-    out: &mut Vec<u8>,
-    c: &Change,
-    project_type: ProjectType,
-) -> Result<(), serde_json::Error> {
     out.push(b'{');
     let mut first = true;
-    for (key, value) in [(&b"\"email\":"[..], &c.email), (b"\"userId\":", &c.user_id)] {
-        if let Some(v) = value {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(key);
-            serde_json::to_writer(&mut *out, v.as_str())?;
-        }
-    }
-    if c.member && project_type == ProjectType::UserId {
+    let mut key = |out: &mut Vec<u8>, key: &[u8]| {
         if !first {
             out.push(b',');
         }
-        out.extend_from_slice(b"\"preferUserId\":true");
+        first = false;
+        out.extend_from_slice(key);
+    };
+    if let Some(email) = &c.email {
+        key(out, b"\"email\":");
+        write_str(out, email);
+    }
+    if let Some(user_id) = &c.user_id {
+        key(out, b"\"userId\":");
+        write_str(out, user_id);
+    }
+    if c.member {
+        if project_type == ProjectType::UserId {
+            key(out, b"\"preferUserId\":true");
+        }
+        if let Some(d) = c.data_fields.as_ref().filter(|d| !d.is_empty()) {
+            key(out, b"\"dataFields\":");
+            write_object(out, d);
+        }
     }
     out.push(b'}');
-    Ok(())
+}
+
+/// A JSON string as serde_json writes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if crate::fast::plain_len(s.as_bytes()) == s.len() {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// An object as serde_json writes it (compact, members in the map's order).
+fn write_object(out: &mut Vec<u8>, map: &serde_json::Map<String, serde_json::Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        match v {
+            serde_json::Value::String(s) => write_str(out, s),
+            serde_json::Value::Object(m) => write_object(out, m),
+            // Writing a value into a `Vec` fails only for a map key that is not a string,
+            // which a `Value` cannot hold.
+            other => {
+                let _ = serde_json::to_writer(&mut *out, other);
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 pub(crate) fn body_head(list: &ListRef) -> Vec<u8> {
@@ -324,6 +332,10 @@ fn push_row(r: &mut PlannedRequest, source: usize, c: &Change, row: &[u8], ids: 
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use iterable_api::types::{Subscriber, Unsubscriber};
+
     use super::*;
     use crate::audience::AudienceSettings;
 
@@ -395,6 +407,52 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Any JSON value, strings with and without bytes to escape, nested a few levels.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let text = prop_oneof![any::<String>(), "[a-z@.\"\\\\\\x00-\\x1f\\x7f]{0,10}"];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text.prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec(("[a-z\"\\\\]{0,4}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any row, data fields of any shape included, is written as serde_json serializes its
+        /// type.
+        #[test]
+        fn any_row_is_written_as_serde_json_serializes_its_type(
+            email in proptest::option::of(proptest::prelude::any::<String>()),
+            user_id in proptest::option::of("[a-z0-9\"\\\\\\x00-\\x1f]{0,12}"),
+            member in proptest::prelude::any::<bool>(),
+            user_id_project in proptest::prelude::any::<bool>(),
+            fields in proptest::option::of(json_value()),
+        ) {
+            let mut c = change(email.as_deref(), user_id.as_deref(), member);
+            c.data_fields = fields.map(|v| match v {
+                serde_json::Value::Object(m) => m,
+                other => [("v".to_string(), other)].into_iter().collect(),
+            });
+            let project_type = if user_id_project { ProjectType::UserId } else { ProjectType::Hybrid };
+            let mut out = Vec::new();
+            write_row(&mut out, &c, project_type);
+            let want = serialized(&c, project_type);
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
         }
     }
 }

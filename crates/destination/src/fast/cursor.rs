@@ -42,8 +42,10 @@ static STOPS_STRING: [bool; 256] = {
 
 /// How many bytes from the start of `bytes` are plain string content (up to the first quote,
 /// backslash or control character, or the end): eight bytes at a time while eight are left.
+/// The same set of bytes is what a JSON writer must escape (serde_json escapes exactly these),
+/// so a string whose plain length is its length is written as it is (`crate::body`).
 #[inline]
-fn plain_len(bytes: &[u8]) -> usize {
+pub(crate) fn plain_len(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let mut i = 0;

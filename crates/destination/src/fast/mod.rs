@@ -21,5 +21,6 @@ mod text;
 mod value;
 
 pub use cursor::Cursor;
+pub(crate) use cursor::plain_len;
 pub(crate) use text::{ContextMemo, ReadText, read_text};
 pub(crate) use value::{default_payload, member};
