@@ -4,9 +4,10 @@
 //! The `mimalloc` crate's `MiMalloc` passes every request to `mi_malloc_aligned`, whose
 //! alignment checks and slower entry cost about 40 instructions a call in the planner's
 //! profile (callgrind), and up to 160 for some sizes. A block from `mi_malloc` is aligned to
-//! 16 bytes when it is 16 bytes or larger, and to its size below that (mimalloc's size
-//! classes; `MI_MAX_ALIGN_SIZE`), so a request whose alignment is at most 16 and at most its
-//! size gets a plain block, as Rust's own `System` allocator does with `malloc`. Any other
+//! 16 bytes (`MI_MAX_ALIGN_SIZE`; every size class over 8 bytes is a multiple of 16), and to
+//! 8 for sizes 1 to 8: at least the natural alignment of its size. So a request whose
+//! alignment is at most 16 and at most its size gets a plain block, as Rust's own `System`
+//! allocator does with `malloc`. Any other
 //! request goes to `MiMalloc`. Blocks from either are freed by `mi_free`.
 
 use std::alloc::{GlobalAlloc, Layout};
