@@ -31,11 +31,23 @@ pub enum Prepared {
 /// Reads an external audience id as a list id: a positive decimal integer, surrounding spaces
 /// allowed. Segment's `Number()` also took `"0x10"` or `""` (as list 0); those are refused here.
 pub fn parse_list_id(raw: &str) -> Option<i64> {
-    let t = raw.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+    // An id as Engage sends it is bare digits: nothing to trim (`trim` walks Unicode spaces).
+    let bytes = raw.as_bytes();
+    let bare = bytes.first().is_some_and(u8::is_ascii_digit)
+        && bytes.last().is_some_and(u8::is_ascii_digit);
+    let t = if bare { raw } else { raw.trim() };
+    if t.is_empty() {
         return None;
     }
-    t.parse::<i64>().ok().filter(|&n| n > 0)
+    let mut n: i64 = 0;
+    for b in t.bytes() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(i64::from(digit))?;
+    }
+    (n > 0).then_some(n)
 }
 
 pub(crate) fn prepare(planner: &Planner, raw: Value, seq: u64) -> Prepared {
@@ -162,6 +174,24 @@ mod tests {
             ("99999999999999999999", None),
         ] {
             assert_eq!(parse_list_id(raw), want, "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The same ids as trimming, checking every byte is a digit, then parsing as `i64` (the
+        /// reading this one replaced), on any text and on texts of digits and spaces.
+        #[test]
+        fn list_ids_read_as_trim_then_parse_reads_them(
+            raw in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[ \\t\u{a0}\u{3000}]{0,2}[0-9]{0,20}[ \\t\u{a0}x]{0,2}",
+            ]
+        ) {
+            let t = raw.trim();
+            let want = (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse::<i64>().ok().filter(|&n| n > 0))
+                .flatten();
+            proptest::prop_assert_eq!(parse_list_id(&raw), want, "{:?}", raw);
         }
     }
 }

@@ -372,7 +372,11 @@ impl<'a> TextEvent<'a> {
             .external_audience_id
             .as_ref()
             .map(|id| id.0.as_ref())
-            .filter(|id| !id.trim().is_empty());
+            // Not blank: an ASCII letter or digit first settles it without walking the text.
+            .filter(|id| {
+                id.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+                    || !id.trim().is_empty()
+            });
         let value = match tp.get(&audience_key) {
             None => None,
             Some(Member::Str(s)) => Some(Value::String(s.0.clone().into_owned())),
