@@ -12,6 +12,10 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
+/// Events each side of the comparison delivers before its timed part (Node's JIT, each
+/// side's first connection and first allocations): the first ones of the file, both sides.
+pub const WARMUP_EVENTS: usize = 2_000;
+
 /// Runs `run.mjs` of `node_dir` (installing its pinned packages first if needed) and returns
 /// its JSON line.
 pub async fn run(node_dir: &Path, events: &Path, base_url: &str, api_key: &str) -> Result<Value> {
@@ -39,6 +43,8 @@ fn run_node(node_dir: &Path, events: &Path, base_url: &str, api_key: &str) -> Re
         .arg(base_url)
         .arg("--api-key")
         .arg(api_key)
+        .arg("--warmup")
+        .arg(WARMUP_EVENTS.to_string())
         .stderr(Stdio::inherit())
         .output()
         .context("running node")?;
