@@ -62,6 +62,11 @@ pub async fn run(setup: &Setup, n: usize, node_dir: &Path, report: &mut Report) 
     let file = setup.dir.join("compare-events.json");
     std::fs::write(&file, serde_json::to_string(&events)?)?;
 
+    if n <= WARMUP_EVENTS {
+        bail!(
+            "the comparison needs more than {WARMUP_EVENTS} events (the first {WARMUP_EVENTS} warm both sides up, untimed); --compare-events is {n}"
+        );
+    }
     let ours = ours_like_for_like(&events, &emu_ours).await?;
     if ours.members != n {
         bail!(
@@ -70,6 +75,13 @@ pub async fn run(setup: &Setup, n: usize, node_dir: &Path, report: &mut Report) 
         );
     }
     let seg = segment::run(node_dir, &file, &emu_seg.url(), KEY).await?;
+    if seg["events"].as_u64() != Some(ours.events as u64) {
+        bail!(
+            "the two sides timed different events: ours {}, Segment's {}",
+            ours.events,
+            seg["events"]
+        );
+    }
     let seg_members = members(&emu_seg);
     let seg_eps_cpu = seg["events_per_cpu_sec"].as_f64().unwrap_or(0.0);
     report_ours_and_segment(report, &ours, &seg);
