@@ -164,12 +164,12 @@ impl Track {
         true
     }
 
-    /// Bytes arrived while lingering, and were dropped.
     /// The server began to shut down: from now, lingering lasts at most [`LINGER_ON_SHUTDOWN`].
     pub fn on_drain(&mut self, now: Instant) {
         self.draining.get_or_insert(now);
     }
 
+    /// Bytes arrived while lingering, and were dropped.
     pub fn on_discarded(&mut self, now: Instant) {
         if let Phase::Lingering { last, .. } = &mut self.phase {
             *last = now;
