@@ -7,9 +7,11 @@
 //! What the audience's figures need of the old row is how the acknowledged membership moves
 //! (`members` counts acknowledged members): each delivery statement is one of three, each
 //! matching only rows whose move is known ([`ACK_MOVES`]), tried in turn, the one that matched
-//! last first (a request's rows tend to move alike). The event's row is then found by the part
-//! the key points at. When no statement matches, nothing was written and the caller records
-//! the outcome the general way (`record_one`).
+//! last first (a request's rows tend to move alike). The outcome gives the part of the planned
+//! change, and the update matches only when the key still points at that part: the event's
+//! row is then found by its primary key (seq, part), with no second search of `desired`. When
+//! no statement matches, or the outcome does not give the part, nothing was written and the
+//! caller records the outcome the general way (`record_one`).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
@@ -28,16 +30,9 @@ const ACK_MOVES: [(&str, i64); 3] = [
     ("member = 0 AND ack_member IS 1", -1),
 ];
 
-/// The key (`?1`..`?4`) at the planned seq (`?5`), still pending.
+/// The key (`?1`..`?4`) at the planned seq (`?5`) and part (`?7`), still pending.
 const PLANNED_AND_PENDING: &str = "WHERE destination = ?1 AND list_key = ?2 AND email = ?3
-     AND user_id = ?4 AND seq = ?5 AND state = 'pending'";
-
-/// The part of the planned event, read from the key's row just settled (its page is in the
-/// cache): the event's row is then found by its primary key, whatever the number of rows under
-/// its seq (a snapshot writes all its keys under one seq), and it is the very row the key
-/// points at (an event may name a key twice; the naming that did not count is another part).
-const PLANNED_PART: &str = "SELECT part FROM desired WHERE destination = ?1 AND list_key = ?2
-     AND email = ?3 AND user_id = ?4 AND seq = ?5";
+     AND user_id = ?4 AND seq = ?5 AND part = ?7 AND state = 'pending'";
 
 /// The statements of the direct settle, prepared once per `record_outcomes` call.
 pub(super) struct DirectSettle<'c> {
@@ -45,9 +40,9 @@ pub(super) struct DirectSettle<'c> {
     /// Which of `deliver` matched last: tried first.
     last: usize,
     reject: CachedStatement<'c>,
-    /// The planned event's status, moved from the one given (`?6`).
+    /// The planned event's status, moved from the one given ([`MOVE_EVENT`]).
     move_event: CachedStatement<'c>,
-    /// The planned event's part and status, when it was neither accepted nor pending (rare).
+    /// The planned event's status, when it was neither accepted nor pending (rare).
     event: CachedStatement<'c>,
     set_event: CachedStatement<'c>,
 }
@@ -69,17 +64,12 @@ fn reject_sql() -> String {
     )
 }
 
-fn move_event_sql() -> String {
-    format!(
-        "UPDATE event_audiences SET status = ?7, reason = ?8, next_attempt_ms = NULL,
-         updated_ms = ?9
-         WHERE seq = ?5 AND part = ({PLANNED_PART}) AND status = ?6"
-    )
-}
+/// The planned event's row (`?1` seq, `?2` part) in status `?3` takes status `?4`.
+const MOVE_EVENT: &str = "UPDATE event_audiences SET status = ?4, reason = ?5,
+     next_attempt_ms = NULL, updated_ms = ?6 WHERE seq = ?1 AND part = ?2 AND status = ?3";
 
-fn event_sql() -> String {
-    format!("SELECT part, status FROM event_audiences WHERE seq = ?5 AND part = ({PLANNED_PART})")
-}
+/// The planned event's status (`?1` seq, `?2` part).
+const EVENT: &str = "SELECT status FROM event_audiences WHERE seq = ?1 AND part = ?2";
 
 impl<'c> DirectSettle<'c> {
     pub(super) fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
@@ -92,14 +82,14 @@ impl<'c> DirectSettle<'c> {
             ],
             last: 0,
             reject: p(&reject_sql())?,
-            move_event: p(&move_event_sql())?,
-            event: p(&event_sql())?,
+            move_event: p(MOVE_EVENT)?,
+            event: p(EVENT)?,
             set_event: p(SET_STATUS)?,
         })
     }
 
-    /// Settles `o` if it is a delivery or a rejection of the key's desired, pending version;
-    /// `false` (nothing written) otherwise.
+    /// Settles `o` if it is a delivery or a rejection of the key's desired, pending version at
+    /// the part it gives; `false` (nothing written) otherwise.
     pub(super) fn settle(
         &mut self,
         d: &mut Delta,
@@ -110,7 +100,11 @@ impl<'c> DirectSettle<'c> {
     ) -> Result<bool, StoreError> {
         let (email, user_id) = (key_part(&o.identity.email), key_part(&o.identity.user_id));
         let seq = to_i64(OP, o.seq)?;
-        let key = (destination, audience_key, email, user_id, seq);
+        let Some(part) = o.part else {
+            return Ok(false);
+        };
+        let part = i64::from(part);
+        let key = (destination, audience_key, email, user_id, seq, part);
         let (kind, reason) = match &o.outcome {
             Outcome::Delivered => match self.deliver(key, now_ms)? {
                 Some(members) => {
@@ -121,10 +115,10 @@ impl<'c> DirectSettle<'c> {
                 None => return Ok(false),
             },
             Outcome::Rejected { reason } => {
-                let (de, lk, em, ui, se) = key;
+                let (de, lk, em, ui, se, pa) = key;
                 let n = self
                     .reject
-                    .execute(params![de, lk, em, ui, se, reason])
+                    .execute(params![de, lk, em, ui, se, reason, pa])
                     .map_err(engine(OP))?;
                 if n == 0 {
                     return Ok(false);
@@ -134,21 +128,21 @@ impl<'c> DirectSettle<'c> {
             Outcome::Retry { .. } | Outcome::Superseded { .. } => return Ok(false),
         };
         d.state_moved("pending", kind.as_str());
-        self.log_event(d, key, kind, reason, now_ms)?;
+        self.log_event(d, (seq, part), kind, reason, now_ms)?;
         Ok(true)
     }
 
-    /// Delivers the key at its planned seq if still pending: the move of the audience's
-    /// `members`, or `None` when no row matched.
+    /// Delivers the key at its planned seq and part if still pending: the move of the
+    /// audience's `members`, or `None` when no row matched.
     fn deliver(
         &mut self,
-        (de, lk, em, ui, se): (&str, &str, &str, &str, i64),
+        (de, lk, em, ui, se, pa): (&str, &str, &str, &str, i64, i64),
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
         for i in 0..ACK_MOVES.len() {
             let which = (self.last + i) % ACK_MOVES.len();
             let n = self.deliver[which]
-                .execute(params![de, lk, em, ui, se, now_ms])
+                .execute(params![de, lk, em, ui, se, now_ms, pa])
                 .map_err(engine(OP))?;
             if n == 1 {
                 self.last = which;
@@ -158,11 +152,11 @@ impl<'c> DirectSettle<'c> {
         Ok(None)
     }
 
-    /// The planned event takes the outcome's status.
+    /// The planned event, at (`seq`, `part`), takes the outcome's status.
     fn log_event(
         &mut self,
         d: &mut Delta,
-        (de, lk, em, ui, se): (&str, &str, &str, &str, i64),
+        (seq, part): (i64, i64),
         kind: StatusKind,
         reason: Option<&str>,
         now_ms: i64,
@@ -171,11 +165,8 @@ impl<'c> DirectSettle<'c> {
             let moved = self
                 .move_event
                 .execute(params![
-                    de,
-                    lk,
-                    em,
-                    ui,
-                    se,
+                    seq,
+                    part,
                     from.as_str(),
                     kind.as_str(),
                     reason,
@@ -188,16 +179,16 @@ impl<'c> DirectSettle<'c> {
             }
         }
         // The event had another status (not seen in practice): set it all the same.
-        let was: Option<(i64, String)> = self
+        let was: Option<String> = self
             .event
-            .query_row(params![de, lk, em, ui, se], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![seq, part], |r| r.get(0))
             .optional()
             .map_err(engine(OP))?;
-        if let Some((part, was)) = was {
+        if let Some(was) = was {
             d.event_moved(status_of(OP, &was)?, kind);
             self.set_event
                 .execute(params![
-                    se,
+                    seq,
                     part,
                     kind.as_str(),
                     reason,
@@ -216,7 +207,7 @@ mod tests {
     use super::*;
     use crate::sqlite::SqliteStore;
     use crate::store::{
-        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Receipt,
+        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Receipt, Recorded,
     };
 
     fn change(time_ms: i64) -> MembershipChange {
@@ -243,38 +234,52 @@ mod tests {
 
     /// An event that names a key twice, the first naming stale and the second the key's
     /// desired version: a delivery settles the second, never the first, also when the key was
-    /// set pending again at the same version (as drift repair does) and delivered twice.
+    /// set pending again at the same version (as drift repair does) and delivered twice. The
+    /// same whether the outcome gives the part the key points at (settled here), another part,
+    /// or none (both recorded the general way).
     #[test]
     fn a_delivery_settles_the_naming_the_key_points_at() {
-        let s = SqliteStore::open(":memory:").expect("open");
-        s.accept(&[event("m1", vec![change(200)])]).expect("accept");
-        let r = s
-            .accept(&[event("m2", vec![change(100), change(300)])])
-            .expect("accept");
-        let Some(Receipt::Accepted { seq, .. }) = r.first() else {
-            panic!("{r:?}");
-        };
-        let delivered = OutcomeRow {
-            identity: Identity::new(Some("a@x.co"), None),
-            seq: *seq,
-            part: None,
-            outcome: Outcome::Delivered,
-        };
-        let statuses = || {
-            let e = s.event_status("d", "m2").expect("status").expect("known");
-            e.audiences.iter().map(|a| a.status).collect::<Vec<_>>()
-        };
-        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Accepted]);
-        s.record_outcomes("d", "vip", 2_000, std::slice::from_ref(&delivered))
-            .expect("record");
-        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Delivered]);
-        s.lock_writer()
-            .conn
-            .execute("UPDATE desired SET state = 'pending'", [])
-            .expect("reopen");
-        s.record_outcomes("d", "vip", 3_000, &[delivered])
-            .expect("record");
-        assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Delivered]);
+        for part in [Some(1), Some(0), None] {
+            let s = SqliteStore::open(":memory:").expect("open");
+            s.accept(&[event("m1", vec![change(200)])]).expect("accept");
+            let r = s
+                .accept(&[event("m2", vec![change(100), change(300)])])
+                .expect("accept");
+            let Some(Receipt::Accepted { seq, .. }) = r.first() else {
+                panic!("{r:?}");
+            };
+            let delivered = OutcomeRow {
+                identity: Identity::new(Some("a@x.co"), None),
+                seq: *seq,
+                part,
+                outcome: Outcome::Delivered,
+            };
+            let statuses = || {
+                let e = s.event_status("d", "m2").expect("status").expect("known");
+                e.audiences.iter().map(|a| a.status).collect::<Vec<_>>()
+            };
+            assert_eq!(statuses(), [StatusKind::Skipped, StatusKind::Accepted]);
+            let recorded = s
+                .record_outcomes("d", "vip", 2_000, std::slice::from_ref(&delivered))
+                .expect("record");
+            assert_eq!(recorded, [Recorded::Applied], "{part:?}");
+            assert_eq!(
+                statuses(),
+                [StatusKind::Skipped, StatusKind::Delivered],
+                "{part:?}"
+            );
+            s.lock_writer()
+                .conn
+                .execute("UPDATE desired SET state = 'pending'", [])
+                .expect("reopen");
+            s.record_outcomes("d", "vip", 3_000, &[delivered])
+                .expect("record");
+            assert_eq!(
+                statuses(),
+                [StatusKind::Skipped, StatusKind::Delivered],
+                "{part:?}"
+            );
+        }
     }
 
     /// Every statement finds its rows by whole primary keys: an event's row by (seq, part),
@@ -287,8 +292,8 @@ mod tests {
         let mut all: Vec<String> = ACK_MOVES.iter().map(|(c, _)| deliver_sql(c)).collect();
         all.extend([
             reject_sql(),
-            move_event_sql(),
-            event_sql(),
+            MOVE_EVENT.to_string(),
+            EVENT.to_string(),
             SET_STATUS.to_string(),
             PLANNED_EXACT.to_string(),
         ]);
