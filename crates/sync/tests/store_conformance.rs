@@ -164,11 +164,13 @@ fn id(email: &str) -> Identity {
     Identity::new(Some(email), None)
 }
 
-fn outcome_row(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
+/// An outcome at `seq`, with the part of the planned change when it is given (as the
+/// reconciler gives it).
+fn outcome_row(identity: Identity, seq: u64, part: Option<u32>, outcome: Outcome) -> OutcomeRow {
     OutcomeRow {
         identity,
         seq,
-        part: None,
+        part,
         outcome,
     }
 }
@@ -1578,8 +1580,8 @@ mod cases {
         let mut runner = TestRunner::new(Config::with_cases(64));
         let result = runner.run(&writes(), |writes| {
             let dest = format!("c{}", case.fetch_add(1, Ordering::Relaxed));
-            // (audience, person, seq) of every change accepted, and every messageId.
-            let mut seen: Vec<(String, Identity, u64)> = Vec::new();
+            // (audience, person, seq, part) of every change accepted, and every messageId.
+            let mut seen: Vec<(String, Identity, u64, u32)> = Vec::new();
             let mut ids: Vec<String> = Vec::new();
             let mut clock = NOW;
             for write in writes {
@@ -1622,8 +1624,9 @@ mod cases {
                             if let (EventContent::Changes(cs), Receipt::Accepted { seq, .. }) =
                                 (&e.content, r)
                             {
-                                for c in cs {
-                                    seen.push((c.audience_key.clone(), c.identity.clone(), seq));
+                                for (part, c) in (0u32..).zip(cs) {
+                                    let key = (c.audience_key.clone(), c.identity.clone());
+                                    seen.push((key.0, key.1, seq, part));
                                 }
                             }
                         }
@@ -1637,7 +1640,10 @@ mod cases {
                         let rows: Vec<OutcomeRow> = picks
                             .iter()
                             .map(|&(i, o)| {
-                                let (_, identity, seq) = mine[usize::from(i) % mine.len()];
+                                let (_, identity, seq, part) = mine[usize::from(i) % mine.len()];
+                                // The part given (as the reconciler gives it) or not (the
+                                // general path on SQLite), half and half.
+                                let part = (i % 2 == 0).then_some(*part);
                                 let outcome = match o {
                                     0 => Outcome::Delivered,
                                     1 => Outcome::Rejected {
@@ -1651,7 +1657,7 @@ mod cases {
                                         reason: "another row won".into(),
                                     },
                                 };
-                                outcome_row(identity.clone(), *seq, outcome)
+                                outcome_row(identity.clone(), *seq, part, outcome)
                             })
                             .collect();
                         s.record_outcomes(&dest, &audience, clock, rows)
@@ -1667,7 +1673,7 @@ mod cases {
                         let rows: Vec<(Identity, u64)> = picks
                             .iter()
                             .map(|&i| {
-                                let (_, identity, seq) = mine[usize::from(i) % mine.len()];
+                                let (_, identity, seq, _) = mine[usize::from(i) % mine.len()];
                                 (identity.clone(), *seq)
                             })
                             .collect();

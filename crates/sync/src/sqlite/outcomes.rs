@@ -136,9 +136,10 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Records one outcome of [`Store::record_outcomes`] that [`DirectSettle`] did not: a retry,
-    /// a supersession, or an outcome for a version that is no longer the key's desired one or
-    /// no longer pending. The key's desired row is read first: it decides, and tells what
-    /// changes in the audience's figures (`d`).
+    /// a supersession, an outcome for a version that is no longer the key's desired one or no
+    /// longer pending, or one that does not give the part the key points at (none, or
+    /// another). The key's desired row is read first: it decides, and tells what changes in
+    /// the audience's figures (`d`).
     fn record_one(
         st: &mut OutcomeStatements<'_>,
         d: &mut Delta,

@@ -3,7 +3,8 @@
 //!
 //! `record_outcomes` used to read each key's desired row, decide, then update it: two searches
 //! of `desired`'s primary key (four text columns) per outcome, with the row decoded between
-//! them. Here the update itself checks what the read was for (the planned seq, still pending).
+//! them. Here the update itself checks what the read was for (the planned seq and part, still
+//! pending).
 //! What the audience's figures need of the old row is how the acknowledged membership moves
 //! (`members` counts acknowledged members): each delivery statement is one of three, each
 //! matching only rows whose move is known ([`ACK_MOVES`]), tried in turn, the one that matched

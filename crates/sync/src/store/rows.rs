@@ -168,7 +168,8 @@ pub struct OutcomeRow {
     /// The `part` of that [`PendingRow`]: the planned event's row is then found by (seq,
     /// part), and must be this key's. `None` when it is not known: it is then searched among
     /// the rows of its seq by key (a walk of every row of a snapshot, whose keys share one seq,
-    /// when the key has changed meanwhile).
+    /// when the key has changed meanwhile), and on SQLite even a key still at that version is
+    /// settled the slower, general way (the key's row read first).
     pub part: Option<u32>,
     pub outcome: Outcome,
 }
