@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::bind::Rebound;
 use super::counts::{Delta, Deltas};
 use super::floors::FloorCache;
 use super::{CURRENT, Current, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
@@ -48,10 +49,7 @@ impl SqliteStore {
     ) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
         // One statement for a new event; a duplicate inserts nothing and is looked up.
-        let inserted = st
-            .insert_event
-            .execute(params![ev.destination, ev.message_id, ev.received_ms])
-            .map_err(engine(OP))?;
+        let inserted = st.insert_event(ev).map_err(engine(OP))?;
         if inserted == 0 {
             let seq: i64 = tx
                 .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
@@ -111,20 +109,19 @@ impl SqliteStore {
         status: StatusKind,
         reason: &str,
     ) -> Result<(), StoreError> {
-        st.insert_status
-            .execute(params![
-                seq,
-                0i64,
-                "",
-                "",
-                "",
-                None::<bool>,
-                None::<i64>,
-                status.as_str(),
-                reason,
-                ev.received_ms
-            ])
-            .map_err(engine("accept"))?;
+        let row = StatusRow {
+            seq,
+            part: 0,
+            list_key: "",
+            email: "",
+            user_id: "",
+            member: None,
+            time_ms: None,
+            status,
+            reason: Some(reason),
+            received_ms: ev.received_ms,
+        };
+        st.insert_status(&row).map_err(engine("accept"))?;
         deltas.of(&ev.destination, "").event(status, 1);
         Ok(())
     }
@@ -145,20 +142,19 @@ impl SqliteStore {
             let d = deltas.of(&ev.destination, &c.audience_key);
             let (status, reason, applied) = Self::apply_change(tx, st, d, ev, seq, part, c)?;
             let id = &c.identity;
-            st.insert_status
-                .execute(params![
-                    seq,
-                    part,
-                    c.audience_key,
-                    key_part(&id.email),
-                    key_part(&id.user_id),
-                    c.member,
-                    c.time_ms,
-                    status.as_str(),
-                    reason,
-                    ev.received_ms
-                ])
-                .map_err(engine(OP))?;
+            let row = StatusRow {
+                seq,
+                part,
+                list_key: &c.audience_key,
+                email: key_part(&id.email),
+                user_id: key_part(&id.user_id),
+                member: Some(c.member),
+                time_ms: c.time_ms,
+                status,
+                reason: reason.as_deref(),
+                received_ms: ev.received_ms,
+            };
+            st.insert_status(&row).map_err(engine(OP))?;
             d.event(status, 1);
             out.push(applied);
         }
@@ -220,7 +216,11 @@ impl SqliteStore {
             c.settings.channel_unsubscribe,
             c.settings.campaign_id
         ];
-        if st.insert_new.execute(row).map_err(engine(OP))? == 1 {
+        if st
+            .insert_new(ev, c, seq, part, data.as_deref())
+            .map_err(engine(OP))?
+            == 1
+        {
             d.keys += 1;
             d.pending += 1;
             return Ok((StatusKind::Accepted, None, Applied::Current));
@@ -308,13 +308,29 @@ impl SqliteStore {
     }
 }
 
-/// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors.
+/// An event's status row in one audience (`event_audiences`), as accepted.
+struct StatusRow<'a> {
+    seq: i64,
+    part: i64,
+    list_key: &'a str,
+    email: &'a str,
+    user_id: &'a str,
+    member: Option<bool>,
+    time_ms: Option<i64>,
+    status: StatusKind,
+    reason: Option<&'a str>,
+    received_ms: i64,
+}
+
+/// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors. The
+/// three that every new event runs bind only the parameters that changed since the batch's
+/// previous event (see `bind`).
 struct AcceptStatements<'c> {
     floors: &'c mut FloorCache,
-    insert_event: rusqlite::CachedStatement<'c>,
-    insert_status: rusqlite::CachedStatement<'c>,
+    insert_event: Rebound<'c>,
+    insert_status: Rebound<'c>,
     get: rusqlite::CachedStatement<'c>,
-    insert_new: rusqlite::CachedStatement<'c>,
+    insert_new: Rebound<'c>,
     upsert: rusqlite::CachedStatement<'c>,
     supersede: rusqlite::CachedStatement<'c>,
 }
@@ -325,17 +341,17 @@ impl<'c> AcceptStatements<'c> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("accept"));
         Ok(Self {
             floors,
-            insert_event: p(
+            insert_event: Rebound::new(p(
                 "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (destination, message_id) DO NOTHING",
-            )?,
-            insert_status: p(
+            )?),
+            insert_status: Rebound::new(p(
                 "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
                  time_ms, status, reason, next_attempt_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
-            )?,
+            )?),
             get: p(CURRENT)?,
-            insert_new: p(concat!(insert_desired!(), "NOTHING"))?,
+            insert_new: Rebound::new(p(concat!(insert_desired!(), "NOTHING"))?),
             upsert: p(concat!(
                 insert_desired!(),
                 "UPDATE SET
@@ -353,5 +369,61 @@ impl<'c> AcceptStatements<'c> {
                  WHERE seq = ?1 AND part = ?2 AND status = ?5",
             )?,
         })
+    }
+}
+
+impl AcceptStatements<'_> {
+    /// Logs a new event (`events`): 1, or 0 for a duplicate.
+    fn insert_event(&mut self, ev: &NewEvent) -> rusqlite::Result<usize> {
+        let st = &mut self.insert_event;
+        st.same_text(1, Some(&ev.destination))?;
+        st.bind(2, &ev.message_id)?;
+        st.same_int(3, Some(ev.received_ms))?;
+        st.execute()
+    }
+
+    fn insert_status(&mut self, row: &StatusRow<'_>) -> rusqlite::Result<usize> {
+        let st = &mut self.insert_status;
+        st.bind(1, row.seq)?;
+        st.bind(2, row.part)?;
+        st.same_text(3, Some(row.list_key))?;
+        st.bind(4, row.email)?;
+        st.bind(5, row.user_id)?;
+        st.same_int(6, row.member.map(i64::from))?;
+        st.same_int(7, row.time_ms)?;
+        st.same_text(8, Some(row.status.as_str()))?;
+        st.same_text(9, row.reason)?;
+        st.same_int(10, Some(row.received_ms))?;
+        st.execute()
+    }
+
+    /// The desired row of a key seen for the first time (pending): 1, or 0 when the key has
+    /// one already.
+    fn insert_new(
+        &mut self,
+        ev: &NewEvent,
+        c: &MembershipChange,
+        seq: i64,
+        part: i64,
+        data_fields: Option<&str>,
+    ) -> rusqlite::Result<usize> {
+        let st = &mut self.insert_new;
+        let id = &c.identity;
+        st.same_text(1, Some(&ev.destination))?;
+        st.same_text(2, Some(&c.audience_key))?;
+        st.bind(3, key_part(&id.email))?;
+        st.bind(4, key_part(&id.user_id))?;
+        st.same_int(5, c.list_id)?;
+        st.same_int(6, Some(i64::from(c.member)))?;
+        st.same_int(7, c.time_ms)?;
+        st.bind(8, seq)?;
+        st.bind(9, part)?;
+        st.same_int(10, Some(ev.received_ms))?;
+        st.same_text(11, data_fields)?;
+        let settings = &c.settings;
+        st.same_int(12, settings.update_existing_users_only.map(i64::from))?;
+        st.same_int(13, settings.channel_unsubscribe.map(i64::from))?;
+        st.same_int(14, settings.campaign_id)?;
+        st.execute()
     }
 }

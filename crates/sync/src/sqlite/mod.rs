@@ -58,6 +58,7 @@
 
 mod accept;
 mod admin;
+mod bind;
 mod checkpoint;
 pub(crate) mod counts;
 mod drift;

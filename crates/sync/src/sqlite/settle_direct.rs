@@ -16,6 +16,7 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
+use super::bind::Rebound;
 use super::counts::Delta;
 use super::outcomes::SET_STATUS;
 use super::{engine, key_part, status_of, to_i64};
@@ -35,14 +36,16 @@ const ACK_MOVES: [(&str, i64); 3] = [
 const PLANNED_AND_PENDING: &str = "WHERE destination = ?1 AND list_key = ?2 AND email = ?3
      AND user_id = ?4 AND seq = ?5 AND part = ?7 AND state = 'pending'";
 
-/// The statements of the direct settle, prepared once per `record_outcomes` call.
+/// The statements of the direct settle, prepared once per `record_outcomes` call. The two
+/// that every delivery runs bind only the parameters that changed since the call's previous
+/// outcome (see `bind`).
 pub(super) struct DirectSettle<'c> {
-    deliver: [CachedStatement<'c>; 3],
+    deliver: [Rebound<'c>; 3],
     /// Which of `deliver` matched last: tried first.
     last: usize,
     reject: CachedStatement<'c>,
     /// The planned event's status, moved from the one given ([`MOVE_EVENT`]).
-    move_event: CachedStatement<'c>,
+    move_event: Rebound<'c>,
     /// The planned event's status, when it was neither accepted nor pending (rare).
     event: CachedStatement<'c>,
     set_event: CachedStatement<'c>,
@@ -77,13 +80,13 @@ impl<'c> DirectSettle<'c> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine(OP));
         Ok(Self {
             deliver: [
-                p(&deliver_sql(ACK_MOVES[0].0))?,
-                p(&deliver_sql(ACK_MOVES[1].0))?,
-                p(&deliver_sql(ACK_MOVES[2].0))?,
+                Rebound::new(p(&deliver_sql(ACK_MOVES[0].0))?),
+                Rebound::new(p(&deliver_sql(ACK_MOVES[1].0))?),
+                Rebound::new(p(&deliver_sql(ACK_MOVES[2].0))?),
             ],
             last: 0,
             reject: p(&reject_sql())?,
-            move_event: p(MOVE_EVENT)?,
+            move_event: Rebound::new(p(MOVE_EVENT)?),
             event: p(EVENT)?,
             set_event: p(SET_STATUS)?,
         })
@@ -142,8 +145,7 @@ impl<'c> DirectSettle<'c> {
     ) -> Result<Option<i64>, StoreError> {
         for i in 0..ACK_MOVES.len() {
             let which = (self.last + i) % ACK_MOVES.len();
-            let n = self.deliver[which]
-                .execute(params![de, lk, em, ui, se, now_ms, pa])
+            let n = run_deliver(&mut self.deliver[which], (de, lk, em, ui, se, pa), now_ms)
                 .map_err(engine(OP))?;
             if n == 1 {
                 self.last = which;
@@ -163,17 +165,14 @@ impl<'c> DirectSettle<'c> {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         for from in [StatusKind::Accepted, StatusKind::Pending] {
-            let moved = self
-                .move_event
-                .execute(params![
-                    seq,
-                    part,
-                    from.as_str(),
-                    kind.as_str(),
-                    reason,
-                    now_ms
-                ])
-                .map_err(engine(OP))?;
+            let moved = run_move_event(
+                &mut self.move_event,
+                (seq, part),
+                [from, kind],
+                reason,
+                now_ms,
+            )
+            .map_err(engine(OP))?;
             if moved == 1 {
                 d.event_moved(from, kind);
                 return Ok(());
@@ -200,6 +199,41 @@ impl<'c> DirectSettle<'c> {
         }
         Ok(())
     }
+}
+
+/// One of the delivery statements ([`deliver_sql`]) for the key at its planned seq and part:
+/// the rows it changed.
+fn run_deliver(
+    st: &mut Rebound<'_>,
+    (de, lk, em, ui, se, pa): (&str, &str, &str, &str, i64, i64),
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    st.same_text(1, Some(de))?;
+    st.same_text(2, Some(lk))?;
+    st.bind(3, em)?;
+    st.bind(4, ui)?;
+    st.bind(5, se)?;
+    st.same_int(6, Some(now_ms))?;
+    st.bind(7, pa)?;
+    st.execute()
+}
+
+/// [`MOVE_EVENT`] for the event's row at (`seq`, `part`), from one status to another: the rows
+/// it changed.
+fn run_move_event(
+    st: &mut Rebound<'_>,
+    (seq, part): (i64, i64),
+    [from, to]: [StatusKind; 2],
+    reason: Option<&str>,
+    now_ms: i64,
+) -> rusqlite::Result<usize> {
+    st.bind(1, seq)?;
+    st.bind(2, part)?;
+    st.same_text(3, Some(from.as_str()))?;
+    st.same_text(4, Some(to.as_str()))?;
+    st.same_text(5, reason)?;
+    st.same_int(6, Some(now_ms))?;
+    st.execute()
 }
 
 #[cfg(test)]
