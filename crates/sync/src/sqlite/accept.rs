@@ -200,6 +200,22 @@ impl SqliteStore {
         };
         // A key seen for the first time (every key of an initial sync) needs one statement; a
         // known key is read first, to decide and to log.
+        if st
+            .insert_new(ev, c, seq, part, data.as_deref())
+            .map_err(engine(OP))?
+            == 1
+        {
+            d.keys += 1;
+            d.pending += 1;
+            return Ok((StatusKind::Accepted, None, Applied::Current));
+        }
+        let old = current(&mut st.get, OP, &ev.destination, &c.audience_key, id)?;
+        if let Some(old) = &old
+            && let Some(refused) = Self::refused_over(tx, old, c, seq)?
+        {
+            return Ok(refused);
+        }
+        // The same row as `insert_new` binds, replacing the key's.
         let row = params![
             ev.destination,
             c.audience_key,
@@ -216,21 +232,6 @@ impl SqliteStore {
             c.settings.channel_unsubscribe,
             c.settings.campaign_id
         ];
-        if st
-            .insert_new(ev, c, seq, part, data.as_deref())
-            .map_err(engine(OP))?
-            == 1
-        {
-            d.keys += 1;
-            d.pending += 1;
-            return Ok((StatusKind::Accepted, None, Applied::Current));
-        }
-        let old = current(&mut st.get, OP, &ev.destination, &c.audience_key, id)?;
-        if let Some(old) = &old
-            && let Some(refused) = Self::refused_over(tx, old, c, seq)?
-        {
-            return Ok(refused);
-        }
         st.upsert.execute(row).map_err(engine(OP))?;
         match old {
             None => {
@@ -323,8 +324,9 @@ struct StatusRow<'a> {
 }
 
 /// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors. The
-/// three that every new event runs bind only the parameters that changed since the batch's
-/// previous event (see `bind`).
+/// three run for the rows of new events (`insert_event` once per event, `insert_status` once per
+/// change, `insert_new` once per change that becomes a new key's desired state) bind only the
+/// parameters that changed since their previous row (see `bind`).
 struct AcceptStatements<'c> {
     floors: &'c mut FloorCache,
     insert_event: Rebound<'c>,
@@ -376,24 +378,25 @@ impl AcceptStatements<'_> {
     /// Logs a new event (`events`): 1, or 0 for a duplicate.
     fn insert_event(&mut self, ev: &NewEvent) -> rusqlite::Result<usize> {
         let st = &mut self.insert_event;
-        st.same_text(1, Some(&ev.destination))?;
+        st.repeating_text(1, Some(&ev.destination))?;
         st.bind(2, &ev.message_id)?;
-        st.same_int(3, Some(ev.received_ms))?;
+        st.repeating_int(3, Some(ev.received_ms))?;
         st.execute()
     }
 
+    /// Logs an event's status in one audience (`event_audiences`).
     fn insert_status(&mut self, row: &StatusRow<'_>) -> rusqlite::Result<usize> {
         let st = &mut self.insert_status;
         st.bind(1, row.seq)?;
         st.bind(2, row.part)?;
-        st.same_text(3, Some(row.list_key))?;
+        st.repeating_text(3, Some(row.list_key))?;
         st.bind(4, row.email)?;
         st.bind(5, row.user_id)?;
-        st.same_int(6, row.member.map(i64::from))?;
-        st.same_int(7, row.time_ms)?;
-        st.same_text(8, Some(row.status.as_str()))?;
-        st.same_text(9, row.reason)?;
-        st.same_int(10, Some(row.received_ms))?;
+        st.repeating_int(6, row.member.map(i64::from))?;
+        st.repeating_int(7, row.time_ms)?;
+        st.repeating_text(8, Some(row.status.as_str()))?;
+        st.repeating_text(9, row.reason)?;
+        st.repeating_int(10, Some(row.received_ms))?;
         st.execute()
     }
 
@@ -409,21 +412,21 @@ impl AcceptStatements<'_> {
     ) -> rusqlite::Result<usize> {
         let st = &mut self.insert_new;
         let id = &c.identity;
-        st.same_text(1, Some(&ev.destination))?;
-        st.same_text(2, Some(&c.audience_key))?;
+        st.repeating_text(1, Some(&ev.destination))?;
+        st.repeating_text(2, Some(&c.audience_key))?;
         st.bind(3, key_part(&id.email))?;
         st.bind(4, key_part(&id.user_id))?;
-        st.same_int(5, c.list_id)?;
-        st.same_int(6, Some(i64::from(c.member)))?;
-        st.same_int(7, c.time_ms)?;
+        st.repeating_int(5, c.list_id)?;
+        st.repeating_int(6, Some(i64::from(c.member)))?;
+        st.repeating_int(7, c.time_ms)?;
         st.bind(8, seq)?;
         st.bind(9, part)?;
-        st.same_int(10, Some(ev.received_ms))?;
-        st.same_text(11, data_fields)?;
+        st.repeating_int(10, Some(ev.received_ms))?;
+        st.repeating_text(11, data_fields)?;
         let settings = &c.settings;
-        st.same_int(12, settings.update_existing_users_only.map(i64::from))?;
-        st.same_int(13, settings.channel_unsubscribe.map(i64::from))?;
-        st.same_int(14, settings.campaign_id)?;
+        st.repeating_int(12, settings.update_existing_users_only.map(i64::from))?;
+        st.repeating_int(13, settings.channel_unsubscribe.map(i64::from))?;
+        st.repeating_int(14, settings.campaign_id)?;
         st.execute()
     }
 }

@@ -1,11 +1,13 @@
 //! A statement run once per row of a batch, its parameters bound one by one, and those that
 //! repeat from row to row (the destination, the audience, a status, the batch's clock) bound
 //! only when their value changes. SQLite keeps a statement's bindings from one run to the
-//! next, and each bind costs a call through rusqlite (a text is copied by SQLite, about 280
-//! instructions): part (c) bound 27 parameters per accepted event and 13 per settled outcome.
+//! next, and each bind is a call through rusqlite in which SQLite copies a text (about 280
+//! instructions for one text bound, callgrind): part (c) bound 27 parameters per accepted
+//! event and 13 per settled outcome.
 //!
-//! A `Rebound` lives for one batch: its statement comes from the connection's cache with no
-//! bindings, and every parameter is bound on its first run.
+//! A `Rebound` lives for one batch and remembers nothing at first, so a batch's first row binds
+//! every parameter. Each run checks that every parameter of the statement was bound or kept
+//! for it (a parameter left out would silently be NULL, or keep the previous row's value).
 
 use rusqlite::CachedStatement;
 
@@ -20,59 +22,87 @@ enum Last {
 pub(super) struct Rebound<'c> {
     stmt: CachedStatement<'c>,
     /// By parameter index less one: what was bound last, for the parameters bound with
-    /// [`Rebound::same_int`] and [`Rebound::same_text`].
+    /// [`Rebound::repeating_int`] and [`Rebound::repeating_text`].
     last: Vec<Option<Last>>,
+    /// The parameters (bit `i - 1`, the first 64) bound or kept for the next run.
+    given: u64,
+    /// `given` once every parameter is.
+    all: u64,
 }
 
 impl<'c> Rebound<'c> {
     pub(super) fn new(stmt: CachedStatement<'c>) -> Self {
-        let last = (0..stmt.parameter_count()).map(|_| None).collect();
-        Self { stmt, last }
+        let n = stmt.parameter_count();
+        let last = (0..n).map(|_| None).collect();
+        let all = if n >= 64 { u64::MAX } else { (1 << n) - 1 };
+        Self {
+            stmt,
+            last,
+            given: 0,
+            all,
+        }
     }
 
     /// Binds `value` to parameter `i` (from 1), every time.
     pub(super) fn bind<T: rusqlite::ToSql>(&mut self, i: usize, value: T) -> rusqlite::Result<()> {
-        if let Some(last) = self.last.get_mut(i.wrapping_sub(1)) {
-            *last = None;
-        }
-        self.stmt.raw_bind_parameter(i, value)
-    }
-
-    /// Binds `value` to parameter `i` (from 1) unless it is bound already.
-    pub(super) fn same_int(&mut self, i: usize, value: Option<i64>) -> rusqlite::Result<()> {
         let slot = self.slot(i)?;
-        if *slot == Some(Last::Int(value)) {
-            return Ok(());
-        }
         *slot = None;
         self.stmt.raw_bind_parameter(i, value)?;
-        self.last[i - 1] = Some(Last::Int(value));
+        self.given(i);
         Ok(())
     }
 
-    /// Binds `value` to parameter `i` (from 1) unless it is bound already.
-    pub(super) fn same_text(&mut self, i: usize, value: Option<&str>) -> rusqlite::Result<()> {
+    /// Binds `value` to parameter `i` (from 1) unless the same value was bound to it last
+    /// through this method.
+    pub(super) fn repeating_int(&mut self, i: usize, value: Option<i64>) -> rusqlite::Result<()> {
         let slot = self.slot(i)?;
-        if let Some(Last::Text(last)) = slot
-            && last.as_deref() == value
-        {
-            return Ok(());
+        if *slot != Some(Last::Int(value)) {
+            *slot = None;
+            self.stmt.raw_bind_parameter(i, value)?;
+            self.last[i - 1] = Some(Last::Int(value));
         }
-        *slot = None;
-        self.stmt.raw_bind_parameter(i, value)?;
-        self.last[i - 1] = Some(Last::Text(value.map(str::to_string)));
+        self.given(i);
         Ok(())
     }
 
-    /// Runs the statement with what is bound: the rows it changed.
+    /// Binds `value` to parameter `i` (from 1) unless the same value was bound to it last
+    /// through this method.
+    pub(super) fn repeating_text(&mut self, i: usize, value: Option<&str>) -> rusqlite::Result<()> {
+        let slot = self.slot(i)?;
+        let same = matches!(slot, Some(Last::Text(last)) if last.as_deref() == value);
+        if !same {
+            *slot = None;
+            self.stmt.raw_bind_parameter(i, value)?;
+            self.last[i - 1] = Some(Last::Text(value.map(str::to_string)));
+        }
+        self.given(i);
+        Ok(())
+    }
+
+    /// Runs the statement with what is bound: the rows it changed. An error, with nothing
+    /// run, when a parameter was neither bound nor kept for this run.
     pub(super) fn execute(&mut self) -> rusqlite::Result<usize> {
+        let given = std::mem::take(&mut self.given);
+        if given != self.all {
+            return Err(rusqlite::Error::InvalidParameterCount(
+                given.count_ones() as usize,
+                self.last.len(),
+            ));
+        }
         self.stmt.raw_execute()
     }
 
     fn slot(&mut self, i: usize) -> rusqlite::Result<&mut Option<Last>> {
+        let n = self.last.len();
         self.last
             .get_mut(i.wrapping_sub(1))
-            .ok_or(rusqlite::Error::InvalidParameterCount(i, 0))
+            .ok_or(rusqlite::Error::InvalidParameterCount(i, n))
+    }
+
+    fn given(&mut self, i: usize) {
+        if let Some(bit) = 1u64.checked_shl((i - 1) as u32) {
+            self.given |= bit;
+        }
     }
 }
 
@@ -83,8 +113,9 @@ mod tests {
     use super::*;
 
     /// A repeating parameter keeps its value across runs, and takes a new one (a null, a
-    /// number, a text) as soon as it changes; a parameter bound every time is never skipped,
-    /// also after the same value was bound to it as a repeating one.
+    /// number, a text, an empty text or zero after a null and back) as soon as it changes; a
+    /// parameter bound every time is never skipped, also after the same value was bound to it
+    /// as a repeating one; a run missing a parameter is refused.
     #[test]
     fn repeating_parameters_are_bound_when_they_change() {
         let conn = Connection::open_in_memory().expect("open");
@@ -94,28 +125,42 @@ mod tests {
             conn.prepare_cached("INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)")
                 .expect("prepare"),
         );
-        let rows: [(Option<&str>, Option<i64>, i64); 6] = [
+        let rows: [(Option<&str>, Option<i64>, i64); 9] = [
             (Some("x"), Some(1), 10),
             (Some("x"), Some(1), 11),
             (None, Some(1), 12),
             (Some("y"), None, 13),
             (Some(""), None, 14),
             (Some("y"), Some(2), 15),
+            (None, Some(0), 16),
+            (Some(""), None, 17),
+            (None, Some(0), 18),
         ];
         for (a, b, c) in rows {
-            st.same_text(1, a).expect("a");
-            st.same_int(2, b).expect("b");
+            st.repeating_text(1, a).expect("a");
+            st.repeating_int(2, b).expect("b");
             st.bind(3, c).expect("c");
             assert_eq!(st.execute().expect("insert"), 1);
         }
         // Bound every time after a repeating bind of the same value: still bound.
-        st.same_int(3, Some(20)).expect("c");
+        st.repeating_int(3, Some(20)).expect("c");
         st.bind(3, 21).expect("c");
-        st.same_int(3, Some(21)).expect("c");
+        st.repeating_int(3, Some(21)).expect("c");
+        st.repeating_text(1, Some("y")).expect("a");
+        st.repeating_int(2, Some(2)).expect("b");
         st.execute().expect("insert");
         st.bind(3, 22).expect("c");
-        st.same_int(3, Some(21)).expect("c");
+        st.repeating_int(3, Some(21)).expect("c");
+        st.repeating_text(1, Some("y")).expect("a");
+        st.repeating_int(2, Some(2)).expect("b");
         st.execute().expect("insert");
+        // A run with a parameter neither bound nor kept is refused, and runs nothing.
+        st.repeating_text(1, Some("y")).expect("a");
+        st.bind(3, 23).expect("c");
+        assert!(matches!(
+            st.execute(),
+            Err(rusqlite::Error::InvalidParameterCount(2, 3))
+        ));
         drop(st);
         let got: Vec<(Option<String>, Option<i64>, i64)> = conn
             .prepare("SELECT a, b, c FROM t ORDER BY rowid")
@@ -133,7 +178,7 @@ mod tests {
         assert_eq!(got, want);
         assert!(
             Rebound::new(conn.prepare_cached("SELECT ?1").expect("p"))
-                .same_int(2, None)
+                .repeating_int(2, None)
                 .is_err()
         );
     }

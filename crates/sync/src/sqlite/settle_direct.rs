@@ -36,9 +36,9 @@ const ACK_MOVES: [(&str, i64); 3] = [
 const PLANNED_AND_PENDING: &str = "WHERE destination = ?1 AND list_key = ?2 AND email = ?3
      AND user_id = ?4 AND seq = ?5 AND part = ?7 AND state = 'pending'";
 
-/// The statements of the direct settle, prepared once per `record_outcomes` call. The two
-/// that every delivery runs bind only the parameters that changed since the call's previous
-/// outcome (see `bind`).
+/// The statements of the direct settle, prepared once per `record_outcomes` call. The delivery
+/// statements and the event's move bind only the parameters that changed since their previous
+/// run in the call (see `bind`).
 pub(super) struct DirectSettle<'c> {
     deliver: [Rebound<'c>; 3],
     /// Which of `deliver` matched last: tried first.
@@ -208,12 +208,12 @@ fn run_deliver(
     (de, lk, em, ui, se, pa): (&str, &str, &str, &str, i64, i64),
     now_ms: i64,
 ) -> rusqlite::Result<usize> {
-    st.same_text(1, Some(de))?;
-    st.same_text(2, Some(lk))?;
+    st.repeating_text(1, Some(de))?;
+    st.repeating_text(2, Some(lk))?;
     st.bind(3, em)?;
     st.bind(4, ui)?;
     st.bind(5, se)?;
-    st.same_int(6, Some(now_ms))?;
+    st.repeating_int(6, Some(now_ms))?;
     st.bind(7, pa)?;
     st.execute()
 }
@@ -229,10 +229,10 @@ fn run_move_event(
 ) -> rusqlite::Result<usize> {
     st.bind(1, seq)?;
     st.bind(2, part)?;
-    st.same_text(3, Some(from.as_str()))?;
-    st.same_text(4, Some(to.as_str()))?;
-    st.same_text(5, reason)?;
-    st.same_int(6, Some(now_ms))?;
+    st.repeating_text(3, Some(from.as_str()))?;
+    st.repeating_text(4, Some(to.as_str()))?;
+    st.repeating_text(5, reason)?;
+    st.repeating_int(6, Some(now_ms))?;
     st.execute()
 }
 
