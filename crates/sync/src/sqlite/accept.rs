@@ -175,7 +175,6 @@ impl SqliteStore {
     ) -> Result<(StatusKind, Option<String>, Applied), StoreError> {
         const OP: &str = "accept";
         let id = &c.identity;
-        let (email, user_id) = (key_part(&id.email), key_part(&id.user_id));
         if id.is_empty() {
             let why = "the change has neither an email nor a userId";
             return Ok((
@@ -215,24 +214,8 @@ impl SqliteStore {
         {
             return Ok(refused);
         }
-        // The same row as `insert_new` binds, replacing the key's.
-        let row = params![
-            ev.destination,
-            c.audience_key,
-            email,
-            user_id,
-            c.list_id,
-            c.member,
-            c.time_ms,
-            seq,
-            part,
-            ev.received_ms,
-            data,
-            c.settings.update_existing_users_only,
-            c.settings.channel_unsubscribe,
-            c.settings.campaign_id
-        ];
-        st.upsert.execute(row).map_err(engine(OP))?;
+        st.upsert(ev, c, seq, part, data.as_deref())
+            .map_err(engine(OP))?;
         match old {
             None => {
                 d.keys += 1;
@@ -333,7 +316,7 @@ struct AcceptStatements<'c> {
     insert_status: Rebound<'c>,
     get: rusqlite::CachedStatement<'c>,
     insert_new: Rebound<'c>,
-    upsert: rusqlite::CachedStatement<'c>,
+    upsert: Rebound<'c>,
     supersede: rusqlite::CachedStatement<'c>,
 }
 
@@ -354,7 +337,7 @@ impl<'c> AcceptStatements<'c> {
             )?),
             get: p(CURRENT)?,
             insert_new: Rebound::new(p(concat!(insert_desired!(), "NOTHING"))?),
-            upsert: p(concat!(
+            upsert: Rebound::new(p(concat!(
                 insert_desired!(),
                 "UPDATE SET
                  list_id = excluded.list_id, member = excluded.member,
@@ -364,7 +347,7 @@ impl<'c> AcceptStatements<'c> {
                  channel_unsubscribe = excluded.channel_unsubscribe,
                  campaign_id = excluded.campaign_id, state = 'pending', reason = NULL,
                  attempts = 0, next_attempt_ms = 0, tries = 0"
-            ))?,
+            ))?),
             supersede: p(
                 "UPDATE event_audiences SET status = 'superseded', reason = ?3,
                  next_attempt_ms = NULL, updated_ms = ?4
@@ -410,23 +393,47 @@ impl AcceptStatements<'_> {
         part: i64,
         data_fields: Option<&str>,
     ) -> rusqlite::Result<usize> {
-        let st = &mut self.insert_new;
-        let id = &c.identity;
-        st.repeating_text(1, Some(&ev.destination))?;
-        st.repeating_text(2, Some(&c.audience_key))?;
-        st.bind(3, key_part(&id.email))?;
-        st.bind(4, key_part(&id.user_id))?;
-        st.repeating_int(5, c.list_id)?;
-        st.repeating_int(6, Some(i64::from(c.member)))?;
-        st.repeating_int(7, c.time_ms)?;
-        st.bind(8, seq)?;
-        st.bind(9, part)?;
-        st.repeating_int(10, Some(ev.received_ms))?;
-        st.repeating_text(11, data_fields)?;
-        let settings = &c.settings;
-        st.repeating_int(12, settings.update_existing_users_only.map(i64::from))?;
-        st.repeating_int(13, settings.channel_unsubscribe.map(i64::from))?;
-        st.repeating_int(14, settings.campaign_id)?;
-        st.execute()
+        bind_desired(&mut self.insert_new, ev, c, seq, part, data_fields)?;
+        self.insert_new.execute()
     }
+
+    /// The change replaces the known key's desired row (pending again).
+    fn upsert(
+        &mut self,
+        ev: &NewEvent,
+        c: &MembershipChange,
+        seq: i64,
+        part: i64,
+        data_fields: Option<&str>,
+    ) -> rusqlite::Result<usize> {
+        bind_desired(&mut self.upsert, ev, c, seq, part, data_fields)?;
+        self.upsert.execute()
+    }
+}
+
+/// The parameters of [`insert_desired!`]: the key, and the change as its desired state.
+fn bind_desired(
+    st: &mut Rebound<'_>,
+    ev: &NewEvent,
+    c: &MembershipChange,
+    seq: i64,
+    part: i64,
+    data_fields: Option<&str>,
+) -> rusqlite::Result<()> {
+    let id = &c.identity;
+    st.repeating_text(1, Some(&ev.destination))?;
+    st.repeating_text(2, Some(&c.audience_key))?;
+    st.bind(3, key_part(&id.email))?;
+    st.bind(4, key_part(&id.user_id))?;
+    st.repeating_int(5, c.list_id)?;
+    st.repeating_int(6, Some(i64::from(c.member)))?;
+    st.repeating_int(7, c.time_ms)?;
+    st.bind(8, seq)?;
+    st.bind(9, part)?;
+    st.repeating_int(10, Some(ev.received_ms))?;
+    st.repeating_text(11, data_fields)?;
+    let settings = &c.settings;
+    st.repeating_int(12, settings.update_existing_users_only.map(i64::from))?;
+    st.repeating_int(13, settings.channel_unsubscribe.map(i64::from))?;
+    st.repeating_int(14, settings.campaign_id)
 }

@@ -26,70 +26,70 @@ pub(super) struct Rebound<'c> {
     last: Vec<Option<Last>>,
     /// The parameters (bit `i - 1`, the first 64) bound or kept for the next run.
     given: u64,
-    /// `given` once every parameter is.
-    all: u64,
 }
 
 impl<'c> Rebound<'c> {
     pub(super) fn new(stmt: CachedStatement<'c>) -> Self {
-        let n = stmt.parameter_count();
-        let last = (0..n).map(|_| None).collect();
-        let all = if n >= 64 { u64::MAX } else { (1 << n) - 1 };
+        let last = (0..stmt.parameter_count()).map(|_| None).collect();
         Self {
             stmt,
             last,
             given: 0,
-            all,
         }
     }
 
     /// Binds `value` to parameter `i` (from 1), every time.
     pub(super) fn bind<T: rusqlite::ToSql>(&mut self, i: usize, value: T) -> rusqlite::Result<()> {
-        let slot = self.slot(i)?;
-        *slot = None;
+        *self.slot(i)? = None;
         self.stmt.raw_bind_parameter(i, value)?;
-        self.given(i);
+        self.given |= bit(i);
         Ok(())
     }
 
     /// Binds `value` to parameter `i` (from 1) unless the same value was bound to it last
     /// through this method.
     pub(super) fn repeating_int(&mut self, i: usize, value: Option<i64>) -> rusqlite::Result<()> {
-        let slot = self.slot(i)?;
-        if *slot != Some(Last::Int(value)) {
-            *slot = None;
-            self.stmt.raw_bind_parameter(i, value)?;
-            self.last[i - 1] = Some(Last::Int(value));
-        }
-        self.given(i);
-        Ok(())
+        let kept = *self.slot(i)? == Some(Last::Int(value));
+        self.bind_unless(kept, i, value, || Last::Int(value))
     }
 
     /// Binds `value` to parameter `i` (from 1) unless the same value was bound to it last
     /// through this method.
     pub(super) fn repeating_text(&mut self, i: usize, value: Option<&str>) -> rusqlite::Result<()> {
-        let slot = self.slot(i)?;
-        let same = matches!(slot, Some(Last::Text(last)) if last.as_deref() == value);
-        if !same {
-            *slot = None;
-            self.stmt.raw_bind_parameter(i, value)?;
-            self.last[i - 1] = Some(Last::Text(value.map(str::to_string)));
-        }
-        self.given(i);
-        Ok(())
+        let kept = matches!(self.slot(i)?, Some(Last::Text(last)) if last.as_deref() == value);
+        self.bind_unless(kept, i, value, || Last::Text(value.map(str::to_string)))
     }
 
     /// Runs the statement with what is bound: the rows it changed. An error, with nothing
     /// run, when a parameter was neither bound nor kept for this run.
     pub(super) fn execute(&mut self) -> rusqlite::Result<usize> {
         let given = std::mem::take(&mut self.given);
-        if given != self.all {
+        let n = self.last.len();
+        let all = 1u64.checked_shl(n as u32).map_or(u64::MAX, |past| past - 1);
+        if given != all {
             return Err(rusqlite::Error::InvalidParameterCount(
                 given.count_ones() as usize,
-                self.last.len(),
+                n,
             ));
         }
         self.stmt.raw_execute()
+    }
+
+    /// Binds `value` to parameter `i` and remembers it as `last()`, unless it is `kept`.
+    fn bind_unless<T: rusqlite::ToSql>(
+        &mut self,
+        kept: bool,
+        i: usize,
+        value: T,
+        last: impl FnOnce() -> Last,
+    ) -> rusqlite::Result<()> {
+        if kept {
+            self.given |= bit(i);
+        } else {
+            self.bind(i, value)?;
+            *self.slot(i)? = Some(last());
+        }
+        Ok(())
     }
 
     fn slot(&mut self, i: usize) -> rusqlite::Result<&mut Option<Last>> {
@@ -98,12 +98,14 @@ impl<'c> Rebound<'c> {
             .get_mut(i.wrapping_sub(1))
             .ok_or(rusqlite::Error::InvalidParameterCount(i, n))
     }
+}
 
-    fn given(&mut self, i: usize) {
-        if let Some(bit) = 1u64.checked_shl((i - 1) as u32) {
-            self.given |= bit;
-        }
-    }
+/// Parameter `i`'s bit in [`Rebound::given`] (none past the 64th).
+fn bit(i: usize) -> u64 {
+    u32::try_from(i.wrapping_sub(1))
+        .ok()
+        .and_then(|shift| 1u64.checked_shl(shift))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
