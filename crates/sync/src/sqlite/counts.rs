@@ -12,7 +12,7 @@
 //! [`recount`] computes the same figures from every row: the migration to schema version 3
 //! fills the table with it, and tests compare the two.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, params};
@@ -112,7 +112,8 @@ impl Delta {
 }
 
 /// The deltas of one write, per destination and audience. Looking up a known audience
-/// allocates nothing.
+/// allocates nothing, and hashes each name once with hashbrown's default (foldhash), not
+/// SipHash: every accepted change and settled outcome looks its audience up.
 #[derive(Debug, Default)]
 pub(crate) struct Deltas(HashMap<String, HashMap<String, Delta>>);
 
@@ -172,14 +173,11 @@ pub(super) fn apply(
 impl Deltas {
     /// The delta of one audience, created empty on first use.
     pub fn of(&mut self, destination: &str, list_key: &str) -> &mut Delta {
-        if !self.0.contains_key(destination) {
-            self.0.insert(destination.to_string(), HashMap::new());
-        }
-        let per = self.0.get_mut(destination).expect("inserted above");
-        if !per.contains_key(list_key) {
-            per.insert(list_key.to_string(), Delta::default());
-        }
-        per.get_mut(list_key).expect("inserted above")
+        self.0
+            .entry_ref(destination)
+            .or_default()
+            .entry_ref(list_key)
+            .or_default()
     }
 
     /// Every non-zero delta, by (destination, audience), sorted (the PostgreSQL engine

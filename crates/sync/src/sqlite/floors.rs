@@ -11,8 +11,8 @@
 //! then looked up once (one primary-key lookup) and kept, also when it has no floor. With one
 //! process, a batch costs one pragma and hash lookups.
 
-use std::collections::HashMap;
-
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::engine;
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS snapshot_floors (
 pub(super) struct FloorCache {
     version: Option<i64>,
     /// Per destination and audience: its floor, or `None` when it has none (nested, so that
-    /// a lookup borrows the names rather than allocating a key).
+    /// a lookup borrows the names rather than allocating a key; foldhash, as in `Deltas`).
     floors: HashMap<String, HashMap<String, Option<Floor>>>,
 }
 
@@ -119,19 +119,12 @@ impl FloorCache {
         destination: &str,
         list_key: &str,
     ) -> Result<Option<&Floor>, StoreError> {
-        let known = self
-            .floors
-            .get(destination)
-            .is_some_and(|per| per.contains_key(list_key));
-        if !known {
-            let f = read(conn, op, destination, list_key)?;
-            self.put(destination, list_key, f);
-        }
-        Ok(self
-            .floors
-            .get(destination)
-            .and_then(|per| per.get(list_key))
-            .and_then(Option::as_ref))
+        let per = self.floors.entry_ref(destination).or_default();
+        let floor = match per.entry_ref(list_key) {
+            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Vacant(e) => e.insert(read(conn, op, destination, list_key)?),
+        };
+        Ok(floor.as_ref())
     }
 
     /// A snapshot committed by this store raised an audience's floor to `floor`.
@@ -141,7 +134,7 @@ impl FloorCache {
 
     fn put(&mut self, destination: &str, list_key: &str, floor: Option<Floor>) {
         self.floors
-            .entry(destination.to_string())
+            .entry_ref(destination)
             .or_default()
             .insert(list_key.to_string(), floor);
     }
