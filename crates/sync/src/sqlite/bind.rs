@@ -96,8 +96,8 @@ impl<'c> Rebound<'c> {
         let n = self.last.len();
         self.last
             .get_mut(i.wrapping_sub(1))
-            // Built only when missing: `ok_or` would build and drop an error on every bind
-            // (about 20 instructions each, 43 binds per event in part (c)).
+            // Built only when missing: `ok_or` built and dropped an error at every lookup
+            // (about 20 instructions each, about 43 lookups per event in part (c)).
             .ok_or_else(|| rusqlite::Error::InvalidParameterCount(i, n))
     }
 }

@@ -113,7 +113,8 @@ impl Delta {
 
 /// The deltas of one write, per destination and audience. Looking up a known audience
 /// allocates nothing, and hashes each name once with hashbrown's default (foldhash), not
-/// SipHash: every accepted change and settled outcome looks its audience up.
+/// SipHash: every accepted change looks its audience up (SQLite's outcomes use one `Delta` per
+/// call; the PostgreSQL engine's writes use `Deltas` too).
 #[derive(Debug, Default)]
 pub(crate) struct Deltas(HashMap<String, HashMap<String, Delta>>);
 

@@ -169,3 +169,60 @@ pub(super) fn raise(
     .map_err(engine(op))?;
     Ok(floor)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_floor(conn: &Connection, list_key: &str, time_ms: i64) {
+        conn.execute(
+            "INSERT INTO snapshot_floors (destination, list_key, floor_ms, message_id, updated_ms)
+             VALUES ('d', ?1, ?2, 'm', 0)",
+            params![list_key, time_ms],
+        )
+        .expect("floor stored");
+    }
+
+    /// An audience is read once, also when it has no floor; a failed read caches nothing, so
+    /// the next lookup reads again; a floor set by this process is returned without a read.
+    #[test]
+    fn each_audience_is_read_once_and_a_failed_read_is_not_cached() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(SCHEMA).expect("schema");
+        store_floor(&conn, "a", 5);
+        let mut cache = FloorCache::load(&conn).expect("load");
+        cache.check(&conn, "test").expect("check");
+        let a = Floor {
+            time_ms: 5,
+            message_id: "m".into(),
+        };
+        assert_eq!(cache.get(&conn, "test", "d", "a").expect("a"), Some(&a));
+
+        assert_eq!(cache.get(&conn, "test", "d", "b").expect("b"), None);
+        // Written behind the cache's back by the same connection (`data_version` does not
+        // move): the cached "no floor" stands.
+        store_floor(&conn, "b", 7);
+        assert_eq!(cache.get(&conn, "test", "d", "b").expect("b again"), None);
+
+        conn.execute_batch("ALTER TABLE snapshot_floors RENAME TO gone")
+            .expect("rename");
+        assert!(cache.get(&conn, "test", "d", "c").is_err());
+        conn.execute_batch("ALTER TABLE gone RENAME TO snapshot_floors")
+            .expect("rename back");
+        store_floor(&conn, "c", 9);
+        let c = cache
+            .get(&conn, "test", "d", "c")
+            .expect("c after a failed read");
+        assert_eq!(c.map(|f| f.time_ms), Some(9));
+
+        let raised = Floor {
+            time_ms: 11,
+            message_id: "n".into(),
+        };
+        cache.set("d", "b", raised.clone());
+        assert_eq!(
+            cache.get(&conn, "test", "d", "b").expect("b set"),
+            Some(&raised)
+        );
+    }
+}
