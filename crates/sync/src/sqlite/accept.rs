@@ -199,11 +199,9 @@ impl SqliteStore {
         };
         // A key seen for the first time (every key of an initial sync) needs one statement; a
         // known key is read first, to decide and to log.
-        if st
-            .insert_new(ev, c, seq, part, data.as_deref())
-            .map_err(engine(OP))?
-            == 1
-        {
+        let inserted = run_desired(&mut st.insert_new, ev, c, seq, part, data.as_deref())
+            .map_err(engine(OP))?;
+        if inserted == 1 {
             d.keys += 1;
             d.pending += 1;
             return Ok((StatusKind::Accepted, None, Applied::Current));
@@ -214,8 +212,7 @@ impl SqliteStore {
         {
             return Ok(refused);
         }
-        st.upsert(ev, c, seq, part, data.as_deref())
-            .map_err(engine(OP))?;
+        run_desired(&mut st.upsert, ev, c, seq, part, data.as_deref()).map_err(engine(OP))?;
         match old {
             None => {
                 d.keys += 1;
@@ -382,44 +379,19 @@ impl AcceptStatements<'_> {
         st.repeating_int(10, Some(row.received_ms))?;
         st.execute()
     }
-
-    /// The desired row of a key seen for the first time (pending): 1, or 0 when the key has
-    /// one already.
-    fn insert_new(
-        &mut self,
-        ev: &NewEvent,
-        c: &MembershipChange,
-        seq: i64,
-        part: i64,
-        data_fields: Option<&str>,
-    ) -> rusqlite::Result<usize> {
-        bind_desired(&mut self.insert_new, ev, c, seq, part, data_fields)?;
-        self.insert_new.execute()
-    }
-
-    /// The change replaces the known key's desired row (pending again).
-    fn upsert(
-        &mut self,
-        ev: &NewEvent,
-        c: &MembershipChange,
-        seq: i64,
-        part: i64,
-        data_fields: Option<&str>,
-    ) -> rusqlite::Result<usize> {
-        bind_desired(&mut self.upsert, ev, c, seq, part, data_fields)?;
-        self.upsert.execute()
-    }
 }
 
-/// The parameters of [`insert_desired!`]: the key, and the change as its desired state.
-fn bind_desired(
+/// One of the statements of [`insert_desired!`] (`insert_new`: 1, or 0 when the key has a
+/// row already; `upsert`: the row replaced, pending again) with its parameters: the key, and
+/// the change as its desired state.
+fn run_desired(
     st: &mut Rebound<'_>,
     ev: &NewEvent,
     c: &MembershipChange,
     seq: i64,
     part: i64,
     data_fields: Option<&str>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
     let id = &c.identity;
     st.repeating_text(1, Some(&ev.destination))?;
     st.repeating_text(2, Some(&c.audience_key))?;
@@ -435,5 +407,6 @@ fn bind_desired(
     let settings = &c.settings;
     st.repeating_int(12, settings.update_existing_users_only.map(i64::from))?;
     st.repeating_int(13, settings.channel_unsubscribe.map(i64::from))?;
-    st.repeating_int(14, settings.campaign_id)
+    st.repeating_int(14, settings.campaign_id)?;
+    st.execute()
 }

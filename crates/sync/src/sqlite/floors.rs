@@ -129,14 +129,10 @@ impl FloorCache {
 
     /// A snapshot committed by this store raised an audience's floor to `floor`.
     pub(super) fn set(&mut self, destination: &str, list_key: &str, floor: Floor) {
-        self.put(destination, list_key, Some(floor));
-    }
-
-    fn put(&mut self, destination: &str, list_key: &str, floor: Option<Floor>) {
         self.floors
             .entry_ref(destination)
             .or_default()
-            .insert(list_key.to_string(), floor);
+            .insert(list_key.to_string(), Some(floor));
     }
 }
 
