@@ -29,13 +29,13 @@
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
 //! batches, and batches written back), `engine` (the async seam).
 //!
-//! Schema (version 7; older databases are migrated on open):
+//! Schema (version 8; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
 //!   the change in the event; one row with an empty audience for unusable events).
-//! - `desired` (clustered by its key, WITHOUT ROWID): per (destination, audience, email,
-//!   userId) the desired version and its data,
+//! - `desired` (a rowid table since version 8, its key a unique index): per (destination,
+//!   audience, email, userId) the desired version and its data,
 //!   the acknowledged version (`ack_*`), and `state` (pending | delivered | rejected |
 //!   superseded) with attempts, next attempt and reason. Absent identity parts are stored as
 //!   `''` so the primary key covers them (NULLs are distinct in SQLite keys).

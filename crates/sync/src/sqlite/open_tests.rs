@@ -214,12 +214,14 @@ fn a_version_1_database_keeps_its_failed_tries_through_both_migrations() {
         .expect("rejected keys");
 }
 
-/// The indexes on `desired` of the current schema.
-const CURRENT_DESIRED_INDEXES: [&str; 4] = [
+/// The indexes on `desired` of the current schema (the last one: its key, a unique index since
+/// version 8 made it a rowid table).
+const CURRENT_DESIRED_INDEXES: [&str; 5] = [
     "desired_by_user_id",
     "desired_pending",
     "desired_pending_exits",
     "desired_rejected",
+    "sqlite_autoindex_desired_1",
 ];
 
 /// Overwrites `pages` pages from page 3 on with bytes that are no B-tree page.
@@ -564,4 +566,185 @@ fn a_version_6_database_loses_the_email_index_and_still_finds_users_by_email() {
     assert_eq!(by_id.len(), 1);
     drop(s);
     assert_eq!(desired_indexes(&t.db()), CURRENT_DESIRED_INDEXES);
+}
+
+/// Every row of `desired`, each as text, in key order.
+fn desired_rows(c: &Connection) -> Vec<String> {
+    let mut st = c
+        .prepare(
+            "SELECT json_array(destination, list_key, email, user_id, list_id, member, time_ms,
+               seq, part, accepted_ms, data_fields, update_existing_users_only,
+               channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms,
+               ack_member, ack_time_ms, ack_seq, ack_ms, tries)
+             FROM desired ORDER BY destination, list_key, email, user_id",
+        )
+        .expect("prepare");
+    st.query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Version 7's `desired`, clustered by its key, as version 7 made it.
+const V7_DESIRED: &str = "
+    ALTER TABLE desired RENAME TO desired_v8;
+    DROP INDEX desired_pending; DROP INDEX desired_pending_exits;
+    DROP INDEX desired_rejected; DROP INDEX desired_by_user_id;
+    CREATE TABLE desired (
+        destination TEXT NOT NULL, list_key TEXT NOT NULL, email TEXT NOT NULL,
+        user_id TEXT NOT NULL, list_id INTEGER, member INTEGER NOT NULL, time_ms INTEGER,
+        seq INTEGER NOT NULL, part INTEGER NOT NULL, accepted_ms INTEGER NOT NULL,
+        data_fields TEXT, update_existing_users_only INTEGER, channel_unsubscribe INTEGER,
+        campaign_id INTEGER, state TEXT NOT NULL, reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        ack_member INTEGER, ack_time_ms INTEGER, ack_seq INTEGER, ack_ms INTEGER,
+        tries INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (destination, list_key, email, user_id)
+    ) WITHOUT ROWID;
+    INSERT INTO desired SELECT * FROM desired_v8;
+    DROP TABLE desired_v8;
+    CREATE INDEX desired_pending ON desired (destination, list_key, seq) WHERE state = 'pending';
+    CREATE INDEX desired_pending_exits ON desired (destination, list_key, seq)
+        WHERE state = 'pending' AND member = 0;
+    CREATE INDEX desired_rejected ON desired (destination, list_key, email, user_id)
+        WHERE state = 'rejected';
+    CREATE INDEX desired_by_user_id ON desired (user_id) WHERE user_id <> '';
+    UPDATE schema_version SET version = 7;
+";
+
+/// A version 7 database (`desired` clustered by its key) with keys in every state becomes a
+/// rowid table with its key a unique index: the same rows, every index, the same figures and
+/// pending rows, and it goes on accepting and settling.
+#[test]
+fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
+    let t = Dir::new("v7");
+    let s = SqliteStore::open(t.db()).expect("create");
+    let mut joining = older_event("jane", "jane@x.io", 500);
+    if let EventContent::Changes(c) = &mut joining.content {
+        let mut other = c[0].clone();
+        other.identity = Identity::new(Some("joe@x.io"), Some("u1"));
+        c.push(other);
+        let mut leaving = c[0].clone();
+        leaving.identity = Identity::new(Some("ann@x.io"), None);
+        leaving.member = false;
+        c.push(leaving);
+        let mut rejected = c[0].clone();
+        rejected.identity = Identity::new(Some("bad"), None);
+        c.push(rejected);
+    }
+    let r = s.accept(&[joining]).expect("accept");
+    let Some(Receipt::Accepted { seq, .. }) = r.first() else {
+        panic!("{r:?}");
+    };
+    let row = |email: &str, user_id: Option<&str>, part: u32, outcome| OutcomeRow {
+        identity: Identity::new(Some(email), user_id),
+        seq: *seq,
+        part: Some(part),
+        outcome,
+    };
+    let outcomes = [
+        row("jane@x.io", None, 0, Outcome::Delivered),
+        row(
+            "bad",
+            None,
+            3,
+            Outcome::Rejected {
+                reason: "invalid email".into(),
+            },
+        ),
+    ];
+    s.record_outcomes("d", "vip", 2_000, &outcomes)
+        .expect("record");
+    let tried = [(Identity::new(Some("ann@x.io"), None), *seq)];
+    s.record_attempt("d", "vip", 2_100, &tried, "HTTP 503", Some(9_000))
+        .expect("attempt");
+    let counts = s.list_counts("d").expect("counts");
+    let pending = s.pending("d", "vip", 10_000, 10).expect("pending");
+    drop(s);
+    let c = Connection::open(t.db()).expect("open");
+    let before = desired_rows(&c);
+    c.execute_batch(V7_DESIRED).expect("back to version 7");
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'desired'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("sql");
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    assert_eq!(desired_rows(&c), before);
+    drop(c);
+
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    let c = Connection::open(t.db()).expect("open");
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'desired'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("sql");
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+    assert_eq!(desired_rows(&c), before);
+    assert_eq!(before.len(), 4, "{before:?}");
+    let old: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'desired_old'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("old");
+    assert_eq!(old, 0, "the old table and its indexes are gone");
+    drop(c);
+    assert_eq!(desired_indexes(&t.db()), CURRENT_DESIRED_INDEXES);
+    assert_eq!(s.list_counts("d").expect("counts"), counts);
+    assert_eq!(s.recount("d").expect("recount").0, counts);
+    // The same pending rows; within one seq, in another order (the rows are in seq order
+    // only: the rebuild copied them in key order, where they had been in arrival order).
+    let by_part = |mut rows: Vec<PendingRow>| {
+        rows.sort_by_key(|r| (r.version.seq, r.part));
+        rows
+    };
+    assert_eq!(
+        by_part(s.pending("d", "vip", 10_000, 10).expect("pending")),
+        by_part(pending.clone())
+    );
+    assert_eq!(
+        s.user_states(&UserQuery::UserId("u1".into()), None, 10)
+            .expect("by userId")
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.rejected_keys("d", "vip", None, None, 10)
+            .expect("rejected")
+            .len(),
+        1
+    );
+    // It goes on: the pending joiner is delivered, and a new event replaces jane's key.
+    let joe = pending
+        .iter()
+        .find(|p| p.identity.email.as_deref() == Some("joe@x.io"))
+        .expect("joe pending");
+    let delivered = OutcomeRow {
+        identity: joe.identity.clone(),
+        seq: joe.version.seq,
+        part: Some(1),
+        outcome: Outcome::Delivered,
+    };
+    assert_eq!(
+        s.record_outcomes("d", "vip", 3_000, &[delivered])
+            .expect("record"),
+        [Recorded::Applied]
+    );
+    s.accept(&[older_event("jane-again", "jane@x.io", 700)])
+        .expect("accept");
+    let after = s.list_counts("d").expect("counts");
+    assert_eq!(s.recount("d").expect("recount").0, after);
+    assert_eq!(after[0].members, counts[0].members + 1);
+    // Opening again migrates nothing.
+    drop(s);
+    let s = SqliteStore::open(t.db()).expect("reopen");
+    assert_eq!(s.list_counts("d").expect("counts"), after);
 }
