@@ -117,6 +117,7 @@ async fn make_source(path: &Path, n: usize) {
             identity: row.identity,
             seq: row.version.seq,
             part: Some(row.part),
+            row_id: None,
             outcome: if i == 0 {
                 Outcome::Rejected {
                     reason: "invalidEmails".into(),

@@ -99,6 +99,7 @@ mod tests {
                 identity: Identity::new(Some(&format!("u{i}@x.co")), None),
                 seq: r.seq(),
                 part: None,
+                row_id: None,
                 outcome: Outcome::Delivered,
             })
             .collect();

@@ -134,6 +134,7 @@ async fn deliver_pending(store: &Store, limit: usize) {
             identity: r.identity.clone(),
             seq: r.version.seq,
             part: Some(r.part),
+            row_id: None,
             outcome: Outcome::Delivered,
         })
         .collect();

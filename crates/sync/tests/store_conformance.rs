@@ -171,6 +171,7 @@ fn outcome_row(identity: Identity, seq: u64, part: Option<u32>, outcome: Outcome
         identity,
         seq,
         part,
+        row_id: None,
         outcome,
     }
 }
@@ -180,6 +181,7 @@ fn outcome(identity: Identity, seq: u64, outcome: Outcome) -> OutcomeRow {
         identity,
         seq,
         part: None,
+        row_id: None,
         outcome,
     }
 }

@@ -90,6 +90,7 @@ impl PostgresStore {
                         op: OP,
                         message: format!("part {part} of seq {seq} out of range"),
                     })?,
+                    row_id: None,
                     accepted_ms: r.get(10),
                     attempts: u32::try_from(attempts).map_err(|_| StoreError::Corrupt {
                         op: OP,

@@ -288,6 +288,7 @@ mod tests {
             identity: Identity::new(Some("a@x.co"), None),
             seq: 7,
             part: None,
+            row_id: None,
             outcome,
         }
     }
@@ -352,6 +353,7 @@ mod tests {
             identity: Identity::new(Some(email), user_id),
             seq,
             part,
+            row_id: None,
             outcome: Outcome::Delivered,
         };
         let outcomes = [

@@ -194,6 +194,7 @@ mod tests {
                 seq: 1,
             },
             part: 0,
+            row_id: None,
             accepted_ms: 0,
             attempts: 0,
             last_error: None,

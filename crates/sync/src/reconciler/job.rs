@@ -28,6 +28,8 @@ pub(super) struct JobRow {
     pub seq: u64,
     /// The change's part in its event (see [`crate::PendingRow::part`]).
     pub part: u32,
+    /// Where the store keeps the key's row (see [`crate::PendingRow::row_id`]).
+    pub row_id: Option<i64>,
     pub accepted_ms: i64,
     pub attempts: u32,
     pub change: Change,
@@ -280,6 +282,7 @@ impl Job {
                 identity: r.identity.clone(),
                 seq: r.seq,
                 part: Some(r.part),
+                row_id: r.row_id,
                 outcome,
             },
             r.accepted_ms,

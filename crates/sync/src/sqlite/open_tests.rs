@@ -164,6 +164,7 @@ fn a_version_2_database_is_migrated_and_its_counts_computed_once() {
             identity: Identity::new(Some("e@x.co"), None),
             seq: e_seq,
             part: None,
+            row_id: None,
             outcome: Outcome::Delivered,
         }],
     )
@@ -380,6 +381,7 @@ fn failed_writes_set_the_health_flag_and_a_committed_one_clears_it() {
         identity: Identity::new(Some("a@x.co"), None),
         seq: u64::MAX,
         part: None,
+        row_id: None,
         outcome: Outcome::Delivered,
     };
     let refused = s.record_outcomes("d", "k", 1, &[bad]);
@@ -640,6 +642,7 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
         identity: Identity::new(Some(email), user_id),
         seq: *seq,
         part: Some(part),
+        row_id: None,
         outcome,
     };
     let outcomes = [
@@ -701,9 +704,13 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     assert_eq!(s.list_counts("d").expect("counts"), counts);
     assert_eq!(s.recount("d").expect("recount").0, counts);
     // The same pending rows; within one seq, in another order (the rows are in seq order
-    // only: the rebuild copied them in key order, where they had been in arrival order).
+    // only: the rebuild copied them in key order, where they had been in arrival order), and
+    // numbered anew (`row_id`).
     let by_part = |mut rows: Vec<PendingRow>| {
         rows.sort_by_key(|r| (r.version.seq, r.part));
+        for r in &mut rows {
+            r.row_id = None;
+        }
         rows
     };
     assert_eq!(
@@ -727,10 +734,13 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
         .iter()
         .find(|p| p.identity.email.as_deref() == Some("joe@x.io"))
         .expect("joe pending");
+    // Planned before the migration: its row_id names the old table's row, and now whichever
+    // row the rebuild numbered so.
     let delivered = OutcomeRow {
         identity: joe.identity.clone(),
         seq: joe.version.seq,
         part: Some(1),
+        row_id: joe.row_id,
         outcome: Outcome::Delivered,
     };
     assert_eq!(

@@ -41,7 +41,7 @@ impl SqliteStore {
             .prepare_cached(
                 "SELECT seq, list_id, email, user_id, member, data_fields,
                  update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
-                 accepted_ms, attempts, reason, part
+                 accepted_ms, attempts, reason, part, rowid
                  FROM desired
                  WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
                    AND next_attempt_ms <= ?3 AND seq >= ?5
@@ -76,6 +76,7 @@ impl SqliteStore {
                 attempts: r.get(11).map_err(engine(OP))?,
                 reason: r.get(12).map_err(engine(OP))?,
                 part: r.get(13).map_err(engine(OP))?,
+                row_id: r.get(14).map_err(engine(OP))?,
             };
             out.push(raw.into_row(audience_key)?);
         }
@@ -161,6 +162,7 @@ struct RawPending {
     attempts: i64,
     reason: Option<String>,
     part: i64,
+    row_id: i64,
 }
 
 impl RawPending {
@@ -188,6 +190,7 @@ impl RawPending {
                 op: OP,
                 message: format!("part {} of seq {} out of range", self.part, self.seq),
             })?,
+            row_id: Some(self.row_id),
             accepted_ms: self.accepted_ms,
             attempts: u32::try_from(self.attempts).map_err(|_| StoreError::Corrupt {
                 op: OP,

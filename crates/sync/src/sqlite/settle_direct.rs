@@ -36,11 +36,19 @@ const ACK_MOVES: [(&str, i64); 3] = [
 const PLANNED_AND_PENDING: &str = "WHERE destination = ?1 AND list_key = ?2 AND email = ?3
      AND user_id = ?4 AND seq = ?5 AND part = ?7 AND state = 'pending'";
 
+/// [`PLANNED_AND_PENDING`] at the row the pending read gave (`?8`, its rowid): the row is
+/// found by an integer search, and must still be the key's, at the planned seq and part.
+const PLANNED_AND_PENDING_AT_ROW: &str = "WHERE rowid = ?8 AND destination = ?1
+     AND list_key = ?2 AND email = ?3 AND user_id = ?4 AND seq = ?5 AND part = ?7
+     AND state = 'pending'";
+
 /// The statements of the direct settle, prepared once per `record_outcomes` call. The delivery
 /// statements and the event's move bind only the parameters that changed since their previous
 /// run in the call (see `bind`).
 pub(super) struct DirectSettle<'c> {
     deliver: [Rebound<'c>; 3],
+    /// The same at the row the outcome gives ([`PLANNED_AND_PENDING_AT_ROW`]).
+    deliver_at_row: [Rebound<'c>; 3],
     /// Which of `deliver` matched last: tried first.
     last: usize,
     reject: CachedStatement<'c>,
@@ -51,13 +59,13 @@ pub(super) struct DirectSettle<'c> {
     set_event: CachedStatement<'c>,
 }
 
-/// A delivery of the planned, pending version whose acknowledged membership moves as `cond`
-/// says ([`ACK_MOVES`]).
-fn deliver_sql(cond: &str) -> String {
+/// A delivery of the planned, pending version (found as `planned` says: by key, or at the row
+/// given) whose acknowledged membership moves as `cond` says ([`ACK_MOVES`]).
+fn deliver_sql(planned: &str, cond: &str) -> String {
     format!(
         "UPDATE desired SET state = 'delivered', reason = NULL, next_attempt_ms = 0,
          ack_member = member, ack_time_ms = time_ms, ack_seq = seq, ack_ms = ?6
-         {PLANNED_AND_PENDING} AND {cond}"
+         {planned} AND {cond}"
     )
 }
 
@@ -78,12 +86,16 @@ const EVENT: &str = "SELECT status FROM event_audiences WHERE seq = ?1 AND part 
 impl<'c> DirectSettle<'c> {
     pub(super) fn prepare(tx: &'c Connection) -> Result<Self, StoreError> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine(OP));
+        let deliver = |planned: &str| -> Result<[Rebound<'c>; 3], StoreError> {
+            Ok([
+                Rebound::new(p(&deliver_sql(planned, ACK_MOVES[0].0))?),
+                Rebound::new(p(&deliver_sql(planned, ACK_MOVES[1].0))?),
+                Rebound::new(p(&deliver_sql(planned, ACK_MOVES[2].0))?),
+            ])
+        };
         Ok(Self {
-            deliver: [
-                Rebound::new(p(&deliver_sql(ACK_MOVES[0].0))?),
-                Rebound::new(p(&deliver_sql(ACK_MOVES[1].0))?),
-                Rebound::new(p(&deliver_sql(ACK_MOVES[2].0))?),
-            ],
+            deliver: deliver(PLANNED_AND_PENDING)?,
+            deliver_at_row: deliver(PLANNED_AND_PENDING_AT_ROW)?,
             last: 0,
             reject: p(&reject_sql())?,
             move_event: Rebound::new(p(MOVE_EVENT)?),
@@ -110,7 +122,7 @@ impl<'c> DirectSettle<'c> {
         let part = i64::from(part);
         let key = (destination, audience_key, email, user_id, seq, part);
         let (kind, reason) = match &o.outcome {
-            Outcome::Delivered => match self.deliver(key, now_ms)? {
+            Outcome::Delivered => match self.deliver(key, o.row_id, now_ms)? {
                 Some(members) => {
                     d.members += members;
                     d.delivered_at(now_ms);
@@ -136,17 +148,24 @@ impl<'c> DirectSettle<'c> {
         Ok(true)
     }
 
-    /// Delivers the key at its planned seq and part if still pending: the move of the
-    /// audience's `members`, or `None` when no row matched.
+    /// Delivers the key at its planned seq and part if still pending, found at `row_id` when
+    /// given: the move of the audience's `members`, or `None` when no row matched.
     fn deliver(
         &mut self,
-        (de, lk, em, ui, se, pa): (&str, &str, &str, &str, i64, i64),
+        key: (&str, &str, &str, &str, i64, i64),
+        row_id: Option<i64>,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
         for i in 0..ACK_MOVES.len() {
             let which = (self.last + i) % ACK_MOVES.len();
-            let n = run_deliver(&mut self.deliver[which], (de, lk, em, ui, se, pa), now_ms)
-                .map_err(engine(OP))?;
+            let n = match row_id {
+                None => run_deliver(&mut self.deliver[which], key, now_ms),
+                Some(row) => {
+                    let st = &mut self.deliver_at_row[which];
+                    st.bind(8, row).and_then(|()| run_deliver(st, key, now_ms))
+                }
+            }
+            .map_err(engine(OP))?;
             if n == 1 {
                 self.last = which;
                 return Ok(Some(ACK_MOVES[which].1));
@@ -242,7 +261,8 @@ mod tests {
     use super::*;
     use crate::sqlite::SqliteStore;
     use crate::store::{
-        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, Receipt, Recorded,
+        ChangeSettings, EventContent, Identity, MembershipChange, NewEvent, PendingRow, Receipt,
+        Recorded,
     };
 
     fn change(time_ms: i64) -> MembershipChange {
@@ -287,6 +307,7 @@ mod tests {
                 identity: Identity::new(Some("a@x.co"), None),
                 seq: *seq,
                 part,
+                row_id: None,
                 outcome: Outcome::Delivered,
             };
             let statuses = || {
@@ -317,14 +338,91 @@ mod tests {
         }
     }
 
+    /// A delivery found at the row its outcome gives settles that row only when it is still
+    /// the key's, at the planned version: given another key's row, or a row that is no more,
+    /// it settles its own key (by key, the general way) and leaves the other pending.
+    #[test]
+    fn a_delivery_at_another_keys_row_settles_its_own_key_only() {
+        let s = SqliteStore::open(":memory:").expect("open");
+        let mut b = change(100);
+        b.identity = Identity::new(Some("b@x.co"), None);
+        let mut c = change(100);
+        c.identity = Identity::new(Some("c@x.co"), Some("u3"));
+        s.accept(&[event("m1", vec![change(100), b, c])])
+            .expect("accept");
+        let pending = s.pending("d", "vip", 10_000, 10).expect("pending");
+        let of = |email: &str| {
+            pending
+                .iter()
+                .find(|r| r.identity.email.as_deref() == Some(email))
+                .expect("pending")
+        };
+        let (a, b) = (of("a@x.co"), of("b@x.co"));
+        assert!(a.row_id.is_some() && b.row_id.is_some() && a.row_id != b.row_id);
+        let delivered = |r: &PendingRow, row_id: Option<i64>| OutcomeRow {
+            identity: r.identity.clone(),
+            seq: r.version.seq,
+            part: Some(r.part),
+            row_id,
+            outcome: Outcome::Delivered,
+        };
+        let still_pending = || {
+            let mut e: Vec<_> = s
+                .pending("d", "vip", 10_000, 10)
+                .expect("pending")
+                .into_iter()
+                .filter_map(|r| r.identity.email)
+                .collect();
+            e.sort();
+            e
+        };
+        let applied = s
+            .record_outcomes("d", "vip", 2_000, &[delivered(a, b.row_id)])
+            .expect("record");
+        assert_eq!(applied, [Recorded::Applied]);
+        assert_eq!(still_pending(), ["b@x.co", "c@x.co"]);
+        let applied = s
+            .record_outcomes("d", "vip", 2_100, &[delivered(b, Some(i64::MAX))])
+            .expect("record");
+        assert_eq!(applied, [Recorded::Applied]);
+        assert_eq!(still_pending(), ["c@x.co"]);
+        let c = of("c@x.co");
+        s.record_outcomes("d", "vip", 2_200, &[delivered(c, c.row_id)])
+            .expect("record");
+        assert!(still_pending().is_empty());
+        let counts = s.list_counts("d").expect("counts");
+        assert_eq!(counts[0].members, 3);
+        assert_eq!(s.recount("d").expect("recount").0, counts);
+        let e = s.event_status("d", "m1").expect("status").expect("known");
+        assert!(
+            e.audiences
+                .iter()
+                .all(|a| a.status == StatusKind::Delivered),
+            "{e:?}"
+        );
+    }
+
     /// Every statement finds its rows by whole primary keys: an event's row by (seq, part),
     /// never among the rows of its seq (a snapshot writes a million keys under one seq, and a
-    /// walk of them per outcome made a snapshot's delivery quadratic).
+    /// walk of them per outcome made a snapshot's delivery quadratic); a delivery at the row
+    /// the outcome gives, by its rowid alone.
     #[test]
     fn each_outcome_is_settled_by_key_lookups_not_scans() {
         let s = SqliteStore::open(":memory:").expect("open");
         let conn = s.lock();
-        let mut all: Vec<String> = ACK_MOVES.iter().map(|(c, _)| deliver_sql(c)).collect();
+        for (cond, _) in ACK_MOVES {
+            let sql = deliver_sql(PLANNED_AND_PENDING_AT_ROW, cond);
+            let plan = super::super::query_plan(&conn, &sql);
+            assert_eq!(
+                plan.trim(),
+                "SEARCH desired USING INTEGER PRIMARY KEY (rowid=?)",
+                "{sql}"
+            );
+        }
+        let mut all: Vec<String> = ACK_MOVES
+            .iter()
+            .map(|(c, _)| deliver_sql(PLANNED_AND_PENDING, c))
+            .collect();
         all.extend([
             reject_sql(),
             MOVE_EVENT.to_string(),
