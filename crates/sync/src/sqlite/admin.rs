@@ -13,16 +13,20 @@ use crate::store::{
 
 /// The indexes and table of the admin API (schema version 7; idempotent, run at each open). The
 /// reads name their index (`INDEXED BY`): the planner would otherwise walk an audience's
-/// primary key, every key of it, to find the few rejected ones.
+/// primary key (the key's unique index), every key of it, to find the few rejected ones.
 ///
 /// A user is found by userId through `desired_by_user_id`, and by email through the primary
 /// key, one seek per audience ([`email_states_sql`]): an index on emails cost every new key a
 /// B-tree insert (3.9% of the service's instructions per event), for a lookup the admin API
 /// makes now and then. Version 7 drops it (`desired_by_email`, created by versions 5 and 6).
+/// Since version 8 (`desired` a rowid table) `desired_by_user_id` names the rest of the key
+/// itself, so that a page of a user's keys is a range of it, in key order, with nothing
+/// sorted: while `desired` was clustered by its key, the index carried the key anyway.
 pub(super) const SCHEMA: &str = "
 CREATE INDEX IF NOT EXISTS desired_rejected
     ON desired (destination, list_key, email, user_id) WHERE state = 'rejected';
-CREATE INDEX IF NOT EXISTS desired_by_user_id ON desired (user_id) WHERE user_id <> '';
+CREATE INDEX IF NOT EXISTS desired_by_user_id
+    ON desired (user_id, destination, list_key, email) WHERE user_id <> '';
 CREATE TABLE IF NOT EXISTS operator_pauses (
     destination TEXT PRIMARY KEY,
     actor TEXT NOT NULL,
@@ -42,7 +46,7 @@ const USER_COLUMNS: &str = "d.destination, d.list_key, d.list_id, d.email, d.use
      d.ack_ms";
 
 /// A user's keys by email in one audience (`?2`, `?3`) that come after the key `(?4, ?5, ?6,
-/// ?7)`, at most `?8`: one seek on the primary key's prefix.
+/// ?7)`, at most `?8`: one seek on the primary key's prefix (its unique index).
 fn email_states_sql() -> String {
     format!(
         "SELECT {USER_COLUMNS} FROM desired d
@@ -60,8 +64,8 @@ const AUDIENCE_AFTER: &str =
     "SELECT MIN(list_key) FROM desired WHERE destination = ?1 AND list_key > ?2";
 const DESTINATION_AFTER: &str = "SELECT MIN(destination) FROM desired WHERE destination > ?1";
 
-/// The walk over the audiences that have keys, on `desired`'s primary key: each step is one
-/// or two seeks, whatever the number of keys.
+/// The walk over the audiences that have keys, on `desired`'s primary key (its unique index):
+/// each step is one or two seeks, whatever the number of keys.
 struct Audiences<'c> {
     /// The first audience of a destination at or after a key (`?2`).
     from: CachedStatement<'c>,
@@ -481,6 +485,11 @@ mod tests {
             (
                 DESTINATION_AFTER.to_string(),
                 "INDEX sqlite_autoindex_desired_1 (destination>?)",
+            ),
+            (
+                user_id_states_sql(),
+                "SEARCH d USING INDEX desired_by_user_id (user_id=? AND \
+                 (destination,list_key,email)>(?,?,?))",
             ),
         ] {
             let plan = query_plan(&conn, &sql);

@@ -12,6 +12,14 @@ use crate::store::{AudienceKey, Identity, RECREATED, StoreError};
 /// it) stays, as the audience's last delivery.
 const FORGET_ACK: &str = "ack_member = NULL, ack_time_ms = NULL, ack_seq = NULL";
 
+/// A page of an audience's keys (`?1`, `?2`) after the key (`?3`, `?4`), at most `?5`: a
+/// range of `desired`'s unique key, in its order.
+pub(super) const AUDIENCE_KEYS: &str =
+    "SELECT email, user_id, member, ack_member, state = 'pending', list_id
+     FROM desired
+     WHERE destination = ?1 AND list_key = ?2 AND (email, user_id) > (?3, ?4)
+     ORDER BY email, user_id LIMIT ?5";
+
 impl SqliteStore {
     pub fn audience_keys(
         &self,
@@ -25,14 +33,7 @@ impl SqliteStore {
         let (email, user_id) =
             after.map_or(("", ""), |a| (key_part(&a.email), key_part(&a.user_id)));
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT email, user_id, member, ack_member, state = 'pending', list_id
-                 FROM desired
-                 WHERE destination = ?1 AND list_key = ?2 AND (email, user_id) > (?3, ?4)
-                 ORDER BY email, user_id LIMIT ?5",
-            )
-            .map_err(engine(OP))?;
+        let mut stmt = conn.prepare_cached(AUDIENCE_KEYS).map_err(engine(OP))?;
         let rows = stmt
             .query_map(
                 params![destination, audience_key, email, user_id, limit],

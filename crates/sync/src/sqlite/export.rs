@@ -542,3 +542,24 @@ fn ignored_between(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+
+    /// A page of `desired` is a range of its key's unique index, in its order, with nothing
+    /// sorted: a sort would read the whole table for every page.
+    #[test]
+    fn a_page_of_desired_is_a_range_of_its_key() {
+        let s = SqliteStore::open(":memory:").expect("open");
+        let conn = s.lock();
+        let key = ["destination", "list_key", "email", "user_id"];
+        for after in [false, true] {
+            let sql = page_sql(DESIRED_COLUMNS, "desired", &key, after);
+            let plan = super::super::query_plan(&conn, &sql);
+            assert!(plan.contains("INDEX sqlite_autoindex_desired_1"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+}

@@ -37,17 +37,7 @@ impl SqliteStore {
         let Some(start) = first_not_in_flight(&conn, destination, audience_key, in_flight)? else {
             return Ok(Vec::new());
         };
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT seq, list_id, email, user_id, member, data_fields,
-                 update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
-                 accepted_ms, attempts, reason, part, rowid
-                 FROM desired
-                 WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
-                   AND next_attempt_ms <= ?3 AND seq >= ?5
-                 ORDER BY seq LIMIT ?4",
-            )
-            .map_err(engine(OP))?;
+        let mut stmt = conn.prepare_cached(PENDING_ROWS).map_err(engine(OP))?;
         let mut out = Vec::with_capacity(limit.min(8192));
         let mut rows = stmt
             .query(params![destination, audience_key, now_ms, read, start])
@@ -116,6 +106,17 @@ impl SqliteStore {
             .map_err(engine(OP))
     }
 }
+
+/// The due rows of [`SqliteStore::pending_except`] from a seq on (`?5`), in arrival order: by
+/// seq, then by the change's part in its event (so two keys of one event, or of one snapshot,
+/// come in the event's order, whatever their rowids: a migration or a copy numbers rows anew).
+pub(super) const PENDING_ROWS: &str = "SELECT seq, list_id, email, user_id, member, data_fields,
+     update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
+     accepted_ms, attempts, reason, part, rowid
+     FROM desired
+     WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
+       AND next_attempt_ms <= ?3 AND seq >= ?5
+     ORDER BY seq, part LIMIT ?4";
 
 /// The key-only walk of [`SqliteStore::pending_except`]: the partial index read alone (it
 /// holds the seq), without the table.

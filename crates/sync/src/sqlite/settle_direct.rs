@@ -402,6 +402,53 @@ mod tests {
         );
     }
 
+    /// A delivery that names the row the pending read gave is settled here, at that row; one
+    /// that names another key's row, or a row that is no more, writes nothing here (the
+    /// caller then records it by key, as the test above shows).
+    #[test]
+    fn a_delivery_is_settled_here_at_the_row_the_pending_read_gave() {
+        let s = SqliteStore::open(":memory:").expect("open");
+        let mut b = change(100);
+        b.identity = Identity::new(Some("b@x.co"), None);
+        s.accept(&[event("m1", vec![change(100), b])])
+            .expect("accept");
+        let pending = s.pending("d", "vip", 10_000, 10).expect("pending");
+        let [a, b] = pending.as_slice() else {
+            panic!("{pending:?}");
+        };
+        let at = |row_id: Option<i64>| OutcomeRow {
+            identity: a.identity.clone(),
+            seq: a.version.seq,
+            part: Some(a.part),
+            row_id,
+            outcome: Outcome::Delivered,
+        };
+        let w = s.lock_writer();
+        let mut direct = DirectSettle::prepare(&w.conn).expect("prepare");
+        let mut d = Delta::default();
+        for other in [b.row_id, Some(i64::MAX)] {
+            let settled = direct
+                .settle(&mut d, "d", "vip", 2_000, &at(other))
+                .expect("settle");
+            assert!(!settled, "{other:?}");
+        }
+        assert_eq!(d.members, 0);
+        let settled = direct
+            .settle(&mut d, "d", "vip", 2_000, &at(a.row_id))
+            .expect("settle");
+        assert!(settled);
+        assert_eq!(d.members, 1);
+        let delivered: Vec<String> = w
+            .conn
+            .prepare("SELECT email FROM desired WHERE state = 'delivered'")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(delivered, ["a@x.co"]);
+    }
+
     /// Every statement finds its rows by whole primary keys: an event's row by (seq, part),
     /// never among the rows of its seq (a snapshot writes a million keys under one seq, and a
     /// walk of them per outcome made a snapshot's delivery quadratic); a delivery at the row

@@ -458,19 +458,50 @@ fn a_newer_schema_is_refused() {
 fn the_pending_query_uses_the_partial_index() {
     let s = SqliteStore::open(":memory:").unwrap();
     let conn = s.lock();
-    let plan: Vec<String> = conn
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT seq FROM desired
-             WHERE destination = 'd' AND list_key = 'k' AND state = 'pending'
-               AND next_attempt_ms <= 5 ORDER BY seq LIMIT 10",
-        )
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let text = plan.join("\n");
-    assert!(text.contains("desired_pending"), "{text}");
+    let text = super::query_plan(&conn, super::pending::PENDING_ROWS);
+    assert!(
+        text.contains("INDEX desired_pending (destination=? AND list_key=? AND seq>?)"),
+        "{text}"
+    );
+    assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
+}
+
+/// Rows of one seq (the changes of one event, or the keys of one snapshot) come in the order
+/// of their parts, not of their rowids (which a migration or a copy numbers anew) nor of their
+/// keys.
+#[test]
+fn pending_rows_of_one_seq_come_in_the_order_of_their_parts() {
+    let s = SqliteStore::open(":memory:").unwrap();
+    run_sql(
+        &s,
+        "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
+         accepted_ms, state, next_attempt_ms) VALUES
+         ('d', 'k', 'a@x.co', '', 1, 5, 2, 0, 'pending', 0),
+         ('d', 'k', 'z@x.co', '', 1, 5, 0, 0, 'pending', 0),
+         ('d', 'k', 'm@x.co', '', 1, 5, 1, 0, 'pending', 0),
+         ('d', 'k', 'b@x.co', '', 1, 4, 0, 0, 'pending', 0)",
+    );
+    let rows = s.pending("d", "k", 10, 10).unwrap();
+    let order: Vec<_> = rows
+        .iter()
+        .map(|r| r.identity.email.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(order, ["b@x.co", "z@x.co", "m@x.co", "a@x.co"]);
+}
+
+/// A page of an audience's keys (drift repair, verify) is a range of the key's unique index,
+/// with nothing sorted.
+#[test]
+fn a_page_of_an_audiences_keys_is_a_range_of_its_key() {
+    let s = SqliteStore::open(":memory:").unwrap();
+    let conn = s.lock();
+    let text = super::query_plan(&conn, super::drift::AUDIENCE_KEYS);
+    assert!(
+        text.contains(
+            "INDEX sqlite_autoindex_desired_1 (destination=? AND list_key=? AND (email,user_id)>(?,?))"
+        ),
+        "{text}"
+    );
     assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
 }
 
