@@ -43,8 +43,7 @@
 //! - `ignored_settings` (since version 3): per event (`seq`), the audience settings it carried
 //!   that could not be used, with the value (JSON, cut) and the reason. Rare, so a table of its
 //!   own rather than columns of every event.
-//! - `desired_pending`: a partial index on pending rows, in arrival order per audience (by seq,
-//!   then part: since version 8, whose rowid table no longer orders ties by key).
+//! - `desired_pending`: a partial index on pending rows, in arrival order per audience.
 //! - `audience_counts`: the figures per audience, maintained by every write (see `counts`).
 //! - `destination_state`: whether each destination is running, paused or degraded.
 //! - `write_probe`: one row that the checks of writability change.

@@ -107,16 +107,20 @@ impl SqliteStore {
     }
 }
 
-/// The due rows of [`SqliteStore::pending_except`] from a seq on (`?5`), in arrival order: by
-/// seq, then by the change's part in its event (so two keys of one event, or of one snapshot,
-/// come in the event's order, whatever their rowids: a migration or a copy numbers rows anew).
+/// The due rows of [`SqliteStore::pending_except`] from a seq on (`?5`), in arrival order (by
+/// seq). Rows of one seq (the changes of one event, the keys of one snapshot) come in the
+/// partial index's order, which ends with the rowid: the order they were written in, or key
+/// order after the migration to version 8 or a `store copy` (both write in key order). Before
+/// version 8 it was key order always. Ordering them by part instead would need the index one
+/// column wider, paid by every new key, for an order that decides nothing but which of two
+/// keys of one person, at the same version, is sent.
 pub(super) const PENDING_ROWS: &str = "SELECT seq, list_id, email, user_id, member, data_fields,
      update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
      accepted_ms, attempts, reason, part, rowid
      FROM desired
      WHERE destination = ?1 AND list_key = ?2 AND state = 'pending'
        AND next_attempt_ms <= ?3 AND seq >= ?5
-     ORDER BY seq, part LIMIT ?4";
+     ORDER BY seq LIMIT ?4";
 
 /// The key-only walk of [`SqliteStore::pending_except`]: the partial index read alone (it
 /// holds the seq), without the table.

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS desired (
     PRIMARY KEY (destination, list_key, email, user_id)
 );
 CREATE INDEX IF NOT EXISTS desired_pending
-    ON desired (destination, list_key, seq, part) WHERE state = 'pending';
+    ON desired (destination, list_key, seq) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS lists (
     destination TEXT NOT NULL,
     audience_key TEXT NOT NULL,

@@ -466,29 +466,6 @@ fn the_pending_query_uses_the_partial_index() {
     assert!(!text.contains("TEMP B-TREE"), "no sort step: {text}");
 }
 
-/// Rows of one seq (the changes of one event, or the keys of one snapshot) come in the order
-/// of their parts, not of their rowids (which a migration or a copy numbers anew) nor of their
-/// keys.
-#[test]
-fn pending_rows_of_one_seq_come_in_the_order_of_their_parts() {
-    let s = SqliteStore::open(":memory:").unwrap();
-    run_sql(
-        &s,
-        "INSERT INTO desired (destination, list_key, email, user_id, member, seq, part,
-         accepted_ms, state, next_attempt_ms) VALUES
-         ('d', 'k', 'a@x.co', '', 1, 5, 2, 0, 'pending', 0),
-         ('d', 'k', 'z@x.co', '', 1, 5, 0, 0, 'pending', 0),
-         ('d', 'k', 'm@x.co', '', 1, 5, 1, 0, 'pending', 0),
-         ('d', 'k', 'b@x.co', '', 1, 4, 0, 0, 'pending', 0)",
-    );
-    let rows = s.pending("d", "k", 10, 10).unwrap();
-    let order: Vec<_> = rows
-        .iter()
-        .map(|r| r.identity.email.as_deref().unwrap_or(""))
-        .collect();
-    assert_eq!(order, ["b@x.co", "z@x.co", "m@x.co", "a@x.co"]);
-}
-
 /// A page of an audience's keys (drift repair, verify) is a range of the key's unique index,
 /// with nothing sorted.
 #[test]
