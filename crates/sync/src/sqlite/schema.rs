@@ -220,7 +220,8 @@ impl SqliteStore {
     /// its integer rowid rather than by the four texts of the key, so that finding the row of
     /// a pending index entry, or the row again to write an update, is an integer search
     /// instead of a comparison of texts of which the first two are equal within an audience:
-    /// 7.6% fewer instructions per event in the benchmark's part (c) (BENCHMARKS.md). Same
+    /// 6.9% fewer instructions per event in the benchmark's part (c), 10–12% with the rowid
+    /// carried from the pending read to the delivery (BENCHMARKS.md, the ninth session). Same
     /// columns, copied as they are.
     pub(super) fn migrate_to_8(tx: &Connection, location: &str) -> rusqlite::Result<()> {
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM desired", [], |r| r.get(0))?;

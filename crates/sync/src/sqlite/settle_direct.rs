@@ -11,8 +11,11 @@
 //! last first (a request's rows tend to move alike). The outcome gives the part of the planned
 //! change, and the update matches only when the key still points at that part: the event's
 //! row is then found by its primary key (seq, part), with no second search of `desired`. When
-//! no statement matches, or the outcome does not give the part, nothing was written and the
-//! caller records the outcome the general way (`record_one`).
+//! the outcome gives the key's rowid too (`OutcomeRow::row_id`, from the pending read), the
+//! delivery finds the row by it, an integer search instead of one over the key's four texts,
+//! and checks the key, seq, part and state as the search by key does. When no statement
+//! matches, or the outcome does not give the part, nothing was written and the caller records
+//! the outcome the general way (`record_one`, by key).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
