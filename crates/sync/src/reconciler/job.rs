@@ -307,3 +307,56 @@ impl Job {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{PendingRow, Version};
+
+    /// What the store needs to find a row again travels from the pending row to its outcome:
+    /// the version, the part and the row's place (`row_id`: a delivery is then found by it).
+    #[test]
+    fn an_outcome_names_the_row_as_the_pending_read_gave_it() {
+        let pending = PendingRow {
+            audience_key: "vip".into(),
+            list_id: Some(7),
+            identity: Identity::new(Some("a@x.co"), None),
+            member: true,
+            data_fields: None,
+            settings: Default::default(),
+            version: Version {
+                time_ms: Some(5),
+                seq: 42,
+            },
+            part: 3,
+            row_id: Some(1_234),
+            accepted_ms: 9,
+            attempts: 0,
+            last_error: None,
+        };
+        let job = Job {
+            audience: "vip".into(),
+            op: Operation::Subscribe,
+            list_id: 7,
+            from_registry: false,
+            body: Bytes::new(),
+            rows: vec![JobRow {
+                identity: pending.identity.clone(),
+                seq: pending.version.seq,
+                part: pending.part,
+                row_id: pending.row_id,
+                accepted_ms: pending.accepted_ms,
+                attempts: pending.attempts,
+                change: pending.to_change(),
+            }],
+        };
+        let (row, accepted_ms) = job.outcome(0, Outcome::Delivered);
+        assert_eq!(
+            (row.seq, row.part, row.row_id, accepted_ms),
+            (42, Some(3), Some(1_234), 9)
+        );
+        let (early, _) =
+            super::super::plan::early_row(&pending, Outcome::Superseded { reason: "r".into() });
+        assert_eq!((early.part, early.row_id), (Some(3), Some(1_234)));
+    }
+}

@@ -32,7 +32,7 @@ struct Planned {
     requests: Vec<PlannedRequest>,
 }
 
-fn early_row(r: &PendingRow, outcome: Outcome) -> (OutcomeRow, i64) {
+pub(super) fn early_row(r: &PendingRow, outcome: Outcome) -> (OutcomeRow, i64) {
     (
         OutcomeRow {
             identity: r.identity.clone(),

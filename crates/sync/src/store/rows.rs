@@ -174,10 +174,11 @@ pub struct OutcomeRow {
     /// when the key has changed meanwhile), and on SQLite even a key still at that version is
     /// settled the slower, general way (the key's row read first).
     pub part: Option<u32>,
-    /// The `row_id` of that [`PendingRow`]: the key's row is then found by it rather than by
-    /// the key (on SQLite, an integer search instead of one over the key's four texts). The
-    /// key, version and part are still checked, so a stale or wrong `row_id` settles nothing
-    /// by itself: the outcome is then recorded by key. `None` when it is not known.
+    /// The `row_id` of that [`PendingRow`]: a delivery's key row is then found by it rather
+    /// than by the key (on SQLite, an integer search instead of one over the key's four
+    /// texts; other outcomes go by key). The key, version and part are still checked, so a
+    /// stale or wrong `row_id` settles nothing by itself: the outcome is then recorded by key.
+    /// `None` when it is not known.
     pub row_id: Option<i64>,
     pub outcome: Outcome,
 }
