@@ -111,10 +111,10 @@ impl SqliteStore {
 /// seq). Rows of one seq (the changes of one event, the keys of one snapshot) come in the
 /// partial index's order, which ends with the rowid: the order in which their keys were first
 /// written (a key keeps its rowid through its updates), or key order after the migration to
-/// version 8 or a `store copy` (both write in key order). Before
-/// version 8 it was key order always. Ordering them by part instead would need the index one
-/// column wider, paid by every new key, for an order that decides nothing but which of two
-/// keys of one person, at the same version, is sent.
+/// version 8 or a `store copy` (both write in key order). Before version 8 it was key order
+/// always. Ordering them by part instead would need the index one column wider, paid by every
+/// new key, for an order that decides nothing but which of two keys of one person, at the
+/// same version, is sent.
 pub(super) const PENDING_ROWS: &str = "SELECT seq, list_id, email, user_id, member, data_fields,
      update_existing_users_only, channel_unsubscribe, campaign_id, time_ms,
      accepted_ms, attempts, reason, part, rowid

@@ -224,7 +224,13 @@ impl SqliteStore {
     /// carried from the pending read to the delivery (BENCHMARKS.md, the ninth session). Same
     /// columns, copied as they are.
     pub(super) fn migrate_to_8(tx: &Connection, location: &str) -> rusqlite::Result<()> {
-        let rows: i64 = tx.query_row("SELECT COUNT(*) FROM desired", [], |r| r.get(0))?;
+        // The figures count the keys (filled by the migration to 3 where they were missing),
+        // so the log line needs no pass over the table.
+        let rows: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(keys), 0) FROM audience_counts",
+            [],
+            |r| r.get(0),
+        )?;
         tracing::info!(
             database = location,
             rows,

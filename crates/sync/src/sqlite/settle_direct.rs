@@ -280,6 +280,25 @@ mod tests {
         }
     }
 
+    /// [`change`] for another user.
+    fn change_of(email: &str, user_id: Option<&str>) -> MembershipChange {
+        MembershipChange {
+            identity: Identity::new(Some(email), user_id),
+            ..change(100)
+        }
+    }
+
+    /// The delivery of pending row `r`, naming the row `row_id`.
+    fn delivery_at(r: &PendingRow, row_id: Option<i64>) -> OutcomeRow {
+        OutcomeRow {
+            identity: r.identity.clone(),
+            seq: r.version.seq,
+            part: Some(r.part),
+            row_id,
+            outcome: Outcome::Delivered,
+        }
+    }
+
     fn event(id: &str, changes: Vec<MembershipChange>) -> NewEvent {
         NewEvent {
             destination: "d".into(),
@@ -347,10 +366,7 @@ mod tests {
     #[test]
     fn a_delivery_at_another_keys_row_settles_its_own_key_only() {
         let s = SqliteStore::open(":memory:").expect("open");
-        let mut b = change(100);
-        b.identity = Identity::new(Some("b@x.co"), None);
-        let mut c = change(100);
-        c.identity = Identity::new(Some("c@x.co"), Some("u3"));
+        let (b, c) = (change_of("b@x.co", None), change_of("c@x.co", Some("u3")));
         s.accept(&[event("m1", vec![change(100), b, c])])
             .expect("accept");
         let pending = s.pending("d", "vip", 10_000, 10).expect("pending");
@@ -362,13 +378,6 @@ mod tests {
         };
         let (a, b) = (of("a@x.co"), of("b@x.co"));
         assert!(a.row_id.is_some() && b.row_id.is_some() && a.row_id != b.row_id);
-        let delivered = |r: &PendingRow, row_id: Option<i64>| OutcomeRow {
-            identity: r.identity.clone(),
-            seq: r.version.seq,
-            part: Some(r.part),
-            row_id,
-            outcome: Outcome::Delivered,
-        };
         let still_pending = || {
             let mut e: Vec<_> = s
                 .pending("d", "vip", 10_000, 10)
@@ -380,17 +389,17 @@ mod tests {
             e
         };
         let applied = s
-            .record_outcomes("d", "vip", 2_000, &[delivered(a, b.row_id)])
+            .record_outcomes("d", "vip", 2_000, &[delivery_at(a, b.row_id)])
             .expect("record");
         assert_eq!(applied, [Recorded::Applied]);
         assert_eq!(still_pending(), ["b@x.co", "c@x.co"]);
         let applied = s
-            .record_outcomes("d", "vip", 2_100, &[delivered(b, Some(i64::MAX))])
+            .record_outcomes("d", "vip", 2_100, &[delivery_at(b, Some(i64::MAX))])
             .expect("record");
         assert_eq!(applied, [Recorded::Applied]);
         assert_eq!(still_pending(), ["c@x.co"]);
         let c = of("c@x.co");
-        s.record_outcomes("d", "vip", 2_200, &[delivered(c, c.row_id)])
+        s.record_outcomes("d", "vip", 2_200, &[delivery_at(c, c.row_id)])
             .expect("record");
         assert!(still_pending().is_empty());
         let counts = s.list_counts("d").expect("counts");
@@ -411,21 +420,13 @@ mod tests {
     #[test]
     fn a_delivery_is_settled_here_at_the_row_the_pending_read_gave() {
         let s = SqliteStore::open(":memory:").expect("open");
-        let mut b = change(100);
-        b.identity = Identity::new(Some("b@x.co"), None);
-        s.accept(&[event("m1", vec![change(100), b])])
+        s.accept(&[event("m1", vec![change(100), change_of("b@x.co", None)])])
             .expect("accept");
         let pending = s.pending("d", "vip", 10_000, 10).expect("pending");
         let [a, b] = pending.as_slice() else {
             panic!("{pending:?}");
         };
-        let at = |row_id: Option<i64>| OutcomeRow {
-            identity: a.identity.clone(),
-            seq: a.version.seq,
-            part: Some(a.part),
-            row_id,
-            outcome: Outcome::Delivered,
-        };
+        let at = |row_id| delivery_at(a, row_id);
         let w = s.lock_writer();
         let mut direct = DirectSettle::prepare(&w.conn).expect("prepare");
         let mut d = Delta::default();
