@@ -1551,6 +1551,10 @@ mod cases {
         Outcomes(u8, Vec<(u16, u8)>),
         /// A failed try of changes seen so far.
         Tries(u8, Vec<u16>),
+        /// Keys seen so far set pending again (drift repair).
+        Reopen(u8, Vec<u16>),
+        /// The event log pruned of what was final before now.
+        Prune,
     }
 
     fn writes() -> impl Strategy<Value = Vec<Write>> {
@@ -1569,7 +1573,16 @@ mod cases {
             .prop_map(|(a, o)| Write::Outcomes(a, o));
         let tries = (0u8..3, prop::collection::vec(any::<u16>(), 1..6))
             .prop_map(|(a, t)| Write::Tries(a, t));
-        prop::collection::vec(prop_oneof![3 => accept, 2 => outcomes, 1 => tries], 1..25)
+        let reopen = (0u8..3, prop::collection::vec(any::<u16>(), 1..4))
+            .prop_map(|(a, k)| Write::Reopen(a, k));
+        let steps = prop_oneof![
+            6 => accept,
+            4 => outcomes,
+            2 => tries,
+            1 => reopen,
+            1 => Just(Write::Prune)
+        ];
+        prop::collection::vec(steps, 1..25)
     }
 
     /// The figures the store maintains equal a full recount, and the recount agrees with
@@ -1683,6 +1696,23 @@ mod cases {
                             .wait()
                             .expect("attempt");
                     }
+                    Write::Reopen(aud, picks) => {
+                        let audience = format!("a{aud}");
+                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let keys: Vec<Identity> = picks
+                            .iter()
+                            .map(|&i| mine[usize::from(i) % mine.len()].1.clone())
+                            .collect();
+                        s.reopen_keys(&dest, &audience, &keys, "drift", clock)
+                            .wait()
+                            .expect("reopen");
+                    }
+                    Write::Prune => {
+                        s.prune_events(clock, 1_000).wait().expect("prune");
+                    }
                 }
                 let (lists, events) = s.recount(&dest).wait().expect("recount");
                 prop_assert_eq!(&s.list_counts(&dest).wait().expect("counts"), &lists);
@@ -1702,11 +1732,10 @@ mod cases {
             unique.sort();
             unique.dedup();
             for m in &unique {
-                let e = s
-                    .event_status(&dest, m)
-                    .wait()
-                    .expect("status")
-                    .expect("known");
+                // None: pruned.
+                let Some(e) = s.event_status(&dest, m).wait().expect("status") else {
+                    continue;
+                };
                 for a in e.audiences {
                     shown.add(a.status, 1);
                 }
@@ -1717,6 +1746,84 @@ mod cases {
         if let Err(e) = result {
             panic!("{e}");
         }
+    }
+
+    /// A delivery recorded by the part the reconciler gives (SQLite's direct settle, which
+    /// writes the key's desired row alone) shows on its event with the time of the delivery,
+    /// no reason and no next attempt: while the key stays delivered, after a newer change
+    /// replaced it, after drift repair set it pending again; and it is pruned as final, also
+    /// while the key stays delivered.
+    pub async fn a_delivery_shows_on_its_event_whatever_moves_the_key_on(h: &dyn Harness) {
+        let s = h.open("shown");
+        let s = &s;
+        let at = |id: &str, email: &str, time: i64, received_ms: i64| {
+            let mut e = event(id, vec![change("vip", email, true, Some(time))]);
+            e.received_ms = received_ms;
+            e
+        };
+        let rs = s
+            .accept(vec![
+                at("s1", "a@x.co", 1, NOW - 100),
+                at("s2", "b@x.co", 1, NOW - 100),
+                at("s4", "c@x.co", 1, NOW - 100),
+            ])
+            .await
+            .expect("accept");
+        let seqs: Vec<u64> = rs.iter().map(Receipt::seq).collect();
+        // b fails once first: its event is pending, with the error and the next try.
+        let retry = Outcome::Retry {
+            next_attempt_ms: NOW + 1_000,
+            reason: "503".into(),
+        };
+        s.record_outcomes(
+            D,
+            "vip",
+            NOW - 90,
+            vec![outcome(id("b@x.co"), seqs[1], retry)],
+        )
+        .await
+        .expect("record");
+        let rows = vec![
+            outcome_row(id("a@x.co"), seqs[0], Some(0), Outcome::Delivered),
+            outcome_row(id("b@x.co"), seqs[1], Some(0), Outcome::Delivered),
+            outcome_row(id("c@x.co"), seqs[2], Some(0), Outcome::Delivered),
+        ];
+        let recorded = s
+            .record_outcomes(D, "vip", NOW - 50, rows)
+            .await
+            .expect("record");
+        assert_eq!(recorded, vec![Recorded::Applied; 3]);
+        let shown = |message_id: &'static str| async move {
+            let e = s
+                .event_status(D, message_id)
+                .await
+                .expect("status")
+                .expect("known");
+            let a = &e.audiences[0];
+            (a.status, a.reason.clone(), a.next_attempt_ms, a.updated_ms)
+        };
+        let delivered = (StatusKind::Delivered, None, None, NOW - 50);
+        assert_eq!(shown("s1").await, delivered);
+        assert_eq!(shown("s2").await, delivered, "the retry's error is gone");
+        // A newer change replaces a's delivered one; drift repair sets b pending again.
+        accept1(s, at("s3", "a@x.co", 2, NOW - 40)).await;
+        s.reopen_keys(D, "vip", &[id("b@x.co")], "drift", NOW - 30)
+            .await
+            .expect("reopen");
+        assert_eq!(shown("s1").await, delivered, "replaced");
+        assert_eq!(shown("s2").await, delivered, "reopened");
+        assert_eq!(shown("s4").await, delivered, "unchanged");
+        assert_eq!(kinds(s, "s3").await, vec![StatusKind::Accepted]);
+        let counts = s.event_counts(D).await.expect("counts");
+        assert_eq!((counts.delivered, counts.accepted), (3, 1));
+        assert_eq!(s.recount(D).await.expect("recount").1, counts);
+        // The deliveries are final and older than the moment: pruned, and counted so.
+        assert_eq!(s.prune_events(NOW, 10).await.expect("prune"), 3);
+        assert!(s.event_status(D, "s1").await.expect("status").is_none());
+        assert!(s.event_status(D, "s4").await.expect("status").is_none());
+        let counts = s.event_counts(D).await.expect("counts");
+        assert_eq!((counts.delivered, counts.accepted), (0, 1));
+        assert_eq!(s.recount(D).await.expect("recount").1, counts);
     }
 
     pub async fn old_final_rows_are_pruned_and_state_stays(h: &dyn Harness) {
@@ -1836,6 +1943,14 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_copy_continues_past_every_sequence_it_names() {
                 copy_cases::a_copy_continues_past_every_sequence_it_names(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_delivery_is_exported_as_delivered() {
+                copy_cases::a_delivery_is_exported_as_delivered(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_delivery_replaced_by_a_snapshot_stays_delivered() {
+                snapshot_cases::a_delivery_replaced_by_a_snapshot_stays_delivered(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_export_reads_one_snapshot() {
@@ -2003,6 +2118,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_destination_state_is_kept() {
                 cases::the_destination_state_is_kept(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_delivery_shows_on_its_event_whatever_moves_the_key_on() {
+                cases::a_delivery_shows_on_its_event_whatever_moves_the_key_on(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn old_final_rows_are_pruned_and_state_stays() {

@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::bind::Rebound;
 use super::counts::{Delta, Deltas};
 use super::floors::FloorCache;
-use super::{CURRENT, Current, SqliteStore, current, engine, key_part, to_i64, to_u64, version};
+use super::{
+    CURRENT, Current, SqliteStore, current, delivered, engine, key_part, to_i64, to_u64, version,
+};
 use crate::store::{
     Applied, EventContent, MembershipChange, NewEvent, Receipt, StatusKind, StoreError,
 };
@@ -218,7 +220,7 @@ impl SqliteStore {
                 d.keys += 1;
                 d.pending += 1;
             }
-            Some(old) => Self::replaced(st, d, ev, &old)?,
+            Some(old) => Self::replaced(tx, st, d, ev, &old)?,
         }
         Ok((StatusKind::Accepted, None, Applied::Current))
     }
@@ -257,14 +259,19 @@ impl SqliteStore {
     }
 
     /// The stored change `old` of a key was replaced by a change of `ev`: a pending one's event
-    /// (accepted, or pending after a failure) is superseded.
+    /// (accepted, or pending after a failure) is superseded, and a delivered one's delivery
+    /// written to its event's row if it was not (see `delivered`).
     fn replaced(
+        tx: &Connection,
         st: &mut AcceptStatements<'_>,
         d: &mut Delta,
         ev: &NewEvent,
         old: &Current,
     ) -> Result<(), StoreError> {
         d.state_moved(&old.state, "pending");
+        if old.state == "delivered" {
+            delivered::write_key(tx, old.seq, old.part, old.ack_ms).map_err(engine("accept"))?;
+        }
         if old.state != "pending" {
             return Ok(());
         }

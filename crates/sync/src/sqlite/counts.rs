@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{Connection, params};
 
+use super::delivered::unwritten_delivery;
 use super::{engine, to_u64};
 use crate::store::{EventCounts, ListCounts, StatusKind, StoreError};
 
@@ -322,16 +323,20 @@ const DESIRED_FIGURES: &str = "SELECT destination, list_key, COUNT(*),
      FROM desired";
 
 /// The event log's figures per (destination, audience), from every row: a count per status,
-/// then the total (to catch statuses that are none of them).
+/// then the total (to catch statuses that are none of them). A delivery not written to its
+/// row counts as delivered (see `delivered`).
 static EVENT_FIGURES: LazyLock<String> = LazyLock::new(|| {
     let per_status: Vec<String> = StatusKind::ALL
         .iter()
         .map(|k| format!("COUNT(CASE WHEN ea.status = '{}' THEN 1 END)", k.as_str()))
         .collect();
     format!(
-        "SELECT e.destination, ea.list_key, {}, COUNT(*)
-         FROM event_audiences ea JOIN events e ON e.seq = ea.seq",
-        per_status.join(", ")
+        "SELECT ea.destination, ea.list_key, {}, COUNT(*)
+         FROM (SELECT e.destination, ea.list_key,
+                 CASE WHEN {} IS NULL THEN ea.status ELSE 'delivered' END AS status
+               FROM event_audiences ea JOIN events e ON e.seq = ea.seq) AS ea",
+        per_status.join(", "),
+        unwritten_delivery("e.destination")
     )
 });
 
@@ -356,7 +361,7 @@ pub(super) fn fill(tx: &Connection) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "WITH f(destination, list_key, {cols}, total) AS (
-               {figures} GROUP BY e.destination, ea.list_key)
+               {figures} GROUP BY ea.destination, ea.list_key)
              INSERT INTO audience_counts (destination, list_key, {cols})
              SELECT destination, list_key, {cols} FROM f WHERE true
              ON CONFLICT (destination, list_key) DO UPDATE SET {set}",
@@ -397,7 +402,7 @@ pub(super) fn recount(
         .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn
         .prepare(&format!(
-            "{} WHERE e.destination = ?1 GROUP BY ea.list_key",
+            "{} WHERE ea.destination = ?1 GROUP BY ea.list_key",
             *EVENT_FIGURES
         ))
         .map_err(engine(OP))?;

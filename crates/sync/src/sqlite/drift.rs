@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::counts::{self, Delta};
-use super::{SqliteStore, engine, identity_of, key_part, to_i64};
+use super::{SqliteStore, delivered, engine, identity_of, key_part, to_i64};
 use crate::store::{AudienceKey, Identity, RECREATED, StoreError};
 
 /// Forgets what Iterable acknowledged of one key; `ack_ms` (when Iterable last answered for
@@ -91,6 +91,15 @@ impl SqliteStore {
                 if state == "pending" {
                     continue;
                 }
+                if state == "delivered" {
+                    delivered::write_matching(
+                        tx,
+                        "d.destination = ?1 AND d.list_key = ?2 AND d.email = ?3
+                         AND d.user_id = ?4",
+                        &[&destination, &audience_key, &email, &user_id],
+                    )
+                    .map_err(engine(OP))?;
+                }
                 reopen
                     .execute(params![
                         destination,
@@ -141,6 +150,13 @@ impl SqliteStore {
                 )
                 .map_err(engine(OP))?;
             let scope = "destination = ?1 AND list_key = ?2 AND list_id IS NULL";
+            // The deliveries of the keys set pending again, before they are.
+            delivered::write_matching(
+                tx,
+                "d.destination = ?1 AND d.list_key = ?2 AND d.list_id IS NULL AND d.member = 1",
+                &[&destination, &audience_key],
+            )
+            .map_err(engine(OP))?;
             tx.execute(
                 &format!(
                     "UPDATE desired SET state = 'pending', reason = ?3, attempts = 0,

@@ -9,6 +9,7 @@ use destination::{IgnoredSetting, SettingName};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
 use super::checkpoint::BUSY_TIMEOUT;
+use super::delivered::unwritten_delivery;
 use super::{SqliteStore, engine, identity_of, key_part, status_of, to_u64};
 use crate::store::transfer::assemble_events;
 use crate::store::{
@@ -467,12 +468,19 @@ fn changes_between(
     first: i64,
     last: i64,
 ) -> Result<Vec<(u64, LoggedChange)>, StoreError> {
+    // A delivery not written to its row (see `delivered`) is copied as written.
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT seq, part, list_key, email, user_id, member, time_ms, status, reason,
-             next_attempt_ms, updated_ms FROM event_audiences
-             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq, part",
-        )
+        .prepare_cached(&format!(
+            "SELECT seq, part, list_key, email, user_id, member, time_ms,
+             CASE WHEN delivered_ms IS NULL THEN status ELSE 'delivered' END,
+             CASE WHEN delivered_ms IS NULL THEN reason END,
+             CASE WHEN delivered_ms IS NULL THEN next_attempt_ms END,
+             COALESCE(delivered_ms, updated_ms)
+             FROM (SELECT ea.*, {} AS delivered_ms FROM event_audiences ea
+                   WHERE ea.seq BETWEEN ?1 AND ?2)
+             ORDER BY seq, part",
+            unwritten_delivery("(SELECT e.destination FROM events e WHERE e.seq = ea.seq)")
+        ))
         .map_err(engine(OP))?;
     type Raw = (i64, i64, LoggedChange, String);
     let raw: Vec<Raw> = stmt

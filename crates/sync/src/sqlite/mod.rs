@@ -29,11 +29,14 @@
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
 //! batches, and batches written back), `engine` (the async seam).
 //!
-//! Schema (version 8; older databases are migrated on open):
+//! Schema (version 9; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
 //!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
-//!   the change in the event; one row with an empty audience for unusable events).
+//!   the change in the event; one row with an empty audience for unusable events). Since
+//!   version 9 a row still `accepted` or `pending` whose key's desired row is delivered at its
+//!   seq and part was delivered: the common delivery writes the desired row alone (see
+//!   `delivered`).
 //! - `desired` (a rowid table since version 8, its key a unique index): per (destination,
 //!   audience, email, userId) the desired version and its data,
 //!   the acknowledged version (`ack_*`), and `state` (pending | delivered | rejected |
@@ -61,6 +64,7 @@ mod admin;
 mod bind;
 mod checkpoint;
 pub(crate) mod counts;
+mod delivered;
 mod drift;
 pub mod engine;
 mod export;
@@ -192,10 +196,12 @@ struct Current {
     ack_time_ms: Option<i64>,
     ack_seq: Option<i64>,
     ack_member: Option<bool>,
+    /// When the acknowledged version was delivered.
+    ack_ms: Option<i64>,
 }
 
-const CURRENT: &str = "SELECT seq, part, time_ms, state, ack_time_ms, ack_seq, ack_member
-     FROM desired
+const CURRENT: &str = "SELECT seq, part, time_ms, state, ack_time_ms, ack_seq, ack_member,
+     ack_ms FROM desired
      WHERE destination = ?1 AND list_key = ?2 AND email = ?3 AND user_id = ?4";
 
 fn current(
@@ -221,6 +227,7 @@ fn current(
                 ack_time_ms: r.get(4)?,
                 ack_seq: r.get(5)?,
                 ack_member: r.get(6)?,
+                ack_ms: r.get(7)?,
             })
         },
     )

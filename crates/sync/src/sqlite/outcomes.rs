@@ -178,7 +178,14 @@ impl SqliteStore {
         let Some((part, member, time_ms, was)) = event else {
             return Ok(Recorded::Unknown);
         };
-        let was = status_of(OP, &was)?;
+        let mut was = status_of(OP, &was)?;
+        if unchanged
+            && row.state == "delivered"
+            && matches!(was, StatusKind::Accepted | StatusKind::Pending)
+        {
+            // Delivered without its row written (see `delivered`).
+            was = StatusKind::Delivered;
+        }
         if unchanged && row.state != "pending" && o.outcome != Outcome::Delivered {
             // Already settled (e.g. an outcome reported twice): keep the first.
             return Ok(Recorded::Applied);

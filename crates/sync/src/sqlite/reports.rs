@@ -4,6 +4,7 @@
 use destination::{IgnoredSetting, SettingName};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::delivered::unwritten_delivery;
 use super::{SqliteStore, counts, engine, identity_of, status_of, to_u64};
 use crate::store::{
     AudienceStatus, EVENT_AUDIENCES_READ, EVENT_AUDIENCES_SHOWN, EventCounts, EventRecord,
@@ -29,15 +30,23 @@ impl SqliteStore {
         let Some((seq, received_ms)) = found else {
             return Ok(None);
         };
+        // A delivery not written to the row (see `delivered`) is shown as written.
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT ea.list_key, ea.email, ea.user_id, ea.member, ea.time_ms, ea.status,
-                 ea.reason, ea.next_attempt_ms, ea.updated_ms,
-                 (SELECT d.tries FROM desired d WHERE d.destination = ?2
-                    AND d.list_key = ea.list_key AND d.email = ea.email
-                    AND d.user_id = ea.user_id AND d.seq = ea.seq AND d.part = ea.part)
-                 FROM event_audiences ea WHERE ea.seq = ?1 ORDER BY ea.part LIMIT ?3",
-            )
+            .prepare_cached(&format!(
+                "SELECT list_key, email, user_id, member, time_ms,
+                 CASE WHEN delivered_ms IS NULL THEN status ELSE 'delivered' END,
+                 CASE WHEN delivered_ms IS NULL THEN reason END,
+                 CASE WHEN delivered_ms IS NULL THEN next_attempt_ms END,
+                 COALESCE(delivered_ms, updated_ms), tries
+                 FROM (SELECT ea.*, {delivered} AS delivered_ms,
+                   (SELECT d.tries FROM desired d WHERE d.destination = ?2
+                      AND d.list_key = ea.list_key AND d.email = ea.email
+                      AND d.user_id = ea.user_id AND d.seq = ea.seq AND d.part = ea.part)
+                     AS tries
+                   FROM event_audiences ea WHERE ea.seq = ?1 ORDER BY ea.part LIMIT ?3)
+                 ORDER BY part",
+                delivered = unwritten_delivery("?2")
+            ))
             .map_err(engine(OP))?;
         // The status as stored, parsed below.
         let raw = stmt

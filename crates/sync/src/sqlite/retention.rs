@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::counts::Deltas;
+use super::delivered::unwritten_delivery;
 use super::{SqliteStore, engine, status_of, to_i64};
 use crate::store::StoreError;
 
@@ -27,16 +28,24 @@ impl SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(engine(OP))?;
+            // Final rows, and deliveries not written to their row (see `delivered`), whose
+            // time is that of the delivery: the only rows still `accepted` or `pending` that
+            // are taken, so they go as delivered.
             let removed: Vec<(i64, String, String, String)> = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "DELETE FROM event_audiences WHERE (seq, part) IN (
-                       SELECT seq, part FROM event_audiences
-                       WHERE seq < ?2 AND updated_ms < ?1
-                         AND status IN ('delivered', 'superseded', 'rejected', 'skipped')
+                       SELECT seq, part FROM event_audiences AS ea
+                       WHERE seq < ?2
+                         AND (status IN ('delivered', 'superseded', 'rejected', 'skipped')
+                                AND updated_ms < ?1
+                              OR status IN ('accepted', 'pending') AND {} < ?1)
                        ORDER BY seq, part LIMIT ?3)
-                     RETURNING seq, list_key, status,
+                     RETURNING seq, list_key,
+                       CASE WHEN status IN ('accepted', 'pending') THEN 'delivered'
+                         ELSE status END,
                        (SELECT destination FROM events e WHERE e.seq = event_audiences.seq)",
-                )
+                    unwritten_delivery("(SELECT e.destination FROM events e WHERE e.seq = ea.seq)")
+                ))
                 .map_err(engine(OP))?
                 .query_map(params![before_ms, bound, limit], |r| {
                     Ok((

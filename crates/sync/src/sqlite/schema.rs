@@ -7,8 +7,11 @@ use super::integrity::open_error;
 use super::{SqliteStore, admin, counts, engine, floors, holds, leases, verifies};
 use crate::store::StoreError;
 
-/// The schema version this code creates and reads.
-pub const SCHEMA_VERSION: i64 = 8;
+/// The schema version this code creates and reads. Version 9 changed what a row of
+/// `event_audiences` means, not a table: a row still `accepted` or `pending` may have been
+/// delivered (see `delivered`), which code of version 8 would misread, so it refuses the
+/// database. A version 8 database has no such row, and needs nothing more.
+pub const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);

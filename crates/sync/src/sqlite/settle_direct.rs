@@ -129,7 +129,9 @@ impl<'c> DirectSettle<'c> {
                 Some(members) => {
                     d.members += members;
                     d.delivered_at(now_ms);
-                    (StatusKind::Delivered, None)
+                    d.state_moved("pending", StatusKind::Delivered.as_str());
+                    self.count_delivered(d, (seq, part), now_ms)?;
+                    return Ok(true);
                 }
                 None => return Ok(false),
             },
@@ -175,6 +177,37 @@ impl<'c> DirectSettle<'c> {
             }
         }
         Ok(None)
+    }
+
+    /// Counts the delivery of the planned event, at (`seq`, `part`), without writing its row
+    /// when it is `accepted` or `pending`: the key's desired row, delivered at that seq and
+    /// part, says it was delivered (see `delivered`). A row in another status (not seen in
+    /// practice) is set as before. (Reading the status with the delivery's own statement,
+    /// `UPDATE ... RETURNING`, cost about 20% more instructions per event in part (c): SQLite runs
+    /// `RETURNING` as a trigger.)
+    fn count_delivered(
+        &mut self,
+        d: &mut Delta,
+        (seq, part): (i64, i64),
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let was: Option<String> = self
+            .event
+            .query_row(params![seq, part], |r| r.get(0))
+            .optional()
+            .map_err(engine(OP))?;
+        let Some(was) = was else {
+            return Ok(());
+        };
+        let was = status_of(OP, &was)?;
+        d.event_moved(was, StatusKind::Delivered);
+        if !matches!(was, StatusKind::Accepted | StatusKind::Pending) {
+            let kind = StatusKind::Delivered.as_str();
+            self.set_event
+                .execute(params![seq, part, kind, None::<&str>, None::<i64>, now_ms])
+                .map_err(engine(OP))?;
+        }
+        Ok(())
     }
 
     /// The planned event, at (`seq`, `part`), takes the outcome's status.
@@ -346,9 +379,8 @@ mod tests {
                 [StatusKind::Skipped, StatusKind::Delivered],
                 "{part:?}"
             );
-            s.lock_writer()
-                .conn
-                .execute("UPDATE desired SET state = 'pending'", [])
+            let key = [Identity::new(Some("a@x.co"), None)];
+            s.reopen_keys("d", "vip", &key, "drift", 2_500)
                 .expect("reopen");
             s.record_outcomes("d", "vip", 3_000, &[delivered])
                 .expect("record");
@@ -357,6 +389,8 @@ mod tests {
                 [StatusKind::Skipped, StatusKind::Delivered],
                 "{part:?}"
             );
+            let (_, events) = s.recount("d").expect("recount");
+            assert_eq!(s.event_counts("d").expect("counts"), events, "{part:?}");
         }
     }
 

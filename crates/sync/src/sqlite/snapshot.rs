@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, params};
 
 use super::counts::Delta;
-use super::{SqliteStore, counts, engine, floors, identity_of, to_i64, to_u64};
+use super::{SqliteStore, counts, delivered, engine, floors, identity_of, to_i64, to_u64};
 use crate::snapshot::{
     BAD_KEPT, DiffOp, DiffRow, DiffSink, Feed, FeedReceiver, Figures, Floor, SAMPLE, SnapshotDiff,
     SnapshotSpec, StagedRow,
@@ -423,6 +423,14 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
         d.event(from, -(moved as i64));
         d.event(StatusKind::Superseded, moved as i64);
     }
+    // The replaced delivered keys' deliveries, before their desired rows move on.
+    delivered::write_matching(
+        tx,
+        "d.destination = ?1 AND d.list_key = ?2 AND (d.email, d.user_id) IN
+           (SELECT email, user_id FROM snap.changes WHERE newer = 0 AND old_state = 'delivered')",
+        &[dest, key],
+    )
+    .map_err(engine(OP))?;
     let s = spec.settings;
     tx.execute(
         "INSERT INTO main.desired (destination, list_key, email, user_id, list_id, member,

@@ -408,6 +408,35 @@ pub async fn a_copy_continues_past_every_sequence_it_names(h: &dyn Harness) {
     );
 }
 
+/// A delivery recorded by the part the reconciler gives (which SQLite writes to the key's
+/// desired row alone) is exported as delivered, at its time: the copy shows it so on either
+/// engine.
+pub async fn a_delivery_is_exported_as_delivered(h: &dyn Harness) {
+    let source = h.open("copy-delivered");
+    let r = accept1(
+        &source,
+        event("x1", vec![change("vip", "a@x.co", true, Some(1))]),
+    )
+    .await;
+    let row = outcome_row(id("a@x.co"), r.seq(), Some(0), Outcome::Delivered);
+    source
+        .record_outcomes(D, "vip", NOW + 7, vec![row])
+        .await
+        .expect("record");
+    let (_, batches) = everything(&source).await;
+    let changes: Vec<(StatusKind, Option<String>, i64)> = batches
+        .iter()
+        .filter_map(|b| match b {
+            CopyBatch::Events(events) => Some(events),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|e| &e.changes)
+        .map(|c| (c.status, c.reason.clone(), c.updated_ms))
+        .collect();
+    assert_eq!(changes, vec![(StatusKind::Delivered, None, NOW + 7)]);
+}
+
 /// `rows` without where the engine keeps them (each database numbers its own rows).
 fn without_row_ids(mut rows: Vec<PendingRow>) -> Vec<PendingRow> {
     for r in &mut rows {

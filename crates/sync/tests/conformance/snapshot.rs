@@ -496,3 +496,39 @@ pub async fn a_live_change_older_than_a_snapshot_is_superseded_whatever_its_key(
     assert_eq!(members(&desired(&s).await), ["absent@x.io"]);
     figures_agree(&s).await;
 }
+
+/// A live change delivered by the part the reconciler gives (which SQLite writes to the key's
+/// desired row alone), then removed by a snapshot: its event stays delivered, at its time.
+pub async fn a_delivery_replaced_by_a_snapshot_stays_delivered(h: &dyn Harness) {
+    let s = h.open("snapshot-delivered");
+    let r = accept1(
+        &s,
+        event("live-1", vec![change(A, "a@x.io", true, Some(1))]),
+    )
+    .await;
+    let row = outcome_row(id("a@x.io"), r.seq(), Some(0), Outcome::Delivered);
+    s.record_outcomes(D, A, NOW - 50, vec![row])
+        .await
+        .expect("record");
+    let policy = Policy {
+        max_removal_ratio: 1.0,
+        ..Policy::default()
+    };
+    let report = snap(&s, NOW + 1000, "snap-d", "email\nb@x.io\n", policy).await;
+    assert_eq!(
+        (report.diff.adds, report.diff.removes),
+        (1, 1),
+        "{report:?}"
+    );
+    let e = s
+        .event_status(D, "live-1")
+        .await
+        .expect("status")
+        .expect("known");
+    let a = &e.audiences[0];
+    assert_eq!(
+        (a.status, a.reason.clone(), a.updated_ms),
+        (StatusKind::Delivered, None, NOW - 50)
+    );
+    figures_agree(&s).await;
+}
