@@ -280,20 +280,40 @@ async fn an_older_or_missing_source_is_refused() {
 }
 
 /// Every row of the tables a copy moves, as text, table by table in key order.
+/// The statuses of `event_audiences` as the store shows them: a row still `accepted` or
+/// `pending` whose key's desired row is delivered at its seq and part was delivered at the
+/// desired row's `ack_ms` (SQLite keeps the common delivery with the desired row alone), and a
+/// copy writes it so.
+const SHOWN_EVENT_AUDIENCES: &str = "(SELECT seq, part, list_key, email, user_id, member,
+     time_ms, CASE WHEN dm IS NULL THEN status ELSE 'delivered' END AS status,
+     CASE WHEN dm IS NULL THEN reason END AS reason,
+     CASE WHEN dm IS NULL THEN next_attempt_ms END AS next_attempt_ms,
+     COALESCE(dm, updated_ms) AS updated_ms
+     FROM (SELECT ea.*, (SELECT d.ack_ms FROM desired d JOIN events e ON e.seq = ea.seq
+             WHERE ea.status IN ('accepted', 'pending') AND d.destination = e.destination
+               AND d.list_key = ea.list_key AND d.email = ea.email
+               AND d.user_id = ea.user_id AND d.seq = ea.seq AND d.part = ea.part
+               AND d.state = 'delivered') AS dm
+           FROM event_audiences ea))";
+
 fn dump(db: &Path) -> Vec<(String, Vec<String>)> {
     let conn = rusqlite::Connection::open(db).expect("open");
     [
-        ("lists", "destination, audience_key"),
-        ("destination_state", "destination"),
-        ("desired", "destination, list_key, email, user_id"),
-        ("events", "seq"),
-        ("event_audiences", "seq, part"),
-        ("ignored_settings", "seq, setting"),
+        ("lists", "lists", "destination, audience_key"),
+        ("destination_state", "destination_state", "destination"),
+        (
+            "desired",
+            "desired",
+            "destination, list_key, email, user_id",
+        ),
+        ("events", "events", "seq"),
+        ("event_audiences", SHOWN_EVENT_AUDIENCES, "seq, part"),
+        ("ignored_settings", "ignored_settings", "seq, setting"),
     ]
     .into_iter()
-    .map(|(table, key)| {
+    .map(|(table, rows, key)| {
         let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY {key}"))
+            .prepare(&format!("SELECT * FROM {rows} ORDER BY {key}"))
             .expect("prepare");
         let n = stmt.column_count();
         let rows = stmt

@@ -2030,6 +2030,10 @@ macro_rules! conformance {
                 drift_cases::a_replaced_list_gets_the_whole_membership_once(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_forgotten_acknowledgement_keeps_the_delivery_time() {
+                drift_cases::a_forgotten_acknowledgement_keeps_the_delivery_time(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn an_exit_storm_is_held_and_a_release_sends_it() {
                 hold_cases::an_exit_storm_is_held_and_a_release_sends_it(&$harness).await
             }

@@ -7,7 +7,9 @@
 //! sums in one statement per audience it touched, in its own transaction; so reading the
 //! figures costs one row per audience, whatever the number of users. The audience `""` holds
 //! the events that named no audience. `retrying` is the number of the audience's events in
-//! `pending` (one per key at most: only a key's latest change can be pending).
+//! `pending` (one per key at most: only a key's latest change can be pending). An event's row
+//! counts with the status it shows: a row still `accepted` or `pending` whose delivery is kept
+//! with its key's desired row counts as delivered (see `delivered`).
 //!
 //! [`recount`] computes the same figures from every row: the migration to schema version 3
 //! fills the table with it, and tests compare the two.

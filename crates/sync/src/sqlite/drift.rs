@@ -94,8 +94,7 @@ impl SqliteStore {
                 if state == "delivered" {
                     delivered::write_matching(
                         tx,
-                        "d.destination = ?1 AND d.list_key = ?2 AND d.email = ?3
-                         AND d.user_id = ?4",
+                        delivered::ONE_KEY,
                         &[&destination, &audience_key, &email, &user_id],
                     )
                     .map_err(engine(OP))?;
@@ -150,7 +149,8 @@ impl SqliteStore {
                 )
                 .map_err(engine(OP))?;
             let scope = "destination = ?1 AND list_key = ?2 AND list_id IS NULL";
-            // The deliveries of the keys set pending again, before they are.
+            // The deliveries of the keys set pending again, before they are. (Forgetting the
+            // acknowledgement keeps `ack_ms`, the time those deliveries show.)
             delivered::write_matching(
                 tx,
                 "d.destination = ?1 AND d.list_key = ?2 AND d.list_id IS NULL AND d.member = 1",

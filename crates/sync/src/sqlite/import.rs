@@ -4,7 +4,7 @@
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::export::{DESIRED_COLUMNS, table_counts};
-use super::{SqliteStore, counts, engine, key_part, to_i64};
+use super::{SqliteStore, counts, delivered, engine, key_part, to_i64};
 use crate::store::{
     CopyBatch, DesiredEntry, ListEntry, LoggedEvent, StoreError, StoredState, TableCounts,
 };
@@ -120,6 +120,16 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
         ))
         .map_err(engine(OP))?;
     for d in rows {
+        let (email, user_id) = (key_part(&d.identity.email), key_part(&d.identity.user_id));
+        // A key the target has (`--allow-non-empty`): its delivery, if kept with its desired
+        // row alone, is written to its event's row before the row is replaced (see
+        // `delivered`).
+        delivered::write_matching(
+            tx,
+            delivered::ONE_KEY,
+            &[&d.destination, &d.audience_key, &email, &user_id],
+        )
+        .map_err(engine(OP))?;
         let ack = d.acknowledged.as_ref();
         let ack_seq = ack.map(|a| to_i64(OP, a.version.seq)).transpose()?;
         stmt.execute(params![

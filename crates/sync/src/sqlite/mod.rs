@@ -24,7 +24,8 @@
 //!
 //! The parts: `schema` (tables, version, migrations), `open`, `group` (the group commit),
 //! `checkpoint`, `ingest` (the ingestion queue), `holds` (the mass-removal guard), `accept` (accepting events), `outcomes`
-//! (recording outcomes and failed tries), `pending` (what the reconciler reads), `reports`
+//! (recording outcomes and failed tries; `settle_direct` the common outcome, `delivered` the
+//! deliveries it keeps with the desired row), `pending` (what the reconciler reads), `reports`
 //! (event lookup, figures; `counts` maintains the figures), `registry` (lists, destination
 //! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
 //! batches, and batches written back), `engine` (the async seam).
@@ -145,6 +146,9 @@ pub struct SqliteStore {
     health: WriteHealth,
     /// What the check at open found.
     checked: QuickCheck,
+    /// Where the next batch of a pruning round starts: the round's moment, and the last
+    /// (seq, part) the previous batch took (see `retention`).
+    prune_from: Mutex<Option<(i64, i64, i64)>>,
 }
 
 fn engine(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {

@@ -160,6 +160,7 @@ impl SqliteStore {
             checkpointer,
             health: WriteHealth::default(),
             checked,
+            prune_from: Mutex::new(None),
         }
     }
 

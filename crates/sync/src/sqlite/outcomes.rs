@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use super::counts::{self, Delta};
 use super::settle_direct::DirectSettle;
-use super::{CURRENT, Current, SqliteStore, current, engine, key_part, status_of, to_i64, version};
+use super::{
+    CURRENT, Current, SqliteStore, current, delivered, engine, key_part, status_of, to_i64, version,
+};
 use crate::store::{Identity, Outcome, OutcomeRow, Recorded, Seq, StatusKind, StoreError};
 
 /// One more failed try for the keys of a JSON array `[[email, userId, seq], ...]` (`?4`) of one
@@ -285,6 +287,13 @@ impl SqliteStore {
             Some(a) => version(OP, ev.time_ms, ev.seq)? > version(OP, row.ack_time_ms, a)?,
         };
         if newer_than_ack {
+            if row.state == "delivered" {
+                // The delivery the acknowledgement is replacing, if kept with the desired row
+                // alone, is written to its event's row first (see `delivered`).
+                st.write_delivered
+                    .execute(params![row.seq, row.part, row.ack_ms])
+                    .map_err(engine(OP))?;
+            }
             st.ack
                 .execute(params![
                     at.destination,
@@ -333,6 +342,7 @@ struct OutcomeStatements<'c> {
     planned_exact: rusqlite::CachedStatement<'c>,
     planned_part: rusqlite::CachedStatement<'c>,
     set_status: rusqlite::CachedStatement<'c>,
+    write_delivered: rusqlite::CachedStatement<'c>,
     ack: rusqlite::CachedStatement<'c>,
     settle: rusqlite::CachedStatement<'c>,
 }
@@ -351,6 +361,7 @@ impl<'c> OutcomeStatements<'c> {
                  WHERE seq = ?1 AND part = ?2")?,
             planned_exact: p(PLANNED_EXACT)?,
             set_status: p(SET_STATUS)?,
+            write_delivered: p(delivered::WRITE_AT)?,
             ack: p(
                 "UPDATE desired SET ack_member = ?5, ack_time_ms = ?6, ack_seq = ?7,
                  ack_ms = ?8

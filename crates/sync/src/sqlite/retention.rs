@@ -1,9 +1,13 @@
 //! Pruning the event log (see [`crate::store::Engine::prune_events`]): final rows last changed
 //! before a moment, a small batch per write, oldest events first, and the events left without
 //! rows. The scan is bounded by the first event received at or after the moment (found by
-//! walking the oldest events left, which pruning keeps few), so no index is needed.
+//! walking the oldest events left, which pruning keeps few), so no index is needed. A
+//! delivery kept with its key's desired row (see `delivered`) is final too, which takes two
+//! searches per row still `accepted` or `pending` to tell; each batch of a round starts after
+//! the previous batch's last row, so the rows still to send are walked once per round.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
 
 use rusqlite::params;
 
@@ -19,7 +23,8 @@ impl SqliteStore {
         if limit == 0 {
             return Ok(0);
         }
-        self.write(OP, |tx| {
+        let (from_seq, from_part) = self.prune_resume(before_ms);
+        let (removed, last) = self.write(OP, |tx| {
             let bound: i64 = tx
                 .query_row(
                     "SELECT COALESCE((SELECT seq FROM events WHERE received_ms >= ?1
@@ -30,29 +35,34 @@ impl SqliteStore {
                 .map_err(engine(OP))?;
             // Final rows, and deliveries not written to their row (see `delivered`), whose
             // time is that of the delivery: the only rows still `accepted` or `pending` that
-            // are taken, so they go as delivered.
-            let removed: Vec<(i64, String, String, String)> = tx
+            // are taken, so they go as delivered. Telling those from the rows still to send
+            // takes two searches per row (its event, its key's desired row), so a batch
+            // starts after the last row the previous batch of the same round took (`?4`,
+            // `?5`): the rows still to send before it are walked once per round, not once
+            // per batch.
+            let removed: Vec<(i64, i64, String, String, String)> = tx
                 .prepare_cached(&format!(
                     "DELETE FROM event_audiences WHERE (seq, part) IN (
                        SELECT seq, part FROM event_audiences AS ea
-                       WHERE seq < ?2
+                       WHERE seq < ?2 AND (seq, part) > (?4, ?5)
                          AND (status IN ('delivered', 'superseded', 'rejected', 'skipped')
                                 AND updated_ms < ?1
                               OR status IN ('accepted', 'pending') AND {} < ?1)
                        ORDER BY seq, part LIMIT ?3)
-                     RETURNING seq, list_key,
+                     RETURNING seq, part, list_key,
                        CASE WHEN status IN ('accepted', 'pending') THEN 'delivered'
                          ELSE status END,
                        (SELECT destination FROM events e WHERE e.seq = event_audiences.seq)",
                     unwritten_delivery("(SELECT e.destination FROM events e WHERE e.seq = ea.seq)")
                 ))
                 .map_err(engine(OP))?
-                .query_map(params![before_ms, bound, limit], |r| {
+                .query_map(params![before_ms, bound, limit, from_seq, from_part], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
                         r.get(2)?,
-                        r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        r.get(3)?,
+                        r.get::<_, Option<String>>(4)?.unwrap_or_default(),
                     ))
                 })
                 .map_err(engine(OP))?
@@ -60,7 +70,7 @@ impl SqliteStore {
                 .map_err(engine(OP))?;
             let mut deltas = Deltas::default();
             let mut seqs: HashMap<i64, ()> = HashMap::new();
-            for (seq, list_key, status, destination) in &removed {
+            for (seq, _, list_key, status, destination) in &removed {
                 seqs.insert(*seq, ());
                 deltas
                     .of(destination, list_key)
@@ -81,7 +91,31 @@ impl SqliteStore {
                 }
             }
             deltas.apply(tx, OP)?;
-            Ok(removed.len())
-        })
+            let last = removed.iter().map(|(seq, part, ..)| (*seq, *part)).max();
+            Ok((removed.len(), last))
+        })?;
+        // A full batch: the round goes on after its last row; else the round is over.
+        let next = match last {
+            Some((seq, part)) if removed as i64 == limit => Some((before_ms, seq, part)),
+            _ => None,
+        };
+        *self
+            .prune_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(removed)
+    }
+
+    /// Where a batch of pruning at `before_ms` starts: after the last row of the previous
+    /// batch of the same round, else at the start (`(seq, part) > (0, -1)`).
+    fn prune_resume(&self, before_ms: i64) -> (i64, i64) {
+        match *self
+            .prune_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some((at, seq, part)) if at == before_ms => (seq, part),
+            _ => (0, -1),
+        }
     }
 }

@@ -57,7 +57,8 @@ pub(super) struct DirectSettle<'c> {
     reject: CachedStatement<'c>,
     /// The planned event's status, moved from the one given ([`MOVE_EVENT`]).
     move_event: Rebound<'c>,
-    /// The planned event's status, when it was neither accepted nor pending (rare).
+    /// The planned event's status: read at every delivery (its figures move from it), and
+    /// for a rejection whose event was neither accepted nor pending (rare).
     event: CachedStatement<'c>,
     set_event: CachedStatement<'c>,
 }
@@ -181,8 +182,9 @@ impl<'c> DirectSettle<'c> {
 
     /// Counts the delivery of the planned event, at (`seq`, `part`), without writing its row
     /// when it is `accepted` or `pending`: the key's desired row, delivered at that seq and
-    /// part, says it was delivered (see `delivered`). A row in another status (not seen in
-    /// practice) is set as before. (Reading the status with the delivery's own statement,
+    /// part, says it was delivered (see `delivered`). A row in another status (a key set
+    /// pending again at the same version by drift repair, whose delivery was written then) is
+    /// set as before. (Reading the status with the delivery's own statement,
     /// `UPDATE ... RETURNING`, cost about 20% more instructions per event in part (c): SQLite runs
     /// `RETURNING` as a trigger.)
     fn count_delivered(

@@ -418,13 +418,23 @@ pub async fn a_delivery_is_exported_as_delivered(h: &dyn Harness) {
         event("x1", vec![change("vip", "a@x.co", true, Some(1))]),
     )
     .await;
+    // A failed try first: the event is pending, with the error and the next try.
+    let retry = Outcome::Retry {
+        next_attempt_ms: NOW + 3,
+        reason: "503".into(),
+    };
+    let rows = vec![outcome_row(id("a@x.co"), r.seq(), Some(0), retry)];
+    source
+        .record_outcomes(D, "vip", NOW + 1, rows)
+        .await
+        .expect("record");
     let row = outcome_row(id("a@x.co"), r.seq(), Some(0), Outcome::Delivered);
     source
         .record_outcomes(D, "vip", NOW + 7, vec![row])
         .await
         .expect("record");
     let (_, batches) = everything(&source).await;
-    let changes: Vec<(StatusKind, Option<String>, i64)> = batches
+    let changes: Vec<(StatusKind, Option<String>, Option<i64>, i64)> = batches
         .iter()
         .filter_map(|b| match b {
             CopyBatch::Events(events) => Some(events),
@@ -432,9 +442,9 @@ pub async fn a_delivery_is_exported_as_delivered(h: &dyn Harness) {
         })
         .flatten()
         .flat_map(|e| &e.changes)
-        .map(|c| (c.status, c.reason.clone(), c.updated_ms))
+        .map(|c| (c.status, c.reason.clone(), c.next_attempt_ms, c.updated_ms))
         .collect();
-    assert_eq!(changes, vec![(StatusKind::Delivered, None, NOW + 7)]);
+    assert_eq!(changes, vec![(StatusKind::Delivered, None, None, NOW + 7)]);
 }
 
 /// `rows` without where the engine keeps them (each database numbers its own rows).
