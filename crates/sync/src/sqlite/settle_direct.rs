@@ -185,7 +185,7 @@ impl<'c> DirectSettle<'c> {
     /// part, says it was delivered (see `delivered`). A row in another status (a key set
     /// pending again at the same version by drift repair, whose delivery was written then) is
     /// set as before. (Reading the status with the delivery's own statement,
-    /// `UPDATE ... RETURNING`, cost about 20% more instructions per event in part (c): SQLite runs
+    /// `UPDATE ... RETURNING`, cost about 22% more instructions per event in part (c): SQLite runs
     /// `RETURNING` as a trigger.)
     fn count_delivered(
         &mut self,
