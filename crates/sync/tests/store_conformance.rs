@@ -152,6 +152,17 @@ async fn status(s: &Store, message_id: &str) -> Vec<(StatusKind, Option<String>)
         .collect()
 }
 
+/// What `message_id` shows in its first audience: status, reason, next attempt and time.
+async fn shown(s: &Store, message_id: &str) -> (StatusKind, Option<String>, Option<i64>, i64) {
+    let e = s
+        .event_status(D, message_id)
+        .await
+        .expect("status")
+        .unwrap_or_else(|| panic!("event {message_id} is unknown"));
+    let a = &e.audiences[0];
+    (a.status, a.reason.clone(), a.next_attempt_ms, a.updated_ms)
+}
+
 async fn kinds(s: &Store, message_id: &str) -> Vec<StatusKind> {
     status(s, message_id)
         .await
@@ -1557,6 +1568,16 @@ mod cases {
         Prune,
     }
 
+    /// A change accepted: (audience, person, seq, part).
+    type Seen = (String, Identity, u64, u32);
+
+    /// Audience `aud`'s name, and the changes of it in `seen`.
+    fn of_audience(seen: &[Seen], aud: u8) -> (String, Vec<&Seen>) {
+        let audience = format!("a{aud}");
+        let mine = seen.iter().filter(|x| x.0 == audience).collect();
+        (audience, mine)
+    }
+
     fn writes() -> impl Strategy<Value = Vec<Write>> {
         let accept = prop::collection::vec(
             (
@@ -1596,7 +1617,7 @@ mod cases {
         let result = runner.run(&writes(), |writes| {
             let dest = format!("c{}", case.fetch_add(1, Ordering::Relaxed));
             // (audience, person, seq, part) of every change accepted, and every messageId.
-            let mut seen: Vec<(String, Identity, u64, u32)> = Vec::new();
+            let mut seen: Vec<Seen> = Vec::new();
             let mut ids: Vec<String> = Vec::new();
             let mut clock = NOW;
             for write in writes {
@@ -1647,8 +1668,7 @@ mod cases {
                         }
                     }
                     Write::Outcomes(aud, picks) => {
-                        let audience = format!("a{aud}");
-                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        let (audience, mine) = of_audience(&seen, aud);
                         if mine.is_empty() {
                             continue;
                         }
@@ -1680,8 +1700,7 @@ mod cases {
                             .expect("record");
                     }
                     Write::Tries(aud, picks) => {
-                        let audience = format!("a{aud}");
-                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        let (audience, mine) = of_audience(&seen, aud);
                         if mine.is_empty() {
                             continue;
                         }
@@ -1697,8 +1716,7 @@ mod cases {
                             .expect("attempt");
                     }
                     Write::Reopen(aud, picks) => {
-                        let audience = format!("a{aud}");
-                        let mine: Vec<_> = seen.iter().filter(|x| x.0 == audience).collect();
+                        let (audience, mine) = of_audience(&seen, aud);
                         if mine.is_empty() {
                             continue;
                         }
@@ -1793,26 +1811,17 @@ mod cases {
             .await
             .expect("record");
         assert_eq!(recorded, vec![Recorded::Applied; 3]);
-        let shown = |message_id: &'static str| async move {
-            let e = s
-                .event_status(D, message_id)
-                .await
-                .expect("status")
-                .expect("known");
-            let a = &e.audiences[0];
-            (a.status, a.reason.clone(), a.next_attempt_ms, a.updated_ms)
-        };
         let delivered = (StatusKind::Delivered, None, None, NOW - 50);
-        assert_eq!(shown("s1").await, delivered);
-        assert_eq!(shown("s2").await, delivered, "the retry's error is gone");
+        assert_eq!(shown(s, "s1").await, delivered);
+        assert_eq!(shown(s, "s2").await, delivered, "the retry's error is gone");
         // A newer change replaces a's delivered one; drift repair sets b pending again.
         accept1(s, at("s3", "a@x.co", 2, NOW - 40)).await;
         s.reopen_keys(D, "vip", &[id("b@x.co")], "drift", NOW - 30)
             .await
             .expect("reopen");
-        assert_eq!(shown("s1").await, delivered, "replaced");
-        assert_eq!(shown("s2").await, delivered, "reopened");
-        assert_eq!(shown("s4").await, delivered, "unchanged");
+        assert_eq!(shown(s, "s1").await, delivered, "replaced");
+        assert_eq!(shown(s, "s2").await, delivered, "reopened");
+        assert_eq!(shown(s, "s4").await, delivered, "unchanged");
         assert_eq!(kinds(s, "s3").await, vec![StatusKind::Accepted]);
         let counts = s.event_counts(D).await.expect("counts");
         assert_eq!((counts.delivered, counts.accepted), (3, 1));
