@@ -279,7 +279,6 @@ async fn an_older_or_missing_source_is_refused() {
     assert!(!missing.exists());
 }
 
-/// Every row of the tables a copy moves, as text, table by table in key order.
 /// The statuses of `event_audiences` as the store shows them: a row still `accepted` or
 /// `pending` whose key's desired row is delivered at its seq and part was delivered at the
 /// desired row's `ack_ms` (SQLite keeps the common delivery with the desired row alone), and a
@@ -296,6 +295,8 @@ const SHOWN_EVENT_AUDIENCES: &str = "(SELECT seq, part, list_key, email, user_id
                AND d.state = 'delivered') AS dm
            FROM event_audiences ea))";
 
+/// Every row of the tables a copy moves, as text, table by table in key order (the event
+/// log's statuses as shown).
 fn dump(db: &Path) -> Vec<(String, Vec<String>)> {
     let conn = rusqlite::Connection::open(db).expect("open");
     [

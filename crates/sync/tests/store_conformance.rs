@@ -1958,6 +1958,10 @@ macro_rules! conformance {
                 copy_cases::a_delivery_is_exported_as_delivered(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_import_over_a_kept_delivery_keeps_it_shown() {
+                copy_cases::an_import_over_a_kept_delivery_keeps_it_shown(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_delivery_replaced_by_a_snapshot_stays_delivered() {
                 snapshot_cases::a_delivery_replaced_by_a_snapshot_stays_delivered(&$harness).await
             }

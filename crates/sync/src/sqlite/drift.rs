@@ -92,12 +92,8 @@ impl SqliteStore {
                     continue;
                 }
                 if state == "delivered" {
-                    delivered::write_matching(
-                        tx,
-                        delivered::ONE_KEY,
-                        &[&destination, &audience_key, &email, &user_id],
-                    )
-                    .map_err(engine(OP))?;
+                    delivered::write_for_key(tx, destination, audience_key, email, user_id)
+                        .map_err(engine(OP))?;
                 }
                 reopen
                     .execute(params![

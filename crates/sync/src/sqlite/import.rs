@@ -124,12 +124,8 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
         // A key the target has (`--allow-non-empty`): its delivery, if kept with its desired
         // row alone, is written to its event's row before the row is replaced (see
         // `delivered`).
-        delivered::write_matching(
-            tx,
-            delivered::ONE_KEY,
-            &[&d.destination, &d.audience_key, &email, &user_id],
-        )
-        .map_err(engine(OP))?;
+        delivered::write_for_key(tx, &d.destination, &d.audience_key, email, user_id)
+            .map_err(engine(OP))?;
         let ack = d.acknowledged.as_ref();
         let ack_seq = ack.map(|a| to_i64(OP, a.version.seq)).transpose()?;
         stmt.execute(params![

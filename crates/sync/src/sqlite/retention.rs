@@ -4,7 +4,10 @@
 //! walking the oldest events left, which pruning keeps few), so no index is needed. A
 //! delivery kept with its key's desired row (see `delivered`) is final too, which takes two
 //! searches per row still `accepted` or `pending` to tell; each batch of a round starts after
-//! the previous batch's last row, so the rows still to send are walked once per round.
+//! the previous batch's last row, so the rows still to send are walked once per round (a row
+//! behind that point that becomes final meanwhile goes in the next round). That walk holds the
+//! writer: about 0.5 s per 200,000 old rows still to send (a destination paused for longer
+//! than the retention period), once per round.
 
 use std::collections::HashMap;
 use std::sync::PoisonError;

@@ -282,7 +282,11 @@ pub trait Engine: Send + Sync + 'static {
     /// whose status last changed before `before_ms`, oldest events first, in one transaction,
     /// and the events left without rows (their messageIds are then forgotten); returns how
     /// many rows it removed. Desired and acknowledged state is never touched; the figures
-    /// ([`Engine::event_counts`]) drop with the rows.
+    /// ([`Engine::event_counts`]) drop with the rows. Calls with the same `before_ms` make one
+    /// round: SQLite starts each after the last row the previous call of the round removed,
+    /// when that call removed `limit` rows (so rows still to send are walked once per round),
+    /// and a row before that point that becomes final during the round is removed in the
+    /// next round.
     fn prune_events(&self, before_ms: i64, limit: usize) -> StoreFuture<'_, usize>;
 
     /// The mass-removal guard (see `crate::store::holds`), before `exits` (pending exits of

@@ -447,6 +447,55 @@ pub async fn a_delivery_is_exported_as_delivered(h: &dyn Harness) {
     assert_eq!(changes, vec![(StatusKind::Delivered, None, None, NOW + 7)]);
 }
 
+/// A copy into a non-empty target that replaces a key whose delivery the target keeps with
+/// the desired row alone (SQLite): the target's event still shows that delivery.
+pub async fn an_import_over_a_kept_delivery_keeps_it_shown(h: &dyn Harness) {
+    let target = h.open("copy-kept-target");
+    let t = accept1(
+        &target,
+        event("t-a", vec![change("vip", "a@x.co", true, Some(1))]),
+    )
+    .await;
+    let row = outcome_row(id("a@x.co"), t.seq(), Some(0), Outcome::Delivered);
+    target
+        .record_outcomes(D, "vip", NOW + 3, vec![row])
+        .await
+        .expect("record");
+    // The source: a newer version of the same key, delivered, its events pruned (so no
+    // sequence number collides with the target's).
+    let source = h.open("copy-kept-source");
+    let seqs: Vec<u64> = source
+        .accept(vec![
+            event("s-b", vec![change("vip", "b@x.co", true, Some(5))]),
+            event("s-a", vec![change("vip", "a@x.co", true, Some(5))]),
+        ])
+        .await
+        .expect("accept")
+        .iter()
+        .map(Receipt::seq)
+        .collect();
+    let rows = vec![
+        outcome_row(id("b@x.co"), seqs[0], Some(0), Outcome::Delivered),
+        outcome_row(id("a@x.co"), seqs[1], Some(0), Outcome::Delivered),
+    ];
+    source
+        .record_outcomes(D, "vip", NOW + 9, rows)
+        .await
+        .expect("record");
+    source.prune_events(i64::MAX, 100).await.expect("prune");
+    let allowed = CopyOptions {
+        allow_non_empty: true,
+        ..SMALL
+    };
+    copy(&source, &target, allowed).await.expect("copy");
+    assert_eq!(
+        shown(&target, "t-a").await,
+        (StatusKind::Delivered, None, None, NOW + 3)
+    );
+    let (_, events) = target.recount(D).await.expect("recount");
+    assert_eq!(target.event_counts(D).await.expect("counts"), events);
+}
+
 /// `rows` without where the engine keeps them (each database numbers its own rows).
 fn without_row_ids(mut rows: Vec<PendingRow>) -> Vec<PendingRow> {
     for r in &mut rows {
