@@ -27,6 +27,19 @@ pub(super) fn unwritten_delivery(dest: &str) -> String {
     )
 }
 
+/// The shown status, reason, next attempt and time of an event's row, from a row source with
+/// its `status`, `reason`, `next_attempt_ms`, `updated_ms` and its [`unwritten_delivery`] as
+/// `delivered_ms`: a kept delivery shows as written.
+pub(super) const SHOWN_COLUMNS: &str = "CASE WHEN delivered_ms IS NULL THEN status
+     ELSE 'delivered' END, CASE WHEN delivered_ms IS NULL THEN reason END,
+     CASE WHEN delivered_ms IS NULL THEN next_attempt_ms END,
+     COALESCE(delivered_ms, updated_ms)";
+
+/// The destination of the event's row `ea`, for [`unwritten_delivery`] where no `events` row
+/// is joined.
+pub(super) const ROW_DESTINATION: &str =
+    "(SELECT e.destination FROM events e WHERE e.seq = ea.seq)";
+
 /// The delivery of a key's desired version (`?1` seq, `?2` part), delivered at `?3`
 /// (`ack_ms`), written to its event's row if it was not. Run while the key's desired row is
 /// still delivered at that version.

@@ -9,7 +9,7 @@ use destination::{IgnoredSetting, SettingName};
 use rusqlite::{Connection, OpenFlags, Row, params};
 
 use super::checkpoint::BUSY_TIMEOUT;
-use super::delivered::unwritten_delivery;
+use super::delivered::{ROW_DESTINATION, SHOWN_COLUMNS, unwritten_delivery};
 use super::{SqliteStore, engine, identity_of, key_part, status_of, to_u64};
 use crate::store::transfer::assemble_events;
 use crate::store::{
@@ -471,15 +471,11 @@ fn changes_between(
     // A delivery not written to its row (see `delivered`) is copied as written.
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT seq, part, list_key, email, user_id, member, time_ms,
-             CASE WHEN delivered_ms IS NULL THEN status ELSE 'delivered' END,
-             CASE WHEN delivered_ms IS NULL THEN reason END,
-             CASE WHEN delivered_ms IS NULL THEN next_attempt_ms END,
-             COALESCE(delivered_ms, updated_ms)
-             FROM (SELECT ea.*, {} AS delivered_ms FROM event_audiences ea
+            "SELECT seq, part, list_key, email, user_id, member, time_ms, {SHOWN_COLUMNS}
+             FROM (SELECT ea.*, {delivered} AS delivered_ms FROM event_audiences ea
                    WHERE ea.seq BETWEEN ?1 AND ?2)
              ORDER BY seq, part",
-            unwritten_delivery("(SELECT e.destination FROM events e WHERE e.seq = ea.seq)")
+            delivered = unwritten_delivery(ROW_DESTINATION)
         ))
         .map_err(engine(OP))?;
     type Raw = (i64, i64, LoggedChange, String);

@@ -4,7 +4,7 @@
 use destination::{IgnoredSetting, SettingName};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::delivered::unwritten_delivery;
+use super::delivered::{SHOWN_COLUMNS, unwritten_delivery};
 use super::{SqliteStore, counts, engine, identity_of, status_of, to_u64};
 use crate::store::{
     AudienceStatus, EVENT_AUDIENCES_READ, EVENT_AUDIENCES_SHOWN, EventCounts, EventRecord,
@@ -33,11 +33,7 @@ impl SqliteStore {
         // A delivery not written to the row (see `delivered`) is shown as written.
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT list_key, email, user_id, member, time_ms,
-                 CASE WHEN delivered_ms IS NULL THEN status ELSE 'delivered' END,
-                 CASE WHEN delivered_ms IS NULL THEN reason END,
-                 CASE WHEN delivered_ms IS NULL THEN next_attempt_ms END,
-                 COALESCE(delivered_ms, updated_ms), tries
+                "SELECT list_key, email, user_id, member, time_ms, {SHOWN_COLUMNS}, tries
                  FROM (SELECT ea.*, {delivered} AS delivered_ms,
                    (SELECT d.tries FROM desired d WHERE d.destination = ?2
                       AND d.list_key = ea.list_key AND d.email = ea.email

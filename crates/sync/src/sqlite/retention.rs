@@ -15,7 +15,7 @@ use std::sync::PoisonError;
 use rusqlite::params;
 
 use super::counts::Deltas;
-use super::delivered::unwritten_delivery;
+use super::delivered::{ROW_DESTINATION, unwritten_delivery};
 use super::{SqliteStore, engine, status_of, to_i64};
 use crate::store::StoreError;
 
@@ -56,7 +56,7 @@ impl SqliteStore {
                        CASE WHEN status IN ('accepted', 'pending') THEN 'delivered'
                          ELSE status END,
                        (SELECT destination FROM events e WHERE e.seq = event_audiences.seq)",
-                    unwritten_delivery("(SELECT e.destination FROM events e WHERE e.seq = ea.seq)")
+                    unwritten_delivery(ROW_DESTINATION)
                 ))
                 .map_err(engine(OP))?
                 .query_map(params![before_ms, bound, limit, from_seq, from_part], |r| {

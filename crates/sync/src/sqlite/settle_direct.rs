@@ -193,23 +193,45 @@ impl<'c> DirectSettle<'c> {
         (seq, part): (i64, i64),
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let Some(was) = self.event_status((seq, part))? else {
+            return Ok(());
+        };
+        d.event_moved(was, StatusKind::Delivered);
+        if !matches!(was, StatusKind::Accepted | StatusKind::Pending) {
+            self.set_event_status((seq, part), StatusKind::Delivered, None, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// The status of the planned event's row at (`seq`, `part`), if there is one.
+    fn event_status(&mut self, (seq, part): (i64, i64)) -> Result<Option<StatusKind>, StoreError> {
         let was: Option<String> = self
             .event
             .query_row(params![seq, part], |r| r.get(0))
             .optional()
             .map_err(engine(OP))?;
-        let Some(was) = was else {
-            return Ok(());
-        };
-        let was = status_of(OP, &was)?;
-        d.event_moved(was, StatusKind::Delivered);
-        if !matches!(was, StatusKind::Accepted | StatusKind::Pending) {
-            let kind = StatusKind::Delivered.as_str();
-            self.set_event
-                .execute(params![seq, part, kind, None::<&str>, None::<i64>, now_ms])
-                .map_err(engine(OP))?;
-        }
-        Ok(())
+        was.map(|w| status_of(OP, &w)).transpose()
+    }
+
+    /// Sets the planned event's row at (`seq`, `part`) to `kind`, whatever its status.
+    fn set_event_status(
+        &mut self,
+        (seq, part): (i64, i64),
+        kind: StatusKind,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.set_event
+            .execute(params![
+                seq,
+                part,
+                kind.as_str(),
+                reason,
+                None::<i64>,
+                now_ms
+            ])
+            .map(|_| ())
+            .map_err(engine(OP))
     }
 
     /// The planned event, at (`seq`, `part`), takes the outcome's status.
@@ -236,23 +258,9 @@ impl<'c> DirectSettle<'c> {
             }
         }
         // The event had another status (not seen in practice): set it all the same.
-        let was: Option<String> = self
-            .event
-            .query_row(params![seq, part], |r| r.get(0))
-            .optional()
-            .map_err(engine(OP))?;
-        if let Some(was) = was {
-            d.event_moved(status_of(OP, &was)?, kind);
-            self.set_event
-                .execute(params![
-                    seq,
-                    part,
-                    kind.as_str(),
-                    reason,
-                    None::<i64>,
-                    now_ms
-                ])
-                .map_err(engine(OP))?;
+        if let Some(was) = self.event_status((seq, part))? {
+            d.event_moved(was, kind);
+            self.set_event_status((seq, part), kind, reason, now_ms)?;
         }
         Ok(())
     }
