@@ -1920,6 +1920,67 @@ mod cases {
             }
         );
     }
+
+    /// A seq is never given out twice, even after pruning removed every event: a change
+    /// without a time is ordered by its seq, so an event accepted then must still be newer
+    /// than the pruned one its key's desired row names.
+    pub async fn seqs_stay_new_after_pruning_every_event(h: &dyn Harness) {
+        let s = h.open("seqs");
+        let s = &s;
+        let mut first = Vec::new();
+        for (mid, email) in [("s1", "a@x.co"), ("s2", "b@x.co")] {
+            let mut e = event(mid, vec![change("vip", email, true, None)]);
+            e.received_ms = NOW - 100;
+            first.push(accept1(s, e).await.seq());
+        }
+        let rows = first
+            .iter()
+            .zip(["a@x.co", "b@x.co"])
+            .map(|(seq, email)| outcome(id(email), *seq, Outcome::Delivered))
+            .collect();
+        s.record_outcomes(D, "vip", NOW - 50, rows)
+            .await
+            .expect("record");
+        assert_eq!(s.prune_events(NOW, 10).await.expect("prune"), 2);
+        assert!(s.event_status(D, "s2").await.expect("status").is_none());
+        let newest = first.iter().copied().max().unwrap_or_default();
+        // a and b leave, newer by arrival alone, in one batch; then c joins: each event takes
+        // a new seq.
+        let both = s
+            .accept(vec![
+                event("s3", vec![change("vip", "a@x.co", false, None)]),
+                event("s4", vec![change("vip", "b@x.co", false, None)]),
+            ])
+            .await
+            .expect("accept");
+        let joined = accept1(s, event("s5", vec![change("vip", "c@x.co", true, None)])).await;
+        let mut seqs: Vec<u64> = both.iter().map(Receipt::seq).collect();
+        seqs.push(joined.seq());
+        assert!(
+            seqs[0] > newest && seqs[1] > seqs[0] && seqs[2] > seqs[1],
+            "{seqs:?} after {first:?}"
+        );
+        assert!(
+            both.iter().chain([&joined]).all(
+                |r| matches!(r, Receipt::Accepted { changes, .. } if changes == &[Applied::Current])
+            ),
+            "{both:?} {joined:?}"
+        );
+        // What the reconciler reads: the three newer changes, none shown delivered.
+        let due = s.pending(D, "vip", NOW, 10).await.expect("pending");
+        let who: Vec<(Identity, bool)> = due.into_iter().map(|r| (r.identity, r.member)).collect();
+        assert_eq!(
+            who,
+            vec![
+                (id("a@x.co"), false),
+                (id("b@x.co"), false),
+                (id("c@x.co"), true)
+            ]
+        );
+        for mid in ["s3", "s4", "s5"] {
+            assert_eq!(kinds(s, mid).await, vec![StatusKind::Accepted], "{mid}");
+        }
+    }
 }
 
 #[path = "conformance/copy.rs"]
@@ -2143,6 +2204,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn old_final_rows_are_pruned_and_state_stays() {
                 cases::old_final_rows_are_pruned_and_state_stays(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn seqs_stay_new_after_pruning_every_event() {
+                cases::seqs_stay_new_after_pruning_every_event(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn counts_equal_a_full_recount_after_any_writes() {

@@ -8,7 +8,8 @@ use super::bind::Rebound;
 use super::counts::{Delta, Deltas};
 use super::floors::FloorCache;
 use super::{
-    CURRENT, Current, SqliteStore, current, delivered, engine, key_part, to_i64, to_u64, version,
+    CURRENT, Current, SqliteStore, current, delivered, engine, key_part, seqs, to_i64, to_u64,
+    version,
 };
 use crate::store::{
     Applied, EventContent, MembershipChange, NewEvent, Receipt, StatusKind, StoreError,
@@ -51,8 +52,8 @@ impl SqliteStore {
     ) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
         // One statement for a new event; a duplicate inserts nothing and is looked up.
-        let inserted = st.insert_event(ev).map_err(engine(OP))?;
-        if inserted == 0 {
+        let inserted = st.insert_event(tx, ev).map_err(engine(OP))?;
+        let Some(inserted) = inserted else {
             let seq: i64 = tx
                 .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
                 .map_err(engine(OP))?
@@ -61,8 +62,8 @@ impl SqliteStore {
             return Ok(Receipt::Duplicate {
                 seq: to_u64(OP, seq)?,
             });
-        }
-        let seq = tx.last_insert_rowid();
+        };
+        let seq = inserted;
         if !ev.ignored_settings.is_empty() {
             Self::log_ignored_settings(tx, ev, seq)?;
         }
@@ -316,6 +317,8 @@ struct StatusRow<'a> {
 /// parameters that changed since their previous row (see `bind`).
 struct AcceptStatements<'c> {
     floors: &'c mut FloorCache,
+    /// The seq the next new event takes explicitly (see `seqs`), else `None`.
+    explicit_seq: Option<i64>,
     insert_event: Rebound<'c>,
     insert_status: Rebound<'c>,
     get: rusqlite::CachedStatement<'c>,
@@ -330,9 +333,10 @@ impl<'c> AcceptStatements<'c> {
         let p = |sql: &str| tx.prepare_cached(sql).map_err(engine("accept"));
         Ok(Self {
             floors,
+            explicit_seq: seqs::next_explicit(tx).map_err(engine("accept"))?,
             insert_event: Rebound::new(p(
-                "INSERT INTO events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (destination, message_id) DO NOTHING",
+                "INSERT INTO events (seq, destination, message_id, received_ms)
+                 VALUES (?4, ?1, ?2, ?3) ON CONFLICT (destination, message_id) DO NOTHING",
             )?),
             insert_status: Rebound::new(p(
                 "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
@@ -362,13 +366,20 @@ impl<'c> AcceptStatements<'c> {
 }
 
 impl AcceptStatements<'_> {
-    /// Logs a new event (`events`): 1, or 0 for a duplicate.
-    fn insert_event(&mut self, ev: &NewEvent) -> rusqlite::Result<usize> {
+    /// Logs a new event (`events`): its seq, or `None` for a duplicate. The seq is SQLite's
+    /// next rowid (`?4` NULL), unless the floor is above every row (see `seqs`).
+    fn insert_event(&mut self, tx: &Connection, ev: &NewEvent) -> rusqlite::Result<Option<i64>> {
         let st = &mut self.insert_event;
         st.repeating_text(1, Some(&ev.destination))?;
         st.bind(2, &ev.message_id)?;
         st.repeating_int(3, Some(ev.received_ms))?;
-        st.execute()
+        st.repeating_int(4, self.explicit_seq)?;
+        if st.execute()? == 0 {
+            return Ok(None);
+        }
+        // The first new row is above the floor: SQLite's choice is right from now on.
+        self.explicit_seq = None;
+        Ok(Some(tx.last_insert_rowid()))
     }
 
     /// Logs an event's status in one audience (`event_audiences`).

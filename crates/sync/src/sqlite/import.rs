@@ -4,7 +4,7 @@
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::export::{DESIRED_COLUMNS, table_counts};
-use super::{SqliteStore, counts, delivered, engine, key_part, to_i64};
+use super::{SqliteStore, counts, delivered, engine, key_part, seqs, to_i64};
 use crate::store::{
     CopyBatch, DesiredEntry, ListEntry, LoggedEvent, StoreError, StoredState, TableCounts,
 };
@@ -26,9 +26,8 @@ impl SqliteStore {
     }
 
     /// Rebuilds the figures per audience from every row, and moves the arrival sequence past
-    /// every seq the rows name. `events.seq` is AUTOINCREMENT, whose counter follows the
-    /// largest seq inserted; desired and acknowledged versions may name a larger one, of an
-    /// event the source's retention removed.
+    /// every seq the rows name: desired and acknowledged versions may name a larger one than
+    /// the copied events, of an event the source's retention removed (see `seqs`).
     pub fn finish_import(&self) -> Result<(), StoreError> {
         self.write(OP, |tx| {
             // Holds of the mass-removal guard are not copied: removals held in the source
@@ -50,21 +49,10 @@ impl SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(engine(OP))?;
-            let named = named.unwrap_or(0);
-            let updated = tx
-                .execute(
-                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'events'",
-                    [named],
-                )
-                .map_err(engine(OP))?;
-            if updated == 0 && named > 0 {
-                tx.execute(
-                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?1)",
-                    [named],
-                )
-                .map_err(engine(OP))?;
+            match named {
+                Some(seq) if seq > 0 => seqs::raise_floor(tx, seq).map_err(engine(OP)),
+                _ => Ok(()),
             }
-            Ok(())
         })
     }
 

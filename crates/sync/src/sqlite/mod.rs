@@ -83,6 +83,7 @@ mod registry;
 mod reports;
 mod retention;
 mod schema;
+mod seqs;
 mod settle_direct;
 mod snapshot;
 mod verifies;

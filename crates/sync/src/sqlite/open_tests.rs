@@ -758,3 +758,89 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     let s = SqliteStore::open(t.db()).expect("reopen");
     assert_eq!(s.list_counts("d").expect("counts"), after);
 }
+
+/// The seq of event `message_id` of destination `d`, read from the file.
+fn seq_of(path: &std::path::Path, message_id: &str) -> i64 {
+    let c = Connection::open(path).expect("open");
+    c.query_row(
+        "SELECT seq FROM events WHERE destination = 'd' AND message_id = ?1",
+        [message_id],
+        |r| r.get(0),
+    )
+    .expect("seq")
+}
+
+/// A version 9 database (`events.seq` AUTOINCREMENT, whose counter is past the rows left by
+/// pruning) gets `events` without AUTOINCREMENT with every row, and its next event a seq past
+/// the counter; so does a snapshot's event after pruning removed every event.
+#[test]
+fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
+    let t = Dir::new("v9");
+    drop(filled(&t, 3));
+    let c = Connection::open(t.db()).expect("open");
+    c.execute_batch(
+        "ALTER TABLE events RENAME TO events_v10;
+         CREATE TABLE events (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             destination TEXT NOT NULL,
+             message_id TEXT NOT NULL,
+             received_ms INTEGER NOT NULL,
+             UNIQUE (destination, message_id)
+         );
+         INSERT INTO events SELECT * FROM events_v10;
+         DROP TABLE events_v10;
+         DROP TABLE seq_floor;
+         UPDATE sqlite_sequence SET seq = 10 WHERE name = 'events';
+         UPDATE schema_version SET version = 9;",
+    )
+    .expect("back to version 9");
+    drop(c);
+
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    for i in 0..3 {
+        assert!(
+            s.event_status("d", &format!("m{i}"))
+                .expect("read")
+                .is_some()
+        );
+    }
+    let r = s
+        .accept(&[older_event("after", "z@x.io", 5)])
+        .expect("accept");
+    assert_eq!(r[0].seq(), 11, "{r:?}");
+    drop(s);
+    let c = Connection::open(t.db()).expect("open");
+    let sql: String = c
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events");
+    assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    let seqs: Vec<i64> = c
+        .prepare("SELECT seq FROM events ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(seqs, vec![1, 2, 3, 11]);
+    // Every event gone, as pruning leaves it (the floor kept by `seqs::keep_newest`).
+    c.execute_batch(
+        "INSERT INTO seq_floor (id, seq) VALUES (1, 11)
+           ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
+         DELETE FROM event_audiences; DELETE FROM events;",
+    )
+    .expect("prune");
+    drop(c);
+    let s = SqliteStore::open(t.db()).expect("reopen");
+    apply_snapshot_of(&s, 1_000, "snapshot-1", &["a@x.io", "z@x.io"]);
+    let r = s
+        .accept(&[older_event("last", "y@x.io", 5)])
+        .expect("accept");
+    drop(s);
+    assert_eq!(seq_of(&t.db(), "snapshot-1"), 12);
+    assert_eq!(r[0].seq(), 13, "{r:?}");
+}

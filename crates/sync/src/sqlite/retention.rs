@@ -79,6 +79,10 @@ impl SqliteStore {
                     .of(destination, list_key)
                     .event(status_of(OP, status)?, -1);
             }
+            if !seqs.is_empty() {
+                // The newest event may be among those deleted: its seq stays given out.
+                super::seqs::keep_newest(tx).map_err(engine(OP))?;
+            }
             let mut gone = tx
                 .prepare_cached(
                     "DELETE FROM events WHERE seq = ?1

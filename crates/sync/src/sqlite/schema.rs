@@ -4,19 +4,20 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::integrity::open_error;
-use super::{SqliteStore, admin, counts, engine, floors, holds, leases, verifies};
+use super::{SqliteStore, admin, counts, engine, floors, holds, leases, seqs, verifies};
 use crate::store::StoreError;
 
 /// The schema version this code creates and reads. Version 9 changed what a row of
 /// `event_audiences` means, not a table: a row still `accepted` or `pending` may have been
 /// delivered (see `delivered`), which code of version 8 would misread, so it refuses the
-/// database. A version 8 database has no such row, and needs nothing more.
-pub const SCHEMA_VERSION: i64 = 9;
+/// database. A version 8 database has no such row, and needs nothing more. Version 10 gives
+/// `events.seq` out without `AUTOINCREMENT` (see `seqs`).
+pub const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     destination TEXT NOT NULL,
     message_id TEXT NOT NULL,
     received_ms INTEGER NOT NULL,
@@ -108,7 +109,10 @@ fn create_tables(tx: &Connection) -> rusqlite::Result<()> {
     // Version 7: the admin API's indexes and the operator's pause (created at every open by
     // versions 5 and 6, unnumbered then); the migration from 6 also drops the index on
     // emails (see `admin::SCHEMA`).
-    tx.execute_batch(admin::SCHEMA)
+    tx.execute_batch(admin::SCHEMA)?;
+    // Version 10: the floor of the arrival sequence; the migration from 9 also rewrites
+    // `events` without AUTOINCREMENT (see `SqliteStore::migrate_to_10`).
+    tx.execute_batch(seqs::SCHEMA)
 }
 
 /// A write that changes a byte on disk, to find out whether the store can write: SQLite skips
@@ -200,6 +204,9 @@ impl SqliteStore {
                 if (2..8).contains(&v) {
                     Self::migrate_to_8(&tx, location).map_err(err("migration to version 8"))?;
                 }
+                if v < 10 {
+                    Self::migrate_to_10(&tx, location).map_err(err("migration to version 10"))?;
+                }
             }
         }
         tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])
@@ -246,6 +253,42 @@ impl SqliteStore {
             rows,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store migrated to schema version 8"
+        );
+        Ok(())
+    }
+
+    /// Version 10 gives `events.seq` out as a plain rowid (see `seqs`): the table is made
+    /// anew without AUTOINCREMENT and its rows copied as they are, and the largest seq given
+    /// out, which `sqlite_sequence` kept, becomes the floor. Any version before 10 has the
+    /// AUTOINCREMENT table.
+    pub(super) fn migrate_to_10(tx: &Connection, location: &str) -> rusqlite::Result<()> {
+        let rows: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        tracing::info!(
+            database = location,
+            rows,
+            "migrating the store to schema version 10: the event log's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
+        );
+        let started = std::time::Instant::now();
+        let counted: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'sqlite_sequence'",
+            [],
+            |r| r.get(0),
+        )?;
+        if counted {
+            tx.execute_batch(seqs::FLOOR_FROM_SEQUENCE)?;
+        }
+        tx.execute_batch("ALTER TABLE events RENAME TO events_old")?;
+        create_tables(tx)?;
+        tx.execute_batch(
+            "INSERT INTO events (seq, destination, message_id, received_ms)
+             SELECT seq, destination, message_id, received_ms FROM events_old;
+             DROP TABLE events_old;",
+        )?;
+        tracing::info!(
+            database = location,
+            rows,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store migrated to schema version 10"
         );
         Ok(())
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, params};
 
 use super::counts::Delta;
-use super::{SqliteStore, counts, delivered, engine, floors, identity_of, to_i64, to_u64};
+use super::{SqliteStore, counts, delivered, engine, floors, identity_of, seqs, to_i64, to_u64};
 use crate::snapshot::{
     BAD_KEPT, DiffOp, DiffRow, DiffSink, Feed, FeedReceiver, Figures, Floor, SAMPLE, SnapshotDiff,
     SnapshotSpec, StagedRow,
@@ -379,11 +379,12 @@ fn write_diff(tx: &Connection, sink: &mut dyn DiffSink) -> Result<(), StoreError
 /// Writes the collected changes as the changes of one new event; returns its seq.
 fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError> {
     let (dest, key) = (&spec.destination, &spec.audience_key);
+    let explicit_seq = seqs::next_explicit(tx).map_err(engine(OP))?;
     let inserted = tx
         .execute(
-            "INSERT INTO main.events (destination, message_id, received_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (destination, message_id) DO NOTHING",
-            params![dest, spec.message_id, spec.received_ms],
+            "INSERT INTO main.events (seq, destination, message_id, received_ms)
+             VALUES (?4, ?1, ?2, ?3) ON CONFLICT (destination, message_id) DO NOTHING",
+            params![dest, spec.message_id, spec.received_ms, explicit_seq],
         )
         .map_err(engine(OP))?;
     if inserted == 0 {

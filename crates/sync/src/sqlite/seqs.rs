@@ -1,0 +1,69 @@
+//! The arrival sequence: every new event's `seq`, never given out twice.
+//!
+//! Since version 10 `events.seq` is a plain rowid, not `AUTOINCREMENT`: SQLite gives a new row
+//! the largest rowid plus one, which costs no write, where `AUTOINCREMENT` read and rewrote its
+//! counter in `sqlite_sequence` at every insert (about 4,000 instructions per event). The
+//! largest rowid is the largest seq given out as long as the newest rows of `events` stay.
+//! Pruning may remove them, and an import may name larger seqs than its rows of `events` hold;
+//! the table `seq_floor` then keeps the largest seq given out, and the first event after it
+//! takes the next one explicitly ([`next_explicit`]). A seq matters beyond its row: desired
+//! rows keep the seq of their version, which orders changes without a time, and a kept
+//! delivery names its event by it (see `delivered`).
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// The floor, one row at most.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS seq_floor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+";
+
+/// The seq the next new event must be given explicitly, when the floor is above every row of
+/// `events`; `None` when SQLite's own choice (the largest rowid plus one) is right. Two
+/// searches, once per write transaction that inserts events.
+pub(super) fn next_explicit(tx: &Connection) -> rusqlite::Result<Option<i64>> {
+    let (floor, newest): (Option<i64>, Option<i64>) = tx.query_row(
+        "SELECT (SELECT seq FROM seq_floor WHERE id = 1), (SELECT MAX(seq) FROM events)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(match (floor, newest) {
+        (Some(floor), newest) if floor > newest.unwrap_or(0) => Some(floor + 1),
+        _ => None,
+    })
+}
+
+/// Raises the floor to `seq` (never lowers it).
+pub(super) fn raise_floor(tx: &Connection, seq: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO seq_floor (id, seq) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+    )?
+    .execute([seq])?;
+    Ok(())
+}
+
+/// Before rows of `events` are deleted: the floor keeps the largest seq given out, which
+/// may be among them.
+pub(super) fn keep_newest(tx: &Connection) -> rusqlite::Result<()> {
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT MAX(seq) FROM events")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .flatten();
+    match newest {
+        Some(seq) => raise_floor(tx, seq),
+        None => Ok(()),
+    }
+}
+
+/// The statement of the migration to version 10 (see `schema`) that moves `sqlite_sequence`'s
+/// counter of `events` (the largest seq given out, as `AUTOINCREMENT` kept it) to the floor.
+/// `sqlite_sequence` exists while `events` is still the old table.
+pub(super) const FLOOR_FROM_SEQUENCE: &str = "
+INSERT INTO seq_floor (id, seq)
+SELECT 1, seq FROM sqlite_sequence WHERE name = 'events'
+ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
+";
