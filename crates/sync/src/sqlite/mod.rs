@@ -23,16 +23,18 @@
 //! the next committed write clears.
 //!
 //! The parts: `schema` (tables, version, migrations), `open`, `group` (the group commit),
-//! `checkpoint`, `ingest` (the ingestion queue), `holds` (the mass-removal guard), `accept` (accepting events), `outcomes`
-//! (recording outcomes and failed tries; `settle_direct` the common outcome, `delivered` the
-//! deliveries it keeps with the desired row), `pending` (what the reconciler reads), `reports`
-//! (event lookup, figures; `counts` maintains the figures), `registry` (lists, destination
-//! state, write probe), `integrity`, `export` and `import` (`store copy`: a snapshot read in
-//! batches, and batches written back), `engine` (the async seam).
+//! `checkpoint`, `ingest` (the ingestion queue), `seqs` (the arrival sequence), `holds` (the
+//! mass-removal guard), `accept` (accepting events), `outcomes` (recording outcomes and failed
+//! tries; `settle_direct` the common outcome, `delivered` the deliveries it keeps with the
+//! desired row), `pending` (what the reconciler reads), `reports` (event lookup, figures;
+//! `counts` maintains the figures), `registry` (lists, destination state, write probe),
+//! `integrity`, `export` and `import` (`store copy`: a snapshot read in batches, and batches
+//! written back), `engine` (the async seam).
 //!
-//! Schema (version 9; older databases are migrated on open):
-//! - `events`: the append-only log, one row per new event; `seq` (AUTOINCREMENT, never reused)
-//!   is the arrival sequence; `UNIQUE (destination, message_id)` catches duplicates.
+//! Schema (version 10; older databases are migrated on open):
+//! - `events`: the append-only log, one row per new event; `seq` (never reused: see `seqs`,
+//!   which keeps the largest given out in `seq_floor`) is the arrival sequence;
+//!   `UNIQUE (destination, message_id)` catches duplicates.
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
 //!   the change in the event; one row with an empty audience for unusable events). Since
 //!   version 9 a row still `accepted` or `pending` whose key's desired row is delivered at its

@@ -2,7 +2,8 @@
 //!
 //! Since version 10 `events.seq` is a plain rowid, not `AUTOINCREMENT`: SQLite gives a new row
 //! the largest rowid plus one, which costs no write, where `AUTOINCREMENT` read and rewrote its
-//! counter in `sqlite_sequence` at every insert (about 4,000 instructions per event). The
+//! counter in `sqlite_sequence` at every insert (about 2,400 of the insert's 12,100
+//! instructions per event in the benchmark's part c; BENCHMARKS.md). The
 //! largest rowid is the largest seq given out as long as the newest rows of `events` stay.
 //! Pruning may remove them, and an import may name larger seqs than its rows of `events` hold;
 //! the table `seq_floor` then keeps the largest seq given out, and the first event after it
