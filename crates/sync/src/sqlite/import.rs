@@ -107,6 +107,7 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
             marks.join(", ")
         ))
         .map_err(engine(OP))?;
+    let mut named = 0;
     for d in rows {
         let (email, user_id) = (key_part(&d.identity.email), key_part(&d.identity.user_id));
         // A key the target has (`--allow-non-empty`): its delivery, if kept with its desired
@@ -116,6 +117,8 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
             .map_err(engine(OP))?;
         let ack = d.acknowledged.as_ref();
         let ack_seq = ack.map(|a| to_i64(OP, a.version.seq)).transpose()?;
+        let seq = to_i64(OP, d.version.seq)?;
+        named = named.max(seq).max(ack_seq.unwrap_or(0));
         stmt.execute(params![
             d.destination,
             d.audience_key,
@@ -124,7 +127,7 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
             d.list_id,
             d.member,
             d.version.time_ms,
-            to_i64(OP, d.version.seq)?,
+            seq,
             d.part,
             d.accepted_ms,
             d.data_fields,
@@ -143,7 +146,9 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
         ])
         .map_err(engine(OP))?;
     }
-    Ok(())
+    // The seqs these rows name are given out from now on, also to an event accepted before
+    // the import finishes (see `seqs`).
+    seqs::raise_floor(tx, named).map_err(engine(OP))
 }
 
 fn import_events(tx: &Connection, rows: &[LoggedEvent]) -> Result<(), StoreError> {

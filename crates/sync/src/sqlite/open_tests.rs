@@ -759,6 +759,19 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     assert_eq!(s.list_counts("d").expect("counts"), after);
 }
 
+/// Every table and index (type, name, table, SQL) but `sqlite_sequence`, by name.
+fn schema_of(c: &Connection) -> Vec<(String, String, String, Option<String>)> {
+    c.prepare(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master
+         WHERE name <> 'sqlite_sequence' ORDER BY name",
+    )
+    .expect("prepare")
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
 /// The seq of event `message_id` of destination `d`, read from the file.
 fn seq_of(path: &std::path::Path, message_id: &str) -> i64 {
     let c = Connection::open(path).expect("open");
@@ -819,6 +832,13 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         )
         .expect("events");
     assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+    // The same tables and indexes as a new database (`sqlite_sequence`, empty, stays).
+    let fresh = Dir::new("v10");
+    drop(SqliteStore::open(fresh.db()).expect("create"));
+    assert_eq!(
+        schema_of(&c),
+        schema_of(&Connection::open(fresh.db()).expect("open"))
+    );
     let seqs: Vec<i64> = c
         .prepare("SELECT seq FROM events ORDER BY seq")
         .expect("prepare")
@@ -827,20 +847,48 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         .collect::<Result<_, _>>()
         .expect("rows");
     assert_eq!(seqs, vec![1, 2, 3, 11]);
-    // Every event gone, as pruning leaves it (the floor kept by `seqs::keep_newest`).
-    c.execute_batch(
-        "INSERT INTO seq_floor (id, seq) VALUES (1, 11)
-           ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
-         DELETE FROM event_audiences; DELETE FROM events;",
-    )
-    .expect("prune");
+    // Every event but the first gone, as pruning leaves it (the floor kept by
+    // `seqs::keep_newest`).
+    let prune_to = |c: &Connection, floor: i64| {
+        c.execute(
+            "INSERT INTO seq_floor (id, seq) VALUES (1, ?1)
+               ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            [floor],
+        )
+        .expect("floor");
+        c.execute_batch(
+            "DELETE FROM event_audiences WHERE seq > 1; DELETE FROM events WHERE seq > 1;",
+        )
+        .expect("prune");
+    };
+    prune_to(&c, 11);
+    drop(c);
+    // A batch that starts with a duplicate (of the event kept), then a new event twice and
+    // another: the first new one takes the floor's next seq, the second SQLite's.
+    let s = SqliteStore::open(t.db()).expect("reopen");
+    let r = s
+        .accept(&[
+            older_event("m0", "u0@x.co", 5),
+            older_event("last", "y@x.io", 5),
+            older_event("last", "y@x.io", 5),
+            older_event("later", "x@x.io", 5),
+        ])
+        .expect("accept");
+    let seqs: Vec<u64> = r.iter().map(Receipt::seq).collect();
+    assert_eq!(seqs, vec![1, 12, 12, 13], "{r:?}");
+    assert!(matches!(r[0], Receipt::Duplicate { .. }), "{r:?}");
+    drop(s);
+    // A snapshot's event after the same.
+    let c = Connection::open(t.db()).expect("open");
+    prune_to(&c, 20);
     drop(c);
     let s = SqliteStore::open(t.db()).expect("reopen");
-    apply_snapshot_of(&s, 1_000, "snapshot-1", &["a@x.io", "z@x.io"]);
-    let r = s
-        .accept(&[older_event("last", "y@x.io", 5)])
-        .expect("accept");
+    apply_snapshot_of(
+        &s,
+        1_000,
+        "snapshot-1",
+        &["a@x.io", "x@x.io", "y@x.io", "z@x.io"],
+    );
     drop(s);
-    assert_eq!(seq_of(&t.db(), "snapshot-1"), 12);
-    assert_eq!(r[0].seq(), 13, "{r:?}");
+    assert_eq!(seq_of(&t.db(), "snapshot-1"), 21);
 }

@@ -132,25 +132,27 @@ const DESIRED_V3_COLUMNS: &str = "destination, list_key, email, user_id, list_id
     channel_unsubscribe, campaign_id, state, reason, attempts, next_attempt_ms, ack_member,
     ack_time_ms, ack_seq, ack_ms, tries";
 
-/// Makes `desired` anew in the current layout and copies `columns` of every row into it. The
-/// old table's indexes (`create_tables` has just made the later versions' ones on it) are
-/// dropped first, so that their names are free for the new table's.
-fn rebuild_desired(tx: &Connection, columns: &str) -> rusqlite::Result<()> {
-    tx.execute_batch("ALTER TABLE desired RENAME TO desired_old")?;
+/// Makes `table` anew in the current layout and copies `columns` of every row into it. The
+/// old table's named indexes (`create_tables` may have just made later versions' ones on it)
+/// are dropped first, so that their names are free for the new table's, which
+/// `create_tables` then makes.
+fn rebuild(tx: &Connection, table: &str, columns: &str) -> rusqlite::Result<()> {
+    let old = format!("{table}_old");
+    tx.execute_batch(&format!("ALTER TABLE {table} RENAME TO {old}"))?;
     let indexes: Vec<String> = tx
         .prepare(
             "SELECT name FROM sqlite_master
-             WHERE type = 'index' AND tbl_name = 'desired_old' AND sql IS NOT NULL",
+             WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
         )?
-        .query_map([], |r| r.get(0))?
+        .query_map([&old], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for name in indexes {
         tx.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
     }
     create_tables(tx)?;
     tx.execute_batch(&format!(
-        "INSERT INTO desired ({columns}) SELECT {columns} FROM desired_old;
-         DROP TABLE desired_old;"
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM {old};
+         DROP TABLE {old};"
     ))
 }
 
@@ -222,7 +224,7 @@ impl SqliteStore {
     /// went back to a rowid table (see [`Self::migrate_to_8`]), which a version 1 database
     /// reaches here directly, as `create_tables` makes the current `desired`.
     pub(super) fn migrate_to_2(tx: &Connection) -> rusqlite::Result<()> {
-        rebuild_desired(tx, DESIRED_V2_COLUMNS)
+        rebuild(tx, "desired", DESIRED_V2_COLUMNS)
     }
 
     /// Version 8 stores `desired` as a rowid table, its key (destination, audience, email,
@@ -247,7 +249,7 @@ impl SqliteStore {
             "migrating the store to schema version 8: the desired state's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
         );
         let started = std::time::Instant::now();
-        rebuild_desired(tx, DESIRED_V3_COLUMNS)?;
+        rebuild(tx, "desired", DESIRED_V3_COLUMNS)?;
         tracing::info!(
             database = location,
             rows,
@@ -259,8 +261,8 @@ impl SqliteStore {
 
     /// Version 10 gives `events.seq` out as a plain rowid (see `seqs`): the table is made
     /// anew without AUTOINCREMENT and its rows copied as they are, and the largest seq given
-    /// out, which `sqlite_sequence` kept, becomes the floor. Any version before 10 has the
-    /// AUTOINCREMENT table.
+    /// out (which `sqlite_sequence` kept) or named by a desired row becomes the floor. Any
+    /// version before 10 has the AUTOINCREMENT table.
     pub(super) fn migrate_to_10(tx: &Connection, location: &str) -> rusqlite::Result<()> {
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         tracing::info!(
@@ -277,13 +279,8 @@ impl SqliteStore {
         if counted {
             tx.execute_batch(seqs::FLOOR_FROM_SEQUENCE)?;
         }
-        tx.execute_batch("ALTER TABLE events RENAME TO events_old")?;
-        create_tables(tx)?;
-        tx.execute_batch(
-            "INSERT INTO events (seq, destination, message_id, received_ms)
-             SELECT seq, destination, message_id, received_ms FROM events_old;
-             DROP TABLE events_old;",
-        )?;
+        tx.execute_batch(seqs::FLOOR_FROM_DESIRED)?;
+        rebuild(tx, "events", "seq, destination, message_id, received_ms")?;
         tracing::info!(
             database = location,
             rows,

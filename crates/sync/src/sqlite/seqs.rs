@@ -30,10 +30,17 @@ pub(super) fn next_explicit(tx: &Connection) -> rusqlite::Result<Option<i64>> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(match (floor, newest) {
-        (Some(floor), newest) if floor > newest.unwrap_or(0) => Some(floor + 1),
-        _ => None,
-    })
+    let newest = newest.unwrap_or(0);
+    let floor = floor.unwrap_or(0);
+    // At the largest rowid SQLite would pick a random free one, older seqs among them:
+    // refused, as AUTOINCREMENT refused it (not reachable at any real rate).
+    if newest.max(floor) == i64::MAX {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("the arrival sequence (events.seq) is exhausted".into()),
+        ));
+    }
+    Ok((floor > newest).then_some(floor + 1))
 }
 
 /// Raises the floor to `seq` (never lowers it).
@@ -66,5 +73,15 @@ pub(super) fn keep_newest(tx: &Connection) -> rusqlite::Result<()> {
 pub(super) const FLOOR_FROM_SEQUENCE: &str = "
 INSERT INTO seq_floor (id, seq)
 SELECT 1, seq FROM sqlite_sequence WHERE name = 'events'
+ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
+";
+
+/// The statement of the migration to version 10 that raises the floor to every seq a desired
+/// row names (its version, its acknowledged version): more than the counter only in a file an
+/// interrupted `store copy` left, whose counter an earlier version raised at the end alone.
+/// One pass over `desired`.
+pub(super) const FLOOR_FROM_DESIRED: &str = "
+INSERT INTO seq_floor (id, seq)
+SELECT 1, COALESCE(MAX(MAX(seq, COALESCE(ack_seq, 0))), 0) FROM desired WHERE 1
 ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
 ";
