@@ -784,8 +784,9 @@ fn seq_of(path: &std::path::Path, message_id: &str) -> i64 {
 }
 
 /// A version 9 database (`events.seq` AUTOINCREMENT, whose counter is past the rows left by
-/// pruning) gets `events` without AUTOINCREMENT with every row, and its next event a seq past
-/// the counter; so does a snapshot's event after pruning removed every event.
+/// pruning, and a desired row naming a seq past the counter) gets `events` without
+/// AUTOINCREMENT with every row, and its next event a seq past both; so does the first event
+/// of a batch, or a snapshot's event, after pruning removed the newest events.
 #[test]
 fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
     let t = Dir::new("v9");
@@ -804,6 +805,7 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
          DROP TABLE events_v10;
          DROP TABLE seq_floor;
          UPDATE sqlite_sequence SET seq = 10 WHERE name = 'events';
+         UPDATE desired SET ack_seq = 15 WHERE email = 'u1@x.co';
          UPDATE schema_version SET version = 9;",
     )
     .expect("back to version 9");
@@ -821,7 +823,8 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
     let r = s
         .accept(&[older_event("after", "z@x.io", 5)])
         .expect("accept");
-    assert_eq!(r[0].seq(), 11, "{r:?}");
+    // Past the counter (10) and the acknowledged version a desired row names (15).
+    assert_eq!(r[0].seq(), 16, "{r:?}");
     drop(s);
     let c = Connection::open(t.db()).expect("open");
     let sql: String = c
@@ -846,7 +849,7 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(seqs, vec![1, 2, 3, 11]);
+    assert_eq!(seqs, vec![1, 2, 3, 16]);
     // Every event but the first gone, as pruning leaves it (the floor kept by
     // `seqs::keep_newest`).
     let prune_to = |c: &Connection, floor: i64| {
@@ -861,7 +864,7 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         )
         .expect("prune");
     };
-    prune_to(&c, 11);
+    prune_to(&c, 25);
     drop(c);
     // A batch that starts with a duplicate (of the event kept), then a new event twice and
     // another: the first new one takes the floor's next seq, the second SQLite's.
@@ -875,12 +878,12 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         ])
         .expect("accept");
     let seqs: Vec<u64> = r.iter().map(Receipt::seq).collect();
-    assert_eq!(seqs, vec![1, 12, 12, 13], "{r:?}");
+    assert_eq!(seqs, vec![1, 26, 26, 27], "{r:?}");
     assert!(matches!(r[0], Receipt::Duplicate { .. }), "{r:?}");
     drop(s);
     // A snapshot's event after the same.
     let c = Connection::open(t.db()).expect("open");
-    prune_to(&c, 20);
+    prune_to(&c, 30);
     drop(c);
     let s = SqliteStore::open(t.db()).expect("reopen");
     apply_snapshot_of(
@@ -890,5 +893,5 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
         &["a@x.io", "x@x.io", "y@x.io", "z@x.io"],
     );
     drop(s);
-    assert_eq!(seq_of(&t.db(), "snapshot-1"), 21);
+    assert_eq!(seq_of(&t.db(), "snapshot-1"), 31);
 }

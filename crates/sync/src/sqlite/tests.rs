@@ -610,3 +610,24 @@ fn an_unfinished_import_gives_out_seqs_past_the_rows_it_holds() {
         }]
     );
 }
+
+/// At the largest seq SQLite would pick a random free rowid, an older seq among them: the
+/// event is refused with a clear error, and nothing is written.
+#[test]
+fn an_exhausted_sequence_refuses_the_event() {
+    let s = SqliteStore::open_in_memory().expect("open");
+    run_sql(
+        &s,
+        "INSERT INTO seq_floor (id, seq) VALUES (1, 9223372036854775807)",
+    );
+    let ev = NewEvent {
+        destination: "d".into(),
+        message_id: "last".into(),
+        received_ms: 7,
+        content: EventContent::Rejected("no audience".into()),
+        ignored_settings: Vec::new(),
+    };
+    let err = s.accept(&[ev]).expect_err("refused");
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert!(s.event_status("d", "last").expect("read").is_none());
+}
