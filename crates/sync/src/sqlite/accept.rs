@@ -319,6 +319,8 @@ struct AcceptStatements<'c> {
     floors: &'c mut FloorCache,
     /// The seq the next new event takes explicitly (see `seqs`), else `None`.
     explicit_seq: Option<i64>,
+    /// The seq of the batch's last new event, if any.
+    last_seq: Option<i64>,
     insert_event: Rebound<'c>,
     insert_status: Rebound<'c>,
     get: rusqlite::CachedStatement<'c>,
@@ -334,6 +336,7 @@ impl<'c> AcceptStatements<'c> {
         Ok(Self {
             floors,
             explicit_seq: seqs::next_explicit(tx).map_err(engine("accept"))?,
+            last_seq: None,
             insert_event: Rebound::new(p(
                 "INSERT INTO events (seq, destination, message_id, received_ms)
                  VALUES (?4, ?1, ?2, ?3) ON CONFLICT (destination, message_id) DO NOTHING",
@@ -374,12 +377,17 @@ impl AcceptStatements<'_> {
         st.bind(2, &ev.message_id)?;
         st.repeating_int(3, Some(ev.received_ms))?;
         st.repeating_int(4, self.explicit_seq)?;
+        if self.last_seq == Some(i64::MAX) {
+            return Err(seqs::exhausted());
+        }
         if st.execute()? == 0 {
             return Ok(None);
         }
         // The first new row is above the floor: SQLite's choice is right from now on.
         self.explicit_seq = None;
-        Ok(Some(tx.last_insert_rowid()))
+        let seq = tx.last_insert_rowid();
+        self.last_seq = Some(seq);
+        Ok(Some(seq))
     }
 
     /// Logs an event's status in one audience (`event_audiences`).

@@ -32,15 +32,21 @@ pub(super) fn next_explicit(tx: &Connection) -> rusqlite::Result<Option<i64>> {
     )?;
     let newest = newest.unwrap_or(0);
     let floor = floor.unwrap_or(0);
-    // At the largest rowid SQLite would pick a random free one, older seqs among them:
-    // refused, as AUTOINCREMENT refused it (not reachable at any real rate).
     if newest.max(floor) == i64::MAX {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-            Some("the arrival sequence (events.seq) is exhausted".into()),
-        ));
+        return Err(exhausted());
     }
     Ok((floor > newest).then_some(floor + 1))
+}
+
+/// The error for an event that would follow seq `i64::MAX`: there SQLite would pick a random
+/// free rowid, older seqs among them, so it is refused, as AUTOINCREMENT refused it (not
+/// reachable at any real rate). Checked before each insert of a transaction: by
+/// [`next_explicit`] for the first, by the caller after each new row.
+pub(super) fn exhausted() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("the arrival sequence (events.seq) is exhausted".into()),
+    )
 }
 
 /// Raises the floor to `seq` (never lowers it).

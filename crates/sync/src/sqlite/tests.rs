@@ -611,23 +611,29 @@ fn an_unfinished_import_gives_out_seqs_past_the_rows_it_holds() {
     );
 }
 
-/// At the largest seq SQLite would pick a random free rowid, an older seq among them: the
-/// event is refused with a clear error, and nothing is written.
+/// At the largest seq SQLite would pick a random free rowid, an older seq among them: an event
+/// after it is refused with a clear error, whether it starts its batch or follows the event
+/// that took the largest seq, and nothing of the failed batch is written.
 #[test]
 fn an_exhausted_sequence_refuses_the_event() {
     let s = SqliteStore::open_in_memory().expect("open");
     run_sql(
         &s,
-        "INSERT INTO seq_floor (id, seq) VALUES (1, 9223372036854775807)",
+        "INSERT INTO seq_floor (id, seq) VALUES (1, 9223372036854775806)",
     );
-    let ev = NewEvent {
+    let ev = |id: &str| NewEvent {
         destination: "d".into(),
-        message_id: "last".into(),
+        message_id: id.into(),
         received_ms: 7,
         content: EventContent::Rejected("no audience".into()),
         ignored_settings: Vec::new(),
     };
-    let err = s.accept(&[ev]).expect_err("refused");
+    let err = s.accept(&[ev("a"), ev("b")]).expect_err("refused");
     assert!(err.to_string().contains("exhausted"), "{err}");
-    assert!(s.event_status("d", "last").expect("read").is_none());
+    assert!(s.event_status("d", "a").expect("read").is_none());
+    let r = s.accept(&[ev("a")]).expect("the last seq");
+    assert_eq!(r[0].seq(), u64::try_from(i64::MAX).expect("max"));
+    let err = s.accept(&[ev("c")]).expect_err("refused");
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert!(s.event_status("d", "c").expect("read").is_none());
 }
