@@ -52,8 +52,7 @@ impl SqliteStore {
     ) -> Result<Receipt, StoreError> {
         const OP: &str = "accept";
         // One statement for a new event; a duplicate inserts nothing and is looked up.
-        let inserted = st.insert_event(tx, ev).map_err(engine(OP))?;
-        let Some(inserted) = inserted else {
+        let Some(seq) = st.insert_event(tx, ev).map_err(engine(OP))? else {
             let seq: i64 = tx
                 .prepare_cached("SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2")
                 .map_err(engine(OP))?
@@ -63,7 +62,6 @@ impl SqliteStore {
                 seq: to_u64(OP, seq)?,
             });
         };
-        let seq = inserted;
         if !ev.ignored_settings.is_empty() {
             Self::log_ignored_settings(tx, ev, seq)?;
         }
@@ -372,14 +370,14 @@ impl AcceptStatements<'_> {
     /// Logs a new event (`events`): its seq, or `None` for a duplicate. The seq is SQLite's
     /// next rowid (`?4` NULL), unless the floor is above every row (see `seqs`).
     fn insert_event(&mut self, tx: &Connection, ev: &NewEvent) -> rusqlite::Result<Option<i64>> {
+        if self.last_seq == Some(i64::MAX) {
+            return Err(seqs::exhausted());
+        }
         let st = &mut self.insert_event;
         st.repeating_text(1, Some(&ev.destination))?;
         st.bind(2, &ev.message_id)?;
         st.repeating_int(3, Some(ev.received_ms))?;
         st.repeating_int(4, self.explicit_seq)?;
-        if self.last_seq == Some(i64::MAX) {
-            return Err(seqs::exhausted());
-        }
         if st.execute()? == 0 {
             return Ok(None);
         }
