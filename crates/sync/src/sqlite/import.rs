@@ -146,8 +146,8 @@ fn import_desired(tx: &Connection, rows: &[DesiredEntry]) -> Result<(), StoreErr
         ])
         .map_err(engine(OP))?;
     }
-    // The seqs these rows name are given out from now on, also to an event accepted before
-    // the import finishes (see `seqs`).
+    // The seqs these rows name count as given out from now on: an event accepted before the
+    // import finishes takes a larger one (see `seqs`).
     seqs::raise_floor(tx, named).map_err(engine(OP))
 }
 
