@@ -25,9 +25,10 @@ impl SqliteStore {
         })
     }
 
-    /// Rebuilds the figures per audience from every row, and moves the arrival sequence past
-    /// every seq the rows name: desired and acknowledged versions may name a larger one than
-    /// the copied events, of an event the source's retention removed (see `seqs`).
+    /// Rebuilds the figures per audience from every row. The arrival sequence is past every
+    /// seq the rows name already: each batch of desired rows raised the floor (their versions
+    /// may name events the source's retention removed), and the largest rowid covers the
+    /// copied events (see `seqs`).
     pub fn finish_import(&self) -> Result<(), StoreError> {
         self.write(OP, |tx| {
             // Holds of the mass-removal guard are not copied: removals held in the source
@@ -40,19 +41,7 @@ impl SqliteStore {
             .map_err(engine(OP))?;
             tx.execute("DELETE FROM audience_counts", [])
                 .map_err(engine(OP))?;
-            counts::fill(tx)?;
-            let named: Option<i64> = tx
-                .query_row(
-                    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
-                       COALESCE((SELECT MAX(MAX(seq, COALESCE(ack_seq, 0))) FROM desired), 0))",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(engine(OP))?;
-            match named {
-                Some(seq) if seq > 0 => seqs::raise_floor(tx, seq).map_err(engine(OP)),
-                _ => Ok(()),
-            }
+            counts::fill(tx)
         })
     }
 

@@ -783,14 +783,10 @@ fn seq_of(path: &std::path::Path, message_id: &str) -> i64 {
     .expect("seq")
 }
 
-/// A version 9 database (`events.seq` AUTOINCREMENT, whose counter is past the rows left by
-/// pruning, and a desired row naming a seq past the counter) gets `events` without
-/// AUTOINCREMENT with every row, and its next event a seq past both; so does the first event
-/// of a batch, or a snapshot's event, after pruning removed the newest events.
-#[test]
-fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
-    let t = Dir::new("v9");
-    drop(filled(&t, 3));
+/// Makes the file of `t`, filled with 3 events, a version 9 database: `events.seq`
+/// AUTOINCREMENT with its counter at `counter` (past the rows, as pruning leaves it), and the
+/// acknowledged version of one desired row at `ack_seq`.
+fn back_to_version_9(t: &Dir, counter: i64, ack_seq: i64) {
     let c = Connection::open(t.db()).expect("open");
     c.execute_batch(
         "ALTER TABLE events RENAME TO events_v10;
@@ -804,12 +800,44 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
          INSERT INTO events SELECT * FROM events_v10;
          DROP TABLE events_v10;
          DROP TABLE seq_floor;
-         UPDATE sqlite_sequence SET seq = 10 WHERE name = 'events';
-         UPDATE desired SET ack_seq = 15 WHERE email = 'u1@x.co';
          UPDATE schema_version SET version = 9;",
     )
     .expect("back to version 9");
-    drop(c);
+    c.execute(
+        "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'events'",
+        [counter],
+    )
+    .expect("counter");
+    c.execute(
+        "UPDATE desired SET ack_seq = ?1 WHERE email = 'u1@x.co'",
+        [ack_seq],
+    )
+    .expect("ack");
+}
+
+/// A version 9 database whose counter is past every seq its rows name: the next event after
+/// the migration takes the counter's next seq.
+#[test]
+fn a_version_9_counter_past_every_row_is_kept() {
+    let t = Dir::new("v9-counter");
+    drop(filled(&t, 3));
+    back_to_version_9(&t, 10, 2);
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    let r = s
+        .accept(&[older_event("after", "z@x.io", 5)])
+        .expect("accept");
+    assert_eq!(r[0].seq(), 11, "{r:?}");
+}
+
+/// A version 9 database (`events.seq` AUTOINCREMENT, whose counter is past the rows left by
+/// pruning, and a desired row naming a seq past the counter) gets `events` without
+/// AUTOINCREMENT with every row, and its next event a seq past both; so does the first event
+/// of a batch, or a snapshot's event, after pruning removed the newest events.
+#[test]
+fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
+    let t = Dir::new("v9");
+    drop(filled(&t, 3));
+    back_to_version_9(&t, 10, 15);
 
     let s = SqliteStore::open(t.db()).expect("migrated");
     assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);

@@ -9,14 +9,14 @@
 //! writer: about 0.5 s per 200,000 old rows still to send (a destination paused for longer
 //! than the retention period), once per round.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::PoisonError;
 
 use rusqlite::params;
 
 use super::counts::Deltas;
 use super::delivered::{ROW_DESTINATION, unwritten_delivery};
-use super::{SqliteStore, engine, status_of, to_i64};
+use super::{SqliteStore, engine, seqs, status_of, to_i64};
 use crate::store::StoreError;
 
 impl SqliteStore {
@@ -72,16 +72,16 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()
                 .map_err(engine(OP))?;
             let mut deltas = Deltas::default();
-            let mut seqs: HashMap<i64, ()> = HashMap::new();
+            let mut touched: HashSet<i64> = HashSet::new();
             for (seq, _, list_key, status, destination) in &removed {
-                seqs.insert(*seq, ());
+                touched.insert(*seq);
                 deltas
                     .of(destination, list_key)
                     .event(status_of(OP, status)?, -1);
             }
-            if !seqs.is_empty() {
+            if !touched.is_empty() {
                 // The newest event may be among those deleted: its seq stays given out.
-                super::seqs::keep_newest(tx).map_err(engine(OP))?;
+                seqs::keep_newest(tx).map_err(engine(OP))?;
             }
             let mut gone = tx
                 .prepare_cached(
@@ -92,7 +92,7 @@ impl SqliteStore {
             let mut ignored = tx
                 .prepare_cached("DELETE FROM ignored_settings WHERE seq = ?1")
                 .map_err(engine(OP))?;
-            for seq in seqs.keys() {
+            for seq in &touched {
                 if gone.execute([seq]).map_err(engine(OP))? == 1 {
                     ignored.execute([seq]).map_err(engine(OP))?;
                 }

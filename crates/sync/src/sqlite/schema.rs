@@ -271,15 +271,7 @@ impl SqliteStore {
             "migrating the store to schema version 10: the event log's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
         );
         let started = std::time::Instant::now();
-        let counted: bool = tx.query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'sqlite_sequence'",
-            [],
-            |r| r.get(0),
-        )?;
-        if counted {
-            tx.execute_batch(seqs::FLOOR_FROM_SEQUENCE)?;
-        }
-        tx.execute_batch(seqs::FLOOR_FROM_DESIRED)?;
+        seqs::carry_over(tx)?;
         rebuild(tx, "events", "seq, destination, message_id, received_ms")?;
         tracing::info!(
             database = location,

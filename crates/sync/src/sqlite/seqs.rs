@@ -25,11 +25,11 @@ CREATE TABLE IF NOT EXISTS seq_floor (
 /// `events`; `None` when SQLite's own choice (the largest rowid plus one) is right. Two
 /// searches, once per write transaction that inserts events.
 pub(super) fn next_explicit(tx: &Connection) -> rusqlite::Result<Option<i64>> {
-    let (floor, newest): (Option<i64>, Option<i64>) = tx.query_row(
-        "SELECT (SELECT seq FROM seq_floor WHERE id = 1), (SELECT MAX(seq) FROM events)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (floor, newest): (Option<i64>, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT (SELECT seq FROM seq_floor WHERE id = 1), (SELECT MAX(seq) FROM events)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let newest = newest.unwrap_or(0);
     let floor = floor.unwrap_or(0);
     if newest.max(floor) == i64::MAX {
@@ -64,30 +64,41 @@ pub(super) fn raise_floor(tx: &Connection, seq: i64) -> rusqlite::Result<()> {
 pub(super) fn keep_newest(tx: &Connection) -> rusqlite::Result<()> {
     let newest: Option<i64> = tx
         .prepare_cached("SELECT MAX(seq) FROM events")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .flatten();
+        .query_row([], |r| r.get(0))?;
     match newest {
         Some(seq) => raise_floor(tx, seq),
         None => Ok(()),
     }
 }
 
-/// The statement of the migration to version 10 (see `schema`) that moves `sqlite_sequence`'s
-/// counter of `events` (the largest seq given out, as `AUTOINCREMENT` kept it) to the floor.
-/// `sqlite_sequence` exists while `events` is still the old table.
-pub(super) const FLOOR_FROM_SEQUENCE: &str = "
-INSERT INTO seq_floor (id, seq)
-SELECT 1, seq FROM sqlite_sequence WHERE name = 'events'
-ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
-";
-
-/// The statement of the migration to version 10 that raises the floor to every seq a desired
-/// row names (its version, its acknowledged version): more than the counter only in a file an
-/// interrupted `store copy` left, whose counter an earlier version raised at the end alone.
-/// One pass over `desired`.
-pub(super) const FLOOR_FROM_DESIRED: &str = "
-INSERT INTO seq_floor (id, seq)
-SELECT 1, COALESCE(MAX(MAX(seq, COALESCE(ack_seq, 0))), 0) FROM desired WHERE 1
-ON CONFLICT (id) DO UPDATE SET seq = MAX(seq, excluded.seq);
-";
+/// For the migration to version 10 (see `schema`), before `events` is rewritten: the floor
+/// takes the largest seq given out, as `AUTOINCREMENT` kept it in `sqlite_sequence` (which
+/// exists while `events` is the old table), and every seq a desired row names (its version,
+/// its acknowledged version; more than the counter only in a file an interrupted `store copy`
+/// left, as earlier versions raised the counter at its end alone). One pass over `desired`.
+pub(super) fn carry_over(tx: &Connection) -> rusqlite::Result<()> {
+    let counted: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'sqlite_sequence'",
+        [],
+        |r| r.get(0),
+    )?;
+    let counter: Option<i64> = if counted {
+        tx.query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        None
+    };
+    let named: Option<i64> = tx.query_row(
+        "SELECT MAX(MAX(seq, COALESCE(ack_seq, 0))) FROM desired",
+        [],
+        |r| r.get(0),
+    )?;
+    match counter.max(named) {
+        Some(seq) => raise_floor(tx, seq),
+        None => Ok(()),
+    }
+}
