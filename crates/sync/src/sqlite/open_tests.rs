@@ -667,13 +667,7 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     let c = Connection::open(t.db()).expect("open");
     let before = desired_rows(&c);
     c.execute_batch(V7_DESIRED).expect("back to version 7");
-    let sql: String = c
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'desired'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("sql");
+    let sql = table_sql(&c, "desired");
     assert!(sql.contains("WITHOUT ROWID"), "{sql}");
     assert_eq!(desired_rows(&c), before);
     drop(c);
@@ -681,13 +675,7 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     let s = SqliteStore::open(t.db()).expect("migrated");
     assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
     let c = Connection::open(t.db()).expect("open");
-    let sql: String = c
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'desired'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("sql");
+    let sql = table_sql(&c, "desired");
     assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
     assert_eq!(desired_rows(&c), before);
     assert_eq!(before.len(), 4, "{before:?}");
@@ -757,6 +745,16 @@ fn a_version_7_database_gets_desired_as_a_rowid_table_with_every_row() {
     drop(s);
     let s = SqliteStore::open(t.db()).expect("reopen");
     assert_eq!(s.list_counts("d").expect("counts"), after);
+}
+
+/// The `CREATE` statement of table `name`.
+fn table_sql(c: &Connection, name: &str) -> String {
+    c.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .expect("table")
 }
 
 /// Every table and index (type, name, table, SQL) but `sqlite_sequence`, by name.
@@ -855,13 +853,7 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
     assert_eq!(r[0].seq(), 16, "{r:?}");
     drop(s);
     let c = Connection::open(t.db()).expect("open");
-    let sql: String = c
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("events");
+    let sql = table_sql(&c, "events");
     assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
     // The same tables and indexes as a new database (`sqlite_sequence`, empty, stays).
     let fresh = Dir::new("v10");
