@@ -337,7 +337,7 @@ impl<'c> AcceptStatements<'c> {
             last_seq: None,
             insert_event: Rebound::new(p(
                 "INSERT INTO events (seq, destination, message_id, received_ms)
-                 VALUES (?4, ?1, ?2, ?3) ON CONFLICT (destination, message_id) DO NOTHING",
+                 VALUES (?4, ?1, ?2, ?3) ON CONFLICT (message_id, destination) DO NOTHING",
             )?),
             insert_status: Rebound::new(p(
                 "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,

@@ -31,10 +31,10 @@
 //! `integrity`, `export` and `import` (`store copy`: a snapshot read in batches, and batches
 //! written back), `engine` (the async seam).
 //!
-//! Schema (version 10; older databases are migrated on open):
+//! Schema (version 11; older databases are migrated on open):
 //! - `events`: the append-only log, one row per new event; `seq` (never reused: see `seqs`,
 //!   which keeps the largest given out in `seq_floor`) is the arrival sequence;
-//!   `UNIQUE (destination, message_id)` catches duplicates.
+//!   `UNIQUE (message_id, destination)` catches duplicates (message id first since version 11).
 //! - `event_audiences`: the status of an event in each audience it named (`part` = index of
 //!   the change in the event; one row with an empty audience for unusable events). Since
 //!   version 9 a row still `accepted` or `pending` whose key's desired row is delivered at its

@@ -915,3 +915,61 @@ fn a_version_9_database_keeps_its_seqs_without_autoincrement() {
     drop(s);
     assert_eq!(seq_of(&t.db(), "snapshot-1"), 31);
 }
+
+/// A version 10 database (the event log's duplicate check keyed by destination first) gets
+/// `events` with the check keyed by message id first, every row and seq kept: an event seen
+/// before is still a duplicate, a new one takes the next seq, and the lookups by message id
+/// search the new index.
+#[test]
+fn a_version_10_event_log_is_keyed_by_message_id_first() {
+    let t = Dir::new("v10-key");
+    drop(filled(&t, 3));
+    let c = Connection::open(t.db()).expect("open");
+    c.execute_batch(
+        "ALTER TABLE events RENAME TO events_v11;
+         CREATE TABLE events (
+             seq INTEGER PRIMARY KEY,
+             destination TEXT NOT NULL,
+             message_id TEXT NOT NULL,
+             received_ms INTEGER NOT NULL,
+             UNIQUE (destination, message_id)
+         );
+         INSERT INTO events SELECT * FROM events_v11;
+         DROP TABLE events_v11;
+         UPDATE schema_version SET version = 10;",
+    )
+    .expect("back to version 10");
+    drop(c);
+
+    let s = SqliteStore::open(t.db()).expect("migrated");
+    assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+    let r = s
+        .accept(&[
+            older_event("m1", "u1@x.co", 5),
+            older_event("after", "z@x.io", 5),
+        ])
+        .expect("accept");
+    assert!(matches!(r[0], Receipt::Duplicate { seq: 2 }), "{r:?}");
+    assert_eq!(r[1].seq(), 4, "{r:?}");
+    drop(s);
+    let c = Connection::open(t.db()).expect("open");
+    let sql = table_sql(&c, "events");
+    assert!(sql.contains("UNIQUE (message_id, destination)"), "{sql}");
+    let fresh = Dir::new("v11");
+    drop(SqliteStore::open(fresh.db()).expect("create"));
+    assert_eq!(
+        schema_of(&c),
+        schema_of(&Connection::open(fresh.db()).expect("open"))
+    );
+    for i in 0..3 {
+        assert_eq!(seq_of(&t.db(), &format!("m{i}")), i + 1);
+    }
+    let plan = query_plan(
+        &c,
+        "SELECT seq FROM events WHERE destination = ?1 AND message_id = ?2",
+    );
+    assert!(
+        plan.contains("INDEX sqlite_autoindex_events_1 (message_id=? AND destination=?)"),
+        "{plan}"
+    );
+}
