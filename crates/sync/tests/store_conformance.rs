@@ -1981,6 +1981,63 @@ mod cases {
             assert_eq!(kinds(s, mid).await, vec![StatusKind::Accepted], "{mid}");
         }
     }
+
+    /// A batch longer than the chunk in which SQLite writes status rows (16), with unusable
+    /// events among its own, and events naming a key named earlier in the batch: one whose
+    /// status row is written already, one whose row is still held back. Every event shows
+    /// what it asked for with its status, the earlier change of each repeated key is
+    /// superseded, and the figures equal a recount.
+    pub async fn a_long_batch_logs_every_status(h: &dyn Harness) {
+        let s = h.open("long-batch");
+        let s = &s;
+        let who = |i: usize| match i {
+            19 => 17,
+            35 => 2,
+            i => i,
+        };
+        let batch: Vec<NewEvent> = (0..40)
+            .map(|i| {
+                let email = format!("u{}@x.co", who(i));
+                let c = change("vip", &email, i % 3 != 0, Some(NOW + i as i64));
+                let mut e = event(&format!("L{i}"), vec![c]);
+                if i == 5 || i == 25 {
+                    e.content = EventContent::Rejected("bad".into());
+                }
+                e
+            })
+            .collect();
+        assert_eq!(s.accept(batch).await.expect("accept").len(), 40);
+        for i in 0..40usize {
+            let mid = format!("L{i}");
+            let e = s.event_status(D, &mid).await.expect("status");
+            let a = &e.unwrap_or_else(|| panic!("{mid} unknown")).audiences;
+            assert_eq!(a.len(), 1, "{mid}: {a:?}");
+            let a = &a[0];
+            let (status, reason) = match i {
+                5 | 25 => (StatusKind::Rejected, Some("bad".to_string())),
+                2 => (StatusKind::Superseded, Some("superseded by event \"L35\"".into())),
+                17 => (StatusKind::Superseded, Some("superseded by event \"L19\"".into())),
+                _ => (StatusKind::Accepted, None),
+            };
+            assert_eq!((a.status, &a.reason), (status, &reason), "{mid}");
+            if status == StatusKind::Rejected {
+                assert_eq!((a.audience_key.as_str(), a.member), ("", None), "{mid}");
+                continue;
+            }
+            let email = format!("u{}@x.co", who(i));
+            assert_eq!(
+                (&a.audience_key, &a.identity, a.member, a.time_ms),
+                (&"vip".to_string(), &id(&email), Some(i % 3 != 0), Some(NOW + i as i64)),
+                "{mid}"
+            );
+        }
+        let (lists, events) = s.recount(D).await.expect("recount");
+        assert_eq!(s.list_counts(D).await.expect("counts"), lists);
+        assert_eq!(s.event_counts(D).await.expect("counts"), events);
+        // 38 changes, of which 2 name a key again.
+        assert_eq!(lists[0].pending, 36);
+        assert_eq!(s.pending(D, "vip", NOW, 100).await.expect("due").len(), 36);
+    }
 }
 
 #[path = "conformance/copy.rs"]
@@ -2208,6 +2265,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn seqs_stay_new_after_pruning_every_event() {
                 cases::seqs_stay_new_after_pruning_every_event(&$harness).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_long_batch_logs_every_status() {
+                cases::a_long_batch_logs_every_status(&$harness).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn counts_equal_a_full_recount_after_any_writes() {
