@@ -2015,8 +2015,14 @@ mod cases {
             let a = &a[0];
             let (status, reason) = match i {
                 5 | 25 => (StatusKind::Rejected, Some("bad".to_string())),
-                2 => (StatusKind::Superseded, Some("superseded by event \"L35\"".into())),
-                17 => (StatusKind::Superseded, Some("superseded by event \"L19\"".into())),
+                2 => (
+                    StatusKind::Superseded,
+                    Some("superseded by event \"L35\"".into()),
+                ),
+                17 => (
+                    StatusKind::Superseded,
+                    Some("superseded by event \"L19\"".into()),
+                ),
                 _ => (StatusKind::Accepted, None),
             };
             assert_eq!((a.status, &a.reason), (status, &reason), "{mid}");
@@ -2027,7 +2033,12 @@ mod cases {
             let email = format!("u{}@x.co", who(i));
             assert_eq!(
                 (&a.audience_key, &a.identity, a.member, a.time_ms),
-                (&"vip".to_string(), &id(&email), Some(i % 3 != 0), Some(NOW + i as i64)),
+                (
+                    &"vip".to_string(),
+                    &id(&email),
+                    Some(i % 3 != 0),
+                    Some(NOW + i as i64)
+                ),
                 "{mid}"
             );
         }

@@ -2,6 +2,8 @@
 //! state of its key unless it is stale (an older version arriving late, or older than the
 //! audience's newest snapshot: superseded by it), or unusable.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::bind::Rebound;
@@ -319,15 +321,18 @@ const STATUS_CHUNK: usize = 16;
 /// The parameters of one status row in the inserts of `event_audiences`.
 const STATUS_PARAMS: usize = 10;
 
-/// The insert of `rows` status rows (`event_audiences`), [`STATUS_PARAMS`] parameters each.
-fn insert_statuses_sql(rows: usize) -> String {
+/// The insert of [`STATUS_CHUNK`] status rows (`event_audiences`), [`STATUS_PARAMS`]
+/// parameters each. `OR FAIL`: an insert of several rows that could stop half-way with `ABORT`
+/// (the default) first copies each page it changes into a statement journal, to undo its own
+/// rows; a failure here fails the whole accept, whose rows are undone with it.
+static INSERT_STATUSES: LazyLock<String> = LazyLock::new(|| {
     let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)";
     format!(
         "INSERT OR FAIL INTO event_audiences (seq, part, list_key, email, user_id, member,
          time_ms, status, reason, next_attempt_ms, updated_ms) VALUES {}",
-        vec![row; rows].join(", ")
+        vec![row; STATUS_CHUNK].join(", ")
     )
-}
+});
 
 /// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors. The
 /// three run for the rows of new events (`insert_event` once per event, `insert_status` once per
@@ -373,7 +378,7 @@ impl<'c, 'b> AcceptStatements<'c, 'b> {
                  time_ms, status, reason, next_attempt_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
             )?),
-            insert_statuses: p(&insert_statuses_sql(STATUS_CHUNK))?,
+            insert_statuses: p(&INSERT_STATUSES)?,
             statuses: Vec::with_capacity(STATUS_CHUNK),
             get: p(CURRENT)?,
             insert_new: Rebound::new(p(concat!(insert_desired!(), "NOTHING"))?),
