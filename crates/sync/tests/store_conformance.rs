@@ -1983,10 +1983,10 @@ mod cases {
     }
 
     /// A batch longer than the chunk in which SQLite writes status rows (16), with unusable
-    /// events among its own, and events naming a key named earlier in the batch: one whose
-    /// status row is written already, one whose row is still held back. Every event shows
-    /// what it asked for with its status, the earlier change of each repeated key is
-    /// superseded, and the figures equal a recount.
+    /// events among its own, an event of two changes, and events naming a key named earlier in
+    /// the batch: one whose status row is written already, one whose row is still held back.
+    /// Every event shows what it asked for with its status and time, the earlier change of
+    /// each repeated key is superseded, and the figures equal a recount.
     pub async fn a_long_batch_logs_every_status(h: &dyn Harness) {
         let s = h.open("long-batch");
         let s = &s;
@@ -1999,7 +1999,14 @@ mod cases {
             .map(|i| {
                 let email = format!("u{}@x.co", who(i));
                 let c = change("vip", &email, i % 3 != 0, Some(NOW + i as i64));
-                let mut e = event(&format!("L{i}"), vec![c]);
+                let mut e = event(&format!("L{i}"), vec![c.clone()]);
+                e.received_ms = NOW + 1_000 + i as i64;
+                if i == 30 {
+                    let mut gold = c.clone();
+                    gold.audience_key = "gold".into();
+                    gold.member = false;
+                    e.content = EventContent::Changes(vec![gold, c]);
+                }
                 if i == 5 || i == 25 {
                     e.content = EventContent::Rejected("bad".into());
                 }
@@ -2010,9 +2017,26 @@ mod cases {
         for i in 0..40usize {
             let mid = format!("L{i}");
             let e = s.event_status(D, &mid).await.expect("status");
-            let a = &e.unwrap_or_else(|| panic!("{mid} unknown")).audiences;
-            assert_eq!(a.len(), 1, "{mid}: {a:?}");
-            let a = &a[0];
+            let all = &e.unwrap_or_else(|| panic!("{mid} unknown")).audiences;
+            assert_eq!(all.len(), if i == 30 { 2 } else { 1 }, "{mid}: {all:?}");
+            let a = all.last().expect("one");
+            // Set when accepted, or when the later event superseded it.
+            let updated = match i {
+                2 => 35,
+                17 => 19,
+                i => i,
+            };
+            assert!(
+                all.iter()
+                    .all(|a| a.updated_ms == NOW + 1_000 + updated as i64),
+                "{mid}: {all:?}"
+            );
+            if i == 30 {
+                assert_eq!(
+                    (&all[0].audience_key, all[0].member, all[0].status),
+                    (&"gold".to_string(), Some(false), StatusKind::Accepted)
+                );
+            }
             let (status, reason) = match i {
                 5 | 25 => (StatusKind::Rejected, Some("bad".to_string())),
                 2 => (
@@ -2045,9 +2069,20 @@ mod cases {
         let (lists, events) = s.recount(D).await.expect("recount");
         assert_eq!(s.list_counts(D).await.expect("counts"), lists);
         assert_eq!(s.event_counts(D).await.expect("counts"), events);
-        // 38 changes, of which 2 name a key again.
-        assert_eq!(lists[0].pending, 36);
-        assert_eq!(s.pending(D, "vip", NOW, 100).await.expect("due").len(), 36);
+        // In "vip", 38 changes, of which 2 name a key again.
+        let vip = lists.iter().find(|l| l.audience_key == "vip").expect("vip");
+        assert_eq!(vip.pending, 36);
+        assert_eq!(
+            s.pending(D, "vip", i64::MAX, 100).await.expect("due").len(),
+            36
+        );
+        assert_eq!(
+            s.pending(D, "gold", i64::MAX, 100)
+                .await
+                .expect("due")
+                .len(),
+            1
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! state of its key unless it is stale (an older version arriving late, or older than the
 //! audience's newest snapshot: superseded by it), or unusable.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -111,7 +112,7 @@ impl SqliteStore {
         ev: &'b NewEvent,
         seq: i64,
         status: StatusKind,
-        reason: &str,
+        reason: &'b str,
     ) -> Result<(), StoreError> {
         let row = StatusRow {
             seq,
@@ -122,7 +123,7 @@ impl SqliteStore {
             member: None,
             time_ms: None,
             status,
-            reason: Some(reason.to_string()),
+            reason: Some(Cow::Borrowed(reason)),
             received_ms: ev.received_ms,
         };
         st.insert_status(row).map_err(engine("accept"))?;
@@ -155,7 +156,7 @@ impl SqliteStore {
                 member: Some(c.member),
                 time_ms: c.time_ms,
                 status,
-                reason,
+                reason: reason.map(Cow::Owned),
                 received_ms: ev.received_ms,
             };
             st.insert_status(row).map_err(engine(OP))?;
@@ -210,9 +211,6 @@ impl SqliteStore {
             d.pending += 1;
             return Ok((StatusKind::Accepted, None, Applied::Current));
         }
-        // The key's stored change may be of an event of this batch whose status row is still
-        // held back, and is read and moved below.
-        st.flush_statuses().map_err(engine(OP))?;
         let old = current(&mut st.get, OP, &ev.destination, &c.audience_key, id)?;
         if let Some(old) = &old
             && let Some(refused) = Self::refused_over(tx, old, c, seq)?
@@ -274,6 +272,8 @@ impl SqliteStore {
         old: &Current,
     ) -> Result<(), StoreError> {
         d.state_moved(&old.state, "pending");
+        // The replaced change may be of an event of this batch, its status row still held back.
+        st.flush_statuses_from(old.seq).map_err(engine("accept"))?;
         if old.state == "delivered" {
             delivered::write_key(tx, old.seq, old.part, old.ack_ms).map_err(engine("accept"))?;
         }
@@ -311,7 +311,7 @@ struct StatusRow<'a> {
     member: Option<bool>,
     time_ms: Option<i64>,
     status: StatusKind,
-    reason: Option<String>,
+    reason: Option<Cow<'a, str>>,
     received_ms: i64,
 }
 
@@ -334,16 +334,17 @@ static INSERT_STATUSES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors. The
-/// three run for the rows of new events (`insert_event` once per event, `insert_status` once per
-/// change, `insert_new` once per change that becomes a new key's desired state) bind only the
-/// parameters that changed since their previous row (see `bind`).
+/// The statements of [`Store::accept`], prepared once per batch, and the snapshot floors.
+/// `insert_event` (once per event) and `insert_new` (once per change that becomes a new key's
+/// desired state) bind only the parameters that changed since their previous row (see `bind`).
 ///
-/// The status rows of a batch's events (`'b`) are held back and written [`STATUS_CHUNK`] at a
-/// time by one statement: each run of a statement costs about 2,000 instructions beyond its
-/// rows' own work (callgrind, part c). Nothing of the batch reads `event_audiences` but the
-/// change of a key seen before, which writes what is held back first, as does the end of the
-/// batch.
+/// The status rows of a batch's events (`'b`, one per change, or one per unusable event) are
+/// held back and written [`STATUS_CHUNK`] at a time by one statement, `insert_statuses`, which
+/// binds every parameter: each run of a statement costs about 2,000 instructions beyond its
+/// rows' own work (callgrind, part c). Within the batch, only the replacement of a key's stored
+/// change reads or moves a status row (`replaced`); it first writes what is held back when the
+/// replaced change may be among it, as does the end of the batch (`flush_statuses`, one
+/// `insert_status` each).
 struct AcceptStatements<'c, 'b> {
     floors: &'c mut FloorCache,
     /// The seq the next new event takes explicitly (see `seqs`), else `None`.
@@ -447,6 +448,15 @@ impl<'b> AcceptStatements<'_, 'b> {
         }
         st.raw_execute()?;
         self.statuses.clear();
+        Ok(())
+    }
+
+    /// Writes the status rows held back if the row of event `seq` may be among them (they are
+    /// in seq order).
+    fn flush_statuses_from(&mut self, seq: i64) -> rusqlite::Result<()> {
+        if self.statuses.first().is_some_and(|held| held.seq <= seq) {
+            self.flush_statuses()?;
+        }
         Ok(())
     }
 

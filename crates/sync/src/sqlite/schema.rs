@@ -291,11 +291,11 @@ impl SqliteStore {
 
     /// Version 11 keys the event log's duplicate check (a unique index) by (message id,
     /// destination) instead of (destination, message id). Every search of that index names
-    /// both, and a service usually has one destination: with it first, each comparison on
-    /// the way down went through two texts, of which the first was always equal. 1,700 fewer
-    /// instructions per new event (BENCHMARKS.md, the twelfth session). SQLite cannot change
-    /// a table's `UNIQUE` constraint in place, so the table is made anew and its rows copied
-    /// as they are.
+    /// both, and a service usually has one destination: with it first, each comparison on the
+    /// way down went through two texts, of which the first was always equal. 1,900 fewer
+    /// instructions per new event in part (c) (BENCHMARKS.md, "Issue 18's twelfth session").
+    /// SQLite cannot change a table's `UNIQUE` constraint in place, so the table is made anew
+    /// and its rows copied as they are.
     pub(super) fn migrate_to_11(tx: &Connection, location: &str) -> rusqlite::Result<()> {
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         tracing::info!(

@@ -383,7 +383,7 @@ fn write_changes(tx: &Connection, spec: &SnapshotSpec) -> Result<u64, StoreError
     let inserted = tx
         .execute(
             "INSERT INTO main.events (seq, destination, message_id, received_ms)
-             VALUES (?4, ?1, ?2, ?3) ON CONFLICT (destination, message_id) DO NOTHING",
+             VALUES (?4, ?1, ?2, ?3) ON CONFLICT (message_id, destination) DO NOTHING",
             params![dest, spec.message_id, spec.received_ms, explicit_seq],
         )
         .map_err(engine(OP))?;
