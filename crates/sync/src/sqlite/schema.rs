@@ -160,6 +160,31 @@ fn rebuild(tx: &Connection, table: &str, columns: &str) -> rusqlite::Result<()> 
     ))
 }
 
+/// Runs `rewrite`, the migration to `version` that rewrites `table` (of `rows` rows) once,
+/// logged when it starts and when it ends, with its time: it can take seconds at start.
+fn logged_rewrite(
+    location: &str,
+    version: i64,
+    table: &str,
+    rows: i64,
+    rewrite: impl FnOnce() -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    tracing::info!(
+        database = location,
+        rows,
+        "migrating the store to schema version {version}: {table} is rewritten once, in one transaction (stopping meanwhile undoes it)"
+    );
+    let started = std::time::Instant::now();
+    rewrite()?;
+    tracing::info!(
+        database = location,
+        rows,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store migrated to schema version {version}"
+    );
+    Ok(())
+}
+
 impl SqliteStore {
     /// Creates the schema, or migrates an older one, and proves the database writable, in
     /// one transaction.
@@ -250,20 +275,9 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?;
-        tracing::info!(
-            database = location,
-            rows,
-            "migrating the store to schema version 8: the desired state's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
-        );
-        let started = std::time::Instant::now();
-        rebuild(tx, "desired", DESIRED_V3_COLUMNS)?;
-        tracing::info!(
-            database = location,
-            rows,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "store migrated to schema version 8"
-        );
-        Ok(())
+        logged_rewrite(location, 8, "the desired state's table", rows, || {
+            rebuild(tx, "desired", DESIRED_V3_COLUMNS)
+        })
     }
 
     /// Version 10 gives `events.seq` out as a plain rowid (see `seqs`): the table is made
@@ -272,21 +286,10 @@ impl SqliteStore {
     /// version before 10 has the AUTOINCREMENT table.
     pub(super) fn migrate_to_10(tx: &Connection, location: &str) -> rusqlite::Result<()> {
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-        tracing::info!(
-            database = location,
-            rows,
-            "migrating the store to schema version 10: the event log's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
-        );
-        let started = std::time::Instant::now();
-        seqs::carry_over(tx)?;
-        rebuild(tx, "events", EVENTS_COLUMNS)?;
-        tracing::info!(
-            database = location,
-            rows,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "store migrated to schema version 10"
-        );
-        Ok(())
+        logged_rewrite(location, 10, "the event log's table", rows, || {
+            seqs::carry_over(tx)?;
+            rebuild(tx, "events", EVENTS_COLUMNS)
+        })
     }
 
     /// Version 11 keys the event log's duplicate check (a unique index) by (message id,
@@ -298,20 +301,9 @@ impl SqliteStore {
     /// and its rows copied as they are.
     pub(super) fn migrate_to_11(tx: &Connection, location: &str) -> rusqlite::Result<()> {
         let rows: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-        tracing::info!(
-            database = location,
-            rows,
-            "migrating the store to schema version 11: the event log's table is rewritten once, in one transaction (stopping meanwhile undoes it)"
-        );
-        let started = std::time::Instant::now();
-        rebuild(tx, "events", EVENTS_COLUMNS)?;
-        tracing::info!(
-            database = location,
-            rows,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "store migrated to schema version 11"
-        );
-        Ok(())
+        logged_rewrite(location, 11, "the event log's table", rows, || {
+            rebuild(tx, "events", EVENTS_COLUMNS)
+        })
     }
 
     /// Version 3 counts failed tries per key (`tries`), keeps each destination's state, and
