@@ -339,8 +339,8 @@ static INSERT_STATUSES: LazyLock<String> = LazyLock::new(|| {
 /// desired state) bind only the parameters that changed since their previous row (see `bind`).
 ///
 /// The status rows of a batch's events (`'b`, one per change, or one per unusable event) are
-/// held back and written [`STATUS_CHUNK`] at a time by one statement, `insert_statuses`, which
-/// binds every parameter: each run of a statement costs about 2,000 instructions beyond its
+/// held back and written [`STATUS_CHUNK`] at a time by one statement, `insert_statuses` (each
+/// parameter bound every time, as for `insert_status`): each run of a statement costs about 2,000 instructions beyond its
 /// rows' own work (callgrind, part c). Within the batch, only the replacement of a key's stored
 /// change reads or moves a status row (`replaced`); it first writes what is held back when the
 /// replaced change may be among it, as does the end of the batch (`flush_statuses`, one
@@ -352,7 +352,7 @@ struct AcceptStatements<'c, 'b> {
     /// The seq of the batch's last new event, if any.
     last_seq: Option<i64>,
     insert_event: Rebound<'c>,
-    insert_status: Rebound<'c>,
+    insert_status: rusqlite::CachedStatement<'c>,
     insert_statuses: rusqlite::CachedStatement<'c>,
     /// The status rows not written yet (fewer than [`STATUS_CHUNK`]).
     statuses: Vec<StatusRow<'b>>,
@@ -374,11 +374,11 @@ impl<'c, 'b> AcceptStatements<'c, 'b> {
                 "INSERT INTO events (seq, destination, message_id, received_ms)
                  VALUES (?4, ?1, ?2, ?3) ON CONFLICT (message_id, destination) DO NOTHING",
             )?),
-            insert_status: Rebound::new(p(
+            insert_status: p(
                 "INSERT INTO event_audiences (seq, part, list_key, email, user_id, member,
                  time_ms, status, reason, next_attempt_ms, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10)",
-            )?),
+            )?,
             insert_statuses: p(&INSERT_STATUSES)?,
             statuses: Vec::with_capacity(STATUS_CHUNK),
             get: p(CURRENT)?,
@@ -434,17 +434,7 @@ impl<'b> AcceptStatements<'_, 'b> {
         }
         let st = &mut self.insert_statuses;
         for (i, row) in self.statuses.iter().enumerate() {
-            let at = i * STATUS_PARAMS;
-            st.raw_bind_parameter(at + 1, row.seq)?;
-            st.raw_bind_parameter(at + 2, row.part)?;
-            st.raw_bind_parameter(at + 3, row.list_key)?;
-            st.raw_bind_parameter(at + 4, row.email)?;
-            st.raw_bind_parameter(at + 5, row.user_id)?;
-            st.raw_bind_parameter(at + 6, row.member)?;
-            st.raw_bind_parameter(at + 7, row.time_ms)?;
-            st.raw_bind_parameter(at + 8, row.status.as_str())?;
-            st.raw_bind_parameter(at + 9, row.reason.as_deref())?;
-            st.raw_bind_parameter(at + 10, row.received_ms)?;
+            bind_status(st, i * STATUS_PARAMS, row)?;
         }
         st.raw_execute()?;
         self.statuses.clear();
@@ -464,20 +454,30 @@ impl<'b> AcceptStatements<'_, 'b> {
     fn flush_statuses(&mut self) -> rusqlite::Result<()> {
         let st = &mut self.insert_status;
         for row in self.statuses.drain(..) {
-            st.bind(1, row.seq)?;
-            st.bind(2, row.part)?;
-            st.repeating_text(3, Some(row.list_key))?;
-            st.bind(4, row.email)?;
-            st.bind(5, row.user_id)?;
-            st.repeating_int(6, row.member.map(i64::from))?;
-            st.repeating_int(7, row.time_ms)?;
-            st.repeating_text(8, Some(row.status.as_str()))?;
-            st.repeating_text(9, row.reason.as_deref())?;
-            st.repeating_int(10, Some(row.received_ms))?;
-            st.execute()?;
+            bind_status(st, 0, &row)?;
+            st.raw_execute()?;
         }
         Ok(())
     }
+}
+
+/// Binds `row` to parameters `at + 1` to `at + STATUS_PARAMS` of an insert of status rows
+/// (`insert_status` or `insert_statuses`): every one, every time.
+fn bind_status(
+    st: &mut rusqlite::CachedStatement<'_>,
+    at: usize,
+    row: &StatusRow<'_>,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(at + 1, row.seq)?;
+    st.raw_bind_parameter(at + 2, row.part)?;
+    st.raw_bind_parameter(at + 3, row.list_key)?;
+    st.raw_bind_parameter(at + 4, row.email)?;
+    st.raw_bind_parameter(at + 5, row.user_id)?;
+    st.raw_bind_parameter(at + 6, row.member)?;
+    st.raw_bind_parameter(at + 7, row.time_ms)?;
+    st.raw_bind_parameter(at + 8, row.status.as_str())?;
+    st.raw_bind_parameter(at + 9, row.reason.as_deref())?;
+    st.raw_bind_parameter(at + 10, row.received_ms)
 }
 
 /// One of the statements of [`insert_desired!`] (`insert_new`: 1, or 0 when the key has a
